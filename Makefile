@@ -1,19 +1,109 @@
-CC ?= cc
-CFLAGS ?= -O3 -std=c11 -Wall -Wextra
+# Makefile for lora.c
+#
+#   make          build ./lora (the trainer) and ./tokenizer (the tokenizer on its own)
+#   make test     build with the release flags, run every test, print one "N passed, M failed" line
+#   make train    ./prepare_data.sh when the model or data are missing, then ./lora train
+#   make bench    ./lora bench (speed of forward + backward)
+#   make debug    -O0 -g with AddressSanitizer and UndefinedBehaviorSanitizer:
+#                 lora_debug, tokenizer_debug, test_lora_debug (then run ./test_lora_debug)
+#   make clean    remove everything make built
+#
+# Options:  CC=clang make     another compiler (gcc and clang both work)
+#           NO_OMP=1 make     build without OpenMP (one thread)
+#           make train ARGS="--epochs 1 --threads 4"    extra flags for ./lora train / bench
+
+# CC is "cc" unless you say otherwise. No -ffast-math: it would let the compiler change the
+# results of the floating-point code, and the tests must see what users run.
+CFLAGS = -O3 $(NATIVE) -std=c11 -Wall -Wextra
+DEBUG_CFLAGS = -O0 -g -fno-omit-frame-pointer -fsanitize=address,undefined -fno-sanitize-recover=all -std=c11 -Wall -Wextra
 LDLIBS = -lm
 
-all: lora
+# The compiler checks below run once per make call (skipped for `make clean`).
+ifneq ($(MAKECMDGOALS),clean)
 
-lora: lora.c
-	$(CC) $(CFLAGS) -o $@ lora.c $(LDLIBS)
+# -march=native (use every instruction of this CPU) only when the compiler accepts it
+NATIVE := $(shell $(CC) -march=native -x c -c /dev/null -o /dev/null 2>/dev/null && echo -march=native)
 
-test_lora: test_lora.c lora.c
-	$(CC) $(CFLAGS) -o $@ test_lora.c $(LDLIBS)
+# OpenMP: compile AND link a tiny program that calls the OpenMP runtime, first with plain
+# -fopenmp (gcc; clang with libomp, e.g. Debian's libomp-dev), then on macOS with Homebrew's
+# libomp (brew install libomp), which Apple's clang needs spelled out. If neither works we build
+# without OpenMP. (\043 is the character '#': a plain one would start a comment here.)
+OMP_TRY = printf '\043include <omp.h>\nint main(void) { return omp_get_max_threads() < 1; }\n' | \
+          $(CC) -x c - -o .omp_try $(1) 2>/dev/null && rm -f .omp_try && echo yes
+ifeq ($(NO_OMP),1)
+  $(info OpenMP: off (NO_OMP=1))
+else ifeq ($(shell $(call OMP_TRY,-fopenmp)),yes)
+  OMP_CFLAGS = -DOMP -fopenmp
+  $(info OpenMP: on (-fopenmp))
+else
+  LIBOMP := $(shell [ "$$(uname -s)" = Darwin ] && brew --prefix libomp 2>/dev/null)
+  ifneq ($(LIBOMP),)
+    ifeq ($(shell $(call OMP_TRY,-Xpreprocessor -fopenmp -I$(LIBOMP)/include -L$(LIBOMP)/lib -lomp)),yes)
+      OMP_CFLAGS = -DOMP -Xpreprocessor -fopenmp -I$(LIBOMP)/include
+      OMP_LDLIBS = -L$(LIBOMP)/lib -lomp
+      $(info OpenMP: on (Homebrew libomp in $(LIBOMP)))
+    endif
+  endif
+  ifeq ($(OMP_CFLAGS),)
+    $(info OpenMP: off ($(CC) cannot build an OpenMP program; see README, FAQ))
+  endif
+endif
 
-test: test_lora
-	./test_lora
+endif
+
+# ----------------------------------------------------------------------------
+# building
+
+all: lora tokenizer
+
+# lora.c #includes tokenizer.c, so it is rebuilt when either changes
+lora: lora.c tokenizer.c
+	$(CC) $(CFLAGS) $(OMP_CFLAGS) -o $@ lora.c $(LDLIBS) $(OMP_LDLIBS)
+
+tokenizer: tokenizer.c
+	$(CC) $(CFLAGS) -o $@ tokenizer.c $(LDLIBS)
+
+# test_lora.c #includes lora.c (with TESTING defined, so lora.c has no main)
+test_lora: test_lora.c lora.c tokenizer.c
+	$(CC) $(CFLAGS) $(OMP_CFLAGS) -o $@ test_lora.c $(LDLIBS) $(OMP_LDLIBS)
+
+# ----------------------------------------------------------------------------
+# running
+
+# dev/run_tests.sh runs ./test_lora and every dev/test_*.sh, then prints the summed total
+test: test_lora tokenizer
+	@sh dev/run_tests.sh
+
+MODEL_FILES = weights/distilbert-base-uncased/config.json weights/distilbert-base-uncased/vocab.txt \
+              weights/distilbert-base-uncased/model.safetensors
+DATA_FILES = data/imdb/train_1k.tsv data/imdb/validation_1k.tsv
+
+train: lora
+	@for f in $(MODEL_FILES) $(DATA_FILES); do \
+	    if [ ! -f $$f ]; then echo "$$f is missing: running ./prepare_data.sh"; ./prepare_data.sh || exit 1; break; fi; \
+	done
+	./lora train $(ARGS)
+
+bench: lora
+	./lora bench $(ARGS)
+
+# ----------------------------------------------------------------------------
+# debug builds: separate names, so a later `make` does not mistake them for release builds
+
+debug: lora_debug tokenizer_debug test_lora_debug
+	@echo "debug builds ready: ./test_lora_debug runs the tests under the sanitizers"
+
+lora_debug: lora.c tokenizer.c
+	$(CC) $(DEBUG_CFLAGS) $(OMP_CFLAGS) -o $@ lora.c $(LDLIBS) $(OMP_LDLIBS)
+
+tokenizer_debug: tokenizer.c
+	$(CC) $(DEBUG_CFLAGS) -o $@ tokenizer.c $(LDLIBS)
+
+test_lora_debug: test_lora.c lora.c tokenizer.c
+	$(CC) $(DEBUG_CFLAGS) $(OMP_CFLAGS) -o $@ test_lora.c $(LDLIBS) $(OMP_LDLIBS)
 
 clean:
-	rm -f lora tokenizer test_lora
+	rm -f lora tokenizer test_lora lora_debug tokenizer_debug test_lora_debug .omp_try
+	rm -rf *.dSYM
 
-.PHONY: all test clean
+.PHONY: all test train bench debug clean
