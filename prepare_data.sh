@@ -96,7 +96,7 @@ commit() {
 }
 
 file_size() { wc -c <"$1" | tr -d ' '; }
-mb() { awk -v b="$1" 'BEGIN { printf "%.1f MB", b / 1e6 }'; }
+mb() { awk -v b="$1" 'BEGIN { if (b < 1e4) printf "%d bytes", b; else if (b < 1e6) printf "%.0f kB", b / 1e3; else printf "%.1f MB", b / 1e6 }'; }
 
 sha256_of() {
     if have sha256sum; then
