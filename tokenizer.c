@@ -711,14 +711,14 @@ int tokenizer_init(Tokenizer* tok, const char* vocab_path) {
         tok->text = bigger;
         cap *= 2;
     }
-    int read_failed = ferror(f);
+    int read_failed = ferror(f), read_errno = errno;
     fclose(f);
     if (tok->text == NULL) {
         fprintf(stderr, "error: out of memory reading vocab file %s\n", vocab_path);
         return -1;
     }
     if (read_failed) {
-        fprintf(stderr, "error: cannot read vocab file %s\n", vocab_path);
+        fprintf(stderr, "error: cannot read vocab file %s: %s\n", vocab_path, strerror(read_errno));
         tokenizer_free(tok);
         return -1;
     }
