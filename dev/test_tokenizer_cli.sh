@@ -11,7 +11,7 @@
 set -u
 cd "$(dirname "$0")/.." || exit 1
 export LC_ALL=C
-TOK=./tokenizer
+TOK=${TOKENIZER:-./tokenizer}  # TOKENIZER=./tokenizer_debug bash dev/test_tokenizer_cli.sh tests another build
 VOCAB=dev/fixtures/tokenizer_small_vocab.txt
 FIXTURE=dev/fixtures/tokenizer_small.txt
 T=$(mktemp -d "${TMPDIR:-/tmp}/test_tokenizer_cli.XXXXXX") || exit 1
@@ -20,16 +20,18 @@ trap 'rm -rf "$T"' EXIT
 passed=0 failed=0
 ok() { echo "OK     $*"; passed=$((passed + 1)); }
 not_ok() { echo "NOT OK $*"; failed=$((failed + 1)); }
-# check DESCRIPTION WANT GOT
+# check DESCRIPTION WANT GOT (an empty WANT is a broken test, never a pass)
 check() {
-    if [ "$2" = "$3" ]; then ok "$1"; else not_ok "$1"; echo "       want: $2"; echo "       got:  $3"; fi
+    if [ -n "$2" ] && [ "$2" = "$3" ]; then ok "$1"; else not_ok "$1"; echo "       want: $2"; echo "       got:  $3"; fi
 }
 
-if [ ! -x "$TOK" ]; then
-    not_ok "tokenizer CLI: $TOK is built (run make tokenizer)"
-    echo "$passed passed, $failed failed"
-    exit 1
-fi
+for f in "$TOK" "$VOCAB" "$FIXTURE"; do
+    if [ ! -f "$f" ]; then
+        not_ok "tokenizer CLI: $f is there (run make tokenizer from the repository root)"
+        echo "$passed passed, $failed failed"
+        exit 1
+    fi
+done
 
 # field N of the fixture case called LABEL (2 max_len, 3 flags, 4 text, 5 ids)
 field() { awk -F '\t' -v label="$1" -v n="$2" '$1 == label { print $n; exit }' "$FIXTURE"; }
