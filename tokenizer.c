@@ -641,7 +641,7 @@ static int normalize_char(uint32_t c, uint32_t out[3]) {
 typedef struct {
     int id;                     // the token's id, -1 = empty slot
     int len;                    // its length in bytes
-    char key[SLOT_KEY_BYTES];   // its first bytes (the rest of a longer one is at token[id] + SLOT_KEY_BYTES)
+    char key[SLOT_KEY_BYTES];   // the token itself if it has at most SLOT_KEY_BYTES bytes
 } VocabSlot;
 
 typedef struct Tokenizer {
@@ -669,11 +669,11 @@ static int vocab_find(const Tokenizer* tok, uint32_t h, const char* s, int n) {
         const VocabSlot* slot = &tok->slots[i];
         if (slot->id < 0) { return -1; }  // an empty slot ends the probe: not there
         if (slot->len != n) { continue; }
-        if (memcmp(slot->key, s, n < SLOT_KEY_BYTES ? (size_t)n : SLOT_KEY_BYTES) != 0) { continue; }
-        if (n <= SLOT_KEY_BYTES) { return slot->id; }
-        if (memcmp(tok->token[slot->id] + SLOT_KEY_BYTES, s + SLOT_KEY_BYTES, (size_t)(n - SLOT_KEY_BYTES)) == 0) {
-            return slot->id;
-        }
+        // same bytes? (a plain loop: for a few bytes it is faster than calling memcmp)
+        const char* t = n <= SLOT_KEY_BYTES ? slot->key : tok->token[slot->id];
+        int k = 0;
+        while (k < n && t[k] == s[k]) { k++; }
+        if (k == n) { return slot->id; }
     }
 }
 
@@ -791,8 +791,7 @@ int tokenizer_init(Tokenizer* tok, const char* vocab_path) {
         while (tok->slots[i].id >= 0) { i = (i + 1) & tok->slot_mask; }
         tok->slots[i].id = id;
         tok->slots[i].len = len;
-        memset(tok->slots[i].key, 0, SLOT_KEY_BYTES);
-        memcpy(tok->slots[i].key, p, len < SLOT_KEY_BYTES ? (size_t)len : SLOT_KEY_BYTES);
+        if (len <= SLOT_KEY_BYTES) { memcpy(tok->slots[i].key, p, (size_t)len); }
         tok->vocab_size = id + 1;  // so that vocab_lookup sees the tokens added so far
         p = eol < tok->text + n ? eol + 1 : eol;
     }
