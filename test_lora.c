@@ -82,12 +82,13 @@ static int tok_parse_ids(const char* s, int* ids, int max_ids) {
     return n;
 }
 
-// Encodes text into a buffer of exactly the room the caller must give (max_len, or
-// tokenizer_max_ids(len) when max_len is 0) followed by a guard value that must survive.
+// Encodes text into a buffer of exactly the room the caller must give (max_len or
+// tokenizer_max_ids(len), whichever is smaller) followed by a guard value that must survive.
 // Returns the number of ids, or -2 if the guard was overwritten.
 static int tok_encode_checked(const Tokenizer* tok, const char* text, size_t len, int* ids, int max_len,
                               int add_special, int truncate_left) {
-    size_t room = max_len > 0 ? (size_t)max_len : tokenizer_max_ids(len);
+    size_t room = tokenizer_max_ids(len);
+    if (max_len > 0 && (size_t)max_len < room) { room = (size_t)max_len; }
     ids[room] = 0x5EA1ED;
     int n = tokenizer_encode(tok, text, len, ids, max_len, add_special, truncate_left);
     return ids[room] == 0x5EA1ED ? n : -2;
