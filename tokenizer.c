@@ -45,7 +45,8 @@ Build:   cc -O2 -std=c11 -Wall -Wextra -o tokenizer tokenizer.c
 Use:     ./tokenizer --vocab weights/distilbert-base-uncased/vocab.txt "The movie was GREAT!"
          101 1996 3185 2001 2307 999 102
          ./tokenizer --vocab FILE [--max-len N] [--no-special] [--tokens] [TEXT ...]
-         (no TEXT: every line of standard input is one text; one line of ids per text)
+         (no TEXT: every line of standard input is one text; one line of ids per text;
+         no --vocab: weights/distilbert-base-uncased/vocab.txt, where ./prepare_data.sh puts it)
 Library: lora.c does #define TOKENIZER_LIBRARY, then #include "tokenizer.c" (then there is no main).
 Speed:   all 25,000 IMDB training reviews (33 MB) in about 0.5-0.8 s on one core:
          zcat data/imdb/train.tsv.gz | cut -f2 > /tmp/train.txt   (or cut -f2 data/imdb/train.tsv)
@@ -156,7 +157,7 @@ typedef struct { uint32_t from, to; } OneMap;
 // one code point that changes into two or three (to[2] = 0 when two), e.g. some Indic vowel signs
 typedef struct { uint32_t from, to[3]; } MultiMap;
 
-// BEGIN GENERATED UNICODE TABLES (dev/gen_unicode_tables.py, Python unicodedata 14.0.0)
+// BEGIN GENERATED UNICODE TABLES (dev/gen_unicode_tables.py: Python unicodedata 14.0.0 + HF_OVERRIDES)
 // Code points >= 0x80 that are not ordinary word characters: {first, last, kind}.
 static const CharRange char_ranges[454] = {
     {0x0080,0x009F,DROP}, {0x00A0,0x00A0,SPACE}, {0x00A1,0x00A1,PUNCT}, {0x00A7,0x00A7,PUNCT},
@@ -1043,6 +1044,7 @@ int tokenizer_encode(const Tokenizer* tok, const char* text, size_t len, int* id
                      int add_special, int truncate_left) {
     int nspecial = add_special ? 2 : 0;
     if (max_len < 0 || (max_len > 0 && max_len < nspecial)) { return -1; }
+    // the text's ids go to ids[1..] after [CLS] (or to ids[0..] without it); [SEP] comes last
     IdSink s = {.tok = tok, .ids = ids + (add_special ? 1 : 0), .cap = -1,
                 .keep_end = truncate_left, .count = 0};
     if (max_len > 0) { s.cap = max_len - nspecial; }
@@ -1106,11 +1108,13 @@ static void print_encoded(const Tokenizer* tok, const char* text, size_t len, in
     fwrite(buf, 1, used, stdout);
 }
 
+#define DEFAULT_VOCAB "weights/distilbert-base-uncased/vocab.txt"  // where ./prepare_data.sh puts it
+
 static void usage(void) {
     fprintf(stderr,
             "usage: ./tokenizer --vocab FILE [--max-len N] [--no-special] [--tokens] [TEXT ...]\n"
             "  prints the token ids of each TEXT (no TEXT: of each line of standard input), one line each\n"
-            "  --vocab FILE   the vocab.txt of the model (e.g. weights/distilbert-base-uncased/vocab.txt)\n"
+            "  --vocab FILE   the vocab.txt of the model (default: " DEFAULT_VOCAB ")\n"
             "  --max-len N    at most N ids, [CLS] and [SEP] included, dropping tokens from the left\n"
             "                 (the end of the text is kept); default 512, 0 = no limit\n"
             "  --no-special   no [CLS] at the start and [SEP] at the end\n"
@@ -1118,9 +1122,10 @@ static void usage(void) {
 }
 
 int main(int argc, char** argv) {
-    const char* vocab_path = NULL;
-    long max_len = 512;
+    const char* vocab_path = DEFAULT_VOCAB;
+    long max_len = 512;  // the model's 512 positions, as the tutorial's tokenizer
     int add_special = 1, as_tokens = 0, first_text = argc;
+    // options first; the first argument that is not an option (or everything after "--") is a text
     for (int i = 1; i < argc; i++) {
         if (strcmp(argv[i], "--vocab") == 0 && i + 1 < argc) { vocab_path = argv[++i]; }
         else if (strcmp(argv[i], "--max-len") == 0 && i + 1 < argc) {
@@ -1142,17 +1147,20 @@ int main(int argc, char** argv) {
         }
         else { first_text = i; break; }  // the texts start here
     }
-    if (vocab_path == NULL) {
-        fprintf(stderr, "error: no --vocab FILE given; try ./tokenizer --help\n");
+    FILE* probe = fopen(vocab_path, "rb");
+    if (probe == NULL && strcmp(vocab_path, DEFAULT_VOCAB) == 0) {
+        fprintf(stderr, "error: cannot open vocab file %s: %s (run ./prepare_data.sh, or give --vocab FILE)\n",
+                vocab_path, strerror(errno));
         return 1;
     }
+    if (probe != NULL) { fclose(probe); }
     if (add_special && max_len == 1) {
         fprintf(stderr, "error: --max-len 1 leaves no room for [CLS] and [SEP]; use 0, >= 2 or --no-special\n");
         return 1;
     }
     Tokenizer tok;
-    if (tokenizer_init(&tok, vocab_path) != 0) { return 1; }
-    int* ids = NULL;
+    if (tokenizer_init(&tok, vocab_path) != 0) { return 1; }  // it has said what is wrong
+    int* ids = NULL;    // reused from text to text, grown when a text needs more room
     size_t ids_cap = 0;
     if (first_text < argc) {
         for (int i = first_text; i < argc; i++) {

@@ -287,7 +287,7 @@ def fmt_cp(c):
 
 def emit(ranges, runs, ones, multi):
     names = {"D": "DROP", "S": "SPACE", "P": "PUNCT", "C": "CJK"}
-    out = [BEGIN + " (dev/gen_unicode_tables.py, Python unicodedata %s)" % ud.unidata_version]
+    out = [BEGIN + " (dev/gen_unicode_tables.py: Python unicodedata %s + HF_OVERRIDES)" % ud.unidata_version]
     out.append("// Code points >= 0x80 that are not ordinary word characters: {first, last, kind}.")
     out.append("static const CharRange char_ranges[%d] = {" % len(ranges))
     items = ["{%s,%s,%s}" % (fmt_cp(a), fmt_cp(b), names[k]) for a, b, k in ranges]

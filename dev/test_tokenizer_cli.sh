@@ -119,7 +119,10 @@ expect_error "tokenizer CLI: a vocab file with an empty line" "bad_vocab.txt:3:"
 printf '[PAD]\n[CLS]\n[SEP]\n[MASK]\n' >"$T/no_unk.txt"
 expect_error "tokenizer CLI: a vocab file without [UNK]" "\[UNK\]" "$TOK" --vocab "$T/no_unk.txt" hello
 expect_error "tokenizer CLI: a directory as vocab file" "vocab" "$TOK" --vocab dev hello
-expect_error "tokenizer CLI: no --vocab" "--vocab" "$TOK" hello
+# without --vocab it reads weights/distilbert-base-uncased/vocab.txt: run it where there is none
+case $TOK in /*) tok_abs=$TOK ;; *) tok_abs=$PWD/$TOK ;; esac
+expect_error "tokenizer CLI: no --vocab and no weights/distilbert-base-uncased/vocab.txt" \
+    "weights/distilbert-base-uncased/vocab.txt.*prepare_data" sh -c 'cd "$1" && shift && exec "$@"' sh "$T" "$tok_abs" hello
 expect_error "tokenizer CLI: --vocab without its value" "--vocab" "$TOK" --vocab
 expect_error "tokenizer CLI: --max-len abc" "--max-len" "$TOK" --vocab "$VOCAB" --max-len abc hello
 expect_error "tokenizer CLI: --max-len -3" "--max-len" "$TOK" --vocab "$VOCAB" --max-len -3 hello
