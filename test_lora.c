@@ -415,11 +415,740 @@ static void test_tokenizer(void) { skip("tokenizer: lora.c does not include toke
 // ----------------------------------------------------------------------------
 // lora.c tests
 
+// a scratch folder in the current directory for files the tests write (removed at the end)
+#define TEST_DIR "test_tmp"
+
+static int write_bytes(const char* path, const void* data, size_t n) {
+    FILE* f = fopen(path, "wb");
+    if (!f) { return -1; }
+    size_t w = fwrite(data, 1, n, f);
+    fclose(f);
+    return w == n ? 0 : -1;
+}
+static int copy_file(const char* from, const char* to) {
+    size_t n;
+    char* data = read_file(from, &n, NULL);
+    if (!data) { return -1; }
+    int rc = write_bytes(to, data, n);
+    free(data);
+    return rc;
+}
+
+// How errors are measured: for a tensor, err = max_i |got_i - want_i| / max_i |want_i|, the
+// largest difference relative to the tensor's largest entry. Element-wise relative error would
+// blow up on entries that happen to be near zero, which says nothing about correctness.
+static double tensor_error(const float* got, const double* want, size_t n) {
+    double max_diff = 0.0, max_want = 0.0;
+    for (size_t i = 0; i < n; i++) {
+        double d = fabs((double)got[i] - want[i]);
+        if (d > max_diff || d != d) { max_diff = d != d ? INFINITY : d; }
+        if (fabs(want[i]) > max_want) { max_want = fabs(want[i]); }
+    }
+    return max_diff / (max_want > 1e-30 ? max_want : 1e-30);
+}
+static double tensor_error_f(const float* got, const float* want, size_t n) {
+    double* w = mallocCheck(n * sizeof(double));
+    for (size_t i = 0; i < n; i++) { w[i] = want[i]; }
+    double e = tensor_error(got, w, n);
+    free(w);
+    return e;
+}
+
+static Rng test_rng = { 12345 };
+static void fill_random(float* x, size_t n, float scale) {
+    for (size_t i = 0; i < n; i++) { x[i] = scale * (2.0f * rng_uniform(&test_rng) - 1.0f); }
+}
+static float* random_array(size_t n, float scale) {
+    float* x = mallocCheck(n * sizeof(float));
+    fill_random(x, n, scale);
+    return x;
+}
+static float* zero_array(size_t n) { return callocCheck(n, sizeof(float)); }
+static double dot_double(const float* a, const float* b, size_t n) {
+    double s = 0.0;
+    for (size_t i = 0; i < n; i++) { s += (double)a[i] * b[i]; }
+    return s;
+}
+
+// ----------------------------------------------------------------------------
+// finite differences, kernel by kernel. Each kernel's output is reduced to the scalar
+// loss L = sum(out * w) with random w (in double), so dL/dout = w is what backward receives,
+// and every input gradient is compared with (L(x + eps) - L(x - eps)) / (2 eps).
+// fp32 kernels with eps = 1e-2 give central differences good to about 1e-4 of the largest
+// gradient (truncation error eps^2, rounding 1e-7 / eps); the bound is 1e-3.
+
+#define FD_EPS 1e-2f
+#define FD_TOL 1e-3
+
+// one kernel under test: forward computes out from the inputs; the test pokes the inputs
+typedef void (*ForwardFn)(void* ctx, float* out);
+
+// numeric gradient of L = sum(out * w) w.r.t. every element of x
+static double* numeric_grad(ForwardFn fwd, void* ctx, float* x, size_t n, float* out, const float* w, size_t n_out) {
+    double* g = mallocCheck(n * sizeof(double));
+    for (size_t i = 0; i < n; i++) {
+        float keep = x[i];
+        x[i] = keep + FD_EPS; fwd(ctx, out); double lp = dot_double(out, w, n_out);
+        x[i] = keep - FD_EPS; fwd(ctx, out); double lm = dot_double(out, w, n_out);
+        x[i] = keep;
+        g[i] = (lp - lm) / (2.0 * FD_EPS);
+    }
+    return g;
+}
+
+static void check_grad(const char* what, ForwardFn fwd, void* ctx, float* x, size_t n, const float* analytic,
+                       float* out, const float* w, size_t n_out) {
+    double* g = numeric_grad(fwd, ctx, x, n, out, w, n_out);
+    double err = tensor_error(analytic, g, n);
+    expect(err <= FD_TOL, "finite differences: %-40s max rel err %.2e", what, err);
+    free(g);
+}
+
+// --- layernorm
+typedef struct { float *inp, *weight, *bias, *mean, *rstd; int N, C; } LnCtx;
+static void ln_fwd(void* p, float* out) { LnCtx* c = p; layernorm_forward(out, c->mean, c->rstd, c->inp, c->weight, c->bias, c->N, c->C); }
+static void test_layernorm_grad(void) {
+    int N = 5, C = 13;
+    LnCtx c = { random_array(N * C, 2.0f), random_array(C, 1.0f), random_array(C, 1.0f), zero_array(N), zero_array(N), N, C };
+    float *out = zero_array(N * C), *w = random_array(N * C, 1.0f);
+    float *dinp = zero_array(N * C), *dw = zero_array(C), *db = zero_array(C);
+    ln_fwd(&c, out);
+    layernorm_backward(dinp, dw, db, w, c.inp, c.weight, c.mean, c.rstd, N, C);
+    check_grad("layernorm dinp", ln_fwd, &c, c.inp, N * C, dinp, out, w, N * C);
+    check_grad("layernorm dweight", ln_fwd, &c, c.weight, C, dw, out, w, N * C);
+    check_grad("layernorm dbias", ln_fwd, &c, c.bias, C, db, out, w, N * C);
+    free(c.inp); free(c.weight); free(c.bias); free(c.mean); free(c.rstd); free(out); free(w); free(dinp); free(dw); free(db);
+}
+
+// --- matmul (the fast kernels, which the model uses)
+typedef struct { float *inp, *weight, *bias; int N, C, OC; } MmCtx;
+static void mm_fwd(void* p, float* out) { MmCtx* c = p; matmul_forward(out, c->inp, c->weight, c->bias, c->N, c->C, c->OC); }
+static void test_matmul_grad(void) {
+    int N = 7, C = 9, OC = 5;
+    MmCtx c = { random_array(N * C, 1.0f), random_array(OC * C, 1.0f), random_array(OC, 1.0f), N, C, OC };
+    float *out = zero_array(N * OC), *w = random_array(N * OC, 1.0f);
+    float *dinp = zero_array(N * C), *dw = zero_array(OC * C), *db = zero_array(OC);
+    mm_fwd(&c, out);
+    matmul_backward(dinp, dw, db, w, c.inp, c.weight, N, C, OC);
+    check_grad("matmul dinp", mm_fwd, &c, c.inp, N * C, dinp, out, w, N * OC);
+    check_grad("matmul dweight", mm_fwd, &c, c.weight, OC * C, dw, out, w, N * OC);
+    check_grad("matmul dbias", mm_fwd, &c, c.bias, OC, db, out, w, N * OC);
+    free(c.inp); free(c.weight); free(c.bias); free(out); free(w); free(dinp); free(dw); free(db);
+}
+
+// --- a Linear with a LoRA adapter: out = inp W^T + b + scale * B A dropout(inp), dropout ON
+// (the masks are a function of the key, so the finite differences see the same masks)
+typedef struct { float *inp, *weight, *bias, *A, *Bw, *h, *xd; float scale, p; uint64_t key; int N, C, OC, R; } LoraCtx;
+static void lora_fwd(void* p, float* out) {
+    LoraCtx* c = p;
+    matmul_forward(out, c->inp, c->weight, c->bias, c->N, c->C, c->OC);
+    lora_forward(out, c->h, c->xd, c->inp, c->A, c->Bw, c->scale, c->p, c->key, c->N, c->C, c->OC, c->R);
+}
+static void test_lora_grad(float p) {
+    int N = 6, C = 11, OC = 7, R = 3;
+    LoraCtx c = { random_array(N * C, 1.0f), random_array(OC * C, 1.0f), random_array(OC, 1.0f), random_array(R * C, 1.0f),
+                  random_array(OC * R, 1.0f), zero_array(N * R), zero_array(N * C), 8.0f / R, p, 77, N, C, OC, R };
+    float *out = zero_array(N * OC), *w = random_array(N * OC, 1.0f);
+    float *dinp = zero_array(N * C), *dA = zero_array(R * C), *dB = zero_array(OC * R), *dh = zero_array(N * R);
+    lora_fwd(&c, out);
+    matmul_backward(dinp, NULL, NULL, w, c.inp, c.weight, N, C, OC);
+    lora_backward(dinp, dA, dB, dh, c.xd, w, c.inp, c.h, c.A, c.Bw, c.scale, c.p, c.key, N, C, OC, R);
+    char name[64];
+    snprintf(name, sizeof(name), "linear + LoRA dinp (dropout %.1f)", p);
+    check_grad(name, lora_fwd, &c, c.inp, N * C, dinp, out, w, N * OC);
+    snprintf(name, sizeof(name), "LoRA dA (dropout %.1f)", p);
+    check_grad(name, lora_fwd, &c, c.A, R * C, dA, out, w, N * OC);
+    snprintf(name, sizeof(name), "LoRA dB (dropout %.1f)", p);
+    check_grad(name, lora_fwd, &c, c.Bw, OC * R, dB, out, w, N * OC);
+    free(c.inp); free(c.weight); free(c.bias); free(c.A); free(c.Bw); free(c.h); free(c.xd);
+    free(out); free(w); free(dinp); free(dA); free(dB); free(dh);
+}
+
+// --- attention over sequences of different lengths (1, 4 and 9 tokens), dropout on and off
+typedef struct { float *q, *k, *v, *att; int offsets[4]; size_t att_offsets[4]; int B, C, NH; float p; } AttCtx;
+static void att_fwd(void* p, float* out) {
+    AttCtx* c = p;
+    attention_forward(out, c->att, c->q, c->k, c->v, c->offsets, c->att_offsets, c->B, c->C, c->NH, c->p, 99);
+}
+static void test_attention_grad(float p) {
+    int lengths[3] = { 4, 1, 9 }, B = 3, C = 8, NH = 2;
+    AttCtx c;
+    c.B = B; c.C = C; c.NH = NH; c.p = p;
+    c.offsets[0] = 0; c.att_offsets[0] = 0;
+    for (int b = 0; b < B; b++) {
+        c.offsets[b + 1] = c.offsets[b] + lengths[b];
+        c.att_offsets[b + 1] = c.att_offsets[b] + (size_t)NH * lengths[b] * lengths[b];
+    }
+    int N = c.offsets[B];
+    size_t A = c.att_offsets[B];
+    c.q = random_array(N * C, 1.5f); c.k = random_array(N * C, 1.5f); c.v = random_array(N * C, 1.0f); c.att = zero_array(A);
+    float *out = zero_array(N * C), *w = random_array(N * C, 1.0f);
+    float *dq = zero_array(N * C), *dk = zero_array(N * C), *dv = zero_array(N * C), *datt = zero_array(A);
+    att_fwd(&c, out);
+    attention_backward(dq, dk, dv, datt, w, c.att, c.q, c.k, c.v, c.offsets, c.att_offsets, B, C, NH, p, 99);
+    char name[64];
+    snprintf(name, sizeof(name), "attention dq (lengths 4,1,9, dropout %.1f)", p);
+    check_grad(name, att_fwd, &c, c.q, N * C, dq, out, w, N * C);
+    snprintf(name, sizeof(name), "attention dk (dropout %.1f)", p);
+    check_grad(name, att_fwd, &c, c.k, N * C, dk, out, w, N * C);
+    snprintf(name, sizeof(name), "attention dv (dropout %.1f)", p);
+    check_grad(name, att_fwd, &c, c.v, N * C, dv, out, w, N * C);
+    free(c.q); free(c.k); free(c.v); free(c.att); free(out); free(w); free(dq); free(dk); free(dv); free(datt);
+}
+
+// --- GELU and dropout (elementwise)
+typedef struct { float* inp; size_t n; } EwCtx;
+static void gelu_fwd(void* p, float* out) { EwCtx* c = p; gelu_forward(out, c->inp, c->n); }
+static void dropout_fwd(void* p, float* out) { EwCtx* c = p; memcpy(out, c->inp, c->n * sizeof(float)); dropout_forward(out, c->n, 0.3f, 5); }
+static void test_elementwise_grad(void) {
+    size_t n = 40;
+    EwCtx c = { random_array(n, 3.0f), n };
+    float *out = zero_array(n), *w = random_array(n, 1.0f), *dinp = zero_array(n);
+    gelu_fwd(&c, out);
+    gelu_backward(dinp, c.inp, w, n);
+    check_grad("gelu (exact erf)", gelu_fwd, &c, c.inp, n, dinp, out, w, n);
+    memcpy(dinp, w, n * sizeof(float));
+    dropout_backward(dinp, n, 0.3f, 5);
+    check_grad("dropout (p 0.3)", dropout_fwd, &c, c.inp, n, dinp, out, w, n);
+    // GELU values against erf computed in double
+    double max_err = 0.0;
+    for (size_t i = 0; i < n; i++) {
+        double x = c.inp[i], want = 0.5 * x * (1.0 + erf(x / sqrt(2.0)));
+        double e = fabs(out[i] - want) / (fabs(want) + 1e-3);
+        if (e > max_err) { max_err = e; }
+    }
+    gelu_fwd(&c, out);
+    max_err = 0.0;
+    for (size_t i = 0; i < n; i++) {
+        double x = c.inp[i], want = 0.5 * x * (1.0 + erf(x / sqrt(2.0)));
+        double e = fabs(out[i] - want);
+        if (e > max_err) { max_err = e; }
+    }
+    expect(max_err < 1e-5, "gelu is the exact erf form (max abs err vs double %.2e)", max_err);
+    free(c.inp); free(out); free(w); free(dinp);
+}
+
+// --- softmax + cross-entropy: here the loss itself is the output
+typedef struct { float *logits, *probs, *losses; int labels[3]; int B, NL; } CeCtx;
+static void ce_fwd(void* p, float* out) {
+    CeCtx* c = p;
+    crossentropy_forward(c->losses, c->probs, c->logits, c->labels, c->B, c->NL);
+    double s = 0.0;
+    for (int b = 0; b < c->B; b++) { s += c->losses[b]; }
+    out[0] = (float)(s / c->B);
+}
+static void test_crossentropy_grad(void) {
+    CeCtx c = { random_array(6, 2.0f), zero_array(6), zero_array(3), { 1, 0, 1 }, 3, 2 };
+    float out[1], w[1] = { 1.0f };
+    float* dlogits = zero_array(6);
+    ce_fwd(&c, out);
+    crossentropy_backward(dlogits, c.probs, c.labels, c.B, c.NL);
+    check_grad("softmax + cross-entropy (mean)", ce_fwd, &c, c.logits, 6, dlogits, out, w, 1);
+    free(c.logits); free(c.probs); free(c.losses); free(dlogits);
+}
+
+// ----------------------------------------------------------------------------
+// finite differences through the whole model: a tiny random DistilBERT with adapters on all
+// six Linear layers, LoRA B not zero (else dA would be zero), three sequences of different
+// lengths, dropout off. The loss is recomputed in double from the logits.
+
+static Config tiny_config(void) {
+    Config c = { 50, 24, 16, 2, 2, 24, 2, 0.1f, 0.1f, 0.2f };  // V, P, C, L, NH, H, NL, dropouts
+    return c;
+}
+
+static void tiny_model(Model* m, int all_targets, uint64_t seed) {
+    Config c = tiny_config();
+    LoraConfig lc = { 2, 4.0f, 0.1f, { 1, 0, 0, 0, 0, 0 } };
+    if (all_targets) { for (int i = 0; i < NUM_LIN; i++) { lc.targets[i] = 1; } }
+    model_init_random(m, &c, &lc, seed);
+    // make every term matter: non-trivial LayerNorms, biases, larger weights, non-zero LoRA B
+    Rng rng = { seed + 1 };
+    for (size_t i = 0; i < m->num_weights; i++) { m->w_memory[i] = 0.3f * rng_normal(&rng); }
+    for (size_t i = 0; i < (size_t)c.dim; i++) { m->w.emb_lnw[i] = 1.0f + 0.2f * rng_normal(&rng); }
+    for (size_t i = 0; i < (size_t)c.n_layers * c.dim; i++) { m->w.ln1w[i] = 1.0f + 0.2f * rng_normal(&rng); m->w.ln2w[i] = 1.0f + 0.2f * rng_normal(&rng); }
+    for (size_t i = 0; i < m->num_trainable; i++) { m->params_memory[i] = 0.3f * rng_normal(&rng); }
+}
+
+// The whole model is far more curved than one kernel: at eps = 1e-2 the plain central
+// difference's truncation error (eps^2 times the third derivative) is above 1e-3, and a smaller
+// eps drowns in the rounding of the fp32 forward pass. The five-point stencil cancels the eps^2
+// term. What remains is rounding noise (it grows as eps shrinks): about 4e-4 of the largest
+// gradient for this model and seed, under the 1e-3 bound. With some other seeds the loss
+// saturates, the gradients get small and the same noise crosses 1e-3; the kernels above are
+// each checked to ~1e-5, and the Hugging Face comparison below to ~1e-6.
+static const float FD_STEPS[4] = { 2.0f, 1.0f, -1.0f, -2.0f };
+static double five_point(const double* f) {  // f at x + 2 eps, x + eps, x - eps, x - 2 eps
+    return (-f[0] + 8.0 * f[1] - 8.0 * f[2] + f[3]) / (12.0 * FD_EPS);
+}
+
+static const int tiny_lengths[3] = { 5, 1, 9 };
+static const int tiny_labels[3] = { 1, 0, 0 };
+static int tiny_ids[15];
+
+static double model_loss_double(Model* m) {
+    double sum = 0.0;
+    int NL = m->config.num_labels;
+    for (int b = 0; b < m->B; b++) {
+        const float* z = m->acts.logits + (size_t)b * NL;
+        double mx = z[0] > z[1] ? z[0] : z[1], s = 0.0;
+        for (int i = 0; i < NL; i++) { s += exp(z[i] - mx); }
+        sum += log(s) + mx - z[m->labels[b]];
+    }
+    return sum / m->B;
+}
+
+static void test_model_grad(void) {
+    Model m;
+    tiny_model(&m, 1, 8);
+    // keep every ReLU input of the head far from its kink at 0 (a finite difference across the
+    // kink is meaningless): half the units firmly on, half firmly off
+    for (int j = 0; j < m.config.dim; j++) { m.params.pre_b[j] = (j % 2) ? 4.0f : -4.0f; }
+    for (int i = 0; i < 15; i++) { tiny_ids[i] = 1 + (int)(rng_u64(&test_rng) % 49); }
+    m.training = 0;
+    m.grad_to_input = 1;
+    model_forward(&m, tiny_ids, tiny_lengths, 3, tiny_labels);
+    model_zero_grad(&m);
+    model_backward(&m);
+    // every trainable tensor, every element
+    double worst = 0.0;
+    int bad = 0;
+    for (int t = 0; t < m.num_tensors; t++) {
+        const TensorInfo* info = &m.tensors[t];
+        size_t n = (size_t)info->rows * (info->cols ? info->cols : 1);
+        float* p = m.params_memory + info->offset;
+        double* g = mallocCheck(n * sizeof(double));
+        for (size_t i = 0; i < n; i++) {
+            float keep = p[i];
+            double f[4];
+            for (int k = 0; k < 4; k++) {
+                p[i] = keep + FD_STEPS[k] * FD_EPS;
+                model_forward(&m, tiny_ids, tiny_lengths, 3, tiny_labels);
+                f[k] = model_loss_double(&m);
+            }
+            p[i] = keep;
+            g[i] = five_point(f);
+        }
+        double err = tensor_error(m.grads_memory + info->offset, g, n);
+        if (err > worst) { worst = err; }
+        if (err > FD_TOL) {
+            bad++;
+            expect(0, "finite differences: whole model, %s: max rel err %.2e", info->name + 17, err);
+        }
+        free(g);
+    }
+    expect(bad == 0, "finite differences: whole model, all %d trainable tensors (LoRA on all 6 Linears): worst max rel err %.2e", m.num_tensors, worst);
+    // the gradient w.r.t. the embeddings output x[0] (through every layer)
+    model_forward(&m, tiny_ids, tiny_lengths, 3, tiny_labels);
+    size_t nx = (size_t)m.N * m.config.dim;
+    float* x0 = mallocCheck(nx * sizeof(float));
+    float* dx0 = mallocCheck(nx * sizeof(float));
+    memcpy(x0, m.acts.x, nx * sizeof(float));
+    memcpy(dx0, m.acts.dx, nx * sizeof(float));
+    double* g = mallocCheck(nx * sizeof(double));
+    for (size_t i = 0; i < nx; i++) {
+        double f[4];
+        for (int k = 0; k < 4; k++) {
+            memcpy(m.acts.x, x0, nx * sizeof(float));
+            m.acts.x[i] = x0[i] + FD_STEPS[k] * FD_EPS;
+            transformer_forward(&m);
+            f[k] = model_loss_double(&m);
+        }
+        g[i] = five_point(f);
+    }
+    double err = tensor_error(dx0, g, nx);
+    expect(err <= FD_TOL, "finite differences: whole model, gradient w.r.t. the embeddings output: max rel err %.2e", err);
+    free(x0); free(dx0); free(g);
+    model_free(&m);
+}
+
+// ----------------------------------------------------------------------------
+// Hugging Face parity: dev/fixtures/hf_tiny was made by dev/hf_parity.py with transformers and
+// peft (a tiny random DistilBertForSequenceClassification, LoRA on q_lin and v_lin). We load the
+// same files, run the same batch and must get the same logits, loss, gradients, and parameters
+// after 3 steps of the Trainer's AdamW + linear schedule + clipping.
+
+#define HF_DIR "dev/fixtures/hf_tiny"
+
+// read a reference tensor of n floats (any shape) from an open safetensors file
+static float* read_reference(SafeTensors* st, const char* name, size_t n) {
+    const Json* t = json_get(st->header, name);
+    if (t == NULL) { return NULL; }
+    const Json* sh = json_get(t, "shape");
+    long long shape[8];
+    size_t numel = 1;
+    for (int d = 0; d < sh->count && d < 8; d++) { shape[d] = (long long)sh->items[d].number; numel *= (size_t)shape[d]; }
+    if (numel != n) { return NULL; }
+    float* x = mallocCheck(n * sizeof(float));
+    if (safetensors_read(st, name, x, sh->count, shape) != 0) { free(x); return NULL; }
+    return x;
+}
+
+// batch.txt: one sequence per line, "label<TAB>id id id ..."
+static int read_batch(const char* path, int* ids, int* lengths, int* labels, int max_b, int max_ids) {
+    FILE* f = fopen(path, "r");
+    if (!f) { return -1; }
+    int B = 0, n = 0;
+    char line[4096];
+    while (B < max_b && fgets(line, sizeof(line), f)) {
+        char* s = line;
+        labels[B] = (int)strtol(s, &s, 10);
+        lengths[B] = 0;
+        for (;;) {
+            char* end;
+            long v = strtol(s, &end, 10);
+            if (end == s || n >= max_ids) { break; }
+            ids[n++] = (int)v;
+            lengths[B]++;
+            s = end;
+        }
+        B++;
+    }
+    fclose(f);
+    return B;
+}
+
+static void test_hf_parity(void) {
+    LoraConfig lc;
+    Model m;
+    if (lora_config_load(&lc, HF_DIR "/adapter") != 0 || model_load(&m, HF_DIR, &lc, 0) != 0 ||
+        model_load_adapter(&m, HF_DIR "/adapter") != 0) {
+        expect(0, "HF parity: load the fixture model and PEFT adapter from " HF_DIR);
+        return;
+    }
+    expect(1, "HF parity: the PEFT adapter (q_lin, v_lin, r=4) loads with all %d tensors", m.num_tensors);
+    int ids[256], lengths[16], labels[16];
+    int B = read_batch(HF_DIR "/batch.txt", ids, lengths, labels, 16, 256);
+    SafeTensors ref;
+    if (B <= 0 || safetensors_open(&ref, HF_DIR "/reference.safetensors", NULL) != 0) {
+        expect(0, "HF parity: read batch.txt and reference.safetensors");
+        model_free(&m);
+        return;
+    }
+    m.training = 0;  // the fixture has every dropout at 0; evaluation mode is the same
+    model_forward(&m, ids, lengths, B, labels);
+    int NL = m.config.num_labels, C = m.config.dim;
+    float* want_logits = read_reference(&ref, "logits", (size_t)B * NL);
+    float* want_loss = read_reference(&ref, "loss", 1);
+    if (want_logits && want_loss) {
+        double e1 = tensor_error_f(m.acts.logits, want_logits, (size_t)B * NL);
+        double e2 = fabs(m.loss - want_loss[0]) / fabs(want_loss[0]);
+        expect(e1 <= 1e-4, "HF parity: logits of 4 sequences (lengths 17,3,9,12, no padding): max rel err %.2e", e1);
+        expect(e2 <= 1e-4, "HF parity: loss %.7f vs %.7f: rel err %.2e", m.loss, want_loss[0], e2);
+    } else {
+        expect(0, "HF parity: reference logits and loss present");
+    }
+    for (int l = 0; l <= m.config.n_layers; l++) {
+        char name[32];
+        snprintf(name, sizeof(name), "hidden.%d", l);
+        float* want = read_reference(&ref, name, (size_t)m.N * C);
+        double e = want ? tensor_error_f(m.acts.x + (size_t)l * m.N * C, want, (size_t)m.N * C) : INFINITY;
+        expect(e <= 1e-4, "HF parity: hidden state %d (%d tokens x %d): max rel err %.2e", l, m.N, C, e);
+        free(want);
+    }
+    // gradients of every trainable tensor
+    model_zero_grad(&m);
+    model_backward(&m);
+    for (int t = 0; t < m.num_tensors; t++) {
+        const TensorInfo* info = &m.tensors[t];
+        size_t n = (size_t)info->rows * (info->cols ? info->cols : 1);
+        char name[200];
+        snprintf(name, sizeof(name), "grad.%s", info->name);
+        float* want = read_reference(&ref, name, n);
+        double e = want ? tensor_error_f(m.grads_memory + info->offset, want, n) : INFINITY;
+        expect(e <= 1e-3, "HF parity: gradient of %-60s max rel err %.2e", info->name + 17, e);
+        free(want);
+    }
+    // 3 steps of AdamW (lr 1e-3, linear decay over 3 steps, weight decay 0.01, clipping at 1.0).
+    // The parameters move by ~1e-3 of their size, so we compare the CHANGE from the start.
+    float* start = mallocCheck(m.num_trainable * sizeof(float));
+    memcpy(start, m.params_memory, m.num_trainable * sizeof(float));
+    float* want_losses = read_reference(&ref, "step_losses", 3);
+    float losses[3];
+    for (int step = 0; step < 3; step++) {
+        model_forward(&m, ids, lengths, B, labels);
+        losses[step] = m.loss;
+        model_zero_grad(&m);
+        model_backward(&m);
+        model_clip_grad_norm(&m, 1.0f);
+        model_update(&m, 1e-3f * (3 - step) / 3.0f, 0.9f, 0.999f, 1e-8f, 0.01f);
+    }
+    if (want_losses) {
+        double e = tensor_error_f(losses, want_losses, 3);
+        expect(e <= 1e-4, "HF parity: losses of the 3 Trainer steps (%.6f %.6f %.6f): max rel err %.2e", losses[0], losses[1], losses[2], e);
+    } else {
+        expect(0, "HF parity: reference step_losses present");
+    }
+    double worst = 0.0;
+    int missing = 0;
+    for (int t = 0; t < m.num_tensors; t++) {
+        const TensorInfo* info = &m.tensors[t];
+        size_t n = (size_t)info->rows * (info->cols ? info->cols : 1);
+        char name[200];
+        snprintf(name, sizeof(name), "step3.%s", info->name);
+        float* want = read_reference(&ref, name, n);
+        if (!want) { missing++; continue; }
+        float* got_delta = mallocCheck(n * sizeof(float));
+        for (size_t i = 0; i < n; i++) {
+            got_delta[i] = m.params_memory[info->offset + i] - start[info->offset + i];
+            want[i] -= start[info->offset + i];
+        }
+        double e = tensor_error_f(got_delta, want, n);
+        if (e > worst) { worst = e; }
+        if (e > 1e-3) { expect(0, "HF parity: change after 3 steps of %s: max rel err %.2e", info->name + 17, e); }
+        free(got_delta);
+        free(want);
+    }
+    expect(missing == 0 && worst <= 1e-3, "HF parity: parameter change after 3 AdamW steps, all %d tensors: worst max rel err %.2e",
+           m.num_tensors, worst);
+    free(start); free(want_logits); free(want_loss); free(want_losses);
+    safetensors_close(&ref);
+    model_free(&m);
+}
+
+// F16 and BF16 checkpoints are converted to fp32 on load
+static void test_dtypes(void) {
+    LoraConfig lc = { 4, 8.0f, 0.0f, { 1, 0, 0, 0, 0, 0 } };
+    Model m32;
+    if (model_load(&m32, HF_DIR, &lc, 0) != 0) { expect(0, "load the F32 fixture model"); return; }
+    const char* files[2] = { "model_f16.safetensors", "model_bf16.safetensors" };
+    const char* names[2] = { "F16", "BF16" };
+    double tol[2] = { 1e-3, 8e-3 };  // half a unit in the last place of each format, relative
+    for (int k = 0; k < 2; k++) {
+        // a model folder with the 16-bit file as model.safetensors
+        char path[256];
+        snprintf(path, sizeof(path), HF_DIR "/%s", files[k]);
+        copy_file(HF_DIR "/config.json", TEST_DIR "/config.json");
+        copy_file(path, TEST_DIR "/model.safetensors");
+        Model m16;
+        if (model_load(&m16, TEST_DIR, &lc, 0) != 0) { expect(0, "load the %s checkpoint", names[k]); continue; }
+        double e = tensor_error_f(m16.w_memory, m32.w_memory, m32.num_weights);
+        double eh = tensor_error_f(m16.params.pre_w, m32.params.pre_w, (size_t)m32.config.dim * m32.config.dim);
+        expect(e <= tol[k] && eh <= tol[k], "%s checkpoint converts to fp32: max rel err %.2e (base), %.2e (head)", names[k], e, eh);
+        model_free(&m16);
+    }
+    model_free(&m32);
+}
+
+// ----------------------------------------------------------------------------
+// bad files: every one is refused with an error (printed to stderr), never a crash
+
+static void test_bad_checkpoints(void) {
+    LoraConfig lc = { 4, 8.0f, 0.0f, { 1, 0, 0, 0, 0, 0 } };
+    size_t n;
+    char* good = read_file(HF_DIR "/model.safetensors", &n, NULL);
+    if (!good) { expect(0, "read the fixture model"); return; }
+    copy_file(HF_DIR "/config.json", TEST_DIR "/config.json");
+    Model m;
+    fprintf(stderr, "--- the next lines on stderr are expected: bad files being refused\n");
+    // a missing file
+    remove(TEST_DIR "/model.safetensors");
+    expect(model_load(&m, TEST_DIR, &lc, 0) == -1, "a missing model.safetensors is refused");
+    // shorter than the 8-byte header size
+    write_bytes(TEST_DIR "/model.safetensors", good, 5);
+    expect(model_load(&m, TEST_DIR, &lc, 0) == -1, "a 5-byte model.safetensors is refused");
+    // truncated in the middle of the tensor data
+    write_bytes(TEST_DIR "/model.safetensors", good, n / 2);
+    expect(model_load(&m, TEST_DIR, &lc, 0) == -1, "a truncated model.safetensors is refused");
+    // header size larger than the file
+    char* bad = mallocCheck(n);
+    memcpy(bad, good, n);
+    bad[5] = 0x7f;
+    write_bytes(TEST_DIR "/model.safetensors", bad, n);
+    expect(model_load(&m, TEST_DIR, &lc, 0) == -1, "a header size past the end of the file is refused");
+    // garbage in the JSON header
+    memcpy(bad, good, n);
+    bad[8] = '[';
+    bad[20] = '#';
+    write_bytes(TEST_DIR "/model.safetensors", bad, n);
+    expect(model_load(&m, TEST_DIR, &lc, 0) == -1, "a corrupt JSON header is refused");
+    // a config.json that does not match the tensors
+    write_bytes(TEST_DIR "/model.safetensors", good, n);
+    expect(model_load(&m, TEST_DIR, &lc, 0) == 0, "the intact copy loads");
+    model_free(&m);
+    const char* wrong = "{\"dim\": 48, \"n_layers\": 2, \"n_heads\": 2, \"hidden_dim\": 48, \"vocab_size\": 100, \"max_position_embeddings\": 40}";
+    write_bytes(TEST_DIR "/config.json", wrong, strlen(wrong));
+    expect(model_load(&m, TEST_DIR, &lc, 0) == -1, "a config.json that does not match the tensors is refused");
+    const char* broken = "{\"dim\": 32, \"n_layers\": ";
+    write_bytes(TEST_DIR "/config.json", broken, strlen(broken));
+    expect(model_load(&m, TEST_DIR, &lc, 0) == -1, "a broken config.json is refused");
+    const char* missing = "{\"dim\": 32, \"n_layers\": 2, \"n_heads\": 2, \"vocab_size\": 100, \"max_position_embeddings\": 40}";
+    write_bytes(TEST_DIR "/config.json", missing, strlen(missing));
+    expect(model_load(&m, TEST_DIR, &lc, 0) == -1, "a config.json without hidden_dim is refused");
+    // a tensor missing from the file, and one of an unsupported dtype
+    SaveTensor one = { "distilbert.embeddings.word_embeddings.weight", (const float*)(good + 100), 2, 2 };
+    copy_file(HF_DIR "/config.json", TEST_DIR "/config.json");
+    safetensors_write(TEST_DIR "/model.safetensors", &one, 1);
+    expect(model_load(&m, TEST_DIR, &lc, 0) == -1, "a checkpoint with missing tensors is refused");
+    const char* hdr = "{\"x\":{\"dtype\":\"I64\",\"shape\":[2],\"data_offsets\":[0,16]}}";
+    unsigned char buf[256] = { 0 };
+    size_t hl = strlen(hdr);
+    buf[0] = (unsigned char)hl;
+    memcpy(buf + 8, hdr, hl);
+    write_bytes(TEST_DIR "/x.safetensors", buf, 8 + hl + 16);
+    SafeTensors st;
+    float out[2];
+    long long shape[1] = { 2 };
+    int opened = safetensors_open(&st, TEST_DIR "/x.safetensors", NULL) == 0;
+    expect(opened && safetensors_read(&st, "x", out, 1, shape) == -1, "an I64 tensor is refused (only F32, F16, BF16)");
+    if (opened) { safetensors_close(&st); }
+    fprintf(stderr, "--- end of expected errors\n");
+    remove(TEST_DIR "/x.safetensors");
+    remove(TEST_DIR "/model.safetensors");
+    remove(TEST_DIR "/config.json");
+    free(bad);
+    free(good);
+}
+
+// ----------------------------------------------------------------------------
+// the adapter on disk: save -> load gives identical predictions, with PEFT's key names
+
+static void test_adapter_round_trip(void) {
+    Model a, b;
+    tiny_model(&a, 0, 3);
+    a.training = 0;
+    model_forward(&a, tiny_ids, tiny_lengths, 3, tiny_labels);
+    float logits[6];
+    memcpy(logits, a.acts.logits, sizeof(logits));
+    int saved = model_save_adapter(&a, TEST_DIR "/adapter", "tiny") == 0;
+    expect(saved, "save the adapter into " TEST_DIR "/adapter");
+    // the same base model with fresh trainables, then the saved adapter over them
+    LoraConfig lc;
+    int cfg_ok = lora_config_load(&lc, TEST_DIR "/adapter") == 0;
+    expect(cfg_ok && lc.rank == a.lora.rank && lc.alpha == a.lora.alpha && lc.dropout == a.lora.dropout &&
+           memcmp(lc.targets, a.lora.targets, sizeof(lc.targets)) == 0, "adapter_config.json reads back the same LoRA settings");
+    tiny_model(&b, 0, 3);
+    memset(b.params_memory, 0, b.num_trainable * sizeof(float));
+    int loaded = model_load_adapter(&b, TEST_DIR "/adapter") == 0;
+    b.training = 0;
+    model_forward(&b, tiny_ids, tiny_lengths, 3, tiny_labels);
+    expect(loaded && memcmp(logits, b.acts.logits, sizeof(logits)) == 0, "save -> load gives bit-identical logits");
+    // PEFT's names
+    SafeTensors st;
+    int ok = safetensors_open(&st, TEST_DIR "/adapter/adapter_model.safetensors", NULL) == 0;
+    ok = ok && safetensors_has(&st, "base_model.model.distilbert.transformer.layer.0.attention.q_lin.lora_A.weight")
+            && safetensors_has(&st, "base_model.model.distilbert.transformer.layer.1.attention.q_lin.lora_B.weight")
+            && safetensors_has(&st, "base_model.model.pre_classifier.weight")
+            && safetensors_has(&st, "base_model.model.classifier.bias")
+            && st.header->count == a.num_tensors + 1;  // + __metadata__
+    if (st.header) { safetensors_close(&st); }
+    expect(ok, "adapter_model.safetensors uses PEFT's key names (base_model.model.<module>.lora_A.weight, ...)");
+    // a PEFT-written config with an unsupported option is refused
+    const char* dora = "{\"peft_type\": \"LORA\", \"r\": 4, \"lora_alpha\": 8, \"target_modules\": [\"q_lin\"], \"use_dora\": true}";
+    write_bytes(TEST_DIR "/adapter/adapter_config.json", dora, strlen(dora));
+    fprintf(stderr, "--- the next line on stderr is expected\n");
+    expect(lora_config_load(&lc, TEST_DIR "/adapter") == -1, "an adapter_config.json asking for DoRA is refused");
+    remove(TEST_DIR "/adapter/adapter_config.json");
+    remove(TEST_DIR "/adapter/adapter_model.safetensors");
+    remove(TEST_DIR "/adapter");
+    model_free(&a);
+    model_free(&b);
+}
+
+// ----------------------------------------------------------------------------
+// training: the loss falls on a toy task, and runs are bit-for-bit repeatable
+
+// toy task: label 1 when the second token is id 3, label 0 when it is id 4; the rest is noise
+static void toy_batch(Rng* rng, int B, int* ids, int* lengths, int* labels) {
+    int n = 0;
+    for (int b = 0; b < B; b++) {
+        labels[b] = (int)(rng_u64(rng) % 2);
+        lengths[b] = 3 + (int)(rng_u64(rng) % 8);
+        ids[n++] = 1;
+        ids[n++] = labels[b] ? 3 : 4;
+        for (int t = 2; t < lengths[b]; t++) { ids[n++] = 5 + (int)(rng_u64(rng) % 45); }
+    }
+}
+
+// a few training steps with dropout on; returns the losses
+static void train_steps(Model* m, int steps, float lr, float* losses) {
+    Rng rng = { 2024 };
+    int ids[64], lengths[4], labels[4];
+    m->training = 1;
+    for (int s = 0; s < steps; s++) {
+        toy_batch(&rng, 4, ids, lengths, labels);
+        model_forward(m, ids, lengths, 4, labels);
+        losses[s] = m->loss;
+        model_zero_grad(m);
+        model_backward(m);
+        model_clip_grad_norm(m, 1.0f);
+        model_update(m, lr * (steps - s) / steps, 0.9f, 0.999f, 1e-8f, 0.01f);
+    }
+}
+
+static void toy_accuracy(Model* m, float* loss, float* acc) {
+    Rng rng = { 777 };
+    int ids[64], lengths[4], labels[4], correct = 0;
+    double sum = 0.0;
+    m->training = 0;
+    for (int k = 0; k < 25; k++) {
+        toy_batch(&rng, 4, ids, lengths, labels);
+        model_forward(m, ids, lengths, 4, labels);
+        sum += m->loss;
+        for (int b = 0; b < 4; b++) { correct += (m->acts.probs[2 * b + 1] > m->acts.probs[2 * b]) == labels[b]; }
+    }
+    *loss = (float)(sum / 25);
+    *acc = correct / 100.0f;
+}
+
+static void test_training(void) {
+    Config c = tiny_config();
+    LoraConfig lc = { 4, 32.0f, 0.01f, { 1, 0, 1, 0, 0, 0 } };
+    Model m;
+    model_init_random(&m, &c, &lc, 11);
+    float loss0, acc0, loss1, acc1;
+    toy_accuracy(&m, &loss0, &acc0);
+    float* losses = mallocCheck(300 * sizeof(float));
+    train_steps(&m, 300, 1e-2f, losses);
+    toy_accuracy(&m, &loss1, &acc1);
+    expect(loss1 < 0.5f * loss0 && acc1 > acc0 + 0.2f && acc1 >= 0.9f,
+           "smoke run: toy task, 300 steps: held-out loss %.3f -> %.3f, accuracy %.2f -> %.2f", loss0, loss1, acc0, acc1);
+    model_free(&m);
+    // determinism: the same seed gives bit-identical losses, also with another thread count
+    float* again = mallocCheck(20 * sizeof(float));
+    model_init_random(&m, &c, &lc, 11);
+    train_steps(&m, 20, 1e-2f, losses);
+    model_free(&m);
+#ifdef OMP
+    int threads = omp_get_max_threads();
+    omp_set_num_threads(threads > 1 ? 1 : 2);
+#endif
+    model_init_random(&m, &c, &lc, 11);
+    train_steps(&m, 20, 1e-2f, again);
+    model_free(&m);
+#ifdef OMP
+    omp_set_num_threads(threads);
+#endif
+    expect(memcmp(losses, again, 20 * sizeof(float)) == 0, "determinism: same seed, different thread count, 20 steps with dropout: identical losses");
+    free(losses);
+    free(again);
+}
+
+static void test_lora(void) {
+    make_dir(TEST_DIR);
+    test_layernorm_grad();
+    test_matmul_grad();
+    test_lora_grad(0.0f);
+    test_lora_grad(0.3f);
+    test_attention_grad(0.0f);
+    test_attention_grad(0.2f);
+    test_elementwise_grad();
+    test_crossentropy_grad();
+    test_model_grad();
+    test_hf_parity();
+    test_dtypes();
+    test_bad_checkpoints();
+    test_adapter_round_trip();
+    test_training();
+    remove(TEST_DIR);
+}
+
 // ----------------------------------------------------------------------------
 
 int main(void) {
     expect(1 + 1 == 2, "harness: the test binary builds and runs");
     test_tokenizer();
+    test_lora();
     printf("%d passed, %d failed", tests_passed, tests_failed);
     if (tests_skipped) { printf(", %d skipped", tests_skipped); }
     printf("\n");
