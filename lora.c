@@ -374,24 +374,36 @@ void lora_backward(float* dinp, float* dA, float* dB, float* dh, float* xd,
 // att holds the softmax probabilities of every (sequence, head): a T x T block each, starting
 // at att_offsets[b] + h*T*T. They are cached because backward needs them.
 
-// one (sequence, head) pair: P = softmax(q k^T / sqrt(HS)), out = dropout(P) v
-static void attention_forward_head(float* out, float* att, const float* q, const float* k, const float* v,
+// copy one head's rows x (T rows, stride C, HS columns) into xt (HS, T), transposed. With keys
+// (and values) stored this way, the inner loops below run over j, the key index, as a plain
+// "row += a * row" that the compiler turns into SIMD instructions; a dot product over d would
+// be a sum, which C's strict floating-point rules keep it from vectorizing.
+static void head_transpose(float* xt, const float* x, int T, int C, int HS) {
+    for (int j = 0; j < T; j++) {
+        for (int d = 0; d < HS; d++) { xt[(size_t)d * T + j] = x[(size_t)j * C + d]; }
+    }
+}
+
+// one (sequence, head) pair: P = softmax(q k^T / sqrt(HS)), out = dropout(P) v.
+// kt (HS, T) is scratch.
+static void attention_forward_head(float* out, float* att, float* kt, const float* q, const float* k, const float* v,
                                    int T, int C, int HS, float p, uint64_t key, size_t key_offset) {
     float scale = 1.0f / sqrtf((float)HS);
     float keep_scale = 1.0f / (1.0f - p);
+    head_transpose(kt, k, T, C, HS);
     for (int i = 0; i < T; i++) {
         const float* qi = q + (size_t)i * C;
         float* row = att + (size_t)i * T;
-        // scores and their max (for a numerically stable softmax)
-        float maxval = -INFINITY;
-        for (int j = 0; j < T; j++) {
-            const float* kj = k + (size_t)j * C;
-            float s = 0.0f;
-            for (int d = 0; d < HS; d++) { s += qi[d] * kj[d]; }
-            s *= scale;
-            row[j] = s;
-            if (s > maxval) { maxval = s; }
+        // scores S_ij = (q_i . k_j) / sqrt(HS), for all j at once
+        for (int j = 0; j < T; j++) { row[j] = 0.0f; }
+        for (int d = 0; d < HS; d++) {
+            float qd = qi[d] * scale;
+            const float* ktd = kt + (size_t)d * T;
+            for (int j = 0; j < T; j++) { row[j] += qd * ktd[j]; }
         }
+        // softmax over j, shifted by the max for numerical stability
+        float maxval = -INFINITY;
+        for (int j = 0; j < T; j++) { if (row[j] > maxval) { maxval = row[j]; } }
         float sum = 0.0f;
         for (int j = 0; j < T; j++) { row[j] = expf(row[j] - maxval); sum += row[j]; }
         for (int j = 0; j < T; j++) { row[j] /= sum; }
@@ -418,30 +430,37 @@ void attention_forward(float* out, float* att, const float* q, const float* k, c
         int T = offsets[b + 1] - offsets[b];
         size_t rows = (size_t)offsets[b] * C + (size_t)h * HS;
         size_t a = att_offsets[b] + (size_t)h * T * T;
-        attention_forward_head(out + rows, att + a, q + rows, k + rows, v + rows, T, C, HS, p, key, a);
+        float* kt = mallocCheck((size_t)HS * T * sizeof(float));
+        attention_forward_head(out + rows, att + a, kt, q + rows, k + rows, v + rows, T, C, HS, p, key, a);
+        free(kt);
     }
 }
 
-// backward of one (sequence, head). datt (T, T) is scratch.
-static void attention_backward_head(float* dq, float* dk, float* dv, float* datt,
+// backward of one (sequence, head). datt (T, T) and vt (HS, T) are scratch.
+static void attention_backward_head(float* dq, float* dk, float* dv, float* datt, float* vt,
                                     const float* dout, const float* att, const float* q, const float* k,
                                     const float* v, int T, int C, int HS, float p, uint64_t key, size_t key_offset) {
     float scale = 1.0f / sqrtf((float)HS);
     float keep_scale = 1.0f / (1.0f - p);
+    head_transpose(vt, v, T, C, HS);
     for (int i = 0; i < T; i++) {
         const float* doi = dout + (size_t)i * C;
         const float* row = att + (size_t)i * T;
         float* drow = datt + (size_t)i * T;
-        // out_i = sum_j Pd_ij v_j  =>  dPd_ij = dout_i . v_j  and  dv_j += Pd_ij dout_i
+        // out_i = sum_j Pd_ij v_j  =>  dPd_ij = dout_i . v_j  (for all j at once) ...
+        for (int j = 0; j < T; j++) { drow[j] = 0.0f; }
+        for (int d = 0; d < HS; d++) {
+            float dd = doi[d];
+            const float* vtd = vt + (size_t)d * T;
+            for (int j = 0; j < T; j++) { drow[j] += dd * vtd[j]; }
+        }
+        // ... and dv_j += Pd_ij dout_i. Through the dropout: dP = dPd * keep / (1 - p).
         for (int j = 0; j < T; j++) {
             float keep = 1.0f;
             if (p > 0.0f) { keep = dropout_keep(key, key_offset + (size_t)i * T + j, p) ? keep_scale : 0.0f; }
-            const float* vj = v + (size_t)j * C;
-            float* dvj = dv + (size_t)j * C;
-            float s = 0.0f;
-            for (int d = 0; d < HS; d++) { s += doi[d] * vj[d]; }
-            drow[j] = s * keep;  // through the dropout: dP = dPd * keep / (1 - p)
+            drow[j] *= keep;
             float pd = row[j] * keep;
+            float* dvj = dv + (size_t)j * C;
             for (int d = 0; d < HS; d++) { dvj[d] += pd * doi[d]; }
         }
         // softmax backward: dS_ij = P_ij (dP_ij - sum_k P_ik dP_ik)
@@ -475,8 +494,10 @@ void attention_backward(float* dq, float* dk, float* dv, float* datt,
         int T = offsets[b + 1] - offsets[b];
         size_t rows = (size_t)offsets[b] * C + (size_t)h * HS;
         size_t a = att_offsets[b] + (size_t)h * T * T;
-        attention_backward_head(dq + rows, dk + rows, dv + rows, datt + a, dout + rows, att + a,
+        float* vt = mallocCheck((size_t)HS * T * sizeof(float));
+        attention_backward_head(dq + rows, dk + rows, dv + rows, datt + a, vt, dout + rows, att + a,
                                 q + rows, k + rows, v + rows, T, C, HS, p, key, a);
+        free(vt);
     }
 }
 
