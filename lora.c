@@ -1933,7 +1933,7 @@ typedef struct {
     int max_len;              // 512
     int threads;              // all cores
     int log_every;            // print the loss every this many steps
-    int lengths_given;        // bench: --lengths FILE was given
+    int max_len_given;        // --max-len was on the command line
     float lr;                 // 1e-3, decayed linearly to 0 with no warmup
     float weight_decay;       // 0.01
     float max_grad_norm;      // 1.0
@@ -2016,6 +2016,14 @@ static const char* base_model_name(const char* model_dir) {
     return strcmp(base, "distilbert-base-uncased") == 0 ? "distilbert-base-uncased" : model_dir;
 }
 
+// --max-len, but never more than the model's positions: an explicit --max-len that is too long
+// is an error, the default 512 just shrinks for a smaller model. -1 after an error.
+static int effective_max_len(const Options* o, const Model* m) {
+    if (o->max_len <= m->config.max_pos) { return o->max_len; }
+    if (o->max_len_given) { return fail("--max-len %d is more than the model's %d positions", o->max_len, m->config.max_pos); }
+    return m->config.max_pos;
+}
+
 // the tutorial: LoRA fine-tuning with AdamW, linear decay, clipping; evaluate after every epoch;
 // keep the best adapter (lowest validation loss) and the last one
 int train(const Options* o) {
@@ -2026,13 +2034,11 @@ int train(const Options* o) {
     char path[1024];
     snprintf(path, sizeof(path), "%s/vocab.txt", o->model_dir);
     if (tokenizer_init(&tok, path) != 0) { model_free(&model); return -1; }
-    if (o->max_len > model.config.max_pos) {
-        fail("--max-len %d is more than the model's %d positions", o->max_len, model.config.max_pos);
-        tokenizer_free(&tok); model_free(&model); return -1;
-    }
+    int max_len = effective_max_len(o, &model);
+    if (max_len < 0) { tokenizer_free(&tok); model_free(&model); return -1; }
     Dataset train_set, val_set;
-    if (dataset_load(&train_set, o->train_path, &tok, o->max_len) != 0) { tokenizer_free(&tok); model_free(&model); return -1; }
-    if (dataset_load(&val_set, o->val_path, &tok, o->max_len) != 0) { dataset_free(&train_set); tokenizer_free(&tok); model_free(&model); return -1; }
+    if (dataset_load(&train_set, o->train_path, &tok, max_len) != 0) { tokenizer_free(&tok); model_free(&model); return -1; }
+    if (dataset_load(&val_set, o->val_path, &tok, max_len) != 0) { dataset_free(&train_set); tokenizer_free(&tok); model_free(&model); return -1; }
     // make sure the output folder can be written before spending hours training
     if (make_dir(o->out_dir) != 0 && errno != EEXIST) {
         fail("cannot create --out directory %s: %s", o->out_dir, strerror(errno));
@@ -2054,7 +2060,7 @@ int train(const Options* o) {
     int total_steps = o->epochs * steps_per_epoch;
     int* order = mallocCheck(train_set.n * sizeof(int));
     for (int i = 0; i < train_set.n; i++) { order[i] = i; }
-    int* batch_ids = mallocCheck((size_t)o->batch * o->max_len * sizeof(int));
+    int* batch_ids = mallocCheck((size_t)o->batch * max_len * sizeof(int));
     int batch_lengths[1024], batch_labels[1024];
     Rng shuffle_rng = { o->seed ^ 0x73687566666c65ULL };
     float best_val_loss = INFINITY;
@@ -2143,8 +2149,9 @@ int eval_command(const Options* o) {
     char path[1024];
     snprintf(path, sizeof(path), "%s/vocab.txt", o->model_dir);
     if (tokenizer_init(&tok, path) != 0) { model_free(&model); return -1; }
-    Dataset d;
-    int rc = dataset_load(&d, o->val_path, &tok, o->max_len);
+    Dataset d = { 0 };
+    int max_len = effective_max_len(o, &model);
+    int rc = max_len < 0 ? -1 : dataset_load(&d, o->val_path, &tok, max_len);
     float loss, acc;
     if (rc == 0) {
         rc = evaluate(&model, &d, o->batch, &loss, &acc);
@@ -2152,8 +2159,8 @@ int eval_command(const Options* o) {
             printf("%s: %d reviews | loss %.4f | accuracy %.4f | %.1f s (adapter: %s)\n", o->val_path, d.n, loss, acc,
                    now_seconds() - t0, o->adapter_dir ? o->adapter_dir : "none, untrained head");
         }
-        dataset_free(&d);
     }
+    dataset_free(&d);  // safe also when nothing was loaded
     tokenizer_free(&tok);
     model_free(&model);
     return rc;
@@ -2167,8 +2174,10 @@ int predict_command(const Options* o, char** texts, int count) {
     char path[1024];
     snprintf(path, sizeof(path), "%s/vocab.txt", o->model_dir);
     if (tokenizer_init(&tok, path) != 0) { model_free(&model); return -1; }
+    int max_len = effective_max_len(o, &model);
+    if (max_len < 0) { tokenizer_free(&tok); model_free(&model); return -1; }
     if (!o->adapter_dir) { printf("(no --adapter: the head is untrained, as in the tutorial before training)\n"); }
-    int* ids = mallocCheck((size_t)o->max_len * sizeof(int));
+    int* ids = mallocCheck((size_t)max_len * sizeof(int));
     char* line = NULL;
     size_t line_cap = 0;
     int rc = 0;
@@ -2195,7 +2204,7 @@ int predict_command(const Options* o, char** texts, int count) {
         }
         long bad = utf8_first_invalid(text, len);
         if (bad >= 0) { rc = fail("text %d: invalid UTF-8 at byte %ld", i + 1, bad); break; }
-        int n = tokenizer_encode(&tok, text, len, ids, o->max_len, 1, 1);
+        int n = tokenizer_encode(&tok, text, len, ids, max_len, 1, 1);
         rc = model_forward(&model, ids, &n, 1, NULL);
         if (rc != 0) { break; }
         float p_pos = model.acts.probs[1];
@@ -2440,7 +2449,7 @@ int main(int argc, char** argv) {
     }
     if (targets && parse_targets(&o.lora, targets) != 0) { return 1; }
     if (o.bench_len < 1) { o.bench_len = 1; }
-    o.lengths_given = o.lengths_path != NULL;
+    for (int i = 2; i < argc; i++) { if (strcmp(argv[i], "--max-len") == 0) { o.max_len_given = 1; } }
 #ifdef OMP
     if (o.threads > 0) { omp_set_num_threads(o.threads); }
 #else
