@@ -1,0 +1,529 @@
+#!/usr/bin/env bash
+#
+# dev/test_cli.sh: tests of the ./lora command line (run from the repository root after
+# `make lora`; `make test` runs it). LORA=./lora_debug bash dev/test_cli.sh runs them on another
+# build: on the sanitizer build (make lora_debug) any report it prints is an extra stderr line, so
+# the one-error-line checks fail (add ASAN_OPTIONS=detect_leaks=0 to ignore memory not freed at exit).
+#
+# Everything runs on a tiny model made in a temporary folder from the committed fixture
+# dev/fixtures/hf_tiny (random DistilBERT, dim 32, 2 layers, vocab 100, 40 positions, with a head)
+# plus a 100-line vocab.txt written here, and on toy TSV files where label 1 texts say "good" and
+# label 0 texts say "bad" (nothing else in a text depends on the label).
+#
+# What is checked: a training run (its printout, the saved adapter files and their PEFT names),
+# eval and predict on what it saved, determinism, and that every bad flag, file or TSV line gives
+# exactly one line on stderr that names the flag/file/line, a non-zero exit that is not a crash,
+# and leaves a saved adapter untouched.
+# Prints one OK / NOT OK line per check, ends with "N passed, M failed", exits non-zero when a
+# check failed. Takes a few seconds.
+
+set -u
+cd "$(dirname "$0")/.." || exit 1
+export LC_ALL=C
+# one thread unless a check says otherwise (the determinism checks use 2): on a busy machine,
+# OpenMP threads that spin while they wait for a core can make a tiny run take many seconds
+export OMP_NUM_THREADS=1
+export OMP_WAIT_POLICY=${OMP_WAIT_POLICY:-passive}
+LORA=${LORA:-./lora}
+FIXTURE=dev/fixtures/hf_tiny
+
+passed=0 failed=0
+ok() { echo "OK     $*"; passed=$((passed + 1)); }
+not_ok() { echo "NOT OK $*"; failed=$((failed + 1)); }
+finish() { echo "$passed passed, $failed failed"; [ "$failed" = 0 ]; exit $?; }
+
+for f in "$LORA" "$FIXTURE/config.json" "$FIXTURE/model.safetensors"; do
+    if [ ! -f "$f" ]; then
+        not_ok "lora CLI: $f is there (run make lora from the repository root)"
+        finish
+    fi
+done
+
+T=$(mktemp -d "${TMPDIR:-/tmp}/test_cli.XXXXXX") || exit 1
+trap 'rm -rf "$T"' EXIT
+
+# ----------------------------------------------------------------------------
+# helpers
+
+# contains STRING NEEDLE...: every NEEDLE is in STRING (fixed strings)
+contains() {
+    local s=$1 n
+    shift
+    for n in "$@"; do grep -qF -- "$n" <<<"$s" || return 1; done
+}
+# run CMD...: run it with its stdout in $T/stdout and stderr in $T/stderr; the status in $RC
+run() { "$@" >"$T/stdout" 2>"$T/stderr"; RC=$?; }
+# lines of a file, a last line without "\n" included
+lines() { awk 'END { print NR }' "$1"; }
+# show what the last command did (after a NOT OK)
+show() {
+    echo "       command: $CMD"
+    echo "       exit status: $RC"
+    sed 's/^/       stderr: /' "$T/stderr" | head -n 5
+    sed 's/^/       stdout: /' "$T/stdout" | tail -n 5
+}
+# check DESCRIPTION CONDITION...: OK when the test command CONDITION succeeds, else NOT OK + show
+check() {
+    local desc=$1
+    shift
+    if "$@"; then ok "$desc"; else not_ok "$desc"; show; fi
+}
+# check_eq DESCRIPTION WANT GOT (an empty WANT is a broken test, never a pass)
+check_eq() {
+    if [ -n "$2" ] && [ "$2" = "$3" ]; then ok "$1"; else not_ok "$1"; echo "       want: $2"; echo "       got:  $3"; fi
+}
+
+# expect_ok DESCRIPTION CMD...: exit status 0 and nothing on stderr
+expect_ok() {
+    local desc=$1
+    shift
+    CMD="$*"
+    run "$@"
+    check "$desc" test "$RC" = 0 -a ! -s "$T/stderr"
+}
+
+# expect_error DESCRIPTION NEEDLE... -- CMD...: the command must fail cleanly: exit status from 1
+# to 125 (126+ is a shell error, 128+N a signal, i.e. a crash), exactly one line on stderr, and
+# that line holds every NEEDLE (fixed strings: the flag, file or file:line it must name)
+expect_error() {
+    local desc=$1
+    shift
+    local needles=()
+    while [ "$1" != "--" ]; do needles+=("$1"); shift; done
+    shift
+    CMD="$*"
+    run "$@"
+    local why=""
+    if [ "$RC" = 0 ]; then why="exit status 0"
+    elif [ "$RC" -gt 125 ]; then why="exit status $RC (a crash)"
+    elif [ "$(lines "$T/stderr")" != 1 ]; then why="$(lines "$T/stderr") lines on stderr, want 1"
+    else
+        for n in "${needles[@]}"; do
+            grep -qF -- "$n" "$T/stderr" || why="$why the error line does not say '$n';"
+        done
+    fi
+    if [ -z "$why" ]; then ok "$desc"; else not_ok "$desc: $why"; show; fi
+}
+
+# the header of a safetensors file: 8 bytes of little-endian length, then that much JSON
+safetensors_header() {
+    local n=0 i=0 b
+    for b in $(od -An -tu1 -N8 "$1"); do n=$((n + (b << (8 * i)))); i=$((i + 1)); done
+    tail -c +9 "$1" | head -c "$n"
+}
+safetensors_header_bytes() {
+    local n=0 i=0 b
+    for b in $(od -An -tu1 -N8 "$1"); do n=$((n + (b << (8 * i)))); i=$((i + 1)); done
+    echo "$n"
+}
+file_size() { wc -c <"$1" | tr -d ' '; }
+# a checksum of a file's bytes (sha256 where the machine has sha256sum, else POSIX cksum)
+if command -v sha256sum >/dev/null; then sha() { sha256sum <"$1" | cut -d ' ' -f 1; }; else sha() { cksum <"$1"; }; fi
+# the step lines and epoch rows of a training printout, without the timings
+losses() {
+    grep -E '^(step |[ ]*[0-9]+ \|)' "$1" | sed -E 's/\| *[0-9.]+ ms\/step//; s/\| *[0-9.]+ s( \||$)/|\1/'
+}
+
+# ----------------------------------------------------------------------------
+# the tiny model and the toy data
+
+M=$T/model
+mkdir -p "$M"
+cp "$FIXTURE/config.json" "$FIXTURE/model.safetensors" "$M/"
+WORDS="the a movie film was is good bad very not this it and plot acting story great fun boring
+dull but so really actors scenes ending music one time watch again i liked hated show series"
+# exactly 100 lines (the model's vocab_size): [PAD], [unused*], the 4 other special tokens, words
+make_vocab() {
+    local words=$1 size=$2
+    local nw
+    nw=$(echo $words | wc -w)
+    echo '[PAD]'
+    for ((i = 0; i < size - 5 - nw; i++)); do echo "[unused$i]"; done
+    printf '%s\n' '[UNK]' '[CLS]' '[SEP]' '[MASK]' $words
+}
+make_vocab "$WORDS" 100 >"$M/vocab.txt"
+check_eq "setup: the vocab written for the tiny model has 100 lines" 100 "$(lines "$M/vocab.txt")"
+
+# make_tsv N FIRST: N lines "label<TAB>text", the label alternating; only good/bad depends on it
+make_tsv() {
+    awk -v n="$1" -v first="$2" 'BEGIN {
+        split("the movie was;this film is;the plot was;the acting is;this story was;the ending is;the music was;this show is", start, ";")
+        split("really ;very ;so ;", adverb, ";")
+        split(" and i liked it; but the actors were fun; the scenes were dull; watch it again; one time;", end, ";")
+        for (i = 0; i < n; i++) {
+            k = first + i; label = k % 2
+            printf "%d\t%s %s%s%s\n", label, start[int(k / 2) % 8 + 1], adverb[int(k / 3) % 4 + 1], label ? "good" : "bad", end[int(k / 5) % 6 + 1]
+        }
+    }'
+}
+TRAIN=$T/train.tsv
+VAL=$T/val.tsv
+make_tsv 24 0 >"$TRAIN"
+make_tsv 12 24 >"$VAL"
+O=$T/out
+# the model has 40 positions, so --max-len must not be the default 512
+TINY=(--model "$M" --max-len 40)
+
+# ----------------------------------------------------------------------------
+# 1. a good training run
+
+CMD="$LORA train ${TINY[*]} --train $TRAIN --val $VAL --out $O --epochs 10 --batch 4 --lr 1e-2 --threads 1 --log-every 1"
+run "$LORA" train "${TINY[@]}" --train "$TRAIN" --val "$VAL" --out "$O" --epochs 10 --batch 4 --lr 1e-2 --threads 1 --log-every 1
+cp "$T/stdout" "$T/train1.txt"
+check "train: exits 0 with nothing on stderr" test "$RC" = 0 -a ! -s "$T/stderr"
+check "train: prints 'trainable params: N || all params: N || trainable%: X'" \
+    grep -qE '^trainable params: [0-9,]+ \|\| all params: [0-9,]+ \|\| trainable%: [0-9.]+$' "$T/train1.txt"
+# LoRA on q_lin, r 4, 2 layers of dim 32: 2 * (4*32 + 32*4) = 512; head: 32*32+32 + 2*32+2 = 1122
+check "train: 1,634 trainable parameters for r 4 on q_lin of the tiny model (512 LoRA + 1,122 head)" \
+    grep -qE '^trainable params: 1,634 \|' "$T/train1.txt"
+check "train: prints one step line per step (--log-every 1: 60 steps)" \
+    test "$(grep -cE '^step +[0-9]+/60 \| loss [0-9.]+ ' "$T/train1.txt")" = 60
+grep -E '^ *[0-9]+ \| +[0-9.]+ \| +[0-9.]+ \| +[0-9.]+ \| +[0-9.]+ s' "$T/train1.txt" >"$T/rows.txt"
+check_eq "train: one epoch row (epoch | train loss | val loss | val acc | elapsed) per epoch, in order" \
+    "1 2 3 4 5 6 7 8 9 10" "$(awk -F '|' '{ printf "%s%d", (NR > 1 ? " " : ""), $1 }' "$T/rows.txt")"
+first_val_loss=$(awk -F '|' 'NR == 1 { print $3 + 0 }' "$T/rows.txt")
+last_val_loss=$(awk -F '|' 'END { print $3 + 0 }' "$T/rows.txt")
+last_val_acc=$(awk -F '|' 'END { print $4 + 0 }' "$T/rows.txt")
+check "train: it learns the toy task (val loss $first_val_loss -> $last_val_loss, less than half; last val acc $last_val_acc >= 0.9)" \
+    awk -v a="$first_val_loss" -v b="$last_val_loss" -v acc="$last_val_acc" 'BEGIN { exit !(a > 0 && b < a / 2 && acc >= 0.9) }'
+for d in best last; do
+    check "train: wrote $d/adapter_model.safetensors and $d/adapter_config.json" \
+        test -s "$O/$d/adapter_model.safetensors" -a -s "$O/$d/adapter_config.json"
+done
+check "train: no *.tmp file left in the output folder" test -z "$(find "$O" -name '*.tmp')"
+
+# adapter_config.json (compared without blanks, so the layout of the file does not matter)
+config=$(tr -d ' \n\t\r' <"$O/best/adapter_config.json")
+for want in '"peft_type":"LORA"' '"task_type":"SEQ_CLS"' '"r":4,' '"lora_alpha":32,' '"target_modules":["q_lin"]' \
+            '"bias":"none"' '"fan_in_fan_out":false' '"base_model_name_or_path":'; do
+    check "adapter_config.json has $want" grep -qF -- "$want" <<<"$config"
+done
+
+# adapter_model.safetensors: PEFT's key names, F32, the right shapes, nothing else
+f=$O/best/adapter_model.safetensors
+header=$(safetensors_header "$f")
+entry() { grep -oE "\"$1\":\{[^}]*\}" <<<"$header" | tr -d ' '; }
+P=base_model.model.distilbert.transformer.layer
+for want in "$P.0.attention.q_lin.lora_A.weight [4,32]" "$P.0.attention.q_lin.lora_B.weight [32,4]" \
+            "$P.1.attention.q_lin.lora_A.weight [4,32]" "$P.1.attention.q_lin.lora_B.weight [32,4]" \
+            "base_model.model.pre_classifier.weight [32,32]" "base_model.model.pre_classifier.bias [32]" \
+            "base_model.model.classifier.weight [2,32]" "base_model.model.classifier.bias [2]"; do
+    name=${want% *} shape=${want#* }
+    e=$(entry "${name//./\\.}")
+    check "adapter_model.safetensors: $name is F32 of shape $shape" contains "$e" "\"shape\":$shape" '"dtype":"F32"'
+done
+check_eq "adapter_model.safetensors: 8 tensors (4 LoRA + 4 head) and no others (no v_lin, no base weights)" \
+    8 "$(grep -oE '"[^"]+":\{"dtype"' <<<"$(tr -d ' ' <<<"$header")" | wc -l | tr -d ' ')"
+check_eq "adapter_model.safetensors: size = 8 + header + 4 bytes per trainable parameter" \
+    $((8 + $(safetensors_header_bytes "$f") + 4 * 1634)) "$(file_size "$f")"
+
+# the best epoch: the first row with the lowest val loss; the saved line must name it
+best_epoch=$(awk -F '|' 'NR == 1 || $3 + 0 < min { min = $3 + 0; e = $1 + 0 } END { print e }' "$T/rows.txt")
+check "train: the 'saved:' line names epoch $best_epoch (lowest val loss) for best/ and epoch 10 for last/" \
+    grep -qE "^saved: .*/best \(epoch $best_epoch, lowest validation loss [0-9.]+\) and .*/last \(epoch 10\)" "$T/train1.txt"
+
+# ----------------------------------------------------------------------------
+# 2. eval and predict on the saved adapter
+
+# eval_matches ADAPTER_DIR EPOCH ROWS_FILE: eval prints the loss and accuracy of that epoch's row in
+# the training printout (eval and the evaluation during training do the same computation)
+eval_matches() {
+    local want
+    want=$(awk -F '|' -v e="$2" '$1 + 0 == e { printf "loss %.4f | accuracy %.4f", $3, $4 }' "$3")
+    CMD="$LORA eval --model $M --adapter $1 --val $VAL --threads 1"
+    run "$LORA" eval --model "$M" --adapter "$1" --val "$VAL" --threads 1
+    check "eval --adapter $(basename "$1"): exits 0 and prints the loss and accuracy of epoch $2 ($want)" \
+        test "$RC" = 0 -a ! -s "$T/stderr" -a -n "$want" -a "$(grep -cF "$VAL: 12 reviews | $want |" "$T/stdout")" = 1
+}
+eval_matches "$O/best" "$best_epoch" "$T/rows.txt"
+eval_matches "$O/last" 10 "$T/rows.txt"
+
+# predict_lines FILE: the lines "Positive|Negative  P  TEXT" with P in [0.5, 1], as "LABEL TEXT"
+predict_lines() { awk '/^(Positive|Negative)  [01]\.[0-9][0-9][0-9][0-9]  / && $2 >= 0.5 && $2 <= 1 { l = $1; $1 = ""; $2 = ""; sub(/^ +/, ""); print l, $0 }' "$1"; }
+expect_ok "predict --adapter with 3 texts: exits 0" \
+    "$LORA" predict --model "$M" --adapter "$O/best" "the movie was good" "the movie was bad" "this show is so good and i liked it"
+check_eq "predict --adapter: one 'Label  probability  text' line per text, in order; the trained adapter gets them right" \
+    "Positive the movie was good
+Negative the movie was bad
+Positive this show is so good and i liked it" "$(predict_lines "$T/stdout")"
+check_eq "predict --adapter: nothing else on stdout" 3 "$(lines "$T/stdout")"
+cut -f 2 "$VAL" >"$T/val_texts.txt"
+CMD="$LORA predict --model $M --adapter $O/best < val texts"
+run "$LORA" predict --model "$M" --adapter "$O/best" <"$T/val_texts.txt"
+check_eq "predict with no text arguments reads one text per line of stdin (12 lines in, 12 out, same texts)" \
+    "$(cat "$T/val_texts.txt")" "$(predict_lines "$T/stdout" | cut -d ' ' -f 2-)"
+check_eq "predict from stdin: a last line without a newline is read too" \
+    "Positive this film is good" "$(printf 'this film is good' | "$LORA" predict --model "$M" --adapter "$O/best" 2>&1 | predict_lines /dev/stdin)"
+# the labels predict gives agree with the accuracy eval printed
+acc=$(predict_lines "$T/stdout" | cut -d ' ' -f 1 | paste - <(cut -f 1 "$VAL") |
+      awk '{ n++; c += ($1 == "Positive") == ($2 == 1) } END { printf "%.4f", c / n }')
+check "predict and eval agree: accuracy from predict's labels ($acc) is the one eval printed for best/" \
+    grep -qF "accuracy $acc" <(awk -F '|' -v e="$best_epoch" '$1 + 0 == e { printf "accuracy %.4f\n", $4 }' "$T/rows.txt")
+expect_ok "predict without --adapter (untrained head): exits 0" "$LORA" predict --model "$M" "this film is good" "this film is bad"
+check "predict without --adapter: says the head is untrained, then one line per text" \
+    test "$(grep -c 'no --adapter' "$T/stdout")" = 1 -a "$(predict_lines "$T/stdout" | wc -l)" = 2 -a "$(lines "$T/stdout")" = 3
+expect_ok "predict: after '--' an argument that looks like a flag is a text" "$LORA" predict --model "$M" -- --epochs
+check_eq "predict: the text after '--' is classified" "--epochs" "$(predict_lines "$T/stdout" | cut -d ' ' -f 2-)"
+
+# an adapter with another rank and targets loads from its own adapter_config.json
+run "$LORA" train "${TINY[@]}" --train "$TRAIN" --val "$VAL" --out "$T/out_qv" --epochs 1 --rank 2 --alpha 8 --targets q_lin,v_lin --threads 1
+CMD="$LORA train ... --rank 2 --alpha 8 --targets q_lin,v_lin"
+check "train --rank 2 --targets q_lin,v_lin: exits 0, 2 layers * 2 modules * (2*32 + 32*2) + 1,122 = 1,634 trainable" \
+    test "$RC" = 0 -a "$(grep -c '^trainable params: 1,634 |' "$T/stdout")" = 1
+check "adapter_config.json of that run: \"r\": 2, \"lora_alpha\": 8, \"target_modules\": [\"q_lin\", \"v_lin\"]" \
+    contains "$(tr -d ' \n\t\r' <"$T/out_qv/best/adapter_config.json")" '"r":2,' '"lora_alpha":8,' '"target_modules":["q_lin","v_lin"]'
+check "adapter_model.safetensors of that run has the v_lin LoRA tensors" \
+    grep -qF "$P.1.attention.v_lin.lora_B.weight" <(safetensors_header "$T/out_qv/best/adapter_model.safetensors")
+expect_ok "eval loads a rank-2 q_lin+v_lin adapter" "$LORA" eval --model "$M" --adapter "$T/out_qv/best" --val "$VAL"
+
+# DISABLED (lora.c, reported): eval and predict do not cap --max-len (default 512) at the model's
+# positions (40 here), so a 60-token text fails with "sequence 0 has 62 tokens; the model takes
+# 1 to 40" (names no flag) instead of being cut from the left as train's texts are.
+# long=$(yes 'the movie was good' | head -n 15 | tr '\n' ' ')
+# expect_ok "predict: a text longer than the model's positions is cut from the left" "$LORA" predict --model "$M" --adapter "$O/best" "$long"
+
+# ----------------------------------------------------------------------------
+# 3. determinism: same seed, same losses, whatever the thread count; another seed, other losses
+
+det() {  # det OUT THREADS SEED
+    "$LORA" train "${TINY[@]}" --train "$TRAIN" --val "$VAL" --out "$1" --epochs 6 --lr 3e-2 --threads "$2" --seed "$3" --log-every 1 >"$1.txt" 2>&1
+}
+det "$T/det1" 1 42; det "$T/det2" 2 42; det "$T/det3" 2 42; det "$T/det4" 2 7
+check_eq "determinism: --threads 2 twice gives identical loss lines (timings removed)" \
+    "$(losses "$T/det2.txt")" "$(losses "$T/det3.txt")"
+check_eq "determinism: --threads 1 and --threads 2 give identical loss lines (timings removed)" \
+    "$(losses "$T/det1.txt")" "$(losses "$T/det2.txt")"
+check "determinism: the comparison can fail: --seed 7 gives other losses than --seed 42" \
+    test "$(losses "$T/det2.txt" | grep -c .)" = 42 -a "$(losses "$T/det2.txt")" != "$(losses "$T/det4.txt")"
+check_eq "determinism: the saved adapters of the two --threads 2 runs are identical files" \
+    "$(sha "$T/det2/best/adapter_model.safetensors")" "$(sha "$T/det3/best/adapter_model.safetensors")"
+# best/ and last/ hold different epochs when the lowest val loss is not the last one
+grep -E '^ *[0-9]+ \| +[0-9.]+ \| +[0-9.]+ \| +[0-9.]+ \| +[0-9.]+ s' "$T/det1.txt" >"$T/rows_det.txt"
+det_best=$(awk -F '|' 'NR == 1 || $3 + 0 < min { min = $3 + 0; e = $1 + 0 } END { print e }' "$T/rows_det.txt")
+eval_matches "$T/det1/best" "$det_best" "$T/rows_det.txt"
+eval_matches "$T/det1/last" 6 "$T/rows_det.txt"
+
+# ----------------------------------------------------------------------------
+# 4. bad flags and commands
+
+GOOD=(--train "$TRAIN" --val "$VAL" --out "$O")
+expect_error "bad flag: unknown flag is named" "'--epoch'" -- "$LORA" train "${TINY[@]}" "${GOOD[@]}" --epoch 3
+expect_error "bad flag: --epochs abc" "--epochs" "'abc'" -- "$LORA" train "${TINY[@]}" "${GOOD[@]}" --epochs abc
+expect_error "bad flag: --epochs 3x" "--epochs" "'3x'" -- "$LORA" train "${TINY[@]}" "${GOOD[@]}" --epochs 3x
+expect_error "bad flag: --epochs 0" "--epochs" "'0'" -- "$LORA" train "${TINY[@]}" "${GOOD[@]}" --epochs 0
+expect_error "bad flag: --epochs 99999999999999999999 (overflow)" "--epochs" -- "$LORA" train "${TINY[@]}" "${GOOD[@]}" --epochs 99999999999999999999
+expect_error "bad flag: --epochs with no value" "--epochs" -- "$LORA" train "${TINY[@]}" "${GOOD[@]}" --epochs
+expect_error "bad flag: --lr -1" "--lr" "'-1'" -- "$LORA" train "${TINY[@]}" "${GOOD[@]}" --lr -1
+expect_error "bad flag: --lr nan" "--lr" -- "$LORA" train "${TINY[@]}" "${GOOD[@]}" --lr nan
+expect_error "bad flag: --lr 1e-3x" "--lr" -- "$LORA" train "${TINY[@]}" "${GOOD[@]}" --lr 1e-3x
+expect_error "bad flag: --batch 0" "--batch" -- "$LORA" train "${TINY[@]}" "${GOOD[@]}" --batch 0
+expect_error "bad flag: --threads 0" "--threads" -- "$LORA" train "${TINY[@]}" "${GOOD[@]}" --threads 0
+expect_error "bad flag: --seed -5" "--seed" -- "$LORA" train "${TINY[@]}" "${GOOD[@]}" --seed -5
+expect_error "bad flag: --lora-dropout 1" "--lora-dropout" -- "$LORA" train "${TINY[@]}" "${GOOD[@]}" --lora-dropout 1
+expect_error "bad flag: --targets q_lin,foo names foo" "--targets" "'foo'" -- "$LORA" train "${TINY[@]}" "${GOOD[@]}" --targets q_lin,foo
+expect_error "bad flag: --targets with an empty name (q_lin,,v_lin)" "--targets" -- "$LORA" train "${TINY[@]}" "${GOOD[@]}" --targets q_lin,,v_lin
+expect_error "bad flag: --model with an empty value" "--model" -- "$LORA" train --model "" "${GOOD[@]}"
+expect_error "bad flag: --max-len larger than the model's 40 positions" "--max-len" "40" -- "$LORA" train --model "$M" "${GOOD[@]}" --max-len 41
+expect_error "bad command: unknown command is named" "'fit'" -- "$LORA" fit --model "$M"
+expect_error "bad command: unexpected positional argument to train is named" "'extra'" -- "$LORA" train "${TINY[@]}" "${GOOD[@]}" extra
+expect_error "bad command: unexpected positional argument to eval is named" "'extra'" -- "$LORA" eval --model "$M" --adapter "$O/best" --val "$VAL" extra
+CMD="$LORA"
+run "$LORA"
+check "no command: non-zero exit (not a crash) and the usage on stderr" test "$RC" -ge 1 -a "$RC" -le 125 -a "$(grep -c '^usage:' "$T/stderr")" = 1
+CMD="$LORA --help"
+run "$LORA" --help
+check "--help: exit 0, the usage on stdout" test "$RC" = 0 -a "$(grep -c '^usage:' "$T/stdout")" = 1 -a ! -s "$T/stderr"
+
+# ----------------------------------------------------------------------------
+# 5. bad model files (each a copy of the tiny model with one thing broken)
+
+# bad_model NAME: a fresh copy of the tiny model in $T/NAME, echoes its path
+bad_model() { rm -rf "${T:?}/$1"; cp -r "$M" "$T/$1"; echo "$T/$1"; }
+expect_error "bad model: a missing model folder names config.json and gives a HINT" "$T/nope/config.json" "HINT" -- \
+    "$LORA" train --model "$T/nope" --max-len 40 "${GOOD[@]}"
+B=$(bad_model truncated); head -c 40000 "$M/model.safetensors" >"$B/model.safetensors"
+expect_error "bad model: truncated model.safetensors is named" "$B/model.safetensors" -- "$LORA" train --model "$B" --max-len 40 "${GOOD[@]}"
+B=$(bad_model short); head -c 5 "$M/model.safetensors" >"$B/model.safetensors"
+expect_error "bad model: a 5-byte model.safetensors is named" "$B/model.safetensors" -- "$LORA" train --model "$B" --max-len 40 "${GOOD[@]}"
+B=$(bad_model empty); : >"$B/model.safetensors"
+expect_error "bad model: an empty model.safetensors is named" "$B/model.safetensors" -- "$LORA" train --model "$B" --max-len 40 "${GOOD[@]}"
+# 2 KB of fixed pseudo-random bytes (sha256 of 1, 2, ...)
+B=$(bad_model random)
+for i in $(seq 1 64); do printf '%b' "$(printf '%s' "$i" | sha256sum | cut -c 1-64 | sed 's/../\\x&/g')"; done >"$B/model.safetensors"
+expect_error "bad model: random bytes as model.safetensors are named" "$B/model.safetensors" -- "$LORA" train --model "$B" --max-len 40 "${GOOD[@]}"
+# a plausible header length (64) followed by bytes that are not JSON
+B=$(bad_model garbage_header)
+{ printf '\100\0\0\0\0\0\0\0'; tail -c +9 "$T/random/model.safetensors"; } >"$B/model.safetensors"
+expect_error "bad model: a header that is not JSON is named" "$B/model.safetensors" -- "$LORA" train --model "$B" --max-len 40 "${GOOD[@]}"
+B=$(bad_model dim); sed 's/"dim": 32/"dim": 64/' "$M/config.json" >"$B/config.json"
+expect_error "bad model: config.json dim 64 against dim-32 tensors names model.safetensors and a shape" \
+    "$B/model.safetensors" "shape" -- "$LORA" train --model "$B" --max-len 40 "${GOOD[@]}"
+B=$(bad_model layers); sed 's/"n_layers": 2/"n_layers": 3/' "$M/config.json" >"$B/config.json"
+expect_error "bad model: config.json n_layers 3 for a 2-layer checkpoint names the missing tensor" \
+    "$B/model.safetensors" "layer.2." -- "$LORA" train --model "$B" --max-len 40 "${GOOD[@]}"
+B=$(bad_model vocab_size); sed 's/"vocab_size": 100/"vocab_size": 120/' "$M/config.json" >"$B/config.json"
+expect_error "bad model: config.json vocab_size 120 for 100 embeddings names model.safetensors" \
+    "$B/model.safetensors" -- "$LORA" train --model "$B" --max-len 40 "${GOOD[@]}"
+B=$(bad_model notjson); echo 'this is not JSON' >"$B/config.json"
+expect_error "bad model: a config.json that is not JSON is named" "$B/config.json" -- "$LORA" train --model "$B" --max-len 40 "${GOOD[@]}"
+B=$(bad_model nodim); grep -v '"dim"' "$M/config.json" >"$B/config.json"
+expect_error "bad model: a config.json without \"dim\" names the file and the key" "$B/config.json" '"dim"' -- \
+    "$LORA" train --model "$B" --max-len 40 "${GOOD[@]}"
+B=$(bad_model heads); sed 's/"n_heads": 2/"n_heads": 3/' "$M/config.json" >"$B/config.json"
+expect_error "bad model: dim 32 not divisible by n_heads 3 is named" "$B/config.json" "n_heads" -- \
+    "$LORA" train --model "$B" --max-len 40 "${GOOD[@]}"
+B=$(bad_model novocab); rm "$B/vocab.txt"
+expect_error "bad model: a missing vocab.txt is named" "$B/vocab.txt" -- "$LORA" train --model "$B" --max-len 40 "${GOOD[@]}"
+expect_error "bad model: predict with a missing vocab.txt names it" "$B/vocab.txt" -- "$LORA" predict --model "$B" "good"
+B=$(bad_model badvocab); sed '50s/.*//' "$M/vocab.txt" >"$B/vocab.txt"
+expect_error "bad model: an empty line in vocab.txt is named with its line number" "$B/vocab.txt:50" -- \
+    "$LORA" train --model "$B" --max-len 40 "${GOOD[@]}"
+# a vocab.txt with more tokens than the model has embeddings: ids 100..129 have no embedding row
+B=$(bad_model bigvocab)
+{ for i in $(seq 0 29); do echo "[unusedx$i]"; done; cat "$M/vocab.txt"; } >"$B/vocab.txt"
+expect_error "bad model: vocab.txt with 130 tokens for 100 embeddings: one error line (train)" "token id" -- \
+    "$LORA" train --model "$B" --max-len 40 "${GOOD[@]}"
+expect_error "bad model: vocab.txt with 130 tokens for 100 embeddings: one error line (predict)" "token id" -- \
+    "$LORA" predict --model "$B" "good"
+# DISABLED (lora.c, reported): the line says "token id 120 is outside the vocabulary (size 100)"
+# and names neither vocab.txt nor config.json; a check at load time (vocab lines > vocab_size)
+# could name both.
+# expect_error "bad model: a vocab.txt larger than config.json's vocab_size names vocab.txt" "$B/vocab.txt" -- \
+#     "$LORA" train --model "$B" --max-len 40 "${GOOD[@]}"
+expect_error "bad data: a missing train TSV is named" "$T/nope.tsv" -- "$LORA" train "${TINY[@]}" --train "$T/nope.tsv" --val "$VAL" --out "$O"
+expect_error "bad data: a missing val TSV is named" "$T/nope.tsv" -- "$LORA" train "${TINY[@]}" --train "$TRAIN" --val "$T/nope.tsv" --out "$O"
+expect_error "bad data: a folder as the train TSV is named" "$T" -- "$LORA" train "${TINY[@]}" --train "$T" --val "$VAL" --out "$O"
+: >"$T/empty.tsv"
+expect_error "bad data: an empty train TSV is named" "$T/empty.tsv" -- "$LORA" train "${TINY[@]}" --train "$T/empty.tsv" --val "$VAL" --out "$O"
+expect_error "bad output: --out in a folder that does not exist is named" "$T/no/such/dir" -- \
+    "$LORA" train "${TINY[@]}" --train "$TRAIN" --val "$VAL" --out "$T/no/such/dir"
+
+# ----------------------------------------------------------------------------
+# 6. bad TSV lines: the error names file:LINE
+
+# bad_tsv NAME LINE CONTENT: the train TSV with CONTENT (printf format) as line LINE
+bad_tsv() {
+    local f=$T/$1.tsv
+    { head -n $(($2 - 1)) "$TRAIN"; printf "$3"; tail -n +"$2" "$TRAIN"; } >"$f"
+    echo "$f"
+}
+F=$(bad_tsv notab 3 '1 a good movie\n')
+expect_error "bad TSV: a line with no TAB names file:3" "$F:3:" -- "$LORA" train "${TINY[@]}" --train "$F" --val "$VAL" --out "$O"
+F=$(bad_tsv label2 5 '2\ta good movie\n')
+expect_error "bad TSV: label 2 names file:5" "$F:5:" -- "$LORA" train "${TINY[@]}" --train "$F" --val "$VAL" --out "$O"
+F=$(bad_tsv label10 5 '10\ta good movie\n')
+expect_error "bad TSV: label 10 names file:5" "$F:5:" -- "$LORA" train "${TINY[@]}" --train "$F" --val "$VAL" --out "$O"
+F=$(bad_tsv emptytext 7 '1\t\n')
+expect_error "bad TSV: an empty text names file:7" "$F:7:" -- "$LORA" train "${TINY[@]}" --train "$F" --val "$VAL" --out "$O"
+F=$(bad_tsv blanktext 7 '1\t   \n')
+expect_error "bad TSV: a text of blanks only names file:7" "$F:7:" -- "$LORA" train "${TINY[@]}" --train "$F" --val "$VAL" --out "$O"
+F=$(bad_tsv utf8 4 '1\t\xff\xfe bad\n')
+expect_error "bad TSV: invalid UTF-8 names file:4" "$F:4:" "UTF-8" -- "$LORA" train "${TINY[@]}" --train "$F" --val "$VAL" --out "$O"
+F=$(bad_tsv emptyline 10 '\n')
+expect_error "bad TSV: an empty line in the middle names file:10" "$F:10:" -- "$LORA" train "${TINY[@]}" --train "$F" --val "$VAL" --out "$O"
+F=$(bad_tsv valbad 2 '0 no tab\n')
+expect_error "bad TSV: a bad line in the --val file names that file:2" "$F:2:" -- "$LORA" train "${TINY[@]}" --train "$TRAIN" --val "$F" --out "$O"
+expect_error "bad TSV: eval names the bad line of its --val file" "$F:2:" -- "$LORA" eval --model "$M" --adapter "$O/best" --val "$F"
+# what is fine: Windows line ends, no newline at the end
+sed 's/$/\r/' "$VAL" >"$T/crlf.tsv"
+expect_ok "TSV with CRLF line ends is read (eval exits 0)" "$LORA" eval --model "$M" --adapter "$O/best" --val "$T/crlf.tsv"
+check "TSV with CRLF line ends: the same loss and accuracy as with LF" \
+    test "$(sed 's/.*reviews | \(loss [0-9.]* | accuracy [0-9.]*\) .*/\1/' "$T/stdout")" = \
+         "$("$LORA" eval --model "$M" --adapter "$O/best" --val "$VAL" | sed 's/.*reviews | \(loss [0-9.]* | accuracy [0-9.]*\) .*/\1/')"
+printf '1\tthis film is good' >"$T/nonl.tsv"
+expect_ok "TSV whose last line has no newline is read" "$LORA" eval --model "$M" --adapter "$O/best" --val "$T/nonl.tsv"
+check "... and counts that line (1 review)" grep -qF "$T/nonl.tsv: 1 reviews" "$T/stdout"
+
+# ----------------------------------------------------------------------------
+# 7. a failing run never touches a saved adapter
+
+best_hash=$(sha "$O/best/adapter_model.safetensors")
+last_hash=$(sha "$O/last/adapter_model.safetensors")
+config_hash=$(sha "$O/best/adapter_config.json")
+unchanged() {
+    test -n "$best_hash" -a "$(sha "$O/best/adapter_model.safetensors")" = "$best_hash" -a "$(sha "$O/last/adapter_model.safetensors")" = "$last_hash" \
+        -a "$(sha "$O/best/adapter_config.json")" = "$config_hash" -a -z "$(find "$O" -name '*.tmp')"
+}
+F=$T/label2.tsv
+expect_error "no overwrite: train --out with a saved adapter and a bad TSV fails" "$F:5:" -- \
+    "$LORA" train "${TINY[@]}" --train "$F" --val "$VAL" --out "$O" --epochs 1
+check "no overwrite: best/ and last/ unchanged (sha256), no *.tmp left, after the bad TSV" unchanged
+expect_error "no overwrite: train --out with a saved adapter and a bad flag fails" "--lr" -- \
+    "$LORA" train "${TINY[@]}" --train "$TRAIN" --val "$VAL" --out "$O" --lr -1
+check "no overwrite: best/ and last/ unchanged after the bad flag" unchanged
+expect_error "no overwrite: train --out with a saved adapter and a mismatched config fails" "shape" -- \
+    "$LORA" train --model "$T/dim" --max-len 40 --train "$TRAIN" --val "$VAL" --out "$O"
+check "no overwrite: best/ and last/ unchanged after the mismatched config" unchanged
+expect_error "no overwrite: train --out with a saved adapter and a truncated model fails" "model.safetensors" -- \
+    "$LORA" train --model "$T/truncated" --max-len 40 --train "$TRAIN" --val "$VAL" --out "$O"
+check "no overwrite: best/ and last/ unchanged after the truncated model" unchanged
+
+# --out naming a file: one error line, and (the comment in train() promises it) before any training.
+touch "$T/a_file"
+expect_error "bad output: --out naming a file fails with one error line" "$T/a_file" -- \
+    "$LORA" train "${TINY[@]}" --train "$TRAIN" --val "$VAL" --out "$T/a_file" --epochs 2
+# DISABLED (lora.c bug, reported): train() checks only mkdir's errno EEXIST, so a FILE as --out
+# passes the early check, trains a whole epoch, then fails when it saves into FILE/last.
+# check "bad output: --out naming a file fails before the first training step" test "$(grep -c '^step' "$T/stdout")" = 0
+
+# ----------------------------------------------------------------------------
+# 8. predict with invalid UTF-8
+
+expect_error "predict: invalid UTF-8 in a text argument is named (text 1)" "text 1" "UTF-8" -- \
+    "$LORA" predict --model "$M" --adapter "$O/best" "$(printf 'good \xff movie')"
+CMD="printf 'good\\\\nbad \\\\xc3\\\\n' | $LORA predict --model $M --adapter $O/best"
+printf 'this film is good\nbad \xc3\n' >"$T/bad_stdin.txt"
+run "$LORA" predict --model "$M" --adapter "$O/best" <"$T/bad_stdin.txt"
+check "predict: invalid UTF-8 on stdin line 2: one error line naming text 2, non-zero exit" \
+    test "$RC" -ge 1 -a "$RC" -le 125 -a "$(lines "$T/stderr")" = 1 -a "$(grep -c 'text 2' "$T/stderr")" = 1
+
+# ----------------------------------------------------------------------------
+# 9. bad adapters
+
+A=$T/adapter_noconfig; mkdir -p "$A"; cp "$O/best/adapter_model.safetensors" "$A/"
+expect_error "bad adapter: eval with an adapter folder without adapter_config.json names it" "$A/adapter_config.json" -- \
+    "$LORA" eval --model "$M" --adapter "$A" --val "$VAL"
+expect_error "bad adapter: predict with an adapter folder without adapter_config.json names it" "$A/adapter_config.json" -- \
+    "$LORA" predict --model "$M" --adapter "$A" "good"
+A=$T/adapter_noweights; mkdir -p "$A"; cp "$O/best/adapter_config.json" "$A/"
+expect_error "bad adapter: an adapter folder without adapter_model.safetensors names it" "$A/adapter_model.safetensors" -- \
+    "$LORA" eval --model "$M" --adapter "$A" --val "$VAL"
+A=$T/adapter_rank8; mkdir -p "$A"; cp "$O/best/adapter_model.safetensors" "$A/"
+sed 's/"r": 4/"r": 8/' "$O/best/adapter_config.json" >"$A/adapter_config.json"
+expect_error "bad adapter: adapter_config.json r 8 for rank-4 tensors names a shape" "$A/adapter_model.safetensors" "shape" -- \
+    "$LORA" eval --model "$M" --adapter "$A" --val "$VAL"
+A=$T/adapter_qv; mkdir -p "$A"; cp "$O/best/adapter_model.safetensors" "$A/"
+sed 's/"target_modules": \["q_lin"\]/"target_modules": ["q_lin", "v_lin"]/' "$O/best/adapter_config.json" >"$A/adapter_config.json"
+expect_error "bad adapter: adapter_config.json lists v_lin but the file has no v_lin tensors" "v_lin" -- \
+    "$LORA" eval --model "$M" --adapter "$A" --val "$VAL"
+A=$T/adapter_badtarget; mkdir -p "$A"; cp "$O/best/adapter_model.safetensors" "$A/"
+sed 's/"target_modules": \["q_lin"\]/"target_modules": ["query"]/' "$O/best/adapter_config.json" >"$A/adapter_config.json"
+expect_error "bad adapter: an unknown target module in adapter_config.json is named" "query" -- \
+    "$LORA" eval --model "$M" --adapter "$A" --val "$VAL"
+A=$T/adapter_truncated; mkdir -p "$A"; cp "$O/best/adapter_config.json" "$A/"
+head -c 5000 "$O/best/adapter_model.safetensors" >"$A/adapter_model.safetensors"
+expect_error "bad adapter: a truncated adapter_model.safetensors is named" "$A/adapter_model.safetensors" -- \
+    "$LORA" eval --model "$M" --adapter "$A" --val "$VAL"
+A=$T/adapter_notjson; mkdir -p "$A"; cp "$O/best/adapter_model.safetensors" "$A/"
+echo '{"peft_type": "LORA", "r": ' >"$A/adapter_config.json"
+expect_error "bad adapter: an adapter_config.json that is not JSON is named" "$A/adapter_config.json" -- \
+    "$LORA" eval --model "$M" --adapter "$A" --val "$VAL"
+
+# ----------------------------------------------------------------------------
+# 10. bench
+
+# DISABLED (lora.c bug, reported): bench draws its random ids as 1000 + rng % (vocab_size - 1000),
+# which for a vocab under 1000 (the tiny model has 100) wraps around and gives ids far outside the
+# vocabulary: "lora: error: token id -1301875477 is outside the vocabulary (size 100)".
+# expect_ok "bench --model (tiny) --len 8 --batches 2 --threads 1: exits 0" "$LORA" bench --model "$M" --len 8 --batches 2 --threads 1
+# check "bench (tiny model): prints tokens/s for the training step and the eval pass" test "$(grep -c 'tokens/s' "$T/stdout")" = 2
+# meanwhile: bench without --model (random weights of distilbert-base-uncased's shape; ~5 s, 300 MB)
+expect_ok "bench (no --model: random distilbert-base shape) --len 8 --batch 1 --batches 2 --threads 1: exits 0" \
+    "$LORA" bench --len 8 --batch 1 --batches 2 --threads 1
+check "bench: prints tokens/s for the training step and the eval pass" test "$(grep -c 'tokens/s' "$T/stdout")" = 2
+expect_error "bench: --len beyond the model's 40 positions is named" "--len" -- "$LORA" bench --model "$M" --len 41 --batches 1 --threads 1
+printf '8 12\n5 x\n' >"$T/lengths.txt"
+expect_error "bench: a bad --lengths file is named with the bad word" "$T/lengths.txt" "'x'" -- \
+    "$LORA" bench --model "$M" --lengths "$T/lengths.txt" --batches 1 --threads 1
+
+finish
