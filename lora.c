@@ -370,9 +370,12 @@ void lora_backward(float* dinp, float* dA, float* dB, float* dh, float* xd,
 }
 
 // --- attention: multi-head self-attention, each sequence on its own (no padding, so no mask).
-// q, k, v, out (N, C) hold all heads side by side; head h owns channels h*HS .. h*HS+HS-1.
-// att holds the softmax probabilities of every (sequence, head): a T x T block each, starting
-// at att_offsets[b] + h*T*T. They are cached because backward needs them.
+// q, k, v, out hold all heads side by side; head h owns channels h*HS .. h*HS+HS-1.
+// Sequence b has its keys and values at rows kv_offsets[b] .. kv_offsets[b+1]-1 (T of them) and
+// its queries (and outputs) at rows q_offsets[b] .. q_offsets[b+1]-1 (Tq of them). Usually the
+// two are the same; in the last layer only the first token's query is needed (see model_forward).
+// att holds the softmax probabilities of every (sequence, head): a Tq x T block each, starting
+// at att_offsets[b] + h*Tq*T. They are cached because backward needs them.
 
 // copy one head's rows x (T rows, stride C, HS columns) into xt (HS, T), transposed. With keys
 // (and values) stored this way, the inner loops below run over j, the key index, as a plain
@@ -387,11 +390,11 @@ static void head_transpose(float* xt, const float* x, int T, int C, int HS) {
 // one (sequence, head) pair: P = softmax(q k^T / sqrt(HS)), out = dropout(P) v.
 // kt (HS, T) is scratch.
 static void attention_forward_head(float* out, float* att, float* kt, const float* q, const float* k, const float* v,
-                                   int T, int C, int HS, float p, uint64_t key, size_t key_offset) {
+                                   int Tq, int T, int C, int HS, float p, uint64_t key, size_t key_offset) {
     float scale = 1.0f / sqrtf((float)HS);
     float keep_scale = 1.0f / (1.0f - p);
     head_transpose(kt, k, T, C, HS);
-    for (int i = 0; i < T; i++) {
+    for (int i = 0; i < Tq; i++) {
         const float* qi = q + (size_t)i * C;
         float* row = att + (size_t)i * T;
         // scores S_ij = (q_i . k_j) / sqrt(HS), for all j at once
@@ -420,18 +423,19 @@ static void attention_forward_head(float* out, float* att, float* kt, const floa
 }
 
 void attention_forward(float* out, float* att, const float* q, const float* k, const float* v,
-                       const int* offsets, const size_t* att_offsets, int B, int C, int NH,
-                       float p, uint64_t key) {
+                       const int* q_offsets, const int* kv_offsets, const size_t* att_offsets,
+                       int B, int C, int NH, float p, uint64_t key) {
     int HS = C / NH;
     // every (sequence, head) pair writes its own rows/columns of out and its own att block
     #pragma omp parallel for schedule(dynamic)
     for (int bh = 0; bh < B * NH; bh++) {
         int b = bh / NH, h = bh % NH;
-        int T = offsets[b + 1] - offsets[b];
-        size_t rows = (size_t)offsets[b] * C + (size_t)h * HS;
-        size_t a = att_offsets[b] + (size_t)h * T * T;
+        int Tq = q_offsets[b + 1] - q_offsets[b], T = kv_offsets[b + 1] - kv_offsets[b];
+        size_t qrows = (size_t)q_offsets[b] * C + (size_t)h * HS;
+        size_t kvrows = (size_t)kv_offsets[b] * C + (size_t)h * HS;
+        size_t a = att_offsets[b] + (size_t)h * Tq * T;
         float* kt = mallocCheck((size_t)HS * T * sizeof(float));
-        attention_forward_head(out + rows, att + a, kt, q + rows, k + rows, v + rows, T, C, HS, p, key, a);
+        attention_forward_head(out + qrows, att + a, kt, q + qrows, k + kvrows, v + kvrows, Tq, T, C, HS, p, key, a);
         free(kt);
     }
 }
@@ -439,11 +443,11 @@ void attention_forward(float* out, float* att, const float* q, const float* k, c
 // backward of one (sequence, head). datt (T, T) and vt (HS, T) are scratch.
 static void attention_backward_head(float* dq, float* dk, float* dv, float* datt, float* vt,
                                     const float* dout, const float* att, const float* q, const float* k,
-                                    const float* v, int T, int C, int HS, float p, uint64_t key, size_t key_offset) {
+                                    const float* v, int Tq, int T, int C, int HS, float p, uint64_t key, size_t key_offset) {
     float scale = 1.0f / sqrtf((float)HS);
     float keep_scale = 1.0f / (1.0f - p);
     head_transpose(vt, v, T, C, HS);
-    for (int i = 0; i < T; i++) {
+    for (int i = 0; i < Tq; i++) {
         const float* doi = dout + (size_t)i * C;
         const float* row = att + (size_t)i * T;
         float* drow = datt + (size_t)i * T;
@@ -481,22 +485,23 @@ static void attention_backward_head(float* dq, float* dk, float* dv, float* datt
     }
 }
 
-// dq, dk, dv (N, C) += gradients; datt (same layout as att) is scratch
+// dq, dk, dv += gradients (rows as in the forward); datt (same layout as att) is scratch
 void attention_backward(float* dq, float* dk, float* dv, float* datt,
                         const float* dout, const float* att, const float* q, const float* k, const float* v,
-                        const int* offsets, const size_t* att_offsets, int B, int C, int NH,
-                        float p, uint64_t key) {
+                        const int* q_offsets, const int* kv_offsets, const size_t* att_offsets,
+                        int B, int C, int NH, float p, uint64_t key) {
     int HS = C / NH;
     // parallel over (sequence, head): each pair owns its rows and head columns of dq, dk, dv
     #pragma omp parallel for schedule(dynamic)
     for (int bh = 0; bh < B * NH; bh++) {
         int b = bh / NH, h = bh % NH;
-        int T = offsets[b + 1] - offsets[b];
-        size_t rows = (size_t)offsets[b] * C + (size_t)h * HS;
-        size_t a = att_offsets[b] + (size_t)h * T * T;
+        int Tq = q_offsets[b + 1] - q_offsets[b], T = kv_offsets[b + 1] - kv_offsets[b];
+        size_t qrows = (size_t)q_offsets[b] * C + (size_t)h * HS;
+        size_t kvrows = (size_t)kv_offsets[b] * C + (size_t)h * HS;
+        size_t a = att_offsets[b] + (size_t)h * Tq * T;
         float* vt = mallocCheck((size_t)HS * T * sizeof(float));
-        attention_backward_head(dq + rows, dk + rows, dv + rows, datt + a, vt, dout + rows, att + a,
-                                q + rows, k + rows, v + rows, T, C, HS, p, key, a);
+        attention_backward_head(dq + qrows, dk + kvrows, dv + kvrows, datt + a, vt, dout + qrows, att + a,
+                                q + qrows, k + kvrows, v + kvrows, Tq, T, C, HS, p, key, a);
         free(vt);
     }
 }
@@ -1094,6 +1099,7 @@ typedef struct {
     float* ln2_rstd;  // (L, N)
     float* lora_h;    // (L, NUM_LIN, N, R)  LoRA down-projections A dropout(x) (dB needs them)
     float* xd;        // (N, max(C, H))      scratch: the dropped-out LoRA input
+    float* xcls;      // (B, C)        the last layer's input at each sequence's first token
     float* cls;       // (B, C)        hidden state of each sequence's first token ([CLS])
     float* pre;       // (B, C)        pre_classifier output (ReLU backward needs it)
     float* hid;       // (B, C)        dropout(ReLU(pre)): the classifier's input
@@ -1112,12 +1118,13 @@ typedef struct {
     float* dffg;      // (N, H)
     float* datt;      // (A / L)       one layer's attention scratch
     float* dlora_h;   // (N, R)
+    float* dxcls;     // (B, C)
     float* dcls;      // (B, C)
     float* dpre;      // (B, C)
     float* dhid;      // (B, C)
     float* dlogits;   // (B, NL)
 } Activations;
-#define NUM_ACTIVATIONS 41
+#define NUM_ACTIVATIONS 43
 
 typedef struct {
     Config config;
@@ -1144,6 +1151,9 @@ typedef struct {
     int B, N;                 // sequences, tokens
     int* offsets;             // (B + 1)  sequence b is rows offsets[b] .. offsets[b+1]-1
     size_t* att_offsets;      // (B + 1)  where sequence b's attention blocks start in att
+    int* cls_offsets;         // (B + 1)  0, 1, ..., B: the last layer keeps one row per sequence
+    size_t* cls_att_offsets;  // (B + 1)  the last layer's attention blocks (1 x T per head)
+    int full_last_layer;      // tests only: compute every token's row in the last layer too
     int* labels;              // (B)      NULL pointer content when predicting
     int has_labels;
     float loss;               // mean cross-entropy of the batch
@@ -1227,6 +1237,8 @@ static void build_tensor_table(Model* m) {
     m->num_tensors = n;
     m->num_trainable = off;
 }
+
+void model_free(Model* m);
 
 // allocate weights and trainables for config c and LoRA lc. The caller fills the weights.
 static void model_build(Model* m, const Config* c, const LoraConfig* lc, uint64_t seed) {
@@ -1343,7 +1355,7 @@ static int model_load(Model* m, const char* dir, const LoraConfig* lc, uint64_t 
     model_build(m, &c, lc, seed);
     snprintf(path, sizeof(path), "%s/model.safetensors", dir);
     SafeTensors st;
-    if (safetensors_open(&st, path, "run ./prepare_data.sh, or pass --model DIR") != 0) { return -1; }
+    if (safetensors_open(&st, path, "run ./prepare_data.sh, or pass --model DIR") != 0) { model_free(m); return -1; }
     // checkpoints of DistilBertModel have no "distilbert." prefix; those of the task models do
     const char* prefix = safetensors_has(&st, "distilbert.embeddings.word_embeddings.weight") ? "distilbert." : "";
     long long V = c.vocab_size, P = c.max_pos, C = c.dim;
@@ -1384,7 +1396,7 @@ static int model_load(Model* m, const char* dir, const LoraConfig* lc, uint64_t 
         if (rc == 0) { rc = safetensors_read(&st, "classifier.bias", m->params.cls_b, 1, &nl); }
     }
     safetensors_close(&st);
-    if (rc != 0) { return -1; }
+    if (rc != 0) { model_free(m); return -1; }
     model_init_trainables(m, !has_head);
     return 0;
 }
@@ -1404,15 +1416,15 @@ static void model_reserve(Model* m, int B, size_t N, size_t A) {
     float** fields[NUM_ACTIVATIONS] = {
         &a->emb, &a->emb_mean, &a->emb_rstd, &a->x, &a->q, &a->k, &a->v, &a->att, &a->atty, &a->res1,
         &a->ln1_mean, &a->ln1_rstd, &a->sa, &a->ffh, &a->ffg, &a->res2, &a->ln2_mean, &a->ln2_rstd,
-        &a->lora_h, &a->xd, &a->cls, &a->pre, &a->hid, &a->logits, &a->probs, &a->losses,
+        &a->lora_h, &a->xd, &a->xcls, &a->cls, &a->pre, &a->hid, &a->logits, &a->probs, &a->losses,
         &a->dx, &a->dres, &a->dsa, &a->dq, &a->dk, &a->dv, &a->datty, &a->dffh, &a->dffg, &a->datt,
-        &a->dlora_h, &a->dcls, &a->dpre, &a->dhid, &a->dlogits };
+        &a->dlora_h, &a->dxcls, &a->dcls, &a->dpre, &a->dhid, &a->dlogits };
     size_t sizes[NUM_ACTIVATIONS] = {
         N * C, N, N, (L + 1) * N * C, L * N * C, L * N * C, L * N * C, L * A, L * N * C, L * N * C,
         L * N, L * N, L * N * C, L * N * H, L * N * H, L * N * C, L * N, L * N,
-        L * NUM_LIN * N * R, N * XD, B * C, B * C, B * C, B * NL, B * NL, B,
+        L * NUM_LIN * N * R, N * XD, B * C, B * C, B * C, B * C, B * NL, B * NL, B,
         N * C, N * C, N * C, N * C, N * C, N * C, N * C, N * H, N * H, A,
-        N * R, B * C, B * C, B * C, B * NL };
+        N * R, B * C, B * C, B * C, B * C, B * NL };
     size_t total = 0;
     for (int i = 0; i < NUM_ACTIVATIONS; i++) { total += sizes[i]; }
     if (m->acts_memory) { bytes_allocated -= m->acts_bytes; free(m->acts_memory); }
@@ -1420,19 +1432,21 @@ static void model_reserve(Model* m, int B, size_t N, size_t A) {
     m->acts_memory = mallocCheck(m->acts_bytes);
     float* p = m->acts_memory;
     for (int i = 0; i < NUM_ACTIVATIONS; i++) { *fields[i] = p; p += sizes[i]; }
-    free(m->offsets); free(m->att_offsets); free(m->labels);
+    free(m->offsets); free(m->att_offsets); free(m->cls_offsets); free(m->cls_att_offsets); free(m->labels);
     m->offsets = mallocCheck((B + 1) * sizeof(int));
     m->att_offsets = mallocCheck((B + 1) * sizeof(size_t));
+    m->cls_offsets = mallocCheck((B + 1) * sizeof(int));
+    m->cls_att_offsets = mallocCheck((B + 1) * sizeof(size_t));
     m->labels = mallocCheck(B * sizeof(int));
 }
 
 // one Linear of layer l: out = inp W^T + b, plus the LoRA update when this Linear has an adapter
-static void linear_forward(Model* m, int l, int lin, float* out, const float* inp) {
+static void linear_forward(Model* m, int l, int lin, float* out, const float* inp, int N) {
     const Config* c = &m->config;
-    int N = m->N, IC = lin_in(c, lin), OC = lin_out(c, lin), R = m->lora.rank;
+    int IC = lin_in(c, lin), OC = lin_out(c, lin), R = m->lora.rank;
     matmul_forward(out, inp, m->w.lin_w[lin] + (size_t)l * OC * IC, m->w.lin_b[lin] + (size_t)l * OC, N, IC, OC);
     if (m->lora.targets[lin]) {
-        float* h = m->acts.lora_h + ((size_t)l * NUM_LIN + lin) * N * R;
+        float* h = m->acts.lora_h + ((size_t)l * NUM_LIN + lin) * m->N * R;
         float p = m->training ? m->lora.dropout : 0.0f;
         lora_forward(out, h, m->acts.xd, inp, m->params.lora_A[lin] + (size_t)l * R * IC,
                      m->params.lora_B[lin] + (size_t)l * OC * R, m->lora.alpha / R, p,
@@ -1442,12 +1456,12 @@ static void linear_forward(Model* m, int l, int lin, float* out, const float* in
 
 // its backward: dinp += dout W (NULL: not needed); the frozen W and b get no gradient at all;
 // the adapter's A and B get theirs
-static void linear_backward(Model* m, int l, int lin, float* dinp, const float* dout, const float* inp) {
+static void linear_backward(Model* m, int l, int lin, float* dinp, const float* dout, const float* inp, int N) {
     const Config* c = &m->config;
-    int N = m->N, IC = lin_in(c, lin), OC = lin_out(c, lin), R = m->lora.rank;
+    int IC = lin_in(c, lin), OC = lin_out(c, lin), R = m->lora.rank;
     matmul_backward(dinp, NULL, NULL, dout, inp, m->w.lin_w[lin] + (size_t)l * OC * IC, N, IC, OC);
     if (m->lora.targets[lin]) {
-        const float* h = m->acts.lora_h + ((size_t)l * NUM_LIN + lin) * N * R;
+        const float* h = m->acts.lora_h + ((size_t)l * NUM_LIN + lin) * m->N * R;
         float p = m->training ? m->lora.dropout : 0.0f;
         lora_backward(dinp, m->grads.lora_A[lin] + (size_t)l * R * IC, m->grads.lora_B[lin] + (size_t)l * OC * R,
                       m->acts.dlora_h, m->acts.xd, dout, inp, h,
@@ -1482,9 +1496,13 @@ int model_forward(Model* m, const int* ids, const int* lengths, int B, const int
     m->N = (int)N;
     m->offsets[0] = 0;
     m->att_offsets[0] = 0;
+    m->cls_offsets[0] = 0;
+    m->cls_att_offsets[0] = 0;
     for (int b = 0; b < B; b++) {
         m->offsets[b + 1] = m->offsets[b] + lengths[b];
         m->att_offsets[b + 1] = m->att_offsets[b] + (size_t)NH * lengths[b] * lengths[b];
+        m->cls_offsets[b + 1] = b + 1;
+        m->cls_att_offsets[b + 1] = m->cls_att_offsets[b] + (size_t)NH * lengths[b];
     }
     m->has_labels = labels != NULL;
     if (labels) { memcpy(m->labels, labels, B * sizeof(int)); }
@@ -1530,26 +1548,37 @@ void transformer_forward(Model* m) {
         float* l_ln2_mean = a->ln2_mean + (size_t)l * N;
         float* l_ln2_rstd = a->ln2_rstd + (size_t)l * N;
         float* l_out = a->x + (size_t)(l + 1) * N * C;
+        // Only the first token's output of the last layer reaches the classifier. So the last
+        // layer needs keys and values of every token, but queries, and everything after the
+        // attention, only for that one token: rows = B there instead of N (about 14% less work
+        // for distilbert-base). l_xq is the query-side input, q_off says where its rows are.
+        int last = (l == L - 1) && !m->full_last_layer;
+        int rows = last ? B : (int)N;
+        const int* q_off = last ? m->cls_offsets : m->offsets;
+        const size_t* att_off = last ? m->cls_att_offsets : m->att_offsets;
+        const float* l_xq = l_x;
+        if (last) { cls_gather(a->xcls, l_x, m->offsets, B, C); l_xq = a->xcls; }
         // attention: sa = LayerNorm(out_lin(attention(q_lin(x), k_lin(x), v_lin(x))) + x)
-        linear_forward(m, l, LIN_Q, l_q, l_x);
-        linear_forward(m, l, LIN_K, l_k, l_x);
-        linear_forward(m, l, LIN_V, l_v, l_x);
-        attention_forward(l_atty, l_att, l_q, l_k, l_v, m->offsets, m->att_offsets, B, C, NH,
+        linear_forward(m, l, LIN_Q, l_q, l_xq, rows);
+        linear_forward(m, l, LIN_K, l_k, l_x, (int)N);
+        linear_forward(m, l, LIN_V, l_v, l_x, (int)N);
+        attention_forward(l_atty, l_att, l_q, l_k, l_v, q_off, m->offsets, att_off, B, C, NH,
                           p_att, dropout_key(m->step_seed, l, DROP_ATT));
-        linear_forward(m, l, LIN_OUT, l_res1, l_atty);
-        residual_forward(l_res1, l_res1, l_x, N * C);
-        layernorm_forward(l_sa, l_ln1_mean, l_ln1_rstd, l_res1, w->ln1w + (size_t)l * C, w->ln1b + (size_t)l * C, (int)N, C);
+        linear_forward(m, l, LIN_OUT, l_res1, l_atty, rows);
+        residual_forward(l_res1, l_res1, l_xq, (size_t)rows * C);
+        layernorm_forward(l_sa, l_ln1_mean, l_ln1_rstd, l_res1, w->ln1w + (size_t)l * C, w->ln1b + (size_t)l * C, rows, C);
         // feed-forward: out = LayerNorm(dropout(lin2(gelu(lin1(sa)))) + sa)
-        linear_forward(m, l, LIN_1, l_ffh, l_sa);
-        gelu_forward(l_ffg, l_ffh, N * H);
-        linear_forward(m, l, LIN_2, l_res2, l_ffg);
-        dropout_forward(l_res2, N * C, p_drop, dropout_key(m->step_seed, l, DROP_FFN));
-        residual_forward(l_res2, l_res2, l_sa, N * C);
-        layernorm_forward(l_out, l_ln2_mean, l_ln2_rstd, l_res2, w->ln2w + (size_t)l * C, w->ln2b + (size_t)l * C, (int)N, C);
+        linear_forward(m, l, LIN_1, l_ffh, l_sa, rows);
+        gelu_forward(l_ffg, l_ffh, (size_t)rows * H);
+        linear_forward(m, l, LIN_2, l_res2, l_ffg, rows);
+        dropout_forward(l_res2, (size_t)rows * C, p_drop, dropout_key(m->step_seed, l, DROP_FFN));
+        residual_forward(l_res2, l_res2, l_sa, (size_t)rows * C);
+        layernorm_forward(l_out, l_ln2_mean, l_ln2_rstd, l_res2, w->ln2w + (size_t)l * C, w->ln2b + (size_t)l * C, rows, C);
     }
     // the head: first token -> pre_classifier -> ReLU -> dropout -> classifier -> softmax
     Trainables* p = &m->params;
-    cls_gather(a->cls, a->x + (size_t)L * N * C, m->offsets, B, C);
+    const int* out_off = m->full_last_layer ? m->offsets : m->cls_offsets;  // where the first tokens are in x[L]
+    cls_gather(a->cls, a->x + (size_t)L * N * C, out_off, B, C);
     matmul_forward(a->pre, a->cls, p->pre_w, p->pre_b, B, C, C);
     relu_forward(a->hid, a->pre, (size_t)B * C);
     dropout_forward(a->hid, (size_t)B * C, p_cls, dropout_key(m->step_seed, -1, DROP_HEAD));
@@ -1593,8 +1622,9 @@ void model_backward(Model* m) {
     int any_lora = 0;
     for (int i = 0; i < NUM_LIN; i++) { any_lora |= m->lora.targets[i]; }
     if (!any_lora && !m->grad_to_input) { return; }
+    const int* out_off = m->full_last_layer ? m->offsets : m->cls_offsets;
     memset(a->dx, 0, N * C * sizeof(float));
-    cls_scatter(a->dx, a->dcls, m->offsets, B, C);
+    cls_scatter(a->dx, a->dcls, out_off, B, C);
     for (int l = L - 1; l >= 0; l--) {
         float* l_x = a->x + (size_t)l * N * C;
         float* l_q = a->q + (size_t)l * N * C;
@@ -1613,41 +1643,62 @@ void model_backward(Model* m) {
         float* l_ln2_rstd = a->ln2_rstd + (size_t)l * N;
         // the gradient w.r.t. this layer's input is needed only if a trainable lies below it
         int need_dinput = l > 0 || m->grad_to_input;
+        // the last layer ran on the first tokens only (rows = B), as in the forward
+        int last = (l == L - 1) && !m->full_last_layer;
+        int rows = last ? B : (int)N;
+        const int* q_off = last ? m->cls_offsets : m->offsets;
+        const size_t* att_off = last ? m->cls_att_offsets : m->att_offsets;
+        const float* l_xq = last ? a->xcls : l_x;
         // a->dx holds dL/d(out of layer l). Backward of:
         // layernorm_forward(l_out, ..., l_res2, ...)
-        memset(a->dres, 0, N * C * sizeof(float));
-        layernorm_backward(a->dres, NULL, NULL, a->dx, l_res2, w->ln2w + (size_t)l * C, l_ln2_mean, l_ln2_rstd, (int)N, C);
+        memset(a->dres, 0, (size_t)rows * C * sizeof(float));
+        layernorm_backward(a->dres, NULL, NULL, a->dx, l_res2, w->ln2w + (size_t)l * C, l_ln2_mean, l_ln2_rstd, rows, C);
         // residual_forward(l_res2, l_res2, l_sa): the gradient flows to both branches
-        memcpy(a->dsa, a->dres, N * C * sizeof(float));
+        memcpy(a->dsa, a->dres, (size_t)rows * C * sizeof(float));
         // dropout_forward(l_res2, ...): the lin2 branch passes through the same mask
-        dropout_backward(a->dres, N * C, p_drop, dropout_key(m->step_seed, l, DROP_FFN));
-        // linear_forward(m, l, LIN_2, l_res2, l_ffg)
-        memset(a->dffg, 0, N * H * sizeof(float));
-        linear_backward(m, l, LIN_2, a->dffg, a->dres, l_ffg);
+        dropout_backward(a->dres, (size_t)rows * C, p_drop, dropout_key(m->step_seed, l, DROP_FFN));
+        // linear_forward(m, l, LIN_2, l_res2, l_ffg, rows)
+        memset(a->dffg, 0, (size_t)rows * H * sizeof(float));
+        linear_backward(m, l, LIN_2, a->dffg, a->dres, l_ffg, rows);
         // gelu_forward(l_ffg, l_ffh)
-        memset(a->dffh, 0, N * H * sizeof(float));
-        gelu_backward(a->dffh, l_ffh, a->dffg, N * H);
-        // linear_forward(m, l, LIN_1, l_ffh, l_sa)
-        linear_backward(m, l, LIN_1, a->dsa, a->dffh, l_sa);
+        memset(a->dffh, 0, (size_t)rows * H * sizeof(float));
+        gelu_backward(a->dffh, l_ffh, a->dffg, (size_t)rows * H);
+        // linear_forward(m, l, LIN_1, l_ffh, l_sa, rows)
+        linear_backward(m, l, LIN_1, a->dsa, a->dffh, l_sa, rows);
         // layernorm_forward(l_sa, ..., l_res1, ...)
-        memset(a->dres, 0, N * C * sizeof(float));
-        layernorm_backward(a->dres, NULL, NULL, a->dsa, l_res1, w->ln1w + (size_t)l * C, l_ln1_mean, l_ln1_rstd, (int)N, C);
-        // residual_forward(l_res1, l_res1, l_x): dres is also the residual share of dL/dx,
-        // so we keep accumulating the input gradient in it
-        // linear_forward(m, l, LIN_OUT, l_res1, l_atty)
-        memset(a->datty, 0, N * C * sizeof(float));
-        linear_backward(m, l, LIN_OUT, a->datty, a->dres, l_atty);
+        memset(a->dres, 0, (size_t)rows * C * sizeof(float));
+        layernorm_backward(a->dres, NULL, NULL, a->dsa, l_res1, w->ln1w + (size_t)l * C, l_ln1_mean, l_ln1_rstd, rows, C);
+        // residual_forward(l_res1, l_res1, l_xq): dres is also the residual share of dL/dx
+        // linear_forward(m, l, LIN_OUT, l_res1, l_atty, rows)
+        memset(a->datty, 0, (size_t)rows * C * sizeof(float));
+        linear_backward(m, l, LIN_OUT, a->datty, a->dres, l_atty, rows);
         // attention_forward(l_atty, l_att, l_q, l_k, l_v, ...)
-        memset(a->dq, 0, N * C * sizeof(float));
+        memset(a->dq, 0, (size_t)rows * C * sizeof(float));
         memset(a->dk, 0, N * C * sizeof(float));
         memset(a->dv, 0, N * C * sizeof(float));
         attention_backward(a->dq, a->dk, a->dv, a->datt, a->datty, l_att, l_q, l_k, l_v,
-                           m->offsets, m->att_offsets, B, C, NH, p_att, dropout_key(m->step_seed, l, DROP_ATT));
-        // linear_forward for q, k, v (all read l_x)
-        float* dinp = need_dinput ? a->dres : NULL;
-        linear_backward(m, l, LIN_V, dinp, a->dv, l_x);
-        linear_backward(m, l, LIN_K, dinp, a->dk, l_x);
-        linear_backward(m, l, LIN_Q, dinp, a->dq, l_x);
+                           q_off, m->offsets, att_off, B, C, NH, p_att, dropout_key(m->step_seed, l, DROP_ATT));
+        // linear_forward for q, k, v. Keys and values read all of l_x; the queries read l_xq.
+        if (!last) {
+            // dres already holds the residual share of dL/dx: keep accumulating into it
+            float* dinp = need_dinput ? a->dres : NULL;
+            linear_backward(m, l, LIN_V, dinp, a->dv, l_x, (int)N);
+            linear_backward(m, l, LIN_K, dinp, a->dk, l_x, (int)N);
+            linear_backward(m, l, LIN_Q, dinp, a->dq, l_x, (int)N);
+        } else {
+            // collect dL/dx in dsa: the residual and query shares land on the first tokens' rows
+            float* dinp = need_dinput ? a->dsa : NULL;
+            if (need_dinput) {
+                memset(a->dsa, 0, N * C * sizeof(float));
+                cls_scatter(a->dsa, a->dres, m->offsets, B, C);
+                memset(a->dxcls, 0, (size_t)B * C * sizeof(float));
+            }
+            linear_backward(m, l, LIN_V, dinp, a->dv, l_x, (int)N);
+            linear_backward(m, l, LIN_K, dinp, a->dk, l_x, (int)N);
+            linear_backward(m, l, LIN_Q, need_dinput ? a->dxcls : NULL, a->dq, l_xq, B);
+            if (need_dinput) { cls_scatter(a->dsa, a->dxcls, m->offsets, B, C); }
+            float* tmp = a->dres; a->dres = a->dsa; a->dsa = tmp;
+        }
         // now dres holds dL/d(input of layer l): it becomes dx for the layer below
         float* tmp = a->dx; a->dx = a->dres; a->dres = tmp;
     }
@@ -1706,6 +1757,8 @@ void model_free(Model* m) {
     free(m->acts_memory);
     free(m->offsets);
     free(m->att_offsets);
+    free(m->cls_offsets);
+    free(m->cls_att_offsets);
     free(m->labels);
     memset(m, 0, sizeof(*m));
 }
@@ -2016,6 +2069,13 @@ static const char* base_model_name(const char* model_dir) {
     return strcmp(base, "distilbert-base-uncased") == 0 ? "distilbert-base-uncased" : model_dir;
 }
 
+// the tokenizer's ids must all exist in the model's embedding table
+static int check_vocab(const Tokenizer* tok, const Model* m, const char* model_dir) {
+    if (tok->vocab_size <= m->config.vocab_size) { return 0; }
+    return fail("%s/vocab.txt has %d tokens but %s/config.json says vocab_size %d", model_dir, tok->vocab_size,
+                model_dir, m->config.vocab_size);
+}
+
 // --max-len, but never more than the model's positions: an explicit --max-len that is too long
 // is an error, the default 512 just shrinks for a smaller model. -1 after an error.
 static int effective_max_len(const Options* o, const Model* m) {
@@ -2035,15 +2095,21 @@ int train(const Options* o) {
     snprintf(path, sizeof(path), "%s/vocab.txt", o->model_dir);
     if (tokenizer_init(&tok, path) != 0) { model_free(&model); return -1; }
     int max_len = effective_max_len(o, &model);
-    if (max_len < 0) { tokenizer_free(&tok); model_free(&model); return -1; }
+    if (max_len < 0 || check_vocab(&tok, &model, o->model_dir) != 0) { tokenizer_free(&tok); model_free(&model); return -1; }
     Dataset train_set, val_set;
     if (dataset_load(&train_set, o->train_path, &tok, max_len) != 0) { tokenizer_free(&tok); model_free(&model); return -1; }
     if (dataset_load(&val_set, o->val_path, &tok, max_len) != 0) { dataset_free(&train_set); tokenizer_free(&tok); model_free(&model); return -1; }
-    // make sure the output folder can be written before spending hours training
-    if (make_dir(o->out_dir) != 0 && errno != EEXIST) {
-        fail("cannot create --out directory %s: %s", o->out_dir, strerror(errno));
+    // make sure the output folder can be written before spending hours training: create it
+    // (if needed) and a probe file inside it
+    char probe[1100];
+    snprintf(probe, sizeof(probe), "%s/.lora_write_test", o->out_dir);
+    FILE* pf = NULL;
+    if ((make_dir(o->out_dir) != 0 && errno != EEXIST) || (pf = fopen(probe, "wb")) == NULL) {
+        fail("--out %s is not a directory that can be written: %s", o->out_dir, strerror(errno));
         dataset_free(&train_set); dataset_free(&val_set); tokenizer_free(&tok); model_free(&model); return -1;
     }
+    fclose(pf);
+    remove(probe);
     const Config* c = &model.config;
     printf("model: %s (dim %d, %d layers, %d heads, FFN %d, vocab %d) | threads: %d\n",
            o->model_dir, c->dim, c->n_layers, c->n_heads, c->hidden_dim, c->vocab_size, threads_in_use());
@@ -2151,7 +2217,7 @@ int eval_command(const Options* o) {
     if (tokenizer_init(&tok, path) != 0) { model_free(&model); return -1; }
     Dataset d = { 0 };
     int max_len = effective_max_len(o, &model);
-    int rc = max_len < 0 ? -1 : dataset_load(&d, o->val_path, &tok, max_len);
+    int rc = (max_len < 0 || check_vocab(&tok, &model, o->model_dir) != 0) ? -1 : dataset_load(&d, o->val_path, &tok, max_len);
     float loss, acc;
     if (rc == 0) {
         rc = evaluate(&model, &d, o->batch, &loss, &acc);
@@ -2175,7 +2241,7 @@ int predict_command(const Options* o, char** texts, int count) {
     snprintf(path, sizeof(path), "%s/vocab.txt", o->model_dir);
     if (tokenizer_init(&tok, path) != 0) { model_free(&model); return -1; }
     int max_len = effective_max_len(o, &model);
-    if (max_len < 0) { tokenizer_free(&tok); model_free(&model); return -1; }
+    if (max_len < 0 || check_vocab(&tok, &model, o->model_dir) != 0) { tokenizer_free(&tok); model_free(&model); return -1; }
     if (!o->adapter_dir) { printf("(no --adapter: the head is untrained, as in the tutorial before training)\n"); }
     int* ids = mallocCheck((size_t)max_len * sizeof(int));
     char* line = NULL;
@@ -2299,7 +2365,9 @@ int bench_command(const Options* o) {
         for (int b = 0; b < B; b++) {
             lengths[b] = all_lengths[((size_t)k * B + b) % num_lengths];
             labels[b] = (int)(rng_u64(&rng) % 2);
-            for (int t = 0; t < lengths[b]; t++) { ids[n++] = 1000 + (int)(rng_u64(&rng) % (uint64_t)(c->vocab_size - 1000)); }
+            // random ids; above 1000 in a real vocabulary, to skip [PAD], [unused..] and the specials
+            int lo = c->vocab_size > 2000 ? 1000 : 0;
+            for (int t = 0; t < lengths[b]; t++) { ids[n++] = lo + (int)(rng_u64(&rng) % (uint64_t)(c->vocab_size - lo)); }
         }
         // a training step, dropout off
         model.training = 0;
@@ -2407,7 +2475,8 @@ int main(int argc, char** argv) {
         { "--lora-dropout", 'f', &o.lora.dropout, 0, 0.999 }, { "--seed", 'u', &o.seed, 0, 0 },
         { "--targets", 's', &targets, 0, 0 } };
     int num_flags = sizeof(flags) / sizeof(flags[0]);
-    char** texts = mallocCheck(argc * sizeof(char*));
+    // positional arguments (predict's texts) are moved to argv[2 ..] as we go: no allocation
+    char** texts = argv + 2;
     int num_texts = 0;
     for (int i = 2; i < argc; i++) {
         if (strncmp(argv[i], "--", 2) != 0 || strcmp(argv[i], "--") == 0) {
@@ -2460,7 +2529,6 @@ int main(int argc, char** argv) {
     else if (is_eval) { rc = eval_command(&o); }
     else if (is_predict) { rc = predict_command(&o, texts, num_texts); }
     else { rc = bench_command(&o); }
-    free(texts);
     return rc == 0 ? 0 : 1;
 }
 
