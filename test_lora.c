@@ -536,6 +536,39 @@ static void test_matmul_grad(void) {
     free(c.inp); free(c.weight); free(c.bias); free(out); free(w); free(dinp); free(dw); free(db);
 }
 
+// --- the fast matmul against the naive one, on odd sizes (edges of every tile and block) and
+// on the real shapes; outputs are pre-filled to check that backward accumulates (+=)
+static void test_matmul_fast_vs_naive(void) {
+    int sizes[][3] = { { 1, 1, 1 }, { 7, 33, 5 }, { 33, 7, 769 }, { 769, 33, 7 }, { 1, 769, 33 }, { 50, 3, 4 },
+                       { 97, 768, 4 }, { 97, 4, 768 }, { 300, 768, 768 }, { 130, 768, 3072 }, { 130, 3072, 768 } };
+    int count = sizeof(sizes) / sizeof(sizes[0]);
+    double worst[4] = { 0, 0, 0, 0 };
+    for (int s = 0; s < count; s++) {
+        int N = sizes[s][0], C = sizes[s][1], OC = sizes[s][2];
+        float *inp = random_array((size_t)N * C, 1.0f), *w = random_array((size_t)OC * C, 1.0f), *b = random_array(OC, 1.0f);
+        float *dout = random_array((size_t)N * OC, 1.0f);
+        float *o1 = zero_array((size_t)N * OC), *o2 = zero_array((size_t)N * OC);
+        float *di1 = random_array((size_t)N * C, 1.0f), *di2 = mallocCheck((size_t)N * C * sizeof(float));
+        float *dw1 = random_array((size_t)OC * C, 1.0f), *dw2 = mallocCheck((size_t)OC * C * sizeof(float));
+        float *db1 = random_array(OC, 1.0f), *db2 = mallocCheck(OC * sizeof(float));
+        memcpy(di2, di1, (size_t)N * C * sizeof(float));
+        memcpy(dw2, dw1, (size_t)OC * C * sizeof(float));
+        memcpy(db2, db1, OC * sizeof(float));
+        matmul_forward_naive(o1, inp, w, b, N, C, OC);
+        matmul_forward(o2, inp, w, b, N, C, OC);
+        matmul_backward_naive(di1, dw1, db1, dout, inp, w, N, C, OC);
+        matmul_backward(di2, dw2, db2, dout, inp, w, N, C, OC);
+        double e[4] = { tensor_error_f(o2, o1, (size_t)N * OC), tensor_error_f(di2, di1, (size_t)N * C),
+                        tensor_error_f(dw2, dw1, (size_t)OC * C), tensor_error_f(db2, db1, OC) };
+        for (int k = 0; k < 4; k++) { if (e[k] > worst[k]) { worst[k] = e[k]; } }
+        free(inp); free(w); free(b); free(dout); free(o1); free(o2); free(di1); free(di2); free(dw1); free(dw2); free(db1); free(db2);
+    }
+    const char* what[4] = { "forward", "dinp", "dweight", "dbias" };
+    for (int k = 0; k < 4; k++) {
+        expect(worst[k] <= 1e-5, "fast matmul == naive matmul, %-7s (%d shapes from 1x1x1 to 130x3072x768): max rel err %.1e", what[k], count, worst[k]);
+    }
+}
+
 // --- a Linear with a LoRA adapter: out = inp W^T + b + scale * B A dropout(inp), dropout ON
 // (the masks are a function of the key, so the finite differences see the same masks)
 typedef struct { float *inp, *weight, *bias, *A, *Bw, *h, *xd; float scale, p; uint64_t key; int N, C, OC, R; } LoraCtx;
@@ -1170,6 +1203,7 @@ static void test_lora(void) {
     make_dir(TEST_DIR);
     test_layernorm_grad();
     test_matmul_grad();
+    test_matmul_fast_vs_naive();
     test_lora_grad(0.0f);
     test_lora_grad(0.3f);
     test_attention_grad(0.0f, 0);
