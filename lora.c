@@ -2551,6 +2551,7 @@ static int parse_targets(LoraConfig* lc, const char* list) {
 }
 
 int main(int argc, char** argv) {
+    setvbuf(stdout, NULL, _IOLBF, 0);  // progress appears line by line, also through a pipe or tee
     if (argc < 2) { usage(stderr); return 1; }
     if (strcmp(argv[1], "--help") == 0 || strcmp(argv[1], "-h") == 0) { usage(stdout); return 0; }
     const char* command = argv[1];
