@@ -17,7 +17,8 @@ Constraints, on purpose:
 Legend for the shape comments:
   B = batch (sequences), T = tokens of one sequence, N = tokens of the whole batch (sum of T),
   C = channels (dim), H = FFN hidden channels, NH = heads, HS = head size (C / NH),
-  OC = output channels, V = vocab size, P = max positions, R = LoRA rank, L = layers
+  OC = output channels, IC = input channels of a Linear, V = vocab size, P = max positions,
+  R = LoRA rank, L = layers, NL = labels (2), A = attention entries of one layer (sum of NH * T * T)
 */
 
 #include <stdio.h>
@@ -59,6 +60,8 @@ static int fail(const char* fmt, ...) {
     return -1;
 }
 
+// malloc that never returns NULL: on failure it names the size and the line that asked (through
+// the mallocCheck macro below) and exits. malloc(0) may legally return NULL, so ask for 1 byte.
 static void* malloc_check(size_t size, const char* file, int line) {
     void* ptr = malloc(size > 0 ? size : 1);
     if (ptr == NULL) {
@@ -70,6 +73,7 @@ static void* malloc_check(size_t size, const char* file, int line) {
 }
 #define mallocCheck(size) malloc_check(size, __FILE__, __LINE__)
 
+// zeroed memory (used for gradients and AdamW moments, which must start at 0)
 static void* calloc_check(size_t count, size_t size, const char* file, int line) {
     void* ptr = malloc_check(count * size, file, line);
     memset(ptr, 0, count * size);
@@ -90,6 +94,8 @@ static FILE* fopen_check(const char* path, const char* mode, const char* hint) {
 static char* read_file(const char* path, size_t* size, const char* hint) {
     FILE* f = fopen_check(path, "rb", hint);
     if (f == NULL) { return NULL; }
+    // we cannot trust ftell for every kind of file (pipes, /dev/stdin), so read in a loop and
+    // double the buffer when it fills; one byte is always kept free for the final NUL
     size_t cap = 1 << 16, n = 0;
     char* buf = mallocCheck(cap);
     for (;;) {
@@ -103,6 +109,7 @@ static char* read_file(const char* path, size_t* size, const char* hint) {
         n += got;
         if (got == 0) { break; }
     }
+    // fread returning 0 means end of file OR an error: ferror tells which
     int bad = ferror(f);
     fclose(f);
     if (bad) { free(buf); fail("error reading %s", path); return NULL; }
@@ -135,6 +142,8 @@ static uint64_t mix64(uint64_t x) {
 
 typedef struct { uint64_t state; } Rng;
 
+// splitmix64 (Steele, Lea and Flood 2014): the state steps by the golden-ratio constant 2^64/phi
+// and each new state is scrambled by mix64. Tiny, fast, and good enough for init and shuffling.
 static uint64_t rng_u64(Rng* rng) {
     rng->state += 0x9e3779b97f4a7c15ULL;
     return mix64(rng->state);
@@ -144,6 +153,7 @@ static float rng_uniform(Rng* rng) { return (rng_u64(rng) >> 40) * (1.0f / 16777
 // standard normal (Box-Muller)
 static float rng_normal(Rng* rng) {
     float u1 = rng_uniform(rng), u2 = rng_uniform(rng);
+    // u1 can be exactly 0 and logf(0) = -inf: keep it just above
     if (u1 < 1e-30f) { u1 = 1e-30f; }
     return sqrtf(-2.0f * logf(u1)) * cosf(6.2831853071795864f * u2);
 }
@@ -154,6 +164,8 @@ static uint64_t dropout_key(uint64_t step_seed, int layer, int site) {
 }
 // 1 if element i survives dropout with drop probability p
 static inline int dropout_keep(uint64_t key, size_t i, float p) {
+    // hash (key, i) into a uniform u in [0, 1) with 24 bits, as rng_uniform does; keeping u >= p
+    // keeps the element with probability 1 - p, as torch.nn.functional.dropout
     float u = (mix64(key + 0x9e3779b97f4a7c15ULL * (uint64_t)(i + 1)) >> 40) * (1.0f / 16777216.0f);
     return u >= p;
 }
@@ -167,6 +179,10 @@ static inline int dropout_keep(uint64_t key, size_t i, float p) {
 // --- embeddings: word embedding + learned position embedding (DistilBERT has no token types)
 
 // out (N, C); ids (N); sequence b holds rows offsets[b] .. offsets[b+1]-1, positions start at 0
+// HF's Embeddings.forward: word_embeddings(input_ids) + position_embeddings(arange(T)), then
+// LayerNorm and dropout (those two are separate calls in model_forward). With no padding each
+// sequence's positions simply restart at 0, which is what HF computes for a right-padded batch.
+// wte (V, C) and wpe (P, C) are the two tables.
 void embeddings_forward(float* out, const int* ids, const int* offsets, int B,
                         const float* wte, const float* wpe, int C) {
     for (int b = 0; b < B; b++) {
@@ -189,16 +205,20 @@ void layernorm_forward(float* out, float* mean, float* rstd,
                        const float* inp, const float* weight, const float* bias, int N, int C) {
     #pragma omp parallel for
     for (int n = 0; n < N; n++) {
+        // one row (token) at a time: rows are independent, so threads split them
         const float* x = inp + (size_t)n * C;
         float m = 0.0f;
         for (int i = 0; i < C; i++) { m += x[i]; }
         m /= C;
         float v = 0.0f;
         for (int i = 0; i < C; i++) { float d = x[i] - m; v += d * d; }
+        // biased variance (divide by C, not C - 1), as torch.nn.LayerNorm
         v /= C;
+        // rstd = 1 / sqrt(var + eps); DistilBERT's eps is 1e-12, far below the default 1e-5
         float s = 1.0f / sqrtf(v + LAYERNORM_EPS);
         float* o = out + (size_t)n * C;
         for (int i = 0; i < C; i++) { o[i] = (x[i] - m) * s * weight[i] + bias[i]; }
+        // cache mean and rstd: backward rebuilds norm = (x - mean) * rstd from them and inp
         mean[n] = m;
         rstd[n] = s;
     }
@@ -210,6 +230,9 @@ void layernorm_backward(float* dinp, float* dweight, float* dbias,
                         const float* mean, const float* rstd, int N, int C) {
     // forward: out = norm * weight + bias, norm = (x - mean) * rstd
     // dnorm = dout * weight; dx = rstd * (dnorm - mean(dnorm) - norm * mean(dnorm * norm))
+    // Where it comes from: norm_i = (x_i - m) * s depends on x_i directly and through the
+    // row's mean m and rstd s. With dm/dx_j = 1/C and ds/dx_j = -s^3 (x_j - m) / C = -s norm_j / C,
+    // dx_j = s * dnorm_j - s * mean_i(dnorm_i) - s * norm_j * mean_i(dnorm_i * norm_i).
     #pragma omp parallel for
     for (int n = 0; n < N; n++) {
         const float* x = inp + (size_t)n * C;
@@ -221,6 +244,7 @@ void layernorm_backward(float* dinp, float* dweight, float* dbias,
             dnorm_mean += dnorm;
             dnorm_norm_mean += dnorm * (x[i] - m) * s;
         }
+        // the two row means of the formula above
         dnorm_mean /= C;
         dnorm_norm_mean /= C;
         float* dx = dinp + (size_t)n * C;
@@ -229,12 +253,14 @@ void layernorm_backward(float* dinp, float* dweight, float* dbias,
             dx[i] += (dy[i] * weight[i] - dnorm_mean - norm * dnorm_norm_mean) * s;
         }
     }
-    // weight and bias gradients sum over all rows: done by one thread per channel block
+    // weight and bias gradients are sums over all rows into the same C entries: done on one
+    // thread, after the parallel loop (in LoRA training both are NULL: LayerNorms are frozen)
     if (dweight || dbias) {
         for (int n = 0; n < N; n++) {
             const float* x = inp + (size_t)n * C;
             const float* dy = dout + (size_t)n * C;
             for (int i = 0; i < C; i++) {
+                // out = norm * weight + bias  =>  dweight += dout * norm, dbias += dout
                 if (dweight) { dweight[i] += dy[i] * (x[i] - mean[n]) * rstd[n]; }
                 if (dbias) { dbias[i] += dy[i]; }
             }
@@ -251,6 +277,7 @@ void matmul_forward_naive(float* out, const float* inp, const float* weight, con
     #pragma omp parallel for
     for (int n = 0; n < N; n++) {
         for (int o = 0; o < OC; o++) {
+            // out[n, o] = bias[o] + dot(inp row n, weight row o): both rows are contiguous in memory
             float sum = bias ? bias[o] : 0.0f;
             for (int i = 0; i < C; i++) { sum += inp[(size_t)n * C + i] * weight[(size_t)o * C + i]; }
             out[(size_t)n * OC + o] = sum;
@@ -266,12 +293,16 @@ void matmul_backward_naive(float* dinp, float* dweight, float* dbias,
         #pragma omp parallel for
         for (int n = 0; n < N; n++) {
             for (int o = 0; o < OC; o++) {
+                // out[n, o] depends on inp[n, i] through weight[o, i]: dinp row n += dout[n, o] * weight row o.
+                // Threads split n, so each writes its own rows of dinp.
                 float d = dout[(size_t)n * OC + o];
                 for (int i = 0; i < C; i++) { dinp[(size_t)n * C + i] += d * weight[(size_t)o * C + i]; }
             }
         }
     }
     if (dweight || dbias) {
+        // dweight[o, i] += dout[n, o] * inp[n, i] summed over n; dbias[o] += dout[n, o].
+        // Here threads split o, so each writes its own rows of dweight and entries of dbias.
         #pragma omp parallel for
         for (int o = 0; o < OC; o++) {
             for (int n = 0; n < N; n++) {
@@ -309,6 +340,7 @@ void matmul_backward_naive(float* dinp, float* dweight, float* dbias,
 
 // copy B(k, j) into panels: Bp[p][k][jj] = B(k, p*NR + jj), zero where p*NR + jj >= NN
 static void pack_panels(float* Bp, const float* B, size_t bk, size_t bj, int K, int NN) {
+    // ceil(NN / NR) panels, each K x NR floats; the last one is padded with zeros
     int panels = (NN + NR - 1) / NR;
     #pragma omp parallel for
     for (int p = 0; p < panels; p++) {
@@ -327,10 +359,14 @@ static void pack_panels(float* Bp, const float* B, size_t bk, size_t bj, int K, 
 // always has the same fixed shape, which is what lets the compiler keep acc in registers.
 static void tile_acc(float* out, size_t ldo, const float* A, size_t am, size_t ak,
                      const float* panel, int k0, int k1, int mr, int nr) {
+    // a[i] points at row i of the A strip; rows past mr point at row 0 (valid memory, never stored)
     const float* a[MR];
     for (int i = 0; i < MR; i++) { a[i] = A + (i < mr ? i : 0) * am; }
+    // the MR x NR accumulators: fixed sizes, so the compiler can keep them in vector registers
     float acc[MR][NR] = { { 0.0f } };
     for (int k = k0; k < k1; k++) {
+        // one step of k is an outer product: column k of the A strip (MR values) times row k of the
+        // panel (NR contiguous values), added into acc
         float ak_[MR];
         for (int i = 0; i < MR; i++) { ak_[i] = a[i][k * ak]; }
         const float* b = panel + (size_t)k * NR;
@@ -339,6 +375,7 @@ static void tile_acc(float* out, size_t ldo, const float* A, size_t am, size_t a
             for (int i = 0; i < MR; i++) { acc[i][j] += ak_[i] * bj; }
         }
     }
+    // add the finished tile into out, only the mr x nr entries that really exist
     for (int i = 0; i < mr; i++) {
         for (int j = 0; j < nr; j++) { out[i * ldo + j] += acc[i][j]; }
     }
@@ -349,6 +386,9 @@ static void gemm_block(float* out, size_t ldo, const float* A, size_t am, size_t
                        const float* Bp, int M, int K, int NN, int m0, int j0) {
     int m1 = (m0 + MC < M) ? m0 + MC : M;
     int j1 = (j0 + NC < NN) ? j0 + NC : NN;
+    // loop order: k blocks outermost, so that one KC x NR slice of a panel (16 KB) stays in L1
+    // while every MR-row strip of the block is multiplied with it. Partial sums of a k block go
+    // into out, which is why gemm_acc accumulates (+=): matmul_forward first fills out with bias or 0.
     for (int k0 = 0; k0 < K; k0 += KC) {
         int k1 = (k0 + KC < K) ? k0 + KC : K;
         for (int j = j0; j < j1; j += NR) {
@@ -367,6 +407,7 @@ static void gemm_acc(float* out, size_t ldo, const float* A, size_t am, size_t a
                      const float* B, size_t bk, size_t bj, int M, int K, int NN) {
     if (M <= 0 || NN <= 0 || K <= 0) { return; }
     int panels = (NN + NR - 1) / NR;
+    // pack all of B once (a copy the size of B, rounded up to whole panels), then multiply
     float* Bp = mallocCheck((size_t)panels * K * NR * sizeof(float));
     pack_panels(Bp, B, bk, bj, K, NN);
     int mblocks = (M + MC - 1) / MC;
@@ -391,6 +432,8 @@ void matmul_forward(float* out, const float* inp, const float* weight, const flo
         if (bias != NULL) { memcpy(out_n, bias, (size_t)OC * sizeof(float)); }
         else { memset(out_n, 0, (size_t)OC * sizeof(float)); }
     }
+    // M = N rows, K = C, NN = OC: A = inp read row-major (am = C, ak = 1), B = weight^T read through
+    // strides (bk = 1, bj = C), so the transpose is never materialised
     gemm_acc(out, OC, inp, C, 1, weight, 1, C, N, C, OC);  // B(k = i, j = o) = weight[o*C + i]
 }
 
@@ -416,6 +459,8 @@ void matmul_backward(float* dinp, float* dweight, float* dbias,
 // lora_forward adds the update to the output of the frozen matmul.
 
 // dropout on the LoRA input: out = inp * keep / (1 - p), or a plain copy when p == 0
+// PEFT applies lora_dropout to the input of the LoRA path only (the frozen W0 x sees the
+// clean x), so the dropped-out copy goes to scratch and inp itself is left alone
 void dropout_copy(float* out, const float* inp, size_t n, float p, uint64_t key) {
     float scale = 1.0f / (1.0f - p);
     #pragma omp parallel for
@@ -426,6 +471,9 @@ void dropout_copy(float* out, const float* inp, size_t n, float p, uint64_t key)
 
 // out (N, OC) += scale * h @ Bw^T, where h (N, R) = dropout(inp) @ A^T is cached for backward.
 // xd (N, C) is scratch for the dropped-out input; p = 0 (or evaluation) means no dropout.
+// PEFT's lora.Linear.forward: result = base_layer(x) + lora_B(lora_A(dropout(x))) * scaling,
+// scaling = lora_alpha / r. Shapes: inp (N, C) -> h (N, R) -> update (N, OC). Going through
+// rank R costs N*R*(C + OC) multiply-adds, tiny next to the frozen N*C*OC.
 void lora_forward(float* out, float* h, float* xd, const float* inp, const float* A, const float* Bw,
                   float scale, float p, uint64_t key, int N, int C, int OC, int R) {
     const float* x = inp;
@@ -435,6 +483,7 @@ void lora_forward(float* out, float* h, float* xd, const float* inp, const float
     for (int n = 0; n < N; n++) {           // out += scale * h B^T: the up-projection back to OC
         float* o = out + (size_t)n * OC;
         for (int r = 0; r < R; r++) {
+            // out row n += scale * sum over r of h[n, r] * (column r of Bw); R = 4 so this loop is short
             float hr = scale * h[(size_t)n * R + r];
             for (int j = 0; j < OC; j++) { o[j] += hr * Bw[(size_t)j * R + r]; }
         }
@@ -446,6 +495,8 @@ void lora_forward(float* out, float* h, float* xd, const float* inp, const float
 void lora_backward(float* dinp, float* dA, float* dB, float* dh, float* xd,
                    const float* dout, const float* inp, const float* h, const float* A, const float* Bw,
                    float scale, float p, uint64_t key, int N, int C, int OC, int R) {
+    // Two steps back through the two matmuls of the forward, the last one first.
+    // Shapes: dout (N, OC), h (N, R), Bw (OC, R), dh (N, R), A (R, C), xd (N, C).
     // out += scale * h B^T  =>  dB += scale * dout^T h  and  dh = scale * dout B
     #pragma omp parallel for
     for (int j = 0; j < OC; j++) {
@@ -454,6 +505,7 @@ void lora_backward(float* dinp, float* dA, float* dB, float* dh, float* xd,
             for (int r = 0; r < R; r++) { dB[(size_t)j * R + r] += d * h[(size_t)n * R + r]; }
         }
     }
+    // dh[n, r] = scale * dot(dout row n, column r of Bw); threads split rows n
     #pragma omp parallel for
     for (int n = 0; n < N; n++) {
         for (int r = 0; r < R; r++) {
@@ -465,6 +517,7 @@ void lora_backward(float* dinp, float* dA, float* dB, float* dh, float* xd,
     // h = xd A^T  =>  dA += dh^T xd  and  dxd = dh A. The dropout mask is recomputed from its key.
     const float* x = inp;
     if (p > 0.0f) { dropout_copy(xd, inp, (size_t)N * C, p, key); x = xd; }
+    // dA (R, C) += dh^T (R, N) @ x (N, C): the same call as a Linear's weight gradient
     matmul_backward(NULL, dA, NULL, dh, x, A, N, C, R);
     if (dinp) {
         if (p > 0.0f) {
@@ -502,8 +555,15 @@ static void head_transpose(float* xt, const float* x, int T, int C, int HS) {
 
 // one (sequence, head) pair: P = softmax(q k^T / sqrt(HS)), out = dropout(P) v.
 // kt (HS, T) is scratch.
+// The attention of "Attention Is All You Need" (Vaswani et al. 2017, eq. 1) for one head.
+// q (Tq rows), k, v (T rows) are this head's HS columns of the full (., C) arrays, so rows are C
+// floats apart. att (Tq, T) receives the probabilities; out (Tq rows, stride C) the result.
+// key_offset numbers this block's entries inside the layer, so every attention-dropout element
+// of the layer draws its own, reproducible random number.
 static void attention_forward_head(float* out, float* att, float* kt, const float* q, const float* k, const float* v,
                                    int Tq, int T, int C, int HS, float p, uint64_t key, size_t key_offset) {
+    // the 1/sqrt(HS) scale is folded into q_i before the dot products (the same as scaling
+    // the scores); keep_scale = 1/(1-p) is dropout's rescaling of the kept entries
     float scale = 1.0f / sqrtf((float)HS);
     float keep_scale = 1.0f / (1.0f - p);
     head_transpose(kt, k, T, C, HS);
@@ -522,6 +582,7 @@ static void attention_forward_head(float* out, float* att, float* kt, const floa
         for (int j = 0; j < T; j++) { if (row[j] > maxval) { maxval = row[j]; } }
         float sum = 0.0f;
         for (int j = 0; j < T; j++) { row[j] = expf(row[j] - maxval); sum += row[j]; }
+        // row now holds P_i = softmax(S_i), a probability distribution over the T keys
         for (int j = 0; j < T; j++) { row[j] /= sum; }
         // out_i = sum_j dropout(P_ij) v_j  (attention_dropout acts on the probabilities)
         float* oi = out + (size_t)i * C;
@@ -538,15 +599,20 @@ static void attention_forward_head(float* out, float* att, float* kt, const floa
 void attention_forward(float* out, float* att, const float* q, const float* k, const float* v,
                        const int* q_offsets, const int* kv_offsets, const size_t* att_offsets,
                        int B, int C, int NH, float p, uint64_t key) {
+    // out (N, C) or, in the last layer, (B, C); att (A entries of this layer); q rows as q_offsets,
+    // k, v (N, C) rows as kv_offsets. No mask is needed: without padding every key is a real token.
     int HS = C / NH;
     // every (sequence, head) pair writes its own rows/columns of out and its own att block
     #pragma omp parallel for schedule(dynamic)
     for (int bh = 0; bh < B * NH; bh++) {
         int b = bh / NH, h = bh % NH;
         int Tq = q_offsets[b + 1] - q_offsets[b], T = kv_offsets[b + 1] - kv_offsets[b];
+        // where this pair's data starts: the first query row of sequence b, column h*HS (and the same
+        // for keys and values); head h's probabilities are the h-th Tq x T block of b's att region
         size_t qrows = (size_t)q_offsets[b] * C + (size_t)h * HS;
         size_t kvrows = (size_t)kv_offsets[b] * C + (size_t)h * HS;
         size_t a = att_offsets[b] + (size_t)h * Tq * T;
+        // each iteration its own transposed-keys buffer (HS * T floats: 128 KB at HS 64, T 512)
         float* kt = mallocCheck((size_t)HS * T * sizeof(float));
         attention_forward_head(out + qrows, att + a, kt, q + qrows, k + kvrows, v + kvrows, Tq, T, C, HS, p, key, a);
         free(kt);
@@ -554,6 +620,9 @@ void attention_forward(float* out, float* att, const float* q, const float* k, c
 }
 
 // backward of one (sequence, head). datt (T, T) and vt (HS, T) are scratch.
+// The forward, per query row i, was:  S_i = q_i K^T / sqrt(HS),  P_i = softmax(S_i),
+// Pd_i = dropout(P_i),  out_i = Pd_i V.  We go back through these four lines in reverse order,
+// using the P cached in att and recomputing the dropout mask from its key.
 static void attention_backward_head(float* dq, float* dk, float* dv, float* datt, float* vt,
                                     const float* dout, const float* att, const float* q, const float* k,
                                     const float* v, int Tq, int T, int C, int HS, float p, uint64_t key, size_t key_offset) {
@@ -586,6 +655,7 @@ static void attention_backward_head(float* dq, float* dk, float* dv, float* datt
         const float* qi = q + (size_t)i * C;
         float* dqi = dq + (size_t)i * C;
         for (int j = 0; j < T; j++) {
+            // (dS is scaled by 1/sqrt(HS) right here, once, for both dq and dk below)
             float ds = row[j] * (drow[j] - dot) * scale;
             // S_ij = (q_i . k_j) / sqrt(HS)  =>  dq_i += dS_ij k_j / sqrt(HS), dk_j += dS_ij q_i / sqrt(HS)
             const float* kj = k + (size_t)j * C;
@@ -603,15 +673,19 @@ void attention_backward(float* dq, float* dk, float* dv, float* datt,
                         const float* dout, const float* att, const float* q, const float* k, const float* v,
                         const int* q_offsets, const int* kv_offsets, const size_t* att_offsets,
                         int B, int C, int NH, float p, uint64_t key) {
+    // Parallel over (sequence, head) and not over query rows t: all rows i of a head add into the
+    // same dk_j and dv_j, so splitting over i would make threads race on them.
     int HS = C / NH;
     // parallel over (sequence, head): each pair owns its rows and head columns of dq, dk, dv
     #pragma omp parallel for schedule(dynamic)
     for (int bh = 0; bh < B * NH; bh++) {
         int b = bh / NH, h = bh % NH;
         int Tq = q_offsets[b + 1] - q_offsets[b], T = kv_offsets[b + 1] - kv_offsets[b];
+        // the same addressing as attention_forward
         size_t qrows = (size_t)q_offsets[b] * C + (size_t)h * HS;
         size_t kvrows = (size_t)kv_offsets[b] * C + (size_t)h * HS;
         size_t a = att_offsets[b] + (size_t)h * Tq * T;
+        // V transposed, as kt in the forward, so that dPd_i = dout_i V^T runs over j in the inner loop
         float* vt = mallocCheck((size_t)HS * T * sizeof(float));
         attention_backward_head(dq + qrows, dk + kvrows, dv + kvrows, datt + a, vt, dout + qrows, att + a,
                                 q + qrows, k + kvrows, v + kvrows, Tq, T, C, HS, p, key, a);
@@ -622,6 +696,8 @@ void attention_backward(float* dq, float* dk, float* dv, float* datt,
 // --- GELU, the exact erf form (transformers' "gelu"; NOT the tanh approximation)
 
 // out, inp (n); inp is cached by the caller for backward
+// gelu(x) = x * Phi(x), Phi the standard normal CDF = 0.5 * (1 + erf(x / sqrt(2)))
+// (Hendrycks and Gimpel 2016); 0.7071... = 1/sqrt(2). erff is in C99's libm.
 void gelu_forward(float* out, const float* inp, size_t n) {
     #pragma omp parallel for
     for (size_t i = 0; i < n; i++) {
@@ -636,6 +712,7 @@ void gelu_backward(float* dinp, const float* inp, const float* dout, size_t n) {
     for (size_t i = 0; i < n; i++) {
         float x = inp[i];
         float cdf = 0.5f * (1.0f + erff(x * 0.70710678118654752f));
+        // phi(x) = exp(-x^2 / 2) / sqrt(2 pi), the normal density; 0.3989... = 1/sqrt(2 pi)
         float pdf = 0.39894228040143268f * expf(-0.5f * x * x);
         dinp[i] += dout[i] * (cdf + x * pdf);
     }
@@ -651,6 +728,9 @@ void residual_forward(float* out, const float* a, const float* b, size_t n) {
 // (the backward of a residual is "copy the gradient to both branches", done inline in model_backward)
 
 // in place: x = x * keep / (1 - p). Nothing is stored: backward recomputes the mask from key.
+// inverted dropout as torch: kept elements are scaled by 1/(1-p) during training, so that
+// evaluation (p = 0 here) needs no rescaling. The mask is never stored: dropout_keep(key, i)
+// gives the same answer in backward.
 void dropout_forward(float* x, size_t n, float p, uint64_t key) {
     if (p <= 0.0f) { return; }
     float scale = 1.0f / (1.0f - p);
@@ -659,6 +739,7 @@ void dropout_forward(float* x, size_t n, float p, uint64_t key) {
 }
 // in place on the gradient: dx = dx * keep / (1 - p), the same mask as the forward
 void dropout_backward(float* dx, size_t n, float p, uint64_t key) {
+    // y = x * keep / (1 - p) is linear in x, so dx = dy * keep / (1 - p): the forward itself
     dropout_forward(dx, n, p, key);
 }
 
@@ -677,6 +758,8 @@ void cls_scatter(float* dx, const float* dout, const int* offsets, int B, int C)
     }
 }
 
+// ReLU between pre_classifier and classifier; backward passes dout where the input was > 0.
+// Both run on B * C numbers only, so they stay serial.
 void relu_forward(float* out, const float* inp, size_t n) {
     for (size_t i = 0; i < n; i++) { out[i] = inp[i] > 0.0f ? inp[i] : 0.0f; }
 }
@@ -689,6 +772,8 @@ void relu_backward(float* dinp, const float* inp, const float* dout, size_t n) {
 // losses (B), probs (B, NL) from logits (B, NL); labels (B)
 void crossentropy_forward(float* losses, float* probs, const float* logits, const int* labels, int B, int NL) {
     for (int b = 0; b < B; b++) {
+        // softmax(z)_i = exp(z_i - max) / sum_j exp(z_j - max): subtracting the max changes nothing
+        // mathematically and keeps exp from overflowing; the sum is in double (NL = 2: costs nothing)
         const float* z = logits + (size_t)b * NL;
         float maxval = z[0];
         for (int i = 1; i < NL; i++) { if (z[i] > maxval) { maxval = z[i]; } }
@@ -700,6 +785,8 @@ void crossentropy_forward(float* losses, float* probs, const float* logits, cons
     }
 }
 // dlogits (B, NL) += (probs - onehot(label)) / B: the gradient of the MEAN loss
+// loss_b = log sum_j exp(z_j) - z_label  =>  dloss_b / dz_i = softmax(z)_i - [i == label].
+// The batch loss is the mean over b (CrossEntropyLoss's reduction="mean"), hence the 1/B.
 void crossentropy_backward(float* dlogits, const float* probs, const int* labels, int B, int NL) {
     for (int b = 0; b < B; b++) {
         for (int i = 0; i < NL; i++) {
@@ -713,6 +800,10 @@ void crossentropy_backward(float* dlogits, const float* probs, const int* labels
 // reading Hugging Face files: a small JSON parser (config.json, adapter_config.json and the
 // header of a .safetensors file are all JSON) and the safetensors format itself
 
+// The JSON grammar (RFC 8259) in short: a value is null, true, false, a number, a "string",
+// an [array, of, values] or an {"object": value, "of": value}. The parser below is a recursive
+// descent: json_parse_value looks at the first character and calls itself for every item of an
+// array or object. Every value becomes a Json node; objects keep their keys in file order.
 typedef enum { JSON_NULL, JSON_BOOL, JSON_NUMBER, JSON_STRING, JSON_ARRAY, JSON_OBJECT } JsonType;
 
 typedef struct Json {
@@ -724,12 +815,16 @@ typedef struct Json {
     struct Json* items;   // JSON_ARRAY / JSON_OBJECT: the items
 } Json;
 
+// the text s[0..n) (not NUL-terminated: a safetensors header is raw bytes), the read position,
+// and the reason of the first error (NULL while all is well)
 typedef struct { const char* s; size_t n, pos; const char* error; } JsonParser;
 
+// JSON's whitespace: space, tab, newline, carriage return (and nothing else)
 static void json_skip_space(JsonParser* p) {
     while (p->pos < p->n && (p->s[p->pos] == ' ' || p->s[p->pos] == '\t' || p->s[p->pos] == '\n' || p->s[p->pos] == '\r')) { p->pos++; }
 }
 
+// the four hex digits XXXX of a \uXXXX escape; 0 if they are not hex digits
 static int json_hex4(JsonParser* p, unsigned* out) {
     if (p->pos + 4 > p->n) { return 0; }
     unsigned v = 0;
@@ -752,6 +847,8 @@ static char* json_parse_string(JsonParser* p) {
     size_t len = 0;
     while (p->pos < p->n && p->s[p->pos] != '"') {
         unsigned char c = (unsigned char)p->s[p->pos++];
+        // raw bytes are copied as they are (UTF-8 passes through); JSON forbids raw control
+        // characters inside strings, and a backslash starts an escape
         if (c < 0x20) { p->error = "control character in a string"; free(out); return NULL; }
         if (c != '\\') { out[len++] = (char)c; continue; }
         if (p->pos >= p->n) { break; }
@@ -767,7 +864,10 @@ static char* json_parse_string(JsonParser* p) {
             case 'r': out[len++] = '\r'; break;
             case 't': out[len++] = '\t'; break;
             case 'u':
+                // \uXXXX: a UTF-16 code unit, written out below as 1 to 4 bytes of UTF-8
                 if (!json_hex4(p, &cp)) { p->error = "bad \\u escape"; free(out); return NULL; }
+                // a code point above U+FFFF is written as a UTF-16 surrogate pair, \uD83D\uDE00: a high
+                // half (D800-DBFF) then a low half (DC00-DFFF), which combine into 0x10000 + 10 bits + 10 bits
                 if (cp >= 0xD800 && cp < 0xDC00 && p->pos + 6 <= p->n && p->s[p->pos] == '\\' && p->s[p->pos + 1] == 'u') {
                     unsigned lo;
                     p->pos += 2;
@@ -801,12 +901,15 @@ static int json_match(JsonParser* p, const char* word) {
 
 // parse one value at p->pos into *out; returns 0 on error (p->error says why)
 static int json_parse_value(JsonParser* p, Json* out, int depth) {
+    // out starts empty, so that json_free can always free whatever part of it got built
     memset(out, 0, sizeof(*out));
     json_skip_space(p);
+    // a hostile file of "[[[[..." must not overflow the C stack through the recursion
     if (depth > 64) { p->error = "nested too deeply"; return 0; }
     if (p->pos >= p->n) { p->error = "unexpected end"; return 0; }
     char c = p->s[p->pos];
     if (c == '{' || c == '[') {
+        // arrays and objects are parsed by the same loop; an object also reads "key": before each value
         int is_object = (c == '{');
         out->type = is_object ? JSON_OBJECT : JSON_ARRAY;
         p->pos++;
@@ -821,6 +924,8 @@ static int json_parse_value(JsonParser* p, Json* out, int depth) {
                 if (!items || !keys) { fprintf(stderr, "lora: error: out of memory parsing JSON\n"); exit(EXIT_FAILURE); }
                 out->items = items; out->keys = keys;
             }
+            // From here on, whatever fails, out stays consistent for json_free: an item is counted as
+            // soon as it exists (count++ even when its value failed), and its key is NULL until read.
             out->keys[out->count] = NULL;
             json_skip_space(p);
             if (is_object) {
@@ -847,11 +952,15 @@ static int json_parse_value(JsonParser* p, Json* out, int depth) {
         out->string = json_parse_string(p);
         return out->string != NULL;
     }
+    // the three literal words
     if (json_match(p, "true")) { out->type = JSON_BOOL; out->number = 1; return 1; }
     if (json_match(p, "false")) { out->type = JSON_BOOL; out->number = 0; return 1; }
     if (json_match(p, "null")) { out->type = JSON_NULL; return 1; }
     if (c == '-' || (c >= '0' && c <= '9')) {
         // copy the number's characters out, so strtod never reads past the buffer
+        // We take the characters a number may contain and let strtod decide; a JSON number is
+        // stricter than what strtod accepts, but anything strtod cannot read completely is an error.
+        // All numbers are doubles: exact for integers up to 2^53, plenty for shapes and byte offsets.
         char tmp[64];
         size_t len = 0;
         while (p->pos < p->n && len < sizeof(tmp) - 1 && strchr("+-0123456789.eE", p->s[p->pos])) { tmp[len++] = p->s[p->pos++]; }
@@ -868,6 +977,7 @@ static int json_parse_value(JsonParser* p, Json* out, int depth) {
 
 // parse text[0..n); on error prints "<what>: invalid JSON at byte K: <why>" and returns NULL
 static Json* json_parse(const char* text, size_t n, const char* what) {
+    // the whole text must be exactly one value, with nothing but whitespace after it
     JsonParser p = { text, n, 0, NULL };
     Json* root = mallocCheck(sizeof(Json));
     int ok = json_parse_value(&p, root, 0);
@@ -883,6 +993,7 @@ static Json* json_parse(const char* text, size_t n, const char* what) {
     return root;
 }
 
+// free everything a node owns, recursively (but not the node itself: items are stored inline)
 static void json_free_items(Json* j) {
     if (j->type == JSON_STRING) { free(j->string); }
     for (int i = 0; i < j->count; i++) {
@@ -899,6 +1010,7 @@ static void json_free(Json* j) {
 // the value of key in an object, or NULL
 static const Json* json_get(const Json* obj, const char* key) {
     if (obj == NULL || obj->type != JSON_OBJECT) { return NULL; }
+    // a linear search: our objects have a few hundred keys at most (one per tensor)
     for (int i = 0; i < obj->count; i++) {
         if (obj->keys[i] && strcmp(obj->keys[i], key) == 0) { return &obj->items[i]; }
     }
@@ -909,6 +1021,8 @@ static const Json* json_get(const Json* obj, const char* key) {
 // The header maps each tensor name to {"dtype": "F32", "shape": [...], "data_offsets": [begin, end]}
 // with offsets relative to the start of the data. We check every entry before trusting it.
 
+// An open safetensors file: the parsed header stays in memory, tensor data is read on demand
+// with fseek + fread (the file is never read whole: model.safetensors is 268 MB).
 typedef struct {
     FILE* file;
     char path[1024];
@@ -917,6 +1031,8 @@ typedef struct {
     long long data_size;   // bytes of tensor data in the file
 } SafeTensors;
 
+// bytes per element of every dtype the format defines, 0 for an unknown one. We size-check all
+// tensors, also those we never read (e.g. an I64 buffer), so the whole file is known to be sane.
 static int dtype_size(const char* dtype) {
     if (strcmp(dtype, "F64") == 0 || strcmp(dtype, "I64") == 0 || strcmp(dtype, "U64") == 0) { return 8; }
     if (strcmp(dtype, "F32") == 0 || strcmp(dtype, "I32") == 0 || strcmp(dtype, "U32") == 0) { return 4; }
@@ -926,6 +1042,8 @@ static int dtype_size(const char* dtype) {
     return 0;
 }
 
+// safetensors stores numbers little-endian; we fread them straight into floats, which is
+// right only on a little-endian machine (x86-64 and ARM64 both are)
 static int host_is_little_endian(void) { uint16_t x = 1; return *(uint8_t*)&x == 1; }
 
 // open and validate: the header parses, and every tensor's dtype, shape and byte range agree
@@ -943,8 +1061,10 @@ static int safetensors_open(SafeTensors* st, const char* path, const char* hint)
         fclose(st->file); st->file = NULL;
         return fail("%s: not a safetensors file (shorter than 8 bytes)", path);
     }
+    // the first 8 bytes: the header's length as a little-endian u64, assembled byte by byte
     uint64_t n = 0;
     for (int i = 7; i >= 0; i--) { n = (n << 8) | len_bytes[i]; }
+    // the reference implementation refuses headers above 100 MB too; n must also fit in the file
     if (n == 0 || n > 100000000ULL || (long long)n > file_size - 8) {
         fclose(st->file); st->file = NULL;
         return fail("%s: not a safetensors file or truncated (header says %llu bytes, file has %lld)",
@@ -955,6 +1075,7 @@ static int safetensors_open(SafeTensors* st, const char* path, const char* hint)
         free(text); fclose(st->file); st->file = NULL;
         return fail("%s: cannot read the %llu-byte header", path, (unsigned long long)n);
     }
+    // the header is JSON (see above); a bad one is reported with its byte position
     st->header = json_parse(text, n, path);
     free(text);
     if (st->header == NULL || st->header->type != JSON_OBJECT) {
@@ -962,11 +1083,13 @@ static int safetensors_open(SafeTensors* st, const char* path, const char* hint)
         fclose(st->file); st->file = NULL; json_free(st->header); st->header = NULL;
         return -1;
     }
+    // data_offsets count from data_start; data_size bounds every tensor's end
     st->data_start = 8 + (long long)n;
     st->data_size = file_size - st->data_start;
     // check every entry now, so that later reads can trust them
     for (int i = 0; i < st->header->count; i++) {
         const char* name = st->header->keys[i];
+        // __metadata__ is the one key that is not a tensor: free-form strings, e.g. {"format": "pt"}
         if (strcmp(name, "__metadata__") == 0) { continue; }
         const Json* t = &st->header->items[i];
         const Json* dtype = json_get(t, "dtype");
@@ -980,6 +1103,8 @@ static int safetensors_open(SafeTensors* st, const char* path, const char* hint)
             fclose(st->file); st->file = NULL; json_free(st->header); st->header = NULL;
             return -1;
         }
+        // the byte range must hold exactly numel elements of the dtype (a scalar has shape [] and 1
+        // element), and lie inside the data part of the file
         double numel = 1;
         for (int d = 0; d < shape->count; d++) {
             if (shape->items[d].type != JSON_NUMBER || shape->items[d].number < 0) { ok = 0; }
@@ -1003,6 +1128,7 @@ static void safetensors_close(SafeTensors* st) {
     memset(st, 0, sizeof(*st));
 }
 
+// the 16-bit float formats, widened to fp32 exactly (every fp16 and bf16 value is an fp32 value)
 static float half_to_float(uint16_t h) {
     // IEEE fp16: 1 sign bit, 5 exponent bits (bias 15), 10 mantissa bits
     uint32_t sign = (uint32_t)(h >> 15) << 31;
@@ -1014,8 +1140,11 @@ static float half_to_float(uint16_t h) {
     } else if (exp == 31) {    // inf or nan
         f = mant ? NAN : INFINITY;
     } else {
+        // normal: (1 + mant/1024) * 2^(exp-15) = (1024 + mant) * 2^(exp-25); the 1024 is the hidden bit
         f = ldexpf((float)(mant | 0x400), exp - 25);
     }
+    // set the sign bit last, so -0, -inf and negative subnormals come out right too. memcpy is
+    // C's well-defined way to look at the bits of a float.
     uint32_t bits;
     memcpy(&bits, &f, 4);
     bits |= sign;
@@ -1038,6 +1167,7 @@ static int safetensors_has(const SafeTensors* st, const char* name) { return jso
 static int safetensors_read(SafeTensors* st, const char* name, float* dst, int ndim, const long long* shape) {
     const Json* t = json_get(st->header, name);
     if (t == NULL) { return fail("%s: tensor '%s' is missing", st->path, name); }
+    // safetensors_open checked that dtype, shape and data_offsets exist and agree: no NULL checks
     const Json* dtype = json_get(t, "dtype");
     const Json* sh = json_get(t, "shape");
     int same = (sh->count == ndim);
@@ -1053,8 +1183,11 @@ static int safetensors_read(SafeTensors* st, const char* name, float* dst, int n
     if (!is_f32 && !is_f16 && !is_bf16) { return fail("%s: tensor '%s' has dtype %s; only F32, F16 and BF16 are supported", st->path, name, dt); }
     size_t numel = 1;
     for (int d = 0; d < ndim; d++) { numel *= (size_t)shape[d]; }
+    // data_offsets are relative to the first byte after the header
     long long begin = (long long)json_get(t, "data_offsets")->items[0].number;
     if (fseek(st->file, (long)(st->data_start + begin), SEEK_SET) != 0) { return fail("%s: cannot seek to tensor '%s'", st->path, name); }
+    // F32 goes straight from the file into dst; F16 and BF16 through a small buffer. A short
+    // read means the file ended early: open checked the header, not that the bytes are there.
     if (is_f32) {
         if (fread(dst, sizeof(float), numel, st->file) != numel) { return fail("%s: cannot read tensor '%s' (truncated file?)", st->path, name); }
     } else {
@@ -1078,6 +1211,8 @@ static int safetensors_write(const char* path, const SaveTensor* tensors, int co
     // the header: {"__metadata__":{"format":"pt"},"name":{"dtype":"F32","shape":[..],"data_offsets":[b,e]},...}
     size_t cap = 256 + (size_t)count * 256, len = 0;
     char* header = mallocCheck(cap);
+    // 256 bytes per tensor is room for the longest PEFT name (160) plus dtype, shape and offsets.
+    // Tensors are laid out back to back in the order given; "format": "pt" is what PyTorch writes.
     len += snprintf(header + len, cap - len, "{\"__metadata__\":{\"format\":\"pt\"}");
     size_t offset = 0;
     for (int i = 0; i < count; i++) {
@@ -1093,10 +1228,12 @@ static int safetensors_write(const char* path, const SaveTensor* tensors, int co
     }
     len += snprintf(header + len, cap - len, "}");
     while (len % 8 != 0) { header[len++] = ' '; }  // pad so the data starts 8-byte aligned
+    // write everything into path.tmp; only a complete file is renamed over path
     char tmp[1100];
     snprintf(tmp, sizeof(tmp), "%s.tmp", path);
     FILE* f = fopen_check(tmp, "wb", NULL);
     if (f == NULL) { free(header); return -1; }
+    // the file: 8-byte little-endian header length, the header, then each tensor's floats
     unsigned char len_bytes[8];
     for (int i = 0; i < 8; i++) { len_bytes[i] = (unsigned char)(((uint64_t)len >> (8 * i)) & 0xFF); }
     int ok = fwrite(len_bytes, 1, 8, f) == 8 && fwrite(header, 1, len, f) == len;
@@ -1105,6 +1242,7 @@ static int safetensors_write(const char* path, const SaveTensor* tensors, int co
         ok = fwrite(tensors[i].data, sizeof(float), numel, f) == numel;
     }
     free(header);
+    // fclose can fail too (buffered data is written then); rename replaces path in one step
     if (fclose(f) != 0) { ok = 0; }
     if (!ok) { remove(tmp); return fail("cannot write %s (disk full?)", tmp); }
     if (rename(tmp, path) != 0) { remove(tmp); return fail("cannot rename %s to %s: %s", tmp, path, strerror(errno)); }
@@ -1128,6 +1266,19 @@ static int write_text_file(const char* path, const char* text) {
 // ----------------------------------------------------------------------------
 // the model: DistilBERT (Sanh et al. 2019) + LoRA + the sequence-classification head
 
+// The numbers of the model live in four places, each one malloc (llm.c's style):
+//   w_memory      the frozen pretrained weights (66,362,880 floats for distilbert-base, 265 MB)
+//   params/grads/m/v_memory   the trainables and their gradient and AdamW moments (628,994 floats
+//                 each for the tutorial: LoRA on q_lin + the head), a flat array each
+//   acts_memory   the activations of one batch, laid out by model_reserve
+// Structs of pointers (Weights, Trainables, Activations) give each tensor its name.
+// One training step, end to end, with the shapes (B = 4 reviews of T_b tokens, N = sum of T_b):
+//   ids (N) -> word + position embeddings (N, C) -> LayerNorm -> dropout = x[0] (N, C)
+//   6 transformer blocks, x[l] (N, C) -> x[l+1] (N, C); the last one keeps only B rows
+//   first token of each sequence (B, C) -> pre_classifier -> ReLU -> dropout -> classifier (B, NL)
+//   softmax + cross-entropy -> loss, the mean over the B sequences
+//   backward: the same path in reverse, from the loss down to layer 0's q_lin adapter
+//   AdamW: updates the trainables (LoRA A, B and the head) and nothing else
 typedef struct {
     int vocab_size;           // V: 30522
     int max_pos;              // P: 512 (max_position_embeddings)
@@ -1142,13 +1293,16 @@ typedef struct {
 } Config;
 
 // the six Linear layers of a transformer block, any of which can get a LoRA adapter
+// (PEFT's target_modules use exactly these names; LIN_PATHS are the paths inside one layer)
 enum { LIN_Q, LIN_K, LIN_V, LIN_OUT, LIN_1, LIN_2, NUM_LIN };
 static const char* LIN_NAMES[NUM_LIN] = { "q_lin", "k_lin", "v_lin", "out_lin", "lin1", "lin2" };
 static const char* LIN_PATHS[NUM_LIN] = { "attention.q_lin", "attention.k_lin", "attention.v_lin",
                                           "attention.out_lin", "ffn.lin1", "ffn.lin2" };
+// lin1 widens C -> H, lin2 narrows H -> C, the other four are C -> C
 static int lin_in(const Config* c, int lin) { return lin == LIN_2 ? c->hidden_dim : c->dim; }   // IC
 static int lin_out(const Config* c, int lin) { return lin == LIN_1 ? c->hidden_dim : c->dim; }  // OC
 
+// LoraConfig(r=4, lora_alpha=32, lora_dropout=0.01, target_modules=["q_lin"]) in PEFT
 typedef struct {
     int rank;               // R: 4
     float alpha;            // 32: the update is scaled by alpha / R = 8
@@ -1190,7 +1344,8 @@ typedef struct {
 } TensorInfo;
 
 // forward activations. Everything backward needs is cached here; each comment says why.
-// N = tokens in the batch, A = sum over its sequences of NH * T * T.
+// N = tokens in the batch, A = attention entries of one layer: the sum over its sequences of
+// NH * T * T. (L, ...) arrays hold one slice per layer, laid out one after another.
 typedef struct {
     float* emb;       // (N, C)        word + position embeddings: the embeddings LayerNorm input
     float* emb_mean;  // (N)
@@ -1229,7 +1384,7 @@ typedef struct {
     float* datty;     // (N, C)
     float* dffh;      // (N, H)
     float* dffg;      // (N, H)
-    float* datt;      // (A / L)       one layer's attention scratch
+    float* datt;      // (A)           one layer's attention scratch
     float* dlora_h;   // (N, R)
     float* dxcls;     // (B, C)
     float* dcls;      // (B, C)
@@ -1237,6 +1392,7 @@ typedef struct {
     float* dhid;      // (B, C)
     float* dlogits;   // (B, NL)
 } Activations;
+// the number of float* fields above (model_reserve lists them all)
 #define NUM_ACTIVATIONS 43
 
 typedef struct {
@@ -1266,7 +1422,8 @@ typedef struct {
     int* cls_offsets;         // (B + 1)  0, 1, ..., B: the last layer keeps one row per sequence
     size_t* cls_att_offsets;  // (B + 1)  the last layer's attention blocks (1 x T per head)
     int full_last_layer;      // tests only: compute every token's row in the last layer too
-    int* labels;              // (B)      NULL pointer content when predicting
+    int* labels;              // (B)      the batch's labels; unused when has_labels is 0
+    // 0 when predicting: no loss is computed
     int has_labels;
     float loss;               // mean cross-entropy of the batch
     // training state
@@ -1279,9 +1436,11 @@ typedef struct {
 } Model;
 
 // dropout sites, used to give each its own random stream
+// (dropout_key mixes a site with the layer number, so every (layer, site) pair is distinct)
 enum { DROP_EMB, DROP_ATT, DROP_FFN, DROP_HEAD, DROP_LORA };  // DROP_LORA + lin for each Linear
 
 // all sizes, in the order of the struct fields above
+// wte, wpe, emb_lnw, emb_lnb, then lin_w[0..5], lin_b[0..5], then ln1w, ln1b, ln2w, ln2b
 static void weight_sizes(const Config* c, size_t* sizes) {
     size_t C = c->dim, L = c->n_layers;
     sizes[0] = (size_t)c->vocab_size * C;
@@ -1297,6 +1456,7 @@ static void weight_sizes(const Config* c, size_t* sizes) {
 #define NUM_WEIGHT_TENSORS (8 + 2 * NUM_LIN)
 
 // point the fields of a Trainables at a flat array laid out as the tensor table says
+// (called once for params_memory and once for grads_memory: same offsets, different base)
 static void point_trainables(Trainables* t, float* base, const Model* m) {
     const Config* c = &m->config;
     size_t off = 0;
@@ -1320,6 +1480,7 @@ static void build_tensor_table(Model* m) {
     size_t off = 0;
     for (int i = 0; i < NUM_LIN; i++) {
         if (!m->lora.targets[i]) { continue; }
+        // so lora_A[i] is one (L, R, IC) block and lora_B[i] one (L, OC, R) block, as in Trainables
         for (int ab = 0; ab < 2; ab++) {  // all layers' A, then all layers' B
             for (int l = 0; l < c->n_layers; l++) {
                 TensorInfo* t = &m->tensors[n++];
@@ -1328,6 +1489,8 @@ static void build_tensor_table(Model* m) {
                 t->rows = ab == 0 ? R : lin_out(c, i);
                 t->cols = ab == 0 ? lin_in(c, i) : R;
                 t->offset = off;
+                // LoRA matrices are weights: HF Trainer decays every parameter whose name is not a bias or
+                // a LayerNorm weight
                 t->decay = 1;
                 off += (size_t)t->rows * t->cols;
             }
@@ -1353,6 +1516,9 @@ static void build_tensor_table(Model* m) {
 void model_free(Model* m);
 
 // allocate weights and trainables for config c and LoRA lc. The caller fills the weights.
+// This is the one-allocation layout: sizes are computed for every tensor, one malloc takes
+// their sum, and the struct fields are pointed at consecutive slices of it. Nothing is stored
+// twice, freeing is one call, and gdb shows each tensor by name (p m->w.wpe[3]).
 static void model_build(Model* m, const Config* c, const LoraConfig* lc, uint64_t seed) {
     memset(m, 0, sizeof(*m));
     m->config = *c;
@@ -1361,6 +1527,7 @@ static void model_build(Model* m, const Config* c, const LoraConfig* lc, uint64_
     // frozen weights: one allocation, pointed into
     size_t sizes[NUM_WEIGHT_TENSORS];
     weight_sizes(c, sizes);
+    // fields[i] is the address of the i-th pointer in Weights, in the order of weight_sizes
     float** fields[NUM_WEIGHT_TENSORS] = { &m->w.wte, &m->w.wpe, &m->w.emb_lnw, &m->w.emb_lnb,
         &m->w.lin_w[0], &m->w.lin_w[1], &m->w.lin_w[2], &m->w.lin_w[3], &m->w.lin_w[4], &m->w.lin_w[5],
         &m->w.lin_b[0], &m->w.lin_b[1], &m->w.lin_b[2], &m->w.lin_b[3], &m->w.lin_b[4], &m->w.lin_b[5],
@@ -1384,6 +1551,7 @@ static void model_build(Model* m, const Config* c, const LoraConfig* lc, uint64_
 // (A: Kaiming-uniform with a = sqrt(5), i.e. U(-1/sqrt(IC), 1/sqrt(IC)); B: zeros)
 static void model_init_trainables(Model* m, int init_head) {
     const Config* c = &m->config;
+    // (one generator for all of it, so a --seed fixes the head and every A; B is 0 either way)
     Rng rng = { m->seed };
     if (init_head) {
         for (size_t i = 0; i < (size_t)c->dim * c->dim; i++) { m->params.pre_w[i] = 0.02f * rng_normal(&rng); }
@@ -1394,6 +1562,8 @@ static void model_init_trainables(Model* m, int init_head) {
     for (int i = 0; i < NUM_LIN; i++) {
         if (!m->lora.targets[i]) { continue; }
         size_t nA = (size_t)c->n_layers * m->lora.rank * lin_in(c, i);
+        // kaiming_uniform_(a=sqrt(5)): bound = gain * sqrt(3 / fan_in) with gain = sqrt(2 / (1 + 5)),
+        // which is 1 / sqrt(fan_in); fan_in = IC, the columns of A
         float bound = 1.0f / sqrtf((float)lin_in(c, i));
         for (size_t j = 0; j < nA; j++) { m->params.lora_A[i][j] = bound * (2.0f * rng_uniform(&rng) - 1.0f); }
         memset(m->params.lora_B[i], 0, (size_t)c->n_layers * lin_out(c, i) * m->lora.rank * sizeof(float));
@@ -1405,6 +1575,7 @@ static void model_init_random(Model* m, const Config* c, const LoraConfig* lc, u
     model_build(m, c, lc, seed);
     Rng rng = { seed ^ 0x5eedULL };
     for (size_t i = 0; i < m->num_weights; i++) { m->w_memory[i] = 0.02f * rng_normal(&rng); }
+    // now undo the normal draw where HF initialises differently: LayerNorms 1 and 0, biases 0
     size_t C = c->dim, L = c->n_layers;
     for (size_t i = 0; i < C; i++) { m->w.emb_lnw[i] = 1.0f; m->w.emb_lnb[i] = 0.0f; }
     for (size_t i = 0; i < L * C; i++) { m->w.ln1w[i] = m->w.ln2w[i] = 1.0f; m->w.ln1b[i] = m->w.ln2b[i] = 0.0f; }
@@ -1420,8 +1591,10 @@ static int config_load(Config* c, const char* path) {
     Json* j = json_parse(text, n, path);
     free(text);
     if (j == NULL) { return -1; }
+    // DistilBertConfig's names for our Config fields; each must be a whole number in a sane range
     const char* int_keys[6] = { "vocab_size", "max_position_embeddings", "dim", "n_layers", "n_heads", "hidden_dim" };
     int* int_fields[6] = { &c->vocab_size, &c->max_pos, &c->dim, &c->n_layers, &c->n_heads, &c->hidden_dim };
+    // generous upper bounds: only there to refuse absurd values before they become huge mallocs
     int limits[6] = { 10000000, 1 << 20, 1 << 16, 1024, 1024, 1 << 18 };
     int rc = 0;
     for (int i = 0; i < 6 && rc == 0; i++) {
@@ -1443,11 +1616,13 @@ static int config_load(Config* c, const char* path) {
         if (v->type != JSON_NUMBER || v->number < 0 || v->number >= 1) { rc = fail("%s: \"%s\" must be a number in [0, 1)", path, p_keys[i]); }
         else { *p_fields[i] = (float)v->number; }
     }
+    // only the exact erf GELU is implemented; "gelu_new" (tanh) or "relu" would give other numbers
     const Json* act = json_get(j, "activation");
     if (rc == 0 && act && (act->type != JSON_STRING || strcmp(act->string, "gelu") != 0)) {
         rc = fail("%s: activation \"%s\" is not supported (only \"gelu\", DistilBERT's)", path, act->type == JSON_STRING ? act->string : "?");
     }
     if (rc == 0 && c->dim % c->n_heads != 0) { rc = fail("%s: dim %d is not divisible by n_heads %d", path, c->dim, c->n_heads); }
+    // the head is binary (Negative, Positive) as in the tutorial
     c->num_labels = 2;
     const Json* id2label = json_get(j, "id2label");
     if (rc == 0 && id2label && id2label->type == JSON_OBJECT && id2label->count != 2) {
@@ -1464,15 +1639,19 @@ static int model_load(Model* m, const char* dir, const LoraConfig* lc, uint64_t 
     Config c;
     snprintf(path, sizeof(path), "%s/config.json", dir);
     if (config_load(&c, path) != 0) { return -1; }
+    // allocate from the config, then fill the frozen weights tensor by tensor from the file
     model_build(m, &c, lc, seed);
     snprintf(path, sizeof(path), "%s/model.safetensors", dir);
     SafeTensors st;
     if (safetensors_open(&st, path, "run ./prepare_data.sh, or pass --model DIR") != 0) { model_free(m); return -1; }
     // checkpoints of DistilBertModel have no "distilbert." prefix; those of the task models do
+    // (distilbert-base-uncased's own model.safetensors is a DistilBertForMaskedLM checkpoint: it has
+    // the prefix, plus vocab_* tensors of the MLM head, which we never read)
     const char* prefix = safetensors_has(&st, "distilbert.embeddings.word_embeddings.weight") ? "distilbert." : "";
     long long V = c.vocab_size, P = c.max_pos, C = c.dim;
     char name[256];
     int rc = 0;
+    // each tensor is looked up by its HF name and must have exactly the shape config.json implies
     struct { const char* name; float* dst; int ndim; long long shape[2]; } emb[4] = {
         { "embeddings.word_embeddings.weight", m->w.wte, 2, { V, C } },
         { "embeddings.position_embeddings.weight", m->w.wpe, 2, { P, C } },
@@ -1487,8 +1666,10 @@ static int model_load(Model* m, const char* dir, const LoraConfig* lc, uint64_t 
             long long OC = lin_out(&c, i), IC = lin_in(&c, i);
             long long wshape[2] = { OC, IC };
             snprintf(name, sizeof(name), "%stransformer.layer.%d.%s.weight", prefix, l, LIN_PATHS[i]);
+            // layer l's weight is slice l of the (L, OC, IC) array; PyTorch's Linear stores (OC, IC) too
             rc = safetensors_read(&st, name, m->w.lin_w[i] + l * OC * IC, 2, wshape);
             snprintf(name, sizeof(name), "%stransformer.layer.%d.%s.bias", prefix, l, LIN_PATHS[i]);
+            // (wshape[0] = OC is also the bias's shape)
             if (rc == 0) { rc = safetensors_read(&st, name, m->w.lin_b[i] + l * OC, 1, wshape); }
         }
         const char* ln_names[4] = { "sa_layer_norm.weight", "sa_layer_norm.bias", "output_layer_norm.weight", "output_layer_norm.bias" };
@@ -1499,6 +1680,7 @@ static int model_load(Model* m, const char* dir, const LoraConfig* lc, uint64_t 
         }
     }
     // the classification head: in a checkpoint of DistilBertForSequenceClassification, else new
+    // (the head lives in Trainables: its weights train, so they go to params, not to w_memory)
     int has_head = rc == 0 && safetensors_has(&st, "pre_classifier.weight");
     if (has_head) {
         long long pw[2] = { C, C }, cw[2] = { c.num_labels, C }, nl = c.num_labels;
@@ -1509,11 +1691,17 @@ static int model_load(Model* m, const char* dir, const LoraConfig* lc, uint64_t 
     }
     safetensors_close(&st);
     if (rc != 0) { model_free(m); return -1; }
+    // LoRA A and B are always new; the head is new unless it came from the checkpoint
     model_init_trainables(m, !has_head);
     return 0;
 }
 
 // make sure the activations fit a batch of B sequences, N tokens, A attention entries per layer
+// All activations of a batch in one allocation, as the weights. Sizes depend on the batch
+// (B sequences, N tokens, A attention entries per layer), which changes from batch to batch
+// because nothing is padded. So we keep the largest sizes seen so far (cap_*) and lay out
+// again only when a batch needs more: after the first few batches this never allocates.
+// Growing throws the old contents away, which is fine: it is called at the start of a forward.
 static void model_reserve(Model* m, int B, size_t N, size_t A) {
     if (B <= m->cap_batch && N <= m->cap_tokens && A <= m->cap_att) { return; }
     // grow to at least what is asked (and never shrink), then lay everything out again
@@ -1523,6 +1711,7 @@ static void model_reserve(Model* m, int B, size_t N, size_t A) {
     B = m->cap_batch; N = m->cap_tokens; A = m->cap_att;
     const Config* c = &m->config;
     size_t C = c->dim, H = c->hidden_dim, L = c->n_layers, NL = c->num_labels, R = m->lora.rank;
+    // xd is the LoRA input scratch of whichever Linear runs: IC is C, or H for lin2
     size_t XD = H > C ? H : C;
     Activations* a = &m->acts;
     float** fields[NUM_ACTIVATIONS] = {
@@ -1531,6 +1720,7 @@ static void model_reserve(Model* m, int B, size_t N, size_t A) {
         &a->lora_h, &a->xd, &a->xcls, &a->cls, &a->pre, &a->hid, &a->logits, &a->probs, &a->losses,
         &a->dx, &a->dres, &a->dsa, &a->dq, &a->dk, &a->dv, &a->datty, &a->dffh, &a->dffg, &a->datt,
         &a->dlora_h, &a->dxcls, &a->dcls, &a->dpre, &a->dhid, &a->dlogits };
+    // one size per field, in the same order as fields[] (and as the struct): keep the two in step
     size_t sizes[NUM_ACTIVATIONS] = {
         N * C, N, N, (L + 1) * N * C, L * N * C, L * N * C, L * N * C, L * A, L * N * C, L * N * C,
         L * N, L * N, L * N * C, L * N * H, L * N * H, L * N * C, L * N, L * N,
@@ -1543,6 +1733,7 @@ static void model_reserve(Model* m, int B, size_t N, size_t A) {
     m->acts_memory = mallocCheck(total * sizeof(float));
     float* p = m->acts_memory;
     for (int i = 0; i < NUM_ACTIVATIONS; i++) { *fields[i] = p; p += sizes[i]; }
+    // the small per-sequence arrays, B + 1 entries (prefix sums start with a 0)
     free(m->offsets); free(m->att_offsets); free(m->cls_offsets); free(m->cls_att_offsets); free(m->labels);
     m->offsets = mallocCheck((B + 1) * sizeof(int));
     m->att_offsets = mallocCheck((B + 1) * sizeof(size_t));
@@ -1557,6 +1748,9 @@ static void linear_forward(Model* m, int l, int lin, float* out, const float* in
     int IC = lin_in(c, lin), OC = lin_out(c, lin), R = m->lora.rank;
     matmul_forward(out, inp, m->w.lin_w[lin] + (size_t)l * OC * IC, m->w.lin_b[lin] + (size_t)l * OC, N, IC, OC);
     if (m->lora.targets[lin]) {
+        // this Linear's slot in lora_h (L, NUM_LIN, N, R); the stride is the batch's N even when only
+        // rows = B rows are used (the last layer's queries). xd is shared by all Linears: it is only
+        // needed inside one lora_forward, and lora_backward recomputes it from the same dropout key.
         float* h = m->acts.lora_h + ((size_t)l * NUM_LIN + lin) * m->N * R;
         float p = m->training ? m->lora.dropout : 0.0f;
         lora_forward(out, h, m->acts.xd, inp, m->params.lora_A[lin] + (size_t)l * R * IC,
@@ -1570,6 +1764,8 @@ static void linear_forward(Model* m, int l, int lin, float* out, const float* in
 static void linear_backward(Model* m, int l, int lin, float* dinp, const float* dout, const float* inp, int N) {
     const Config* c = &m->config;
     int IC = lin_in(c, lin), OC = lin_out(c, lin), R = m->lora.rank;
+    // dweight = dbias = NULL: W0 and b are frozen, so their gradient (a product as large as the
+    // forward) is never computed. Only dinp = dout W, if anyone below needs it.
     matmul_backward(dinp, NULL, NULL, dout, inp, m->w.lin_w[lin] + (size_t)l * OC * IC, N, IC, OC);
     if (m->lora.targets[lin]) {
         const float* h = m->acts.lora_h + ((size_t)l * NUM_LIN + lin) * m->N * R;
@@ -1591,6 +1787,8 @@ int model_forward(Model* m, const int* ids, const int* lengths, int B, const int
     const Config* c = &m->config;
     int C = c->dim, NH = c->n_heads;
     // lay the batch out: token rows and attention blocks of each sequence
+    // check the batch before touching memory: lengths within the position table, ids within the
+    // vocabulary (an out-of-range id would read outside wte)
     size_t N = 0, A = 0;
     for (int b = 0; b < B; b++) {
         if (lengths[b] < 1 || lengths[b] > c->max_pos) {
@@ -1602,9 +1800,13 @@ int model_forward(Model* m, const int* ids, const int* lengths, int B, const int
     for (size_t n = 0; n < N; n++) {
         if (ids[n] < 0 || ids[n] >= c->vocab_size) { return fail("token id %d is outside the vocabulary (size %d)", ids[n], c->vocab_size); }
     }
+    // make room for this batch's activations (a no-op once the largest batch has been seen)
     model_reserve(m, B, N, A);
     m->B = B;
     m->N = (int)N;
+    // prefix sums: offsets (token rows of sequence b), att_offsets (its NH blocks of T x T),
+    // and for the last layer, where only the first token of each sequence is a query:
+    // cls_offsets (row b) and cls_att_offsets (NH blocks of 1 x T)
     m->offsets[0] = 0;
     m->att_offsets[0] = 0;
     m->cls_offsets[0] = 0;
@@ -1618,11 +1820,13 @@ int model_forward(Model* m, const int* ids, const int* lengths, int B, const int
     m->has_labels = labels != NULL;
     if (labels) { memcpy(m->labels, labels, B * sizeof(int)); }
     // each training forward draws new dropout masks; backward reuses this seed to recompute them
+    // (in evaluation step_seed is irrelevant: every p is 0 and no mask is drawn)
     if (m->training) { m->step_seed = mix64(m->seed ^ mix64(++m->forward_count)); }
     float p_drop = m->training ? c->dropout : 0.0f;
     Activations* a = &m->acts;
     Weights* w = &m->w;
     // embeddings: LayerNorm(word + position) -> dropout
+    // a->emb (N, C) is kept as the LayerNorm input; x[0] (N, C) is the embeddings' output
     embeddings_forward(a->emb, ids, m->offsets, B, w->wte, w->wpe, C);
     layernorm_forward(a->x, a->emb_mean, a->emb_rstd, a->emb, w->emb_lnw, w->emb_lnb, (int)N, C);
     dropout_forward(a->x, N * C, p_drop, dropout_key(m->step_seed, -1, DROP_EMB));
@@ -1643,6 +1847,8 @@ void transformer_forward(Model* m) {
     Weights* w = &m->w;
     // the transformer blocks (post-LayerNorm, as BERT)
     for (int l = 0; l < L; l++) {
+        // layer l's slice of every per-layer activation. att slices are cap_att apart (the largest
+        // per-layer size reserved), not A: model_reserve laid them out with that stride.
         float* l_x = a->x + (size_t)l * N * C;
         float* l_q = a->q + (size_t)l * N * C;
         float* l_k = a->k + (size_t)l * N * C;
@@ -1669,6 +1875,10 @@ void transformer_forward(Model* m) {
         const size_t* att_off = last ? m->cls_att_offsets : m->att_offsets;
         const float* l_xq = l_x;
         if (last) { cls_gather(a->xcls, l_x, m->offsets, B, C); l_xq = a->xcls; }
+        // This loop body is transformers' TransformerBlock.forward (DistilBERT is post-LN, as BERT):
+        //   sa_output = attention(x); sa_output = sa_layer_norm(sa_output + x)
+        //   ffn_output = ffn(sa_output); output = output_layer_norm(ffn_output + sa_output)
+        // where ffn = dropout(lin2(gelu(lin1(.)))). l_xq has rows rows, l_x has N.
         // attention: sa = LayerNorm(out_lin(attention(q_lin(x), k_lin(x), v_lin(x))) + x)
         linear_forward(m, l, LIN_Q, l_q, l_xq, rows);
         linear_forward(m, l, LIN_K, l_k, l_x, (int)N);
@@ -1676,6 +1886,7 @@ void transformer_forward(Model* m) {
         attention_forward(l_atty, l_att, l_q, l_k, l_v, q_off, m->offsets, att_off, B, C, NH,
                           p_att, dropout_key(m->step_seed, l, DROP_ATT));
         linear_forward(m, l, LIN_OUT, l_res1, l_atty, rows);
+        // (transformers' DistilBERT has no dropout after out_lin: attention output goes straight in)
         residual_forward(l_res1, l_res1, l_xq, (size_t)rows * C);
         layernorm_forward(l_sa, l_ln1_mean, l_ln1_rstd, l_res1, w->ln1w + (size_t)l * C, w->ln1b + (size_t)l * C, rows, C);
         // feed-forward: out = LayerNorm(dropout(lin2(gelu(lin1(sa)))) + sa)
@@ -1687,15 +1898,21 @@ void transformer_forward(Model* m) {
         layernorm_forward(l_out, l_ln2_mean, l_ln2_rstd, l_res2, w->ln2w + (size_t)l * C, w->ln2b + (size_t)l * C, rows, C);
     }
     // the head: first token -> pre_classifier -> ReLU -> dropout -> classifier -> softmax
+    // DistilBertForSequenceClassification.forward: pooled = hidden_state[:, 0]; pre_classifier;
+    // ReLU; dropout(seq_classif_dropout); classifier; CrossEntropyLoss. Shapes: cls, pre, hid (B, C),
+    // logits, probs (B, NL).
     Trainables* p = &m->params;
     const int* out_off = m->full_last_layer ? m->offsets : m->cls_offsets;  // where the first tokens are in x[L]
+    // cls (B, C): the hidden state of each sequence's [CLS] token, hidden_state[:, 0] in HF
     cls_gather(a->cls, a->x + (size_t)L * N * C, out_off, B, C);
     matmul_forward(a->pre, a->cls, p->pre_w, p->pre_b, B, C, C);
     relu_forward(a->hid, a->pre, (size_t)B * C);
     dropout_forward(a->hid, (size_t)B * C, p_cls, dropout_key(m->step_seed, -1, DROP_HEAD));
     matmul_forward(a->logits, a->hid, p->cls_w, p->cls_b, B, C, NL);
+    // probs are always computed (predict prints them); losses only when there are labels
     crossentropy_forward(a->losses, a->probs, a->logits, m->has_labels ? m->labels : NULL, B, NL);
     if (m->has_labels) {
+        // m->loss = mean over the batch, the number Trainer's loss is made of
         double sum = 0.0;
         for (int b = 0; b < B; b++) { sum += a->losses[b]; }
         m->loss = (float)(sum / B);
@@ -1720,23 +1937,33 @@ void model_backward(Model* m) {
     Trainables* p = &m->params;
     Trainables* g = &m->grads;
     // the head, in reverse
+    // kernels accumulate (+=), so every activation gradient is cleared right before its first use
     memset(a->dlogits, 0, (size_t)B * NL * sizeof(float));
     memset(a->dhid, 0, (size_t)B * C * sizeof(float));
     memset(a->dpre, 0, (size_t)B * C * sizeof(float));
     memset(a->dcls, 0, (size_t)B * C * sizeof(float));
+    // crossentropy_forward(a->losses, a->probs, a->logits, ...) and the mean over the batch
     crossentropy_backward(a->dlogits, a->probs, m->labels, B, NL);
+    // matmul_forward(a->logits, a->hid, p->cls_w, p->cls_b, B, C, NL): the head is trainable,
+    // so here the weight and bias gradients are computed (into g), unlike the frozen Linears
     matmul_backward(a->dhid, g->cls_w, g->cls_b, a->dlogits, a->hid, p->cls_w, B, C, NL);
+    // dropout_forward(a->hid, ..., DROP_HEAD): the same mask, from the same key
     dropout_backward(a->dhid, (size_t)B * C, p_cls, dropout_key(m->step_seed, -1, DROP_HEAD));
+    // relu_forward(a->hid, a->pre)
     relu_backward(a->dpre, a->pre, a->dhid, (size_t)B * C);
+    // matmul_forward(a->pre, a->cls, p->pre_w, p->pre_b, B, C, C)
     matmul_backward(a->dcls, g->pre_w, g->pre_b, a->dpre, a->cls, p->pre_w, B, C, C);
     // below the head only LoRA is trainable: with no adapter at all we can stop here
     int any_lora = 0;
     for (int i = 0; i < NUM_LIN; i++) { any_lora |= m->lora.targets[i]; }
     if (!any_lora && !m->grad_to_input) { return; }
     const int* out_off = m->full_last_layer ? m->offsets : m->cls_offsets;
+    // cls_gather(a->cls, x[L], ...): only the first tokens' rows of x[L] receive a gradient
     memset(a->dx, 0, N * C * sizeof(float));
     cls_scatter(a->dx, a->dcls, out_off, B, C);
     for (int l = L - 1; l >= 0; l--) {
+        // the same per-layer pointers as in transformer_forward. Scratch gradients (dx, dres, dsa,
+        // ...) are not per layer: one set is reused as we walk down the layers.
         float* l_x = a->x + (size_t)l * N * C;
         float* l_q = a->q + (size_t)l * N * C;
         float* l_k = a->k + (size_t)l * N * C;
@@ -1763,18 +1990,22 @@ void model_backward(Model* m) {
         // a->dx holds dL/d(out of layer l). Backward of:
         // layernorm_forward(l_out, ..., l_res2, ...)
         memset(a->dres, 0, (size_t)rows * C * sizeof(float));
+        // (NULL, NULL: LayerNorm weights are frozen, only the input gradient is needed)
         layernorm_backward(a->dres, NULL, NULL, a->dx, l_res2, w->ln2w + (size_t)l * C, l_ln2_mean, l_ln2_rstd, rows, C);
         // residual_forward(l_res2, l_res2, l_sa): the gradient flows to both branches
+        // dsa starts as the residual share; lin1's backward below adds the FFN share on top
         memcpy(a->dsa, a->dres, (size_t)rows * C * sizeof(float));
         // dropout_forward(l_res2, ...): the lin2 branch passes through the same mask
         dropout_backward(a->dres, (size_t)rows * C, p_drop, dropout_key(m->step_seed, l, DROP_FFN));
         // linear_forward(m, l, LIN_2, l_res2, l_ffg, rows)
         memset(a->dffg, 0, (size_t)rows * H * sizeof(float));
+        // (dres now holds dL/d(lin2 output), dffg receives dL/d(GELU output))
         linear_backward(m, l, LIN_2, a->dffg, a->dres, l_ffg, rows);
         // gelu_forward(l_ffg, l_ffh)
         memset(a->dffh, 0, (size_t)rows * H * sizeof(float));
         gelu_backward(a->dffh, l_ffh, a->dffg, (size_t)rows * H);
         // linear_forward(m, l, LIN_1, l_ffh, l_sa, rows)
+        // (its dinp is dsa: the second of the two paths from sa to the loss)
         linear_backward(m, l, LIN_1, a->dsa, a->dffh, l_sa, rows);
         // layernorm_forward(l_sa, ..., l_res1, ...)
         memset(a->dres, 0, (size_t)rows * C * sizeof(float));
@@ -1782,11 +2013,14 @@ void model_backward(Model* m) {
         // residual_forward(l_res1, l_res1, l_xq): dres is also the residual share of dL/dx
         // linear_forward(m, l, LIN_OUT, l_res1, l_atty, rows)
         memset(a->datty, 0, (size_t)rows * C * sizeof(float));
+        // the attention branch of that residual: dres goes into out_lin (and its adapter) as dout
         linear_backward(m, l, LIN_OUT, a->datty, a->dres, l_atty, rows);
         // attention_forward(l_atty, l_att, l_q, l_k, l_v, ...)
+        // dq, dk, dv are cleared: attention_backward accumulates into them
         memset(a->dq, 0, (size_t)rows * C * sizeof(float));
         memset(a->dk, 0, N * C * sizeof(float));
         memset(a->dv, 0, N * C * sizeof(float));
+        // dq has rows rows (queries), dk and dv have N (every token is a key and a value)
         attention_backward(a->dq, a->dk, a->dv, a->datt, a->datty, l_att, l_q, l_k, l_v,
                            q_off, m->offsets, att_off, B, C, NH, p_att, dropout_key(m->step_seed, l, DROP_ATT));
         // linear_forward for q, k, v. Keys and values read all of l_x; the queries read l_xq.
@@ -1801,18 +2035,24 @@ void model_backward(Model* m) {
             float* dinp = need_dinput ? a->dsa : NULL;
             if (need_dinput) {
                 memset(a->dsa, 0, N * C * sizeof(float));
+                // residual share: dres (B, C) belongs to the first token of each sequence
                 cls_scatter(a->dsa, a->dres, m->offsets, B, C);
                 memset(a->dxcls, 0, (size_t)B * C * sizeof(float));
             }
             linear_backward(m, l, LIN_V, dinp, a->dv, l_x, (int)N);
             linear_backward(m, l, LIN_K, dinp, a->dk, l_x, (int)N);
+            // queries came from xcls (B, C), the first tokens only: their input gradient goes to dxcls
+            // first, then is added to those rows of dsa
             linear_backward(m, l, LIN_Q, need_dinput ? a->dxcls : NULL, a->dq, l_xq, B);
             if (need_dinput) { cls_scatter(a->dsa, a->dxcls, m->offsets, B, C); }
+            // the result is in dsa: swap the two buffers so that, in both branches, dres holds it
             float* tmp = a->dres; a->dres = a->dsa; a->dsa = tmp;
         }
         // now dres holds dL/d(input of layer l): it becomes dx for the layer below
         float* tmp = a->dx; a->dx = a->dres; a->dres = tmp;
     }
+    // Nothing below x[0] is trainable (embeddings and their LayerNorm are frozen), so normally
+    // the backward ends here. The tests ask for dL/dx[0] to check the whole stack.
     if (m->grad_to_input) {
         // dropout_forward(a->x, ...) after the embeddings: a->dx becomes dL/d(LayerNorm output)
         dropout_backward(a->dx, N * C, p_drop, dropout_key(m->step_seed, -1, DROP_EMB));
@@ -1822,10 +2062,14 @@ void model_backward(Model* m) {
 // clip the global L2 norm of all gradients to max_norm (torch.nn.utils.clip_grad_norm_, as HF
 // Trainer's max_grad_norm does). Returns the norm before clipping.
 float model_clip_grad_norm(Model* m, float max_norm) {
+    // the norm over ALL trainable numbers at once, as if they were one long vector; the sum of
+    // squares is in double because it adds up many terms (628,994 in the tutorial)
     double sum = 0.0;
     for (size_t i = 0; i < m->num_trainable; i++) { sum += (double)m->grads_memory[i] * m->grads_memory[i]; }
     float norm = (float)sqrt(sum);
     if (max_norm > 0.0f) {
+        // torch: clip_coef = max_norm / (total_norm + 1e-6), clamped to at most 1, grads *= clip_coef.
+        // Multiplying by 1 changes nothing, so we only scale when coef < 1.
         float coef = max_norm / (norm + 1e-6f);
         if (coef < 1.0f) {
             for (size_t i = 0; i < m->num_trainable; i++) { m->grads_memory[i] *= coef; }
@@ -1836,19 +2080,31 @@ float model_clip_grad_norm(Model* m, float max_norm) {
 
 // one AdamW step (Loshchilov & Hutter 2019) exactly as torch.optim.AdamW: decoupled weight
 // decay first (not on biases: HF Trainer exempts biases and LayerNorm weights), then Adam
+// For every trainable number theta with gradient g, at step t = 1, 2, ... (torch's algorithm):
+//   theta = theta - lr * wd * theta                    decoupled decay, not mixed into g
+//   m = beta1 * m + (1 - beta1) * g                    first moment (running mean of g)
+//   v = beta2 * v + (1 - beta2) * g^2                  second moment (running mean of g^2)
+//   theta = theta - (lr / (1 - beta1^t)) * m / (sqrt(v) / sqrt(1 - beta2^t) + eps)
+// m and v start at 0, so early on they are biased towards 0; dividing by (1 - beta^t) corrects
+// that (Kingma and Ba 2015, section 3). eps is added after the correction, as torch does.
 void model_update(Model* m, float lr, float beta1, float beta2, float eps, float weight_decay) {
+    // t, the step number in the bias corrections; bc1 = 1 - beta1^t, bc2_sqrt = sqrt(1 - beta2^t)
     m->adam_step++;
     float bc1 = 1.0f - powf(beta1, (float)m->adam_step);
     float bc2_sqrt = sqrtf(1.0f - powf(beta2, (float)m->adam_step));
     for (int t = 0; t < m->num_tensors; t++) {
+        // tensor by tensor, because weight decay depends on the tensor; the numbers are contiguous
         const TensorInfo* info = &m->tensors[t];
         size_t n = (size_t)info->rows * (info->cols ? info->cols : 1);
+        // the two parameter groups of HF Trainer: decay for weights, none for biases
         float decay = info->decay ? weight_decay : 0.0f;
         float* param = m->params_memory + info->offset;
         float* grad = m->grads_memory + info->offset;
         float* m1 = m->m_memory + info->offset;
         float* m2 = m->v_memory + info->offset;
         for (size_t i = 0; i < n; i++) {
+            // torch.optim.AdamW line by line: param.mul_(1 - lr * weight_decay), then the moments, then
+            // param.addcdiv_(exp_avg, denom, value=-lr / bias_correction1)
             param[i] *= 1.0f - lr * decay;
             m1[i] = beta1 * m1[i] + (1.0f - beta1) * grad[i];
             m2[i] = beta2 * m2[i] + (1.0f - beta2) * grad[i] * grad[i];
@@ -1888,6 +2144,9 @@ static int lora_config_load(LoraConfig* lc, const char* dir) {
     Json* j = json_parse(text, n, path);
     free(text);
     if (j == NULL) { return -1; }
+    // Refuse every PEFT option that would change the math we implement, rather than silently
+    // compute something else: fan_in_fan_out (transposed weights), rsLoRA (scale alpha/sqrt(r)),
+    // DoRA, a subset of layers, or trainable biases.
     int rc = 0;
     const Json* type = json_get(j, "peft_type");
     const Json* r = json_get(j, "r");
@@ -1915,6 +2174,7 @@ static int lora_config_load(LoraConfig* lc, const char* dir) {
         lc->rank = (int)r->number;
         lc->alpha = (float)alpha->number;
         lc->dropout = drop ? (float)drop->number : 0.0f;
+        // target_modules may be a list of names or one string (PEFT accepts both)
         int count = targets->type == JSON_ARRAY ? targets->count : 1;
         for (int i = 0; i < count && rc == 0; i++) {
             const Json* t = targets->type == JSON_ARRAY ? &targets->items[i] : targets;
@@ -1941,6 +2201,7 @@ static int model_load_adapter(Model* m, const char* dir) {
         long long shape[2] = { info->rows, info->cols };
         rc = safetensors_read(&st, info->name, m->params_memory + info->offset, info->cols ? 2 : 1, shape);
     }
+    // a tensor we do not know means the file and its config disagree (e.g. other targets): refuse
     for (int i = 0; i < st.header->count && rc == 0; i++) {
         const char* key = st.header->keys[i];
         int known = strcmp(key, "__metadata__") == 0;
@@ -1964,6 +2225,7 @@ static void json_escape(char* out, size_t cap, const char* s) {
 // save the adapter into dir (created if needed). Each file is written atomically.
 static int model_save_adapter(const Model* m, const char* dir, const char* base_model) {
     if (make_dir(dir) != 0 && errno != EEXIST) { return fail("cannot create directory %s: %s", dir, strerror(errno)); }
+    // the trainables under their PEFT names, straight from params_memory (no copy of the data)
     SaveTensor* list = mallocCheck(sizeof(SaveTensor) * m->num_tensors);
     for (int t = 0; t < m->num_tensors; t++) {
         list[t].name = m->tensors[t].name;
@@ -1976,13 +2238,17 @@ static int model_save_adapter(const Model* m, const char* dir, const char* base_
     int rc = safetensors_write(path, list, m->num_tensors);
     free(list);
     if (rc != 0) { return -1; }
+    // the target list as JSON strings: "q_lin", "v_lin"
     char targets[256] = "";
     for (int i = 0; i < NUM_LIN; i++) {
         if (m->lora.targets[i]) { snprintf(targets + strlen(targets), sizeof(targets) - strlen(targets), "%s\"%s\"", targets[0] ? ", " : "", LIN_NAMES[i]); }
     }
+    // the model path goes inside a JSON string: escape quotes and backslashes
     char base_escaped[1024];
     json_escape(base_escaped, sizeof(base_escaped), base_model);
     char json[4096];
+    // the keys PEFT needs to rebuild the adapter; modules_to_save is what PEFT puts for SEQ_CLS
+    // (pre_classifier is saved too because PEFT matches "classifier" as a suffix of its name)
     snprintf(json, sizeof(json),
              "{\n"
              "  \"peft_type\": \"LORA\",\n"
@@ -2030,11 +2296,14 @@ static void dataset_free(Dataset* d) {
 }
 
 // returns 0, or -1 after one error line naming the file and line
+// The whole file is read into memory (the tutorial's train file is about 1.3 MB), then parsed
+// line by line. Tokenizing here, once, keeps the training loop free of string work.
 static int dataset_load(Dataset* d, const char* path, const Tokenizer* tok, int max_len) {
     memset(d, 0, sizeof(*d));
     size_t size;
     char* text = read_file(path, &size, "run ./prepare_data.sh, or pass --train/--val FILE");
     if (text == NULL) { return -1; }
+    // examples and token ids go into growing arrays (doubling), all ids in one flat array
     size_t cap = 1024, ids_cap = 1 << 20;
     d->labels = mallocCheck(cap * sizeof(int));
     d->lengths = mallocCheck(cap * sizeof(int));
@@ -2044,6 +2313,7 @@ static int dataset_load(Dataset* d, const char* path, const Tokenizer* tok, int 
     size_t pos = 0;
     for (int line = 1; pos < size && rc == 0; line++) {
         // one line: [pos, end), without its "\n" (and a "\r" before it, from Windows editors)
+        // memchr, not strchr: a NUL byte in the file must not end the line early
         char* nl = memchr(text + pos, '\n', size - pos);
         size_t end = nl ? (size_t)(nl - text) : size;
         size_t next = nl ? end + 1 : size;
@@ -2051,6 +2321,7 @@ static int dataset_load(Dataset* d, const char* path, const Tokenizer* tok, int 
         const char* s = text + pos;
         size_t len = end - pos;
         pos = next;
+        // one error per bad line, naming file:line, as a compiler would
         long bad = utf8_first_invalid(s, len);
         if (len == 0) { rc = fail("%s:%d: empty line (expected label<TAB>text)", path, line); break; }
         if (len < 2 || s[1] != '\t') { rc = fail("%s:%d: expected label<TAB>text, with label 0 or 1 and one TAB after it", path, line); break; }
@@ -2064,11 +2335,14 @@ static int dataset_load(Dataset* d, const char* path, const Tokenizer* tok, int 
             d->starts = realloc(d->starts, cap * sizeof(size_t));
             if (!d->labels || !d->lengths || !d->starts) { fprintf(stderr, "lora: error: out of memory reading %s\n", path); exit(EXIT_FAILURE); }
         }
+        // room for the longest possible encoding (max_len ids) before we encode
         if (d->num_tokens + max_len > ids_cap) {
             ids_cap *= 2;
             d->ids = realloc(d->ids, ids_cap * sizeof(int));
             if (!d->ids) { fprintf(stderr, "lora: error: out of memory reading %s\n", path); exit(EXIT_FAILURE); }
         }
+        // the text after "label<TAB>": add [CLS] ... [SEP] (the first 1) and truncate from the left
+        // (the second 1), as the tutorial's tokenizer with truncation_side="left"
         int n = tokenizer_encode(tok, s + 2, len - 2, d->ids + d->num_tokens, max_len, 1, 1);
         if (n <= 2) { rc = fail("%s:%d: the text has no tokens", path, line); break; }
         d->labels[d->n] = s[0] - '0';
@@ -2110,6 +2384,7 @@ typedef struct {
 } Options;
 
 // copy the sequences idx[0..B) of d one after another into ids/lengths/labels
+// The batch format of model_forward: the B sequences' ids back to back, no padding
 static void gather_batch(const Dataset* d, const int* idx, int B, int* ids, int* lengths, int* labels) {
     size_t n = 0;
     for (int b = 0; b < B; b++) {
@@ -2134,11 +2409,14 @@ static int evaluate(Model* m, const Dataset* d, int batch, float* loss, float* a
         for (int b = 0; b < B; b++) {
             loss_sum += m->acts.losses[b];
             const float* pr = m->acts.probs + (size_t)b * m->config.num_labels;
+            // argmax of the two probabilities (a tie goes to 0, as torch.argmax picks the first)
             int pred = pr[1] > pr[0] ? 1 : 0;
             correct += pred == d->labels[start + b];
         }
     }
     m->training = was_training;
+    // the mean over examples, as Trainer's eval_loss (it repeats each batch's mean loss batch
+    // size times before averaging, so a short last batch weighs what it should)
     *loss = (float)(loss_sum / d->n);
     *accuracy = (float)correct / d->n;
     return 0;
@@ -2197,6 +2475,11 @@ static int effective_max_len(const Options* o, const Model* m) {
 
 // the tutorial: LoRA fine-tuning with AdamW, linear decay, clipping; evaluate after every epoch;
 // keep the best adapter (lowest validation loss) and the last one
+// The same steps as HF Trainer's loop: forward, zero_grad, backward, clip the gradient norm
+// to max_grad_norm BEFORE the optimizer step, AdamW step at this step's learning rate, then the
+// scheduler moves on. After each epoch: evaluate, print the epoch's mean training loss, save
+// last/ and, when the validation loss is the lowest so far, best/ (load_best_model_at_end with
+// metric_for_best_model = "loss", where lower is better).
 int train(const Options* o) {
     double t0 = now_seconds();
     Model model;
@@ -2233,13 +2516,19 @@ int train(const Options* o) {
            o->max_grad_norm, (unsigned long long)o->seed);
     print_parameter_count(&model);
 
+    // the last batch of an epoch may be short (1000 reviews / 4 = 250 full ones in the tutorial)
     int steps_per_epoch = (train_set.n + o->batch - 1) / o->batch;
     int total_steps = o->epochs * steps_per_epoch;
+    // order[] is the epoch's permutation of the training set; batch s takes order[4s .. 4s+3]
     int* order = mallocCheck(train_set.n * sizeof(int));
     for (int i = 0; i < train_set.n; i++) { order[i] = i; }
     int* batch_ids = mallocCheck((size_t)o->batch * max_len * sizeof(int));
+    // --batch is at most 1024 (see the flags in main)
     int batch_lengths[1024], batch_labels[1024];
+    // the shuffle has its own generator (seeded by --seed ^ "shuffle" in ASCII), so the data order
+    // does not change when something else draws random numbers
     Rng shuffle_rng = { o->seed ^ 0x73687566666c65ULL };
+    // so the first epoch is always the best so far
     float best_val_loss = INFINITY;
     int best_epoch = 0, step = 0, rc = 0;
     char best_dir[1024], last_dir[1024];
@@ -2252,6 +2541,7 @@ int train(const Options* o) {
             int j = (int)(rng_u64(&shuffle_rng) % (uint64_t)(i + 1));
             int tmp = order[i]; order[i] = order[j]; order[j] = tmp;
         }
+        // dropout on; evaluate() turns it off and back on
         model.training = 1;
         double epoch_loss = 0.0, interval_loss = 0.0, t_interval = now_seconds();
         int interval_steps = 0;
@@ -2265,9 +2555,11 @@ int train(const Options* o) {
             model_backward(&model);
             float norm = model_clip_grad_norm(&model, o->max_grad_norm);
             // linear decay from lr to 0 over all steps, no warmup (HF's get_linear_schedule_with_warmup)
+            // step counts from 0, so the first step uses the full lr and the last lr / total_steps
             float lr = o->lr * (float)(total_steps - step) / (float)total_steps;
             model_update(&model, lr, 0.9f, 0.999f, 1e-8f, o->weight_decay);
             step++;
+            // the epoch's training loss = mean of its steps' batch losses (what Trainer logs per interval)
             epoch_loss += model.loss;
             interval_loss += model.loss;
             interval_steps++;
@@ -2281,13 +2573,16 @@ int train(const Options* o) {
         }
         if (rc != 0) { break; }
         float val_loss, val_acc;
+        // Trainer's evaluation_strategy="epoch": loss and accuracy on the whole validation set
         rc = evaluate(&model, &val_set, o->batch, &val_loss, &val_acc);
         if (rc != 0) { break; }
         if (epoch == 1) { printf("epoch | train loss | val loss | val acc | elapsed\n"); }
+        // strictly lower: on a tie the earlier epoch stays the best, as Trainer keeps it
         int improved = val_loss < best_val_loss;
         printf("%5d | %10.4f | %8.4f | %7.4f | %7.1f s%s\n", epoch, epoch_loss / steps_per_epoch, val_loss, val_acc,
                now_seconds() - t0, improved ? " | best so far" : "");
         fflush(stdout);
+        // last/ is overwritten every epoch; best/ only when the validation loss improved
         rc = model_save_adapter(&model, last_dir, base_model_name(o->model_dir));
         if (rc == 0 && improved) {
             best_val_loss = val_loss;
@@ -2309,6 +2604,7 @@ int train(const Options* o) {
 }
 
 // load the base model and, if given, a trained adapter (its adapter_config.json decides the LoRA shape)
+// (the adapter's own config overrides --rank/--alpha/--targets: the file must match its tensors)
 static int load_for_inference(Model* m, const Options* o) {
     LoraConfig lc = o->lora;
     if (o->adapter_dir && lora_config_load(&lc, o->adapter_dir) != 0) { return -1; }
@@ -2369,6 +2665,7 @@ int predict_command(const Options* o, char** texts, int count) {
             // read one line of any length from stdin
             size_t n = 0;
             int ch;
+            // (getline is POSIX, not C11: grow the buffer by hand)
             while ((ch = getchar()) != EOF && ch != '\n') {
                 if (n + 1 >= line_cap) { line_cap = line_cap ? 2 * line_cap : 1024; line = realloc(line, line_cap); if (!line) { exit(EXIT_FAILURE); } }
                 line[n++] = (char)ch;
@@ -2381,9 +2678,11 @@ int predict_command(const Options* o, char** texts, int count) {
         }
         long bad = utf8_first_invalid(text, len);
         if (bad >= 0) { rc = fail("text %d: invalid UTF-8 at byte %ld", i + 1, bad); break; }
+        // one text is one batch of B = 1: [CLS] text [SEP], cut from the left at max_len
         int n = tokenizer_encode(&tok, text, len, ids, max_len, 1, 1);
         rc = model_forward(&model, ids, &n, 1, NULL);
         if (rc != 0) { break; }
+        // label 1 is Positive; print the winning label, its probability, and the text
         float p_pos = model.acts.probs[1];
         printf("%s  %.4f  %s\n", p_pos > model.acts.probs[0] ? "Positive" : "Negative",
                p_pos > model.acts.probs[0] ? p_pos : model.acts.probs[0], text);
@@ -2400,11 +2699,19 @@ int predict_command(const Options* o, char** texts, int count) {
 
 // FLOPs of the forward pass of one sequence of T tokens. Only the matrix products count:
 // per layer 2*T*(4*C*C + 2*C*H) in the six Linear layers and 4*T*T*C in attention (q k^T and P v)
+// Counting multiply-adds as 2 FLOPs. Per layer and token: q, k, v, out_lin are C x C each
+// (4 C^2), lin1 and lin2 are C x H each (2 C H). Attention per layer: S = Q K^T is T * T * HS
+// multiply-adds per head, T^2 C over all heads, and P V the same: 2 T^2 C, i.e. 4 T^2 C FLOPs.
+// This is the nominal count of a plain implementation: it ignores the LoRA and head products
+// (tiny) and the work we skip (the last layer's non-first tokens, layer 0's unneeded input
+// gradients), so GFLOP/s measure us against the work of the plain model.
 static double forward_flops(const Config* c, double T) {
     return c->n_layers * (2.0 * T * (4.0 * c->dim * c->dim + 2.0 * c->dim * c->hidden_dim) + 4.0 * T * T * c->dim);
 }
 // a training step: the forward, plus a backward that computes only input gradients of the
 // frozen Linear layers (the same FLOPs as their forward) and twice the forward's attention FLOPs
+// Attention backward is four products of the forward's size: dPd = dout V^T, dV = P^T dout,
+// dQ = dS K, dK = dS^T Q, hence 8 T^2 C. No weight gradient of a frozen Linear is counted.
 static double train_flops(const Config* c, double T) {
     return forward_flops(c, T) + c->n_layers * (2.0 * T * (4.0 * c->dim * c->dim + 2.0 * c->dim * c->hidden_dim) + 8.0 * T * T * c->dim);
 }
@@ -2461,6 +2768,7 @@ int bench_command(const Options* o) {
         if (o->bench_len > c->max_pos) { free(all_lengths); model_free(&model); return fail("--len %d is more than the model's %d positions", o->bench_len, c->max_pos); }
         all_lengths[num_lengths++] = o->bench_len;
     }
+    // K timed batches after one warm-up (first-touch page faults, model_reserve growing)
     int B = o->batch, K = o->bench_batches;
     int* ids = mallocCheck((size_t)B * c->max_pos * sizeof(int));
     int lengths[1024], labels[1024];
@@ -2481,6 +2789,7 @@ int bench_command(const Options* o) {
             for (int t = 0; t < lengths[b]; t++) { ids[n++] = lo + (int)(rng_u64(&rng) % (uint64_t)(c->vocab_size - lo)); }
         }
         // a training step, dropout off
+        // dropout off; otherwise a real training step: forward, backward, clip, AdamW
         model.training = 0;
         double t = now_seconds();
         if (model_forward(&model, ids, lengths, B, labels) != 0) { return -1; }
@@ -2502,6 +2811,8 @@ int bench_command(const Options* o) {
         train_total += train_ms[k];
         eval_total += eval_ms[k];
     }
+    // medians of the K timed batches (index 0, the warm-up, is left out); tokens/s and GFLOP/s
+    // come from the totals
     qsort(train_ms + 1, K, sizeof(double), compare_doubles);
     qsort(eval_ms + 1, K, sizeof(double), compare_doubles);
     printf("train step: median %.1f ms/step | %.0f tokens/s | %.1f GFLOP/s\n", train_ms[1 + K / 2],
@@ -2535,6 +2846,7 @@ static void usage(FILE* f) {
 // one flag of the command line: its name, the kind of value, where it goes, and its range
 typedef struct { const char* name; char kind; void* dst; double min, max; } Flag;  // kind: i int, f float, s string, u seed, t targets
 
+// --targets q_lin,v_lin: each comma-separated name must be one of LIN_NAMES
 static int parse_targets(LoraConfig* lc, const char* list) {
     for (int i = 0; i < NUM_LIN; i++) { lc->targets[i] = 0; }
     const char* s = list;
@@ -2551,6 +2863,7 @@ static int parse_targets(LoraConfig* lc, const char* list) {
 }
 
 int main(int argc, char** argv) {
+    // The command line: ./lora COMMAND [flags]; see usage() for the commands and defaults.
     setvbuf(stdout, NULL, _IOLBF, 0);  // progress appears line by line, also through a pipe or tee
     if (argc < 2) { usage(stderr); return 1; }
     if (strcmp(argv[1], "--help") == 0 || strcmp(argv[1], "-h") == 0) { usage(stdout); return 0; }
@@ -2562,6 +2875,7 @@ int main(int argc, char** argv) {
         return 1;
     }
     // the tutorial's recipe is the default
+    // (Options is zeroed first, so every flag not set below starts as 0 or NULL)
     Options o = { 0 };
     o.model_dir = is_bench ? NULL : "weights/distilbert-base-uncased";
     o.train_path = "data/imdb/train_1k.tsv";
@@ -2574,6 +2888,8 @@ int main(int argc, char** argv) {
     o.seed = 42;
     o.bench_len = 256; o.bench_batches = 10;
     const char* targets = NULL;
+    // The table of flags: one line per flag and no getopt (not in C11). Ranges are checked at
+    // parse time so that a bad value gets one clear error line instead of a crash later.
     Flag flags[] = {
         { "--model", 's', &o.model_dir, 0, 0 }, { "--train", 's', &o.train_path, 0, 0 },
         { "--val", 's', &o.val_path, 0, 0 }, { "--out", 's', &o.out_dir, 0, 0 },
@@ -2590,6 +2906,8 @@ int main(int argc, char** argv) {
     // positional arguments (predict's texts) are moved to argv[2 ..] as we go: no allocation
     char** texts = argv + 2;
     int num_texts = 0;
+    // argv[1] is the command; everything after is flags (--name value) or, for predict, texts.
+    // A lone "--" ends the flags: all that follows is text, even if it starts with --.
     for (int i = 2; i < argc; i++) {
         if (strncmp(argv[i], "--", 2) != 0 || strcmp(argv[i], "--") == 0) {
             if (strcmp(argv[i], "--") == 0) { while (++i < argc) { texts[num_texts++] = argv[i]; } break; }
@@ -2599,11 +2917,14 @@ int main(int argc, char** argv) {
         }
         if (strcmp(argv[i], "--help") == 0) { usage(stdout); return 0; }
         Flag* f = NULL;
+        // find the flag in the table
         for (int k = 0; k < num_flags; k++) { if (strcmp(argv[i], flags[k].name) == 0) { f = &flags[k]; } }
         if (f == NULL) { fail("unknown flag '%s' (see ./lora --help)", argv[i]); return 1; }
         if (i + 1 >= argc) { fail("%s needs a value", argv[i]); return 1; }
         const char* value = argv[++i];
         char* end = NULL;
+        // store the value through f->dst with the type its kind says. strtol/strtod/strtoull must
+        // consume the whole word (*end == 0) and not overflow (errno), else it is an error.
         if (f->kind == 's') {
             if (value[0] == '\0') { fail("%s needs a non-empty value", f->name); return 1; }
             *(const char**)f->dst = value;
@@ -2630,12 +2951,15 @@ int main(int argc, char** argv) {
     }
     if (targets && parse_targets(&o.lora, targets) != 0) { return 1; }
     if (o.bench_len < 1) { o.bench_len = 1; }
+    // remember whether --max-len was given: the default may shrink quietly, an explicit one may not
     for (int i = 2; i < argc; i++) { if (strcmp(argv[i], "--max-len") == 0) { o.max_len_given = 1; } }
 #ifdef OMP
+    // --threads caps OpenMP's team size; without it OpenMP uses every core (or OMP_NUM_THREADS)
     if (o.threads > 0) { omp_set_num_threads(o.threads); }
 #else
     if (o.threads > 1) { fprintf(stderr, "lora: warning: built without OpenMP, --threads %d ignored (running on 1 thread)\n", o.threads); }
 #endif
+    // every command returns 0 or -1 (after printing one error line); the exit code is 0 or 1
     int rc;
     if (is_train) { rc = train(&o); }
     else if (is_eval) { rc = eval_command(&o); }
