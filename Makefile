@@ -70,8 +70,9 @@ test_lora: test_lora.c lora.c tokenizer.c
 # ----------------------------------------------------------------------------
 # running
 
-# dev/run_tests.sh runs ./test_lora and every dev/test_*.sh, then prints the summed total
-test: test_lora tokenizer
+# dev/run_tests.sh runs ./test_lora and every dev/test_*.sh (which use ./lora and ./tokenizer),
+# then prints the summed total
+test: test_lora lora tokenizer
 	@sh dev/run_tests.sh
 
 MODEL_FILES = weights/distilbert-base-uncased/config.json weights/distilbert-base-uncased/vocab.txt \
