@@ -14,7 +14,10 @@
 
 # CC is "cc" unless you say otherwise. No -ffast-math: it would let the compiler change the
 # results of the floating-point code, and the tests must see what users run.
-CFLAGS = -O3 $(NATIVE) -std=c11 -Wall -Wextra
+# -ffp-contract=fast lets gcc fuse a*b+c into one FMA instruction (its -std=c11 mode otherwise
+# never does; clang does by default): the matmul runs about twice as fast with it. Unlike
+# -ffast-math it changes no results beyond the last bit of rounding.
+CFLAGS = -O3 $(NATIVE) -std=c11 -ffp-contract=fast -Wall -Wextra
 DEBUG_CFLAGS = -O0 -g -fno-omit-frame-pointer -fsanitize=address,undefined -fno-sanitize-recover=all -std=c11 -Wall -Wextra
 LDLIBS = -lm
 

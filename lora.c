@@ -268,47 +268,46 @@ void layernorm_backward(float* dinp, float* dweight, float* dbias,
     }
 }
 
-// --- matmul: the Linear layer y = x W^T + b, with W in PyTorch's (OC, C) layout.
-// The naive versions are the definition; the fast versions below compute the same thing.
-
 // out (N, OC) = inp (N, C) @ weight (OC, C)^T + bias (OC); bias may be NULL
+// ----------------------------------------------------------------------------
+// matmul: out = inp @ weight^T + bias, the nn.Linear of every layer.
+// N = B*T rows, C = in channels, OC = out channels; weight is PyTorch's (OC, C).
+// First the naive reference (obviously right, slow), then the fast version
+// (the same sums in another order, tens of times faster); the tests compare them.
+
 void matmul_forward_naive(float* out, const float* inp, const float* weight, const float* bias,
                           int N, int C, int OC) {
     #pragma omp parallel for
     for (int n = 0; n < N; n++) {
         for (int o = 0; o < OC; o++) {
-            // out[n, o] = bias[o] + dot(inp row n, weight row o): both rows are contiguous in memory
-            float sum = bias ? bias[o] : 0.0f;
+            float sum = (bias != NULL) ? bias[o] : 0.0f;
             for (int i = 0; i < C; i++) { sum += inp[(size_t)n * C + i] * weight[(size_t)o * C + i]; }
             out[(size_t)n * OC + o] = sum;
         }
     }
 }
 
-// dinp (N, C) += dout (N, OC) @ weight (OC, C); dweight (OC, C) += dout^T @ inp; dbias (OC) += sum of dout rows
+// dinp (N, C) += dout (N, OC) @ weight (OC, C); dweight (OC, C) += dout^T @ inp;
+// dbias (OC) += the sum of the rows of dout. A NULL gradient is skipped.
 void matmul_backward_naive(float* dinp, float* dweight, float* dbias,
                            const float* dout, const float* inp, const float* weight,
                            int N, int C, int OC) {
-    if (dinp) {
+    if (dinp != NULL) {
         #pragma omp parallel for
         for (int n = 0; n < N; n++) {
             for (int o = 0; o < OC; o++) {
-                // out[n, o] depends on inp[n, i] through weight[o, i]: dinp row n += dout[n, o] * weight row o.
-                // Threads split n, so each writes its own rows of dinp.
                 float d = dout[(size_t)n * OC + o];
                 for (int i = 0; i < C; i++) { dinp[(size_t)n * C + i] += d * weight[(size_t)o * C + i]; }
             }
         }
     }
-    if (dweight || dbias) {
-        // dweight[o, i] += dout[n, o] * inp[n, i] summed over n; dbias[o] += dout[n, o].
-        // Here threads split o, so each writes its own rows of dweight and entries of dbias.
+    if (dweight != NULL || dbias != NULL) {
         #pragma omp parallel for
         for (int o = 0; o < OC; o++) {
             for (int n = 0; n < N; n++) {
                 float d = dout[(size_t)n * OC + o];
-                if (dbias) { dbias[o] += d; }
-                if (dweight) {
+                if (dbias != NULL) { dbias[o] += d; }
+                if (dweight != NULL) {
                     for (int i = 0; i < C; i++) { dweight[(size_t)o * C + i] += d * inp[(size_t)n * C + i]; }
                 }
             }
@@ -316,33 +315,41 @@ void matmul_backward_naive(float* dinp, float* dweight, float* dbias,
     }
 }
 
-// The fast versions compute exactly the same sums, organised for the cache and for SIMD. All
-// three products of training are one routine, gemm_acc:  out[M, NN] += A[M, K] @ B[K, NN],
-// where A and B are read through strides, so a transposed operand costs nothing:
-// A(m, k) = A[m*am + k*ak] and B(k, j) = B[k*bk + j*bj].
-//   forward   out[N, OC]  += inp[N, C]     @ weight^T[C, OC]
-//   dinp      dinp[N, C]  += dout[N, OC]   @ weight[OC, C]
-//   dweight   dw[OC, C]   += dout^T[OC, N] @ inp[N, C]
-// How it is fast (the GotoBLAS / BLIS recipe, in plain C that gcc and clang vectorize):
-// 1) register tiling: the inner loop updates an MR x NR tile of out held in MR*NR local
-//    accumulators; every step over k loads NR values of B and MR of A for MR*NR multiply-adds.
-//    With MR = 6 and NR = 16 the 96 sums fit in twelve 8-wide AVX registers.
-// 2) packing: B is first copied into panels of NR columns stored k-major ([K][NR] contiguous),
-//    so the tile streams through B linearly. Columns past NN are zero: no edge cases inside.
-// 3) cache blocking: KC steps of k at a time keep a panel's slice (KC*NR floats) in L1.
-// 4) threads: each takes whole MC x NC blocks of out. Blocks are disjoint, and every output is
-//    summed in the same order whatever the thread count, so results do not depend on it.
-#define MR 6     // rows of the register tile
+// ----------------------------------------------------------------------------
+// The fast version. All three products are one routine, gemm_acc:
+//     out (M, NN) += A (M, K) @ B (K, NN)      (or, for forward, = bias + A @ B)
+// A and B are read through strides, A(m,k) = A[m*am + k*ak] and B(k,j) = B[k*bk + j*bj],
+// so a transposed operand is just other strides, never a transposed copy:
+//   forward  out (N, OC)  = bias + inp (N, C) @ weight^T (C, OC)   B: bk = 1,  bj = C
+//   dinp     dinp (N, C)  += dout (N, OC)     @ weight (OC, C)     B: bk = C,  bj = 1
+//   dweight  dw (OC, C)   += dout^T (OC, N)   @ inp (N, C)         A: am = 1,  ak = OC
+// Why it is fast (the GotoBLAS/BLIS recipe, in plain C):
+// 1) Register tile: the inner code keeps a 4 x 16 block of out in 64 local sums and
+//    runs over k; each step loads 16 values of B and 4 of A for 64 multiply-adds.
+//    gcc and clang at -O3 -march=native turn the 16-wide rows into 8-wide AVX
+//    registers: 8 accumulators, 2 for B, so all of it stays in registers.
+// 2) Packing: B is first copied into panels of 16 columns, stored row after row,
+//    so the tile reads B as one straight stream whatever its layout was. Columns
+//    past NN are zeros, so the right edge needs no special code.
+// 3) Cache blocking: KC steps of k at a time, so the tile's slice of a panel
+//    (KC x 16 floats = 16 KB) stays in the L1 cache while MC/4 tiles reuse it,
+//    and the MC x KC block of A stays in L2.
+// 4) Threads take whole MC x NC blocks of out. Blocks are disjoint and every sum is
+//    done in the same order whoever computes it, so the result is bit-identical
+//    for 1, 2 or 64 threads.
+// Compile with -ffp-contract=fast (or clang): gcc in -std=c11 mode otherwise does
+// not fuse a*b+c into one FMA instruction, and the tile runs at half speed.
+
+#define MR 4     // rows of the register tile
 #define NR 16    // columns of the register tile = width of a packed panel
-#define MC 48    // rows of out per thread block (a multiple of MR)
+#define MC 96    // rows of out per thread block (a multiple of MR)
 #define NC 256   // columns of out per thread block (a multiple of NR)
 #define KC 256   // steps of k per cache block
 
-// copy B(k, j) into panels: Bp[p][k][jj] = B(k, p*NR + jj), zero where p*NR + jj >= NN
-static void pack_panels(float* Bp, const float* B, size_t bk, size_t bj, int K, int NN) {
-    // ceil(NN / NR) panels, each K x NR floats; the last one is padded with zeros
+// Copy B into panels: Bp[p][k][jj] = B(k, p*NR + jj), zero where p*NR + jj >= NN.
+static void pack_panels(float* Bp, const float* B, size_t bk, size_t bj, int K, int NN, int threaded) {
     int panels = (NN + NR - 1) / NR;
-    #pragma omp parallel for
+    #pragma omp parallel for if (threaded)
     for (int p = 0; p < panels; p++) {
         float* dst = Bp + (size_t)p * K * NR;
         for (int k = 0; k < K; k++) {
@@ -354,41 +361,56 @@ static void pack_panels(float* Bp, const float* B, size_t bk, size_t bj, int K, 
     }
 }
 
-// the register tile: out[0:mr, 0:nr] += A[0:mr, k0:k1] @ panel[k0:k1, 0:NR]. At the edges
-// (mr < MR or nr < NR) the missing rows re-read row 0 and are never stored, so the hot loop
-// always has the same fixed shape, which is what lets the compiler keep acc in registers.
+// The register tile: out[0:mr, 0:nr] += A[0:mr, k0:k1] @ panel[k0:k1, 0:NR].
+// At the bottom edge (mr < MR) the missing rows reread row 0 and are never
+// stored, so the hot loop always has the same fixed 4 x 16 shape.
 static void tile_acc(float* out, size_t ldo, const float* A, size_t am, size_t ak,
                      const float* panel, int k0, int k1, int mr, int nr) {
-    // a[i] points at row i of the A strip; rows past mr point at row 0 (valid memory, never stored)
     const float* a[MR];
     for (int i = 0; i < MR; i++) { a[i] = A + (i < mr ? i : 0) * am; }
-    // the MR x NR accumulators: fixed sizes, so the compiler can keep them in vector registers
-    float acc[MR][NR] = { { 0.0f } };
+    float acc[MR][NR] = {{0.0f}};
+    float b[NR];  // row k of the panel
+    for (int j = 0; j < NR; j++) { b[j] = panel[(size_t)k0 * NR + j]; }
     for (int k = k0; k < k1; k++) {
-        // one step of k is an outer product: column k of the A strip (MR values) times row k of the
-        // panel (NR contiguous values), added into acc
-        float ak_[MR];
-        for (int i = 0; i < MR; i++) { ak_[i] = a[i][k * ak]; }
-        const float* b = panel + (size_t)k * NR;
+        // Fetch row k+1 while row k is in use (the panel buffer ends with a spare
+        // row, so this never reads past it). Besides hiding the load, it makes gcc
+        // keep b in registers instead of re-reading it for every multiply-add.
+        float bnext[NR];
+        for (int j = 0; j < NR; j++) { bnext[j] = panel[(size_t)(k + 1) * NR + j]; }
+        float av[MR];  // A(i, k) of the tile's rows
+        for (int i = 0; i < MR; i++) { av[i] = a[i][k * ak]; }
         for (int j = 0; j < NR; j++) {
-            float bj = b[j];
-            for (int i = 0; i < MR; i++) { acc[i][j] += ak_[i] * bj; }
+            for (int i = 0; i < MR; i++) { acc[i][j] += av[i] * b[j]; }
         }
+        for (int j = 0; j < NR; j++) { b[j] = bnext[j]; }
     }
-    // add the finished tile into out, only the mr x nr entries that really exist
-    for (int i = 0; i < mr; i++) {
-        for (int j = 0; j < nr; j++) { out[i * ldo + j] += acc[i][j]; }
+    if (mr == MR && nr == NR) {
+        for (int i = 0; i < MR; i++) {
+            for (int j = 0; j < NR; j++) { out[i * ldo + j] += acc[i][j]; }
+        }
+    } else {  // edge tile: store only the part inside out
+        for (int i = 0; i < MR; i++) {
+            for (int j = 0; j < NR; j++) {
+                if (i < mr && j < nr) { out[i * ldo + j] += acc[i][j]; }
+            }
+        }
     }
 }
 
-// one MC x NC block of out (rows m0.., columns j0.., clipped at M and NN), over all of K
+// One MC x NC block of out (rows m0.., columns j0.., clipped at M and NN), all of k.
+// With init, the block first starts from the bias (or zero): forward's "=".
+// It is a function of its own so that, inside the OpenMP loop below, every size
+// and pointer arrives as a plain value (this helps clang vectorize the tile).
 static void gemm_block(float* out, size_t ldo, const float* A, size_t am, size_t ak,
-                       const float* Bp, int M, int K, int NN, int m0, int j0) {
+                       const float* Bp, int init, const float* bias,
+                       int M, int K, int NN, int m0, int j0) {
     int m1 = (m0 + MC < M) ? m0 + MC : M;
     int j1 = (j0 + NC < NN) ? j0 + NC : NN;
-    // loop order: k blocks outermost, so that one KC x NR slice of a panel (16 KB) stays in L1
-    // while every MR-row strip of the block is multiplied with it. Partial sums of a k block go
-    // into out, which is why gemm_acc accumulates (+=): matmul_forward first fills out with bias or 0.
+    if (init) {
+        for (int m = m0; m < m1; m++) {
+            for (int j = j0; j < j1; j++) { out[m * ldo + j] = (bias != NULL) ? bias[j] : 0.0f; }
+        }
+    }
     for (int k0 = 0; k0 < K; k0 += KC) {
         int k1 = (k0 + KC < K) ? k0 + KC : K;
         for (int j = j0; j < j1; j += NR) {
@@ -396,57 +418,76 @@ static void gemm_block(float* out, size_t ldo, const float* A, size_t am, size_t
             int nr = (j1 - j < NR) ? j1 - j : NR;
             for (int m = m0; m < m1; m += MR) {
                 int mr = (m1 - m < MR) ? m1 - m : MR;
-                tile_acc(out + (size_t)m * ldo + j, ldo, A + (size_t)m * am, am, ak, panel, k0, k1, mr, nr);
+                tile_acc(out + m * ldo + j, ldo, A + m * am, am, ak, panel, k0, k1, mr, nr);
             }
         }
     }
 }
 
-// out[M, NN] (row stride ldo) += A[M, K] @ B[K, NN], with the strides described above
+// out (M, NN) (row stride ldo) += A (M, K) @ B (K, NN), strides as described above.
+// With init, out = bias + A @ B instead (bias (NN) may be NULL: zero).
 static void gemm_acc(float* out, size_t ldo, const float* A, size_t am, size_t ak,
-                     const float* B, size_t bk, size_t bj, int M, int K, int NN) {
-    if (M <= 0 || NN <= 0 || K <= 0) { return; }
+                     const float* B, size_t bk, size_t bj, int init, const float* bias,
+                     int M, int K, int NN) {
+    if (M <= 0 || NN <= 0) { return; }
+    // Below ~8M multiply-adds (a millisecond or less) one thread does it all: waking
+    // the others costs more than it saves, much more when the machine is busy.
+    int threaded = (size_t)M * K * NN > ((size_t)1 << 23);
+    if (bj == 1 && (M < 2 * MR || K < NR)) {
+        // Small products (LoRA rank 4, the head's batch of 4 rows): packing would cost
+        // more than the math, so row m of out += A(m,k) * row k of B, k by k. The rows
+        // of B are contiguous here (bj == 1), so the inner loop vectorizes.
+        #pragma omp parallel for if (threaded)
+        for (int m = 0; m < M; m++) {
+            if (init) {
+                for (int j = 0; j < NN; j++) { out[m * ldo + j] = (bias != NULL) ? bias[j] : 0.0f; }
+            }
+            for (int k = 0; k < K; k++) {
+                float a = A[m * am + k * ak];
+                const float* b = B + (size_t)k * bk;
+                for (int j = 0; j < NN; j++) { out[m * ldo + j] += a * b[j]; }
+            }
+        }
+        return;
+    }
     int panels = (NN + NR - 1) / NR;
-    // pack all of B once (a copy the size of B, rounded up to whole panels), then multiply
-    float* Bp = mallocCheck((size_t)panels * K * NR * sizeof(float));
-    pack_panels(Bp, B, bk, bj, K, NN);
+    size_t packed = (size_t)panels * K * NR;  // + one spare zero row for tile_acc's read-ahead
+    float* Bp = (float*)malloc((packed + NR) * sizeof(float));
+    if (Bp == NULL) {
+        fprintf(stderr, "%s:%d: out of memory (%zu bytes for a packed matrix)\n",
+                __FILE__, __LINE__, (packed + NR) * sizeof(float));
+        exit(EXIT_FAILURE);
+    }
+    pack_panels(Bp, B, bk, bj, K, NN, threaded);
+    memset(Bp + packed, 0, NR * sizeof(float));
     int mblocks = (M + MC - 1) / MC;
     int nblocks = (NN + NC - 1) / NC;
-    // one iteration = one MC x NC block of out, written by exactly one thread
-    #pragma omp parallel for collapse(2) schedule(dynamic)
+    // one iteration = one block of out, owned by exactly one thread
+    #pragma omp parallel for collapse(2) schedule(dynamic) if (threaded)
     for (int mb = 0; mb < mblocks; mb++) {
         for (int nb = 0; nb < nblocks; nb++) {
-            gemm_block(out, ldo, A, am, ak, Bp, M, K, NN, mb * MC, nb * NC);
+            gemm_block(out, ldo, A, am, ak, Bp, init, bias, M, K, NN, mb * MC, nb * NC);
         }
     }
     free(Bp);
 }
 
-// the same contract as matmul_forward_naive
+// out (N, OC) = inp (N, C) @ weight (OC, C)^T + bias (OC); bias may be NULL
 void matmul_forward(float* out, const float* inp, const float* weight, const float* bias,
                     int N, int C, int OC) {
-    // every row starts from the bias (or zero), then inp @ weight^T is accumulated on top
-    #pragma omp parallel for
-    for (int n = 0; n < N; n++) {
-        float* out_n = out + (size_t)n * OC;
-        if (bias != NULL) { memcpy(out_n, bias, (size_t)OC * sizeof(float)); }
-        else { memset(out_n, 0, (size_t)OC * sizeof(float)); }
-    }
-    // M = N rows, K = C, NN = OC: A = inp read row-major (am = C, ak = 1), B = weight^T read through
-    // strides (bk = 1, bj = C), so the transpose is never materialised
-    gemm_acc(out, OC, inp, C, 1, weight, 1, C, N, C, OC);  // B(k = i, j = o) = weight[o*C + i]
+    // B = weight^T: B(k=i, j=o) = weight[o*C + i]; init: out starts from the bias
+    gemm_acc(out, OC, inp, C, 1, weight, 1, C, 1, bias, N, C, OC);
 }
 
-// the same contract as matmul_backward_naive
+// dinp (N, C) += dout @ weight; dweight (OC, C) += dout^T @ inp; dbias (OC) += sum of
+// the rows of dout. A NULL gradient is skipped (and inp may be NULL when dweight is).
 void matmul_backward(float* dinp, float* dweight, float* dbias,
                      const float* dout, const float* inp, const float* weight,
                      int N, int C, int OC) {
-    // dinp[N, C] += dout[N, OC] @ weight[OC, C]
-    if (dinp != NULL) { gemm_acc(dinp, C, dout, OC, 1, weight, C, 1, N, OC, C); }
-    // dweight[OC, C] += dout^T[OC, N] @ inp[N, C]   (A(o, n) = dout[n*OC + o])
-    if (dweight != NULL) { gemm_acc(dweight, C, dout, 1, OC, inp, C, 1, OC, N, C); }
-    // dbias[o] += sum over n of dout[n, o], row by row so the inner loop runs over o
+    if (dinp != NULL) { gemm_acc(dinp, C, dout, OC, 1, weight, C, 1, 0, NULL, N, OC, C); }
+    if (dweight != NULL) { gemm_acc(dweight, C, dout, 1, OC, inp, C, 1, 0, NULL, OC, N, C); }
     if (dbias != NULL) {
+        // row by row, so the inner loop runs along dbias and vectorizes
         for (int n = 0; n < N; n++) {
             for (int o = 0; o < OC; o++) { dbias[o] += dout[(size_t)n * OC + o]; }
         }
