@@ -51,6 +51,10 @@ else
     $(info OpenMP: off ($(CC) cannot build an OpenMP program; see README, FAQ))
   endif
 endif
+# without OpenMP the "#pragma omp" lines are simply ignored: say nothing about them
+ifeq ($(OMP_CFLAGS),)
+  OMP_CFLAGS = -Wno-unknown-pragmas
+endif
 
 endif
 

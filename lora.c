@@ -349,6 +349,7 @@ void matmul_backward_naive(float* dinp, float* dweight, float* dbias,
 // Copy B into panels: Bp[p][k][jj] = B(k, p*NR + jj), zero where p*NR + jj >= NN.
 static void pack_panels(float* Bp, const float* B, size_t bk, size_t bj, int K, int NN, int threaded) {
     int panels = (NN + NR - 1) / NR;
+    (void)threaded;  // only read by the pragma, which a build without OpenMP ignores
     #pragma omp parallel for if (threaded)
     for (int p = 0; p < panels; p++) {
         float* dst = Bp + (size_t)p * K * NR;
