@@ -775,9 +775,7 @@ void residual_forward(float* out, const float* a, const float* b, size_t n) {
 // gives the same answer in backward.
 void dropout_forward(float* x, size_t n, float p, uint64_t key) {
     if (p <= 0.0f) { return; }
-    float scale = 1.0f / (1.0f - p);
-    #pragma omp parallel for
-    for (size_t i = 0; i < n; i++) { x[i] = dropout_keep(key, i, p) ? x[i] * scale : 0.0f; }
+    dropout_copy(x, x, n, p, key);  // the same masks as the LoRA input's dropout, in place
 }
 // in place on the gradient: dx = dx * keep / (1 - p), the same mask as the forward
 void dropout_backward(float* dx, size_t n, float p, uint64_t key) {
