@@ -427,13 +427,15 @@ static void gemm_block(float* out, size_t ldo, const float* A, size_t am, size_t
 
 // out (M, NN) (row stride ldo) += A (M, K) @ B (K, NN), strides as described above.
 // With init, out = bias + A @ B instead (bias (NN) may be NULL: zero).
+// may_thread = 0 keeps it on the calling thread (attention calls it from inside its own
+// parallel loop, one (sequence, head) per thread).
 static void gemm_acc(float* out, size_t ldo, const float* A, size_t am, size_t ak,
                      const float* B, size_t bk, size_t bj, int init, const float* bias,
-                     int M, int K, int NN) {
+                     int M, int K, int NN, int may_thread) {
     if (M <= 0 || NN <= 0) { return; }
     // Below ~8M multiply-adds (a millisecond or less) one thread does it all: waking
     // the others costs more than it saves, much more when the machine is busy.
-    int threaded = (size_t)M * K * NN > ((size_t)1 << 23);
+    int threaded = may_thread && (size_t)M * K * NN > ((size_t)1 << 23);
     if (bj == 1 && (M < 2 * MR || K < NR)) {
         // Small products (LoRA rank 4, the head's batch of 4 rows): packing would cost
         // more than the math, so row m of out += A(m,k) * row k of B, k by k. The rows
@@ -477,7 +479,7 @@ static void gemm_acc(float* out, size_t ldo, const float* A, size_t am, size_t a
 void matmul_forward(float* out, const float* inp, const float* weight, const float* bias,
                     int N, int C, int OC) {
     // B = weight^T: B(k=i, j=o) = weight[o*C + i]; init: out starts from the bias
-    gemm_acc(out, OC, inp, C, 1, weight, 1, C, 1, bias, N, C, OC);
+    gemm_acc(out, OC, inp, C, 1, weight, 1, C, 1, bias, N, C, OC, 1);
 }
 
 // dinp (N, C) += dout @ weight; dweight (OC, C) += dout^T @ inp; dbias (OC) += sum of
@@ -485,8 +487,8 @@ void matmul_forward(float* out, const float* inp, const float* weight, const flo
 void matmul_backward(float* dinp, float* dweight, float* dbias,
                      const float* dout, const float* inp, const float* weight,
                      int N, int C, int OC) {
-    if (dinp != NULL) { gemm_acc(dinp, C, dout, OC, 1, weight, C, 1, 0, NULL, N, OC, C); }
-    if (dweight != NULL) { gemm_acc(dweight, C, dout, 1, OC, inp, C, 1, 0, NULL, OC, N, C); }
+    if (dinp != NULL) { gemm_acc(dinp, C, dout, OC, 1, weight, C, 1, 0, NULL, N, OC, C, 1); }
+    if (dweight != NULL) { gemm_acc(dweight, C, dout, 1, OC, inp, C, 1, 0, NULL, OC, N, C, 1); }
     if (dbias != NULL) {
         // row by row, so the inner loop runs along dbias and vectorizes
         for (int n = 0; n < N; n++) {
@@ -584,6 +586,11 @@ void lora_backward(float* dinp, float* dA, float* dB, float* dh, float* xd,
 // two are the same; in the last layer only the first token's query is needed (see model_forward).
 // att holds the softmax probabilities of every (sequence, head): a Tq x T block each, starting
 // at att_offsets[b] + h*Tq*T. They are cached because backward needs them.
+// For one (sequence, head), with Q (Tq, HS), K, V (T, HS) this head's columns:
+//     S = Q K^T / sqrt(HS),   P = softmax(S) row by row,   Pd = dropout(P),   out = Pd V
+// (Vaswani et al. 2017, eq. 1). Two versions follow: the naive one, row by row, that says
+// it plainly, and the fast one, the same four lines as matrix products on gemm_acc.
+// The tests check that the two agree.
 
 // copy one head's rows x (T rows, stride C, HS columns) into xt (HS, T), transposed. With keys
 // (and values) stored this way, the inner loops below run over j, the key index, as a plain
@@ -595,17 +602,35 @@ static void head_transpose(float* xt, const float* x, int T, int C, int HS) {
     }
 }
 
-// one (sequence, head) pair: P = softmax(q k^T / sqrt(HS)), out = dropout(P) v.
-// kt (HS, T) is scratch.
-// The attention of "Attention Is All You Need" (Vaswani et al. 2017, eq. 1) for one head.
-// q (Tq rows), k, v (T rows) are this head's HS columns of the full (., C) arrays, so rows are C
-// floats apart. att (Tq, T) receives the probabilities; out (Tq rows, stride C) the result.
+// softmax of one row of scores, in place, shifted by the max for numerical stability:
+// afterwards row holds P_i = softmax(S_i), a probability distribution over the T keys
+static void softmax_row(float* row, int T) {
+    float maxval = -INFINITY;
+    for (int j = 0; j < T; j++) { if (row[j] > maxval) { maxval = row[j]; } }
+    float sum = 0.0f;
+    for (int j = 0; j < T; j++) { row[j] = expf(row[j] - maxval); sum += row[j]; }
+    for (int j = 0; j < T; j++) { row[j] /= sum; }
+}
+
+// softmax backward of one row, in place: drow holds dL/dP on entry, scale * dL/dS on return.
+// P = softmax(S)  =>  dS_j = P_j (dP_j - sum_k P_k dP_k)
+static void softmax_row_backward(float* drow, const float* row, int T, float scale) {
+    float dot = 0.0f;
+    for (int j = 0; j < T; j++) { dot += row[j] * drow[j]; }
+    for (int j = 0; j < T; j++) { drow[j] = row[j] * (drow[j] - dot) * scale; }
+}
+
+// one (sequence, head), naive. q (Tq rows), k, v (T rows) are this head's HS columns of the
+// full (., C) arrays, so rows are C floats apart. att (Tq, T) receives the probabilities;
+// out (Tq rows, stride C) the result. kt (HS, T) is scratch.
 // key_offset numbers this block's entries inside the layer, so every attention-dropout element
 // of the layer draws its own, reproducible random number.
-static void attention_forward_head(float* out, float* att, float* kt, const float* q, const float* k, const float* v,
-                                   int Tq, int T, int C, int HS, float p, uint64_t key, size_t key_offset) {
+static void attention_forward_head_naive(float* out, float* att, float* kt, const float* q, const float* k,
+                                         const float* v, int Tq, int T, int C, int HS, float p,
+                                         uint64_t key, size_t key_offset) {
     // the 1/sqrt(HS) scale is folded into q_i before the dot products (the same as scaling
-    // the scores); keep_scale = 1/(1-p) is dropout's rescaling of the kept entries
+    // the scores; transformers does it this way too); keep_scale = 1/(1-p) is dropout's
+    // rescaling of the kept entries
     float scale = 1.0f / sqrtf((float)HS);
     float keep_scale = 1.0f / (1.0f - p);
     head_transpose(kt, k, T, C, HS);
@@ -619,13 +644,7 @@ static void attention_forward_head(float* out, float* att, float* kt, const floa
             const float* ktd = kt + (size_t)d * T;
             for (int j = 0; j < T; j++) { row[j] += qd * ktd[j]; }
         }
-        // softmax over j, shifted by the max for numerical stability
-        float maxval = -INFINITY;
-        for (int j = 0; j < T; j++) { if (row[j] > maxval) { maxval = row[j]; } }
-        float sum = 0.0f;
-        for (int j = 0; j < T; j++) { row[j] = expf(row[j] - maxval); sum += row[j]; }
-        // row now holds P_i = softmax(S_i), a probability distribution over the T keys
-        for (int j = 0; j < T; j++) { row[j] /= sum; }
+        softmax_row(row, T);
         // out_i = sum_j dropout(P_ij) v_j  (attention_dropout acts on the probabilities)
         float* oi = out + (size_t)i * C;
         for (int d = 0; d < HS; d++) { oi[d] = 0.0f; }
@@ -638,11 +657,40 @@ static void attention_forward_head(float* out, float* att, float* kt, const floa
     }
 }
 
+// one (sequence, head), fast: the same sums as matrix products. scratch holds Tq*HS floats
+// for the scaled queries and, with dropout, Tq*T more for Pd.
+static void attention_forward_head(float* out, float* att, float* scratch, const float* q, const float* k,
+                                   const float* v, int Tq, int T, int C, int HS, float p,
+                                   uint64_t key, size_t key_offset) {
+    float scale = 1.0f / sqrtf((float)HS);
+    float keep_scale = 1.0f / (1.0f - p);
+    // Qs (Tq, HS) = Q / sqrt(HS), scaled first as in the naive version
+    float* qs = scratch;
+    for (int i = 0; i < Tq; i++) {
+        for (int d = 0; d < HS; d++) { qs[(size_t)i * HS + d] = q[(size_t)i * C + d] * scale; }
+    }
+    // S (Tq, T) = Qs @ K^T, written straight into att. K^T(d, j) = k[j*C + d]: bk = 1, bj = C
+    gemm_acc(att, T, qs, HS, 1, k, 1, C, 1, NULL, Tq, HS, T, 0);
+    for (int i = 0; i < Tq; i++) { softmax_row(att + (size_t)i * T, T); }
+    // Pd = dropout(P): a copy, because att must keep P for backward
+    const float* pd = att;
+    if (p > 0.0f) {
+        float* buf = scratch + (size_t)Tq * HS;
+        for (size_t e = 0; e < (size_t)Tq * T; e++) {
+            buf[e] = dropout_keep(key, key_offset + e, p) ? att[e] * keep_scale : 0.0f;
+        }
+        pd = buf;
+    }
+    // out (Tq, HS) = Pd (Tq, T) @ V (T, HS)
+    gemm_acc(out, C, pd, T, 1, v, C, 1, 1, NULL, Tq, T, HS, 0);
+}
+
+// out (N, C) or, in the last layer, (B, C); att (A entries of this layer); q rows as q_offsets,
+// k, v (N, C) rows as kv_offsets. No mask is needed: without padding every key is a real token.
+// naive = 1 runs the row-by-row reference version (the tests use it).
 void attention_forward(float* out, float* att, const float* q, const float* k, const float* v,
                        const int* q_offsets, const int* kv_offsets, const size_t* att_offsets,
-                       int B, int C, int NH, float p, uint64_t key) {
-    // out (N, C) or, in the last layer, (B, C); att (A entries of this layer); q rows as q_offsets,
-    // k, v (N, C) rows as kv_offsets. No mask is needed: without padding every key is a real token.
+                       int B, int C, int NH, float p, uint64_t key, int naive) {
     int HS = C / NH;
     // every (sequence, head) pair writes its own rows/columns of out and its own att block
     #pragma omp parallel for schedule(dynamic)
@@ -654,20 +702,27 @@ void attention_forward(float* out, float* att, const float* q, const float* k, c
         size_t qrows = (size_t)q_offsets[b] * C + (size_t)h * HS;
         size_t kvrows = (size_t)kv_offsets[b] * C + (size_t)h * HS;
         size_t a = att_offsets[b] + (size_t)h * Tq * T;
-        // each iteration its own transposed-keys buffer (HS * T floats: 128 KB at HS 64, T 512)
-        float* kt = mallocCheck((size_t)HS * T * sizeof(float));
-        attention_forward_head(out + qrows, att + a, kt, q + qrows, k + kvrows, v + kvrows, Tq, T, C, HS, p, key, a);
-        free(kt);
+        // each iteration its own scratch (HS*T floats naive; Tq*HS + Tq*T fast, about 1 MB at T 512)
+        float* scratch = mallocCheck(((size_t)HS * T + (size_t)Tq * HS + (size_t)Tq * T) * sizeof(float));
+        if (naive) {
+            attention_forward_head_naive(out + qrows, att + a, scratch, q + qrows, k + kvrows, v + kvrows,
+                                         Tq, T, C, HS, p, key, a);
+        } else {
+            attention_forward_head(out + qrows, att + a, scratch, q + qrows, k + kvrows, v + kvrows,
+                                   Tq, T, C, HS, p, key, a);
+        }
+        free(scratch);
     }
 }
 
-// backward of one (sequence, head). datt (T, T) and vt (HS, T) are scratch.
+// backward of one (sequence, head), naive. datt (T, T) and vt (HS, T) are scratch.
 // The forward, per query row i, was:  S_i = q_i K^T / sqrt(HS),  P_i = softmax(S_i),
 // Pd_i = dropout(P_i),  out_i = Pd_i V.  We go back through these four lines in reverse order,
 // using the P cached in att and recomputing the dropout mask from its key.
-static void attention_backward_head(float* dq, float* dk, float* dv, float* datt, float* vt,
-                                    const float* dout, const float* att, const float* q, const float* k,
-                                    const float* v, int Tq, int T, int C, int HS, float p, uint64_t key, size_t key_offset) {
+static void attention_backward_head_naive(float* dq, float* dk, float* dv, float* datt, float* vt,
+                                          const float* dout, const float* att, const float* q, const float* k,
+                                          const float* v, int Tq, int T, int C, int HS, float p,
+                                          uint64_t key, size_t key_offset) {
     float scale = 1.0f / sqrtf((float)HS);
     float keep_scale = 1.0f / (1.0f - p);
     head_transpose(vt, v, T, C, HS);
@@ -691,15 +746,14 @@ static void attention_backward_head(float* dq, float* dk, float* dv, float* datt
             float* dvj = dv + (size_t)j * C;
             for (int d = 0; d < HS; d++) { dvj[d] += pd * doi[d]; }
         }
-        // softmax backward: dS_ij = P_ij (dP_ij - sum_k P_ik dP_ik)
-        float dot = 0.0f;
-        for (int j = 0; j < T; j++) { dot += row[j] * drow[j]; }
+        // softmax backward (softmax_row_backward): dS_ij = P_ij (dP_ij - sum_k P_ik dP_ik),
+        // scaled by 1/sqrt(HS) right here, once, for both dq and dk below
+        softmax_row_backward(drow, row, T, scale);
+        // S_ij = (q_i . k_j) / sqrt(HS)  =>  dq_i += dS_ij k_j / sqrt(HS), dk_j += dS_ij q_i / sqrt(HS)
         const float* qi = q + (size_t)i * C;
         float* dqi = dq + (size_t)i * C;
         for (int j = 0; j < T; j++) {
-            // (dS is scaled by 1/sqrt(HS) right here, once, for both dq and dk below)
-            float ds = row[j] * (drow[j] - dot) * scale;
-            // S_ij = (q_i . k_j) / sqrt(HS)  =>  dq_i += dS_ij k_j / sqrt(HS), dk_j += dS_ij q_i / sqrt(HS)
+            float ds = drow[j];
             const float* kj = k + (size_t)j * C;
             float* dkj = dk + (size_t)j * C;
             for (int d = 0; d < HS; d++) {
@@ -710,11 +764,44 @@ static void attention_backward_head(float* dq, float* dk, float* dv, float* datt
     }
 }
 
-// dq, dk, dv += gradients (rows as in the forward); datt (same layout as att) is scratch
+// backward of one (sequence, head), fast: the four products of the forward give four more,
+//     dPd = dout V^T,   dV += Pd^T dout,   dQ += dS K / sqrt(HS),   dK += dS^T Q / sqrt(HS)
+// with dS = softmax backward of dP = dropout backward of dPd. datt (Tq, T) is scratch (it ends
+// holding dS); scratch holds Tq*T floats for Pd when there is dropout.
+static void attention_backward_head(float* dq, float* dk, float* dv, float* datt, float* scratch,
+                                    const float* dout, const float* att, const float* q, const float* k,
+                                    const float* v, int Tq, int T, int C, int HS, float p,
+                                    uint64_t key, size_t key_offset) {
+    float scale = 1.0f / sqrtf((float)HS);
+    float keep_scale = 1.0f / (1.0f - p);
+    size_t TT = (size_t)Tq * T;
+    // dPd (Tq, T) = dout (Tq, HS) @ V^T (HS, T)
+    gemm_acc(datt, T, dout, C, 1, v, 1, C, 1, NULL, Tq, HS, T, 0);
+    // through the dropout: dP = dPd * keep / (1 - p); and Pd again, for dV
+    const float* pd = att;
+    if (p > 0.0f) {
+        float* buf = scratch;
+        for (size_t e = 0; e < TT; e++) {
+            float keep = dropout_keep(key, key_offset + e, p) ? keep_scale : 0.0f;
+            datt[e] *= keep;
+            buf[e] = att[e] * keep;
+        }
+        pd = buf;
+    }
+    // dV (T, HS) += Pd^T (T, Tq) @ dout (Tq, HS). Pd^T(j, i) = pd[i*T + j]: am = 1, ak = T
+    gemm_acc(dv, C, pd, 1, T, dout, C, 1, 0, NULL, T, Tq, HS, 0);
+    for (int i = 0; i < Tq; i++) { softmax_row_backward(datt + (size_t)i * T, att + (size_t)i * T, T, scale); }
+    // dQ (Tq, HS) += dS (Tq, T) @ K (T, HS);  dK (T, HS) += dS^T (T, Tq) @ Q (Tq, HS)
+    gemm_acc(dq, C, datt, T, 1, k, C, 1, 0, NULL, Tq, T, HS, 0);
+    gemm_acc(dk, C, datt, 1, T, q, C, 1, 0, NULL, T, Tq, HS, 0);
+}
+
+// dq, dk, dv += gradients (rows as in the forward); datt (same layout as att) is scratch.
+// naive = 1 runs the row-by-row reference version.
 void attention_backward(float* dq, float* dk, float* dv, float* datt,
                         const float* dout, const float* att, const float* q, const float* k, const float* v,
                         const int* q_offsets, const int* kv_offsets, const size_t* att_offsets,
-                        int B, int C, int NH, float p, uint64_t key) {
+                        int B, int C, int NH, float p, uint64_t key, int naive) {
     // Parallel over (sequence, head) and not over query rows t: all rows i of a head add into the
     // same dk_j and dv_j, so splitting over i would make threads race on them.
     int HS = C / NH;
@@ -727,11 +814,16 @@ void attention_backward(float* dq, float* dk, float* dv, float* datt,
         size_t qrows = (size_t)q_offsets[b] * C + (size_t)h * HS;
         size_t kvrows = (size_t)kv_offsets[b] * C + (size_t)h * HS;
         size_t a = att_offsets[b] + (size_t)h * Tq * T;
-        // V transposed, as kt in the forward, so that dPd_i = dout_i V^T runs over j in the inner loop
-        float* vt = mallocCheck((size_t)HS * T * sizeof(float));
-        attention_backward_head(dq + qrows, dk + kvrows, dv + kvrows, datt + a, vt, dout + qrows, att + a,
-                                q + qrows, k + kvrows, v + kvrows, Tq, T, C, HS, p, key, a);
-        free(vt);
+        // scratch: V transposed (HS*T floats) for the naive version, Pd (Tq*T) for the fast one
+        float* scratch = mallocCheck(((size_t)HS * T + (size_t)Tq * T) * sizeof(float));
+        if (naive) {
+            attention_backward_head_naive(dq + qrows, dk + kvrows, dv + kvrows, datt + a, scratch, dout + qrows,
+                                          att + a, q + qrows, k + kvrows, v + kvrows, Tq, T, C, HS, p, key, a);
+        } else {
+            attention_backward_head(dq + qrows, dk + kvrows, dv + kvrows, datt + a, scratch, dout + qrows,
+                                    att + a, q + qrows, k + kvrows, v + kvrows, Tq, T, C, HS, p, key, a);
+        }
+        free(scratch);
     }
 }
 
@@ -1924,7 +2016,7 @@ void transformer_forward(Model* m) {
         linear_forward(m, l, LIN_K, l_k, l_x, (int)N);
         linear_forward(m, l, LIN_V, l_v, l_x, (int)N);
         attention_forward(l_atty, l_att, l_q, l_k, l_v, q_off, m->offsets, att_off, B, C, NH,
-                          p_att, dropout_key(m->step_seed, l, DROP_ATT));
+                          p_att, dropout_key(m->step_seed, l, DROP_ATT), /*naive=*/0);
         linear_forward(m, l, LIN_OUT, l_res1, l_atty, rows);
         // (transformers' DistilBERT has no dropout after out_lin: attention output goes straight in)
         residual_forward(l_res1, l_res1, l_xq, (size_t)rows * C);
@@ -2062,7 +2154,7 @@ void model_backward(Model* m) {
         memset(a->dv, 0, N * C * sizeof(float));
         // dq has rows rows (queries), dk and dv have N (every token is a key and a value)
         attention_backward(a->dq, a->dk, a->dv, a->datt, a->datty, l_att, l_q, l_k, l_v,
-                           q_off, m->offsets, att_off, B, C, NH, p_att, dropout_key(m->step_seed, l, DROP_ATT));
+                           q_off, m->offsets, att_off, B, C, NH, p_att, dropout_key(m->step_seed, l, DROP_ATT), /*naive=*/0);
         // linear_forward for q, k, v. Keys and values read all of l_x; the queries read l_xq.
         if (!last) {
             // dres already holds the residual share of dL/dx: keep accumulating into it

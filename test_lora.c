@@ -616,7 +616,7 @@ static void test_lora_grad(float p) {
 typedef struct { float *q, *k, *v, *att; int q_offsets[4], offsets[4]; size_t att_offsets[4]; int B, C, NH; float p; } AttCtx;
 static void att_fwd(void* p, float* out) {
     AttCtx* c = p;
-    attention_forward(out, c->att, c->q, c->k, c->v, c->q_offsets, c->offsets, c->att_offsets, c->B, c->C, c->NH, c->p, 99);
+    attention_forward(out, c->att, c->q, c->k, c->v, c->q_offsets, c->offsets, c->att_offsets, c->B, c->C, c->NH, c->p, 99, 0);
 }
 static void test_attention_grad(float p, int first_only) {
     int lengths[3] = { 4, 1, 9 }, B = 3, C = 8, NH = 2;
@@ -635,7 +635,7 @@ static void test_attention_grad(float p, int first_only) {
     float *out = zero_array(NQ * C), *w = random_array(NQ * C, 1.0f);
     float *dq = zero_array(NQ * C), *dk = zero_array(N * C), *dv = zero_array(N * C), *datt = zero_array(A);
     att_fwd(&c, out);
-    attention_backward(dq, dk, dv, datt, w, c.att, c.q, c.k, c.v, c.q_offsets, c.offsets, c.att_offsets, B, C, NH, p, 99);
+    attention_backward(dq, dk, dv, datt, w, c.att, c.q, c.k, c.v, c.q_offsets, c.offsets, c.att_offsets, B, C, NH, p, 99, 0);
     const char* which = first_only ? "first query only" : "lengths 4,1,9";
     char name[80];
     snprintf(name, sizeof(name), "attention dq (%s, dropout %.1f)", which, p);
@@ -645,6 +645,58 @@ static void test_attention_grad(float p, int first_only) {
     snprintf(name, sizeof(name), "attention dv (%s, dropout %.1f)", which, p);
     check_grad(name, att_fwd, &c, c.v, N * C, dv, out, w, NQ * C);
     free(c.q); free(c.k); free(c.v); free(c.att); free(out); free(w); free(dq); free(dk); free(dv); free(datt);
+}
+
+// --- the fast attention against the naive one, on lengths where the matrix products take
+// their general path and their edges (37, 1, 70, 129 tokens; head sizes 16 and 20), dropout
+// on and off, every query and the first only. Gradients are pre-filled: backward must add.
+static void test_attention_fast_vs_naive(void) {
+    int lengths[4] = { 37, 1, 70, 129 }, B = 4;
+    int shapes[2][2] = { { 48, 3 }, { 40, 2 } };  // (C, NH): head size 16, 20
+    double worst[5] = { 0, 0, 0, 0, 0 };
+    int cases = 0;
+    for (int s = 0; s < 2; s++) {
+        for (int variant = 0; variant < 4; variant++) {
+            int C = shapes[s][0], NH = shapes[s][1], first_only = variant & 1;
+            float p = (variant & 2) ? 0.2f : 0.0f;
+            int q_off[5] = { 0 }, kv_off[5] = { 0 };
+            size_t att_off[5] = { 0 };
+            for (int b = 0; b < B; b++) {
+                int Tq = first_only ? 1 : lengths[b];
+                kv_off[b + 1] = kv_off[b] + lengths[b];
+                q_off[b + 1] = q_off[b] + Tq;
+                att_off[b + 1] = att_off[b] + (size_t)NH * Tq * lengths[b];
+            }
+            size_t NQ = (size_t)q_off[B] * C, NKV = (size_t)kv_off[B] * C, A = att_off[B];
+            float *q = random_array(NQ, 2.0f), *k = random_array(NKV, 2.0f), *v = random_array(NKV, 1.0f);
+            float *dout = random_array(NQ, 1.0f);
+            float *out[2], *att[2], *dq[2], *dk[2], *dv[2];
+            float *dq0 = random_array(NQ, 1.0f), *dk0 = random_array(NKV, 1.0f), *dv0 = random_array(NKV, 1.0f);
+            float* datt = zero_array(A);
+            for (int naive = 0; naive < 2; naive++) {
+                out[naive] = zero_array(NQ); att[naive] = zero_array(A);
+                dq[naive] = mallocCheck(NQ * sizeof(float)); memcpy(dq[naive], dq0, NQ * sizeof(float));
+                dk[naive] = mallocCheck(NKV * sizeof(float)); memcpy(dk[naive], dk0, NKV * sizeof(float));
+                dv[naive] = mallocCheck(NKV * sizeof(float)); memcpy(dv[naive], dv0, NKV * sizeof(float));
+                attention_forward(out[naive], att[naive], q, k, v, q_off, kv_off, att_off, B, C, NH, p, 5, naive);
+                attention_backward(dq[naive], dk[naive], dv[naive], datt, dout, att[naive], q, k, v,
+                                   q_off, kv_off, att_off, B, C, NH, p, 5, naive);
+            }
+            double e[5] = { tensor_error_f(out[0], out[1], NQ), tensor_error_f(att[0], att[1], A),
+                            tensor_error_f(dq[0], dq[1], NQ), tensor_error_f(dk[0], dk[1], NKV),
+                            tensor_error_f(dv[0], dv[1], NKV) };
+            for (int i = 0; i < 5; i++) { if (e[i] > worst[i]) { worst[i] = e[i]; } }
+            cases++;
+            for (int naive = 0; naive < 2; naive++) {
+                free(out[naive]); free(att[naive]); free(dq[naive]); free(dk[naive]); free(dv[naive]);
+            }
+            free(q); free(k); free(v); free(dout); free(dq0); free(dk0); free(dv0); free(datt);
+        }
+    }
+    const char* what[5] = { "out", "att", "dq", "dk", "dv" };
+    for (int i = 0; i < 5; i++) {
+        expect(worst[i] <= 1e-5, "fast attention == naive attention, %-3s (%d cases): max rel err %.1e", what[i], cases, worst[i]);
+    }
 }
 
 // --- GELU and dropout (elementwise)
@@ -1219,6 +1271,7 @@ static void test_lora(void) {
     test_attention_grad(0.0f, 0);
     test_attention_grad(0.2f, 0);
     test_attention_grad(0.2f, 1);
+    test_attention_fast_vs_naive();
     test_elementwise_grad();
     test_crossentropy_grad();
     test_model_grad();
