@@ -2513,6 +2513,7 @@ typedef struct {
     int bench_len;            // --len N
     const char* lengths_path; // --lengths FILE
     int bench_batches;        // --batches K
+    const char* bench_what;   // --what model (the default) or mm (the matmul alone)
 } Options;
 
 // copy the sequences idx[0..B) of d one after another into ids/lengths/labels
@@ -2866,7 +2867,51 @@ static double peak_memory_mb(void) {
     return -1.0;
 }
 
+// bench --what mm: the fast matmul alone, on the Linear shapes of distilbert-base at 1024 and
+// 2048 rows (a batch of 4 x 256 and 4 x 512 tokens) and on 2048^3: the forward x @ W^T and the
+// input gradient dY @ W. The same shapes as torch_ref.py's --what mm, whose 2048^3 torch.mm is
+// the machine's practical peak. Each product: 2 * M * K * N FLOPs, median of at least 5 runs.
+static int bench_matmul(void) {
+    int shapes[][3] = { { 1024, 768, 768 }, { 1024, 768, 3072 }, { 1024, 3072, 768 },
+                        { 2048, 768, 768 }, { 2048, 768, 3072 }, { 2048, 3072, 768 }, { 2048, 2048, 2048 } };
+    Rng rng = { 1 };
+    printf("bench: matmul, threads %d; out (M, N) = x (M, K) @ W (N, K)^T and dx (M, K) = dY (M, N) @ W\n", threads_in_use());
+    for (size_t s = 0; s < sizeof(shapes) / sizeof(shapes[0]); s++) {
+        int M = shapes[s][0], K = shapes[s][1], N = shapes[s][2];
+        float* x = mallocCheck((size_t)M * K * sizeof(float));
+        float* w = mallocCheck((size_t)N * K * sizeof(float));
+        float* y = mallocCheck((size_t)M * N * sizeof(float));
+        for (size_t i = 0; i < (size_t)M * K; i++) { x[i] = rng_normal(&rng); }
+        for (size_t i = 0; i < (size_t)N * K; i++) { w[i] = rng_normal(&rng); }
+        for (size_t i = 0; i < (size_t)M * N; i++) { y[i] = rng_normal(&rng); }
+        double flops = 2.0 * M * K * N;
+        // enough runs for about half a second of work at 100 GFLOP/s, at least 5
+        int reps = (int)(5e10 / flops);
+        if (reps < 5) { reps = 5; }
+        double ms[2][64];
+        if (reps > 64) { reps = 64; }
+        for (int r = -1; r < reps; r++) {  // r == -1 is a warm-up
+            double t = now_seconds();
+            matmul_forward(y, x, w, NULL, M, K, N);
+            double t1 = now_seconds();
+            matmul_backward(x, NULL, NULL, y, NULL, w, M, K, N);
+            double t2 = now_seconds();
+            if (r >= 0) { ms[0][r] = 1000.0 * (t1 - t); ms[1][r] = 1000.0 * (t2 - t1); }
+        }
+        for (int k = 0; k < 2; k++) {
+            qsort(ms[k], reps, sizeof(double), compare_doubles);
+            double med = ms[k][reps / 2];
+            printf("  %-7s M %4d K %4d N %4d: median %7.2f ms | %6.1f GFLOP/s\n",
+                   k == 0 ? "x@W^T" : "dY@W", M, K, N, med, flops / (med / 1000.0) / 1e9);
+        }
+        free(x); free(w); free(y);
+    }
+    return 0;
+}
+
 int bench_command(const Options* o) {
+    if (strcmp(o->bench_what, "mm") == 0) { return bench_matmul(); }
+    if (strcmp(o->bench_what, "model") != 0) { return fail("--what: expected model or mm, got '%s'", o->bench_what); }
     Model model;
     if (o->model_dir) {
         if (model_load(&model, o->model_dir, &o->lora, o->seed) != 0) { return -1; }
@@ -2968,6 +3013,7 @@ static void usage(FILE* f) {
         "       ./lora eval    --adapter DIR [--model DIR] [--val FILE]\n"
         "       ./lora predict [--adapter DIR] [--model DIR] \"text\" ...   (no text: one per line of stdin)\n"
         "       ./lora bench   [--model DIR] [--len N | --lengths FILE] [--batches K]\n"
+        "       ./lora bench   --what mm   (the matmul alone, GFLOP/s on the Linear shapes)\n"
         "defaults (the tutorial): --model weights/distilbert-base-uncased --train data/imdb/train_1k.tsv\n"
         "  --val data/imdb/validation_1k.tsv --out out --epochs 10 --batch 4 --lr 1e-3 --weight-decay 0.01\n"
         "  --max-grad-norm 1.0 --rank 4 --alpha 32 --lora-dropout 0.01 --targets q_lin --max-len 512\n"
@@ -3018,7 +3064,7 @@ int main(int argc, char** argv) {
     o.lr = 1e-3f; o.weight_decay = 0.01f; o.max_grad_norm = 1.0f;
     o.lora.rank = 4; o.lora.alpha = 32.0f; o.lora.dropout = 0.01f; o.lora.targets[LIN_Q] = 1;
     o.seed = 42;
-    o.bench_len = 256; o.bench_batches = 10;
+    o.bench_len = 256; o.bench_batches = 10; o.bench_what = "model";
     const char* targets = NULL;
     // The table of flags: one line per flag and no getopt (not in C11). Ranges are checked at
     // parse time so that a bad value gets one clear error line instead of a crash later.
@@ -3033,7 +3079,7 @@ int main(int argc, char** argv) {
         { "--lr", 'f', &o.lr, 0, 10 }, { "--weight-decay", 'f', &o.weight_decay, 0, 10 },
         { "--max-grad-norm", 'f', &o.max_grad_norm, 0, 1e9 }, { "--alpha", 'f', &o.lora.alpha, 0, 1e9 },
         { "--lora-dropout", 'f', &o.lora.dropout, 0, 0.999 }, { "--seed", 'u', &o.seed, 0, 0 },
-        { "--targets", 's', &targets, 0, 0 } };
+        { "--targets", 's', &targets, 0, 0 }, { "--what", 's', &o.bench_what, 0, 0 } };
     int num_flags = sizeof(flags) / sizeof(flags[0]);
     // positional arguments (predict's texts) are moved to argv[2 ..] as we go: no allocation
     char** texts = argv + 2;
