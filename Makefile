@@ -17,7 +17,9 @@
 # -ffp-contract=fast lets gcc fuse a*b+c into one FMA instruction (its -std=c11 mode otherwise
 # never does; clang does by default): the matmul runs about twice as fast with it. Unlike
 # -ffast-math it changes no results beyond the last bit of rounding.
-CFLAGS = -O3 $(NATIVE) -std=c11 -ffp-contract=fast -Wall -Wextra
+# -fno-trapping-math: we never trap on floating-point exceptions, and saying so lets gcc
+# vectorize the clamps in lora.c's exp_vec (softmax and GELU run 5-15x faster). No result changes.
+CFLAGS = -O3 $(NATIVE) -std=c11 -ffp-contract=fast -fno-trapping-math -Wall -Wextra
 DEBUG_CFLAGS = -O0 -g -fno-omit-frame-pointer -fsanitize=address,undefined -fno-sanitize-recover=all -std=c11 -Wall -Wextra
 LDLIBS = -lm
 

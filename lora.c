@@ -579,6 +579,55 @@ void lora_backward(float* dinp, float* dA, float* dB, float* dh, float* xd,
     }
 }
 
+// --- exp and erf written so that the compiler can vectorize them.
+// libm's expf and erff are function calls, one number at a time, and gcc will not turn them into
+// SIMD instructions without -ffast-math. Softmax and GELU call them for every attention score and
+// every FFN activation, so here they are as plain arithmetic, which gcc and clang vectorize
+// (gcc needs -fno-trapping-math for the clamps; the Makefile passes it). Both are accurate to
+// what fp32 can hold; test_lora.c measures them against double-precision libm.
+
+// e^x: write x = n ln2 + r with n an integer and |r| <= ln2/2, then e^x = 2^n e^r.
+// e^r is its Taylor series to r^7 (the first term left out, r^8/8!, is below 6e-9 here);
+// 2^n is built directly as the bits of a float: exponent field n + 127, mantissa 0.
+// Inputs are clamped to [-87, 88], so e^x for x < -87 comes out as e^-87 (1.6e-38), not 0.
+static inline float exp_vec(float x) {
+    x = x < -87.0f ? -87.0f : x;
+    x = x > 88.0f ? 88.0f : x;
+    // n = round(x / ln2): adding and subtracting 1.5 * 2^23 rounds to the nearest integer
+    float n = (x * 1.44269504088896341f + 12582912.0f) - 12582912.0f;
+    // r = x - n ln2, with ln2 split in a short high part (n * hi is exact) and the rest
+    float r = x - n * 0.693359375f;
+    r = r + n * 2.12194440e-4f;
+    float p = 1.0f / 5040.0f;  // Horner: ((1/7! r + 1/6!) r + 1/5!) r ... + 1
+    p = p * r + 1.0f / 720.0f;
+    p = p * r + 1.0f / 120.0f;
+    p = p * r + 1.0f / 24.0f;
+    p = p * r + 1.0f / 6.0f;
+    p = p * r + 0.5f;
+    p = p * r + 1.0f;
+    p = p * r + 1.0f;
+    int32_t bits = ((int32_t)n + 127) << 23;
+    float two_n;
+    memcpy(&two_n, &bits, sizeof(two_n));  // reinterpret the bits (the defined way to do it in C)
+    return p * two_n;
+}
+
+// erf(x) by Abramowitz and Stegun 7.1.26: with t = 1 / (1 + 0.3275911 |x|),
+// erf(|x|) = 1 - t (a1 + a2 t + a3 t^2 + a4 t^3 + a5 t^4) e^(-x^2), error below 1.5e-7 in exact
+// arithmetic (5e-7 in fp32, at small x), and erf(-x) = -erf(x). PyTorch's own vectorized CPU
+// erf (AVX2), and with it its GELU, is this same formula.
+static inline float erf_vec(float x) {
+    float ax = fabsf(x);
+    float t = 1.0f / (1.0f + 0.3275911f * ax);
+    float p = 1.061405429f;  // a5 .. a1, Horner
+    p = p * t - 1.453152027f;
+    p = p * t + 1.421413741f;
+    p = p * t - 0.284496736f;
+    p = p * t + 0.254829592f;
+    float y = 1.0f - p * t * exp_vec(-ax * ax);
+    return copysignf(y, x);
+}
+
 // --- attention: multi-head self-attention, each sequence on its own (no padding, so no mask).
 // q, k, v, out hold all heads side by side; head h owns channels h*HS .. h*HS+HS-1.
 // Sequence b has its keys and values at rows kv_offsets[b] .. kv_offsets[b+1]-1 (T of them) and
@@ -608,7 +657,7 @@ static void softmax_row(float* row, int T) {
     float maxval = -INFINITY;
     for (int j = 0; j < T; j++) { if (row[j] > maxval) { maxval = row[j]; } }
     float sum = 0.0f;
-    for (int j = 0; j < T; j++) { row[j] = expf(row[j] - maxval); sum += row[j]; }
+    for (int j = 0; j < T; j++) { row[j] = exp_vec(row[j] - maxval); sum += row[j]; }
     for (int j = 0; j < T; j++) { row[j] /= sum; }
 }
 
@@ -831,12 +880,13 @@ void attention_backward(float* dq, float* dk, float* dv, float* datt,
 
 // out, inp (n); inp is cached by the caller for backward
 // gelu(x) = x * Phi(x), Phi the standard normal CDF = 0.5 * (1 + erf(x / sqrt(2)))
-// (Hendrycks and Gimpel 2016); 0.7071... = 1/sqrt(2). erff is in C99's libm.
+// (Hendrycks and Gimpel 2016); 0.7071... = 1/sqrt(2). erf_vec is erf to fp32 accuracy (see above);
+// libm's erff gives the same numbers to within a few units in the last place, 10x slower.
 void gelu_forward(float* out, const float* inp, size_t n) {
     #pragma omp parallel for
     for (size_t i = 0; i < n; i++) {
         float x = inp[i];
-        out[i] = 0.5f * x * (1.0f + erff(x * 0.70710678118654752f));
+        out[i] = 0.5f * x * (1.0f + erf_vec(x * 0.70710678118654752f));
     }
 }
 
@@ -845,9 +895,9 @@ void gelu_backward(float* dinp, const float* inp, const float* dout, size_t n) {
     #pragma omp parallel for
     for (size_t i = 0; i < n; i++) {
         float x = inp[i];
-        float cdf = 0.5f * (1.0f + erff(x * 0.70710678118654752f));
+        float cdf = 0.5f * (1.0f + erf_vec(x * 0.70710678118654752f));
         // phi(x) = exp(-x^2 / 2) / sqrt(2 pi), the normal density; 0.3989... = 1/sqrt(2 pi)
-        float pdf = 0.39894228040143268f * expf(-0.5f * x * x);
+        float pdf = 0.39894228040143268f * exp_vec(-0.5f * x * x);
         dinp[i] += dout[i] * (cdf + x * pdf);
     }
 }
