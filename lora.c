@@ -590,13 +590,14 @@ void lora_backward(float* dinp, float* dA, float* dB, float* dh, float* xd,
 // e^r is its Taylor series to r^7 (the first term left out, r^8/8!, is below 6e-9 here);
 // 2^n is built directly as the bits of a float: exponent field n + 127, mantissa 0.
 // Inputs are clamped to [-87, 88], so e^x for x < -87 comes out as e^-87 (1.6e-38), not 0.
+// A NaN is clamped too (its int conversion below would be undefined) and returned as it came.
 static inline float exp_vec(float x) {
-    x = x < -87.0f ? -87.0f : x;
-    x = x > 88.0f ? 88.0f : x;
+    float xc = x > -87.0f ? x : -87.0f;  // (a NaN fails the test and becomes -87)
+    xc = xc < 88.0f ? xc : 88.0f;
     // n = round(x / ln2): adding and subtracting 1.5 * 2^23 rounds to the nearest integer
-    float n = (x * 1.44269504088896341f + 12582912.0f) - 12582912.0f;
+    float n = (xc * 1.44269504088896341f + 12582912.0f) - 12582912.0f;
     // r = x - n ln2, with ln2 split in a short high part (n * hi is exact) and the rest
-    float r = x - n * 0.693359375f;
+    float r = xc - n * 0.693359375f;
     r = r + n * 2.12194440e-4f;
     float p = 1.0f / 5040.0f;  // Horner: ((1/7! r + 1/6!) r + 1/5!) r ... + 1
     p = p * r + 1.0f / 720.0f;
@@ -609,7 +610,7 @@ static inline float exp_vec(float x) {
     int32_t bits = ((int32_t)n + 127) << 23;
     float two_n;
     memcpy(&two_n, &bits, sizeof(two_n));  // reinterpret the bits (the defined way to do it in C)
-    return p * two_n;
+    return x == x ? p * two_n : x;         // NaN in, NaN out, as libm's expf
 }
 
 // erf(x) by Abramowitz and Stegun 7.1.26: with t = 1 / (1 + 0.3275911 |x|),

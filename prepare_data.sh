@@ -376,9 +376,33 @@ get_archive() {
     unpack_archive "$archive"
 }
 
+# copy_local_tsv BASE DEST: copy BASE.tsv, or unpack BASE.tsv.gz, into DEST (atomically) and check
+# that the result is a label<TAB>text file. Returns 1, doing nothing, when neither file exists.
+copy_local_tsv() {
+    local base=$1 dest=$2 src
+    if [ -f "$base.tsv" ]; then
+        src=$base.tsv
+        copy_file "$src" "$dest"
+    elif [ -f "$base.tsv.gz" ]; then
+        src=$base.tsv.gz
+        need gzip "to read $src"
+        need_space "$(dirname "$dest")" $((40 * 1000 * 1000))
+        TMP_FILE="$dest.tmp.$$"
+        gzip -dc "$src" >"$TMP_FILE" || die "could not unpack $src into $TMP_FILE (disk full or damaged file?)"
+        commit "$dest"
+    else
+        return 1
+    fi
+    if ! tsv_ok "$dest"; then
+        rm -f "$dest"
+        die "$src is not a label<TAB>text file (each line must be 0 or 1, a TAB, then the text)"
+    fi
+    say "$dest: copied from $src"
+}
+
 # imdb_split SPLIT: make data/imdb/SPLIT.tsv
 imdb_split() {
-    local split=$1 dest=$DATA/$1.tsv src
+    local split=$1 dest=$DATA/$1.tsv
     if tsv_ok "$dest"; then
         say "$dest: already there"
         return
@@ -386,60 +410,29 @@ imdb_split() {
     if [ -z "$LOCAL" ]; then
         get_archive
         convert_split "$ACL" "$split"
-        return
-    fi
-    src=$LOCAL/imdb/$split.tsv
-    if [ -f "$src" ]; then
-        copy_file "$src" "$dest"
-    elif [ -f "$src.gz" ]; then
-        need gzip "to read $src.gz"
-        need_space "$DATA" $((40 * 1000 * 1000))
-        TMP_FILE="$dest.tmp.$$"
-        gzip -dc "$src.gz" >"$TMP_FILE" || die "could not unpack $src.gz into $TMP_FILE (disk full or damaged file?)"
-        commit "$dest"
-        src=$src.gz
+    elif copy_local_tsv "$LOCAL/imdb/$split" "$dest"; then
+        :
     elif [ -d "$LOCAL/imdb/aclImdb/$split" ]; then
         say "converting $LOCAL/imdb/aclImdb/$split ..."
         convert_split "$LOCAL/imdb/aclImdb" "$split"
-        return
     elif [ -f "$LOCAL/imdb/aclImdb_v1.tar.gz" ]; then
         get_archive
         convert_split "$ACL" "$split"
-        return
     else
         say "$dest: not found in $LOCAL/imdb/ (looked for $split.tsv, $split.tsv.gz, aclImdb/$split/, aclImdb_v1.tar.gz)"
-        missing "$src"
-        return
-    fi
-    if tsv_ok "$dest"; then
-        say "$dest: copied from $src"
-    else
-        rm -f "$dest"
-        die "$src is not a label<TAB>text file (each line must be 0 or 1, a TAB, then the text)"
+        missing "$LOCAL/imdb/$split.tsv"
     fi
 }
 
 # imdb_1k NAME SOURCE_SPLIT SEED: make data/imdb/NAME.tsv
 imdb_1k() {
-    local name=$1 dest=$DATA/$1.tsv src
+    local name=$1 dest=$DATA/$1.tsv
     if tsv_ok "$dest"; then
         say "$dest: already there"
         return
     fi
     # --local: a ready-made sample is copied as it is (e.g. the one in ../shared/data/imdb)
-    if [ -n "$LOCAL" ] && { [ -f "$LOCAL/imdb/$name.tsv" ] || [ -f "$LOCAL/imdb/$name.tsv.gz" ]; }; then
-        src=$LOCAL/imdb/$name.tsv
-        if [ -f "$src" ]; then
-            copy_file "$src" "$dest"
-        else
-            need gzip "to read $src.gz"
-            TMP_FILE="$dest.tmp.$$"
-            gzip -dc "$src.gz" >"$TMP_FILE" || die "could not unpack $src.gz into $TMP_FILE (disk full or damaged file?)"
-            commit "$dest"
-            src=$src.gz
-        fi
-        tsv_ok "$dest" || { rm -f "$dest"; die "$src is not a label<TAB>text file"; }
-        say "$dest: copied from $src"
+    if [ -n "$LOCAL" ] && copy_local_tsv "$LOCAL/imdb/$name" "$dest"; then
         return
     fi
     if [ -f "$DATA/$2.tsv" ]; then

@@ -666,6 +666,11 @@ static void test_exp_erf_accuracy(void) {
     }
     // A&S 7.1.26 is good to 1.5e-7; fp32 rounding in 1 - (...) adds up to ~4e-7 at small x
     expect(worst <= 1e-6, "erf_vec == erf (double) on [-6, 6], 2M points: max abs err %.2e", worst);
+    // outside the clamp range, and NaN (which must come out as NaN, not a number)
+    float lo = exp_vec(-1000.0f), hi = exp_vec(1000.0f);
+    expect(lo >= 0.0f && lo < 1e-37f && hi > 1e38f && isfinite(hi) && isnan(exp_vec(NAN)) && isnan(erf_vec(NAN))
+           && erf_vec(50.0f) == 1.0f && erf_vec(-50.0f) == -1.0f,
+           "exp_vec(-1000) = %.1e, exp_vec(1000) = %.1e, exp_vec(NaN) and erf_vec(NaN) are NaN, erf_vec(+-50) = +-1", lo, hi);
     size_t n = 200001;
     float *x = zero_array(n), *y = zero_array(n), *dy = zero_array(n), *ones = zero_array(n);
     for (size_t i = 0; i < n; i++) { x[i] = -10.0f + 20.0f * (float)i / (float)(n - 1); ones[i] = 1.0f; }
