@@ -515,5 +515,6 @@ expect_error "bench: --len beyond the model's 40 positions is named" "--len" -- 
 printf '8 12\n5 x\n' >"$T/lengths.txt"
 expect_error "bench: a bad --lengths file is named with the bad word" "$T/lengths.txt" "'x'" -- \
     "$LORA" bench --model "$M" --lengths "$T/lengths.txt" --batches 1 --threads 1
+expect_error "bench: an unknown --what is named with its value" "--what" "'matrix'" -- "$LORA" bench --what matrix --threads 1
 
 finish
