@@ -1076,6 +1076,118 @@ static void test_hf_parity(void) {
     model_free(&m);
 }
 
+// ----------------------------------------------------------------------------
+// Hugging Face parity at full size: dev/fixtures/hf_standin was made by dev/hf_standin_parity.py
+// from the stand-in model (dim 256, 6 layers, real vocabulary) and 4 reviews of the validation
+// file (57 to 512 tokens, the longest cut from the left), LoRA r=4 alpha=32 on q_lin as in the
+// tutorial. The fixture holds no text and no ids: we tokenize the reviews ourselves and compare
+// lengths and checksums of the ids, then the logits, the loss and every trainable gradient.
+// It needs files that are not in the repository, and says SKIP without them:
+//   the stand-in ($LORA_STANDIN, weights/standin or ../shared/data/standin), the vocabulary
+//   ($LORA_VOCAB or weights/distilbert-base-uncased/vocab.txt) and data/imdb/validation_1k.tsv.
+
+#define STANDIN_FIXTURE "dev/fixtures/hf_standin"
+
+static int file_exists(const char* path) {
+    FILE* f = fopen(path, "rb");
+    if (f) { fclose(f); }
+    return f != NULL;
+}
+
+static void test_hf_standin_parity(void) {
+    const char* dirs[3] = { getenv("LORA_STANDIN"), "weights/standin", "../shared/data/standin" };
+    const char* dir = NULL;
+    char path[512];
+    for (int i = 0; i < 3 && dir == NULL; i++) {
+        if (dirs[i] == NULL) { continue; }
+        snprintf(path, sizeof(path), "%s/model.safetensors", dirs[i]);
+        if (file_exists(path)) { dir = dirs[i]; }
+    }
+    const char* vocab = getenv("LORA_VOCAB");
+    if (vocab == NULL) { vocab = "weights/distilbert-base-uncased/vocab.txt"; }
+    const char* val = "data/imdb/validation_1k.tsv";
+    if (dir == NULL || !file_exists(vocab) || !file_exists(val)) {
+        skip("HF parity at full size: needs the stand-in model, %s and %s (./prepare_data.sh --local ../shared/data)", vocab, val);
+        return;
+    }
+    // the batch: line numbers and labels, then each line's text from the validation file
+    int lines[4], labels[4], B = 0;
+    FILE* f = fopen(STANDIN_FIXTURE "/batch.txt", "r");
+    while (f && B < 4 && fscanf(f, "%d %d", &lines[B], &labels[B]) == 2) { B++; }
+    if (f) { fclose(f); }
+    Tokenizer tok;
+    SafeTensors ref;
+    if (B != 4 || tokenizer_init(&tok, vocab) != 0) { expect(0, "HF parity at full size: read batch.txt and the vocabulary"); return; }
+    if (safetensors_open(&ref, STANDIN_FIXTURE "/reference.safetensors", NULL) != 0) {
+        expect(0, "HF parity at full size: open reference.safetensors");
+        tokenizer_free(&tok);
+        return;
+    }
+    int* ids = mallocCheck(4 * 512 * sizeof(int));
+    int lengths[4] = { 0, 0, 0, 0 }, n = 0;
+    static char line[1 << 17];  // the longest IMDB review is about 14 KB
+    for (int b = 0; b < B; b++) {  // (the line numbers are not in order: one pass of the file each)
+        f = fopen(val, "rb");
+        for (int ln = 1; f && fgets(line, sizeof(line), f); ln++) {
+            if (ln != lines[b]) { continue; }
+            size_t len = strcspn(line, "\r\n");
+            // "label<TAB>text": encode the text as the data loader does (512, [CLS]/[SEP], from the left)
+            lengths[b] = tokenizer_encode(&tok, line + 2, len - 2, ids + n, 512, 1, 1);
+            n += lengths[b] > 0 ? lengths[b] : 0;
+            break;
+        }
+        if (f) { fclose(f); }
+    }
+    float* want_len = read_reference(&ref, "lengths", 4);
+    float* want_sum = read_reference(&ref, "id_checksums", 4);
+    int same_ids = want_len != NULL && want_sum != NULL;
+    for (int b = 0, start = 0; b < B && same_ids; start += lengths[b], b++) {
+        long long sum = 0;
+        for (int i = 0; i < lengths[b]; i++) { sum = (sum + (long long)(i + 1) * ids[start + i]) % 16777213; }
+        same_ids = lengths[b] == (int)want_len[b] && sum == (long long)want_sum[b];
+    }
+    expect(same_ids, "HF parity at full size: our ids of validation lines %d, %d, %d, %d (%d, %d, %d, %d tokens) are Hugging Face's",
+           lines[0], lines[1], lines[2], lines[3], lengths[0], lengths[1], lengths[2], lengths[3]);
+    LoraConfig lc;
+    Model m;
+    if (!same_ids || lora_config_load(&lc, STANDIN_FIXTURE "/adapter") != 0 || model_load(&m, dir, &lc, 0) != 0 ||
+        model_load_adapter(&m, STANDIN_FIXTURE "/adapter") != 0) {
+        expect(0, "HF parity at full size: load the stand-in from %s and the adapter from " STANDIN_FIXTURE, dir);
+        free(ids); free(want_len); free(want_sum); tokenizer_free(&tok); safetensors_close(&ref);
+        return;
+    }
+    int threads = set_threads(2);
+    m.training = 0;  // the reference has dropout 0
+    model_forward(&m, ids, lengths, B, labels);
+    float* want_logits = read_reference(&ref, "logits", (size_t)B * 2);
+    float* want_loss = read_reference(&ref, "loss", 1);
+    double e1 = want_logits ? tensor_error_f(m.acts.logits, want_logits, (size_t)B * 2) : INFINITY;
+    double e2 = want_loss ? fabs(m.loss - want_loss[0]) / fabs(want_loss[0]) : INFINITY;
+    expect(e1 <= 1e-4, "HF parity at full size: logits of the 4 reviews: max rel err %.2e", e1);
+    expect(e2 <= 1e-4, "HF parity at full size: loss %.7f vs %.7f: rel err %.2e", m.loss, want_loss ? want_loss[0] : NAN, e2);
+    model_zero_grad(&m);
+    model_backward(&m);
+    double worst = 0.0;
+    const char* worst_name = "";
+    for (int t = 0; t < m.num_tensors; t++) {
+        const TensorInfo* info = &m.tensors[t];
+        size_t count = (size_t)info->rows * (info->cols ? info->cols : 1);
+        char name[200];
+        snprintf(name, sizeof(name), "grad.%s", info->name);
+        float* want = read_reference(&ref, name, count);
+        double e = want ? tensor_error_f(m.grads_memory + info->offset, want, count) : INFINITY;
+        if (e > worst) { worst = e; worst_name = info->name + 17; }
+        free(want);
+    }
+    expect(worst <= 1e-3, "HF parity at full size: gradients of all %d trainable tensors: worst max rel err %.2e (%s)",
+           m.num_tensors, worst, worst_name);
+    set_threads(threads);
+    free(ids); free(want_len); free(want_sum); free(want_logits); free(want_loss);
+    tokenizer_free(&tok);
+    safetensors_close(&ref);
+    model_free(&m);
+}
+
 // F16 and BF16 checkpoints are converted to fp32 on load
 static void test_dtypes(void) {
     LoraConfig lc = { 4, 8.0f, 0.0f, { 1, 0, 0, 0, 0, 0 } };
@@ -1307,6 +1419,7 @@ static void test_lora(void) {
     test_model_grad();
     test_last_layer_pruning();
     test_hf_parity();
+    test_hf_standin_parity();
     test_dtypes();
     test_bad_checkpoints();
     test_adapter_round_trip();
