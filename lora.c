@@ -353,10 +353,16 @@ static void pack_panels(float* Bp, const float* B, size_t bk, size_t bj, int K, 
     #pragma omp parallel for if (threaded)
     for (int p = 0; p < panels; p++) {
         float* dst = Bp + (size_t)p * K * NR;
+        int full = (p + 1) * NR <= NN;  // all NR columns inside B (only the last panel may not be)
         for (int k = 0; k < K; k++) {
+            const float* src = B + (size_t)k * bk + (size_t)p * NR * bj;  // B(k, p*NR)
+            if (full && bj == 1) {  // the panel's row k is NR floats side by side in B: one copy
+                memcpy(dst + (size_t)k * NR, src, NR * sizeof(float));
+                continue;
+            }
             for (int jj = 0; jj < NR; jj++) {
                 int j = p * NR + jj;
-                dst[(size_t)k * NR + jj] = (j < NN) ? B[(size_t)k * bk + (size_t)j * bj] : 0.0f;
+                dst[(size_t)k * NR + jj] = (j < NN) ? src[(size_t)jj * bj] : 0.0f;
             }
         }
     }
