@@ -268,13 +268,13 @@ void layernorm_backward(float* dinp, float* dweight, float* dbias,
     }
 }
 
-// out (N, OC) = inp (N, C) @ weight (OC, C)^T + bias (OC); bias may be NULL
 // ----------------------------------------------------------------------------
 // matmul: out = inp @ weight^T + bias, the nn.Linear of every layer.
 // N = B*T rows, C = in channels, OC = out channels; weight is PyTorch's (OC, C).
 // First the naive reference (obviously right, slow), then the fast version
 // (the same sums in another order, tens of times faster); the tests compare them.
 
+// out (N, OC) = inp (N, C) @ weight (OC, C)^T + bias (OC); bias may be NULL
 void matmul_forward_naive(float* out, const float* inp, const float* weight, const float* bias,
                           int N, int C, int OC) {
     #pragma omp parallel for
@@ -590,13 +590,15 @@ void lora_backward(float* dinp, float* dA, float* dB, float* dh, float* xd,
 // SIMD instructions without -ffast-math. Softmax and GELU call them for every attention score and
 // every FFN activation, so here they are as plain arithmetic, which gcc and clang vectorize
 // (gcc needs -fno-trapping-math for the clamps; the Makefile passes it). exp_vec is within about
-// one unit in the last place; erf_vec within 5e-7 absolute, which in GELU's 0.5 (1 + erf) is a
-// few units in the last place. test_lora.c measures both against double-precision libm.
+// one unit in the last place; erf_vec within about 5e-7 absolute (so for tiny x, where erf(x) is
+// itself tiny, its relative error is large), which in GELU's x * 0.5 (1 + erf) is an error below
+// 2.5e-7 * max(|x|, 1). test_lora.c measures all three against double-precision libm.
 
 // e^x: write x = n ln2 + r with n an integer and |r| <= ln2/2, then e^x = 2^n e^r.
 // e^r is its Taylor series to r^7 (the first term left out, r^8/8!, is below 6e-9 here);
 // 2^n is built directly as the bits of a float: exponent field n + 127, mantissa 0.
-// Inputs are clamped to [-87, 88], so e^x for x < -87 comes out as e^-87 (1.6e-38), not 0.
+// Inputs are clamped to [-87, 88]: e^x for x < -87 comes out as e^-87 (1.6e-38), not 0, and for
+// x > 88 (+inf included) as e^88 (1.7e38), not inf. Softmax and GELU never need more.
 // A NaN is clamped too (its int conversion below would be undefined) and returned as it came.
 static inline float exp_vec(float x) {
     float xc = x > -87.0f ? x : -87.0f;  // (a NaN fails the test and becomes -87)
@@ -659,7 +661,7 @@ static void head_transpose(float* xt, const float* x, int T, int C, int HS) {
     }
 }
 
-// softmax of one row of scores, in place, shifted by the max for numerical stability:
+// softmax of one row (T) of scores, in place, shifted by the max for numerical stability:
 // afterwards row holds P_i = softmax(S_i), a probability distribution over the T keys
 static void softmax_row(float* row, int T) {
     float maxval = -INFINITY;
@@ -669,7 +671,8 @@ static void softmax_row(float* row, int T) {
     for (int j = 0; j < T; j++) { row[j] /= sum; }
 }
 
-// softmax backward of one row, in place: drow holds dL/dP on entry, scale * dL/dS on return.
+// softmax backward of one row, in place: drow (T) holds dL/dP on entry, scale * dL/dS on return;
+// row (T) is P.
 // P = softmax(S)  =>  dS_j = P_j (dP_j - sum_k P_k dP_k)
 static void softmax_row_backward(float* drow, const float* row, int T, float scale) {
     float dot = 0.0f;
@@ -714,8 +717,9 @@ static void attention_forward_head_naive(float* out, float* att, float* kt, cons
     }
 }
 
-// one (sequence, head), fast: the same sums as matrix products. scratch holds Tq*HS floats
-// for the scaled queries and, with dropout, Tq*T more for Pd.
+// one (sequence, head), fast: the same sums as matrix products. Shapes as in the naive version:
+// q, out (Tq, HS) and k, v (T, HS), all with row stride C; att (Tq, T). scratch holds Tq*HS
+// floats for the scaled queries and, with dropout, Tq*T more for Pd.
 static void attention_forward_head(float* out, float* att, float* scratch, const float* q, const float* k,
                                    const float* v, int Tq, int T, int C, int HS, float p,
                                    uint64_t key, size_t key_offset) {
@@ -744,10 +748,11 @@ static void attention_forward_head(float* out, float* att, float* scratch, const
 
 // out (N, C) or, in the last layer, (B, C); att (A entries of this layer); q rows as q_offsets,
 // k, v (N, C) rows as kv_offsets. No mask is needed: without padding every key is a real token.
-// naive = 1 runs the row-by-row reference version (the tests use it).
-void attention_forward(float* out, float* att, const float* q, const float* k, const float* v,
-                       const int* q_offsets, const int* kv_offsets, const size_t* att_offsets,
-                       int B, int C, int NH, float p, uint64_t key, int naive) {
+// naive = 1 runs the row-by-row reference version; attention_forward and attention_forward_naive
+// (below) are the two ways in.
+static void attention_forward_pairs(float* out, float* att, const float* q, const float* k, const float* v,
+                                    const int* q_offsets, const int* kv_offsets, const size_t* att_offsets,
+                                    int B, int C, int NH, float p, uint64_t key, int naive) {
     int HS = C / NH;
     // every (sequence, head) pair writes its own rows/columns of out and its own att block
     #pragma omp parallel for schedule(dynamic)
@@ -759,20 +764,36 @@ void attention_forward(float* out, float* att, const float* q, const float* k, c
         size_t qrows = (size_t)q_offsets[b] * C + (size_t)h * HS;
         size_t kvrows = (size_t)kv_offsets[b] * C + (size_t)h * HS;
         size_t a = att_offsets[b] + (size_t)h * Tq * T;
-        // each iteration its own scratch (HS*T floats naive; Tq*HS + Tq*T fast, about 1 MB at T 512)
-        float* scratch = mallocCheck(((size_t)HS * T + (size_t)Tq * HS + (size_t)Tq * T) * sizeof(float));
+        // each iteration its own scratch
         if (naive) {
-            attention_forward_head_naive(out + qrows, att + a, scratch, q + qrows, k + kvrows, v + kvrows,
+            float* kt = mallocCheck((size_t)HS * T * sizeof(float));  // K transposed (HS, T)
+            attention_forward_head_naive(out + qrows, att + a, kt, q + qrows, k + kvrows, v + kvrows,
                                          Tq, T, C, HS, p, key, a);
+            free(kt);
         } else {
+            // Qs (Tq, HS) and, with dropout, Pd (Tq, T): about 1 MB at T = 512
+            float* scratch = mallocCheck(((size_t)Tq * HS + (p > 0.0f ? (size_t)Tq * T : 0)) * sizeof(float));
             attention_forward_head(out + qrows, att + a, scratch, q + qrows, k + kvrows, v + kvrows,
                                    Tq, T, C, HS, p, key, a);
+            free(scratch);
         }
-        free(scratch);
     }
 }
 
-// backward of one (sequence, head), naive. datt (T, T) and vt (HS, T) are scratch.
+void attention_forward(float* out, float* att, const float* q, const float* k, const float* v,
+                       const int* q_offsets, const int* kv_offsets, const size_t* att_offsets,
+                       int B, int C, int NH, float p, uint64_t key) {
+    attention_forward_pairs(out, att, q, k, v, q_offsets, kv_offsets, att_offsets, B, C, NH, p, key, 0);
+}
+
+void attention_forward_naive(float* out, float* att, const float* q, const float* k, const float* v,
+                             const int* q_offsets, const int* kv_offsets, const size_t* att_offsets,
+                             int B, int C, int NH, float p, uint64_t key) {
+    attention_forward_pairs(out, att, q, k, v, q_offsets, kv_offsets, att_offsets, B, C, NH, p, key, 1);
+}
+
+// backward of one (sequence, head), naive. dq, dout (Tq, HS) and dk, dv (T, HS) have row stride
+// C, like q, k, v; datt (Tq, T) and vt (HS, T) are scratch.
 // The forward, per query row i, was:  S_i = q_i K^T / sqrt(HS),  P_i = softmax(S_i),
 // Pd_i = dropout(P_i),  out_i = Pd_i V.  We go back through these four lines in reverse order,
 // using the P cached in att and recomputing the dropout mask from its key.
@@ -794,7 +815,8 @@ static void attention_backward_head_naive(float* dq, float* dk, float* dv, float
             const float* vtd = vt + (size_t)d * T;
             for (int j = 0; j < T; j++) { drow[j] += dd * vtd[j]; }
         }
-        // ... and dv_j += Pd_ij dout_i. Through the dropout: dP = dPd * keep / (1 - p).
+        // ... and dv_j += Pd_ij dout_i. Through the dropout: dP = dPd * mask / (1 - p), where
+        // keep below holds mask / (1 - p): 1/(1-p) for a kept entry, 0 for a dropped one
         for (int j = 0; j < T; j++) {
             float keep = 1.0f;
             if (p > 0.0f) { keep = dropout_keep(key, key_offset + (size_t)i * T + j, p) ? keep_scale : 0.0f; }
@@ -823,8 +845,10 @@ static void attention_backward_head_naive(float* dq, float* dk, float* dv, float
 
 // backward of one (sequence, head), fast: the four products of the forward give four more,
 //     dPd = dout V^T,   dV += Pd^T dout,   dQ += dS K / sqrt(HS),   dK += dS^T Q / sqrt(HS)
-// with dS = softmax backward of dP = dropout backward of dPd. datt (Tq, T) is scratch (it ends
-// holding dS); scratch holds Tq*T floats for Pd when there is dropout.
+// with dS = softmax backward of dP = dropout backward of dPd. Shapes as in the naive version.
+// datt (Tq, T) is scratch: it ends holding dS / sqrt(HS) (softmax_row_backward folds the scale
+// in, which is why the last two products below have no 1/sqrt(HS)); scratch holds Tq*T floats
+// for Pd when there is dropout (else it is not used and may be NULL).
 static void attention_backward_head(float* dq, float* dk, float* dv, float* datt, float* scratch,
                                     const float* dout, const float* att, const float* q, const float* k,
                                     const float* v, int Tq, int T, int C, int HS, float p,
@@ -834,7 +858,7 @@ static void attention_backward_head(float* dq, float* dk, float* dv, float* datt
     size_t TT = (size_t)Tq * T;
     // dPd (Tq, T) = dout (Tq, HS) @ V^T (HS, T)
     gemm_acc(datt, T, dout, C, 1, v, 1, C, 1, NULL, Tq, HS, T, 0);
-    // through the dropout: dP = dPd * keep / (1 - p); and Pd again, for dV
+    // through the dropout: dP = dPd * mask / (1 - p) (keep holds mask / (1 - p)); and Pd again, for dV
     const float* pd = att;
     if (p > 0.0f) {
         float* buf = scratch;
@@ -854,15 +878,16 @@ static void attention_backward_head(float* dq, float* dk, float* dv, float* datt
 }
 
 // dq, dk, dv += gradients (rows as in the forward); datt (same layout as att) is scratch.
-// naive = 1 runs the row-by-row reference version.
-void attention_backward(float* dq, float* dk, float* dv, float* datt,
-                        const float* dout, const float* att, const float* q, const float* k, const float* v,
-                        const int* q_offsets, const int* kv_offsets, const size_t* att_offsets,
-                        int B, int C, int NH, float p, uint64_t key, int naive) {
+// naive = 1 runs the row-by-row reference version; attention_backward and
+// attention_backward_naive (below) are the two ways in.
+static void attention_backward_pairs(float* dq, float* dk, float* dv, float* datt,
+                                     const float* dout, const float* att, const float* q, const float* k,
+                                     const float* v, const int* q_offsets, const int* kv_offsets,
+                                     const size_t* att_offsets, int B, int C, int NH, float p, uint64_t key, int naive) {
     // Parallel over (sequence, head) and not over query rows t: all rows i of a head add into the
-    // same dk_j and dv_j, so splitting over i would make threads race on them.
+    // same dk_j and dv_j, so splitting over i would make threads race on them. Each pair owns its
+    // rows and head columns of dq, dk, dv.
     int HS = C / NH;
-    // parallel over (sequence, head): each pair owns its rows and head columns of dq, dk, dv
     #pragma omp parallel for schedule(dynamic)
     for (int bh = 0; bh < B * NH; bh++) {
         int b = bh / NH, h = bh % NH;
@@ -871,25 +896,42 @@ void attention_backward(float* dq, float* dk, float* dv, float* datt,
         size_t qrows = (size_t)q_offsets[b] * C + (size_t)h * HS;
         size_t kvrows = (size_t)kv_offsets[b] * C + (size_t)h * HS;
         size_t a = att_offsets[b] + (size_t)h * Tq * T;
-        // scratch: V transposed (HS*T floats) for the naive version, Pd (Tq*T) for the fast one
-        float* scratch = mallocCheck(((size_t)HS * T + (size_t)Tq * T) * sizeof(float));
         if (naive) {
-            attention_backward_head_naive(dq + qrows, dk + kvrows, dv + kvrows, datt + a, scratch, dout + qrows,
+            float* vt = mallocCheck((size_t)HS * T * sizeof(float));  // V transposed (HS, T)
+            attention_backward_head_naive(dq + qrows, dk + kvrows, dv + kvrows, datt + a, vt, dout + qrows,
                                           att + a, q + qrows, k + kvrows, v + kvrows, Tq, T, C, HS, p, key, a);
+            free(vt);
         } else {
-            attention_backward_head(dq + qrows, dk + kvrows, dv + kvrows, datt + a, scratch, dout + qrows,
+            float* pd = p > 0.0f ? mallocCheck((size_t)Tq * T * sizeof(float)) : NULL;  // Pd (Tq, T)
+            attention_backward_head(dq + qrows, dk + kvrows, dv + kvrows, datt + a, pd, dout + qrows,
                                     att + a, q + qrows, k + kvrows, v + kvrows, Tq, T, C, HS, p, key, a);
+            free(pd);
         }
-        free(scratch);
     }
+}
+
+void attention_backward(float* dq, float* dk, float* dv, float* datt,
+                        const float* dout, const float* att, const float* q, const float* k, const float* v,
+                        const int* q_offsets, const int* kv_offsets, const size_t* att_offsets,
+                        int B, int C, int NH, float p, uint64_t key) {
+    attention_backward_pairs(dq, dk, dv, datt, dout, att, q, k, v, q_offsets, kv_offsets, att_offsets,
+                             B, C, NH, p, key, 0);
+}
+
+void attention_backward_naive(float* dq, float* dk, float* dv, float* datt,
+                              const float* dout, const float* att, const float* q, const float* k, const float* v,
+                              const int* q_offsets, const int* kv_offsets, const size_t* att_offsets,
+                              int B, int C, int NH, float p, uint64_t key) {
+    attention_backward_pairs(dq, dk, dv, datt, dout, att, q, k, v, q_offsets, kv_offsets, att_offsets,
+                             B, C, NH, p, key, 1);
 }
 
 // --- GELU, the exact erf form (transformers' "gelu"; NOT the tanh approximation)
 
 // out, inp (n); inp is cached by the caller for backward
 // gelu(x) = x * Phi(x), Phi the standard normal CDF = 0.5 * (1 + erf(x / sqrt(2)))
-// (Hendrycks and Gimpel 2016); 0.7071... = 1/sqrt(2). erf_vec is erf to fp32 accuracy (see above);
-// libm's erff gives the same numbers to within a few units in the last place, 10x slower.
+// (Hendrycks and Gimpel 2016); 0.7071... = 1/sqrt(2). erf_vec is erf to about 5e-7 (see above):
+// GELU comes out within 2.5e-7 * max(|x|, 1) of the exact value, and 10x faster than with erff.
 void gelu_forward(float* out, const float* inp, size_t n) {
     #pragma omp parallel for
     for (size_t i = 0; i < n; i++) {
@@ -2074,7 +2116,7 @@ void transformer_forward(Model* m) {
         linear_forward(m, l, LIN_K, l_k, l_x, (int)N);
         linear_forward(m, l, LIN_V, l_v, l_x, (int)N);
         attention_forward(l_atty, l_att, l_q, l_k, l_v, q_off, m->offsets, att_off, B, C, NH,
-                          p_att, dropout_key(m->step_seed, l, DROP_ATT), /*naive=*/0);
+                          p_att, dropout_key(m->step_seed, l, DROP_ATT));
         linear_forward(m, l, LIN_OUT, l_res1, l_atty, rows);
         // (transformers' DistilBERT has no dropout after out_lin: attention output goes straight in)
         residual_forward(l_res1, l_res1, l_xq, (size_t)rows * C);
@@ -2212,7 +2254,7 @@ void model_backward(Model* m) {
         memset(a->dv, 0, N * C * sizeof(float));
         // dq has rows rows (queries), dk and dv have N (every token is a key and a value)
         attention_backward(a->dq, a->dk, a->dv, a->datt, a->datty, l_att, l_q, l_k, l_v,
-                           q_off, m->offsets, att_off, B, C, NH, p_att, dropout_key(m->step_seed, l, DROP_ATT), /*naive=*/0);
+                           q_off, m->offsets, att_off, B, C, NH, p_att, dropout_key(m->step_seed, l, DROP_ATT));
         // linear_forward for q, k, v. Keys and values read all of l_x; the queries read l_xq.
         if (!last) {
             // dres already holds the residual share of dL/dx: keep accumulating into it
@@ -2939,6 +2981,9 @@ static int bench_matmul(void) {
         float* x = mallocCheck((size_t)M * K * sizeof(float));
         float* w = mallocCheck((size_t)N * K * sizeof(float));
         float* y = mallocCheck((size_t)M * N * sizeof(float));
+        // dx: the input gradient adds into its own buffer (adding into x would grow x every run)
+        float* dx = mallocCheck((size_t)M * K * sizeof(float));
+        memset(dx, 0, (size_t)M * K * sizeof(float));
         for (size_t i = 0; i < (size_t)M * K; i++) { x[i] = rng_normal(&rng); }
         for (size_t i = 0; i < (size_t)N * K; i++) { w[i] = rng_normal(&rng); }
         for (size_t i = 0; i < (size_t)M * N; i++) { y[i] = rng_normal(&rng); }
@@ -2952,7 +2997,7 @@ static int bench_matmul(void) {
             double t = now_seconds();
             matmul_forward(y, x, w, NULL, M, K, N);
             double t1 = now_seconds();
-            matmul_backward(x, NULL, NULL, y, NULL, w, M, K, N);
+            matmul_backward(dx, NULL, NULL, y, NULL, w, M, K, N);
             double t2 = now_seconds();
             if (r >= 0) { ms[0][r] = 1000.0 * (t1 - t); ms[1][r] = 1000.0 * (t2 - t1); }
         }
@@ -2962,7 +3007,7 @@ static int bench_matmul(void) {
             printf("  %-7s M %4d K %4d N %4d: median %7.2f ms | %6.1f GFLOP/s\n",
                    k == 0 ? "x@W^T" : "dY@W", M, K, N, med, flops / (med / 1000.0) / 1e9);
         }
-        free(x); free(w); free(y);
+        free(x); free(w); free(y); free(dx);
     }
     return 0;
 }
