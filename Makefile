@@ -3,7 +3,7 @@
 #   make          build ./lora (the trainer) and ./tokenizer (the tokenizer on its own)
 #   make test     build with the release flags, run every test, print one "N passed, M failed" line
 #   make train    ./prepare_data.sh when the model or data are missing, then ./lora train
-#   make bench    ./lora bench (speed of forward + backward)
+#   make bench    ./lora bench (speed of forward + backward; ARGS="--what mm": the matmul alone)
 #   make debug    -O0 -g with AddressSanitizer and UndefinedBehaviorSanitizer:
 #                 lora_debug, tokenizer_debug, test_lora_debug (then run ./test_lora_debug)
 #   make clean    remove everything make built
