@@ -26,6 +26,19 @@ static int expect(int ok, const char* fmt, ...) {
     return ok;
 }
 
+// for the checks that need files outside the repository (they SKIP without them)
+static int file_exists(const char* path) {
+    FILE* f = fopen(path, "rb");
+    if (f) { fclose(f); }
+    return f != NULL;
+}
+
+// the real bert-base-uncased vocabulary: $LORA_VOCAB, else where ./prepare_data.sh puts it
+static const char* real_vocab_path(void) {
+    const char* path = getenv("LORA_VOCAB");
+    return path != NULL ? path : "weights/distilbert-base-uncased/vocab.txt";
+}
+
 // skip("why") prints a SKIP line: a skipped check is never counted as passed
 static void skip(const char* fmt, ...) {
     va_list ap;
@@ -403,14 +416,11 @@ static void test_tokenizer_small(void) {
 
 // The real bert-base-uncased vocabulary (fixture 2), if it has been downloaded.
 static void test_tokenizer_real(void) {
-    const char* path = getenv("LORA_VOCAB");
-    if (path == NULL) { path = "weights/distilbert-base-uncased/vocab.txt"; }
-    FILE* f = fopen(path, "rb");
-    if (f == NULL) {
+    const char* path = real_vocab_path();
+    if (!file_exists(path)) {
         skip("tokenizer real vocab: %s not found (run ./prepare_data.sh, or set LORA_VOCAB=path/to/vocab.txt)", path);
         return;
     }
-    fclose(f);
     Tokenizer tok;
     if (!expect(tokenizer_init(&tok, path) == 0, "tokenizer: loads %s", path)) { return; }
     expect(tok.vocab_size == 30522 && tok.pad_id == 0 && tok.unk_id == 100 && tok.cls_id == 101 && tok.sep_id == 102
@@ -963,6 +973,19 @@ static float* read_reference(SafeTensors* st, const char* name, size_t n) {
     return x;
 }
 
+// max relative error of trainable tensor t's gradient against the reference "grad.<its name>"
+// (INFINITY when the reference has no such tensor)
+static double grad_error(const Model* m, SafeTensors* ref, int t) {
+    const TensorInfo* info = &m->tensors[t];
+    size_t n = (size_t)info->rows * (info->cols ? info->cols : 1);
+    char name[200];
+    snprintf(name, sizeof(name), "grad.%s", info->name);
+    float* want = read_reference(ref, name, n);
+    double e = want ? tensor_error_f(m->grads_memory + info->offset, want, n) : INFINITY;
+    free(want);
+    return e;
+}
+
 // batch.txt: one sequence per line, "label<TAB>id id id ..."
 static int read_batch(const char* path, int* ids, int* lengths, int* labels, int max_b, int max_ids) {
     FILE* f = fopen(path, "r");
@@ -1035,14 +1058,8 @@ static void test_hf_parity(void) {
     model_zero_grad(&m);
     model_backward(&m);
     for (int t = 0; t < m.num_tensors; t++) {
-        const TensorInfo* info = &m.tensors[t];
-        size_t n = (size_t)info->rows * (info->cols ? info->cols : 1);
-        char name[200];
-        snprintf(name, sizeof(name), "grad.%s", info->name);
-        float* want = read_reference(&ref, name, n);
-        double e = want ? tensor_error_f(m.grads_memory + info->offset, want, n) : INFINITY;
-        expect(e <= 1e-3, "HF parity: gradient of %-60s max rel err %.2e", info->name + strlen(PEFT_PREFIX), e);
-        free(want);
+        double e = grad_error(&m, &ref, t);
+        expect(e <= 1e-3, "HF parity: gradient of %-60s max rel err %.2e", m.tensors[t].name + strlen(PEFT_PREFIX), e);
     }
     // 3 steps of AdamW (lr 1e-3, linear decay over 3 steps, weight decay 0.01, clipping at 1.0).
     // The parameters move by ~1e-3 of their size, so we compare the CHANGE from the start.
@@ -1103,12 +1120,6 @@ static void test_hf_parity(void) {
 
 #define STANDIN_FIXTURE "dev/fixtures/hf_standin"
 
-static int file_exists(const char* path) {
-    FILE* f = fopen(path, "rb");
-    if (f) { fclose(f); }
-    return f != NULL;
-}
-
 static void test_hf_standin_parity(void) {
     const char* dirs[3] = { getenv("LORA_STANDIN"), "weights/standin", "../shared/data/standin" };
     const char* dir = NULL;
@@ -1118,8 +1129,7 @@ static void test_hf_standin_parity(void) {
         snprintf(path, sizeof(path), "%s/model.safetensors", dirs[i]);
         if (file_exists(path)) { dir = dirs[i]; }
     }
-    const char* vocab = getenv("LORA_VOCAB");
-    if (vocab == NULL) { vocab = "weights/distilbert-base-uncased/vocab.txt"; }
+    const char* vocab = real_vocab_path();
     const char* val = "data/imdb/validation_1k.tsv";
     if (dir == NULL || !file_exists(vocab) || !file_exists(val)) {
         skip("HF parity at full size: needs the stand-in model, %s and %s (./prepare_data.sh --local ../shared/data)", vocab, val);
@@ -1192,14 +1202,8 @@ static void test_hf_standin_parity(void) {
     double worst = 0.0;
     const char* worst_name = "";
     for (int t = 0; t < m.num_tensors; t++) {
-        const TensorInfo* info = &m.tensors[t];
-        size_t count = (size_t)info->rows * (info->cols ? info->cols : 1);
-        char name[200];
-        snprintf(name, sizeof(name), "grad.%s", info->name);
-        float* want = read_reference(&ref, name, count);
-        double e = want ? tensor_error_f(m.grads_memory + info->offset, want, count) : INFINITY;
-        if (e > worst) { worst = e; worst_name = info->name + strlen(PEFT_PREFIX); }
-        free(want);
+        double e = grad_error(&m, &ref, t);
+        if (e > worst) { worst = e; worst_name = m.tensors[t].name + strlen(PEFT_PREFIX); }
     }
     expect(worst <= 1e-4, "HF parity at full size: gradients of all %d trainable tensors: worst max rel err %.2e (%s)",
            m.num_tensors, worst, worst_name);
