@@ -4,21 +4,37 @@ lora.c: LoRA fine-tuning of DistilBERT for text classification, in one C file.
 This is the Hugging Face tutorial "fine-tune distilbert-base-uncased on IMDB reviews with
 LoRA" (Trainer + PEFT, r=4, alpha=32 on q_lin) rebuilt from scratch so that every step can be
 read top to bottom and stepped through in a debugger:
-  - read the model straight from Hugging Face files (config.json, model.safetensors, vocab.txt)
   - tokenize with the BERT WordPiece tokenizer (tokenizer.c, included below)
   - DistilBERT forward pass, and a backward pass written out by hand, layer by layer
   - LoRA adapters injected into the chosen Linear layers: h = W0 x + b + (alpha/r) B A x
   - AdamW with linear learning-rate decay and gradient clipping, as Hugging Face Trainer does
-  - save / load the adapter in PEFT's own format (adapter_model.safetensors)
+  - read the model straight from Hugging Face files, save the adapter in PEFT's own format
 Constraints, on purpose:
   - C11, the C standard library and libm; OpenMP is optional (compile with -fopenmp -DOMP)
   - fp32 on the CPU, no padding: every sequence runs at its own length
   - readable first; where a kernel is made fast, its plain reference version stays beside it
+
+How to read it. The file has two parts. Part 1, the story, is everything about training, in
+the order the model runs; Part 2 (after the "Part 2" banner) is machinery: fast kernels and
+file formats. To follow one training step, read these functions in this order:
+  train            the training loop: batches, forward, backward, clip, AdamW, evaluate, save
+  model_forward    embeddings, the transformer layers, the classification head, the loss
+  layer_forward    one transformer block, as transformers' TransformerBlock.forward
+  linear_forward   a frozen Linear, plus lora_forward: the LoRA update (alpha/r) B A x
+  attention_forward  softmax(Q K^T / sqrt(HS)) V, one (sequence, head) at a time
+  model_backward   the same path in reverse, down to the earliest trainable tensor
+  layer_backward   the mirror of layer_forward, line by line
+  model_update     AdamW, exactly as torch.optim.AdamW
+The layers (layernorm, matmul, LoRA, attention, GELU, ...) come first, each a forward/backward
+pair. In release builds the first line of matmul_forward/backward and attention_forward/backward
+jumps to the fast versions in Part 2; `./lora ... --reference` and `make debug` stay in the
+plain loops of Part 1, so the debugger steps through exactly the code you read here.
+
 Legend for the shape comments:
   B = batch (sequences), T = tokens of one sequence, N = tokens of the whole batch (sum of T),
   C = channels (dim), H = FFN hidden channels, NH = heads, HS = head size (C / NH),
   OC = output channels, IC = input channels of a Linear, V = vocab size, P = max positions,
-  R = LoRA rank, L = layers, NL = labels (2), A = attention entries of one layer (sum of NH * T * T)
+  R = LoRA rank, L = layers, NL = labels (2), AT = attention entries of one layer (sum of NH * T * T)
 */
 
 #include <stdio.h>
@@ -80,43 +96,6 @@ static void* calloc_check(size_t count, size_t size, const char* file, int line)
     return ptr;
 }
 #define callocCheck(count, size) calloc_check(count, size, __FILE__, __LINE__)
-
-// fopen that names the file and the reason on failure; returns NULL (the caller returns -1)
-static FILE* fopen_check(const char* path, const char* mode, const char* hint) {
-    FILE* f = fopen(path, mode);
-    if (f == NULL) {
-        fail("cannot open %s: %s%s%s", path, strerror(errno), hint ? " ---> HINT: " : "", hint ? hint : "");
-    }
-    return f;
-}
-
-// read a whole file into a NUL-terminated buffer; *size gets its length. NULL on failure.
-static char* read_file(const char* path, size_t* size, const char* hint) {
-    FILE* f = fopen_check(path, "rb", hint);
-    if (f == NULL) { return NULL; }
-    // we cannot trust ftell for every kind of file (pipes, /dev/stdin), so read in a loop and
-    // double the buffer when it fills; one byte is always kept free for the final NUL
-    size_t cap = 1 << 16, n = 0;
-    char* buf = mallocCheck(cap);
-    for (;;) {
-        if (n + 1 >= cap) {
-            cap *= 2;
-            char* bigger = realloc(buf, cap);
-            if (bigger == NULL) { free(buf); fclose(f); fail("out of memory reading %s", path); return NULL; }
-            buf = bigger;
-        }
-        size_t got = fread(buf + n, 1, cap - n - 1, f);
-        n += got;
-        if (got == 0) { break; }
-    }
-    // fread returning 0 means end of file OR an error: ferror tells which
-    int bad = ferror(f);
-    fclose(f);
-    if (bad) { free(buf); fail("error reading %s", path); return NULL; }
-    buf[n] = '\0';
-    if (size) { *size = n; }
-    return buf;
-}
 
 // wall-clock seconds (timespec_get is C11)
 static double now_seconds(void) {
@@ -271,15 +250,29 @@ void layernorm_backward(float* dinp, float* dweight, float* dbias,
 // ----------------------------------------------------------------------------
 // matmul: out = inp @ weight^T + bias, the nn.Linear of every layer.
 // N = B*T rows, C = in channels, OC = out channels; weight is PyTorch's (OC, C).
-// First the naive reference (obviously right, slow), then the fast version
-// (the same sums in another order, tens of times faster); the tests compare them.
+// The loops below are the reference: obviously right, and slow. Release builds do the same
+// sums in a cache-friendly order (matmul_forward_fast in Part 2: packed panels, a register
+// tile, threads), tens of times faster; the tests check that the two agree. The first line of
+// each function here is that detour. use_fast_kernels is 0 with --reference and in `make debug`,
+// and then every product of the model runs through these loops.
+#ifdef REFERENCE_KERNELS
+static int use_fast_kernels = 0;
+#else
+static int use_fast_kernels = 1;
+#endif
+// (the fast versions, in Part 2)
+void matmul_forward_fast(float* out, const float* inp, const float* weight, const float* bias, int N, int C, int OC);
+void matmul_backward_fast(float* dinp, float* dweight, float* dbias, const float* dout, const float* inp,
+                          const float* weight, int N, int C, int OC);
 
 // out (N, OC) = inp (N, C) @ weight (OC, C)^T + bias (OC); bias may be NULL
-void matmul_forward_naive(float* out, const float* inp, const float* weight, const float* bias,
-                          int N, int C, int OC) {
+void matmul_forward(float* out, const float* inp, const float* weight, const float* bias,
+                    int N, int C, int OC) {
+    if (use_fast_kernels) { matmul_forward_fast(out, inp, weight, bias, N, C, OC); return; }
     #pragma omp parallel for
     for (int n = 0; n < N; n++) {
         for (int o = 0; o < OC; o++) {
+            // one output = the dot product of input row n with weight row o (PyTorch's layout)
             float sum = (bias != NULL) ? bias[o] : 0.0f;
             for (int i = 0; i < C; i++) { sum += inp[(size_t)n * C + i] * weight[(size_t)o * C + i]; }
             out[(size_t)n * OC + o] = sum;
@@ -288,10 +281,14 @@ void matmul_forward_naive(float* out, const float* inp, const float* weight, con
 }
 
 // dinp (N, C) += dout (N, OC) @ weight (OC, C); dweight (OC, C) += dout^T @ inp;
-// dbias (OC) += the sum of the rows of dout. A NULL gradient is skipped.
-void matmul_backward_naive(float* dinp, float* dweight, float* dbias,
-                           const float* dout, const float* inp, const float* weight,
-                           int N, int C, int OC) {
+// dbias (OC) += the sum of the rows of dout. A NULL gradient is skipped (a frozen weight:
+// LoRA training never computes dweight of W0, a product as large as the forward).
+// out[n,o] = sum_i inp[n,i] w[o,i] + b[o]  =>  dinp[n,i] += sum_o dout[n,o] w[o,i],
+// dweight[o,i] += sum_n dout[n,o] inp[n,i],  dbias[o] += sum_n dout[n,o].
+void matmul_backward(float* dinp, float* dweight, float* dbias,
+                     const float* dout, const float* inp, const float* weight,
+                     int N, int C, int OC) {
+    if (use_fast_kernels) { matmul_backward_fast(dinp, dweight, dbias, dout, inp, weight, N, C, OC); return; }
     if (dinp != NULL) {
         #pragma omp parallel for
         for (int n = 0; n < N; n++) {
@@ -302,6 +299,7 @@ void matmul_backward_naive(float* dinp, float* dweight, float* dbias,
         }
     }
     if (dweight != NULL || dbias != NULL) {
+        // parallel over o: each thread owns whole rows of dweight (and entries of dbias)
         #pragma omp parallel for
         for (int o = 0; o < OC; o++) {
             for (int n = 0; n < N; n++) {
@@ -313,6 +311,1393 @@ void matmul_backward_naive(float* dinp, float* dweight, float* dbias,
             }
         }
     }
+}
+
+// --- LoRA (Hu et al. 2021, "LoRA: Low-Rank Adaptation of Large Language Models"):
+// a frozen Linear W0 gets a trainable low-rank update, h = W0 x + b + (alpha/r) * B (A dropout(x)).
+// A = lora_A (R, C) starts random, B = lora_B (OC, R) starts at zero, so training starts from the pretrained model.
+// lora_forward adds the update to the output of the frozen matmul.
+
+// dropout on the LoRA input: out = inp * keep / (1 - p), or a plain copy when p == 0
+// PEFT applies lora_dropout to the input of the LoRA path only (the frozen W0 x sees the
+// clean x), so the dropped-out copy goes to scratch and inp itself is left alone
+void dropout_copy(float* out, const float* inp, size_t n, float p, uint64_t key) {
+    float scale = 1.0f / (1.0f - p);
+    #pragma omp parallel for
+    for (size_t i = 0; i < n; i++) {
+        out[i] = (p > 0.0f && !dropout_keep(key, i, p)) ? 0.0f : inp[i] * scale;
+    }
+}
+
+// out (N, OC) += scale * h @ lora_B^T, where h (N, R) = dropout(inp) @ lora_A^T is cached for backward.
+// xd (N, C) is scratch for the dropped-out input; p = 0 (or evaluation) means no dropout.
+// PEFT's lora.Linear.forward: result = base_layer(x) + lora_B(lora_A(dropout(x))) * scaling,
+// scaling = lora_alpha / r. Shapes: inp (N, C) -> h (N, R) -> update (N, OC). Going through
+// rank R costs N*R*(C + OC) multiply-adds, tiny next to the frozen N*C*OC.
+void lora_forward(float* out, float* h, float* xd, const float* inp, const float* lora_A, const float* lora_B,
+                  float scale, float p, uint64_t key, int N, int C, int OC, int R) {
+    const float* x = inp;
+    if (p > 0.0f) { dropout_copy(xd, inp, (size_t)N * C, p, key); x = xd; }
+    matmul_forward(h, x, lora_A, NULL, N, C, R);  // h = x lora_A^T: the down-projection to rank R
+    #pragma omp parallel for
+    for (int n = 0; n < N; n++) {           // out += scale * h B^T: the up-projection back to OC
+        float* o = out + (size_t)n * OC;
+        for (int r = 0; r < R; r++) {
+            // out row n += scale * sum over r of h[n, r] * (column r of lora_B); R = 4 so this loop is short
+            float hr = scale * h[(size_t)n * R + r];
+            for (int j = 0; j < OC; j++) { o[j] += hr * lora_B[(size_t)j * R + r]; }
+        }
+    }
+}
+
+// backward of lora_forward. dlora_A (R, C), dlora_B (OC, R) += their gradients; dinp (N, C) += the LoRA
+// path's share of the input gradient (NULL: not needed). dh (N, R) and xd (N, C) are scratch.
+void lora_backward(float* dinp, float* dlora_A, float* dlora_B, float* dh, float* xd,
+                   const float* dout, const float* inp, const float* h, const float* lora_A, const float* lora_B,
+                   float scale, float p, uint64_t key, int N, int C, int OC, int R) {
+    // Two steps back through the two matmuls of the forward, the last one first.
+    // Shapes: dout (N, OC), h (N, R), lora_B (OC, R), dh (N, R), lora_A (R, C), xd (N, C).
+    // out += scale * h B^T  =>  dB += scale * dout^T h  and  dh = scale * dout B
+    #pragma omp parallel for
+    for (int j = 0; j < OC; j++) {
+        for (int n = 0; n < N; n++) {
+            float d = scale * dout[(size_t)n * OC + j];
+            for (int r = 0; r < R; r++) { dlora_B[(size_t)j * R + r] += d * h[(size_t)n * R + r]; }
+        }
+    }
+    // dh[n, r] = scale * dot(dout row n, column r of lora_B); threads split rows n
+    #pragma omp parallel for
+    for (int n = 0; n < N; n++) {
+        for (int r = 0; r < R; r++) {
+            float sum = 0.0f;
+            for (int j = 0; j < OC; j++) { sum += dout[(size_t)n * OC + j] * lora_B[(size_t)j * R + r]; }
+            dh[(size_t)n * R + r] = scale * sum;
+        }
+    }
+    // h = xd A^T  =>  dA += dh^T xd  and  dxd = dh A. The dropout mask is recomputed from its key.
+    const float* x = inp;
+    if (p > 0.0f) { dropout_copy(xd, inp, (size_t)N * C, p, key); x = xd; }
+    // dA (R, C) += dh^T (R, N) @ x (N, C): the same call as a Linear's weight gradient
+    matmul_backward(NULL, dlora_A, NULL, dh, x, lora_A, N, C, R);
+    if (dinp) {
+        if (p > 0.0f) {
+            // dxd into scratch, then through the dropout mask: dinp += dxd * keep / (1 - p)
+            memset(xd, 0, (size_t)N * C * sizeof(float));
+            matmul_backward(xd, NULL, NULL, dh, NULL, lora_A, N, C, R);
+            float keep_scale = 1.0f / (1.0f - p);
+            #pragma omp parallel for
+            for (size_t i = 0; i < (size_t)N * C; i++) {
+                if (dropout_keep(key, i, p)) { dinp[i] += xd[i] * keep_scale; }
+            }
+        } else {
+            matmul_backward(dinp, NULL, NULL, dh, NULL, lora_A, N, C, R);
+        }
+    }
+}
+
+// --- attention: multi-head self-attention, each sequence on its own (no padding, so no mask).
+// q, k, v, out hold all heads side by side; head h owns channels h*HS .. h*HS+HS-1.
+// Sequence b has its keys and values at rows kv_offsets[b] .. kv_offsets[b+1]-1 (T of them) and
+// its queries (and outputs) at rows q_offsets[b] .. q_offsets[b+1]-1 (Tq of them). Usually the
+// two are the same; in the last layer only the first token's query is needed (see model_forward).
+// att holds the softmax probabilities of every (sequence, head): a Tq x T block each, starting
+// at att_offsets[b] + h*Tq*T. They are cached because backward needs them.
+// For one (sequence, head), with Q (Tq, HS), K, V (T, HS) this head's columns:
+//     S = Q K^T / sqrt(HS),   P = softmax(S) row by row,   Pd = dropout(P),   out = Pd V
+// (Vaswani et al. 2017, eq. 1). Below, row by row, as plainly as it can be written; Part 2 has
+// attention_forward_fast, the same four lines as matrix products, which the tests compare.
+
+// (the fast versions, in Part 2; exp_vec is expf and erf_vec erff, written in plain arithmetic
+// so that the compiler can vectorize them: read them as expf and erff)
+void attention_forward_fast(float* out, float* att, const float* q, const float* k, const float* v,
+                            const int* q_offsets, const int* kv_offsets, const size_t* att_offsets,
+                            int B, int C, int NH, float p, uint64_t key);
+void attention_backward_fast(float* dq, float* dk, float* dv, float* datt,
+                             const float* dout, const float* att, const float* q, const float* k, const float* v,
+                             const int* q_offsets, const int* kv_offsets, const size_t* att_offsets,
+                             int B, int C, int NH, float p, uint64_t key);
+static inline float exp_vec(float x);
+static inline float erf_vec(float x);  // erf, likewise (GELU below uses it)
+
+// softmax of one row (T) of scores, in place, shifted by the max for numerical stability:
+// afterwards row holds P_i = softmax(S_i), a probability distribution over the T keys
+static void softmax_row(float* row, int T) {
+    float maxval = -INFINITY;
+    for (int j = 0; j < T; j++) { if (row[j] > maxval) { maxval = row[j]; } }
+    float sum = 0.0f;
+    for (int j = 0; j < T; j++) { row[j] = exp_vec(row[j] - maxval); sum += row[j]; }
+    for (int j = 0; j < T; j++) { row[j] /= sum; }
+}
+
+// softmax backward of one row, in place: drow (T) holds dL/dP on entry, scale * dL/dS on return;
+// row (T) is P.
+// P = softmax(S)  =>  dS_j = P_j (dP_j - sum_k P_k dP_k)
+static void softmax_row_backward(float* drow, const float* row, int T, float scale) {
+    float dot = 0.0f;
+    for (int j = 0; j < T; j++) { dot += row[j] * drow[j]; }
+    for (int j = 0; j < T; j++) { drow[j] = row[j] * (drow[j] - dot) * scale; }
+}
+
+// one (sequence, head). q (Tq rows), k, v (T rows) are this head's HS columns of the full
+// (., C) arrays, so rows are C floats apart; out (Tq rows, stride C) receives the result and
+// att (Tq, T) the probabilities. key_offset numbers this block's entries inside the layer, so
+// every attention-dropout element of the layer draws its own, reproducible random number.
+static void attention_head_forward(float* out, float* att, const float* q, const float* k, const float* v,
+                                   int Tq, int T, int C, int HS, float p, uint64_t key, size_t key_offset) {
+    // the 1/sqrt(HS) scale is folded into q_i before the dot products (the same as scaling the
+    // scores; transformers does it this way too); keep_scale = 1/(1-p) is dropout's rescaling
+    float scale = 1.0f / sqrtf((float)HS);
+    float keep_scale = 1.0f / (1.0f - p);
+    for (int i = 0; i < Tq; i++) {
+        const float* qi = q + (size_t)i * C;
+        float* row = att + (size_t)i * T;
+        // scores S_ij = (q_i / sqrt(HS)) . k_j
+        for (int j = 0; j < T; j++) {
+            const float* kj = k + (size_t)j * C;
+            float s = 0.0f;
+            for (int d = 0; d < HS; d++) { s += qi[d] * scale * kj[d]; }
+            row[j] = s;
+        }
+        softmax_row(row, T);
+        // out_i = sum_j dropout(P_ij) v_j  (attention_dropout acts on the probabilities)
+        float* oi = out + (size_t)i * C;
+        for (int d = 0; d < HS; d++) { oi[d] = 0.0f; }
+        for (int j = 0; j < T; j++) {
+            float pij = row[j];
+            if (p > 0.0f) { pij = dropout_keep(key, key_offset + (size_t)i * T + j, p) ? pij * keep_scale : 0.0f; }
+            const float* vj = v + (size_t)j * C;
+            for (int d = 0; d < HS; d++) { oi[d] += pij * vj[d]; }
+        }
+    }
+}
+
+// out (rows of q_offsets, C); att (AT entries of this layer); q rows as q_offsets, k, v (N, C)
+// rows as kv_offsets. No mask is needed: without padding every key is a real token.
+void attention_forward(float* out, float* att, const float* q, const float* k, const float* v,
+                       const int* q_offsets, const int* kv_offsets, const size_t* att_offsets,
+                       int B, int C, int NH, float p, uint64_t key) {
+    if (use_fast_kernels) { attention_forward_fast(out, att, q, k, v, q_offsets, kv_offsets, att_offsets, B, C, NH, p, key); return; }
+    int HS = C / NH;
+    // every (sequence, head) pair writes its own rows/columns of out and its own att block
+    #pragma omp parallel for schedule(dynamic)
+    for (int bh = 0; bh < B * NH; bh++) {
+        int b = bh / NH, h = bh % NH;
+        int Tq = q_offsets[b + 1] - q_offsets[b], T = kv_offsets[b + 1] - kv_offsets[b];
+        // where this pair's data starts: the first query row of sequence b, column h*HS (and the same
+        // for keys and values); head h's probabilities are the h-th Tq x T block of b's att region
+        size_t qrows = (size_t)q_offsets[b] * C + (size_t)h * HS;
+        size_t kvrows = (size_t)kv_offsets[b] * C + (size_t)h * HS;
+        size_t at = att_offsets[b] + (size_t)h * Tq * T;
+        attention_head_forward(out + qrows, att + at, q + qrows, k + kvrows, v + kvrows, Tq, T, C, HS, p, key, at);
+    }
+}
+
+// backward of one (sequence, head). dq, dout (Tq, HS) and dk, dv (T, HS) have row stride C,
+// like q, k, v; datt (Tq, T) is scratch.
+// The forward, per query row i, was:  S_i = q_i K^T / sqrt(HS),  P_i = softmax(S_i),
+// Pd_i = dropout(P_i),  out_i = Pd_i V.  We go back through these four lines in reverse order,
+// using the P cached in att and recomputing the dropout mask from its key.
+static void attention_head_backward(float* dq, float* dk, float* dv, float* datt,
+                                    const float* dout, const float* att, const float* q, const float* k,
+                                    const float* v, int Tq, int T, int C, int HS, float p,
+                                    uint64_t key, size_t key_offset) {
+    float scale = 1.0f / sqrtf((float)HS);
+    float keep_scale = 1.0f / (1.0f - p);
+    for (int i = 0; i < Tq; i++) {
+        const float* doi = dout + (size_t)i * C;
+        const float* row = att + (size_t)i * T;
+        float* drow = datt + (size_t)i * T;
+        for (int j = 0; j < T; j++) {
+            // out_i = sum_j Pd_ij v_j  =>  dPd_ij = dout_i . v_j  and  dv_j += Pd_ij dout_i.
+            // Through the dropout: dP = dPd * mask / (1 - p); keep holds mask / (1 - p)
+            const float* vj = v + (size_t)j * C;
+            float dpd = 0.0f;
+            for (int d = 0; d < HS; d++) { dpd += doi[d] * vj[d]; }
+            float keep = 1.0f;
+            if (p > 0.0f) { keep = dropout_keep(key, key_offset + (size_t)i * T + j, p) ? keep_scale : 0.0f; }
+            drow[j] = dpd * keep;
+            float pd = row[j] * keep;
+            float* dvj = dv + (size_t)j * C;
+            for (int d = 0; d < HS; d++) { dvj[d] += pd * doi[d]; }
+        }
+        // softmax backward: dS_ij = P_ij (dP_ij - sum_k P_ik dP_ik), scaled by 1/sqrt(HS)
+        // right here, once, for both dq and dk below
+        softmax_row_backward(drow, row, T, scale);
+        // S_ij = (q_i . k_j) / sqrt(HS)  =>  dq_i += dS_ij k_j / sqrt(HS), dk_j += dS_ij q_i / sqrt(HS)
+        const float* qi = q + (size_t)i * C;
+        float* dqi = dq + (size_t)i * C;
+        for (int j = 0; j < T; j++) {
+            float ds = drow[j];
+            const float* kj = k + (size_t)j * C;
+            float* dkj = dk + (size_t)j * C;
+            for (int d = 0; d < HS; d++) {
+                dqi[d] += ds * kj[d];
+                dkj[d] += ds * qi[d];
+            }
+        }
+    }
+}
+
+// dq, dk, dv += gradients (rows as in the forward); datt (same layout as att) is scratch.
+void attention_backward(float* dq, float* dk, float* dv, float* datt,
+                        const float* dout, const float* att, const float* q, const float* k, const float* v,
+                        const int* q_offsets, const int* kv_offsets, const size_t* att_offsets,
+                        int B, int C, int NH, float p, uint64_t key) {
+    if (use_fast_kernels) {
+        attention_backward_fast(dq, dk, dv, datt, dout, att, q, k, v, q_offsets, kv_offsets, att_offsets, B, C, NH, p, key);
+        return;
+    }
+    // Parallel over (sequence, head) and not over query rows: all rows i of a head add into the
+    // same dk_j and dv_j, so splitting over i would make threads race on them. Each pair owns its
+    // rows and head columns of dq, dk, dv.
+    int HS = C / NH;
+    #pragma omp parallel for schedule(dynamic)
+    for (int bh = 0; bh < B * NH; bh++) {
+        int b = bh / NH, h = bh % NH;
+        int Tq = q_offsets[b + 1] - q_offsets[b], T = kv_offsets[b + 1] - kv_offsets[b];
+        // the same addressing as attention_forward
+        size_t qrows = (size_t)q_offsets[b] * C + (size_t)h * HS;
+        size_t kvrows = (size_t)kv_offsets[b] * C + (size_t)h * HS;
+        size_t at = att_offsets[b] + (size_t)h * Tq * T;
+        attention_head_backward(dq + qrows, dk + kvrows, dv + kvrows, datt + at, dout + qrows,
+                                att + at, q + qrows, k + kvrows, v + kvrows, Tq, T, C, HS, p, key, at);
+    }
+}
+
+// --- GELU, the exact erf form (transformers' "gelu"; NOT the tanh approximation)
+
+// out, inp (n); inp is cached by the caller for backward
+// gelu(x) = x * Phi(x), Phi the standard normal CDF = 0.5 * (1 + erf(x / sqrt(2)))
+// (Hendrycks and Gimpel 2016); 0.7071... = 1/sqrt(2). erf_vec is erf to about 5e-7 (see above):
+// GELU comes out within 2.5e-7 * max(|x|, 1) of the exact value, and 10x faster than with erff.
+void gelu_forward(float* out, const float* inp, size_t n) {
+    #pragma omp parallel for
+    for (size_t i = 0; i < n; i++) {
+        float x = inp[i];
+        out[i] = 0.5f * x * (1.0f + erf_vec(x * 0.70710678118654752f));
+    }
+}
+
+// dinp += dout * gelu'(inp), gelu'(x) = Phi(x) + x * phi(x)
+void gelu_backward(float* dinp, const float* inp, const float* dout, size_t n) {
+    #pragma omp parallel for
+    for (size_t i = 0; i < n; i++) {
+        float x = inp[i];
+        float cdf = 0.5f * (1.0f + erf_vec(x * 0.70710678118654752f));
+        // phi(x) = exp(-x^2 / 2) / sqrt(2 pi), the normal density; 0.3989... = 1/sqrt(2 pi)
+        float pdf = 0.39894228040143268f * exp_vec(-0.5f * x * x);
+        dinp[i] += dout[i] * (cdf + x * pdf);
+    }
+}
+
+// --- residual and dropout, elementwise
+
+// out = a + b (out may alias a)
+void residual_forward(float* out, const float* a, const float* b, size_t n) {
+    #pragma omp parallel for
+    for (size_t i = 0; i < n; i++) { out[i] = a[i] + b[i]; }
+}
+// out = a + b passes its gradient unchanged to both a and b: each branch gets dinp += dout
+// (layer_backward calls it for one branch; the other branch's gradient is dout itself)
+void residual_backward(float* dinp, const float* dout, size_t n) {
+    #pragma omp parallel for
+    for (size_t i = 0; i < n; i++) { dinp[i] += dout[i]; }
+}
+
+// in place: x = x * keep / (1 - p). Nothing is stored: backward recomputes the mask from key.
+// inverted dropout as torch: kept elements are scaled by 1/(1-p) during training, so that
+// evaluation (p = 0 here) needs no rescaling. The mask is never stored: dropout_keep(key, i)
+// gives the same answer in backward.
+void dropout_forward(float* x, size_t n, float p, uint64_t key) {
+    if (p <= 0.0f) { return; }
+    dropout_copy(x, x, n, p, key);  // the same masks as the LoRA input's dropout, in place
+}
+// in place on the gradient: dx = dx * keep / (1 - p), the same mask as the forward
+void dropout_backward(float* dx, size_t n, float p, uint64_t key) {
+    // y = x * keep / (1 - p) is linear in x, so dx = dy * keep / (1 - p): the forward itself
+    dropout_forward(dx, n, p, key);
+}
+
+// --- the classification head of DistilBertForSequenceClassification:
+// hidden state of the first token ([CLS]) -> pre_classifier -> ReLU -> dropout -> classifier
+
+// out (B, C) = the first row of each sequence
+void cls_gather(float* out, const float* x, const int* offsets, int B, int C) {
+    for (int b = 0; b < B; b++) { memcpy(out + (size_t)b * C, x + (size_t)offsets[b] * C, C * sizeof(float)); }
+}
+// dx (N, C) += dout (B, C) at the first row of each sequence
+void cls_scatter(float* dx, const float* dout, const int* offsets, int B, int C) {
+    for (int b = 0; b < B; b++) {
+        float* d = dx + (size_t)offsets[b] * C;
+        for (int i = 0; i < C; i++) { d[i] += dout[(size_t)b * C + i]; }
+    }
+}
+
+// ReLU between pre_classifier and classifier; backward passes dout where the input was > 0.
+// Both run on B * C numbers only, so they stay serial.
+void relu_forward(float* out, const float* inp, size_t n) {
+    for (size_t i = 0; i < n; i++) { out[i] = inp[i] > 0.0f ? inp[i] : 0.0f; }
+}
+void relu_backward(float* dinp, const float* inp, const float* dout, size_t n) {
+    for (size_t i = 0; i < n; i++) { dinp[i] += inp[i] > 0.0f ? dout[i] : 0.0f; }
+}
+
+// --- softmax + cross-entropy over the labels (torch.nn.CrossEntropyLoss, mean over the batch)
+
+// losses (B), probs (B, NL) from logits (B, NL); labels (B)
+void crossentropy_forward(float* losses, float* probs, const float* logits, const int* labels, int B, int NL) {
+    for (int b = 0; b < B; b++) {
+        // softmax(z)_i = exp(z_i - max) / sum_j exp(z_j - max): subtracting the max changes nothing
+        // mathematically and keeps exp from overflowing; the sum is in double (NL = 2: costs nothing)
+        const float* z = logits + (size_t)b * NL;
+        float maxval = z[0];
+        for (int i = 1; i < NL; i++) { if (z[i] > maxval) { maxval = z[i]; } }
+        double sum = 0.0;
+        for (int i = 0; i < NL; i++) { sum += exp((double)z[i] - maxval); }
+        for (int i = 0; i < NL; i++) { probs[(size_t)b * NL + i] = (float)(exp((double)z[i] - maxval) / sum); }
+        // loss = logsumexp(z) - z[label]
+        if (labels) { losses[b] = (float)(log(sum) + maxval - z[labels[b]]); }
+    }
+}
+// dlogits (B, NL) += (probs - onehot(label)) / B: the gradient of the MEAN loss
+// loss_b = log sum_j exp(z_j) - z_label  =>  dloss_b / dz_i = softmax(z)_i - [i == label].
+// The batch loss is the mean over b (CrossEntropyLoss's reduction="mean"), hence the 1/B.
+void crossentropy_backward(float* dlogits, const float* probs, const int* labels, int B, int NL) {
+    for (int b = 0; b < B; b++) {
+        for (int i = 0; i < NL; i++) {
+            float target = (i == labels[b]) ? 1.0f : 0.0f;
+            dlogits[(size_t)b * NL + i] += (probs[(size_t)b * NL + i] - target) / B;
+        }
+    }
+}
+
+// ----------------------------------------------------------------------------
+// the model: DistilBERT (Sanh et al. 2019) + LoRA + the sequence-classification head
+
+// The numbers of the model live in four places, each one malloc (llm.c's style):
+//   w_memory      the frozen pretrained weights (66,362,880 floats for distilbert-base, 265 MB)
+//   params_memory, grads_memory, exp_avg, exp_avg_sq   the trainables, their gradients and
+//                 AdamW moments (628,994 floats each for the tutorial: LoRA on q_lin + the head)
+//   acts_memory   the activations of one batch, laid out by model_reserve
+// Structs of pointers (Weights, Trainables, Activations) give each tensor its name.
+// One training step, end to end, with the shapes (B = 4 reviews of T_b tokens, N = sum of T_b):
+//   ids (N) -> word + position embeddings (N, C) -> LayerNorm -> dropout = x[0] (N, C)
+//   6 transformer blocks (layer_forward), x[l] (N, C) -> x[l+1] (N, C); the last keeps only B rows
+//   first token of each sequence (B, C) -> pre_classifier -> ReLU -> dropout -> classifier (B, NL)
+//   softmax + cross-entropy -> loss, the mean over the B sequences
+//   backward: the same path in reverse, from the loss down to layer 0's q_lin adapter
+//   AdamW: updates the trainables (LoRA A, B and the head) and nothing else
+typedef struct {
+    int vocab_size;           // V: 30522
+    int max_pos;              // P: 512 (max_position_embeddings)
+    int dim;                  // C: 768
+    int n_layers;             // L: 6
+    int n_heads;              // NH: 12
+    int hidden_dim;           // H: 3072, the FFN's inner size
+    int num_labels;           // NL: 2 (0 = negative, 1 = positive)
+    float dropout;            // 0.1: after the embeddings and on the FFN output
+    float attention_dropout;  // 0.1: on the attention probabilities
+    float classif_dropout;    // 0.2: seq_classif_dropout, in the head
+} Config;
+
+// the six Linear layers of a transformer block, any of which can get a LoRA adapter
+// (PEFT's target_modules use exactly these names; LIN_PATHS are the paths inside one layer)
+enum { LIN_Q, LIN_K, LIN_V, LIN_OUT, LIN_1, LIN_2, NUM_LIN };
+static const char* LIN_NAMES[NUM_LIN] = { "q_lin", "k_lin", "v_lin", "out_lin", "lin1", "lin2" };
+static const char* LIN_PATHS[NUM_LIN] = { "attention.q_lin", "attention.k_lin", "attention.v_lin",
+                                          "attention.out_lin", "ffn.lin1", "ffn.lin2" };
+// lin1 widens C -> H, lin2 narrows H -> C, the other four are C -> C
+static int lin_in(const Config* c, int lin) { return lin == LIN_2 ? c->hidden_dim : c->dim; }   // IC
+static int lin_out(const Config* c, int lin) { return lin == LIN_1 ? c->hidden_dim : c->dim; }  // OC
+
+// LoraConfig(r=4, lora_alpha=32, lora_dropout=0.01, target_modules=["q_lin"]) in PEFT
+typedef struct {
+    int rank;               // R: 4
+    float alpha;            // 32: the update is scaled by alpha / R = 8
+    float dropout;          // 0.01: on the input of the LoRA path only
+    int targets[NUM_LIN];   // 1 = this Linear has an adapter in every layer (default: q_lin only)
+} LoraConfig;
+
+// the frozen pretrained weights, one allocation. Names as in Hugging Face's checkpoint.
+typedef struct {
+    float* wte;              // (V, C)       distilbert.embeddings.word_embeddings.weight
+    float* wpe;              // (P, C)       distilbert.embeddings.position_embeddings.weight
+    float* emb_lnw;          // (C)          distilbert.embeddings.LayerNorm.weight
+    float* emb_lnb;          // (C)          distilbert.embeddings.LayerNorm.bias
+    float* lin_w[NUM_LIN];   // (L, OC, IC)  q/k/v/out_lin: (L, C, C), lin1: (L, H, C), lin2: (L, C, H)
+    float* lin_b[NUM_LIN];   // (L, OC)
+    float* ln1w;             // (L, C)       sa_layer_norm.weight
+    float* ln1b;             // (L, C)       sa_layer_norm.bias
+    float* ln2w;             // (L, C)       output_layer_norm.weight
+    float* ln2b;             // (L, C)       output_layer_norm.bias
+} Weights;
+
+// what training changes. The same layout serves the parameters, their gradients and AdamW's
+// two moment estimates: four flat arrays of num_trainable floats.
+typedef struct {
+    float* lora_A[NUM_LIN];  // (L, R, IC)  NULL where that Linear has no adapter
+    float* lora_B[NUM_LIN];  // (L, OC, R)
+    float* pre_w;            // (C, C)      pre_classifier.weight
+    float* pre_b;            // (C)         pre_classifier.bias
+    float* cls_w;            // (NL, C)     classifier.weight
+    float* cls_b;            // (NL)        classifier.bias
+} Trainables;
+
+// one trainable tensor as PEFT names it, and where it lives in the flat arrays
+typedef struct {
+    char name[160];  // e.g. base_model.model.distilbert.transformer.layer.0.attention.q_lin.lora_A.weight
+    size_t offset;   // first float in the flat arrays
+    int rows, cols;  // cols == 0 for a vector
+    int decay;       // 1: AdamW weight decay applies (HF Trainer exempts biases and LayerNorm weights)
+} TensorInfo;
+
+// forward activations. Everything backward needs is cached here; each comment says why.
+// N = tokens in the batch, AT = attention entries of one layer: the sum over its sequences of
+// NH * T * T. (L, ...) arrays hold one slice per layer, laid out one after another. In the last
+// layer only B rows are used (see model_forward). model_reserve lays them out.
+typedef struct {
+    float* emb;       // (N, C)        word + position embeddings: the embeddings LayerNorm input
+    float* emb_mean;  // (N)
+    float* emb_rstd;  // (N)
+    float* x;         // (L+1, N, C)   residual stream: x[0] embeddings output, x[l+1] output of layer l
+    float* xcls;      // (B, C)        the last layer's input at each sequence's first token
+    float* q;         // (L, N, C)     queries (attention backward needs q, k, v)
+    float* k;         // (L, N, C)
+    float* v;         // (L, N, C)
+    float* att;       // (L, AT)       softmax probabilities (softmax backward needs them)
+    float* atty;      // (L, N, C)     attention output, input of out_lin (its LoRA needs it)
+    float* res1;      // (L, N, C)     out_lin(atty) + x: sa_layer_norm input (layernorm backward needs it)
+    float* ln1_mean;  // (L, N)
+    float* ln1_rstd;  // (L, N)
+    float* sa;        // (L, N, C)     sa_layer_norm output: input of lin1 and of the FFN residual
+    float* ffh;       // (L, N, H)     lin1 output (GELU backward needs it)
+    float* ffg;       // (L, N, H)     GELU output, input of lin2 (its LoRA needs it)
+    float* res2;      // (L, N, C)     dropout(lin2 output) + sa: output_layer_norm input
+    float* ln2_mean;  // (L, N)
+    float* ln2_rstd;  // (L, N)
+    float* lora_h;    // (L, NUM_LIN, N, R)  LoRA down-projections A dropout(x) (dB needs them)
+    float* xd;        // (N, max(C, H))      scratch: the dropped-out LoRA input
+    float* cls;       // (B, C)        hidden state of each sequence's first token ([CLS])
+    float* pre;       // (B, C)        pre_classifier output (ReLU backward needs it)
+    float* hid;       // (B, C)        dropout(ReLU(pre)): the classifier's input
+    float* logits;    // (B, NL)
+    float* probs;     // (B, NL)       softmax of the logits
+    float* losses;    // (B)           cross-entropy of each sequence
+    // gradients of activations (dL/d of the array of the same name without the d). Those of
+    // one layer are reused layer after layer; the residual stream's are kept per layer.
+    float* dx;        // (L+1, N, C)   dx[l] = dL/dx[l], the gradient at layer l's input
+    float* dxcls;     // (B, C)        dL/dxcls: the last layer's query-side input
+    float* dres2;     // (N, C)        at output_layer_norm's input
+    float* dffg;      // (N, H)
+    float* dffh;      // (N, H)
+    float* dsa;       // (N, C)
+    float* dres1;     // (N, C)        at sa_layer_norm's input
+    float* datty;     // (N, C)
+    float* dq;        // (N, C)
+    float* dk;        // (N, C)
+    float* dv;        // (N, C)
+    float* datt;      // (AT)          one layer's attention scratch
+    float* dlora_h;   // (N, R)
+    float* dcls;      // (B, C)
+    float* dpre;      // (B, C)
+    float* dhid;      // (B, C)
+    float* dlogits;   // (B, NL)
+} Activations;
+
+typedef struct {
+    Config config;
+    LoraConfig lora;
+    Weights w;                // frozen
+    float* w_memory;
+    size_t num_weights;
+    Trainables params;        // trainable, with ...
+    Trainables grads;         // ... their gradients (no gradient memory exists for frozen weights)
+    float* params_memory;
+    float* grads_memory;
+    float* exp_avg;           // AdamW first moment m, trainables only (torch.optim.AdamW's name)
+    float* exp_avg_sq;        // AdamW second moment v, trainables only
+    size_t num_trainable;
+    TensorInfo* tensors;      // the trainable tensors, as saved in the adapter file
+    int num_tensors;
+    // activations, grown when a batch needs more room
+    Activations acts;
+    float* acts_memory;
+    size_t cap_tokens, cap_att;   // the largest N and AT reserved so far
+    int cap_batch, cap_len;       // the largest B and T
+    // the current batch
+    int B, N;                 // sequences, tokens
+    int* offsets;             // (B + 1)  sequence b is rows offsets[b] .. offsets[b+1]-1
+    size_t* att_offsets;      // (B + 1)  where sequence b's attention blocks start in att
+    int* cls_offsets;         // (B + 1)  0, 1, ..., B: the last layer keeps one row per sequence
+    size_t* cls_att_offsets;  // (B + 1)  the last layer's attention blocks (1 x T per head)
+    int full_last_layer;      // tests only: compute every token's row in the last layer too
+    int* labels;              // (B)      the batch's labels; unused when has_labels is 0
+    // 0 when predicting: no loss is computed
+    int has_labels;
+    float loss;               // mean cross-entropy of the batch
+    // training state
+    int training;             // 1: dropout on (training); 0: evaluation
+    int grad_to_input;        // tests only: also compute dL/dx[0] (into acts.dx)
+    uint64_t seed;            // --seed
+    uint64_t step_seed;       // dropout seed of the current forward pass
+    uint64_t forward_count;   // training forward passes so far (each gets new dropout masks)
+    int adam_step;            // AdamW steps taken (t in the bias corrections)
+} Model;
+
+// dropout sites, used to give each its own random stream
+// (dropout_key mixes a site with the layer number, so every (layer, site) pair is distinct)
+enum { DROP_EMB, DROP_ATT, DROP_FFN, DROP_HEAD, DROP_LORA };  // DROP_LORA + lin for each Linear
+
+// all sizes, in the order of the struct fields above
+// wte, wpe, emb_lnw, emb_lnb, then lin_w[0..5], lin_b[0..5], then ln1w, ln1b, ln2w, ln2b
+static void weight_sizes(const Config* c, size_t* sizes) {
+    size_t C = c->dim, L = c->n_layers;
+    sizes[0] = (size_t)c->vocab_size * C;
+    sizes[1] = (size_t)c->max_pos * C;
+    sizes[2] = C;
+    sizes[3] = C;
+    for (int i = 0; i < NUM_LIN; i++) {
+        sizes[4 + i] = L * lin_out(c, i) * lin_in(c, i);
+        sizes[4 + NUM_LIN + i] = L * lin_out(c, i);
+    }
+    for (int i = 0; i < 4; i++) { sizes[4 + 2 * NUM_LIN + i] = L * C; }
+}
+#define NUM_WEIGHT_TENSORS (8 + 2 * NUM_LIN)
+
+// point the fields of a Trainables at a flat array laid out as the tensor table says
+// (called once for params_memory and once for grads_memory: same offsets, different base)
+static void point_trainables(Trainables* t, float* base, const Model* m) {
+    const Config* c = &m->config;
+    size_t off = 0;
+    for (int i = 0; i < NUM_LIN; i++) {
+        t->lora_A[i] = t->lora_B[i] = NULL;
+        if (!m->lora.targets[i]) { continue; }
+        t->lora_A[i] = base + off; off += (size_t)c->n_layers * m->lora.rank * lin_in(c, i);
+        t->lora_B[i] = base + off; off += (size_t)c->n_layers * lin_out(c, i) * m->lora.rank;
+    }
+    t->pre_w = base + off; off += (size_t)c->dim * c->dim;
+    t->pre_b = base + off; off += c->dim;
+    t->cls_w = base + off; off += (size_t)c->num_labels * c->dim;
+    t->cls_b = base + off;
+}
+
+// the table of trainable tensors: PEFT's key names, offsets in the flat arrays above, and which
+// get weight decay (Part 2, beside the adapter file that uses the names)
+static void build_tensor_table(Model* m);
+
+void model_free(Model* m);
+
+// allocate weights and trainables for config c and LoRA lc. The caller fills the weights.
+// This is the one-allocation layout: sizes are computed for every tensor, one malloc takes
+// their sum, and the struct fields are pointed at consecutive slices of it. Nothing is stored
+// twice, freeing is one call, and gdb shows each tensor by name (p m->w.wpe[3]).
+static void model_build(Model* m, const Config* c, const LoraConfig* lc, uint64_t seed) {
+    memset(m, 0, sizeof(*m));
+    m->config = *c;
+    m->lora = *lc;
+    m->seed = seed;
+    // frozen weights: one allocation, pointed into
+    size_t sizes[NUM_WEIGHT_TENSORS];
+    weight_sizes(c, sizes);
+    // fields[i] is the address of the i-th pointer in Weights, in the order of weight_sizes
+    float** fields[NUM_WEIGHT_TENSORS] = { &m->w.wte, &m->w.wpe, &m->w.emb_lnw, &m->w.emb_lnb,
+        &m->w.lin_w[0], &m->w.lin_w[1], &m->w.lin_w[2], &m->w.lin_w[3], &m->w.lin_w[4], &m->w.lin_w[5],
+        &m->w.lin_b[0], &m->w.lin_b[1], &m->w.lin_b[2], &m->w.lin_b[3], &m->w.lin_b[4], &m->w.lin_b[5],
+        &m->w.ln1w, &m->w.ln1b, &m->w.ln2w, &m->w.ln2b };
+    m->num_weights = 0;
+    for (int i = 0; i < NUM_WEIGHT_TENSORS; i++) { m->num_weights += sizes[i]; }
+    m->w_memory = mallocCheck(m->num_weights * sizeof(float));
+    float* p = m->w_memory;
+    for (int i = 0; i < NUM_WEIGHT_TENSORS; i++) { *fields[i] = p; p += sizes[i]; }
+    // trainables: parameters, gradients and AdamW state, nothing for frozen weights
+    build_tensor_table(m);
+    m->params_memory = callocCheck(m->num_trainable, sizeof(float));
+    m->grads_memory = callocCheck(m->num_trainable, sizeof(float));
+    m->exp_avg = callocCheck(m->num_trainable, sizeof(float));
+    m->exp_avg_sq = callocCheck(m->num_trainable, sizeof(float));
+    point_trainables(&m->params, m->params_memory, m);
+    point_trainables(&m->grads, m->grads_memory, m);
+}
+
+// initialise the head as transformers does (normal std 0.02, zero bias) and LoRA as PEFT does
+// (A: Kaiming-uniform with a = sqrt(5), i.e. U(-1/sqrt(IC), 1/sqrt(IC)); B: zeros)
+static void model_init_trainables(Model* m, int init_head) {
+    const Config* c = &m->config;
+    // (one generator for all of it, so a --seed fixes the head and every A; B is 0 either way)
+    Rng rng = { m->seed };
+    if (init_head) {
+        for (size_t i = 0; i < (size_t)c->dim * c->dim; i++) { m->params.pre_w[i] = 0.02f * rng_normal(&rng); }
+        for (size_t i = 0; i < (size_t)c->num_labels * c->dim; i++) { m->params.cls_w[i] = 0.02f * rng_normal(&rng); }
+        memset(m->params.pre_b, 0, c->dim * sizeof(float));
+        memset(m->params.cls_b, 0, c->num_labels * sizeof(float));
+    }
+    for (int i = 0; i < NUM_LIN; i++) {
+        if (!m->lora.targets[i]) { continue; }
+        size_t nA = (size_t)c->n_layers * m->lora.rank * lin_in(c, i);
+        // kaiming_uniform_(a=sqrt(5)): bound = gain * sqrt(3 / fan_in) with gain = sqrt(2 / (1 + 5)),
+        // which is 1 / sqrt(fan_in); fan_in = IC, the columns of A
+        float bound = 1.0f / sqrtf((float)lin_in(c, i));
+        for (size_t j = 0; j < nA; j++) { m->params.lora_A[i][j] = bound * (2.0f * rng_uniform(&rng) - 1.0f); }
+        memset(m->params.lora_B[i], 0, (size_t)c->n_layers * lin_out(c, i) * m->lora.rank * sizeof(float));
+    }
+}
+
+void fast_kernels_reserve(const Config* c, int R, int B, size_t N, int max_T);  // Part 2
+
+// make sure the activations fit a batch of B sequences, N tokens, AT attention entries per
+// layer and no sequence longer than T tokens.
+// All activations of a batch live in one allocation, as the weights do. Sizes depend on the
+// batch, which changes from batch to batch because nothing is padded. So we keep the largest
+// sizes seen so far (cap_*) and lay out again only when a batch needs more: after the first few
+// batches this never allocates. Growing throws the old contents away, which is fine: it is
+// called at the start of a forward. The fast kernels' scratch is reserved here too.
+static void model_reserve(Model* m, int B, size_t N, size_t AT, int T) {
+    if (B <= m->cap_batch && N <= m->cap_tokens && AT <= m->cap_att && T <= m->cap_len) { return; }
+    // grow to at least what is asked (and never shrink), then lay everything out again
+    if (B > m->cap_batch) { m->cap_batch = B; }
+    if (N > m->cap_tokens) { m->cap_tokens = N; }
+    if (AT > m->cap_att) { m->cap_att = AT; }
+    if (T > m->cap_len) { m->cap_len = T; }
+    B = m->cap_batch; N = m->cap_tokens; AT = m->cap_att; T = m->cap_len;
+    const Config* c = &m->config;
+    size_t C = c->dim, H = c->hidden_dim, L = c->n_layers, NL = c->num_labels, R = m->lora.rank;
+    size_t XD = H > C ? H : C;  // xd is the LoRA input scratch of any Linear: IC is C, or H for lin2
+    Activations* a = &m->acts;
+    // one line per tensor: where its pointer goes, and how many floats it takes
+    struct { float** ptr; size_t size; } table[] = {
+        { &a->emb, N * C }, { &a->emb_mean, N }, { &a->emb_rstd, N },
+        { &a->x, (L + 1) * N * C }, { &a->xcls, B * C },
+        { &a->q, L * N * C }, { &a->k, L * N * C }, { &a->v, L * N * C },
+        { &a->att, L * AT }, { &a->atty, L * N * C },
+        { &a->res1, L * N * C }, { &a->ln1_mean, L * N }, { &a->ln1_rstd, L * N }, { &a->sa, L * N * C },
+        { &a->ffh, L * N * H }, { &a->ffg, L * N * H },
+        { &a->res2, L * N * C }, { &a->ln2_mean, L * N }, { &a->ln2_rstd, L * N },
+        { &a->lora_h, L * NUM_LIN * N * R }, { &a->xd, N * XD },
+        { &a->cls, B * C }, { &a->pre, B * C }, { &a->hid, B * C },
+        { &a->logits, B * NL }, { &a->probs, B * NL }, { &a->losses, B },
+        { &a->dx, (L + 1) * N * C }, { &a->dxcls, B * C },
+        { &a->dres2, N * C }, { &a->dffg, N * H }, { &a->dffh, N * H }, { &a->dsa, N * C },
+        { &a->dres1, N * C }, { &a->datty, N * C },
+        { &a->dq, N * C }, { &a->dk, N * C }, { &a->dv, N * C }, { &a->datt, AT }, { &a->dlora_h, N * R },
+        { &a->dcls, B * C }, { &a->dpre, B * C }, { &a->dhid, B * C }, { &a->dlogits, B * NL },
+    };
+    int count = sizeof(table) / sizeof(table[0]);
+    size_t total = 0;
+    for (int i = 0; i < count; i++) { total += table[i].size; }
+    free(m->acts_memory);
+    m->acts_memory = mallocCheck(total * sizeof(float));
+    float* p = m->acts_memory;
+    for (int i = 0; i < count; i++) { *table[i].ptr = p; p += table[i].size; }
+    // the small per-sequence arrays, B + 1 entries (prefix sums start with a 0)
+    free(m->offsets); free(m->att_offsets); free(m->cls_offsets); free(m->cls_att_offsets); free(m->labels);
+    m->offsets = mallocCheck((B + 1) * sizeof(int));
+    m->att_offsets = mallocCheck((B + 1) * sizeof(size_t));
+    m->cls_offsets = mallocCheck((B + 1) * sizeof(int));
+    m->cls_att_offsets = mallocCheck((B + 1) * sizeof(size_t));
+    m->labels = mallocCheck(B * sizeof(int));
+    fast_kernels_reserve(c, (int)R, B, N, T);
+}
+
+// one Linear of layer l: out = inp W^T + b, plus the LoRA update when this Linear has an adapter
+static void linear_forward(Model* m, int l, int lin, float* out, const float* inp, int N) {
+    const Config* c = &m->config;
+    int IC = lin_in(c, lin), OC = lin_out(c, lin), R = m->lora.rank;
+    matmul_forward(out, inp, m->w.lin_w[lin] + (size_t)l * OC * IC, m->w.lin_b[lin] + (size_t)l * OC, N, IC, OC);
+    if (m->lora.targets[lin]) {
+        // this Linear's slot in lora_h (L, NUM_LIN, N, R); the stride is the batch's N even when only
+        // rows = B rows are used (the last layer's queries). xd is shared by all Linears: it is only
+        // needed inside one lora_forward, and lora_backward recomputes it from the same dropout key.
+        float* h = m->acts.lora_h + ((size_t)l * NUM_LIN + lin) * m->N * R;
+        float p = m->training ? m->lora.dropout : 0.0f;
+        lora_forward(out, h, m->acts.xd, inp, m->params.lora_A[lin] + (size_t)l * R * IC,
+                     m->params.lora_B[lin] + (size_t)l * OC * R, m->lora.alpha / R, p,
+                     dropout_key(m->step_seed, l, DROP_LORA + lin), N, IC, OC, R);
+    }
+}
+
+// its backward: dinp += dout W (NULL: not needed); the frozen W and b get no gradient at all;
+// the adapter's A and B get theirs
+static void linear_backward(Model* m, int l, int lin, float* dinp, const float* dout, const float* inp, int N) {
+    const Config* c = &m->config;
+    int IC = lin_in(c, lin), OC = lin_out(c, lin), R = m->lora.rank;
+    // dweight = dbias = NULL: W0 and b are frozen, so their gradient (a product as large as the
+    // forward) is never computed. Only dinp = dout W, if anyone below needs it.
+    matmul_backward(dinp, NULL, NULL, dout, inp, m->w.lin_w[lin] + (size_t)l * OC * IC, N, IC, OC);
+    if (m->lora.targets[lin]) {
+        const float* h = m->acts.lora_h + ((size_t)l * NUM_LIN + lin) * m->N * R;
+        float p = m->training ? m->lora.dropout : 0.0f;
+        lora_backward(dinp, m->grads.lora_A[lin] + (size_t)l * R * IC, m->grads.lora_B[lin] + (size_t)l * OC * R,
+                      m->acts.dlora_h, m->acts.xd, dout, inp, h,
+                      m->params.lora_A[lin] + (size_t)l * R * IC, m->params.lora_B[lin] + (size_t)l * OC * R,
+                      m->lora.alpha / R, p, dropout_key(m->step_seed, l, DROP_LORA + lin), N, IC, OC, R);
+    }
+}
+
+// Which rows a transformer block works on. Every token is a key and a value, so k_lin and v_lin
+// read all N rows of the layer input x. The queries, and everything after attention, run on
+// `rows` rows of xq: in every layer but the last that is x itself (rows = N); in the last layer
+// only the first token of each sequence reaches the classifier, so xq holds those B rows.
+typedef struct {
+    const float* xq;           // (rows, C) the query-side input: x, or the first tokens' rows
+    int rows;                  // N, or B in the last layer
+    const int* q_offsets;      // (B + 1) sequence b's query rows in xq
+    const size_t* att_offsets; // (B + 1) where sequence b's attention blocks start in att
+} LayerRows;
+
+// one transformer block (DistilBERT's TransformerBlock, post-LayerNorm as BERT):
+// out (rows, C) from x (N, C). Layer l's slice of every per-layer activation is cached.
+void layer_forward(Model* m, int l, float* out, const float* x, LayerRows r) {
+    const Config* c = &m->config;
+    int C = c->dim, H = c->hidden_dim, NH = c->n_heads, B = m->B;
+    size_t N = m->N, rows = r.rows;
+    float p_drop = m->training ? c->dropout : 0.0f;
+    float p_att = m->training ? c->attention_dropout : 0.0f;
+    Activations* a = &m->acts;
+    // layer l's slice of every per-layer activation. att slices are cap_att apart (the largest
+    // per-layer size reserved): model_reserve laid them out with that stride.
+    float* q = a->q + l * N * C;
+    float* k = a->k + l * N * C;
+    float* v = a->v + l * N * C;
+    float* att = a->att + l * m->cap_att;
+    float* atty = a->atty + l * N * C;
+    float* res1 = a->res1 + l * N * C;
+    float* ln1_mean = a->ln1_mean + l * N;
+    float* ln1_rstd = a->ln1_rstd + l * N;
+    float* sa = a->sa + l * N * C;
+    float* ffh = a->ffh + l * N * H;
+    float* ffg = a->ffg + l * N * H;
+    float* res2 = a->res2 + l * N * C;
+    float* ln2_mean = a->ln2_mean + l * N;
+    float* ln2_rstd = a->ln2_rstd + l * N;
+    const float* ln1w = m->w.ln1w + l * C;
+    const float* ln1b = m->w.ln1b + l * C;
+    const float* ln2w = m->w.ln2w + l * C;
+    const float* ln2b = m->w.ln2b + l * C;
+    // transformers' TransformerBlock.forward, one line each:
+    //   sa_output = attention(x); sa_output = sa_layer_norm(sa_output + x)
+    //   ffn_output = ffn(sa_output); output = output_layer_norm(ffn_output + sa_output)
+    // where attention = out_lin(softmax(q_lin(x) k_lin(x)^T / sqrt(HS)) v_lin(x)) and
+    // ffn = dropout(lin2(gelu(lin1(.)))).
+    linear_forward(m, l, LIN_Q, q, r.xq, r.rows);
+    linear_forward(m, l, LIN_K, k, x, (int)N);
+    linear_forward(m, l, LIN_V, v, x, (int)N);
+    attention_forward(atty, att, q, k, v, r.q_offsets, m->offsets, r.att_offsets, B, C, NH,
+                      p_att, dropout_key(m->step_seed, l, DROP_ATT));
+    linear_forward(m, l, LIN_OUT, res1, atty, r.rows);
+    // (transformers' DistilBERT has no dropout after out_lin: attention output goes straight in)
+    residual_forward(res1, res1, r.xq, rows * C);
+    layernorm_forward(sa, ln1_mean, ln1_rstd, res1, ln1w, ln1b, r.rows, C);
+    linear_forward(m, l, LIN_1, ffh, sa, r.rows);
+    gelu_forward(ffg, ffh, rows * H);
+    linear_forward(m, l, LIN_2, res2, ffg, r.rows);
+    dropout_forward(res2, rows * C, p_drop, dropout_key(m->step_seed, l, DROP_FFN));
+    residual_forward(res2, res2, sa, rows * C);
+    layernorm_forward(out, ln2_mean, ln2_rstd, res2, ln2w, ln2b, r.rows, C);
+}
+
+// the rows of layer l: all tokens, or in the last layer the first token of each sequence
+// (about 14% less work for distilbert-base). full_last_layer (tests only) computes all of them.
+static LayerRows layer_rows(Model* m, int l) {
+    if (l == m->config.n_layers - 1 && !m->full_last_layer) {
+        LayerRows r = { m->acts.xcls, m->B, m->cls_offsets, m->cls_att_offsets };
+        return r;
+    }
+    LayerRows r = { m->acts.x + (size_t)l * m->N * m->config.dim, m->N, m->offsets, m->att_offsets };
+    return r;
+}
+
+void transformer_forward(Model* m);
+
+// the forward pass of DistilBertForSequenceClassification + LoRA on one batch.
+// ids: the B sequences one after another, lengths[b] tokens each (no padding anywhere).
+// labels (B) may be NULL (prediction); with labels, m->loss is the mean cross-entropy.
+// Returns 0, or -1 (after printing why) for a batch the model cannot take.
+int model_forward(Model* m, const int* ids, const int* lengths, int B, const int* labels) {
+    const Config* c = &m->config;
+    int C = c->dim, NH = c->n_heads;
+    // check the batch before touching memory: lengths within the position table, ids within the
+    // vocabulary (an out-of-range id would read outside wte)
+    size_t N = 0, AT = 0;
+    int max_T = 0;
+    for (int b = 0; b < B; b++) {
+        if (lengths[b] < 1 || lengths[b] > c->max_pos) {
+            return fail("sequence %d has %d tokens; the model takes 1 to %d", b, lengths[b], c->max_pos);
+        }
+        N += lengths[b];
+        AT += (size_t)NH * lengths[b] * lengths[b];
+        if (lengths[b] > max_T) { max_T = lengths[b]; }
+    }
+    for (size_t n = 0; n < N; n++) {
+        if (ids[n] < 0 || ids[n] >= c->vocab_size) { return fail("token id %d is outside the vocabulary (size %d)", ids[n], c->vocab_size); }
+    }
+    // make room for this batch's activations (a no-op once the largest batch has been seen)
+    model_reserve(m, B, N, AT, max_T);
+    m->B = B;
+    m->N = (int)N;
+    // lay the batch out, prefix sums: offsets (token rows of sequence b), att_offsets (its NH
+    // blocks of T x T), and for the last layer, where only the first token of each sequence is
+    // a query: cls_offsets (row b) and cls_att_offsets (NH blocks of 1 x T)
+    m->offsets[0] = 0;
+    m->att_offsets[0] = 0;
+    m->cls_offsets[0] = 0;
+    m->cls_att_offsets[0] = 0;
+    for (int b = 0; b < B; b++) {
+        m->offsets[b + 1] = m->offsets[b] + lengths[b];
+        m->att_offsets[b + 1] = m->att_offsets[b] + (size_t)NH * lengths[b] * lengths[b];
+        m->cls_offsets[b + 1] = b + 1;
+        m->cls_att_offsets[b + 1] = m->cls_att_offsets[b] + (size_t)NH * lengths[b];
+    }
+    m->has_labels = labels != NULL;
+    if (labels) { memcpy(m->labels, labels, B * sizeof(int)); }
+    // each training forward draws new dropout masks; backward reuses this seed to recompute them
+    // (in evaluation step_seed is irrelevant: every p is 0 and no mask is drawn)
+    if (m->training) { m->step_seed = mix64(m->seed ^ mix64(++m->forward_count)); }
+    float p_drop = m->training ? c->dropout : 0.0f;
+    Activations* a = &m->acts;
+    Weights* w = &m->w;
+    // embeddings: LayerNorm(word + position) -> dropout
+    // a->emb (N, C) is kept as the LayerNorm input; x[0] (N, C) is the embeddings' output
+    embeddings_forward(a->emb, ids, m->offsets, B, w->wte, w->wpe, C);
+    layernorm_forward(a->x, a->emb_mean, a->emb_rstd, a->emb, w->emb_lnw, w->emb_lnb, (int)N, C);
+    dropout_forward(a->x, N * C, p_drop, dropout_key(m->step_seed, -1, DROP_EMB));
+    transformer_forward(m);
+    return 0;
+}
+
+// the rest of the forward pass, from the embeddings output x[0] to the loss (model_forward
+// calls it; the tests call it alone to take finite differences with respect to x[0])
+void transformer_forward(Model* m) {
+    const Config* c = &m->config;
+    int C = c->dim, L = c->n_layers, NL = c->num_labels, B = m->B;
+    size_t N = m->N;
+    float p_cls = m->training ? c->classif_dropout : 0.0f;
+    Activations* a = &m->acts;
+    for (int l = 0; l < L; l++) {
+        LayerRows r = layer_rows(m, l);
+        // the last layer's queries come from the first token of each sequence
+        if (r.xq == a->xcls) { cls_gather(a->xcls, a->x + l * N * C, m->offsets, B, C); }
+        layer_forward(m, l, a->x + (l + 1) * N * C, a->x + l * N * C, r);
+    }
+    // the head: first token -> pre_classifier -> ReLU -> dropout -> classifier -> softmax
+    // DistilBertForSequenceClassification.forward: pooled = hidden_state[:, 0]; pre_classifier;
+    // ReLU; dropout(seq_classif_dropout); classifier; CrossEntropyLoss. Shapes: cls, pre, hid (B, C),
+    // logits, probs (B, NL).
+    Trainables* p = &m->params;
+    // cls (B, C): the hidden state of each sequence's [CLS] token, hidden_state[:, 0] in HF. The
+    // last layer's output rows are where its queries were: layer_rows(m, L - 1).q_offsets
+    cls_gather(a->cls, a->x + L * N * C, layer_rows(m, L - 1).q_offsets, B, C);
+    matmul_forward(a->pre, a->cls, p->pre_w, p->pre_b, B, C, C);
+    relu_forward(a->hid, a->pre, (size_t)B * C);
+    dropout_forward(a->hid, (size_t)B * C, p_cls, dropout_key(m->step_seed, -1, DROP_HEAD));
+    matmul_forward(a->logits, a->hid, p->cls_w, p->cls_b, B, C, NL);
+    // probs are always computed (predict prints them); losses only when there are labels
+    crossentropy_forward(a->losses, a->probs, a->logits, m->has_labels ? m->labels : NULL, B, NL);
+    if (m->has_labels) {
+        // m->loss = mean over the batch, the number Trainer's loss is made of
+        double sum = 0.0;
+        for (int b = 0; b < B; b++) { sum += a->losses[b]; }
+        m->loss = (float)(sum / B);
+    }
+}
+
+void model_zero_grad(Model* m) {
+    memset(m->grads_memory, 0, m->num_trainable * sizeof(float));
+}
+
+// backward of one transformer block, the mirror of layer_forward: each call undoes the forward
+// line quoted above it, in reverse order. dout (rows, C) = dL/d(out). Accumulates (+=) into
+// dx (N, C) the gradient through keys and values, and into dxq (rows, C) the gradient through
+// the queries and the residual; in every layer but the last xq is x, and dxq is dx. dx and dxq
+// are NULL when nothing below needs them (layer 0: the embeddings are frozen).
+void layer_backward(Model* m, int l, float* dx, float* dxq, const float* dout, const float* x, LayerRows r) {
+    const Config* c = &m->config;
+    int C = c->dim, H = c->hidden_dim, NH = c->n_heads, B = m->B;
+    size_t N = m->N, rows = r.rows;
+    float p_drop = m->training ? c->dropout : 0.0f;
+    float p_att = m->training ? c->attention_dropout : 0.0f;
+    Activations* a = &m->acts;
+    // the same per-layer pointers as in layer_forward
+    const float* q = a->q + l * N * C;
+    const float* k = a->k + l * N * C;
+    const float* v = a->v + l * N * C;
+    const float* att = a->att + l * m->cap_att;
+    const float* atty = a->atty + l * N * C;
+    const float* res1 = a->res1 + l * N * C;
+    const float* ln1_mean = a->ln1_mean + l * N;
+    const float* ln1_rstd = a->ln1_rstd + l * N;
+    const float* sa = a->sa + l * N * C;
+    const float* ffh = a->ffh + l * N * H;
+    const float* ffg = a->ffg + l * N * H;
+    const float* res2 = a->res2 + l * N * C;
+    const float* ln2_mean = a->ln2_mean + l * N;
+    const float* ln2_rstd = a->ln2_rstd + l * N;
+    const float* ln1w = m->w.ln1w + l * C;
+    const float* ln2w = m->w.ln2w + l * C;
+    // kernels accumulate (+=), so every activation gradient is cleared right before its first use.
+    // layernorm_forward(out, ln2_mean, ln2_rstd, res2, ...): the LayerNorm weights are frozen (NULL, NULL)
+    memset(a->dres2, 0, rows * C * sizeof(float));
+    layernorm_backward(a->dres2, NULL, NULL, dout, res2, ln2w, ln2_mean, ln2_rstd, r.rows, C);
+    // residual_forward(res2, res2, sa): the gradient flows to both branches. dsa starts as the
+    // residual share; lin1's backward below adds the FFN share on top
+    memcpy(a->dsa, a->dres2, rows * C * sizeof(float));
+    // dropout_forward(res2, ...): the lin2 branch passes through the same mask (in place: from
+    // here on dres2 holds dL/d(lin2 output))
+    dropout_backward(a->dres2, rows * C, p_drop, dropout_key(m->step_seed, l, DROP_FFN));
+    // linear_forward(m, l, LIN_2, res2, ffg, rows)
+    memset(a->dffg, 0, rows * H * sizeof(float));
+    linear_backward(m, l, LIN_2, a->dffg, a->dres2, ffg, r.rows);
+    // gelu_forward(ffg, ffh)
+    memset(a->dffh, 0, rows * H * sizeof(float));
+    gelu_backward(a->dffh, ffh, a->dffg, rows * H);
+    // linear_forward(m, l, LIN_1, ffh, sa, rows): its dinp is dsa, the second path from sa to the loss
+    linear_backward(m, l, LIN_1, a->dsa, a->dffh, sa, r.rows);
+    // layernorm_forward(sa, ln1_mean, ln1_rstd, res1, ...)
+    memset(a->dres1, 0, rows * C * sizeof(float));
+    layernorm_backward(a->dres1, NULL, NULL, a->dsa, res1, ln1w, ln1_mean, ln1_rstd, r.rows, C);
+    // residual_forward(res1, res1, xq): the residual share of dL/dxq
+    if (dxq) { residual_backward(dxq, a->dres1, rows * C); }
+    // linear_forward(m, l, LIN_OUT, res1, atty, rows): the attention branch of that residual
+    memset(a->datty, 0, rows * C * sizeof(float));
+    linear_backward(m, l, LIN_OUT, a->datty, a->dres1, atty, r.rows);
+    // attention_forward(atty, att, q, k, v, ...): dq has rows rows (queries), dk and dv have N
+    // (every token is a key and a value)
+    memset(a->dq, 0, rows * C * sizeof(float));
+    memset(a->dk, 0, N * C * sizeof(float));
+    memset(a->dv, 0, N * C * sizeof(float));
+    attention_backward(a->dq, a->dk, a->dv, a->datt, a->datty, att, q, k, v,
+                       r.q_offsets, m->offsets, r.att_offsets, B, C, NH, p_att, dropout_key(m->step_seed, l, DROP_ATT));
+    // linear_forward(m, l, LIN_V / LIN_K, v / k, x, N) and (LIN_Q, q, xq, rows)
+    linear_backward(m, l, LIN_V, dx, a->dv, x, (int)N);
+    linear_backward(m, l, LIN_K, dx, a->dk, x, (int)N);
+    linear_backward(m, l, LIN_Q, dxq, a->dq, r.xq, r.rows);
+}
+
+// the backward pass: the exact mirror of model_forward, from the loss down to the earliest
+// trainable tensor. Gradients of the trainables are accumulated (+=) into m->grads.
+void model_backward(Model* m) {
+    const Config* c = &m->config;
+    int C = c->dim, L = c->n_layers, NL = c->num_labels, B = m->B;
+    size_t N = m->N;
+    float p_cls = m->training ? c->classif_dropout : 0.0f;
+    Activations* a = &m->acts;
+    Trainables* p = &m->params;
+    Trainables* g = &m->grads;
+    // the head, in reverse
+    memset(a->dlogits, 0, (size_t)B * NL * sizeof(float));
+    memset(a->dhid, 0, (size_t)B * C * sizeof(float));
+    memset(a->dpre, 0, (size_t)B * C * sizeof(float));
+    memset(a->dcls, 0, (size_t)B * C * sizeof(float));
+    // crossentropy_forward(a->losses, a->probs, a->logits, ...) and the mean over the batch
+    crossentropy_backward(a->dlogits, a->probs, m->labels, B, NL);
+    // matmul_forward(a->logits, a->hid, p->cls_w, p->cls_b, B, C, NL): the head is trainable,
+    // so here the weight and bias gradients are computed (into g), unlike the frozen Linears
+    matmul_backward(a->dhid, g->cls_w, g->cls_b, a->dlogits, a->hid, p->cls_w, B, C, NL);
+    // dropout_forward(a->hid, ..., DROP_HEAD): the same mask, from the same key
+    dropout_backward(a->dhid, (size_t)B * C, p_cls, dropout_key(m->step_seed, -1, DROP_HEAD));
+    // relu_forward(a->hid, a->pre)
+    relu_backward(a->dpre, a->pre, a->dhid, (size_t)B * C);
+    // matmul_forward(a->pre, a->cls, p->pre_w, p->pre_b, B, C, C)
+    matmul_backward(a->dcls, g->pre_w, g->pre_b, a->dpre, a->cls, p->pre_w, B, C, C);
+    // below the head only LoRA is trainable: with no adapter at all we can stop here
+    int any_lora = 0;
+    for (int i = 0; i < NUM_LIN; i++) { any_lora |= m->lora.targets[i]; }
+    if (!any_lora && !m->grad_to_input) { return; }
+    // cls_gather(a->cls, x[L], ...): only the first tokens' rows of x[L] receive a gradient
+    memset(a->dx + L * N * C, 0, N * C * sizeof(float));
+    cls_scatter(a->dx + L * N * C, a->dcls, layer_rows(m, L - 1).q_offsets, B, C);
+    for (int l = L - 1; l >= 0; l--) {
+        LayerRows r = layer_rows(m, l);
+        // dx[l] = dL/dx[l] is needed only if a trainable lies below layer l
+        float* dx = (l > 0 || m->grad_to_input) ? a->dx + l * N * C : NULL;
+        if (dx) { memset(dx, 0, N * C * sizeof(float)); }
+        if (r.xq != a->xcls) {
+            layer_backward(m, l, dx, dx, a->dx + (l + 1) * N * C, a->x + l * N * C, r);
+        } else {
+            // the last layer: its queries came from xcls, cls_gather(a->xcls, x[l], offsets):
+            // their gradient dxcls goes back to the first token's row of each sequence
+            float* dxcls = dx ? a->dxcls : NULL;
+            if (dxcls) { memset(dxcls, 0, (size_t)B * C * sizeof(float)); }
+            layer_backward(m, l, dx, dxcls, a->dx + (l + 1) * N * C, a->x + l * N * C, r);
+            if (dx) { cls_scatter(dx, dxcls, m->offsets, B, C); }
+        }
+    }
+    // Nothing below x[0] is trainable (embeddings and their LayerNorm are frozen), so normally
+    // the backward ends here. The tests ask for dL/dx[0] to check the whole stack.
+    if (m->grad_to_input) {
+        // dropout_forward(a->x, ...) after the embeddings: dx[0] becomes dL/d(LayerNorm output)
+        float p_drop = m->training ? c->dropout : 0.0f;
+        dropout_backward(a->dx, N * C, p_drop, dropout_key(m->step_seed, -1, DROP_EMB));
+    }
+}
+
+// clip the global L2 norm of all gradients to max_norm (torch.nn.utils.clip_grad_norm_, as HF
+// Trainer's max_grad_norm does). Returns the norm before clipping.
+float model_clip_grad_norm(Model* m, float max_norm) {
+    // the norm over ALL trainable numbers at once, as if they were one long vector; the sum of
+    // squares is in double because it adds up many terms (628,994 in the tutorial)
+    double sum = 0.0;
+    for (size_t i = 0; i < m->num_trainable; i++) { sum += (double)m->grads_memory[i] * m->grads_memory[i]; }
+    float norm = (float)sqrt(sum);
+    if (max_norm > 0.0f) {
+        // torch: clip_coef = max_norm / (total_norm + 1e-6), clamped to at most 1, grads *= clip_coef.
+        // Multiplying by 1 changes nothing, so we only scale when coef < 1.
+        float coef = max_norm / (norm + 1e-6f);
+        if (coef < 1.0f) {
+            for (size_t i = 0; i < m->num_trainable; i++) { m->grads_memory[i] *= coef; }
+        }
+    }
+    return norm;
+}
+
+// one AdamW step (Loshchilov & Hutter 2019) exactly as torch.optim.AdamW: decoupled weight
+// decay first (not on biases: HF Trainer exempts biases and LayerNorm weights), then Adam.
+// For every trainable number theta with gradient g, at step t = 1, 2, ... (torch's algorithm):
+//   theta = theta - lr * wd * theta                    decoupled decay, not mixed into g
+//   m = beta1 * m + (1 - beta1) * g                    first moment (running mean of g): exp_avg
+//   v = beta2 * v + (1 - beta2) * g^2                  second moment (running mean of g^2): exp_avg_sq
+//   theta = theta - (lr / (1 - beta1^t)) * m / (sqrt(v) / sqrt(1 - beta2^t) + eps)
+// m and v start at 0, so early on they are biased towards 0; dividing by (1 - beta^t) corrects
+// that (Kingma and Ba 2015, section 3). eps is added after the correction, as torch does.
+void model_update(Model* model, float lr, float beta1, float beta2, float eps, float weight_decay) {
+    // t, the step number in the bias corrections; bc1 = 1 - beta1^t, bc2_sqrt = sqrt(1 - beta2^t)
+    model->adam_step++;
+    float bc1 = 1.0f - powf(beta1, (float)model->adam_step);
+    float bc2_sqrt = sqrtf(1.0f - powf(beta2, (float)model->adam_step));
+    for (int t = 0; t < model->num_tensors; t++) {
+        // tensor by tensor, because weight decay depends on the tensor; the numbers are contiguous
+        const TensorInfo* info = &model->tensors[t];
+        size_t n = (size_t)info->rows * (info->cols ? info->cols : 1);
+        // the two parameter groups of HF Trainer: decay for weights, none for biases
+        float decay = info->decay ? weight_decay : 0.0f;
+        float* param = model->params_memory + info->offset;
+        float* grad = model->grads_memory + info->offset;
+        float* m = model->exp_avg + info->offset;
+        float* v = model->exp_avg_sq + info->offset;
+        for (size_t i = 0; i < n; i++) {
+            // torch.optim.AdamW line by line: param.mul_(1 - lr * weight_decay), then the moments, then
+            // param.addcdiv_(exp_avg, denom, value=-lr / bias_correction1)
+            param[i] *= 1.0f - lr * decay;
+            m[i] = beta1 * m[i] + (1.0f - beta1) * grad[i];
+            v[i] = beta2 * v[i] + (1.0f - beta2) * grad[i] * grad[i];
+            float denom = sqrtf(v[i]) / bc2_sqrt + eps;
+            param[i] -= (lr / bc1) * m[i] / denom;
+        }
+    }
+}
+
+void model_free(Model* m) {
+    free(m->w_memory);
+    free(m->params_memory);
+    free(m->grads_memory);
+    free(m->exp_avg);
+    free(m->exp_avg_sq);
+    free(m->tensors);
+    free(m->acts_memory);
+    free(m->offsets);
+    free(m->att_offsets);
+    free(m->cls_offsets);
+    free(m->cls_att_offsets);
+    free(m->labels);
+    memset(m, 0, sizeof(*m));
+}
+
+// ----------------------------------------------------------------------------
+// data: a TSV file, one example per line, "label<TAB>text" with label 0 (negative) or 1 (positive).
+// Every text is tokenized once, up front: [CLS] text [SEP], cut from the LEFT to max_len tokens
+// (the tutorial sets truncation_side="left": the end of a review is kept).
+
+typedef struct {
+    int n;              // examples
+    int* labels;        // (n)
+    int* lengths;       // (n) tokens of each, [CLS] and [SEP] included
+    size_t* starts;     // (n) where each example's ids begin in ids
+    int* ids;           // the ids of all examples, one after another
+    size_t num_tokens;  // total
+} Dataset;
+
+static void dataset_free(Dataset* d) {
+    free(d->labels); free(d->lengths); free(d->starts); free(d->ids);
+    memset(d, 0, sizeof(*d));
+}
+// ----------------------------------------------------------------------------
+// training and evaluation
+
+typedef struct {
+    const char* model_dir;    // weights/distilbert-base-uncased
+    const char* train_path;   // data/imdb/train_1k.tsv
+    const char* val_path;     // data/imdb/validation_1k.tsv
+    const char* out_dir;      // out
+    const char* adapter_dir;  // eval/predict: the adapter to load
+    int epochs;               // 10
+    int batch;                // 4
+    int max_len;              // 512
+    int threads;              // all cores
+    int log_every;            // print the loss every this many steps
+    int max_len_given;        // --max-len was on the command line
+    float lr;                 // 1e-3, decayed linearly to 0 with no warmup
+    float weight_decay;       // 0.01
+    float max_grad_norm;      // 1.0
+    LoraConfig lora;          // r 4, alpha 32, dropout 0.01, q_lin
+    uint64_t seed;            // 42
+    // bench only
+    int bench_len;            // --len N
+    const char* lengths_path; // --lengths FILE
+    int bench_batches;        // --batches K
+    const char* bench_what;   // --what model (the default) or mm (the matmul alone)
+} Options;
+
+// copy the sequences idx[0..B) of d one after another into ids/lengths/labels
+// The batch format of model_forward: the B sequences' ids back to back, no padding
+static void gather_batch(const Dataset* d, const int* idx, int B, int* ids, int* lengths, int* labels) {
+    size_t n = 0;
+    for (int b = 0; b < B; b++) {
+        int i = idx[b];
+        memcpy(ids + n, d->ids + d->starts[i], d->lengths[i] * sizeof(int));
+        n += d->lengths[i];
+        lengths[b] = d->lengths[i];
+        labels[b] = d->labels[i];
+    }
+}
+
+// mean loss and accuracy over a whole dataset, without dropout
+static int evaluate(Model* m, const Dataset* d, int batch, float* loss, float* accuracy) {
+    int was_training = m->training;
+    m->training = 0;
+    double loss_sum = 0.0;
+    int correct = 0;
+    for (int start = 0; start < d->n; start += batch) {
+        int B = d->n - start < batch ? d->n - start : batch;
+        // consecutive examples are already contiguous in d->ids
+        if (model_forward(m, d->ids + d->starts[start], d->lengths + start, B, d->labels + start) != 0) { return -1; }
+        for (int b = 0; b < B; b++) {
+            loss_sum += m->acts.losses[b];
+            const float* pr = m->acts.probs + (size_t)b * m->config.num_labels;
+            // argmax of the two probabilities (a tie goes to 0, as torch.argmax picks the first)
+            int pred = pr[1] > pr[0] ? 1 : 0;
+            correct += pred == d->labels[start + b];
+        }
+    }
+    m->training = was_training;
+    // the mean over examples, as Trainer's eval_loss (it repeats each batch's mean loss batch
+    // size times before averaging, so a short last batch weighs what it should)
+    *loss = (float)(loss_sum / d->n);
+    *accuracy = (float)correct / d->n;
+    return 0;
+}
+
+// Reading files and printing are in Part 2; train uses them through these names:
+static int model_load(Model* m, const char* dir, const LoraConfig* lc, uint64_t seed);  // config.json + model.safetensors
+static int dataset_load(Dataset* d, const char* path, const Tokenizer* tok, int max_len);  // a TSV, tokenized
+static int model_save_adapter(const Model* m, const char* dir, const char* base_model);    // PEFT's format
+static int effective_max_len(const Options* o, const Model* m);
+static int check_vocab(const Tokenizer* tok, const Model* m, const char* model_dir);
+static const char* base_model_name(const char* model_dir);
+static int threads_in_use(void);
+static void print_parameter_count(const Model* m);
+static int train_setup(const Options* o, Model* model, Tokenizer* tok, Dataset* train_set, Dataset* val_set,
+                       int* max_len);
+
+// the tutorial: LoRA fine-tuning with AdamW, linear decay, clipping; evaluate after every epoch;
+// keep the best adapter (lowest validation loss) and the last one
+// The same steps as HF Trainer's loop: forward, zero_grad, backward, clip the gradient norm
+// to max_grad_norm BEFORE the optimizer step, AdamW step at this step's learning rate, then the
+// scheduler moves on. After each epoch: evaluate, print the epoch's mean training loss, save
+// last/ and, when the validation loss is the lowest so far, best/ (load_best_model_at_end with
+// metric_for_best_model = "loss", where lower is better).
+int train(const Options* o) {
+    double t0 = now_seconds();
+    Model model;
+    Tokenizer tok;
+    Dataset train_set, val_set;
+    int max_len;
+    // load the model, its vocabulary and both datasets, check that --out can be written, and
+    // print what is about to run (in Part 2: file formats and printing)
+    if (train_setup(o, &model, &tok, &train_set, &val_set, &max_len) != 0) { return -1; }
+
+    // the last batch of an epoch may be short (1000 reviews / 4 = 250 full ones in the tutorial)
+    int steps_per_epoch = (train_set.n + o->batch - 1) / o->batch;
+    int total_steps = o->epochs * steps_per_epoch;
+    // order[] is the epoch's permutation of the training set; batch s takes order[4s .. 4s+3]
+    int* order = mallocCheck(train_set.n * sizeof(int));
+    for (int i = 0; i < train_set.n; i++) { order[i] = i; }
+    int* batch_ids = mallocCheck((size_t)o->batch * max_len * sizeof(int));
+    // --batch is at most 1024 (see the flags in main)
+    int batch_lengths[1024], batch_labels[1024];
+    // the shuffle has its own generator (seeded by --seed ^ "shuffle" in ASCII), so the data order
+    // does not change when something else draws random numbers
+    Rng shuffle_rng = { o->seed ^ 0x73687566666c65ULL };
+    // so the first epoch is always the best so far
+    float best_val_loss = INFINITY;
+    int best_epoch = 0, step = 0, rc = 0;
+    char best_dir[1024], last_dir[1024];
+    snprintf(best_dir, sizeof(best_dir), "%s/best", o->out_dir);
+    snprintf(last_dir, sizeof(last_dir), "%s/last", o->out_dir);
+    printf("%d steps (%d epochs of %d)\n", total_steps, o->epochs, steps_per_epoch);
+    for (int epoch = 1; epoch <= o->epochs && rc == 0; epoch++) {
+        // a new order every epoch (Fisher-Yates), drawn from the seed
+        for (int i = train_set.n - 1; i > 0; i--) {
+            int j = (int)(rng_u64(&shuffle_rng) % (uint64_t)(i + 1));
+            int tmp = order[i]; order[i] = order[j]; order[j] = tmp;
+        }
+        // dropout on; evaluate() turns it off and back on
+        model.training = 1;
+        double epoch_loss = 0.0, interval_loss = 0.0, t_interval = now_seconds();
+        int interval_steps = 0;
+        for (int s = 0; s < steps_per_epoch && rc == 0; s++) {
+            int start = s * o->batch;
+            int B = train_set.n - start < o->batch ? train_set.n - start : o->batch;
+            gather_batch(&train_set, order + start, B, batch_ids, batch_lengths, batch_labels);
+            rc = model_forward(&model, batch_ids, batch_lengths, B, batch_labels);
+            if (rc != 0) { break; }
+            model_zero_grad(&model);
+            model_backward(&model);
+            float norm = model_clip_grad_norm(&model, o->max_grad_norm);
+            // linear decay from lr to 0 over all steps, no warmup (HF's get_linear_schedule_with_warmup)
+            // step counts from 0, so the first step uses the full lr and the last lr / total_steps
+            float lr = o->lr * (float)(total_steps - step) / (float)total_steps;
+            model_update(&model, lr, 0.9f, 0.999f, 1e-8f, o->weight_decay);
+            step++;
+            // the epoch's training loss = mean of its steps' batch losses (what Trainer logs per interval)
+            epoch_loss += model.loss;
+            interval_loss += model.loss;
+            interval_steps++;
+            if (step % o->log_every == 0 || s == steps_per_epoch - 1) {
+                double t = now_seconds();
+                printf("step %5d/%d | loss %.4f | lr %.2e | grad norm %.3f | %.0f ms/step\n", step, total_steps,
+                       interval_loss / interval_steps, lr, norm, 1000.0 * (t - t_interval) / interval_steps);
+                fflush(stdout);
+                interval_loss = 0.0; interval_steps = 0; t_interval = t;
+            }
+        }
+        if (rc != 0) { break; }
+        float val_loss, val_acc;
+        // Trainer's evaluation_strategy="epoch": loss and accuracy on the whole validation set
+        rc = evaluate(&model, &val_set, o->batch, &val_loss, &val_acc);
+        if (rc != 0) { break; }
+        if (epoch == 1) { printf("epoch | train loss | val loss | val acc | elapsed\n"); }
+        // strictly lower: on a tie the earlier epoch stays the best, as Trainer keeps it
+        int improved = val_loss < best_val_loss;
+        printf("%5d | %10.4f | %8.4f | %7.4f | %7.1f s%s\n", epoch, epoch_loss / steps_per_epoch, val_loss, val_acc,
+               now_seconds() - t0, improved ? " | best so far" : "");
+        fflush(stdout);
+        // last/ is overwritten every epoch; best/ only when the validation loss improved
+        rc = model_save_adapter(&model, last_dir, base_model_name(o->model_dir));
+        if (rc == 0 && improved) {
+            best_val_loss = val_loss;
+            best_epoch = epoch;
+            rc = model_save_adapter(&model, best_dir, base_model_name(o->model_dir));
+        }
+    }
+    if (rc == 0) {
+        printf("saved: %s (epoch %d, lowest validation loss %.4f) and %s (epoch %d) | total %.1f s\n",
+               best_dir, best_epoch, best_val_loss, last_dir, o->epochs, now_seconds() - t0);
+    }
+    free(order);
+    free(batch_ids);
+    dataset_free(&train_set);
+    dataset_free(&val_set);
+    tokenizer_free(&tok);
+    model_free(&model);
+    return rc;
+}
+
+// train's preparations: load the model and its vocabulary, tokenize both datasets, make sure
+// --out can be written (before hours of training, not after), print the run's settings.
+// 0, or -1 after one error line with nothing left allocated.
+static int train_setup(const Options* o, Model* model, Tokenizer* tok, Dataset* train_set, Dataset* val_set,
+                       int* max_len) {
+    if (model_load(model, o->model_dir, &o->lora, o->seed) != 0) { return -1; }
+    char path[1024];
+    snprintf(path, sizeof(path), "%s/vocab.txt", o->model_dir);
+    if (tokenizer_init(tok, path) != 0) { model_free(model); return -1; }
+    *max_len = effective_max_len(o, model);
+    if (*max_len < 0 || check_vocab(tok, model, o->model_dir) != 0) { tokenizer_free(tok); model_free(model); return -1; }
+    if (dataset_load(train_set, o->train_path, tok, *max_len) != 0) { tokenizer_free(tok); model_free(model); return -1; }
+    if (dataset_load(val_set, o->val_path, tok, *max_len) != 0) { dataset_free(train_set); tokenizer_free(tok); model_free(model); return -1; }
+    // make sure the output folder can be written before spending hours training: create it
+    // (if needed) and a probe file inside it
+    char probe[1100];
+    snprintf(probe, sizeof(probe), "%s/.lora_write_test", o->out_dir);
+    FILE* pf = NULL;
+    if ((make_dir(o->out_dir) != 0 && errno != EEXIST) || (pf = fopen(probe, "wb")) == NULL) {
+        fail("--out %s is not a directory that can be written: %s", o->out_dir, strerror(errno));
+        dataset_free(train_set); dataset_free(val_set); tokenizer_free(tok); model_free(model); return -1;
+    }
+    fclose(pf);
+    remove(probe);
+    const Config* c = &model->config;
+    printf("model: %s (dim %d, %d layers, %d heads, FFN %d, vocab %d) | threads: %d\n",
+           o->model_dir, c->dim, c->n_layers, c->n_heads, c->hidden_dim, c->vocab_size, threads_in_use());
+    printf("train: %s (%d reviews, %.1f tokens on average) | validation: %s (%d reviews)\n",
+           o->train_path, train_set->n, (double)train_set->num_tokens / train_set->n, o->val_path, val_set->n);
+    char targets[128] = "";
+    for (int i = 0; i < NUM_LIN; i++) { if (o->lora.targets[i]) { snprintf(targets + strlen(targets), sizeof(targets) - strlen(targets), "%s%s", targets[0] ? "," : "", LIN_NAMES[i]); } }
+    printf("LoRA: r %d, alpha %g, dropout %g, targets %s | epochs %d, batch %d, lr %g, weight decay %g, max grad norm %g, seed %llu\n",
+           o->lora.rank, o->lora.alpha, o->lora.dropout, targets, o->epochs, o->batch, o->lr, o->weight_decay,
+           o->max_grad_norm, (unsigned long long)o->seed);
+    print_parameter_count(model);
+    return 0;
+}
+
+// load the base model and, if given, a trained adapter (its adapter_config.json decides the LoRA shape)
+// ============================================================================
+// Part 2: the machinery. A reader can stop here: everything about training is above.
+// What follows makes it fast and talks to the outside world: the vectorizable exp/erf, the
+// cache-blocked matmul and the fast attention (each tested equal to its Part 1 reference),
+// the Hugging Face formats (JSON, safetensors, config.json, PEFT adapters), the TSV reader,
+// evaluation/prediction/bench and the command line.
+// ============================================================================
+// --- exp and erf written so that the compiler can vectorize them.
+// libm's expf and erff are function calls, one number at a time, and gcc will not turn them into
+// SIMD instructions without -ffast-math. Softmax and GELU call them for every attention score and
+// every FFN activation, so here they are as plain arithmetic, which gcc and clang vectorize
+// (gcc needs -fno-trapping-math for the clamps; the Makefile passes it). exp_vec is within about
+// one unit in the last place; erf_vec within about 5e-7 absolute (so for tiny x, where erf(x) is
+// itself tiny, its relative error is large), which in GELU's x * 0.5 (1 + erf) is an error below
+// 2.5e-7 * max(|x|, 1). test_lora.c measures all three against double-precision libm.
+
+// e^x: write x = n ln2 + r with n an integer and |r| <= ln2/2, then e^x = 2^n e^r.
+// e^r is its Taylor series to r^7 (the first term left out, r^8/8!, is below 6e-9 here);
+// 2^n is built directly as the bits of a float: exponent field n + 127, mantissa 0.
+// Inputs are clamped to [-87, 88]: e^x for x < -87 comes out as e^-87 (1.6e-38), not 0, and for
+// x > 88 (+inf included) as e^88 (1.7e38), not inf. Softmax and GELU never need more.
+// A NaN is clamped too (its int conversion below would be undefined) and returned as it came.
+static inline float exp_vec(float x) {
+    float xc = x > -87.0f ? x : -87.0f;  // (a NaN fails the test and becomes -87)
+    xc = xc < 88.0f ? xc : 88.0f;
+    // n = round(x / ln2): adding and subtracting 1.5 * 2^23 rounds to the nearest integer
+    float n = (xc * 1.44269504088896341f + 12582912.0f) - 12582912.0f;
+    // r = x - n ln2, with ln2 split in a short high part (n * hi is exact) and the rest
+    float r = xc - n * 0.693359375f;
+    r = r + n * 2.12194440e-4f;
+    float p = 1.0f / 5040.0f;  // Horner: ((1/7! r + 1/6!) r + 1/5!) r ... + 1
+    p = p * r + 1.0f / 720.0f;
+    p = p * r + 1.0f / 120.0f;
+    p = p * r + 1.0f / 24.0f;
+    p = p * r + 1.0f / 6.0f;
+    p = p * r + 0.5f;
+    p = p * r + 1.0f;
+    p = p * r + 1.0f;
+    int32_t bits = ((int32_t)n + 127) << 23;
+    float two_n;
+    memcpy(&two_n, &bits, sizeof(two_n));  // reinterpret the bits (the defined way to do it in C)
+    return x == x ? p * two_n : x;         // NaN in, NaN out, as libm's expf
+}
+
+// erf(x) by Abramowitz and Stegun 7.1.26: with t = 1 / (1 + 0.3275911 |x|),
+// erf(|x|) = 1 - t (a1 + a2 t + a3 t^2 + a4 t^3 + a5 t^4) e^(-x^2), error below 1.5e-7 in exact
+// arithmetic (5e-7 in fp32, at small x), and erf(-x) = -erf(x). PyTorch's own vectorized CPU
+// erf (AVX2), and with it its GELU, is this same formula.
+static inline float erf_vec(float x) {
+    float ax = fabsf(x);
+    float t = 1.0f / (1.0f + 0.3275911f * ax);
+    float p = 1.061405429f;  // a5 .. a1, Horner
+    p = p * t - 1.453152027f;
+    p = p * t + 1.421413741f;
+    p = p * t - 0.284496736f;
+    p = p * t + 0.254829592f;
+    float y = 1.0f - p * t * exp_vec(-ax * ax);
+    return copysignf(y, x);
 }
 
 // ----------------------------------------------------------------------------
@@ -431,21 +1816,45 @@ static void gemm_block(float* out, size_t ldo, const float* A, size_t am, size_t
     }
 }
 
+// floats of packed B that gemm_acc needs for a K x NN product: whole panels of NR columns, plus
+// one spare zero row for tile_acc's read-ahead
+static size_t gemm_packed_floats(int K, int NN) {
+    return (size_t)((NN + NR - 1) / NR) * K * NR + NR;
+}
+
+// Products too small for packing (LoRA's rank 4, the head's batch of 4 rows) skip it; B's rows
+// must be contiguous for that path (bj == 1)
+static int gemm_is_small(int M, int K, size_t bj) { return bj == 1 && (M < 2 * MR || K < NR); }
+
+// The packing buffer of the top-level (threaded) products: reserved once, by model_reserve
+// through fast_kernels_reserve, for the largest product of the model, so a training step never
+// allocates. A product bigger than what was reserved (a test calling a kernel directly) grows it.
+static float* gemm_workspace = NULL;
+static size_t gemm_workspace_floats = 0;
+static void gemm_reserve(size_t floats) {
+    if (floats <= gemm_workspace_floats) { return; }
+    free(gemm_workspace);
+    gemm_workspace = mallocCheck(floats * sizeof(float));
+    gemm_workspace_floats = floats;
+}
+
 // out (M, NN) (row stride ldo) += A (M, K) @ B (K, NN), strides as described above.
 // With init, out = bias + A @ B instead (bias (NN) may be NULL: zero).
-// may_thread = 0 keeps it on the calling thread (attention calls it from inside its own
-// parallel loop, one (sequence, head) per thread).
+// pack == NULL: a top-level product; threads may share it and B is packed into gemm_workspace.
+// pack != NULL: gemm_packed_floats(K, NN) floats of the caller's own, and the product stays on
+// the calling thread (attention calls it from inside its parallel loop, one (sequence, head)
+// per thread).
 static void gemm_acc(float* out, size_t ldo, const float* A, size_t am, size_t ak,
                      const float* B, size_t bk, size_t bj, int init, const float* bias,
-                     int M, int K, int NN, int may_thread) {
+                     int M, int K, int NN, float* pack) {
     if (M <= 0 || NN <= 0) { return; }
     // Below ~8M multiply-adds (a millisecond or less) one thread does it all: waking
     // the others costs more than it saves, much more when the machine is busy.
-    int threaded = may_thread && (size_t)M * K * NN > ((size_t)1 << 23);
-    if (bj == 1 && (M < 2 * MR || K < NR)) {
-        // Small products (LoRA rank 4, the head's batch of 4 rows): packing would cost
-        // more than the math, so row m of out += A(m,k) * row k of B, k by k. The rows
-        // of B are contiguous here (bj == 1), so the inner loop vectorizes.
+    int threaded = pack == NULL && (size_t)M * K * NN > ((size_t)1 << 23);
+    if (gemm_is_small(M, K, bj)) {
+        // Small products: packing would cost more than the math, so row m of
+        // out += A(m,k) * row k of B, k by k. The rows of B are contiguous here (bj == 1),
+        // so the inner loop vectorizes.
         #pragma omp parallel for if (threaded)
         for (int m = 0; m < M; m++) {
             if (init) {
@@ -459,16 +1868,12 @@ static void gemm_acc(float* out, size_t ldo, const float* A, size_t am, size_t a
         }
         return;
     }
+    float* Bp = pack;
+    if (Bp == NULL) { gemm_reserve(gemm_packed_floats(K, NN)); Bp = gemm_workspace; }
     int panels = (NN + NR - 1) / NR;
-    size_t packed = (size_t)panels * K * NR;  // + one spare zero row for tile_acc's read-ahead
-    float* Bp = (float*)malloc((packed + NR) * sizeof(float));
-    if (Bp == NULL) {
-        fprintf(stderr, "%s:%d: out of memory (%zu bytes for a packed matrix)\n",
-                __FILE__, __LINE__, (packed + NR) * sizeof(float));
-        exit(EXIT_FAILURE);
-    }
+    size_t packed = (size_t)panels * K * NR;
     pack_panels(Bp, B, bk, bj, K, NN, threaded);
-    memset(Bp + packed, 0, NR * sizeof(float));
+    memset(Bp + packed, 0, NR * sizeof(float));  // the spare zero row
     int mblocks = (M + MC - 1) / MC;
     int nblocks = (NN + NC - 1) / NC;
     // one iteration = one block of out, owned by exactly one thread
@@ -478,23 +1883,41 @@ static void gemm_acc(float* out, size_t ldo, const float* A, size_t am, size_t a
             gemm_block(out, ldo, A, am, ak, Bp, init, bias, M, K, NN, mb * MC, nb * NC);
         }
     }
-    free(Bp);
 }
 
-// out (N, OC) = inp (N, C) @ weight (OC, C)^T + bias (OC); bias may be NULL
-void matmul_forward(float* out, const float* inp, const float* weight, const float* bias,
-                    int N, int C, int OC) {
-    // B = weight^T: B(k=i, j=o) = weight[o*C + i]; init: out starts from the bias
-    gemm_acc(out, OC, inp, C, 1, weight, 1, C, 1, bias, N, C, OC, 1);
+// The three products every matmul of the model is made of, named as the math reads. a, b and
+// out are row-major with rows lda, ldb and ldo floats apart (a head's columns inside a (T, C)
+// array, for attention). pack as in gemm_acc: NULL for a threaded top-level product.
+// out (M, N) = bias + a (M, K) @ b (N, K)^T      (bias (N) may be NULL: zero)
+static void gemm_abt(float* out, size_t ldo, const float* a, size_t lda, const float* b, size_t ldb,
+                     const float* bias, int M, int K, int N, float* pack) {
+    gemm_acc(out, ldo, a, lda, 1, b, 1, ldb, 1, bias, M, K, N, pack);
+}
+// out (M, N) += a (M, K) @ b (K, N)
+static void gemm_ab(float* out, size_t ldo, const float* a, size_t lda, const float* b, size_t ldb,
+                    int M, int K, int N, float* pack) {
+    gemm_acc(out, ldo, a, lda, 1, b, ldb, 1, 0, NULL, M, K, N, pack);
+}
+// out (M, N) += a^T @ b, with a (K, M) and b (K, N)
+static void gemm_atb(float* out, size_t ldo, const float* a, size_t lda, const float* b, size_t ldb,
+                     int M, int K, int N, float* pack) {
+    gemm_acc(out, ldo, a, 1, lda, b, ldb, 1, 0, NULL, M, K, N, pack);
 }
 
-// dinp (N, C) += dout @ weight; dweight (OC, C) += dout^T @ inp; dbias (OC) += sum of
-// the rows of dout. A NULL gradient is skipped (and inp may be NULL when dweight is).
-void matmul_backward(float* dinp, float* dweight, float* dbias,
-                     const float* dout, const float* inp, const float* weight,
-                     int N, int C, int OC) {
-    if (dinp != NULL) { gemm_acc(dinp, C, dout, OC, 1, weight, C, 1, 0, NULL, N, OC, C, 1); }
-    if (dweight != NULL) { gemm_acc(dweight, C, dout, 1, OC, inp, C, 1, 0, NULL, OC, N, C, 1); }
+// the fast matmul_forward: out (N, OC) = inp (N, C) @ weight (OC, C)^T + bias (OC)
+void matmul_forward_fast(float* out, const float* inp, const float* weight, const float* bias,
+                         int N, int C, int OC) {
+    gemm_abt(out, OC, inp, C, weight, C, bias, N, C, OC, NULL);
+}
+
+// the fast matmul_backward: dinp (N, C) += dout @ weight; dweight (OC, C) += dout^T @ inp;
+// dbias (OC) += the sum of the rows of dout. A NULL gradient is skipped (and inp may be NULL
+// when dweight is).
+void matmul_backward_fast(float* dinp, float* dweight, float* dbias,
+                          const float* dout, const float* inp, const float* weight,
+                          int N, int C, int OC) {
+    if (dinp != NULL) { gemm_ab(dinp, C, dout, OC, weight, C, N, OC, C, NULL); }
+    if (dweight != NULL) { gemm_atb(dweight, C, dout, OC, inp, C, OC, N, C, NULL); }
     if (dbias != NULL) {
         // row by row, so the inner loop runs along dbias and vectorizes
         for (int n = 0; n < N; n++) {
@@ -503,391 +1926,92 @@ void matmul_backward(float* dinp, float* dweight, float* dbias,
     }
 }
 
-// --- LoRA (Hu et al. 2021, "LoRA: Low-Rank Adaptation of Large Language Models"):
-// a frozen Linear W0 gets a trainable low-rank update, h = W0 x + b + (alpha/r) * B (A dropout(x)).
-// A (R, C) starts random, B (OC, R) starts at zero, so training starts from the pretrained model.
-// lora_forward adds the update to the output of the frozen matmul.
+// --- attention, fast: for each (sequence, head) the four lines of attention_head_forward as
+// matrix products on gemm_acc, one thread per pair. Each thread has its own scratch, reserved
+// once (by model_reserve through fast_kernels_reserve): the scaled queries, the dropped-out
+// probabilities and the packing buffer of its products.
+static float* thread_workspace = NULL;
+static size_t thread_workspace_each = 0;  // floats per thread
+static int thread_workspace_count = 0;    // threads it was laid out for
 
-// dropout on the LoRA input: out = inp * keep / (1 - p), or a plain copy when p == 0
-// PEFT applies lora_dropout to the input of the LoRA path only (the frozen W0 x sees the
-// clean x), so the dropped-out copy goes to scratch and inp itself is left alone
-void dropout_copy(float* out, const float* inp, size_t n, float p, uint64_t key) {
-    float scale = 1.0f / (1.0f - p);
-    #pragma omp parallel for
-    for (size_t i = 0; i < n; i++) {
-        out[i] = (p > 0.0f && !dropout_keep(key, i, p)) ? 0.0f : inp[i] * scale;
+static int max_threads(void) {
+#ifdef OMP
+    return omp_get_max_threads();
+#else
+    return 1;
+#endif
+}
+static float* thread_scratch(void) {
+#ifdef OMP
+    return thread_workspace + (size_t)omp_get_thread_num() * thread_workspace_each;
+#else
+    return thread_workspace;
+#endif
+}
+static void thread_workspace_reserve(size_t floats_each) {
+    int threads = max_threads();
+    if (floats_each <= thread_workspace_each && threads <= thread_workspace_count) { return; }
+    if (floats_each < thread_workspace_each) { floats_each = thread_workspace_each; }
+    if (threads < thread_workspace_count) { threads = thread_workspace_count; }
+    free(thread_workspace);
+    thread_workspace = mallocCheck(floats_each * threads * sizeof(float));
+    thread_workspace_each = floats_each;
+    thread_workspace_count = threads;
+}
+
+// the scratch one (sequence, head) of up to Tq queries and T keys needs, forward or backward:
+// Qs (Tq, HS), Pd (Tq, T), and a packing buffer for the largest of its products
+static size_t attention_scratch_floats(int Tq, int T, int HS) {
+    size_t pack = gemm_packed_floats(HS, T);
+    if (gemm_packed_floats(T, HS) > pack) { pack = gemm_packed_floats(T, HS); }
+    if (gemm_packed_floats(Tq, HS) > pack) { pack = gemm_packed_floats(Tq, HS); }
+    return (size_t)Tq * HS + (size_t)Tq * T + pack;
+}
+static void attention_reserve(const int* q_offsets, const int* kv_offsets, int B, int HS) {
+    size_t need = 0;
+    for (int b = 0; b < B; b++) {
+        size_t n = attention_scratch_floats(q_offsets[b + 1] - q_offsets[b], kv_offsets[b + 1] - kv_offsets[b], HS);
+        if (n > need) { need = n; }
     }
+    thread_workspace_reserve(need);
 }
 
-// out (N, OC) += scale * h @ Bw^T, where h (N, R) = dropout(inp) @ A^T is cached for backward.
-// xd (N, C) is scratch for the dropped-out input; p = 0 (or evaluation) means no dropout.
-// PEFT's lora.Linear.forward: result = base_layer(x) + lora_B(lora_A(dropout(x))) * scaling,
-// scaling = lora_alpha / r. Shapes: inp (N, C) -> h (N, R) -> update (N, OC). Going through
-// rank R costs N*R*(C + OC) multiply-adds, tiny next to the frozen N*C*OC.
-void lora_forward(float* out, float* h, float* xd, const float* inp, const float* A, const float* Bw,
-                  float scale, float p, uint64_t key, int N, int C, int OC, int R) {
-    const float* x = inp;
-    if (p > 0.0f) { dropout_copy(xd, inp, (size_t)N * C, p, key); x = xd; }
-    matmul_forward(h, x, A, NULL, N, C, R);  // h = x A^T: the down-projection to rank R
-    #pragma omp parallel for
-    for (int n = 0; n < N; n++) {           // out += scale * h B^T: the up-projection back to OC
-        float* o = out + (size_t)n * OC;
-        for (int r = 0; r < R; r++) {
-            // out row n += scale * sum over r of h[n, r] * (column r of Bw); R = 4 so this loop is short
-            float hr = scale * h[(size_t)n * R + r];
-            for (int j = 0; j < OC; j++) { o[j] += hr * Bw[(size_t)j * R + r]; }
-        }
-    }
-}
-
-// backward of lora_forward. dA (R, C), dB (OC, R) += their gradients; dinp (N, C) += the LoRA
-// path's share of the input gradient (NULL: not needed). dh (N, R) and xd (N, C) are scratch.
-void lora_backward(float* dinp, float* dA, float* dB, float* dh, float* xd,
-                   const float* dout, const float* inp, const float* h, const float* A, const float* Bw,
-                   float scale, float p, uint64_t key, int N, int C, int OC, int R) {
-    // Two steps back through the two matmuls of the forward, the last one first.
-    // Shapes: dout (N, OC), h (N, R), Bw (OC, R), dh (N, R), A (R, C), xd (N, C).
-    // out += scale * h B^T  =>  dB += scale * dout^T h  and  dh = scale * dout B
-    #pragma omp parallel for
-    for (int j = 0; j < OC; j++) {
-        for (int n = 0; n < N; n++) {
-            float d = scale * dout[(size_t)n * OC + j];
-            for (int r = 0; r < R; r++) { dB[(size_t)j * R + r] += d * h[(size_t)n * R + r]; }
-        }
-    }
-    // dh[n, r] = scale * dot(dout row n, column r of Bw); threads split rows n
-    #pragma omp parallel for
-    for (int n = 0; n < N; n++) {
-        for (int r = 0; r < R; r++) {
-            float sum = 0.0f;
-            for (int j = 0; j < OC; j++) { sum += dout[(size_t)n * OC + j] * Bw[(size_t)j * R + r]; }
-            dh[(size_t)n * R + r] = scale * sum;
-        }
-    }
-    // h = xd A^T  =>  dA += dh^T xd  and  dxd = dh A. The dropout mask is recomputed from its key.
-    const float* x = inp;
-    if (p > 0.0f) { dropout_copy(xd, inp, (size_t)N * C, p, key); x = xd; }
-    // dA (R, C) += dh^T (R, N) @ x (N, C): the same call as a Linear's weight gradient
-    matmul_backward(NULL, dA, NULL, dh, x, A, N, C, R);
-    if (dinp) {
-        if (p > 0.0f) {
-            // dxd into scratch, then through the dropout mask: dinp += dxd * keep / (1 - p)
-            memset(xd, 0, (size_t)N * C * sizeof(float));
-            matmul_backward(xd, NULL, NULL, dh, NULL, A, N, C, R);
-            float keep_scale = 1.0f / (1.0f - p);
-            #pragma omp parallel for
-            for (size_t i = 0; i < (size_t)N * C; i++) {
-                if (dropout_keep(key, i, p)) { dinp[i] += xd[i] * keep_scale; }
-            }
-        } else {
-            matmul_backward(dinp, NULL, NULL, dh, NULL, A, N, C, R);
-        }
-    }
-}
-
-// --- exp and erf written so that the compiler can vectorize them.
-// libm's expf and erff are function calls, one number at a time, and gcc will not turn them into
-// SIMD instructions without -ffast-math. Softmax and GELU call them for every attention score and
-// every FFN activation, so here they are as plain arithmetic, which gcc and clang vectorize
-// (gcc needs -fno-trapping-math for the clamps; the Makefile passes it). exp_vec is within about
-// one unit in the last place; erf_vec within about 5e-7 absolute (so for tiny x, where erf(x) is
-// itself tiny, its relative error is large), which in GELU's x * 0.5 (1 + erf) is an error below
-// 2.5e-7 * max(|x|, 1). test_lora.c measures all three against double-precision libm.
-
-// e^x: write x = n ln2 + r with n an integer and |r| <= ln2/2, then e^x = 2^n e^r.
-// e^r is its Taylor series to r^7 (the first term left out, r^8/8!, is below 6e-9 here);
-// 2^n is built directly as the bits of a float: exponent field n + 127, mantissa 0.
-// Inputs are clamped to [-87, 88]: e^x for x < -87 comes out as e^-87 (1.6e-38), not 0, and for
-// x > 88 (+inf included) as e^88 (1.7e38), not inf. Softmax and GELU never need more.
-// A NaN is clamped too (its int conversion below would be undefined) and returned as it came.
-static inline float exp_vec(float x) {
-    float xc = x > -87.0f ? x : -87.0f;  // (a NaN fails the test and becomes -87)
-    xc = xc < 88.0f ? xc : 88.0f;
-    // n = round(x / ln2): adding and subtracting 1.5 * 2^23 rounds to the nearest integer
-    float n = (xc * 1.44269504088896341f + 12582912.0f) - 12582912.0f;
-    // r = x - n ln2, with ln2 split in a short high part (n * hi is exact) and the rest
-    float r = xc - n * 0.693359375f;
-    r = r + n * 2.12194440e-4f;
-    float p = 1.0f / 5040.0f;  // Horner: ((1/7! r + 1/6!) r + 1/5!) r ... + 1
-    p = p * r + 1.0f / 720.0f;
-    p = p * r + 1.0f / 120.0f;
-    p = p * r + 1.0f / 24.0f;
-    p = p * r + 1.0f / 6.0f;
-    p = p * r + 0.5f;
-    p = p * r + 1.0f;
-    p = p * r + 1.0f;
-    int32_t bits = ((int32_t)n + 127) << 23;
-    float two_n;
-    memcpy(&two_n, &bits, sizeof(two_n));  // reinterpret the bits (the defined way to do it in C)
-    return x == x ? p * two_n : x;         // NaN in, NaN out, as libm's expf
-}
-
-// erf(x) by Abramowitz and Stegun 7.1.26: with t = 1 / (1 + 0.3275911 |x|),
-// erf(|x|) = 1 - t (a1 + a2 t + a3 t^2 + a4 t^3 + a5 t^4) e^(-x^2), error below 1.5e-7 in exact
-// arithmetic (5e-7 in fp32, at small x), and erf(-x) = -erf(x). PyTorch's own vectorized CPU
-// erf (AVX2), and with it its GELU, is this same formula.
-static inline float erf_vec(float x) {
-    float ax = fabsf(x);
-    float t = 1.0f / (1.0f + 0.3275911f * ax);
-    float p = 1.061405429f;  // a5 .. a1, Horner
-    p = p * t - 1.453152027f;
-    p = p * t + 1.421413741f;
-    p = p * t - 0.284496736f;
-    p = p * t + 0.254829592f;
-    float y = 1.0f - p * t * exp_vec(-ax * ax);
-    return copysignf(y, x);
-}
-
-// --- attention: multi-head self-attention, each sequence on its own (no padding, so no mask).
-// q, k, v, out hold all heads side by side; head h owns channels h*HS .. h*HS+HS-1.
-// Sequence b has its keys and values at rows kv_offsets[b] .. kv_offsets[b+1]-1 (T of them) and
-// its queries (and outputs) at rows q_offsets[b] .. q_offsets[b+1]-1 (Tq of them). Usually the
-// two are the same; in the last layer only the first token's query is needed (see model_forward).
-// att holds the softmax probabilities of every (sequence, head): a Tq x T block each, starting
-// at att_offsets[b] + h*Tq*T. They are cached because backward needs them.
-// For one (sequence, head), with Q (Tq, HS), K, V (T, HS) this head's columns:
-//     S = Q K^T / sqrt(HS),   P = softmax(S) row by row,   Pd = dropout(P),   out = Pd V
-// (Vaswani et al. 2017, eq. 1). Two versions follow: the naive one, row by row, that says
-// it plainly, and the fast one, the same four lines as matrix products on gemm_acc.
-// The tests check that the two agree.
-
-// copy one head's rows x (T rows, stride C, HS columns) into xt (HS, T), transposed. With keys
-// (and values) stored this way, the inner loops below run over j, the key index, as a plain
-// "row += a * row" that the compiler turns into SIMD instructions; a dot product over d would
-// be a sum, which C's strict floating-point rules keep it from vectorizing.
-static void head_transpose(float* xt, const float* x, int T, int C, int HS) {
-    for (int j = 0; j < T; j++) {
-        for (int d = 0; d < HS; d++) { xt[(size_t)d * T + j] = x[(size_t)j * C + d]; }
-    }
-}
-
-// softmax of one row (T) of scores, in place, shifted by the max for numerical stability:
-// afterwards row holds P_i = softmax(S_i), a probability distribution over the T keys
-static void softmax_row(float* row, int T) {
-    float maxval = -INFINITY;
-    for (int j = 0; j < T; j++) { if (row[j] > maxval) { maxval = row[j]; } }
-    float sum = 0.0f;
-    for (int j = 0; j < T; j++) { row[j] = exp_vec(row[j] - maxval); sum += row[j]; }
-    for (int j = 0; j < T; j++) { row[j] /= sum; }
-}
-
-// softmax backward of one row, in place: drow (T) holds dL/dP on entry, scale * dL/dS on return;
-// row (T) is P.
-// P = softmax(S)  =>  dS_j = P_j (dP_j - sum_k P_k dP_k)
-static void softmax_row_backward(float* drow, const float* row, int T, float scale) {
-    float dot = 0.0f;
-    for (int j = 0; j < T; j++) { dot += row[j] * drow[j]; }
-    for (int j = 0; j < T; j++) { drow[j] = row[j] * (drow[j] - dot) * scale; }
-}
-
-// one (sequence, head), naive. q (Tq rows), k, v (T rows) are this head's HS columns of the
-// full (., C) arrays, so rows are C floats apart. att (Tq, T) receives the probabilities;
-// out (Tq rows, stride C) the result. kt (HS, T) is scratch.
-// key_offset numbers this block's entries inside the layer, so every attention-dropout element
-// of the layer draws its own, reproducible random number.
-static void attention_forward_head_naive(float* out, float* att, float* kt, const float* q, const float* k,
-                                         const float* v, int Tq, int T, int C, int HS, float p,
-                                         uint64_t key, size_t key_offset) {
-    // the 1/sqrt(HS) scale is folded into q_i before the dot products (the same as scaling
-    // the scores; transformers does it this way too); keep_scale = 1/(1-p) is dropout's
-    // rescaling of the kept entries
+// one (sequence, head), fast: the same sums as matrix products. Shapes as in
+// attention_head_forward: q, out (Tq, HS) and k, v (T, HS), all with row stride C; att (Tq, T).
+// scratch: attention_scratch_floats(Tq, T, HS) floats.
+static void attention_head_forward_fast(float* out, float* att, float* scratch, const float* q, const float* k,
+                                        const float* v, int Tq, int T, int C, int HS, float p,
+                                        uint64_t key, size_t key_offset) {
     float scale = 1.0f / sqrtf((float)HS);
     float keep_scale = 1.0f / (1.0f - p);
-    head_transpose(kt, k, T, C, HS);
-    for (int i = 0; i < Tq; i++) {
-        const float* qi = q + (size_t)i * C;
-        float* row = att + (size_t)i * T;
-        // scores S_ij = (q_i . k_j) / sqrt(HS), for all j at once
-        for (int j = 0; j < T; j++) { row[j] = 0.0f; }
-        for (int d = 0; d < HS; d++) {
-            float qd = qi[d] * scale;
-            const float* ktd = kt + (size_t)d * T;
-            for (int j = 0; j < T; j++) { row[j] += qd * ktd[j]; }
-        }
-        softmax_row(row, T);
-        // out_i = sum_j dropout(P_ij) v_j  (attention_dropout acts on the probabilities)
-        float* oi = out + (size_t)i * C;
-        for (int d = 0; d < HS; d++) { oi[d] = 0.0f; }
-        for (int j = 0; j < T; j++) {
-            float pij = row[j];
-            if (p > 0.0f) { pij = dropout_keep(key, key_offset + (size_t)i * T + j, p) ? pij * keep_scale : 0.0f; }
-            const float* vj = v + (size_t)j * C;
-            for (int d = 0; d < HS; d++) { oi[d] += pij * vj[d]; }
-        }
-    }
-}
-
-// one (sequence, head), fast: the same sums as matrix products. Shapes as in the naive version:
-// q, out (Tq, HS) and k, v (T, HS), all with row stride C; att (Tq, T). scratch holds Tq*HS
-// floats for the scaled queries and, with dropout, Tq*T more for Pd.
-static void attention_forward_head(float* out, float* att, float* scratch, const float* q, const float* k,
-                                   const float* v, int Tq, int T, int C, int HS, float p,
-                                   uint64_t key, size_t key_offset) {
-    float scale = 1.0f / sqrtf((float)HS);
-    float keep_scale = 1.0f / (1.0f - p);
-    // Qs (Tq, HS) = Q / sqrt(HS), scaled first as in the naive version
-    float* qs = scratch;
+    float* qs = scratch;                          // (Tq, HS)
+    float* pd_buf = qs + (size_t)Tq * HS;         // (Tq, T)
+    float* pack = pd_buf + (size_t)Tq * T;
+    // Qs (Tq, HS) = Q / sqrt(HS), scaled first as in the reference
     for (int i = 0; i < Tq; i++) {
         for (int d = 0; d < HS; d++) { qs[(size_t)i * HS + d] = q[(size_t)i * C + d] * scale; }
     }
-    // S (Tq, T) = Qs @ K^T, written straight into att. K^T(d, j) = k[j*C + d]: bk = 1, bj = C
-    gemm_acc(att, T, qs, HS, 1, k, 1, C, 1, NULL, Tq, HS, T, 0);
+    // S (Tq, T) = Qs @ K^T, written straight into att
+    gemm_abt(att, T, qs, HS, k, C, NULL, Tq, HS, T, pack);
     for (int i = 0; i < Tq; i++) { softmax_row(att + (size_t)i * T, T); }
     // Pd = dropout(P): a copy, because att must keep P for backward
     const float* pd = att;
     if (p > 0.0f) {
-        float* buf = scratch + (size_t)Tq * HS;
         for (size_t e = 0; e < (size_t)Tq * T; e++) {
-            buf[e] = dropout_keep(key, key_offset + e, p) ? att[e] * keep_scale : 0.0f;
+            pd_buf[e] = dropout_keep(key, key_offset + e, p) ? att[e] * keep_scale : 0.0f;
         }
-        pd = buf;
+        pd = pd_buf;
     }
     // out (Tq, HS) = Pd (Tq, T) @ V (T, HS)
-    gemm_acc(out, C, pd, T, 1, v, C, 1, 1, NULL, Tq, T, HS, 0);
+    for (int i = 0; i < Tq; i++) { memset(out + (size_t)i * C, 0, HS * sizeof(float)); }
+    gemm_ab(out, C, pd, T, v, C, Tq, T, HS, pack);
 }
 
-// out (N, C) or, in the last layer, (B, C); att (A entries of this layer); q rows as q_offsets,
-// k, v (N, C) rows as kv_offsets. No mask is needed: without padding every key is a real token.
-// naive = 1 runs the row-by-row reference version; attention_forward and attention_forward_naive
-// (below) are the two ways in.
-static void attention_forward_pairs(float* out, float* att, const float* q, const float* k, const float* v,
-                                    const int* q_offsets, const int* kv_offsets, const size_t* att_offsets,
-                                    int B, int C, int NH, float p, uint64_t key, int naive) {
+void attention_forward_fast(float* out, float* att, const float* q, const float* k, const float* v,
+                            const int* q_offsets, const int* kv_offsets, const size_t* att_offsets,
+                            int B, int C, int NH, float p, uint64_t key) {
     int HS = C / NH;
-    // every (sequence, head) pair writes its own rows/columns of out and its own att block
-    #pragma omp parallel for schedule(dynamic)
-    for (int bh = 0; bh < B * NH; bh++) {
-        int b = bh / NH, h = bh % NH;
-        int Tq = q_offsets[b + 1] - q_offsets[b], T = kv_offsets[b + 1] - kv_offsets[b];
-        // where this pair's data starts: the first query row of sequence b, column h*HS (and the same
-        // for keys and values); head h's probabilities are the h-th Tq x T block of b's att region
-        size_t qrows = (size_t)q_offsets[b] * C + (size_t)h * HS;
-        size_t kvrows = (size_t)kv_offsets[b] * C + (size_t)h * HS;
-        size_t a = att_offsets[b] + (size_t)h * Tq * T;
-        // each iteration its own scratch
-        if (naive) {
-            float* kt = mallocCheck((size_t)HS * T * sizeof(float));  // K transposed (HS, T)
-            attention_forward_head_naive(out + qrows, att + a, kt, q + qrows, k + kvrows, v + kvrows,
-                                         Tq, T, C, HS, p, key, a);
-            free(kt);
-        } else {
-            // Qs (Tq, HS) and, with dropout, Pd (Tq, T): about 1 MB at T = 512
-            float* scratch = mallocCheck(((size_t)Tq * HS + (p > 0.0f ? (size_t)Tq * T : 0)) * sizeof(float));
-            attention_forward_head(out + qrows, att + a, scratch, q + qrows, k + kvrows, v + kvrows,
-                                   Tq, T, C, HS, p, key, a);
-            free(scratch);
-        }
-    }
-}
-
-void attention_forward(float* out, float* att, const float* q, const float* k, const float* v,
-                       const int* q_offsets, const int* kv_offsets, const size_t* att_offsets,
-                       int B, int C, int NH, float p, uint64_t key) {
-    attention_forward_pairs(out, att, q, k, v, q_offsets, kv_offsets, att_offsets, B, C, NH, p, key, 0);
-}
-
-void attention_forward_naive(float* out, float* att, const float* q, const float* k, const float* v,
-                             const int* q_offsets, const int* kv_offsets, const size_t* att_offsets,
-                             int B, int C, int NH, float p, uint64_t key) {
-    attention_forward_pairs(out, att, q, k, v, q_offsets, kv_offsets, att_offsets, B, C, NH, p, key, 1);
-}
-
-// backward of one (sequence, head), naive. dq, dout (Tq, HS) and dk, dv (T, HS) have row stride
-// C, like q, k, v; datt (Tq, T) and vt (HS, T) are scratch.
-// The forward, per query row i, was:  S_i = q_i K^T / sqrt(HS),  P_i = softmax(S_i),
-// Pd_i = dropout(P_i),  out_i = Pd_i V.  We go back through these four lines in reverse order,
-// using the P cached in att and recomputing the dropout mask from its key.
-static void attention_backward_head_naive(float* dq, float* dk, float* dv, float* datt, float* vt,
-                                          const float* dout, const float* att, const float* q, const float* k,
-                                          const float* v, int Tq, int T, int C, int HS, float p,
-                                          uint64_t key, size_t key_offset) {
-    float scale = 1.0f / sqrtf((float)HS);
-    float keep_scale = 1.0f / (1.0f - p);
-    head_transpose(vt, v, T, C, HS);
-    for (int i = 0; i < Tq; i++) {
-        const float* doi = dout + (size_t)i * C;
-        const float* row = att + (size_t)i * T;
-        float* drow = datt + (size_t)i * T;
-        // out_i = sum_j Pd_ij v_j  =>  dPd_ij = dout_i . v_j  (for all j at once) ...
-        for (int j = 0; j < T; j++) { drow[j] = 0.0f; }
-        for (int d = 0; d < HS; d++) {
-            float dd = doi[d];
-            const float* vtd = vt + (size_t)d * T;
-            for (int j = 0; j < T; j++) { drow[j] += dd * vtd[j]; }
-        }
-        // ... and dv_j += Pd_ij dout_i. Through the dropout: dP = dPd * mask / (1 - p), where
-        // keep below holds mask / (1 - p): 1/(1-p) for a kept entry, 0 for a dropped one
-        for (int j = 0; j < T; j++) {
-            float keep = 1.0f;
-            if (p > 0.0f) { keep = dropout_keep(key, key_offset + (size_t)i * T + j, p) ? keep_scale : 0.0f; }
-            drow[j] *= keep;
-            float pd = row[j] * keep;
-            float* dvj = dv + (size_t)j * C;
-            for (int d = 0; d < HS; d++) { dvj[d] += pd * doi[d]; }
-        }
-        // softmax backward (softmax_row_backward): dS_ij = P_ij (dP_ij - sum_k P_ik dP_ik),
-        // scaled by 1/sqrt(HS) right here, once, for both dq and dk below
-        softmax_row_backward(drow, row, T, scale);
-        // S_ij = (q_i . k_j) / sqrt(HS)  =>  dq_i += dS_ij k_j / sqrt(HS), dk_j += dS_ij q_i / sqrt(HS)
-        const float* qi = q + (size_t)i * C;
-        float* dqi = dq + (size_t)i * C;
-        for (int j = 0; j < T; j++) {
-            float ds = drow[j];
-            const float* kj = k + (size_t)j * C;
-            float* dkj = dk + (size_t)j * C;
-            for (int d = 0; d < HS; d++) {
-                dqi[d] += ds * kj[d];
-                dkj[d] += ds * qi[d];
-            }
-        }
-    }
-}
-
-// backward of one (sequence, head), fast: the four products of the forward give four more,
-//     dPd = dout V^T,   dV += Pd^T dout,   dQ += dS K / sqrt(HS),   dK += dS^T Q / sqrt(HS)
-// with dS = softmax backward of dP = dropout backward of dPd. Shapes as in the naive version.
-// datt (Tq, T) is scratch: it ends holding dS / sqrt(HS) (softmax_row_backward folds the scale
-// in, which is why the last two products below have no 1/sqrt(HS)); scratch holds Tq*T floats
-// for Pd when there is dropout (else it is not used and may be NULL).
-static void attention_backward_head(float* dq, float* dk, float* dv, float* datt, float* scratch,
-                                    const float* dout, const float* att, const float* q, const float* k,
-                                    const float* v, int Tq, int T, int C, int HS, float p,
-                                    uint64_t key, size_t key_offset) {
-    float scale = 1.0f / sqrtf((float)HS);
-    float keep_scale = 1.0f / (1.0f - p);
-    size_t TT = (size_t)Tq * T;
-    // dPd (Tq, T) = dout (Tq, HS) @ V^T (HS, T)
-    gemm_acc(datt, T, dout, C, 1, v, 1, C, 1, NULL, Tq, HS, T, 0);
-    // through the dropout: dP = dPd * mask / (1 - p) (keep holds mask / (1 - p)); and Pd again, for dV
-    const float* pd = att;
-    if (p > 0.0f) {
-        float* buf = scratch;
-        for (size_t e = 0; e < TT; e++) {
-            float keep = dropout_keep(key, key_offset + e, p) ? keep_scale : 0.0f;
-            datt[e] *= keep;
-            buf[e] = att[e] * keep;
-        }
-        pd = buf;
-    }
-    // dV (T, HS) += Pd^T (T, Tq) @ dout (Tq, HS). Pd^T(j, i) = pd[i*T + j]: am = 1, ak = T
-    gemm_acc(dv, C, pd, 1, T, dout, C, 1, 0, NULL, T, Tq, HS, 0);
-    for (int i = 0; i < Tq; i++) { softmax_row_backward(datt + (size_t)i * T, att + (size_t)i * T, T, scale); }
-    // dQ (Tq, HS) += dS (Tq, T) @ K (T, HS);  dK (T, HS) += dS^T (T, Tq) @ Q (Tq, HS)
-    gemm_acc(dq, C, datt, T, 1, k, C, 1, 0, NULL, Tq, T, HS, 0);
-    gemm_acc(dk, C, datt, 1, T, q, C, 1, 0, NULL, T, Tq, HS, 0);
-}
-
-// dq, dk, dv += gradients (rows as in the forward); datt (same layout as att) is scratch.
-// naive = 1 runs the row-by-row reference version; attention_backward and
-// attention_backward_naive (below) are the two ways in.
-static void attention_backward_pairs(float* dq, float* dk, float* dv, float* datt,
-                                     const float* dout, const float* att, const float* q, const float* k,
-                                     const float* v, const int* q_offsets, const int* kv_offsets,
-                                     const size_t* att_offsets, int B, int C, int NH, float p, uint64_t key, int naive) {
-    // Parallel over (sequence, head) and not over query rows t: all rows i of a head add into the
-    // same dk_j and dv_j, so splitting over i would make threads race on them. Each pair owns its
-    // rows and head columns of dq, dk, dv.
-    int HS = C / NH;
+    attention_reserve(q_offsets, kv_offsets, B, HS);  // nothing to do after model_reserve
     #pragma omp parallel for schedule(dynamic)
     for (int bh = 0; bh < B * NH; bh++) {
         int b = bh / NH, h = bh % NH;
@@ -895,137 +2019,128 @@ static void attention_backward_pairs(float* dq, float* dk, float* dv, float* dat
         // the same addressing as attention_forward
         size_t qrows = (size_t)q_offsets[b] * C + (size_t)h * HS;
         size_t kvrows = (size_t)kv_offsets[b] * C + (size_t)h * HS;
-        size_t a = att_offsets[b] + (size_t)h * Tq * T;
-        if (naive) {
-            float* vt = mallocCheck((size_t)HS * T * sizeof(float));  // V transposed (HS, T)
-            attention_backward_head_naive(dq + qrows, dk + kvrows, dv + kvrows, datt + a, vt, dout + qrows,
-                                          att + a, q + qrows, k + kvrows, v + kvrows, Tq, T, C, HS, p, key, a);
-            free(vt);
-        } else {
-            float* pd = p > 0.0f ? mallocCheck((size_t)Tq * T * sizeof(float)) : NULL;  // Pd (Tq, T)
-            attention_backward_head(dq + qrows, dk + kvrows, dv + kvrows, datt + a, pd, dout + qrows,
-                                    att + a, q + qrows, k + kvrows, v + kvrows, Tq, T, C, HS, p, key, a);
-            free(pd);
+        size_t at = att_offsets[b] + (size_t)h * Tq * T;
+        attention_head_forward_fast(out + qrows, att + at, thread_scratch(), q + qrows, k + kvrows, v + kvrows,
+                                    Tq, T, C, HS, p, key, at);
+    }
+}
+
+// backward of one (sequence, head), fast: the four products of the forward give four more,
+//     dPd = dout V^T,   dV += Pd^T dout,   dQ += dS K / sqrt(HS),   dK += dS^T Q / sqrt(HS)
+// with dS = softmax backward of dP = dropout backward of dPd. Shapes as in the reference.
+// datt (Tq, T) ends holding dS / sqrt(HS) (softmax_row_backward folds the scale in, which is why
+// the last two products below have no 1/sqrt(HS)). scratch as in the forward.
+static void attention_head_backward_fast(float* dq, float* dk, float* dv, float* datt, float* scratch,
+                                         const float* dout, const float* att, const float* q, const float* k,
+                                         const float* v, int Tq, int T, int C, int HS, float p,
+                                         uint64_t key, size_t key_offset) {
+    float scale = 1.0f / sqrtf((float)HS);
+    float keep_scale = 1.0f / (1.0f - p);
+    size_t TT = (size_t)Tq * T;
+    float* pd_buf = scratch + (size_t)Tq * HS;   // (Tq, T), laid out as in the forward
+    float* pack = pd_buf + TT;
+    // dPd (Tq, T) = dout (Tq, HS) @ V^T (HS, T)
+    gemm_abt(datt, T, dout, C, v, C, NULL, Tq, HS, T, pack);
+    // through the dropout: dP = dPd * mask / (1 - p) (keep holds mask / (1 - p)); and Pd again, for dV
+    const float* pd = att;
+    if (p > 0.0f) {
+        for (size_t e = 0; e < TT; e++) {
+            float keep = dropout_keep(key, key_offset + e, p) ? keep_scale : 0.0f;
+            datt[e] *= keep;
+            pd_buf[e] = att[e] * keep;
         }
+        pd = pd_buf;
+    }
+    // dV (T, HS) += Pd^T (T, Tq) @ dout (Tq, HS)
+    gemm_atb(dv, C, pd, T, dout, C, T, Tq, HS, pack);
+    for (int i = 0; i < Tq; i++) { softmax_row_backward(datt + (size_t)i * T, att + (size_t)i * T, T, scale); }
+    // dQ (Tq, HS) += dS (Tq, T) @ K (T, HS);  dK (T, HS) += dS^T (T, Tq) @ Q (Tq, HS)
+    gemm_ab(dq, C, datt, T, k, C, Tq, T, HS, pack);
+    gemm_atb(dk, C, datt, T, q, C, T, Tq, HS, pack);
+}
+
+void attention_backward_fast(float* dq, float* dk, float* dv, float* datt,
+                             const float* dout, const float* att, const float* q, const float* k, const float* v,
+                             const int* q_offsets, const int* kv_offsets, const size_t* att_offsets,
+                             int B, int C, int NH, float p, uint64_t key) {
+    int HS = C / NH;
+    attention_reserve(q_offsets, kv_offsets, B, HS);
+    // parallel over (sequence, head), as attention_backward
+    #pragma omp parallel for schedule(dynamic)
+    for (int bh = 0; bh < B * NH; bh++) {
+        int b = bh / NH, h = bh % NH;
+        int Tq = q_offsets[b + 1] - q_offsets[b], T = kv_offsets[b + 1] - kv_offsets[b];
+        size_t qrows = (size_t)q_offsets[b] * C + (size_t)h * HS;
+        size_t kvrows = (size_t)kv_offsets[b] * C + (size_t)h * HS;
+        size_t at = att_offsets[b] + (size_t)h * Tq * T;
+        attention_head_backward_fast(dq + qrows, dk + kvrows, dv + kvrows, datt + at, thread_scratch(), dout + qrows,
+                                     att + at, q + qrows, k + kvrows, v + kvrows, Tq, T, C, HS, p, key, at);
     }
 }
 
-void attention_backward(float* dq, float* dk, float* dv, float* datt,
-                        const float* dout, const float* att, const float* q, const float* k, const float* v,
-                        const int* q_offsets, const int* kv_offsets, const size_t* att_offsets,
-                        int B, int C, int NH, float p, uint64_t key) {
-    attention_backward_pairs(dq, dk, dv, datt, dout, att, q, k, v, q_offsets, kv_offsets, att_offsets,
-                             B, C, NH, p, key, 0);
-}
-
-void attention_backward_naive(float* dq, float* dk, float* dv, float* datt,
-                              const float* dout, const float* att, const float* q, const float* k, const float* v,
-                              const int* q_offsets, const int* kv_offsets, const size_t* att_offsets,
-                              int B, int C, int NH, float p, uint64_t key) {
-    attention_backward_pairs(dq, dk, dv, datt, dout, att, q, k, v, q_offsets, kv_offsets, att_offsets,
-                             B, C, NH, p, key, 1);
-}
-
-// --- GELU, the exact erf form (transformers' "gelu"; NOT the tanh approximation)
-
-// out, inp (n); inp is cached by the caller for backward
-// gelu(x) = x * Phi(x), Phi the standard normal CDF = 0.5 * (1 + erf(x / sqrt(2)))
-// (Hendrycks and Gimpel 2016); 0.7071... = 1/sqrt(2). erf_vec is erf to about 5e-7 (see above):
-// GELU comes out within 2.5e-7 * max(|x|, 1) of the exact value, and 10x faster than with erff.
-void gelu_forward(float* out, const float* inp, size_t n) {
-    #pragma omp parallel for
-    for (size_t i = 0; i < n; i++) {
-        float x = inp[i];
-        out[i] = 0.5f * x * (1.0f + erf_vec(x * 0.70710678118654752f));
+// Called by model_reserve: room for the largest products of a batch of N tokens whose longest
+// sequence has max_T tokens, so that no training step allocates. Lists every product the model
+// makes (model_forward and model_backward) with its shape.
+void fast_kernels_reserve(const Config* c, int R, int B, size_t N, int max_T) {
+    int C = c->dim, H = c->hidden_dim, NL = c->num_labels, rows = (int)N;
+    // (M, K, NN, bj) of each product: a Linear's forward (abt: bj = K) and input gradient
+    // (ab: bj = 1) for C x C, C x H and H x C; LoRA's x A^T and its dA; the head
+    int shapes[][4] = { { rows, C, C, C }, { rows, C, H, C }, { rows, H, C, H },   // forward
+                        { rows, C, C, 1 }, { rows, H, C, 1 }, { rows, C, H, 1 },   // input gradients
+                        { rows, C, R, C }, { rows, H, R, H },                      // LoRA h = x A^T
+                        { R, rows, C, 1 }, { R, rows, H, 1 },                      // LoRA dA = dh^T x
+                        { rows, R, C, 1 }, { rows, R, H, 1 },                      // LoRA dx = dh A
+                        { B, C, C, C }, { B, C, NL, C },                           // head forward
+                        { B, C, C, 1 }, { B, NL, C, 1 },                           // head input gradients
+                        { C, B, C, 1 }, { NL, B, C, 1 } };                         // head weight gradients
+    size_t need = 0;
+    for (size_t i = 0; i < sizeof(shapes) / sizeof(shapes[0]); i++) {
+        if (gemm_is_small(shapes[i][0], shapes[i][1], (size_t)shapes[i][3])) { continue; }
+        size_t n = gemm_packed_floats(shapes[i][1], shapes[i][2]);
+        if (n > need) { need = n; }
     }
+    gemm_reserve(need);
+    thread_workspace_reserve(attention_scratch_floats(max_T, max_T, C / c->n_heads));
 }
 
-// dinp += dout * gelu'(inp), gelu'(x) = Phi(x) + x * phi(x)
-void gelu_backward(float* dinp, const float* inp, const float* dout, size_t n) {
-    #pragma omp parallel for
-    for (size_t i = 0; i < n; i++) {
-        float x = inp[i];
-        float cdf = 0.5f * (1.0f + erf_vec(x * 0.70710678118654752f));
-        // phi(x) = exp(-x^2 / 2) / sqrt(2 pi), the normal density; 0.3989... = 1/sqrt(2 pi)
-        float pdf = 0.39894228040143268f * exp_vec(-0.5f * x * x);
-        dinp[i] += dout[i] * (cdf + x * pdf);
+// ----------------------------------------------------------------------------
+// reading files
+
+// fopen that names the file and the reason on failure; returns NULL (the caller returns -1)
+static FILE* fopen_check(const char* path, const char* mode, const char* hint) {
+    FILE* f = fopen(path, mode);
+    if (f == NULL) {
+        fail("cannot open %s: %s%s%s", path, strerror(errno), hint ? " ---> HINT: " : "", hint ? hint : "");
     }
+    return f;
 }
 
-// --- residual and dropout, elementwise
-
-// out = a + b (out may alias a)
-void residual_forward(float* out, const float* a, const float* b, size_t n) {
-    #pragma omp parallel for
-    for (size_t i = 0; i < n; i++) { out[i] = a[i] + b[i]; }
-}
-// (the backward of a residual is "copy the gradient to both branches", done inline in model_backward)
-
-// in place: x = x * keep / (1 - p). Nothing is stored: backward recomputes the mask from key.
-// inverted dropout as torch: kept elements are scaled by 1/(1-p) during training, so that
-// evaluation (p = 0 here) needs no rescaling. The mask is never stored: dropout_keep(key, i)
-// gives the same answer in backward.
-void dropout_forward(float* x, size_t n, float p, uint64_t key) {
-    if (p <= 0.0f) { return; }
-    dropout_copy(x, x, n, p, key);  // the same masks as the LoRA input's dropout, in place
-}
-// in place on the gradient: dx = dx * keep / (1 - p), the same mask as the forward
-void dropout_backward(float* dx, size_t n, float p, uint64_t key) {
-    // y = x * keep / (1 - p) is linear in x, so dx = dy * keep / (1 - p): the forward itself
-    dropout_forward(dx, n, p, key);
-}
-
-// --- the classification head of DistilBertForSequenceClassification:
-// hidden state of the first token ([CLS]) -> pre_classifier -> ReLU -> dropout -> classifier
-
-// out (B, C) = the first row of each sequence
-void cls_gather(float* out, const float* x, const int* offsets, int B, int C) {
-    for (int b = 0; b < B; b++) { memcpy(out + (size_t)b * C, x + (size_t)offsets[b] * C, C * sizeof(float)); }
-}
-// dx (N, C) += dout (B, C) at the first row of each sequence
-void cls_scatter(float* dx, const float* dout, const int* offsets, int B, int C) {
-    for (int b = 0; b < B; b++) {
-        float* d = dx + (size_t)offsets[b] * C;
-        for (int i = 0; i < C; i++) { d[i] += dout[(size_t)b * C + i]; }
-    }
-}
-
-// ReLU between pre_classifier and classifier; backward passes dout where the input was > 0.
-// Both run on B * C numbers only, so they stay serial.
-void relu_forward(float* out, const float* inp, size_t n) {
-    for (size_t i = 0; i < n; i++) { out[i] = inp[i] > 0.0f ? inp[i] : 0.0f; }
-}
-void relu_backward(float* dinp, const float* inp, const float* dout, size_t n) {
-    for (size_t i = 0; i < n; i++) { dinp[i] += inp[i] > 0.0f ? dout[i] : 0.0f; }
-}
-
-// --- softmax + cross-entropy over the labels (torch.nn.CrossEntropyLoss, mean over the batch)
-
-// losses (B), probs (B, NL) from logits (B, NL); labels (B)
-void crossentropy_forward(float* losses, float* probs, const float* logits, const int* labels, int B, int NL) {
-    for (int b = 0; b < B; b++) {
-        // softmax(z)_i = exp(z_i - max) / sum_j exp(z_j - max): subtracting the max changes nothing
-        // mathematically and keeps exp from overflowing; the sum is in double (NL = 2: costs nothing)
-        const float* z = logits + (size_t)b * NL;
-        float maxval = z[0];
-        for (int i = 1; i < NL; i++) { if (z[i] > maxval) { maxval = z[i]; } }
-        double sum = 0.0;
-        for (int i = 0; i < NL; i++) { sum += exp((double)z[i] - maxval); }
-        for (int i = 0; i < NL; i++) { probs[(size_t)b * NL + i] = (float)(exp((double)z[i] - maxval) / sum); }
-        // loss = logsumexp(z) - z[label]
-        if (labels) { losses[b] = (float)(log(sum) + maxval - z[labels[b]]); }
-    }
-}
-// dlogits (B, NL) += (probs - onehot(label)) / B: the gradient of the MEAN loss
-// loss_b = log sum_j exp(z_j) - z_label  =>  dloss_b / dz_i = softmax(z)_i - [i == label].
-// The batch loss is the mean over b (CrossEntropyLoss's reduction="mean"), hence the 1/B.
-void crossentropy_backward(float* dlogits, const float* probs, const int* labels, int B, int NL) {
-    for (int b = 0; b < B; b++) {
-        for (int i = 0; i < NL; i++) {
-            float target = (i == labels[b]) ? 1.0f : 0.0f;
-            dlogits[(size_t)b * NL + i] += (probs[(size_t)b * NL + i] - target) / B;
+// read a whole file into a NUL-terminated buffer; *size gets its length. NULL on failure.
+static char* read_file(const char* path, size_t* size, const char* hint) {
+    FILE* f = fopen_check(path, "rb", hint);
+    if (f == NULL) { return NULL; }
+    // we cannot trust ftell for every kind of file (pipes, /dev/stdin), so read in a loop and
+    // double the buffer when it fills; one byte is always kept free for the final NUL
+    size_t cap = 1 << 16, n = 0;
+    char* buf = mallocCheck(cap);
+    for (;;) {
+        if (n + 1 >= cap) {
+            cap *= 2;
+            char* bigger = realloc(buf, cap);
+            if (bigger == NULL) { free(buf); fclose(f); fail("out of memory reading %s", path); return NULL; }
+            buf = bigger;
         }
+        size_t got = fread(buf + n, 1, cap - n - 1, f);
+        n += got;
+        if (got == 0) { break; }
     }
+    // fread returning 0 means end of file OR an error: ferror tells which
+    int bad = ferror(f);
+    fclose(f);
+    if (bad) { free(buf); fail("error reading %s", path); return NULL; }
+    buf[n] = '\0';
+    if (size) { *size = n; }
+    return buf;
 }
 
 // ----------------------------------------------------------------------------
@@ -1495,326 +2610,6 @@ static int write_text_file(const char* path, const char* text) {
     return 0;
 }
 
-// ----------------------------------------------------------------------------
-// the model: DistilBERT (Sanh et al. 2019) + LoRA + the sequence-classification head
-
-// The numbers of the model live in four places, each one malloc (llm.c's style):
-//   w_memory      the frozen pretrained weights (66,362,880 floats for distilbert-base, 265 MB)
-//   params/grads/m/v_memory   the trainables and their gradient and AdamW moments (628,994 floats
-//                 each for the tutorial: LoRA on q_lin + the head), a flat array each
-//   acts_memory   the activations of one batch, laid out by model_reserve
-// Structs of pointers (Weights, Trainables, Activations) give each tensor its name.
-// One training step, end to end, with the shapes (B = 4 reviews of T_b tokens, N = sum of T_b):
-//   ids (N) -> word + position embeddings (N, C) -> LayerNorm -> dropout = x[0] (N, C)
-//   6 transformer blocks, x[l] (N, C) -> x[l+1] (N, C); the last one keeps only B rows
-//   first token of each sequence (B, C) -> pre_classifier -> ReLU -> dropout -> classifier (B, NL)
-//   softmax + cross-entropy -> loss, the mean over the B sequences
-//   backward: the same path in reverse, from the loss down to layer 0's q_lin adapter
-//   AdamW: updates the trainables (LoRA A, B and the head) and nothing else
-typedef struct {
-    int vocab_size;           // V: 30522
-    int max_pos;              // P: 512 (max_position_embeddings)
-    int dim;                  // C: 768
-    int n_layers;             // L: 6
-    int n_heads;              // NH: 12
-    int hidden_dim;           // H: 3072, the FFN's inner size
-    int num_labels;           // NL: 2 (0 = negative, 1 = positive)
-    float dropout;            // 0.1: after the embeddings and on the FFN output
-    float attention_dropout;  // 0.1: on the attention probabilities
-    float classif_dropout;    // 0.2: seq_classif_dropout, in the head
-} Config;
-
-// the six Linear layers of a transformer block, any of which can get a LoRA adapter
-// (PEFT's target_modules use exactly these names; LIN_PATHS are the paths inside one layer)
-enum { LIN_Q, LIN_K, LIN_V, LIN_OUT, LIN_1, LIN_2, NUM_LIN };
-static const char* LIN_NAMES[NUM_LIN] = { "q_lin", "k_lin", "v_lin", "out_lin", "lin1", "lin2" };
-static const char* LIN_PATHS[NUM_LIN] = { "attention.q_lin", "attention.k_lin", "attention.v_lin",
-                                          "attention.out_lin", "ffn.lin1", "ffn.lin2" };
-// lin1 widens C -> H, lin2 narrows H -> C, the other four are C -> C
-static int lin_in(const Config* c, int lin) { return lin == LIN_2 ? c->hidden_dim : c->dim; }   // IC
-static int lin_out(const Config* c, int lin) { return lin == LIN_1 ? c->hidden_dim : c->dim; }  // OC
-
-// LoraConfig(r=4, lora_alpha=32, lora_dropout=0.01, target_modules=["q_lin"]) in PEFT
-typedef struct {
-    int rank;               // R: 4
-    float alpha;            // 32: the update is scaled by alpha / R = 8
-    float dropout;          // 0.01: on the input of the LoRA path only
-    int targets[NUM_LIN];   // 1 = this Linear has an adapter in every layer (default: q_lin only)
-} LoraConfig;
-
-// the frozen pretrained weights, one allocation. Names as in Hugging Face's checkpoint.
-typedef struct {
-    float* wte;              // (V, C)       distilbert.embeddings.word_embeddings.weight
-    float* wpe;              // (P, C)       distilbert.embeddings.position_embeddings.weight
-    float* emb_lnw;          // (C)          distilbert.embeddings.LayerNorm.weight
-    float* emb_lnb;          // (C)          distilbert.embeddings.LayerNorm.bias
-    float* lin_w[NUM_LIN];   // (L, OC, IC)  q/k/v/out_lin: (L, C, C), lin1: (L, H, C), lin2: (L, C, H)
-    float* lin_b[NUM_LIN];   // (L, OC)
-    float* ln1w;             // (L, C)       sa_layer_norm.weight
-    float* ln1b;             // (L, C)       sa_layer_norm.bias
-    float* ln2w;             // (L, C)       output_layer_norm.weight
-    float* ln2b;             // (L, C)       output_layer_norm.bias
-} Weights;
-
-// what training changes. The same layout serves the parameters, their gradients and AdamW's
-// two moment estimates: four flat arrays of num_trainable floats.
-typedef struct {
-    float* lora_A[NUM_LIN];  // (L, R, IC)  NULL where that Linear has no adapter
-    float* lora_B[NUM_LIN];  // (L, OC, R)
-    float* pre_w;            // (C, C)      pre_classifier.weight
-    float* pre_b;            // (C)         pre_classifier.bias
-    float* cls_w;            // (NL, C)     classifier.weight
-    float* cls_b;            // (NL)        classifier.bias
-} Trainables;
-
-// one trainable tensor as PEFT names it, and where it lives in the flat arrays
-typedef struct {
-    char name[160];  // e.g. base_model.model.distilbert.transformer.layer.0.attention.q_lin.lora_A.weight
-    size_t offset;   // first float in the flat arrays
-    int rows, cols;  // cols == 0 for a vector
-    int decay;       // 1: AdamW weight decay applies (HF Trainer exempts biases and LayerNorm weights)
-} TensorInfo;
-
-// forward activations. Everything backward needs is cached here; each comment says why.
-// N = tokens in the batch, A = attention entries of one layer: the sum over its sequences of
-// NH * T * T. (L, ...) arrays hold one slice per layer, laid out one after another.
-typedef struct {
-    float* emb;       // (N, C)        word + position embeddings: the embeddings LayerNorm input
-    float* emb_mean;  // (N)
-    float* emb_rstd;  // (N)
-    float* x;         // (L+1, N, C)   residual stream: x[0] embeddings output, x[l+1] output of layer l
-    float* q;         // (L, N, C)     queries (attention backward needs q, k, v)
-    float* k;         // (L, N, C)
-    float* v;         // (L, N, C)
-    float* att;       // (L, A)        softmax probabilities (softmax backward needs them)
-    float* atty;      // (L, N, C)     attention output, input of out_lin (its LoRA needs it)
-    float* res1;      // (L, N, C)     out_lin(atty) + x: sa_layer_norm input (layernorm backward needs it)
-    float* ln1_mean;  // (L, N)
-    float* ln1_rstd;  // (L, N)
-    float* sa;        // (L, N, C)     sa_layer_norm output: input of lin1 and of the FFN residual
-    float* ffh;       // (L, N, H)     lin1 output (GELU backward needs it)
-    float* ffg;       // (L, N, H)     GELU output, input of lin2 (its LoRA needs it)
-    float* res2;      // (L, N, C)     dropout(lin2 output) + sa: output_layer_norm input
-    float* ln2_mean;  // (L, N)
-    float* ln2_rstd;  // (L, N)
-    float* lora_h;    // (L, NUM_LIN, N, R)  LoRA down-projections A dropout(x) (dB needs them)
-    float* xd;        // (N, max(C, H))      scratch: the dropped-out LoRA input
-    float* xcls;      // (B, C)        the last layer's input at each sequence's first token
-    float* cls;       // (B, C)        hidden state of each sequence's first token ([CLS])
-    float* pre;       // (B, C)        pre_classifier output (ReLU backward needs it)
-    float* hid;       // (B, C)        dropout(ReLU(pre)): the classifier's input
-    float* logits;    // (B, NL)
-    float* probs;     // (B, NL)       softmax of the logits
-    float* losses;    // (B)           cross-entropy of each sequence
-    // backward scratch: gradients of activations, reused layer after layer
-    float* dx;        // (N, C)        gradient of the residual stream at a layer boundary
-    float* dres;      // (N, C)        gradient at a LayerNorm input
-    float* dsa;       // (N, C)
-    float* dq;        // (N, C)
-    float* dk;        // (N, C)
-    float* dv;        // (N, C)
-    float* datty;     // (N, C)
-    float* dffh;      // (N, H)
-    float* dffg;      // (N, H)
-    float* datt;      // (A)           one layer's attention scratch
-    float* dlora_h;   // (N, R)
-    float* dxcls;     // (B, C)
-    float* dcls;      // (B, C)
-    float* dpre;      // (B, C)
-    float* dhid;      // (B, C)
-    float* dlogits;   // (B, NL)
-} Activations;
-// the number of float* fields above (model_reserve lists them all)
-#define NUM_ACTIVATIONS 43
-
-typedef struct {
-    Config config;
-    LoraConfig lora;
-    Weights w;                // frozen
-    float* w_memory;
-    size_t num_weights;
-    Trainables params;        // trainable, with ...
-    Trainables grads;         // ... their gradients (no gradient memory exists for frozen weights)
-    float* params_memory;
-    float* grads_memory;
-    float* m_memory;          // AdamW first moment, trainables only
-    float* v_memory;          // AdamW second moment, trainables only
-    size_t num_trainable;
-    TensorInfo* tensors;      // the trainable tensors, as saved in the adapter file
-    int num_tensors;
-    // activations, grown when a batch needs more room
-    Activations acts;
-    float* acts_memory;
-    size_t cap_tokens, cap_att;
-    int cap_batch;
-    // the current batch
-    int B, N;                 // sequences, tokens
-    int* offsets;             // (B + 1)  sequence b is rows offsets[b] .. offsets[b+1]-1
-    size_t* att_offsets;      // (B + 1)  where sequence b's attention blocks start in att
-    int* cls_offsets;         // (B + 1)  0, 1, ..., B: the last layer keeps one row per sequence
-    size_t* cls_att_offsets;  // (B + 1)  the last layer's attention blocks (1 x T per head)
-    int full_last_layer;      // tests only: compute every token's row in the last layer too
-    int* labels;              // (B)      the batch's labels; unused when has_labels is 0
-    // 0 when predicting: no loss is computed
-    int has_labels;
-    float loss;               // mean cross-entropy of the batch
-    // training state
-    int training;             // 1: dropout on (training); 0: evaluation
-    int grad_to_input;        // tests only: also compute dL/dx[0] (into acts.dx)
-    uint64_t seed;            // --seed
-    uint64_t step_seed;       // dropout seed of the current forward pass
-    uint64_t forward_count;   // training forward passes so far (each gets new dropout masks)
-    int adam_step;            // AdamW steps taken (t in the bias corrections)
-} Model;
-
-// dropout sites, used to give each its own random stream
-// (dropout_key mixes a site with the layer number, so every (layer, site) pair is distinct)
-enum { DROP_EMB, DROP_ATT, DROP_FFN, DROP_HEAD, DROP_LORA };  // DROP_LORA + lin for each Linear
-
-// all sizes, in the order of the struct fields above
-// wte, wpe, emb_lnw, emb_lnb, then lin_w[0..5], lin_b[0..5], then ln1w, ln1b, ln2w, ln2b
-static void weight_sizes(const Config* c, size_t* sizes) {
-    size_t C = c->dim, L = c->n_layers;
-    sizes[0] = (size_t)c->vocab_size * C;
-    sizes[1] = (size_t)c->max_pos * C;
-    sizes[2] = C;
-    sizes[3] = C;
-    for (int i = 0; i < NUM_LIN; i++) {
-        sizes[4 + i] = L * lin_out(c, i) * lin_in(c, i);
-        sizes[4 + NUM_LIN + i] = L * lin_out(c, i);
-    }
-    for (int i = 0; i < 4; i++) { sizes[4 + 2 * NUM_LIN + i] = L * C; }
-}
-#define NUM_WEIGHT_TENSORS (8 + 2 * NUM_LIN)
-
-// point the fields of a Trainables at a flat array laid out as the tensor table says
-// (called once for params_memory and once for grads_memory: same offsets, different base)
-static void point_trainables(Trainables* t, float* base, const Model* m) {
-    const Config* c = &m->config;
-    size_t off = 0;
-    for (int i = 0; i < NUM_LIN; i++) {
-        t->lora_A[i] = t->lora_B[i] = NULL;
-        if (!m->lora.targets[i]) { continue; }
-        t->lora_A[i] = base + off; off += (size_t)c->n_layers * m->lora.rank * lin_in(c, i);
-        t->lora_B[i] = base + off; off += (size_t)c->n_layers * lin_out(c, i) * m->lora.rank;
-    }
-    t->pre_w = base + off; off += (size_t)c->dim * c->dim;
-    t->pre_b = base + off; off += c->dim;
-    t->cls_w = base + off; off += (size_t)c->num_labels * c->dim;
-    t->cls_b = base + off;
-}
-
-// build the table of trainable tensors with PEFT's key names, in the flat layout above
-static void build_tensor_table(Model* m) {
-    const Config* c = &m->config;
-    int R = m->lora.rank, n = 0;
-    m->tensors = mallocCheck(sizeof(TensorInfo) * (2 * NUM_LIN * c->n_layers + 4));
-    size_t off = 0;
-    for (int i = 0; i < NUM_LIN; i++) {
-        if (!m->lora.targets[i]) { continue; }
-        // so lora_A[i] is one (L, R, IC) block and lora_B[i] one (L, OC, R) block, as in Trainables
-        for (int ab = 0; ab < 2; ab++) {  // all layers' A, then all layers' B
-            for (int l = 0; l < c->n_layers; l++) {
-                TensorInfo* t = &m->tensors[n++];
-                snprintf(t->name, sizeof(t->name), "base_model.model.distilbert.transformer.layer.%d.%s.lora_%c.weight",
-                         l, LIN_PATHS[i], ab == 0 ? 'A' : 'B');
-                t->rows = ab == 0 ? R : lin_out(c, i);
-                t->cols = ab == 0 ? lin_in(c, i) : R;
-                t->offset = off;
-                // LoRA matrices are weights: HF Trainer decays every parameter whose name is not a bias or
-                // a LayerNorm weight
-                t->decay = 1;
-                off += (size_t)t->rows * t->cols;
-            }
-        }
-    }
-    const char* head_names[4] = { "base_model.model.pre_classifier.weight", "base_model.model.pre_classifier.bias",
-                                  "base_model.model.classifier.weight", "base_model.model.classifier.bias" };
-    int head_rows[4] = { c->dim, c->dim, c->num_labels, c->num_labels };
-    int head_cols[4] = { c->dim, 0, c->dim, 0 };
-    for (int i = 0; i < 4; i++) {
-        TensorInfo* t = &m->tensors[n++];
-        snprintf(t->name, sizeof(t->name), "%s", head_names[i]);
-        t->rows = head_rows[i];
-        t->cols = head_cols[i];
-        t->offset = off;
-        t->decay = head_cols[i] != 0;  // weights decay, biases do not
-        off += (size_t)t->rows * (t->cols ? t->cols : 1);
-    }
-    m->num_tensors = n;
-    m->num_trainable = off;
-}
-
-void model_free(Model* m);
-
-// allocate weights and trainables for config c and LoRA lc. The caller fills the weights.
-// This is the one-allocation layout: sizes are computed for every tensor, one malloc takes
-// their sum, and the struct fields are pointed at consecutive slices of it. Nothing is stored
-// twice, freeing is one call, and gdb shows each tensor by name (p m->w.wpe[3]).
-static void model_build(Model* m, const Config* c, const LoraConfig* lc, uint64_t seed) {
-    memset(m, 0, sizeof(*m));
-    m->config = *c;
-    m->lora = *lc;
-    m->seed = seed;
-    // frozen weights: one allocation, pointed into
-    size_t sizes[NUM_WEIGHT_TENSORS];
-    weight_sizes(c, sizes);
-    // fields[i] is the address of the i-th pointer in Weights, in the order of weight_sizes
-    float** fields[NUM_WEIGHT_TENSORS] = { &m->w.wte, &m->w.wpe, &m->w.emb_lnw, &m->w.emb_lnb,
-        &m->w.lin_w[0], &m->w.lin_w[1], &m->w.lin_w[2], &m->w.lin_w[3], &m->w.lin_w[4], &m->w.lin_w[5],
-        &m->w.lin_b[0], &m->w.lin_b[1], &m->w.lin_b[2], &m->w.lin_b[3], &m->w.lin_b[4], &m->w.lin_b[5],
-        &m->w.ln1w, &m->w.ln1b, &m->w.ln2w, &m->w.ln2b };
-    m->num_weights = 0;
-    for (int i = 0; i < NUM_WEIGHT_TENSORS; i++) { m->num_weights += sizes[i]; }
-    m->w_memory = mallocCheck(m->num_weights * sizeof(float));
-    float* p = m->w_memory;
-    for (int i = 0; i < NUM_WEIGHT_TENSORS; i++) { *fields[i] = p; p += sizes[i]; }
-    // trainables: parameters, gradients and AdamW state, nothing for frozen weights
-    build_tensor_table(m);
-    m->params_memory = callocCheck(m->num_trainable, sizeof(float));
-    m->grads_memory = callocCheck(m->num_trainable, sizeof(float));
-    m->m_memory = callocCheck(m->num_trainable, sizeof(float));
-    m->v_memory = callocCheck(m->num_trainable, sizeof(float));
-    point_trainables(&m->params, m->params_memory, m);
-    point_trainables(&m->grads, m->grads_memory, m);
-}
-
-// initialise the head as transformers does (normal std 0.02, zero bias) and LoRA as PEFT does
-// (A: Kaiming-uniform with a = sqrt(5), i.e. U(-1/sqrt(IC), 1/sqrt(IC)); B: zeros)
-static void model_init_trainables(Model* m, int init_head) {
-    const Config* c = &m->config;
-    // (one generator for all of it, so a --seed fixes the head and every A; B is 0 either way)
-    Rng rng = { m->seed };
-    if (init_head) {
-        for (size_t i = 0; i < (size_t)c->dim * c->dim; i++) { m->params.pre_w[i] = 0.02f * rng_normal(&rng); }
-        for (size_t i = 0; i < (size_t)c->num_labels * c->dim; i++) { m->params.cls_w[i] = 0.02f * rng_normal(&rng); }
-        memset(m->params.pre_b, 0, c->dim * sizeof(float));
-        memset(m->params.cls_b, 0, c->num_labels * sizeof(float));
-    }
-    for (int i = 0; i < NUM_LIN; i++) {
-        if (!m->lora.targets[i]) { continue; }
-        size_t nA = (size_t)c->n_layers * m->lora.rank * lin_in(c, i);
-        // kaiming_uniform_(a=sqrt(5)): bound = gain * sqrt(3 / fan_in) with gain = sqrt(2 / (1 + 5)),
-        // which is 1 / sqrt(fan_in); fan_in = IC, the columns of A
-        float bound = 1.0f / sqrtf((float)lin_in(c, i));
-        for (size_t j = 0; j < nA; j++) { m->params.lora_A[i][j] = bound * (2.0f * rng_uniform(&rng) - 1.0f); }
-        memset(m->params.lora_B[i], 0, (size_t)c->n_layers * lin_out(c, i) * m->lora.rank * sizeof(float));
-    }
-}
-
-// a model with random weights (HF's init: normal std 0.02, LayerNorm 1 and 0): for tests and bench
-static void model_init_random(Model* m, const Config* c, const LoraConfig* lc, uint64_t seed) {
-    model_build(m, c, lc, seed);
-    Rng rng = { seed ^ 0x5eedULL };
-    for (size_t i = 0; i < m->num_weights; i++) { m->w_memory[i] = 0.02f * rng_normal(&rng); }
-    // now undo the normal draw where HF initialises differently: LayerNorms 1 and 0, biases 0
-    size_t C = c->dim, L = c->n_layers;
-    for (size_t i = 0; i < C; i++) { m->w.emb_lnw[i] = 1.0f; m->w.emb_lnb[i] = 0.0f; }
-    for (size_t i = 0; i < L * C; i++) { m->w.ln1w[i] = m->w.ln2w[i] = 1.0f; m->w.ln1b[i] = m->w.ln2b[i] = 0.0f; }
-    for (int i = 0; i < NUM_LIN; i++) { memset(m->w.lin_b[i], 0, L * lin_out(c, i) * sizeof(float)); }
-    model_init_trainables(m, 1);
-}
-
 // read config.json (Hugging Face's DistilBertConfig); the sizes of everything come from here
 static int config_load(Config* c, const char* path) {
     size_t n;
@@ -1928,443 +2723,63 @@ static int model_load(Model* m, const char* dir, const LoraConfig* lc, uint64_t 
     return 0;
 }
 
-// make sure the activations fit a batch of B sequences, N tokens, A attention entries per layer
-// All activations of a batch in one allocation, as the weights. Sizes depend on the batch
-// (B sequences, N tokens, A attention entries per layer), which changes from batch to batch
-// because nothing is padded. So we keep the largest sizes seen so far (cap_*) and lay out
-// again only when a batch needs more: after the first few batches this never allocates.
-// Growing throws the old contents away, which is fine: it is called at the start of a forward.
-static void model_reserve(Model* m, int B, size_t N, size_t A) {
-    if (B <= m->cap_batch && N <= m->cap_tokens && A <= m->cap_att) { return; }
-    // grow to at least what is asked (and never shrink), then lay everything out again
-    if (B > m->cap_batch) { m->cap_batch = B; }
-    if (N > m->cap_tokens) { m->cap_tokens = N; }
-    if (A > m->cap_att) { m->cap_att = A; }
-    B = m->cap_batch; N = m->cap_tokens; A = m->cap_att;
-    const Config* c = &m->config;
-    size_t C = c->dim, H = c->hidden_dim, L = c->n_layers, NL = c->num_labels, R = m->lora.rank;
-    // xd is the LoRA input scratch of whichever Linear runs: IC is C, or H for lin2
-    size_t XD = H > C ? H : C;
-    Activations* a = &m->acts;
-    float** fields[NUM_ACTIVATIONS] = {
-        &a->emb, &a->emb_mean, &a->emb_rstd, &a->x, &a->q, &a->k, &a->v, &a->att, &a->atty, &a->res1,
-        &a->ln1_mean, &a->ln1_rstd, &a->sa, &a->ffh, &a->ffg, &a->res2, &a->ln2_mean, &a->ln2_rstd,
-        &a->lora_h, &a->xd, &a->xcls, &a->cls, &a->pre, &a->hid, &a->logits, &a->probs, &a->losses,
-        &a->dx, &a->dres, &a->dsa, &a->dq, &a->dk, &a->dv, &a->datty, &a->dffh, &a->dffg, &a->datt,
-        &a->dlora_h, &a->dxcls, &a->dcls, &a->dpre, &a->dhid, &a->dlogits };
-    // one size per field, in the same order as fields[] (and as the struct): keep the two in step
-    size_t sizes[NUM_ACTIVATIONS] = {
-        N * C, N, N, (L + 1) * N * C, L * N * C, L * N * C, L * N * C, L * A, L * N * C, L * N * C,
-        L * N, L * N, L * N * C, L * N * H, L * N * H, L * N * C, L * N, L * N,
-        L * NUM_LIN * N * R, N * XD, B * C, B * C, B * C, B * C, B * NL, B * NL, B,
-        N * C, N * C, N * C, N * C, N * C, N * C, N * C, N * H, N * H, A,
-        N * R, B * C, B * C, B * C, B * C, B * NL };
-    size_t total = 0;
-    for (int i = 0; i < NUM_ACTIVATIONS; i++) { total += sizes[i]; }
-    free(m->acts_memory);
-    m->acts_memory = mallocCheck(total * sizeof(float));
-    float* p = m->acts_memory;
-    for (int i = 0; i < NUM_ACTIVATIONS; i++) { *fields[i] = p; p += sizes[i]; }
-    // the small per-sequence arrays, B + 1 entries (prefix sums start with a 0)
-    free(m->offsets); free(m->att_offsets); free(m->cls_offsets); free(m->cls_att_offsets); free(m->labels);
-    m->offsets = mallocCheck((B + 1) * sizeof(int));
-    m->att_offsets = mallocCheck((B + 1) * sizeof(size_t));
-    m->cls_offsets = mallocCheck((B + 1) * sizeof(int));
-    m->cls_att_offsets = mallocCheck((B + 1) * sizeof(size_t));
-    m->labels = mallocCheck(B * sizeof(int));
-}
-
-// one Linear of layer l: out = inp W^T + b, plus the LoRA update when this Linear has an adapter
-static void linear_forward(Model* m, int l, int lin, float* out, const float* inp, int N) {
-    const Config* c = &m->config;
-    int IC = lin_in(c, lin), OC = lin_out(c, lin), R = m->lora.rank;
-    matmul_forward(out, inp, m->w.lin_w[lin] + (size_t)l * OC * IC, m->w.lin_b[lin] + (size_t)l * OC, N, IC, OC);
-    if (m->lora.targets[lin]) {
-        // this Linear's slot in lora_h (L, NUM_LIN, N, R); the stride is the batch's N even when only
-        // rows = B rows are used (the last layer's queries). xd is shared by all Linears: it is only
-        // needed inside one lora_forward, and lora_backward recomputes it from the same dropout key.
-        float* h = m->acts.lora_h + ((size_t)l * NUM_LIN + lin) * m->N * R;
-        float p = m->training ? m->lora.dropout : 0.0f;
-        lora_forward(out, h, m->acts.xd, inp, m->params.lora_A[lin] + (size_t)l * R * IC,
-                     m->params.lora_B[lin] + (size_t)l * OC * R, m->lora.alpha / R, p,
-                     dropout_key(m->step_seed, l, DROP_LORA + lin), N, IC, OC, R);
-    }
-}
-
-// its backward: dinp += dout W (NULL: not needed); the frozen W and b get no gradient at all;
-// the adapter's A and B get theirs
-static void linear_backward(Model* m, int l, int lin, float* dinp, const float* dout, const float* inp, int N) {
-    const Config* c = &m->config;
-    int IC = lin_in(c, lin), OC = lin_out(c, lin), R = m->lora.rank;
-    // dweight = dbias = NULL: W0 and b are frozen, so their gradient (a product as large as the
-    // forward) is never computed. Only dinp = dout W, if anyone below needs it.
-    matmul_backward(dinp, NULL, NULL, dout, inp, m->w.lin_w[lin] + (size_t)l * OC * IC, N, IC, OC);
-    if (m->lora.targets[lin]) {
-        const float* h = m->acts.lora_h + ((size_t)l * NUM_LIN + lin) * m->N * R;
-        float p = m->training ? m->lora.dropout : 0.0f;
-        lora_backward(dinp, m->grads.lora_A[lin] + (size_t)l * R * IC, m->grads.lora_B[lin] + (size_t)l * OC * R,
-                      m->acts.dlora_h, m->acts.xd, dout, inp, h,
-                      m->params.lora_A[lin] + (size_t)l * R * IC, m->params.lora_B[lin] + (size_t)l * OC * R,
-                      m->lora.alpha / R, p, dropout_key(m->step_seed, l, DROP_LORA + lin), N, IC, OC, R);
-    }
-}
-
-void transformer_forward(Model* m);
-
-// the forward pass of DistilBertForSequenceClassification + LoRA on one batch.
-// ids: the B sequences one after another, lengths[b] tokens each (no padding anywhere).
-// labels (B) may be NULL (prediction); with labels, m->loss is the mean cross-entropy.
-// Returns 0, or -1 (after printing why) for a batch the model cannot take.
-int model_forward(Model* m, const int* ids, const int* lengths, int B, const int* labels) {
-    const Config* c = &m->config;
-    int C = c->dim, NH = c->n_heads;
-    // lay the batch out: token rows and attention blocks of each sequence
-    // check the batch before touching memory: lengths within the position table, ids within the
-    // vocabulary (an out-of-range id would read outside wte)
-    size_t N = 0, A = 0;
-    for (int b = 0; b < B; b++) {
-        if (lengths[b] < 1 || lengths[b] > c->max_pos) {
-            return fail("sequence %d has %d tokens; the model takes 1 to %d", b, lengths[b], c->max_pos);
-        }
-        N += lengths[b];
-        A += (size_t)NH * lengths[b] * lengths[b];
-    }
-    for (size_t n = 0; n < N; n++) {
-        if (ids[n] < 0 || ids[n] >= c->vocab_size) { return fail("token id %d is outside the vocabulary (size %d)", ids[n], c->vocab_size); }
-    }
-    // make room for this batch's activations (a no-op once the largest batch has been seen)
-    model_reserve(m, B, N, A);
-    m->B = B;
-    m->N = (int)N;
-    // prefix sums: offsets (token rows of sequence b), att_offsets (its NH blocks of T x T),
-    // and for the last layer, where only the first token of each sequence is a query:
-    // cls_offsets (row b) and cls_att_offsets (NH blocks of 1 x T)
-    m->offsets[0] = 0;
-    m->att_offsets[0] = 0;
-    m->cls_offsets[0] = 0;
-    m->cls_att_offsets[0] = 0;
-    for (int b = 0; b < B; b++) {
-        m->offsets[b + 1] = m->offsets[b] + lengths[b];
-        m->att_offsets[b + 1] = m->att_offsets[b] + (size_t)NH * lengths[b] * lengths[b];
-        m->cls_offsets[b + 1] = b + 1;
-        m->cls_att_offsets[b + 1] = m->cls_att_offsets[b] + (size_t)NH * lengths[b];
-    }
-    m->has_labels = labels != NULL;
-    if (labels) { memcpy(m->labels, labels, B * sizeof(int)); }
-    // each training forward draws new dropout masks; backward reuses this seed to recompute them
-    // (in evaluation step_seed is irrelevant: every p is 0 and no mask is drawn)
-    if (m->training) { m->step_seed = mix64(m->seed ^ mix64(++m->forward_count)); }
-    float p_drop = m->training ? c->dropout : 0.0f;
-    Activations* a = &m->acts;
-    Weights* w = &m->w;
-    // embeddings: LayerNorm(word + position) -> dropout
-    // a->emb (N, C) is kept as the LayerNorm input; x[0] (N, C) is the embeddings' output
-    embeddings_forward(a->emb, ids, m->offsets, B, w->wte, w->wpe, C);
-    layernorm_forward(a->x, a->emb_mean, a->emb_rstd, a->emb, w->emb_lnw, w->emb_lnb, (int)N, C);
-    dropout_forward(a->x, N * C, p_drop, dropout_key(m->step_seed, -1, DROP_EMB));
-    transformer_forward(m);
-    return 0;
-}
-
-// the rest of the forward pass, from the embeddings output x[0] to the loss (model_forward
-// calls it; the tests call it alone to take finite differences with respect to x[0])
-void transformer_forward(Model* m) {
-    const Config* c = &m->config;
-    int C = c->dim, H = c->hidden_dim, L = c->n_layers, NH = c->n_heads, NL = c->num_labels, B = m->B;
-    size_t N = m->N;
-    float p_drop = m->training ? c->dropout : 0.0f;
-    float p_att = m->training ? c->attention_dropout : 0.0f;
-    float p_cls = m->training ? c->classif_dropout : 0.0f;
-    Activations* a = &m->acts;
-    Weights* w = &m->w;
-    // the transformer blocks (post-LayerNorm, as BERT)
-    for (int l = 0; l < L; l++) {
-        // layer l's slice of every per-layer activation. att slices are cap_att apart (the largest
-        // per-layer size reserved), not A: model_reserve laid them out with that stride.
-        float* l_x = a->x + (size_t)l * N * C;
-        float* l_q = a->q + (size_t)l * N * C;
-        float* l_k = a->k + (size_t)l * N * C;
-        float* l_v = a->v + (size_t)l * N * C;
-        float* l_att = a->att + (size_t)l * m->cap_att;
-        float* l_atty = a->atty + (size_t)l * N * C;
-        float* l_res1 = a->res1 + (size_t)l * N * C;
-        float* l_ln1_mean = a->ln1_mean + (size_t)l * N;
-        float* l_ln1_rstd = a->ln1_rstd + (size_t)l * N;
-        float* l_sa = a->sa + (size_t)l * N * C;
-        float* l_ffh = a->ffh + (size_t)l * N * H;
-        float* l_ffg = a->ffg + (size_t)l * N * H;
-        float* l_res2 = a->res2 + (size_t)l * N * C;
-        float* l_ln2_mean = a->ln2_mean + (size_t)l * N;
-        float* l_ln2_rstd = a->ln2_rstd + (size_t)l * N;
-        float* l_out = a->x + (size_t)(l + 1) * N * C;
-        // Only the first token's output of the last layer reaches the classifier. So the last
-        // layer needs keys and values of every token, but queries, and everything after the
-        // attention, only for that one token: rows = B there instead of N (about 14% less work
-        // for distilbert-base). l_xq is the query-side input, q_off says where its rows are.
-        int last = (l == L - 1) && !m->full_last_layer;
-        int rows = last ? B : (int)N;
-        const int* q_off = last ? m->cls_offsets : m->offsets;
-        const size_t* att_off = last ? m->cls_att_offsets : m->att_offsets;
-        const float* l_xq = l_x;
-        if (last) { cls_gather(a->xcls, l_x, m->offsets, B, C); l_xq = a->xcls; }
-        // This loop body is transformers' TransformerBlock.forward (DistilBERT is post-LN, as BERT):
-        //   sa_output = attention(x); sa_output = sa_layer_norm(sa_output + x)
-        //   ffn_output = ffn(sa_output); output = output_layer_norm(ffn_output + sa_output)
-        // where ffn = dropout(lin2(gelu(lin1(.)))). l_xq has rows rows, l_x has N.
-        // attention: sa = LayerNorm(out_lin(attention(q_lin(x), k_lin(x), v_lin(x))) + x)
-        linear_forward(m, l, LIN_Q, l_q, l_xq, rows);
-        linear_forward(m, l, LIN_K, l_k, l_x, (int)N);
-        linear_forward(m, l, LIN_V, l_v, l_x, (int)N);
-        attention_forward(l_atty, l_att, l_q, l_k, l_v, q_off, m->offsets, att_off, B, C, NH,
-                          p_att, dropout_key(m->step_seed, l, DROP_ATT));
-        linear_forward(m, l, LIN_OUT, l_res1, l_atty, rows);
-        // (transformers' DistilBERT has no dropout after out_lin: attention output goes straight in)
-        residual_forward(l_res1, l_res1, l_xq, (size_t)rows * C);
-        layernorm_forward(l_sa, l_ln1_mean, l_ln1_rstd, l_res1, w->ln1w + (size_t)l * C, w->ln1b + (size_t)l * C, rows, C);
-        // feed-forward: out = LayerNorm(dropout(lin2(gelu(lin1(sa)))) + sa)
-        linear_forward(m, l, LIN_1, l_ffh, l_sa, rows);
-        gelu_forward(l_ffg, l_ffh, (size_t)rows * H);
-        linear_forward(m, l, LIN_2, l_res2, l_ffg, rows);
-        dropout_forward(l_res2, (size_t)rows * C, p_drop, dropout_key(m->step_seed, l, DROP_FFN));
-        residual_forward(l_res2, l_res2, l_sa, (size_t)rows * C);
-        layernorm_forward(l_out, l_ln2_mean, l_ln2_rstd, l_res2, w->ln2w + (size_t)l * C, w->ln2b + (size_t)l * C, rows, C);
-    }
-    // the head: first token -> pre_classifier -> ReLU -> dropout -> classifier -> softmax
-    // DistilBertForSequenceClassification.forward: pooled = hidden_state[:, 0]; pre_classifier;
-    // ReLU; dropout(seq_classif_dropout); classifier; CrossEntropyLoss. Shapes: cls, pre, hid (B, C),
-    // logits, probs (B, NL).
-    Trainables* p = &m->params;
-    const int* out_off = m->full_last_layer ? m->offsets : m->cls_offsets;  // where the first tokens are in x[L]
-    // cls (B, C): the hidden state of each sequence's [CLS] token, hidden_state[:, 0] in HF
-    cls_gather(a->cls, a->x + (size_t)L * N * C, out_off, B, C);
-    matmul_forward(a->pre, a->cls, p->pre_w, p->pre_b, B, C, C);
-    relu_forward(a->hid, a->pre, (size_t)B * C);
-    dropout_forward(a->hid, (size_t)B * C, p_cls, dropout_key(m->step_seed, -1, DROP_HEAD));
-    matmul_forward(a->logits, a->hid, p->cls_w, p->cls_b, B, C, NL);
-    // probs are always computed (predict prints them); losses only when there are labels
-    crossentropy_forward(a->losses, a->probs, a->logits, m->has_labels ? m->labels : NULL, B, NL);
-    if (m->has_labels) {
-        // m->loss = mean over the batch, the number Trainer's loss is made of
-        double sum = 0.0;
-        for (int b = 0; b < B; b++) { sum += a->losses[b]; }
-        m->loss = (float)(sum / B);
-    }
-}
-
-void model_zero_grad(Model* m) {
-    memset(m->grads_memory, 0, m->num_trainable * sizeof(float));
-}
-
-// the backward pass: the exact mirror of model_forward, from the loss down to the earliest
-// trainable tensor. Gradients of the trainables are accumulated (+=) into m->grads.
-void model_backward(Model* m) {
-    const Config* c = &m->config;
-    int C = c->dim, H = c->hidden_dim, L = c->n_layers, NH = c->n_heads, NL = c->num_labels, B = m->B;
-    size_t N = m->N;
-    float p_drop = m->training ? c->dropout : 0.0f;
-    float p_att = m->training ? c->attention_dropout : 0.0f;
-    float p_cls = m->training ? c->classif_dropout : 0.0f;
-    Activations* a = &m->acts;
-    Weights* w = &m->w;
-    Trainables* p = &m->params;
-    Trainables* g = &m->grads;
-    // the head, in reverse
-    // kernels accumulate (+=), so every activation gradient is cleared right before its first use
-    memset(a->dlogits, 0, (size_t)B * NL * sizeof(float));
-    memset(a->dhid, 0, (size_t)B * C * sizeof(float));
-    memset(a->dpre, 0, (size_t)B * C * sizeof(float));
-    memset(a->dcls, 0, (size_t)B * C * sizeof(float));
-    // crossentropy_forward(a->losses, a->probs, a->logits, ...) and the mean over the batch
-    crossentropy_backward(a->dlogits, a->probs, m->labels, B, NL);
-    // matmul_forward(a->logits, a->hid, p->cls_w, p->cls_b, B, C, NL): the head is trainable,
-    // so here the weight and bias gradients are computed (into g), unlike the frozen Linears
-    matmul_backward(a->dhid, g->cls_w, g->cls_b, a->dlogits, a->hid, p->cls_w, B, C, NL);
-    // dropout_forward(a->hid, ..., DROP_HEAD): the same mask, from the same key
-    dropout_backward(a->dhid, (size_t)B * C, p_cls, dropout_key(m->step_seed, -1, DROP_HEAD));
-    // relu_forward(a->hid, a->pre)
-    relu_backward(a->dpre, a->pre, a->dhid, (size_t)B * C);
-    // matmul_forward(a->pre, a->cls, p->pre_w, p->pre_b, B, C, C)
-    matmul_backward(a->dcls, g->pre_w, g->pre_b, a->dpre, a->cls, p->pre_w, B, C, C);
-    // below the head only LoRA is trainable: with no adapter at all we can stop here
-    int any_lora = 0;
-    for (int i = 0; i < NUM_LIN; i++) { any_lora |= m->lora.targets[i]; }
-    if (!any_lora && !m->grad_to_input) { return; }
-    const int* out_off = m->full_last_layer ? m->offsets : m->cls_offsets;
-    // cls_gather(a->cls, x[L], ...): only the first tokens' rows of x[L] receive a gradient
-    memset(a->dx, 0, N * C * sizeof(float));
-    cls_scatter(a->dx, a->dcls, out_off, B, C);
-    for (int l = L - 1; l >= 0; l--) {
-        // the same per-layer pointers as in transformer_forward. Scratch gradients (dx, dres, dsa,
-        // ...) are not per layer: one set is reused as we walk down the layers.
-        float* l_x = a->x + (size_t)l * N * C;
-        float* l_q = a->q + (size_t)l * N * C;
-        float* l_k = a->k + (size_t)l * N * C;
-        float* l_v = a->v + (size_t)l * N * C;
-        float* l_att = a->att + (size_t)l * m->cap_att;
-        float* l_atty = a->atty + (size_t)l * N * C;
-        float* l_res1 = a->res1 + (size_t)l * N * C;
-        float* l_ln1_mean = a->ln1_mean + (size_t)l * N;
-        float* l_ln1_rstd = a->ln1_rstd + (size_t)l * N;
-        float* l_sa = a->sa + (size_t)l * N * C;
-        float* l_ffh = a->ffh + (size_t)l * N * H;
-        float* l_ffg = a->ffg + (size_t)l * N * H;
-        float* l_res2 = a->res2 + (size_t)l * N * C;
-        float* l_ln2_mean = a->ln2_mean + (size_t)l * N;
-        float* l_ln2_rstd = a->ln2_rstd + (size_t)l * N;
-        // the gradient w.r.t. this layer's input is needed only if a trainable lies below it
-        int need_dinput = l > 0 || m->grad_to_input;
-        // the last layer ran on the first tokens only (rows = B), as in the forward
-        int last = (l == L - 1) && !m->full_last_layer;
-        int rows = last ? B : (int)N;
-        const int* q_off = last ? m->cls_offsets : m->offsets;
-        const size_t* att_off = last ? m->cls_att_offsets : m->att_offsets;
-        const float* l_xq = last ? a->xcls : l_x;
-        // a->dx holds dL/d(out of layer l). Backward of:
-        // layernorm_forward(l_out, ..., l_res2, ...)
-        memset(a->dres, 0, (size_t)rows * C * sizeof(float));
-        // (NULL, NULL: LayerNorm weights are frozen, only the input gradient is needed)
-        layernorm_backward(a->dres, NULL, NULL, a->dx, l_res2, w->ln2w + (size_t)l * C, l_ln2_mean, l_ln2_rstd, rows, C);
-        // residual_forward(l_res2, l_res2, l_sa): the gradient flows to both branches
-        // dsa starts as the residual share; lin1's backward below adds the FFN share on top
-        memcpy(a->dsa, a->dres, (size_t)rows * C * sizeof(float));
-        // dropout_forward(l_res2, ...): the lin2 branch passes through the same mask
-        dropout_backward(a->dres, (size_t)rows * C, p_drop, dropout_key(m->step_seed, l, DROP_FFN));
-        // linear_forward(m, l, LIN_2, l_res2, l_ffg, rows)
-        memset(a->dffg, 0, (size_t)rows * H * sizeof(float));
-        // (dres now holds dL/d(lin2 output), dffg receives dL/d(GELU output))
-        linear_backward(m, l, LIN_2, a->dffg, a->dres, l_ffg, rows);
-        // gelu_forward(l_ffg, l_ffh)
-        memset(a->dffh, 0, (size_t)rows * H * sizeof(float));
-        gelu_backward(a->dffh, l_ffh, a->dffg, (size_t)rows * H);
-        // linear_forward(m, l, LIN_1, l_ffh, l_sa, rows)
-        // (its dinp is dsa: the second of the two paths from sa to the loss)
-        linear_backward(m, l, LIN_1, a->dsa, a->dffh, l_sa, rows);
-        // layernorm_forward(l_sa, ..., l_res1, ...)
-        memset(a->dres, 0, (size_t)rows * C * sizeof(float));
-        layernorm_backward(a->dres, NULL, NULL, a->dsa, l_res1, w->ln1w + (size_t)l * C, l_ln1_mean, l_ln1_rstd, rows, C);
-        // residual_forward(l_res1, l_res1, l_xq): dres is also the residual share of dL/dx
-        // linear_forward(m, l, LIN_OUT, l_res1, l_atty, rows)
-        memset(a->datty, 0, (size_t)rows * C * sizeof(float));
-        // the attention branch of that residual: dres goes into out_lin (and its adapter) as dout
-        linear_backward(m, l, LIN_OUT, a->datty, a->dres, l_atty, rows);
-        // attention_forward(l_atty, l_att, l_q, l_k, l_v, ...)
-        // dq, dk, dv are cleared: attention_backward accumulates into them
-        memset(a->dq, 0, (size_t)rows * C * sizeof(float));
-        memset(a->dk, 0, N * C * sizeof(float));
-        memset(a->dv, 0, N * C * sizeof(float));
-        // dq has rows rows (queries), dk and dv have N (every token is a key and a value)
-        attention_backward(a->dq, a->dk, a->dv, a->datt, a->datty, l_att, l_q, l_k, l_v,
-                           q_off, m->offsets, att_off, B, C, NH, p_att, dropout_key(m->step_seed, l, DROP_ATT));
-        // linear_forward for q, k, v. Keys and values read all of l_x; the queries read l_xq.
-        if (!last) {
-            // dres already holds the residual share of dL/dx: keep accumulating into it
-            float* dinp = need_dinput ? a->dres : NULL;
-            linear_backward(m, l, LIN_V, dinp, a->dv, l_x, (int)N);
-            linear_backward(m, l, LIN_K, dinp, a->dk, l_x, (int)N);
-            linear_backward(m, l, LIN_Q, dinp, a->dq, l_x, (int)N);
-        } else {
-            // collect dL/dx in dsa: the residual and query shares land on the first tokens' rows
-            float* dinp = need_dinput ? a->dsa : NULL;
-            if (need_dinput) {
-                memset(a->dsa, 0, N * C * sizeof(float));
-                // residual share: dres (B, C) belongs to the first token of each sequence
-                cls_scatter(a->dsa, a->dres, m->offsets, B, C);
-                memset(a->dxcls, 0, (size_t)B * C * sizeof(float));
-            }
-            linear_backward(m, l, LIN_V, dinp, a->dv, l_x, (int)N);
-            linear_backward(m, l, LIN_K, dinp, a->dk, l_x, (int)N);
-            // queries came from xcls (B, C), the first tokens only: their input gradient goes to dxcls
-            // first, then is added to those rows of dsa
-            linear_backward(m, l, LIN_Q, need_dinput ? a->dxcls : NULL, a->dq, l_xq, B);
-            if (need_dinput) { cls_scatter(a->dsa, a->dxcls, m->offsets, B, C); }
-            // the result is in dsa: swap the two buffers so that, in both branches, dres holds it
-            float* tmp = a->dres; a->dres = a->dsa; a->dsa = tmp;
-        }
-        // now dres holds dL/d(input of layer l): it becomes dx for the layer below
-        float* tmp = a->dx; a->dx = a->dres; a->dres = tmp;
-    }
-    // Nothing below x[0] is trainable (embeddings and their LayerNorm are frozen), so normally
-    // the backward ends here. The tests ask for dL/dx[0] to check the whole stack.
-    if (m->grad_to_input) {
-        // dropout_forward(a->x, ...) after the embeddings: a->dx becomes dL/d(LayerNorm output)
-        dropout_backward(a->dx, N * C, p_drop, dropout_key(m->step_seed, -1, DROP_EMB));
-    }
-}
-
-// clip the global L2 norm of all gradients to max_norm (torch.nn.utils.clip_grad_norm_, as HF
-// Trainer's max_grad_norm does). Returns the norm before clipping.
-float model_clip_grad_norm(Model* m, float max_norm) {
-    // the norm over ALL trainable numbers at once, as if they were one long vector; the sum of
-    // squares is in double because it adds up many terms (628,994 in the tutorial)
-    double sum = 0.0;
-    for (size_t i = 0; i < m->num_trainable; i++) { sum += (double)m->grads_memory[i] * m->grads_memory[i]; }
-    float norm = (float)sqrt(sum);
-    if (max_norm > 0.0f) {
-        // torch: clip_coef = max_norm / (total_norm + 1e-6), clamped to at most 1, grads *= clip_coef.
-        // Multiplying by 1 changes nothing, so we only scale when coef < 1.
-        float coef = max_norm / (norm + 1e-6f);
-        if (coef < 1.0f) {
-            for (size_t i = 0; i < m->num_trainable; i++) { m->grads_memory[i] *= coef; }
-        }
-    }
-    return norm;
-}
-
-// one AdamW step (Loshchilov & Hutter 2019) exactly as torch.optim.AdamW: decoupled weight
-// decay first (not on biases: HF Trainer exempts biases and LayerNorm weights), then Adam
-// For every trainable number theta with gradient g, at step t = 1, 2, ... (torch's algorithm):
-//   theta = theta - lr * wd * theta                    decoupled decay, not mixed into g
-//   m = beta1 * m + (1 - beta1) * g                    first moment (running mean of g)
-//   v = beta2 * v + (1 - beta2) * g^2                  second moment (running mean of g^2)
-//   theta = theta - (lr / (1 - beta1^t)) * m / (sqrt(v) / sqrt(1 - beta2^t) + eps)
-// m and v start at 0, so early on they are biased towards 0; dividing by (1 - beta^t) corrects
-// that (Kingma and Ba 2015, section 3). eps is added after the correction, as torch does.
-void model_update(Model* m, float lr, float beta1, float beta2, float eps, float weight_decay) {
-    // t, the step number in the bias corrections; bc1 = 1 - beta1^t, bc2_sqrt = sqrt(1 - beta2^t)
-    m->adam_step++;
-    float bc1 = 1.0f - powf(beta1, (float)m->adam_step);
-    float bc2_sqrt = sqrtf(1.0f - powf(beta2, (float)m->adam_step));
-    for (int t = 0; t < m->num_tensors; t++) {
-        // tensor by tensor, because weight decay depends on the tensor; the numbers are contiguous
-        const TensorInfo* info = &m->tensors[t];
-        size_t n = (size_t)info->rows * (info->cols ? info->cols : 1);
-        // the two parameter groups of HF Trainer: decay for weights, none for biases
-        float decay = info->decay ? weight_decay : 0.0f;
-        float* param = m->params_memory + info->offset;
-        float* grad = m->grads_memory + info->offset;
-        float* m1 = m->m_memory + info->offset;
-        float* m2 = m->v_memory + info->offset;
-        for (size_t i = 0; i < n; i++) {
-            // torch.optim.AdamW line by line: param.mul_(1 - lr * weight_decay), then the moments, then
-            // param.addcdiv_(exp_avg, denom, value=-lr / bias_correction1)
-            param[i] *= 1.0f - lr * decay;
-            m1[i] = beta1 * m1[i] + (1.0f - beta1) * grad[i];
-            m2[i] = beta2 * m2[i] + (1.0f - beta2) * grad[i] * grad[i];
-            float denom = sqrtf(m2[i]) / bc2_sqrt + eps;
-            param[i] -= (lr / bc1) * m1[i] / denom;
-        }
-    }
-}
-
-void model_free(Model* m) {
-    free(m->w_memory);
-    free(m->params_memory);
-    free(m->grads_memory);
-    free(m->m_memory);
-    free(m->v_memory);
-    free(m->tensors);
-    free(m->acts_memory);
-    free(m->offsets);
-    free(m->att_offsets);
-    free(m->cls_offsets);
-    free(m->cls_att_offsets);
-    free(m->labels);
-    memset(m, 0, sizeof(*m));
+// a model with random weights (HF's init: normal std 0.02, LayerNorm 1 and 0): for tests and bench
+static void model_init_random(Model* m, const Config* c, const LoraConfig* lc, uint64_t seed) {
+    model_build(m, c, lc, seed);
+    Rng rng = { seed ^ 0x5eedULL };
+    for (size_t i = 0; i < m->num_weights; i++) { m->w_memory[i] = 0.02f * rng_normal(&rng); }
+    // now undo the normal draw where HF initialises differently: LayerNorms 1 and 0, biases 0
+    size_t C = c->dim, L = c->n_layers;
+    for (size_t i = 0; i < C; i++) { m->w.emb_lnw[i] = 1.0f; m->w.emb_lnb[i] = 0.0f; }
+    for (size_t i = 0; i < L * C; i++) { m->w.ln1w[i] = m->w.ln2w[i] = 1.0f; m->w.ln1b[i] = m->w.ln2b[i] = 0.0f; }
+    for (int i = 0; i < NUM_LIN; i++) { memset(m->w.lin_b[i], 0, L * lin_out(c, i) * sizeof(float)); }
+    model_init_trainables(m, 1);
 }
 
 // ----------------------------------------------------------------------------
 // the adapter on disk, in PEFT's format: adapter_model.safetensors + adapter_config.json, so
 // that Python can load it with PeftModel.from_pretrained and a PEFT-trained adapter loads here
+
+// build the table of trainable tensors with PEFT's key names, in the flat layout above
+static void build_tensor_table(Model* m) {
+    const Config* c = &m->config;
+    int R = m->lora.rank, n = 0;
+    m->tensors = mallocCheck(sizeof(TensorInfo) * (2 * NUM_LIN * c->n_layers + 4));
+    size_t off = 0;
+    for (int i = 0; i < NUM_LIN; i++) {
+        if (!m->lora.targets[i]) { continue; }
+        // so lora_A[i] is one (L, R, IC) block and lora_B[i] one (L, OC, R) block, as in Trainables
+        for (int ab = 0; ab < 2; ab++) {  // all layers' A, then all layers' B
+            for (int l = 0; l < c->n_layers; l++) {
+                TensorInfo* t = &m->tensors[n++];
+                snprintf(t->name, sizeof(t->name), "base_model.model.distilbert.transformer.layer.%d.%s.lora_%c.weight",
+                         l, LIN_PATHS[i], ab == 0 ? 'A' : 'B');
+                t->rows = ab == 0 ? R : lin_out(c, i);
+                t->cols = ab == 0 ? lin_in(c, i) : R;
+                t->offset = off;
+                // LoRA matrices are weights: HF Trainer decays every parameter whose name is not a bias or
+                // a LayerNorm weight
+                t->decay = 1;
+                off += (size_t)t->rows * t->cols;
+            }
+        }
+    }
+    const char* head_names[4] = { "base_model.model.pre_classifier.weight", "base_model.model.pre_classifier.bias",
+                                  "base_model.model.classifier.weight", "base_model.model.classifier.bias" };
+    int head_rows[4] = { c->dim, c->dim, c->num_labels, c->num_labels };
+    int head_cols[4] = { c->dim, 0, c->dim, 0 };
+    for (int i = 0; i < 4; i++) {
+        TensorInfo* t = &m->tensors[n++];
+        snprintf(t->name, sizeof(t->name), "%s", head_names[i]);
+        t->rows = head_rows[i];
+        t->cols = head_cols[i];
+        t->offset = off;
+        t->decay = head_cols[i] != 0;  // weights decay, biases do not
+        off += (size_t)t->rows * (t->cols ? t->cols : 1);
+    }
+    m->num_tensors = n;
+    m->num_trainable = off;
+}
 
 // the LoRA settings from adapter_config.json (needed before the model is built)
 static int lora_config_load(LoraConfig* lc, const char* dir) {
@@ -2508,24 +2923,6 @@ static int model_save_adapter(const Model* m, const char* dir, const char* base_
     return write_text_file(path, json);
 }
 
-// ----------------------------------------------------------------------------
-// data: a TSV file, one example per line, "label<TAB>text" with label 0 (negative) or 1 (positive).
-// Every text is tokenized once, up front: [CLS] text [SEP], cut from the LEFT to max_len tokens
-// (the tutorial sets truncation_side="left": the end of a review is kept).
-
-typedef struct {
-    int n;              // examples
-    int* labels;        // (n)
-    int* lengths;       // (n) tokens of each, [CLS] and [SEP] included
-    size_t* starts;     // (n) where each example's ids begin in ids
-    int* ids;           // the ids of all examples, one after another
-    size_t num_tokens;  // total
-} Dataset;
-
-static void dataset_free(Dataset* d) {
-    free(d->labels); free(d->lengths); free(d->starts); free(d->ids);
-    memset(d, 0, sizeof(*d));
-}
 
 // returns 0, or -1 after one error line naming the file and line
 // The whole file is read into memory (the tutorial's train file is about 1.3 MB), then parsed
@@ -2589,72 +2986,6 @@ static int dataset_load(Dataset* d, const char* path, const Tokenizer* tok, int 
     return rc;
 }
 
-// ----------------------------------------------------------------------------
-// training and evaluation
-
-typedef struct {
-    const char* model_dir;    // weights/distilbert-base-uncased
-    const char* train_path;   // data/imdb/train_1k.tsv
-    const char* val_path;     // data/imdb/validation_1k.tsv
-    const char* out_dir;      // out
-    const char* adapter_dir;  // eval/predict: the adapter to load
-    int epochs;               // 10
-    int batch;                // 4
-    int max_len;              // 512
-    int threads;              // all cores
-    int log_every;            // print the loss every this many steps
-    int max_len_given;        // --max-len was on the command line
-    float lr;                 // 1e-3, decayed linearly to 0 with no warmup
-    float weight_decay;       // 0.01
-    float max_grad_norm;      // 1.0
-    LoraConfig lora;          // r 4, alpha 32, dropout 0.01, q_lin
-    uint64_t seed;            // 42
-    // bench only
-    int bench_len;            // --len N
-    const char* lengths_path; // --lengths FILE
-    int bench_batches;        // --batches K
-    const char* bench_what;   // --what model (the default) or mm (the matmul alone)
-} Options;
-
-// copy the sequences idx[0..B) of d one after another into ids/lengths/labels
-// The batch format of model_forward: the B sequences' ids back to back, no padding
-static void gather_batch(const Dataset* d, const int* idx, int B, int* ids, int* lengths, int* labels) {
-    size_t n = 0;
-    for (int b = 0; b < B; b++) {
-        int i = idx[b];
-        memcpy(ids + n, d->ids + d->starts[i], d->lengths[i] * sizeof(int));
-        n += d->lengths[i];
-        lengths[b] = d->lengths[i];
-        labels[b] = d->labels[i];
-    }
-}
-
-// mean loss and accuracy over a whole dataset, without dropout
-static int evaluate(Model* m, const Dataset* d, int batch, float* loss, float* accuracy) {
-    int was_training = m->training;
-    m->training = 0;
-    double loss_sum = 0.0;
-    int correct = 0;
-    for (int start = 0; start < d->n; start += batch) {
-        int B = d->n - start < batch ? d->n - start : batch;
-        // consecutive examples are already contiguous in d->ids
-        if (model_forward(m, d->ids + d->starts[start], d->lengths + start, B, d->labels + start) != 0) { return -1; }
-        for (int b = 0; b < B; b++) {
-            loss_sum += m->acts.losses[b];
-            const float* pr = m->acts.probs + (size_t)b * m->config.num_labels;
-            // argmax of the two probabilities (a tie goes to 0, as torch.argmax picks the first)
-            int pred = pr[1] > pr[0] ? 1 : 0;
-            correct += pred == d->labels[start + b];
-        }
-    }
-    m->training = was_training;
-    // the mean over examples, as Trainer's eval_loss (it repeats each batch's mean loss batch
-    // size times before averaging, so a short last batch weighs what it should)
-    *loss = (float)(loss_sum / d->n);
-    *accuracy = (float)correct / d->n;
-    return 0;
-}
-
 // "1234567" -> "1,234,567"
 static const char* with_commas(size_t x, char* buf) {
     char digits[32];
@@ -2706,137 +3037,6 @@ static int effective_max_len(const Options* o, const Model* m) {
     return m->config.max_pos;
 }
 
-// the tutorial: LoRA fine-tuning with AdamW, linear decay, clipping; evaluate after every epoch;
-// keep the best adapter (lowest validation loss) and the last one
-// The same steps as HF Trainer's loop: forward, zero_grad, backward, clip the gradient norm
-// to max_grad_norm BEFORE the optimizer step, AdamW step at this step's learning rate, then the
-// scheduler moves on. After each epoch: evaluate, print the epoch's mean training loss, save
-// last/ and, when the validation loss is the lowest so far, best/ (load_best_model_at_end with
-// metric_for_best_model = "loss", where lower is better).
-int train(const Options* o) {
-    double t0 = now_seconds();
-    Model model;
-    if (model_load(&model, o->model_dir, &o->lora, o->seed) != 0) { return -1; }
-    Tokenizer tok;
-    char path[1024];
-    snprintf(path, sizeof(path), "%s/vocab.txt", o->model_dir);
-    if (tokenizer_init(&tok, path) != 0) { model_free(&model); return -1; }
-    int max_len = effective_max_len(o, &model);
-    if (max_len < 0 || check_vocab(&tok, &model, o->model_dir) != 0) { tokenizer_free(&tok); model_free(&model); return -1; }
-    Dataset train_set, val_set;
-    if (dataset_load(&train_set, o->train_path, &tok, max_len) != 0) { tokenizer_free(&tok); model_free(&model); return -1; }
-    if (dataset_load(&val_set, o->val_path, &tok, max_len) != 0) { dataset_free(&train_set); tokenizer_free(&tok); model_free(&model); return -1; }
-    // make sure the output folder can be written before spending hours training: create it
-    // (if needed) and a probe file inside it
-    char probe[1100];
-    snprintf(probe, sizeof(probe), "%s/.lora_write_test", o->out_dir);
-    FILE* pf = NULL;
-    if ((make_dir(o->out_dir) != 0 && errno != EEXIST) || (pf = fopen(probe, "wb")) == NULL) {
-        fail("--out %s is not a directory that can be written: %s", o->out_dir, strerror(errno));
-        dataset_free(&train_set); dataset_free(&val_set); tokenizer_free(&tok); model_free(&model); return -1;
-    }
-    fclose(pf);
-    remove(probe);
-    const Config* c = &model.config;
-    printf("model: %s (dim %d, %d layers, %d heads, FFN %d, vocab %d) | threads: %d\n",
-           o->model_dir, c->dim, c->n_layers, c->n_heads, c->hidden_dim, c->vocab_size, threads_in_use());
-    printf("train: %s (%d reviews, %.1f tokens on average) | validation: %s (%d reviews)\n",
-           o->train_path, train_set.n, (double)train_set.num_tokens / train_set.n, o->val_path, val_set.n);
-    char targets[128] = "";
-    for (int i = 0; i < NUM_LIN; i++) { if (o->lora.targets[i]) { snprintf(targets + strlen(targets), sizeof(targets) - strlen(targets), "%s%s", targets[0] ? "," : "", LIN_NAMES[i]); } }
-    printf("LoRA: r %d, alpha %g, dropout %g, targets %s | epochs %d, batch %d, lr %g, weight decay %g, max grad norm %g, seed %llu\n",
-           o->lora.rank, o->lora.alpha, o->lora.dropout, targets, o->epochs, o->batch, o->lr, o->weight_decay,
-           o->max_grad_norm, (unsigned long long)o->seed);
-    print_parameter_count(&model);
-
-    // the last batch of an epoch may be short (1000 reviews / 4 = 250 full ones in the tutorial)
-    int steps_per_epoch = (train_set.n + o->batch - 1) / o->batch;
-    int total_steps = o->epochs * steps_per_epoch;
-    // order[] is the epoch's permutation of the training set; batch s takes order[4s .. 4s+3]
-    int* order = mallocCheck(train_set.n * sizeof(int));
-    for (int i = 0; i < train_set.n; i++) { order[i] = i; }
-    int* batch_ids = mallocCheck((size_t)o->batch * max_len * sizeof(int));
-    // --batch is at most 1024 (see the flags in main)
-    int batch_lengths[1024], batch_labels[1024];
-    // the shuffle has its own generator (seeded by --seed ^ "shuffle" in ASCII), so the data order
-    // does not change when something else draws random numbers
-    Rng shuffle_rng = { o->seed ^ 0x73687566666c65ULL };
-    // so the first epoch is always the best so far
-    float best_val_loss = INFINITY;
-    int best_epoch = 0, step = 0, rc = 0;
-    char best_dir[1024], last_dir[1024];
-    snprintf(best_dir, sizeof(best_dir), "%s/best", o->out_dir);
-    snprintf(last_dir, sizeof(last_dir), "%s/last", o->out_dir);
-    printf("%d steps (%d epochs of %d)\n", total_steps, o->epochs, steps_per_epoch);
-    for (int epoch = 1; epoch <= o->epochs && rc == 0; epoch++) {
-        // a new order every epoch (Fisher-Yates), drawn from the seed
-        for (int i = train_set.n - 1; i > 0; i--) {
-            int j = (int)(rng_u64(&shuffle_rng) % (uint64_t)(i + 1));
-            int tmp = order[i]; order[i] = order[j]; order[j] = tmp;
-        }
-        // dropout on; evaluate() turns it off and back on
-        model.training = 1;
-        double epoch_loss = 0.0, interval_loss = 0.0, t_interval = now_seconds();
-        int interval_steps = 0;
-        for (int s = 0; s < steps_per_epoch && rc == 0; s++) {
-            int start = s * o->batch;
-            int B = train_set.n - start < o->batch ? train_set.n - start : o->batch;
-            gather_batch(&train_set, order + start, B, batch_ids, batch_lengths, batch_labels);
-            rc = model_forward(&model, batch_ids, batch_lengths, B, batch_labels);
-            if (rc != 0) { break; }
-            model_zero_grad(&model);
-            model_backward(&model);
-            float norm = model_clip_grad_norm(&model, o->max_grad_norm);
-            // linear decay from lr to 0 over all steps, no warmup (HF's get_linear_schedule_with_warmup)
-            // step counts from 0, so the first step uses the full lr and the last lr / total_steps
-            float lr = o->lr * (float)(total_steps - step) / (float)total_steps;
-            model_update(&model, lr, 0.9f, 0.999f, 1e-8f, o->weight_decay);
-            step++;
-            // the epoch's training loss = mean of its steps' batch losses (what Trainer logs per interval)
-            epoch_loss += model.loss;
-            interval_loss += model.loss;
-            interval_steps++;
-            if (step % o->log_every == 0 || s == steps_per_epoch - 1) {
-                double t = now_seconds();
-                printf("step %5d/%d | loss %.4f | lr %.2e | grad norm %.3f | %.0f ms/step\n", step, total_steps,
-                       interval_loss / interval_steps, lr, norm, 1000.0 * (t - t_interval) / interval_steps);
-                fflush(stdout);
-                interval_loss = 0.0; interval_steps = 0; t_interval = t;
-            }
-        }
-        if (rc != 0) { break; }
-        float val_loss, val_acc;
-        // Trainer's evaluation_strategy="epoch": loss and accuracy on the whole validation set
-        rc = evaluate(&model, &val_set, o->batch, &val_loss, &val_acc);
-        if (rc != 0) { break; }
-        if (epoch == 1) { printf("epoch | train loss | val loss | val acc | elapsed\n"); }
-        // strictly lower: on a tie the earlier epoch stays the best, as Trainer keeps it
-        int improved = val_loss < best_val_loss;
-        printf("%5d | %10.4f | %8.4f | %7.4f | %7.1f s%s\n", epoch, epoch_loss / steps_per_epoch, val_loss, val_acc,
-               now_seconds() - t0, improved ? " | best so far" : "");
-        fflush(stdout);
-        // last/ is overwritten every epoch; best/ only when the validation loss improved
-        rc = model_save_adapter(&model, last_dir, base_model_name(o->model_dir));
-        if (rc == 0 && improved) {
-            best_val_loss = val_loss;
-            best_epoch = epoch;
-            rc = model_save_adapter(&model, best_dir, base_model_name(o->model_dir));
-        }
-    }
-    if (rc == 0) {
-        printf("saved: %s (epoch %d, lowest validation loss %.4f) and %s (epoch %d) | total %.1f s\n",
-               best_dir, best_epoch, best_val_loss, last_dir, o->epochs, now_seconds() - t0);
-    }
-    free(order);
-    free(batch_ids);
-    dataset_free(&train_set);
-    dataset_free(&val_set);
-    tokenizer_free(&tok);
-    model_free(&model);
-    return rc;
-}
-
-// load the base model and, if given, a trained adapter (its adapter_config.json decides the LoRA shape)
 // (the adapter's own config overrides --rank/--alpha/--targets: the file must match its tensors)
 static int load_for_inference(Model* m, const Options* o) {
     LoraConfig lc = o->lora;
