@@ -4,8 +4,11 @@
 #   make test     build with the release flags, run every test, print one "N passed, M failed" line
 #   make train    ./prepare_data.sh when the model or data are missing, then ./lora train
 #   make bench    ./lora bench (speed of forward + backward; ARGS="--what mm": the matmul alone)
-#   make debug    -O0 -g with AddressSanitizer and UndefinedBehaviorSanitizer:
-#                 lora_debug, tokenizer_debug, test_lora_debug (then run ./test_lora_debug)
+#   make tiny     ./lora tiny: a tiny random model (weights/tiny) and toy data (data/tiny), no download
+#   make debug    for gdb: -O0 -g, no OpenMP, the plain reference kernels of lora.c's Part 1:
+#                 lora_debug, test_lora_debug, tokenizer_debug (walk-through: doc/gdb.md)
+#   make sanitize -O1 -g with AddressSanitizer and UndefinedBehaviorSanitizer (and OpenMP):
+#                 lora_sanitize, test_lora_sanitize, tokenizer_sanitize (run ./test_lora_sanitize)
 #   make clean    remove everything make built
 #
 # Options:  CC=clang make     another compiler (gcc and clang both work)
@@ -20,7 +23,11 @@
 # -fno-trapping-math: we never trap on floating-point exceptions, and saying so lets gcc
 # vectorize the clamps in lora.c's exp_vec (softmax and GELU run 5-15x faster). No result changes.
 CFLAGS = -O3 $(NATIVE) -std=c11 -ffp-contract=fast -fno-trapping-math -Wall -Wextra
-DEBUG_CFLAGS = -O0 -g -fno-omit-frame-pointer -fsanitize=address,undefined -fno-sanitize-recover=all -std=c11 -Wall -Wextra
+# make debug: what a debugger wants. No optimisation (every variable can be printed), no OpenMP
+# (a `step` never disappears into a thread library) and -DREFERENCE_KERNELS (lora.c starts with
+# use_fast_kernels = 0: every matmul and attention runs in the plain loops of Part 1)
+DEBUG_CFLAGS = -O0 -g -std=c11 -Wall -Wextra -Wno-unknown-pragmas -DREFERENCE_KERNELS
+SANITIZE_CFLAGS = -O1 -g -fno-omit-frame-pointer -fsanitize=address,undefined -fno-sanitize-recover=all -std=c11 -Wall -Wextra
 LDLIBS = -lm
 
 # The compiler checks below run once per make call (skipped for `make clean`).
@@ -101,19 +108,36 @@ bench: lora
 # debug builds: separate names, so a later `make` does not mistake them for release builds
 
 debug: lora_debug tokenizer_debug test_lora_debug
-	@echo "debug builds ready: ./test_lora_debug runs the tests under the sanitizers"
+	@echo "debug builds ready (-O0 -g, no OpenMP, reference kernels): see doc/gdb.md, e.g. gdb --args ./lora_debug train --model weights/tiny ..."
 
 lora_debug: lora.c tokenizer.c
-	$(CC) $(DEBUG_CFLAGS) $(OMP_CFLAGS) -o $@ lora.c $(LDLIBS) $(OMP_LDLIBS)
+	$(CC) $(DEBUG_CFLAGS) -o $@ lora.c $(LDLIBS)
 
 tokenizer_debug: tokenizer.c
 	$(CC) $(DEBUG_CFLAGS) -o $@ tokenizer.c $(LDLIBS)
 
 test_lora_debug: test_lora.c lora.c tokenizer.c
-	$(CC) $(DEBUG_CFLAGS) $(OMP_CFLAGS) -o $@ test_lora.c $(LDLIBS) $(OMP_LDLIBS)
+	$(CC) $(DEBUG_CFLAGS) -o $@ test_lora.c $(LDLIBS)
+
+sanitize: lora_sanitize tokenizer_sanitize test_lora_sanitize
+	@echo "sanitizer builds ready: ./test_lora_sanitize runs the tests under ASan and UBSan"
+
+lora_sanitize: lora.c tokenizer.c
+	$(CC) $(SANITIZE_CFLAGS) $(OMP_CFLAGS) -o $@ lora.c $(LDLIBS) $(OMP_LDLIBS)
+
+tokenizer_sanitize: tokenizer.c
+	$(CC) $(SANITIZE_CFLAGS) -o $@ tokenizer.c $(LDLIBS)
+
+test_lora_sanitize: test_lora.c lora.c tokenizer.c
+	$(CC) $(SANITIZE_CFLAGS) $(OMP_CFLAGS) -o $@ test_lora.c $(LDLIBS) $(OMP_LDLIBS)
+
+# the tiny model and toy data (./lora tiny writes them; nothing is downloaded)
+tiny: lora
+	./lora tiny
 
 clean:
 	rm -f lora tokenizer test_lora lora_debug tokenizer_debug test_lora_debug .omp_try
+	rm -f lora_sanitize tokenizer_sanitize test_lora_sanitize
 	rm -rf *.dSYM
 
-.PHONY: all test train bench debug clean
+.PHONY: all test train bench tiny debug sanitize clean

@@ -3306,6 +3306,165 @@ int bench_command(const Options* o) {
 }
 
 // ----------------------------------------------------------------------------
+// ./lora tiny: a tiny random DistilBERT in Hugging Face's format and a toy dataset, made here
+// with no download, for stepping through a training step in the debugger and for the exercises:
+//   weights/tiny/   config.json, model.safetensors (dim 32, 2 layers, 2 heads, FFN 64), vocab.txt
+//   data/tiny/      train.tsv (200 sentences) and val.tsv (100), "label<TAB>text"
+// vocab.txt is the real bert-base-uncased one when weights/distilbert-base-uncased/vocab.txt is
+// there (any review then tokenizes as with the real model), else a small one written below.
+
+// words of the toy sentences: "<subject> <verb> <adjective><tail>", labelled by the adjective
+static const char* TINY_SUBJECTS[] = { "the movie", "this film", "the acting", "the story", "the ending", "the cast" };
+static const char* TINY_VERBS[] = { "was", "is", "felt", "looked" };
+static const char* TINY_GOOD[] = { "good", "great", "wonderful", "funny", "beautiful", "brilliant" };
+static const char* TINY_BAD[] = { "bad", "awful", "boring", "terrible", "dull", "stupid" };
+static const char* TINY_TAILS[] = { ".", " overall.", " to me.", " in the end.", "!" };
+#define TINY_COUNT(a) ((int)(sizeof(a) / sizeof(a[0])))
+
+// the small vocabulary: BERT's five special tokens, every word of the toy sentences, and single
+// characters (alone and as "##" continuations) so that any ASCII text has a tokenization
+static int tiny_write_vocab(const char* path) {
+    size_t cap = 1 << 14, n = 0;
+    char* text = mallocCheck(cap);
+    const char* fixed[] = { "[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]", "the", "movie", "this", "film",
+                            "acting", "story", "ending", "cast", "was", "is", "felt", "looked", "overall",
+                            "to", "me", "in", "end", "good", "great", "wonderful", "funny", "beautiful",
+                            "brilliant", "bad", "awful", "boring", "terrible", "dull", "stupid" };
+    for (int i = 0; i < TINY_COUNT(fixed); i++) { n += snprintf(text + n, cap - n, "%s\n", fixed[i]); }
+    const char* chars = "abcdefghijklmnopqrstuvwxyz0123456789";
+    for (const char* c = chars; *c; c++) { n += snprintf(text + n, cap - n, "%c\n", *c); }
+    for (const char* c = chars; *c; c++) { n += snprintf(text + n, cap - n, "##%c\n", *c); }
+    for (const char* c = ".,!?'\"-:;()"; *c; c++) { n += snprintf(text + n, cap - n, "%c\n", *c); }
+    int rc = write_text_file(path, text);
+    free(text);
+    return rc;
+}
+
+// count the lines of a file (the vocabulary size); -1 if it cannot be read
+static int count_lines(const char* path) {
+    size_t n;
+    char* text = read_file(path, &n, NULL);
+    if (text == NULL) { return -1; }
+    int lines = 0;
+    for (size_t i = 0; i < n; i++) { lines += text[i] == '\n'; }
+    if (n > 0 && text[n - 1] != '\n') { lines++; }
+    free(text);
+    return lines;
+}
+
+// the toy dataset: count sentences, half positive, from the generator rng
+static int tiny_write_tsv(const char* path, int count, Rng* rng) {
+    size_t cap = (size_t)count * 80 + 1, n = 0;
+    char* text = mallocCheck(cap);
+    for (int i = 0; i < count; i++) {
+        int label = i % 2;
+        const char** adjectives = label ? TINY_GOOD : TINY_BAD;
+        n += snprintf(text + n, cap - n, "%d\t%s %s %s%s\n", label,
+                      TINY_SUBJECTS[rng_u64(rng) % TINY_COUNT(TINY_SUBJECTS)], TINY_VERBS[rng_u64(rng) % TINY_COUNT(TINY_VERBS)],
+                      adjectives[rng_u64(rng) % TINY_COUNT(TINY_GOOD)], TINY_TAILS[rng_u64(rng) % TINY_COUNT(TINY_TAILS)]);
+    }
+    int rc = write_text_file(path, text);
+    free(text);
+    return rc;
+}
+
+int tiny_command(const Options* o) {
+    const char* dir = "weights/tiny";
+    const char* real_vocab = "weights/distilbert-base-uncased/vocab.txt";
+    char path[1024];
+    if ((make_dir(dir) != 0 && errno != EEXIST) || (make_dir("data/tiny") != 0 && errno != EEXIST)) {
+        return fail("cannot create %s and data/tiny: %s (run ./lora tiny in the repository's top folder)", dir, strerror(errno));
+    }
+    // the vocabulary first: its size is the model's vocab_size
+    snprintf(path, sizeof(path), "%s/vocab.txt", dir);
+    FILE* probe = fopen(real_vocab, "rb");  // (a plain fopen: its absence is no error here)
+    int V = probe ? count_lines(real_vocab) : -1;
+    if (probe) { fclose(probe); }
+    if (V > 0) {
+        size_t n;
+        char* text = read_file(real_vocab, &n, NULL);
+        int rc = text ? write_text_file(path, text) : -1;
+        free(text);
+        if (rc != 0) { return -1; }
+    } else {
+        if (tiny_write_vocab(path) != 0) { return -1; }
+        V = count_lines(path);
+    }
+    // a random model of DistilBERT's shape, Hugging Face's initialisation (model_init_random)
+    Config c = { V, 128, 32, 2, 2, 64, 2, 0.1f, 0.1f, 0.2f };
+    LoraConfig lc = { 4, 32.0f, 0.01f, { 0 } };
+    Model m;
+    model_init_random(&m, &c, &lc, o->seed);
+    // model_init_random draws N(0, 0.02^2) as transformers does for a 768-wide model. At width
+    // 32 that leaves the [CLS] row almost blind to the other tokens, and the toy task cannot be
+    // learned; so the weights here get std 1/sqrt(IC) (as PyTorch's default for a Linear) and the
+    // embeddings std 1 (nn.Embedding's default): a random model whose features carry the words.
+    for (int i = 0; i < NUM_LIN; i++) {
+        size_t n = (size_t)c.n_layers * lin_out(&c, i) * lin_in(&c, i);
+        float scale = (1.0f / sqrtf((float)lin_in(&c, i))) / 0.02f;
+        for (size_t j = 0; j < n; j++) { m.w.lin_w[i][j] *= scale; }
+    }
+    for (size_t j = 0; j < (size_t)c.vocab_size * c.dim; j++) { m.w.wte[j] *= 50.0f; }
+    for (size_t j = 0; j < (size_t)c.max_pos * c.dim; j++) { m.w.wpe[j] *= 50.0f; }
+    // every tensor under its HF name, as DistilBertForMaskedLM saves them (no head: the head is
+    // new when training starts, as in the tutorial)
+    int count = 4 + c.n_layers * (2 * NUM_LIN + 4);
+    SaveTensor* t = mallocCheck(count * sizeof(SaveTensor));
+    char (*names)[128] = mallocCheck((size_t)count * 128);
+    int k = 0;
+    const char* emb_names[4] = { "word_embeddings.weight", "position_embeddings.weight", "LayerNorm.weight", "LayerNorm.bias" };
+    const float* emb_data[4] = { m.w.wte, m.w.wpe, m.w.emb_lnw, m.w.emb_lnb };
+    int emb_rows[4] = { c.vocab_size, c.max_pos, c.dim, c.dim }, emb_cols[4] = { c.dim, c.dim, 0, 0 };
+    for (int i = 0; i < 4; i++, k++) {
+        snprintf(names[k], 128, "distilbert.embeddings.%s", emb_names[i]);
+        SaveTensor st = { names[k], emb_data[i], emb_rows[i], emb_cols[i] };
+        t[k] = st;
+    }
+    for (int l = 0; l < c.n_layers; l++) {
+        for (int i = 0; i < NUM_LIN; i++) {
+            int OC = lin_out(&c, i), IC = lin_in(&c, i);
+            snprintf(names[k], 128, "distilbert.transformer.layer.%d.%s.weight", l, LIN_PATHS[i]);
+            SaveTensor w = { names[k], m.w.lin_w[i] + (size_t)l * OC * IC, OC, IC };
+            t[k++] = w;
+            snprintf(names[k], 128, "distilbert.transformer.layer.%d.%s.bias", l, LIN_PATHS[i]);
+            SaveTensor b = { names[k], m.w.lin_b[i] + (size_t)l * OC, OC, 0 };
+            t[k++] = b;
+        }
+        const char* ln_names[4] = { "sa_layer_norm.weight", "sa_layer_norm.bias", "output_layer_norm.weight", "output_layer_norm.bias" };
+        const float* ln_data[4] = { m.w.ln1w, m.w.ln1b, m.w.ln2w, m.w.ln2b };
+        for (int i = 0; i < 4; i++, k++) {
+            snprintf(names[k], 128, "distilbert.transformer.layer.%d.%s", l, ln_names[i]);
+            SaveTensor ln = { names[k], ln_data[i] + (size_t)l * c.dim, c.dim, 0 };
+            t[k] = ln;
+        }
+    }
+    snprintf(path, sizeof(path), "%s/model.safetensors", dir);
+    int rc = safetensors_write(path, t, k);
+    free(t); free(names);
+    model_free(&m);
+    if (rc != 0) { return -1; }
+    // config.json with DistilBertConfig's names (the fields config_load reads, and a few more
+    // so that transformers' AutoModel can load it too)
+    char config[1024];
+    snprintf(config, sizeof(config),
+             "{\n  \"activation\": \"gelu\",\n  \"architectures\": [\"DistilBertForMaskedLM\"],\n"
+             "  \"attention_dropout\": 0.1,\n  \"dim\": %d,\n  \"dropout\": 0.1,\n  \"hidden_dim\": %d,\n"
+             "  \"initializer_range\": 0.02,\n  \"max_position_embeddings\": %d,\n  \"model_type\": \"distilbert\",\n"
+             "  \"n_heads\": %d,\n  \"n_layers\": %d,\n  \"pad_token_id\": 0,\n  \"qa_dropout\": 0.1,\n"
+             "  \"seq_classif_dropout\": 0.2,\n  \"sinusoidal_pos_embds\": false,\n  \"tie_word_embeddings\": true,\n"
+             "  \"vocab_size\": %d\n}\n", c.dim, c.hidden_dim, c.max_pos, c.n_heads, c.n_layers, c.vocab_size);
+    snprintf(path, sizeof(path), "%s/config.json", dir);
+    if (write_text_file(path, config) != 0) { return -1; }
+    // the toy data, from its own generator
+    Rng rng = { o->seed ^ 0x746f79ULL };
+    if (tiny_write_tsv("data/tiny/train.tsv", 200, &rng) != 0 || tiny_write_tsv("data/tiny/val.tsv", 100, &rng) != 0) { return -1; }
+    printf("wrote %s/ (dim %d, %d layers, %d heads, FFN %d, vocab %d: %s) and data/tiny/ (train.tsv 200, val.tsv 100)\n",
+           dir, c.dim, c.n_layers, c.n_heads, c.hidden_dim, c.vocab_size, V > 1000 ? "the real vocab.txt" : "a small vocab.txt");
+    printf("try: ./lora train --model %s --train data/tiny/train.tsv --val data/tiny/val.tsv --epochs 1 --out out/tiny\n", dir);
+    return 0;
+}
+
+// ----------------------------------------------------------------------------
 // the command line
 
 #ifndef TESTING
@@ -3317,6 +3476,8 @@ static void usage(FILE* f) {
         "       ./lora predict [--adapter DIR] [--model DIR] \"text\" ...   (no text: one per line of stdin)\n"
         "       ./lora bench   [--model DIR] [--len N | --lengths FILE] [--batches K]\n"
         "       ./lora bench   --what mm   (the matmul alone, GFLOP/s on the Linear shapes)\n"
+        "       ./lora tiny    (write weights/tiny and data/tiny: a tiny random model and toy data)\n"
+        "any command: --reference runs every matmul and attention in the plain reference loops\n"
         "defaults (the tutorial): --model weights/distilbert-base-uncased --train data/imdb/train_1k.tsv\n"
         "  --val data/imdb/validation_1k.tsv --out out --epochs 10 --batch 4 --lr 1e-3 --weight-decay 0.01\n"
         "  --max-grad-norm 1.0 --rank 4 --alpha 32 --lora-dropout 0.01 --targets q_lin --max-len 512\n"
@@ -3351,8 +3512,9 @@ int main(int argc, char** argv) {
     const char* command = argv[1];
     int is_train = strcmp(command, "train") == 0, is_eval = strcmp(command, "eval") == 0;
     int is_predict = strcmp(command, "predict") == 0, is_bench = strcmp(command, "bench") == 0;
-    if (!is_train && !is_eval && !is_predict && !is_bench) {
-        fail("unknown command '%s' (expected train, eval, predict or bench; see ./lora --help)", command);
+    int is_tiny = strcmp(command, "tiny") == 0;
+    if (!is_train && !is_eval && !is_predict && !is_bench && !is_tiny) {
+        fail("unknown command '%s' (expected train, eval, predict, bench or tiny; see ./lora --help)", command);
         return 1;
     }
     // the tutorial's recipe is the default
@@ -3397,6 +3559,8 @@ int main(int argc, char** argv) {
             continue;
         }
         if (strcmp(argv[i], "--help") == 0) { usage(stdout); return 0; }
+        // --reference: every matmul and attention in the plain loops of Part 1 (no value)
+        if (strcmp(argv[i], "--reference") == 0) { use_fast_kernels = 0; continue; }
         Flag* f = NULL;
         // find the flag in the table
         for (int k = 0; k < num_flags; k++) { if (strcmp(argv[i], flags[k].name) == 0) { f = &flags[k]; } }
@@ -3445,6 +3609,7 @@ int main(int argc, char** argv) {
     if (is_train) { rc = train(&o); }
     else if (is_eval) { rc = eval_command(&o); }
     else if (is_predict) { rc = predict_command(&o, texts, num_texts); }
+    else if (is_tiny) { rc = tiny_command(&o); }
     else { rc = bench_command(&o); }
     return rc == 0 ? 0 : 1;
 }
