@@ -81,8 +81,8 @@ static int fail(const char* fmt, ...) {
 static void* malloc_check(size_t size, const char* file, int line) {
     void* ptr = malloc(size > 0 ? size : 1);
     if (ptr == NULL) {
-        fprintf(stderr, "lora: error: out of memory allocating %zu bytes at %s:%d ---> HINT: use a smaller --batch or --max-len\n",
-                size, file, line);
+        fprintf(stderr, "lora: error: out of memory allocating %zu bytes at %s:%d"
+                " ---> HINT: use a smaller --batch or --max-len\n", size, file, line);
         exit(EXIT_FAILURE);
     }
     return ptr;
@@ -261,7 +261,8 @@ static int use_fast_kernels = 0;
 static int use_fast_kernels = 1;
 #endif
 // (the fast versions, in Part 2)
-void matmul_forward_fast(float* out, const float* inp, const float* weight, const float* bias, int N, int C, int OC);
+void matmul_forward_fast(float* out, const float* inp, const float* weight, const float* bias,
+                         int N, int C, int OC);
 void matmul_backward_fast(float* dinp, float* dweight, float* dbias, const float* dout, const float* inp,
                           const float* weight, int N, int C, int OC);
 
@@ -315,7 +316,8 @@ void matmul_backward(float* dinp, float* dweight, float* dbias,
 
 // --- LoRA (Hu et al. 2021, "LoRA: Low-Rank Adaptation of Large Language Models"):
 // a frozen Linear W0 gets a trainable low-rank update, h = W0 x + b + (alpha/r) * B (A dropout(x)).
-// A = lora_A (R, C) starts random, B = lora_B (OC, R) starts at zero, so training starts from the pretrained model.
+// A = lora_A (R, C) starts random, B = lora_B (OC, R) starts at zero, so training starts from
+// the pretrained model.
 // lora_forward adds the update to the output of the frozen matmul.
 
 // dropout on the LoRA input: out = inp * keep / (1 - p), or a plain copy when p == 0
@@ -353,7 +355,8 @@ void lora_forward(float* out, float* h, float* xd, const float* inp, const float
 // backward of lora_forward. dlora_A (R, C), dlora_B (OC, R) += their gradients; dinp (N, C) += the LoRA
 // path's share of the input gradient (NULL: not needed). dh (N, R) and xd (N, C) are scratch.
 void lora_backward(float* dinp, float* dlora_A, float* dlora_B, float* dh, float* xd,
-                   const float* dout, const float* inp, const float* h, const float* lora_A, const float* lora_B,
+                   const float* dout, const float* inp, const float* h,
+                   const float* lora_A, const float* lora_B,
                    float scale, float p, uint64_t key, int N, int C, int OC, int R) {
     // Two steps back through the two matmuls of the forward, the last one first.
     // Shapes: dout (N, OC), h (N, R), lora_B (OC, R), dh (N, R), lora_A (R, C), xd (N, C).
@@ -412,8 +415,8 @@ void lora_backward(float* dinp, float* dlora_A, float* dlora_B, float* dh, float
 void attention_forward_fast(float* out, float* att, const float* q, const float* k, const float* v,
                             const int* q_offsets, const int* kv_offsets, const size_t* att_offsets,
                             int B, int C, int NH, float p, uint64_t key);
-void attention_backward_fast(float* dq, float* dk, float* dv, float* datt,
-                             const float* dout, const float* att, const float* q, const float* k, const float* v,
+void attention_backward_fast(float* dq, float* dk, float* dv, float* datt, const float* dout,
+                             const float* att, const float* q, const float* k, const float* v,
                              const int* q_offsets, const int* kv_offsets, const size_t* att_offsets,
                              int B, int C, int NH, float p, uint64_t key);
 static inline float exp_vec(float x);
@@ -464,7 +467,9 @@ static void attention_head_forward(float* out, float* att, const float* q, const
         for (int d = 0; d < HS; d++) { oi[d] = 0.0f; }
         for (int j = 0; j < T; j++) {
             float pij = row[j];
-            if (p > 0.0f) { pij = dropout_keep(key, key_offset + (size_t)i * T + j, p) ? pij * keep_scale : 0.0f; }
+            if (p > 0.0f) {
+                pij = dropout_keep(key, key_offset + (size_t)i * T + j, p) ? pij * keep_scale : 0.0f;
+            }
             const float* vj = v + (size_t)j * C;
             for (int d = 0; d < HS; d++) { oi[d] += pij * vj[d]; }
         }
@@ -476,7 +481,10 @@ static void attention_head_forward(float* out, float* att, const float* q, const
 void attention_forward(float* out, float* att, const float* q, const float* k, const float* v,
                        const int* q_offsets, const int* kv_offsets, const size_t* att_offsets,
                        int B, int C, int NH, float p, uint64_t key) {
-    if (use_fast_kernels) { attention_forward_fast(out, att, q, k, v, q_offsets, kv_offsets, att_offsets, B, C, NH, p, key); return; }
+    if (use_fast_kernels) {
+        attention_forward_fast(out, att, q, k, v, q_offsets, kv_offsets, att_offsets, B, C, NH, p, key);
+        return;
+    }
     int HS = C / NH;
     // every (sequence, head) pair writes its own rows/columns of out and its own att block
     #pragma omp parallel for schedule(dynamic)
@@ -488,7 +496,8 @@ void attention_forward(float* out, float* att, const float* q, const float* k, c
         size_t qrows = (size_t)q_offsets[b] * C + (size_t)h * HS;
         size_t kvrows = (size_t)kv_offsets[b] * C + (size_t)h * HS;
         size_t at = att_offsets[b] + (size_t)h * Tq * T;
-        attention_head_forward(out + qrows, att + at, q + qrows, k + kvrows, v + kvrows, Tq, T, C, HS, p, key, at);
+        attention_head_forward(out + qrows, att + at, q + qrows, k + kvrows, v + kvrows,
+                               Tq, T, C, HS, p, key, at);
     }
 }
 
@@ -544,7 +553,8 @@ void attention_backward(float* dq, float* dk, float* dv, float* datt,
                         const int* q_offsets, const int* kv_offsets, const size_t* att_offsets,
                         int B, int C, int NH, float p, uint64_t key) {
     if (use_fast_kernels) {
-        attention_backward_fast(dq, dk, dv, datt, dout, att, q, k, v, q_offsets, kv_offsets, att_offsets, B, C, NH, p, key);
+        attention_backward_fast(dq, dk, dv, datt, dout, att, q, k, v, q_offsets, kv_offsets, att_offsets,
+                                B, C, NH, p, key);
         return;
     }
     // Parallel over (sequence, head) and not over query rows: all rows i of a head add into the
@@ -623,7 +633,9 @@ void dropout_backward(float* dx, size_t n, float p, uint64_t key) {
 
 // out (B, C) = the first row of each sequence
 void cls_gather(float* out, const float* x, const int* offsets, int B, int C) {
-    for (int b = 0; b < B; b++) { memcpy(out + (size_t)b * C, x + (size_t)offsets[b] * C, C * sizeof(float)); }
+    for (int b = 0; b < B; b++) {
+        memcpy(out + (size_t)b * C, x + (size_t)offsets[b] * C, C * sizeof(float));
+    }
 }
 // dx (N, C) += dout (B, C) at the first row of each sequence
 void cls_scatter(float* dx, const float* dout, const int* offsets, int B, int C) {
@@ -645,7 +657,8 @@ void relu_backward(float* dinp, const float* inp, const float* dout, size_t n) {
 // --- softmax + cross-entropy over the labels (torch.nn.CrossEntropyLoss, mean over the batch)
 
 // losses (B), probs (B, NL) from logits (B, NL); labels (B)
-void crossentropy_forward(float* losses, float* probs, const float* logits, const int* labels, int B, int NL) {
+void crossentropy_forward(float* losses, float* probs, const float* logits, const int* labels,
+                          int B, int NL) {
     for (int b = 0; b < B; b++) {
         // softmax(z)_i = exp(z_i - max) / sum_j exp(z_j - max): subtracting the max changes nothing
         // mathematically and keeps exp from overflowing; the sum is in double (NL = 2: costs nothing)
@@ -654,7 +667,9 @@ void crossentropy_forward(float* losses, float* probs, const float* logits, cons
         for (int i = 1; i < NL; i++) { if (z[i] > maxval) { maxval = z[i]; } }
         double sum = 0.0;
         for (int i = 0; i < NL; i++) { sum += exp((double)z[i] - maxval); }
-        for (int i = 0; i < NL; i++) { probs[(size_t)b * NL + i] = (float)(exp((double)z[i] - maxval) / sum); }
+        for (int i = 0; i < NL; i++) {
+            probs[(size_t)b * NL + i] = (float)(exp((double)z[i] - maxval) / sum);
+        }
         // loss = logsumexp(z) - z[label]
         if (labels) { losses[b] = (float)(log(sum) + maxval - z[labels[b]]); }
     }
@@ -848,22 +863,6 @@ typedef struct {
 // (dropout_key mixes a site with the layer number, so every (layer, site) pair is distinct)
 enum { DROP_EMB, DROP_ATT, DROP_FFN, DROP_HEAD, DROP_LORA };  // DROP_LORA + lin for each Linear
 
-// all sizes, in the order of the struct fields above
-// wte, wpe, emb_lnw, emb_lnb, then lin_w[0..5], lin_b[0..5], then ln1w, ln1b, ln2w, ln2b
-static void weight_sizes(const Config* c, size_t* sizes) {
-    size_t C = c->dim, L = c->n_layers;
-    sizes[0] = (size_t)c->vocab_size * C;
-    sizes[1] = (size_t)c->max_pos * C;
-    sizes[2] = C;
-    sizes[3] = C;
-    for (int i = 0; i < NUM_LIN; i++) {
-        sizes[4 + i] = L * lin_out(c, i) * lin_in(c, i);
-        sizes[4 + NUM_LIN + i] = L * lin_out(c, i);
-    }
-    for (int i = 0; i < 4; i++) { sizes[4 + 2 * NUM_LIN + i] = L * C; }
-}
-#define NUM_WEIGHT_TENSORS (8 + 2 * NUM_LIN)
-
 // point the fields of a Trainables at a flat array laid out as the tensor table says
 // (called once for params_memory and once for grads_memory: same offsets, different base)
 static void point_trainables(Trainables* t, float* base, const Model* m) {
@@ -888,27 +887,36 @@ static void build_tensor_table(Model* m);
 void model_free(Model* m);
 
 // allocate weights and trainables for config c and LoRA lc. The caller fills the weights.
-// This is the one-allocation layout: sizes are computed for every tensor, one malloc takes
-// their sum, and the struct fields are pointed at consecutive slices of it. Nothing is stored
-// twice, freeing is one call, and gdb shows each tensor by name (p m->w.wpe[3]).
+// This is the one-allocation layout: one line per tensor says how many floats it takes, one
+// malloc takes their sum, and the struct fields are pointed at consecutive slices of it.
+// Nothing is stored twice, freeing is one call, and gdb shows each tensor by name (p m->w.wpe[3]).
 static void model_build(Model* m, const Config* c, const LoraConfig* lc, uint64_t seed) {
     memset(m, 0, sizeof(*m));
     m->config = *c;
     m->lora = *lc;
     m->seed = seed;
-    // frozen weights: one allocation, pointed into
-    size_t sizes[NUM_WEIGHT_TENSORS];
-    weight_sizes(c, sizes);
-    // fields[i] is the address of the i-th pointer in Weights, in the order of weight_sizes
-    float** fields[NUM_WEIGHT_TENSORS] = { &m->w.wte, &m->w.wpe, &m->w.emb_lnw, &m->w.emb_lnb,
-        &m->w.lin_w[0], &m->w.lin_w[1], &m->w.lin_w[2], &m->w.lin_w[3], &m->w.lin_w[4], &m->w.lin_w[5],
-        &m->w.lin_b[0], &m->w.lin_b[1], &m->w.lin_b[2], &m->w.lin_b[3], &m->w.lin_b[4], &m->w.lin_b[5],
-        &m->w.ln1w, &m->w.ln1b, &m->w.ln2w, &m->w.ln2b };
+    size_t V = c->vocab_size, P = c->max_pos, C = c->dim, L = c->n_layers;
+    Weights* w = &m->w;
+    struct { float** ptr; size_t size; } table[8 + 2 * NUM_LIN] = {
+        { &w->wte, V * C }, { &w->wpe, P * C }, { &w->emb_lnw, C }, { &w->emb_lnb, C } };
+    int count = 4;
+    for (int i = 0; i < NUM_LIN; i++) {  // the six Linears' weights (L, OC, IC) ...
+        table[count].ptr = &w->lin_w[i];
+        table[count++].size = L * lin_out(c, i) * lin_in(c, i);
+    }
+    for (int i = 0; i < NUM_LIN; i++) {  // ... and biases (L, OC)
+        table[count].ptr = &w->lin_b[i];
+        table[count++].size = L * lin_out(c, i);
+    }
+    table[count].ptr = &w->ln1w; table[count++].size = L * C;
+    table[count].ptr = &w->ln1b; table[count++].size = L * C;
+    table[count].ptr = &w->ln2w; table[count++].size = L * C;
+    table[count].ptr = &w->ln2b; table[count++].size = L * C;
     m->num_weights = 0;
-    for (int i = 0; i < NUM_WEIGHT_TENSORS; i++) { m->num_weights += sizes[i]; }
+    for (int i = 0; i < count; i++) { m->num_weights += table[i].size; }
     m->w_memory = mallocCheck(m->num_weights * sizeof(float));
     float* p = m->w_memory;
-    for (int i = 0; i < NUM_WEIGHT_TENSORS; i++) { *fields[i] = p; p += sizes[i]; }
+    for (int i = 0; i < count; i++) { *table[i].ptr = p; p += table[i].size; }
     // trainables: parameters, gradients and AdamW state, nothing for frozen weights
     build_tensor_table(m);
     m->params_memory = callocCheck(m->num_trainable, sizeof(float));
@@ -926,8 +934,9 @@ static void model_init_trainables(Model* m, int init_head) {
     // (one generator for all of it, so a --seed fixes the head and every A; B is 0 either way)
     Rng rng = { m->seed };
     if (init_head) {
-        for (size_t i = 0; i < (size_t)c->dim * c->dim; i++) { m->params.pre_w[i] = 0.02f * rng_normal(&rng); }
-        for (size_t i = 0; i < (size_t)c->num_labels * c->dim; i++) { m->params.cls_w[i] = 0.02f * rng_normal(&rng); }
+        size_t n_pre = (size_t)c->dim * c->dim, n_cls = (size_t)c->num_labels * c->dim;
+        for (size_t i = 0; i < n_pre; i++) { m->params.pre_w[i] = 0.02f * rng_normal(&rng); }
+        for (size_t i = 0; i < n_cls; i++) { m->params.cls_w[i] = 0.02f * rng_normal(&rng); }
         memset(m->params.pre_b, 0, c->dim * sizeof(float));
         memset(m->params.cls_b, 0, c->num_labels * sizeof(float));
     }
@@ -937,7 +946,9 @@ static void model_init_trainables(Model* m, int init_head) {
         // kaiming_uniform_(a=sqrt(5)): bound = gain * sqrt(3 / fan_in) with gain = sqrt(2 / (1 + 5)),
         // which is 1 / sqrt(fan_in); fan_in = IC, the columns of A
         float bound = 1.0f / sqrtf((float)lin_in(c, i));
-        for (size_t j = 0; j < nA; j++) { m->params.lora_A[i][j] = bound * (2.0f * rng_uniform(&rng) - 1.0f); }
+        for (size_t j = 0; j < nA; j++) {
+            m->params.lora_A[i][j] = bound * (2.0f * rng_uniform(&rng) - 1.0f);
+        }
         memset(m->params.lora_B[i], 0, (size_t)c->n_layers * lin_out(c, i) * m->lora.rank * sizeof(float));
     }
 }
@@ -1002,7 +1013,9 @@ static void model_reserve(Model* m, int B, size_t N, size_t AT, int T) {
 static void linear_forward(Model* m, int l, int lin, float* out, const float* inp, int N) {
     const Config* c = &m->config;
     int IC = lin_in(c, lin), OC = lin_out(c, lin), R = m->lora.rank;
-    matmul_forward(out, inp, m->w.lin_w[lin] + (size_t)l * OC * IC, m->w.lin_b[lin] + (size_t)l * OC, N, IC, OC);
+    const float* weight = m->w.lin_w[lin] + (size_t)l * OC * IC;  // layer l's (OC, IC) slice
+    const float* bias = m->w.lin_b[lin] + (size_t)l * OC;
+    matmul_forward(out, inp, weight, bias, N, IC, OC);
     if (m->lora.targets[lin]) {
         // this Linear's slot in lora_h (L, NUM_LIN, N, R); the stride is the batch's N even when only
         // rows = B rows are used (the last layer's queries). xd is shared by all Linears: it is only
@@ -1017,7 +1030,8 @@ static void linear_forward(Model* m, int l, int lin, float* out, const float* in
 
 // its backward: dinp += dout W (NULL: not needed); the frozen W and b get no gradient at all;
 // the adapter's A and B get theirs
-static void linear_backward(Model* m, int l, int lin, float* dinp, const float* dout, const float* inp, int N) {
+static void linear_backward(Model* m, int l, int lin, float* dinp, const float* dout, const float* inp,
+                            int N) {
     const Config* c = &m->config;
     int IC = lin_in(c, lin), OC = lin_out(c, lin), R = m->lora.rank;
     // dweight = dbias = NULL: W0 and b are frozen, so their gradient (a product as large as the
@@ -1026,7 +1040,8 @@ static void linear_backward(Model* m, int l, int lin, float* dinp, const float* 
     if (m->lora.targets[lin]) {
         const float* h = m->acts.lora_h + ((size_t)l * NUM_LIN + lin) * m->N * R;
         float p = m->training ? m->lora.dropout : 0.0f;
-        lora_backward(dinp, m->grads.lora_A[lin] + (size_t)l * R * IC, m->grads.lora_B[lin] + (size_t)l * OC * R,
+        lora_backward(dinp, m->grads.lora_A[lin] + (size_t)l * R * IC,
+                      m->grads.lora_B[lin] + (size_t)l * OC * R,
                       m->acts.dlora_h, m->acts.xd, dout, inp, h,
                       m->params.lora_A[lin] + (size_t)l * R * IC, m->params.lora_B[lin] + (size_t)l * OC * R,
                       m->lora.alpha / R, p, dropout_key(m->step_seed, l, DROP_LORA + lin), N, IC, OC, R);
@@ -1128,7 +1143,9 @@ int model_forward(Model* m, const int* ids, const int* lengths, int B, const int
         if (lengths[b] > max_T) { max_T = lengths[b]; }
     }
     for (size_t n = 0; n < N; n++) {
-        if (ids[n] < 0 || ids[n] >= c->vocab_size) { return fail("token id %d is outside the vocabulary (size %d)", ids[n], c->vocab_size); }
+        if (ids[n] < 0 || ids[n] >= c->vocab_size) {
+            return fail("token id %d is outside the vocabulary (size %d)", ids[n], c->vocab_size);
+        }
     }
     // make room for this batch's activations (a no-op once the largest batch has been seen)
     model_reserve(m, B, N, AT, max_T);
@@ -1265,7 +1282,8 @@ void layer_backward(Model* m, int l, float* dx, float* dxq, const float* dout, c
     memset(a->dk, 0, N * C * sizeof(float));
     memset(a->dv, 0, N * C * sizeof(float));
     attention_backward(a->dq, a->dk, a->dv, a->datt, a->datty, att, q, k, v,
-                       r.q_offsets, m->offsets, r.att_offsets, B, C, NH, p_att, dropout_key(m->step_seed, l, DROP_ATT));
+                       r.q_offsets, m->offsets, r.att_offsets, B, C, NH, p_att,
+                       dropout_key(m->step_seed, l, DROP_ATT));
     // linear_forward(m, l, LIN_V / LIN_K, v / k, x, N) and (LIN_Q, q, xq, rows)
     linear_backward(m, l, LIN_V, dx, a->dv, x, (int)N);
     linear_backward(m, l, LIN_K, dx, a->dk, x, (int)N);
@@ -1468,7 +1486,8 @@ static int evaluate(Model* m, const Dataset* d, int batch, float* loss, float* a
     for (int start = 0; start < d->n; start += batch) {
         int B = d->n - start < batch ? d->n - start : batch;
         // consecutive examples are already contiguous in d->ids
-        if (model_forward(m, d->ids + d->starts[start], d->lengths + start, B, d->labels + start) != 0) { return -1; }
+        const int* ids = d->ids + d->starts[start];
+        if (model_forward(m, ids, d->lengths + start, B, d->labels + start) != 0) { return -1; }
         for (int b = 0; b < B; b++) {
             loss_sum += m->acts.losses[b];
             const float* pr = m->acts.probs + (size_t)b * m->config.num_labels;
@@ -1486,7 +1505,8 @@ static int evaluate(Model* m, const Dataset* d, int batch, float* loss, float* a
 }
 
 // Reading files and printing are in Part 2; train uses them through these names:
-static int model_load(Model* m, const char* dir, const LoraConfig* lc, uint64_t seed);  // config.json + model.safetensors
+// config.json + model.safetensors
+static int model_load(Model* m, const char* dir, const LoraConfig* lc, uint64_t seed);
 static int dataset_load(Dataset* d, const char* path, const Tokenizer* tok, int max_len);  // a TSV, tokenized
 static int model_save_adapter(const Model* m, const char* dir, const char* base_model);    // PEFT's format
 static int effective_max_len(const Options* o, const Model* m);
@@ -1563,8 +1583,9 @@ int train(const Options* o) {
             interval_steps++;
             if (step % o->log_every == 0 || s == steps_per_epoch - 1) {
                 double t = now_seconds();
-                printf("step %5d/%d | loss %.4f | lr %.2e | grad norm %.3f | %.0f ms/step\n", step, total_steps,
-                       interval_loss / interval_steps, lr, norm, 1000.0 * (t - t_interval) / interval_steps);
+                printf("step %5d/%d | loss %.4f | lr %.2e | grad norm %.3f | %.0f ms/step\n", step,
+                       total_steps, interval_loss / interval_steps, lr, norm,
+                       1000.0 * (t - t_interval) / interval_steps);
                 fflush(stdout);
                 interval_loss = 0.0; interval_steps = 0; t_interval = t;
             }
@@ -1577,8 +1598,8 @@ int train(const Options* o) {
         if (epoch == 1) { printf("epoch | train loss | val loss | val acc | elapsed\n"); }
         // strictly lower: on a tie the earlier epoch stays the best, as Trainer keeps it
         int improved = val_loss < best_val_loss;
-        printf("%5d | %10.4f | %8.4f | %7.4f | %7.1f s%s\n", epoch, epoch_loss / steps_per_epoch, val_loss, val_acc,
-               now_seconds() - t0, improved ? " | best so far" : "");
+        printf("%5d | %10.4f | %8.4f | %7.4f | %7.1f s%s\n", epoch, epoch_loss / steps_per_epoch, val_loss,
+               val_acc, now_seconds() - t0, improved ? " | best so far" : "");
         fflush(stdout);
         // last/ is overwritten every epoch; best/ only when the validation loss improved
         rc = model_save_adapter(&model, last_dir, base_model_name(o->model_dir));
@@ -1601,45 +1622,6 @@ int train(const Options* o) {
     return rc;
 }
 
-// train's preparations: load the model and its vocabulary, tokenize both datasets, make sure
-// --out can be written (before hours of training, not after), print the run's settings.
-// 0, or -1 after one error line with nothing left allocated.
-static int train_setup(const Options* o, Model* model, Tokenizer* tok, Dataset* train_set, Dataset* val_set,
-                       int* max_len) {
-    if (model_load(model, o->model_dir, &o->lora, o->seed) != 0) { return -1; }
-    char path[1024];
-    snprintf(path, sizeof(path), "%s/vocab.txt", o->model_dir);
-    if (tokenizer_init(tok, path) != 0) { model_free(model); return -1; }
-    *max_len = effective_max_len(o, model);
-    if (*max_len < 0 || check_vocab(tok, model, o->model_dir) != 0) { tokenizer_free(tok); model_free(model); return -1; }
-    if (dataset_load(train_set, o->train_path, tok, *max_len) != 0) { tokenizer_free(tok); model_free(model); return -1; }
-    if (dataset_load(val_set, o->val_path, tok, *max_len) != 0) { dataset_free(train_set); tokenizer_free(tok); model_free(model); return -1; }
-    // make sure the output folder can be written before spending hours training: create it
-    // (if needed) and a probe file inside it
-    char probe[1100];
-    snprintf(probe, sizeof(probe), "%s/.lora_write_test", o->out_dir);
-    FILE* pf = NULL;
-    if ((make_dir(o->out_dir) != 0 && errno != EEXIST) || (pf = fopen(probe, "wb")) == NULL) {
-        fail("--out %s is not a directory that can be written: %s", o->out_dir, strerror(errno));
-        dataset_free(train_set); dataset_free(val_set); tokenizer_free(tok); model_free(model); return -1;
-    }
-    fclose(pf);
-    remove(probe);
-    const Config* c = &model->config;
-    printf("model: %s (dim %d, %d layers, %d heads, FFN %d, vocab %d) | threads: %d\n",
-           o->model_dir, c->dim, c->n_layers, c->n_heads, c->hidden_dim, c->vocab_size, threads_in_use());
-    printf("train: %s (%d reviews, %.1f tokens on average) | validation: %s (%d reviews)\n",
-           o->train_path, train_set->n, (double)train_set->num_tokens / train_set->n, o->val_path, val_set->n);
-    char targets[128] = "";
-    for (int i = 0; i < NUM_LIN; i++) { if (o->lora.targets[i]) { snprintf(targets + strlen(targets), sizeof(targets) - strlen(targets), "%s%s", targets[0] ? "," : "", LIN_NAMES[i]); } }
-    printf("LoRA: r %d, alpha %g, dropout %g, targets %s | epochs %d, batch %d, lr %g, weight decay %g, max grad norm %g, seed %llu\n",
-           o->lora.rank, o->lora.alpha, o->lora.dropout, targets, o->epochs, o->batch, o->lr, o->weight_decay,
-           o->max_grad_norm, (unsigned long long)o->seed);
-    print_parameter_count(model);
-    return 0;
-}
-
-// load the base model and, if given, a trained adapter (its adapter_config.json decides the LoRA shape)
 // ============================================================================
 // Part 2: the machinery. A reader can stop here: everything about training is above.
 // What follows makes it fast and talks to the outside world: the vectorizable exp/erf, the
@@ -3037,6 +3019,45 @@ static int effective_max_len(const Options* o, const Model* m) {
     return m->config.max_pos;
 }
 
+// train's preparations: load the model and its vocabulary, tokenize both datasets, make sure
+// --out can be written (before hours of training, not after), print the run's settings.
+// 0, or -1 after one error line with nothing left allocated.
+static int train_setup(const Options* o, Model* model, Tokenizer* tok, Dataset* train_set, Dataset* val_set,
+                       int* max_len) {
+    if (model_load(model, o->model_dir, &o->lora, o->seed) != 0) { return -1; }
+    char path[1024];
+    snprintf(path, sizeof(path), "%s/vocab.txt", o->model_dir);
+    if (tokenizer_init(tok, path) != 0) { model_free(model); return -1; }
+    *max_len = effective_max_len(o, model);
+    if (*max_len < 0 || check_vocab(tok, model, o->model_dir) != 0) { tokenizer_free(tok); model_free(model); return -1; }
+    if (dataset_load(train_set, o->train_path, tok, *max_len) != 0) { tokenizer_free(tok); model_free(model); return -1; }
+    if (dataset_load(val_set, o->val_path, tok, *max_len) != 0) { dataset_free(train_set); tokenizer_free(tok); model_free(model); return -1; }
+    // make sure the output folder can be written before spending hours training: create it
+    // (if needed) and a probe file inside it
+    char probe[1100];
+    snprintf(probe, sizeof(probe), "%s/.lora_write_test", o->out_dir);
+    FILE* pf = NULL;
+    if ((make_dir(o->out_dir) != 0 && errno != EEXIST) || (pf = fopen(probe, "wb")) == NULL) {
+        fail("--out %s is not a directory that can be written: %s", o->out_dir, strerror(errno));
+        dataset_free(train_set); dataset_free(val_set); tokenizer_free(tok); model_free(model); return -1;
+    }
+    fclose(pf);
+    remove(probe);
+    const Config* c = &model->config;
+    printf("model: %s (dim %d, %d layers, %d heads, FFN %d, vocab %d) | threads: %d\n",
+           o->model_dir, c->dim, c->n_layers, c->n_heads, c->hidden_dim, c->vocab_size, threads_in_use());
+    printf("train: %s (%d reviews, %.1f tokens on average) | validation: %s (%d reviews)\n",
+           o->train_path, train_set->n, (double)train_set->num_tokens / train_set->n, o->val_path, val_set->n);
+    char targets[128] = "";
+    for (int i = 0; i < NUM_LIN; i++) { if (o->lora.targets[i]) { snprintf(targets + strlen(targets), sizeof(targets) - strlen(targets), "%s%s", targets[0] ? "," : "", LIN_NAMES[i]); } }
+    printf("LoRA: r %d, alpha %g, dropout %g, targets %s | epochs %d, batch %d, lr %g, weight decay %g, max grad norm %g, seed %llu\n",
+           o->lora.rank, o->lora.alpha, o->lora.dropout, targets, o->epochs, o->batch, o->lr, o->weight_decay,
+           o->max_grad_norm, (unsigned long long)o->seed);
+    print_parameter_count(model);
+    return 0;
+}
+
+// load the base model and, if given, a trained adapter (its adapter_config.json decides the LoRA shape)
 // (the adapter's own config overrides --rank/--alpha/--targets: the file must match its tensors)
 static int load_for_inference(Model* m, const Options* o) {
     LoraConfig lc = o->lora;
