@@ -1476,7 +1476,39 @@ static void test_reference_vs_fast(void) {
     model_free(&m);
 }
 
-static void group_model(void) { test_model_grad(); test_last_layer_pruning(); test_reference_vs_fast(); }
+// model_reserve reserves the activations and the fast kernels' scratch (packing buffers,
+// attention scratch) for the largest batch seen; a training step of a batch no larger must not
+// allocate: every buffer is where it was after the first step.
+static void test_no_allocation_in_step(void) {
+    // start from no scratch at all, so that only model_reserve can size it
+    free(gemm_workspace); gemm_workspace = NULL; gemm_workspace_floats = 0;
+    free(thread_workspace); thread_workspace = NULL; thread_workspace_each = 0; thread_workspace_count = 0;
+    Model m;
+    tiny_model(&m, 1, 11);
+    m.training = 1;
+    int lengths[3] = { 9, 5, 1 };
+    model_forward(&m, tiny_ids, tiny_lengths, 3, tiny_labels);  // model_reserve runs here
+    const void* before[3] = { m.acts_memory, gemm_workspace, thread_workspace };
+    size_t sizes[2] = { gemm_workspace_floats, thread_workspace_each };
+    int same = 1;
+    for (int step = 0; step < 3; step++) {
+        if (step > 0) { model_forward(&m, tiny_ids, step == 1 ? lengths : tiny_lengths, 3, tiny_labels); }
+        model_zero_grad(&m);
+        model_backward(&m);
+        same &= m.acts_memory == before[0] && gemm_workspace == before[1] && thread_workspace == before[2];
+        same &= gemm_workspace_floats == sizes[0] && thread_workspace_each == sizes[1];
+    }
+    expect(same && sizes[0] > 0 && sizes[1] > 0, "no allocation inside a training step: activations, packing "
+           "and attention scratch stay where model_reserve put them (%zu + %zu floats)", sizes[0], sizes[1]);
+    model_free(&m);
+}
+
+static void group_model(void) {
+    test_model_grad();
+    test_last_layer_pruning();
+    test_reference_vs_fast();
+    test_no_allocation_in_step();
+}
 static void group_layernorm(void) { test_layernorm_grad(); }
 static void group_matmul(void) { test_matmul_grad(); test_matmul_fast_vs_naive(); }
 static void group_lora(void) { test_lora_grad(0.0f); test_lora_grad(0.3f); }
