@@ -1487,12 +1487,21 @@ static void test_no_allocation_in_step(void) {
     tiny_model(&m, 1, 11);
     m.training = 1;
     int lengths[3] = { 9, 5, 1 };
-    model_forward(&m, tiny_ids, tiny_lengths, 3, tiny_labels);  // model_reserve runs here
+    // what model_forward asks model_reserve for, for this batch: N tokens, AT attention entries,
+    // the longest sequence
+    size_t N = 0, AT = 0;
+    int max_T = 0;
+    for (int b = 0; b < 3; b++) {
+        N += tiny_lengths[b];
+        AT += (size_t)m.config.n_heads * tiny_lengths[b] * tiny_lengths[b];
+        if (tiny_lengths[b] > max_T) { max_T = tiny_lengths[b]; }
+    }
+    model_reserve(&m, 3, N, AT, max_T);
     const void* before[3] = { m.acts_memory, gemm_workspace, thread_workspace };
     size_t sizes[2] = { gemm_workspace_floats, thread_workspace_each };
     int same = 1;
     for (int step = 0; step < 3; step++) {
-        if (step > 0) { model_forward(&m, tiny_ids, step == 1 ? lengths : tiny_lengths, 3, tiny_labels); }
+        model_forward(&m, tiny_ids, step == 1 ? lengths : tiny_lengths, 3, tiny_labels);
         model_zero_grad(&m);
         model_backward(&m);
         same &= m.acts_memory == before[0] && gemm_workspace == before[1] && thread_workspace == before[2];
