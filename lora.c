@@ -863,69 +863,15 @@ typedef struct {
 // (dropout_key mixes a site with the layer number, so every (layer, site) pair is distinct)
 enum { DROP_EMB, DROP_ATT, DROP_FFN, DROP_HEAD, DROP_LORA };  // DROP_LORA + lin for each Linear
 
-// point the fields of a Trainables at a flat array laid out as the tensor table says
-// (called once for params_memory and once for grads_memory: same offsets, different base)
-static void point_trainables(Trainables* t, float* base, const Model* m) {
-    const Config* c = &m->config;
-    size_t off = 0;
-    for (int i = 0; i < NUM_LIN; i++) {
-        t->lora_A[i] = t->lora_B[i] = NULL;
-        if (!m->lora.targets[i]) { continue; }
-        t->lora_A[i] = base + off; off += (size_t)c->n_layers * m->lora.rank * lin_in(c, i);
-        t->lora_B[i] = base + off; off += (size_t)c->n_layers * lin_out(c, i) * m->lora.rank;
-    }
-    t->pre_w = base + off; off += (size_t)c->dim * c->dim;
-    t->pre_b = base + off; off += c->dim;
-    t->cls_w = base + off; off += (size_t)c->num_labels * c->dim;
-    t->cls_b = base + off;
-}
-
-// the table of trainable tensors: PEFT's key names, offsets in the flat arrays above, and which
-// get weight decay (Part 2, beside the adapter file that uses the names)
-static void build_tensor_table(Model* m);
-
+// Memory, in Part 2: model_build allocates the weights and the trainables (one allocation
+// each, which the pointers of the structs above point into), model_reserve lays out the
+// activations of a batch the same way (and the fast kernels' scratch), model_free frees it all.
+static void model_build(Model* m, const Config* c, const LoraConfig* lc, uint64_t seed);
+static void model_reserve(Model* m, int B, size_t N, size_t AT, int T);
 void model_free(Model* m);
-
-// allocate weights and trainables for config c and LoRA lc. The caller fills the weights.
-// This is the one-allocation layout: one line per tensor says how many floats it takes, one
-// malloc takes their sum, and the struct fields are pointed at consecutive slices of it.
-// Nothing is stored twice, freeing is one call, and gdb shows each tensor by name (p m->w.wpe[3]).
-static void model_build(Model* m, const Config* c, const LoraConfig* lc, uint64_t seed) {
-    memset(m, 0, sizeof(*m));
-    m->config = *c;
-    m->lora = *lc;
-    m->seed = seed;
-    size_t V = c->vocab_size, P = c->max_pos, C = c->dim, L = c->n_layers;
-    Weights* w = &m->w;
-    struct { float** ptr; size_t size; } table[8 + 2 * NUM_LIN] = {
-        { &w->wte, V * C }, { &w->wpe, P * C }, { &w->emb_lnw, C }, { &w->emb_lnb, C } };
-    int count = 4;
-    for (int i = 0; i < NUM_LIN; i++) {  // the six Linears' weights (L, OC, IC) ...
-        table[count].ptr = &w->lin_w[i];
-        table[count++].size = L * lin_out(c, i) * lin_in(c, i);
-    }
-    for (int i = 0; i < NUM_LIN; i++) {  // ... and biases (L, OC)
-        table[count].ptr = &w->lin_b[i];
-        table[count++].size = L * lin_out(c, i);
-    }
-    table[count].ptr = &w->ln1w; table[count++].size = L * C;
-    table[count].ptr = &w->ln1b; table[count++].size = L * C;
-    table[count].ptr = &w->ln2w; table[count++].size = L * C;
-    table[count].ptr = &w->ln2b; table[count++].size = L * C;
-    m->num_weights = 0;
-    for (int i = 0; i < count; i++) { m->num_weights += table[i].size; }
-    m->w_memory = mallocCheck(m->num_weights * sizeof(float));
-    float* p = m->w_memory;
-    for (int i = 0; i < count; i++) { *table[i].ptr = p; p += table[i].size; }
-    // trainables: parameters, gradients and AdamW state, nothing for frozen weights
-    build_tensor_table(m);
-    m->params_memory = callocCheck(m->num_trainable, sizeof(float));
-    m->grads_memory = callocCheck(m->num_trainable, sizeof(float));
-    m->exp_avg = callocCheck(m->num_trainable, sizeof(float));
-    m->exp_avg_sq = callocCheck(m->num_trainable, sizeof(float));
-    point_trainables(&m->params, m->params_memory, m);
-    point_trainables(&m->grads, m->grads_memory, m);
-}
+// the table of trainable tensors: PEFT's key names, offsets in the flat arrays, and which get
+// weight decay (Part 2, beside the adapter file that uses the names)
+static void build_tensor_table(Model* m);
 
 // initialise the head as transformers does (normal std 0.02, zero bias) and LoRA as PEFT does
 // (A: Kaiming-uniform with a = sqrt(5), i.e. U(-1/sqrt(IC), 1/sqrt(IC)); B: zeros)
@@ -951,62 +897,6 @@ static void model_init_trainables(Model* m, int init_head) {
         }
         memset(m->params.lora_B[i], 0, (size_t)c->n_layers * lin_out(c, i) * m->lora.rank * sizeof(float));
     }
-}
-
-void fast_kernels_reserve(const Config* c, int R, int B, size_t N, int max_T);  // Part 2
-
-// make sure the activations fit a batch of B sequences, N tokens, AT attention entries per
-// layer and no sequence longer than T tokens.
-// All activations of a batch live in one allocation, as the weights do. Sizes depend on the
-// batch, which changes from batch to batch because nothing is padded. So we keep the largest
-// sizes seen so far (cap_*) and lay out again only when a batch needs more: after the first few
-// batches this never allocates. Growing throws the old contents away, which is fine: it is
-// called at the start of a forward. The fast kernels' scratch is reserved here too.
-static void model_reserve(Model* m, int B, size_t N, size_t AT, int T) {
-    if (B <= m->cap_batch && N <= m->cap_tokens && AT <= m->cap_att && T <= m->cap_len) { return; }
-    // grow to at least what is asked (and never shrink), then lay everything out again
-    if (B > m->cap_batch) { m->cap_batch = B; }
-    if (N > m->cap_tokens) { m->cap_tokens = N; }
-    if (AT > m->cap_att) { m->cap_att = AT; }
-    if (T > m->cap_len) { m->cap_len = T; }
-    B = m->cap_batch; N = m->cap_tokens; AT = m->cap_att; T = m->cap_len;
-    const Config* c = &m->config;
-    size_t C = c->dim, H = c->hidden_dim, L = c->n_layers, NL = c->num_labels, R = m->lora.rank;
-    size_t XD = H > C ? H : C;  // xd is the LoRA input scratch of any Linear: IC is C, or H for lin2
-    Activations* a = &m->acts;
-    // one line per tensor: where its pointer goes, and how many floats it takes
-    struct { float** ptr; size_t size; } table[] = {
-        { &a->emb, N * C }, { &a->emb_mean, N }, { &a->emb_rstd, N },
-        { &a->x, (L + 1) * N * C }, { &a->xcls, B * C },
-        { &a->q, L * N * C }, { &a->k, L * N * C }, { &a->v, L * N * C },
-        { &a->att, L * AT }, { &a->atty, L * N * C },
-        { &a->res1, L * N * C }, { &a->ln1_mean, L * N }, { &a->ln1_rstd, L * N }, { &a->sa, L * N * C },
-        { &a->ffh, L * N * H }, { &a->ffg, L * N * H },
-        { &a->res2, L * N * C }, { &a->ln2_mean, L * N }, { &a->ln2_rstd, L * N },
-        { &a->lora_h, L * NUM_LIN * N * R }, { &a->xd, N * XD },
-        { &a->cls, B * C }, { &a->pre, B * C }, { &a->hid, B * C },
-        { &a->logits, B * NL }, { &a->probs, B * NL }, { &a->losses, B },
-        { &a->dx, (L + 1) * N * C }, { &a->dxcls, B * C },
-        { &a->dres2, N * C }, { &a->dffg, N * H }, { &a->dffh, N * H }, { &a->dsa, N * C },
-        { &a->dres1, N * C }, { &a->datty, N * C },
-        { &a->dq, N * C }, { &a->dk, N * C }, { &a->dv, N * C }, { &a->datt, AT }, { &a->dlora_h, N * R },
-        { &a->dcls, B * C }, { &a->dpre, B * C }, { &a->dhid, B * C }, { &a->dlogits, B * NL },
-    };
-    int count = sizeof(table) / sizeof(table[0]);
-    size_t total = 0;
-    for (int i = 0; i < count; i++) { total += table[i].size; }
-    free(m->acts_memory);
-    m->acts_memory = mallocCheck(total * sizeof(float));
-    float* p = m->acts_memory;
-    for (int i = 0; i < count; i++) { *table[i].ptr = p; p += table[i].size; }
-    // the small per-sequence arrays, B + 1 entries (prefix sums start with a 0)
-    free(m->offsets); free(m->att_offsets); free(m->cls_offsets); free(m->cls_att_offsets); free(m->labels);
-    m->offsets = mallocCheck((B + 1) * sizeof(int));
-    m->att_offsets = mallocCheck((B + 1) * sizeof(size_t));
-    m->cls_offsets = mallocCheck((B + 1) * sizeof(int));
-    m->cls_att_offsets = mallocCheck((B + 1) * sizeof(size_t));
-    m->labels = mallocCheck(B * sizeof(int));
-    fast_kernels_reserve(c, (int)R, B, N, T);
 }
 
 // one Linear of layer l: out = inp W^T + b, plus the LoRA update when this Linear has an adapter
@@ -1405,22 +1295,6 @@ void model_update(Model* model, float lr, float beta1, float beta2, float eps, f
             param[i] -= (lr / bc1) * m[i] / denom;
         }
     }
-}
-
-void model_free(Model* m) {
-    free(m->w_memory);
-    free(m->params_memory);
-    free(m->grads_memory);
-    free(m->exp_avg);
-    free(m->exp_avg_sq);
-    free(m->tensors);
-    free(m->acts_memory);
-    free(m->offsets);
-    free(m->att_offsets);
-    free(m->cls_offsets);
-    free(m->cls_att_offsets);
-    free(m->labels);
-    memset(m, 0, sizeof(*m));
 }
 
 // ----------------------------------------------------------------------------
@@ -2087,6 +1961,137 @@ void fast_kernels_reserve(const Config* c, int R, int B, size_t N, int max_T) {
     }
     gemm_reserve(need);
     thread_workspace_reserve(attention_scratch_floats(max_T, max_T, C / c->n_heads));
+}
+
+// ----------------------------------------------------------------------------
+// memory: the one-allocation layouts of the model (the structs are in Part 1)
+
+// point the fields of a Trainables at a flat array laid out as the tensor table says
+// (called once for params_memory and once for grads_memory: same offsets, different base)
+static void point_trainables(Trainables* t, float* base, const Model* m) {
+    const Config* c = &m->config;
+    size_t off = 0;
+    for (int i = 0; i < NUM_LIN; i++) {
+        t->lora_A[i] = t->lora_B[i] = NULL;
+        if (!m->lora.targets[i]) { continue; }
+        t->lora_A[i] = base + off; off += (size_t)c->n_layers * m->lora.rank * lin_in(c, i);
+        t->lora_B[i] = base + off; off += (size_t)c->n_layers * lin_out(c, i) * m->lora.rank;
+    }
+    t->pre_w = base + off; off += (size_t)c->dim * c->dim;
+    t->pre_b = base + off; off += c->dim;
+    t->cls_w = base + off; off += (size_t)c->num_labels * c->dim;
+    t->cls_b = base + off;
+}
+
+// allocate weights and trainables for config c and LoRA lc. The caller fills the weights.
+// This is the one-allocation layout: one line per tensor says how many floats it takes, one
+// malloc takes their sum, and the struct fields are pointed at consecutive slices of it.
+// Nothing is stored twice, freeing is one call, and gdb shows each tensor by name (p m->w.wpe[3]).
+static void model_build(Model* m, const Config* c, const LoraConfig* lc, uint64_t seed) {
+    memset(m, 0, sizeof(*m));
+    m->config = *c;
+    m->lora = *lc;
+    m->seed = seed;
+    size_t V = c->vocab_size, P = c->max_pos, C = c->dim, L = c->n_layers;
+    Weights* w = &m->w;
+    struct { float** ptr; size_t size; } table[8 + 2 * NUM_LIN] = {
+        { &w->wte, V * C }, { &w->wpe, P * C }, { &w->emb_lnw, C }, { &w->emb_lnb, C } };
+    int count = 4;
+    for (int i = 0; i < NUM_LIN; i++) {  // the six Linears' weights (L, OC, IC) ...
+        table[count].ptr = &w->lin_w[i];
+        table[count++].size = L * lin_out(c, i) * lin_in(c, i);
+    }
+    for (int i = 0; i < NUM_LIN; i++) {  // ... and biases (L, OC)
+        table[count].ptr = &w->lin_b[i];
+        table[count++].size = L * lin_out(c, i);
+    }
+    table[count].ptr = &w->ln1w; table[count++].size = L * C;
+    table[count].ptr = &w->ln1b; table[count++].size = L * C;
+    table[count].ptr = &w->ln2w; table[count++].size = L * C;
+    table[count].ptr = &w->ln2b; table[count++].size = L * C;
+    m->num_weights = 0;
+    for (int i = 0; i < count; i++) { m->num_weights += table[i].size; }
+    m->w_memory = mallocCheck(m->num_weights * sizeof(float));
+    float* p = m->w_memory;
+    for (int i = 0; i < count; i++) { *table[i].ptr = p; p += table[i].size; }
+    // trainables: parameters, gradients and AdamW state, nothing for frozen weights
+    build_tensor_table(m);
+    m->params_memory = callocCheck(m->num_trainable, sizeof(float));
+    m->grads_memory = callocCheck(m->num_trainable, sizeof(float));
+    m->exp_avg = callocCheck(m->num_trainable, sizeof(float));
+    m->exp_avg_sq = callocCheck(m->num_trainable, sizeof(float));
+    point_trainables(&m->params, m->params_memory, m);
+    point_trainables(&m->grads, m->grads_memory, m);
+}
+
+// make sure the activations fit a batch of B sequences, N tokens, AT attention entries per
+// layer and no sequence longer than T tokens.
+// All activations of a batch live in one allocation, as the weights do. Sizes depend on the
+// batch, which changes from batch to batch because nothing is padded. So we keep the largest
+// sizes seen so far (cap_*) and lay out again only when a batch needs more: after the first few
+// batches this never allocates. Growing throws the old contents away, which is fine: it is
+// called at the start of a forward. The fast kernels' scratch is reserved here too.
+static void model_reserve(Model* m, int B, size_t N, size_t AT, int T) {
+    if (B <= m->cap_batch && N <= m->cap_tokens && AT <= m->cap_att && T <= m->cap_len) { return; }
+    // grow to at least what is asked (and never shrink), then lay everything out again
+    if (B > m->cap_batch) { m->cap_batch = B; }
+    if (N > m->cap_tokens) { m->cap_tokens = N; }
+    if (AT > m->cap_att) { m->cap_att = AT; }
+    if (T > m->cap_len) { m->cap_len = T; }
+    B = m->cap_batch; N = m->cap_tokens; AT = m->cap_att; T = m->cap_len;
+    const Config* c = &m->config;
+    size_t C = c->dim, H = c->hidden_dim, L = c->n_layers, NL = c->num_labels, R = m->lora.rank;
+    size_t XD = H > C ? H : C;  // xd is the LoRA input scratch of any Linear: IC is C, or H for lin2
+    Activations* a = &m->acts;
+    // one line per tensor: where its pointer goes, and how many floats it takes
+    struct { float** ptr; size_t size; } table[] = {
+        { &a->emb, N * C }, { &a->emb_mean, N }, { &a->emb_rstd, N },
+        { &a->x, (L + 1) * N * C }, { &a->xcls, B * C },
+        { &a->q, L * N * C }, { &a->k, L * N * C }, { &a->v, L * N * C },
+        { &a->att, L * AT }, { &a->atty, L * N * C },
+        { &a->res1, L * N * C }, { &a->ln1_mean, L * N }, { &a->ln1_rstd, L * N }, { &a->sa, L * N * C },
+        { &a->ffh, L * N * H }, { &a->ffg, L * N * H },
+        { &a->res2, L * N * C }, { &a->ln2_mean, L * N }, { &a->ln2_rstd, L * N },
+        { &a->lora_h, L * NUM_LIN * N * R }, { &a->xd, N * XD },
+        { &a->cls, B * C }, { &a->pre, B * C }, { &a->hid, B * C },
+        { &a->logits, B * NL }, { &a->probs, B * NL }, { &a->losses, B },
+        { &a->dx, (L + 1) * N * C }, { &a->dxcls, B * C },
+        { &a->dres2, N * C }, { &a->dffg, N * H }, { &a->dffh, N * H }, { &a->dsa, N * C },
+        { &a->dres1, N * C }, { &a->datty, N * C },
+        { &a->dq, N * C }, { &a->dk, N * C }, { &a->dv, N * C }, { &a->datt, AT }, { &a->dlora_h, N * R },
+        { &a->dcls, B * C }, { &a->dpre, B * C }, { &a->dhid, B * C }, { &a->dlogits, B * NL },
+    };
+    int count = sizeof(table) / sizeof(table[0]);
+    size_t total = 0;
+    for (int i = 0; i < count; i++) { total += table[i].size; }
+    free(m->acts_memory);
+    m->acts_memory = mallocCheck(total * sizeof(float));
+    float* p = m->acts_memory;
+    for (int i = 0; i < count; i++) { *table[i].ptr = p; p += table[i].size; }
+    // the small per-sequence arrays, B + 1 entries (prefix sums start with a 0)
+    free(m->offsets); free(m->att_offsets); free(m->cls_offsets); free(m->cls_att_offsets); free(m->labels);
+    m->offsets = mallocCheck((B + 1) * sizeof(int));
+    m->att_offsets = mallocCheck((B + 1) * sizeof(size_t));
+    m->cls_offsets = mallocCheck((B + 1) * sizeof(int));
+    m->cls_att_offsets = mallocCheck((B + 1) * sizeof(size_t));
+    m->labels = mallocCheck(B * sizeof(int));
+    fast_kernels_reserve(c, (int)R, B, N, T);
+}
+
+void model_free(Model* m) {
+    free(m->w_memory);
+    free(m->params_memory);
+    free(m->grads_memory);
+    free(m->exp_avg);
+    free(m->exp_avg_sq);
+    free(m->tensors);
+    free(m->acts_memory);
+    free(m->offsets);
+    free(m->att_offsets);
+    free(m->cls_offsets);
+    free(m->cls_att_offsets);
+    free(m->labels);
+    memset(m, 0, sizeof(*m));
 }
 
 // ----------------------------------------------------------------------------
