@@ -45,12 +45,18 @@ Legend for the shape comments:
 #include <math.h>
 #include <time.h>
 #include <errno.h>
+// two things from outside C11: making a folder (--out DIR) and asking whether stdout is a
+// terminal (the live progress line)
 #ifdef _WIN32
 #include <direct.h>
+#include <io.h>
 #define make_dir(path) _mkdir(path)
+#define stdout_is_terminal() _isatty(_fileno(stdout))
 #else
 #include <sys/stat.h>
-#define make_dir(path) mkdir(path, 0755)  // POSIX, the one thing outside C11 (needed for --out DIR)
+#include <unistd.h>
+#define make_dir(path) mkdir(path, 0755)
+#define stdout_is_terminal() isatty(STDOUT_FILENO)
 #endif
 #ifdef OMP
 #include <omp.h>
@@ -1340,6 +1346,7 @@ typedef struct {
     const char* lengths_path; // --lengths FILE
     int bench_batches;        // --batches K
     const char* bench_what;   // --what model (the default) or mm (the matmul alone)
+    const char* predictions_path;  // eval --predictions FILE
 } Options;
 
 // copy the sequences idx[0..B) of d one after another into ids/lengths/labels
@@ -1355,12 +1362,26 @@ static void gather_batch(const Dataset* d, const int* idx, int B, int* ids, int*
     }
 }
 
-// mean loss and accuracy over a whole dataset, without dropout
-static int evaluate(Model* m, const Dataset* d, int batch, float* loss, float* accuracy) {
+// what an evaluation measures. Label 1 (Positive) is the positive class of precision and recall:
+//   precision = tp / (tp + fp)   of the reviews called positive, how many are
+//   recall    = tp / (tp + fn)   of the positive reviews, how many were found
+//   f1        = 2 precision recall / (precision + recall), their harmonic mean
+// (0 where a denominator is 0, as scikit-learn's zero_division=0)
+typedef struct {
+    float loss, accuracy, precision, recall, f1;
+    int tp, fp, tn, fn;  // the confusion matrix: true/false positives and negatives
+} Metrics;
+
+typedef struct Progress Progress;  // the progress display (Part 2); NULL for none
+static void progress_eval(Progress* pr, int done, int total);
+
+// mean loss, accuracy, precision, recall and F1 over a whole dataset, without dropout.
+// probs (d->n), if not NULL, receives P(positive) of every example.
+static int evaluate(Model* m, const Dataset* d, int batch, Metrics* out, float* probs, Progress* pr) {
     int was_training = m->training;
     m->training = 0;
     double loss_sum = 0.0;
-    int correct = 0;
+    Metrics r = { 0 };
     for (int start = 0; start < d->n; start += batch) {
         int B = d->n - start < batch ? d->n - start : batch;
         // consecutive examples are already contiguous in d->ids
@@ -1368,17 +1389,26 @@ static int evaluate(Model* m, const Dataset* d, int batch, float* loss, float* a
         if (model_forward(m, ids, d->lengths + start, B, d->labels + start) != 0) { return -1; }
         for (int b = 0; b < B; b++) {
             loss_sum += m->acts.losses[b];
-            const float* pr = m->acts.probs + (size_t)b * m->config.num_labels;
+            const float* p = m->acts.probs + (size_t)b * m->config.num_labels;
+            if (probs) { probs[start + b] = p[1]; }
             // argmax of the two probabilities (a tie goes to 0, as torch.argmax picks the first)
-            int pred = pr[1] > pr[0] ? 1 : 0;
-            correct += pred == d->labels[start + b];
+            int pred = p[1] > p[0] ? 1 : 0, label = d->labels[start + b];
+            r.tp += pred == 1 && label == 1;
+            r.fp += pred == 1 && label == 0;
+            r.tn += pred == 0 && label == 0;
+            r.fn += pred == 0 && label == 1;
         }
+        progress_eval(pr, start + B, d->n);
     }
     m->training = was_training;
     // the mean over examples, as Trainer's eval_loss (it repeats each batch's mean loss batch
     // size times before averaging, so a short last batch weighs what it should)
-    *loss = (float)(loss_sum / d->n);
-    *accuracy = (float)correct / d->n;
+    r.loss = (float)(loss_sum / d->n);
+    r.accuracy = (float)(r.tp + r.tn) / d->n;
+    r.precision = r.tp + r.fp > 0 ? (float)r.tp / (r.tp + r.fp) : 0.0f;
+    r.recall = r.tp + r.fn > 0 ? (float)r.tp / (r.tp + r.fn) : 0.0f;
+    r.f1 = r.precision + r.recall > 0 ? 2 * r.precision * r.recall / (r.precision + r.recall) : 0.0f;
+    *out = r;
     return 0;
 }
 
@@ -1394,6 +1424,12 @@ static int threads_in_use(void);
 static void print_parameter_count(const Model* m);
 static int train_setup(const Options* o, Model* model, Tokenizer* tok, Dataset* train_set, Dataset* val_set,
                        int* max_len);
+// progress (Part 2): the live line on a terminal, plain lines in a pipe, OUT/log.tsv, OUT/curves.svg
+static Progress* progress_start(const Options* o, int total_steps, int steps_per_epoch, const Dataset* val_set);
+static void progress_step(Progress* pr, int epoch, int s, int step, float loss, float lr, float norm, int tokens,
+                          int log_now);
+static void progress_epoch(Progress* pr, int epoch, double train_loss, const Metrics* val, int improved);
+static void progress_end(Progress* pr);
 
 // the tutorial: LoRA fine-tuning with AdamW, linear decay, clipping; evaluate after every epoch;
 // keep the best adapter (lowest validation loss) and the last one
@@ -1431,6 +1467,8 @@ int train(const Options* o) {
     snprintf(best_dir, sizeof(best_dir), "%s/best", o->out_dir);
     snprintf(last_dir, sizeof(last_dir), "%s/last", o->out_dir);
     printf("%d steps (%d epochs of %d)\n", total_steps, o->epochs, steps_per_epoch);
+    // the progress display, OUT/log.tsv and OUT/curves.svg (Part 2)
+    Progress* pr = progress_start(o, total_steps, steps_per_epoch, &val_set);
     for (int epoch = 1; epoch <= o->epochs && rc == 0; epoch++) {
         // a new order every epoch (Fisher-Yates), drawn from the seed
         for (int i = train_set.n - 1; i > 0; i--) {
@@ -1439,8 +1477,7 @@ int train(const Options* o) {
         }
         // dropout on; evaluate() turns it off and back on
         model.training = 1;
-        double epoch_loss = 0.0, interval_loss = 0.0, t_interval = now_seconds();
-        int interval_steps = 0;
+        double epoch_loss = 0.0;
         for (int s = 0; s < steps_per_epoch && rc == 0; s++) {
             int start = s * o->batch;
             int B = train_set.n - start < o->batch ? train_set.n - start : o->batch;
@@ -1457,28 +1494,21 @@ int train(const Options* o) {
             step++;
             // the epoch's training loss = mean of its steps' batch losses (what Trainer logs per interval)
             epoch_loss += model.loss;
-            interval_loss += model.loss;
-            interval_steps++;
-            if (step % o->log_every == 0 || s == steps_per_epoch - 1) {
-                double t = now_seconds();
-                printf("step %5d/%d | loss %.4f | lr %.2e | grad norm %.3f | %.0f ms/step\n", step,
-                       total_steps, interval_loss / interval_steps, lr, norm,
-                       1000.0 * (t - t_interval) / interval_steps);
-                fflush(stdout);
-                interval_loss = 0.0; interval_steps = 0; t_interval = t;
-            }
+            // the live line; every --log-every steps (and at the end of an epoch) a printed line
+            // and a row of log.tsv with the mean loss since the last one
+            progress_step(pr, epoch, s + 1, step, model.loss, lr, norm, model.N,
+                          step % o->log_every == 0 || s == steps_per_epoch - 1);
         }
         if (rc != 0) { break; }
-        float val_loss, val_acc;
-        // Trainer's evaluation_strategy="epoch": loss and accuracy on the whole validation set
-        rc = evaluate(&model, &val_set, o->batch, &val_loss, &val_acc);
+        // Trainer's evaluation_strategy="epoch": loss, accuracy, ... on the whole validation set
+        Metrics val;
+        rc = evaluate(&model, &val_set, o->batch, &val, NULL, pr);
         if (rc != 0) { break; }
-        if (epoch == 1) { printf("epoch | train loss | val loss | val acc | elapsed\n"); }
+        float val_loss = val.loss;
         // strictly lower: on a tie the earlier epoch stays the best, as Trainer keeps it
         int improved = val_loss < best_val_loss;
-        printf("%5d | %10.4f | %8.4f | %7.4f | %7.1f s%s\n", epoch, epoch_loss / steps_per_epoch, val_loss,
-               val_acc, now_seconds() - t0, improved ? " | best so far" : "");
-        fflush(stdout);
+        // the epoch's row (printed, and in log.tsv), and curves.svg drawn again
+        progress_epoch(pr, epoch, epoch_loss / steps_per_epoch, &val, improved);
         // last/ is overwritten every epoch; best/ only when the validation loss improved
         rc = model_save_adapter(&model, last_dir, base_model_name(o->model_dir));
         if (rc == 0 && improved) {
@@ -1491,6 +1521,7 @@ int train(const Options* o) {
         printf("saved: %s (epoch %d, lowest validation loss %.4f) and %s (epoch %d) | total %.1f s\n",
                best_dir, best_epoch, best_val_loss, last_dir, o->epochs, now_seconds() - t0);
     }
+    progress_end(pr);
     free(order);
     free(batch_ids);
     dataset_free(&train_set);
@@ -3066,6 +3097,279 @@ static int train_setup(const Options* o, Model* model, Tokenizer* tok, Dataset* 
     return 0;
 }
 
+// ----------------------------------------------------------------------------
+// progress: what train shows while it runs, and what it leaves in OUT/ besides the adapters
+//   on a terminal (isatty): one live line, rewritten in place with "\r": epoch, step, loss, lr,
+//     tokens/s, elapsed time, and the ETA of the epoch and of the whole run; during evaluation
+//     the same line counts the reviews evaluated
+//   always: a printed line every --log-every steps and one row per epoch (in a pipe or a file
+//     these are all there is)
+//   OUT/log.tsv: the same numbers, machine-readable (format below), written as training goes
+//   OUT/curves.svg: training loss (raw and smoothed), validation loss and accuracy per epoch,
+//     drawn again after every evaluation; a self-contained SVG any browser shows
+// The ETA of the run adds the remaining steps at the mean step time so far and the remaining
+// evaluations at the last one's time (before the first, estimated from the training speed: a
+// forward pass is about a third of a training step).
+
+struct Progress {
+    int tty;                      // stdout is a terminal: draw the live line
+    int epochs, total_steps, steps_per_epoch;
+    double t0, t_interval;        // start of the run; start of the current --log-every interval
+    double train_seconds;         // time in training steps so far (evaluations not counted)
+    double train_tokens;          // tokens trained on so far
+    double interval_loss, interval_seconds;
+    int interval_steps;
+    double eval_seconds;          // duration of the last evaluation, 0 before the first
+    double eval_t0;
+    int val_reviews;
+    double val_tokens;
+    int epoch;                    // the epoch being trained
+    int live;                     // a live line is on the screen
+    FILE* log;                    // OUT/log.tsv
+    char svg_path[1100];
+    float* step_loss;             // every step's loss (curves.svg)
+    int n_steps;
+    float* ep_train;              // per epoch: mean training loss, validation loss and accuracy
+    float* ep_val;
+    float* ep_acc;
+    int n_epochs;
+    char title[300];
+};
+
+// seconds as h:mm:ss (buf: 64 chars)
+static const char* hms(double seconds, char* buf) {
+    long t = seconds > 0 ? (long)(seconds + 0.5) : 0;
+    snprintf(buf, 64, "%ld:%02ld:%02ld", t / 3600, t / 60 % 60, t % 60);
+    return buf;
+}
+
+// clear the live line (before a permanent line is printed over it)
+static void progress_clear(Progress* pr) {
+    if (pr->tty && pr->live) { printf("\r%*s\r", 118, ""); pr->live = 0; }
+}
+
+// draw the live line: at most 118 characters, so that it fits a 120-column terminal
+static void progress_live(Progress* pr, const char* text) {
+    if (!pr->tty) { return; }
+    printf("\r%-118.118s", text);
+    fflush(stdout);
+    pr->live = 1;
+}
+
+// an estimate of one evaluation's duration: the last one, or from the training speed
+static double progress_eval_estimate(const Progress* pr) {
+    if (pr->eval_seconds > 0) { return pr->eval_seconds; }
+    if (pr->train_tokens <= 0) { return 0; }
+    return pr->val_tokens / (pr->train_tokens / pr->train_seconds) / 3.0;
+}
+
+static Progress* progress_start(const Options* o, int total_steps, int steps_per_epoch, const Dataset* val_set) {
+    Progress* pr = callocCheck(1, sizeof(Progress));
+    pr->tty = stdout_is_terminal();
+    pr->epochs = o->epochs;
+    pr->total_steps = total_steps;
+    pr->steps_per_epoch = steps_per_epoch;
+    pr->t0 = pr->t_interval = now_seconds();
+    pr->val_reviews = val_set->n;
+    pr->val_tokens = (double)val_set->num_tokens;
+    pr->step_loss = mallocCheck((size_t)total_steps * sizeof(float));
+    pr->ep_train = mallocCheck((size_t)o->epochs * sizeof(float));
+    pr->ep_val = mallocCheck((size_t)o->epochs * sizeof(float));
+    pr->ep_acc = mallocCheck((size_t)o->epochs * sizeof(float));
+    snprintf(pr->title, sizeof(pr->title), "%s, %s", o->model_dir, o->train_path);
+    char path[1100];
+    snprintf(path, sizeof(path), "%s/log.tsv", o->out_dir);
+    snprintf(pr->svg_path, sizeof(pr->svg_path), "%s/curves.svg", o->out_dir);
+    // log.tsv: a header, then one row per logged step ("step") and per epoch ("epoch"); a field
+    // that does not apply to the row is empty. loss is the mean over the logged steps (step rows)
+    // or over the epoch (epoch rows); tokens_per_s counts real tokens (no padding).
+    pr->log = fopen(path, "w");
+    if (pr->log == NULL) {
+        fprintf(stderr, "lora: warning: cannot write %s (%s): training goes on without it\n", path, strerror(errno));
+    } else {
+        fprintf(pr->log, "kind\tepoch\tstep\tloss\tlr\tgrad_norm\ttokens_per_s\tval_loss\taccuracy\tprecision\trecall\tf1\telapsed_s\n");
+        fflush(pr->log);
+    }
+    return pr;
+}
+
+static void progress_step(Progress* pr, int epoch, int s, int step, float loss, float lr, float norm, int tokens,
+                          int log_now) {
+    double t = now_seconds();
+    pr->epoch = epoch;
+    pr->train_seconds += t - pr->t_interval;
+    pr->interval_seconds += t - pr->t_interval;
+    pr->t_interval = t;
+    pr->train_tokens += tokens;
+    pr->interval_loss += loss;
+    pr->interval_steps++;
+    if (pr->n_steps < pr->total_steps) { pr->step_loss[pr->n_steps++] = loss; }
+    double per_step = pr->train_seconds / step;
+    double eta_epoch = per_step * (pr->steps_per_epoch - s) + progress_eval_estimate(pr);
+    double eta_run = per_step * (pr->total_steps - step) + progress_eval_estimate(pr) * (pr->epochs - epoch + 1);
+    double tok_s = pr->train_tokens / pr->train_seconds;
+    char a[64], b[64], c[64], line[512];
+    if (log_now) {
+        progress_clear(pr);
+        printf("step %5d/%d | loss %.4f | lr %.2e | grad norm %.3f | %.0f ms/step | epoch %d/%d | %s elapsed, ETA %s\n",
+               step, pr->total_steps, pr->interval_loss / pr->interval_steps, lr, norm,
+               1000.0 * pr->interval_seconds / pr->interval_steps, epoch, pr->epochs, hms(t - pr->t0, a), hms(eta_run, b));
+        fflush(stdout);
+        if (pr->log) {
+            fprintf(pr->log, "step\t%d\t%d\t%.6f\t%.6e\t%.6f\t%.1f\t\t\t\t\t\t%.2f\n", epoch, step,
+                    pr->interval_loss / pr->interval_steps, lr, norm, tok_s, t - pr->t0);
+            fflush(pr->log);
+        }
+        pr->interval_loss = pr->interval_seconds = 0;
+        pr->interval_steps = 0;
+    }
+    snprintf(line, sizeof(line), "epoch %d/%d | step %d/%d | loss %.4f | lr %.2e | %.0f tok/s | %s | ETA epoch %s, run %s",
+             epoch, pr->epochs, s, pr->steps_per_epoch, loss, lr, tok_s, hms(t - pr->t0, a), hms(eta_epoch, b),
+             hms(eta_run, c));
+    progress_live(pr, line);
+}
+
+static void progress_eval(Progress* pr, int done, int total) {
+    if (pr == NULL) { return; }
+    double t = now_seconds();
+    if (done <= 0 || pr->eval_t0 == 0) { pr->eval_t0 = t; }
+    double spent = t - pr->eval_t0, eta = done > 0 ? spent / done * (total - done) : 0;
+    char a[64], b[64], c[64], line[512];
+    double eta_run = eta + pr->train_seconds / (pr->epoch * (double)pr->steps_per_epoch) *
+                     (pr->total_steps - pr->epoch * (double)pr->steps_per_epoch) +
+                     progress_eval_estimate(pr) * (pr->epochs - pr->epoch);
+    snprintf(line, sizeof(line), "epoch %d/%d | evaluating %d/%d reviews | %s | ETA evaluation %s, run %s",
+             pr->epoch, pr->epochs, done, total, hms(t - pr->t0, a), hms(eta, b), hms(eta_run, c));
+    progress_live(pr, line);
+    if (done >= total) { pr->eval_seconds = spent; pr->eval_t0 = 0; }
+}
+
+// nice tick spacing for an axis over [0, hi]: 1, 2 or 5 times a power of ten, about 5 ticks
+static double nice_tick(double hi) {
+    double raw = hi / 5, p = pow(10, floor(log10(raw))), f = raw / p;
+    return (f < 1.5 ? 1 : f < 3.5 ? 2 : f < 7.5 ? 5 : 10) * p;
+}
+
+// the text of an SVG <text>: &, < and > escaped
+static void svg_text(FILE* f, const char* s) {
+    for (; *s; s++) {
+        if (*s == '&') { fputs("&amp;", f); } else if (*s == '<') { fputs("&lt;", f); }
+        else if (*s == '>') { fputs("&gt;", f); } else { fputc(*s, f); }
+    }
+}
+
+// OUT/curves.svg: x = training step; left axis loss (training raw and smoothed, validation per
+// epoch), right axis validation accuracy (0 to 1). Written to curves.svg.tmp, then renamed.
+static void progress_write_svg(Progress* pr) {
+    const double W = 760, H = 440, x0 = 70, x1 = 680, y0 = 380, y1 = 50;  // plot area
+    char tmp[1200];
+    snprintf(tmp, sizeof(tmp), "%s.tmp", pr->svg_path);
+    FILE* f = fopen(tmp, "w");
+    if (f == NULL) { return; }  // not worth stopping training for
+    double maxloss = 0;
+    for (int i = 0; i < pr->n_steps; i++) { if (pr->step_loss[i] > maxloss) { maxloss = pr->step_loss[i]; } }
+    for (int e = 0; e < pr->n_epochs; e++) { if (pr->ep_val[e] > maxloss) { maxloss = pr->ep_val[e]; } }
+    if (!(maxloss > 0) || maxloss != maxloss) { maxloss = 1; }
+    double ytick = nice_tick(maxloss), ymax = ceil(maxloss / ytick) * ytick;
+    double xmax = pr->total_steps, xtick = nice_tick(xmax);
+    #define SX(step) (x0 + (x1 - x0) * (step) / xmax)
+    #define SY(loss) (y0 - (y0 - y1) * ((loss) > ymax ? ymax : (loss)) / ymax)
+    #define SA(acc) (y0 - (y0 - y1) * (acc))
+    fprintf(f, "<?xml version=\"1.0\" encoding=\"UTF-8\"?>\n");
+    fprintf(f, "<svg xmlns=\"http://www.w3.org/2000/svg\" width=\"%.0f\" height=\"%.0f\" viewBox=\"0 0 %.0f %.0f\" "
+               "font-family=\"sans-serif\" font-size=\"12\">\n", W, H, W, H);
+    fprintf(f, "<rect width=\"100%%\" height=\"100%%\" fill=\"white\"/>\n<text x=\"%.0f\" y=\"28\" font-size=\"14\">"
+               "lora.c training: ", x0);
+    svg_text(f, pr->title);
+    fprintf(f, "</text>\n");
+    // axes, grid and ticks
+    fprintf(f, "<g stroke=\"#ddd\">\n");
+    for (double v = 0; v <= ymax + 1e-9; v += ytick) { fprintf(f, "<line x1=\"%.1f\" y1=\"%.1f\" x2=\"%.1f\" y2=\"%.1f\"/>\n", x0, SY(v), x1, SY(v)); }
+    fprintf(f, "</g>\n<g stroke=\"black\"><line x1=\"%.1f\" y1=\"%.1f\" x2=\"%.1f\" y2=\"%.1f\"/>"
+               "<line x1=\"%.1f\" y1=\"%.1f\" x2=\"%.1f\" y2=\"%.1f\"/><line x1=\"%.1f\" y1=\"%.1f\" x2=\"%.1f\" y2=\"%.1f\"/></g>\n",
+            x0, y0, x1, y0, x0, y0, x0, y1, x1, y0, x1, y1);
+    fprintf(f, "<g text-anchor=\"end\">\n");
+    for (double v = 0; v <= ymax + 1e-9; v += ytick) { fprintf(f, "<text x=\"%.1f\" y=\"%.1f\">%g</text>\n", x0 - 6, SY(v) + 4, v); }
+    fprintf(f, "</g>\n<g text-anchor=\"start\">\n");
+    for (int i = 0; i <= 5; i++) { fprintf(f, "<text x=\"%.1f\" y=\"%.1f\">%.1f</text>\n", x1 + 6, SA(i / 5.0) + 4, i / 5.0); }
+    fprintf(f, "</g>\n<g text-anchor=\"middle\">\n");
+    for (double v = 0; v <= xmax + 1e-9; v += xtick) { fprintf(f, "<text x=\"%.1f\" y=\"%.1f\">%g</text>\n", SX(v), y0 + 18, v); }
+    fprintf(f, "<text x=\"%.1f\" y=\"%.1f\">training step (%d epochs of %d)</text>\n", (x0 + x1) / 2, y0 + 40,
+            pr->epochs, pr->steps_per_epoch);
+    fprintf(f, "<text transform=\"translate(20 %.1f) rotate(-90)\">loss</text>\n", (y0 + y1) / 2);
+    fprintf(f, "<text transform=\"translate(%.1f %.1f) rotate(90)\">validation accuracy</text>\n</g>\n", x1 + 45, (y0 + y1) / 2);
+    // training loss, raw (every step, light) and smoothed (exponential moving average, 0.9)
+    fprintf(f, "<polyline fill=\"none\" stroke=\"#9ecae1\" stroke-width=\"1\" points=\"");
+    for (int i = 0; i < pr->n_steps; i++) { fprintf(f, "%.1f,%.1f ", SX(i + 1), SY(pr->step_loss[i])); }
+    fprintf(f, "\"/>\n<polyline fill=\"none\" stroke=\"#08519c\" stroke-width=\"2\" points=\"");
+    double ema = pr->n_steps > 0 ? pr->step_loss[0] : 0;
+    for (int i = 0; i < pr->n_steps; i++) {
+        ema = 0.9 * ema + 0.1 * pr->step_loss[i];
+        fprintf(f, "%.1f,%.1f ", SX(i + 1), SY(ema));
+    }
+    fprintf(f, "\"/>\n");
+    // validation loss and accuracy at the end of each epoch
+    const char* colors[2] = { "#d94801", "#238b45" };
+    for (int k = 0; k < 2; k++) {
+        fprintf(f, "<polyline fill=\"none\" stroke=\"%s\" stroke-width=\"2\" points=\"", colors[k]);
+        for (int e = 0; e < pr->n_epochs; e++) {
+            double x = SX((e + 1.0) * pr->steps_per_epoch), y = k == 0 ? SY(pr->ep_val[e]) : SA(pr->ep_acc[e]);
+            fprintf(f, "%.1f,%.1f ", x, y);
+        }
+        fprintf(f, "\"/>\n");
+        for (int e = 0; e < pr->n_epochs; e++) {
+            double x = SX((e + 1.0) * pr->steps_per_epoch), y = k == 0 ? SY(pr->ep_val[e]) : SA(pr->ep_acc[e]);
+            fprintf(f, "<circle cx=\"%.1f\" cy=\"%.1f\" r=\"3.5\" fill=\"%s\"/>\n", x, y, colors[k]);
+        }
+    }
+    // the legend
+    const char* names[4] = { "training loss", "training loss, smoothed", "validation loss", "validation accuracy (right axis)" };
+    const char* lc[4] = { "#9ecae1", "#08519c", "#d94801", "#238b45" };
+    // bottom left, where the curves rarely are: losses start high, accuracy starts near 0.5
+    fprintf(f, "<g><rect x=\"%.1f\" y=\"%.1f\" width=\"230\" height=\"80\" fill=\"white\" fill-opacity=\"0.85\" "
+               "stroke=\"#999\"/>\n", x0 + 10, y0 - 90);
+    for (int i = 0; i < 4; i++) {
+        double y = y0 - 72 + 17 * i;
+        fprintf(f, "<line x1=\"%.1f\" y1=\"%.1f\" x2=\"%.1f\" y2=\"%.1f\" stroke=\"%s\" stroke-width=\"2\"/>"
+                   "<text x=\"%.1f\" y=\"%.1f\">%s</text>\n", x0 + 20, y - 4, x0 + 45, y - 4, lc[i], x0 + 52, y, names[i]);
+    }
+    fprintf(f, "</g>\n</svg>\n");
+    #undef SX
+    #undef SY
+    #undef SA
+    int bad = ferror(f);
+    if (fclose(f) != 0 || bad || rename(tmp, pr->svg_path) != 0) { remove(tmp); }
+}
+
+static void progress_epoch(Progress* pr, int epoch, double train_loss, const Metrics* val, int improved) {
+    progress_clear(pr);
+    double t = now_seconds();
+    pr->t_interval = t;  // evaluation time is not training time
+    if (epoch == 1) { printf("epoch | train loss | val loss | val acc | elapsed\n"); }
+    printf("%5d | %10.4f | %8.4f | %7.4f | %7.1f s%s\n", epoch, train_loss, val->loss, val->accuracy, t - pr->t0,
+           improved ? " | best so far" : "");
+    fflush(stdout);
+    if (pr->log) {
+        fprintf(pr->log, "epoch\t%d\t%d\t%.6f\t\t\t\t%.6f\t%.6f\t%.6f\t%.6f\t%.6f\t%.2f\n", epoch, pr->n_steps, train_loss,
+                val->loss, val->accuracy, val->precision, val->recall, val->f1, t - pr->t0);
+        fflush(pr->log);
+    }
+    if (pr->n_epochs < pr->epochs) {
+        pr->ep_train[pr->n_epochs] = (float)train_loss;
+        pr->ep_val[pr->n_epochs] = val->loss;
+        pr->ep_acc[pr->n_epochs] = val->accuracy;
+        pr->n_epochs++;
+    }
+    progress_write_svg(pr);
+}
+
+static void progress_end(Progress* pr) {
+    progress_clear(pr);
+    if (pr->log) { fclose(pr->log); }
+    free(pr->step_loss); free(pr->ep_train); free(pr->ep_val); free(pr->ep_acc);
+    free(pr);
+}
+
 // load the base model and, if given, a trained adapter (its adapter_config.json decides the LoRA shape)
 // (the adapter's own config overrides --rank/--alpha/--targets: the file must match its tensors)
 static int load_for_inference(Model* m, const Options* o) {
@@ -3088,14 +3392,35 @@ int eval_command(const Options* o) {
     Dataset d = { 0 };
     int max_len = effective_max_len(o, &model);
     int rc = (max_len < 0 || check_vocab(&tok, &model, o->model_dir) != 0) ? -1 : dataset_load(&d, o->val_path, &tok, max_len);
-    float loss, acc;
+    Metrics r;
+    float* probs = NULL;
     if (rc == 0) {
-        rc = evaluate(&model, &d, o->batch, &loss, &acc);
+        probs = mallocCheck((size_t)d.n * sizeof(float));
+        rc = evaluate(&model, &d, o->batch, &r, probs, NULL);
         if (rc == 0) {
-            printf("%s: %d reviews | loss %.4f | accuracy %.4f | %.1f s (adapter: %s)\n", o->val_path, d.n, loss, acc,
-                   now_seconds() - t0, o->adapter_dir ? o->adapter_dir : "none, untrained head");
+            printf("%s: %d reviews | loss %.4f | accuracy %.4f | %.1f s (adapter: %s)\n", o->val_path, d.n, r.loss,
+                   r.accuracy, now_seconds() - t0, o->adapter_dir ? o->adapter_dir : "none, untrained head");
+            printf("precision %.4f | recall %.4f | F1 %.4f   (positive class: 1, Positive)\n", r.precision, r.recall, r.f1);
+            printf("confusion matrix      predicted 0  predicted 1\n");
+            printf("  label 0 (Negative)  %11d  %11d\n", r.tn, r.fp);
+            printf("  label 1 (Positive)  %11d  %11d\n", r.fn, r.tp);
+        }
+        // --predictions FILE: one line per review, in the order of the file: index, label, P(positive)
+        if (rc == 0 && o->predictions_path) {
+            char tmp[1100];
+            snprintf(tmp, sizeof(tmp), "%s.tmp", o->predictions_path);
+            FILE* f = fopen(tmp, "w");  // (one error line below names the file and the reason)
+            int ok = f != NULL;
+            if (ok) { ok = fprintf(f, "index\tlabel\tp_positive\n") > 0; }
+            for (int i = 0; ok && i < d.n; i++) { ok = fprintf(f, "%d\t%d\t%.6f\n", i, d.labels[i], probs[i]) > 0; }
+            if (f && fclose(f) != 0) { ok = 0; }
+            if (!ok || rename(tmp, o->predictions_path) != 0) {
+                remove(tmp);
+                rc = fail("cannot write --predictions %s: %s", o->predictions_path, strerror(errno));
+            }
         }
     }
+    free(probs);
     dataset_free(&d);  // safe also when nothing was loaded
     tokenizer_free(&tok);
     model_free(&model);
@@ -3502,7 +3827,7 @@ int tiny_command(const Options* o) {
 static void usage(FILE* f) {
     fprintf(f,
         "usage: ./lora train   [--model DIR] [--train FILE] [--val FILE] [--out DIR] [options]\n"
-        "       ./lora eval    --adapter DIR [--model DIR] [--val FILE]\n"
+        "       ./lora eval    --adapter DIR [--model DIR] [--val FILE] [--predictions FILE]\n"
         "       ./lora predict [--adapter DIR] [--model DIR] \"text\" ...   (no text: one per line of stdin)\n"
         "       ./lora bench   [--model DIR] [--len N | --lengths FILE] [--batches K]\n"
         "       ./lora bench   --what mm   (the matmul alone, GFLOP/s on the Linear shapes)\n"
@@ -3574,7 +3899,8 @@ int main(int argc, char** argv) {
         { "--lr", 'f', &o.lr, 0, 10 }, { "--weight-decay", 'f', &o.weight_decay, 0, 10 },
         { "--max-grad-norm", 'f', &o.max_grad_norm, 0, 1e9 }, { "--alpha", 'f', &o.lora.alpha, 0, 1e9 },
         { "--lora-dropout", 'f', &o.lora.dropout, 0, 0.999 }, { "--seed", 'u', &o.seed, 0, 0 },
-        { "--targets", 's', &targets, 0, 0 }, { "--what", 's', &o.bench_what, 0, 0 } };
+        { "--targets", 's', &targets, 0, 0 }, { "--what", 's', &o.bench_what, 0, 0 },
+        { "--predictions", 's', &o.predictions_path, 0, 0 } };
     int num_flags = sizeof(flags) / sizeof(flags[0]);
     // positional arguments (predict's texts) are moved to argv[2 ..] as we go: no allocation
     char** texts = argv + 2;

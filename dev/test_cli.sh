@@ -119,9 +119,9 @@ safetensors_header_bytes() {
 file_size() { wc -c <"$1" | tr -d ' '; }
 # a checksum of a file's bytes (sha256 where the machine has sha256sum, else POSIX cksum)
 if command -v sha256sum >/dev/null; then sha() { sha256sum <"$1" | cut -d ' ' -f 1; }; else sha() { cksum <"$1"; }; fi
-# the step lines and epoch rows of a training printout, without the timings
+# the step lines and epoch rows of a training printout, without the timings (ms/step, elapsed, ETA)
 losses() {
-    grep -E '^(step |[ ]*[0-9]+ \|)' "$1" | sed -E 's/\| *[0-9.]+ ms\/step//; s/\| *[0-9.]+ s( \||$)/|\1/'
+    grep -E '^(step |[ ]*[0-9]+ \|)' "$1" | sed -E 's/\| *[0-9.]+ ms\/step.*$//; s/\| *[0-9.]+ s( \||$)/|\1/'
 }
 
 # ----------------------------------------------------------------------------
