@@ -337,7 +337,7 @@ check "--help: exit 0, the usage on stdout" test "$RC" = 0 -a "$(grep -c '^usage
 
 # bad_model NAME: a fresh copy of the tiny model in $T/NAME, echoes its path
 bad_model() { rm -rf "${T:?}/$1"; cp -r "$M" "$T/$1"; echo "$T/$1"; }
-expect_error "bad model: a missing model folder names config.json and gives a HINT" "$T/nope/config.json" "HINT" -- \
+expect_error "bad model: a missing model folder names config.json" "$T/nope/config.json" -- \
     "$LORA" train --model "$T/nope" --max-len 40 "${GOOD[@]}"
 B=$(bad_model truncated); head -c 40000 "$M/model.safetensors" >"$B/model.safetensors"
 expect_error "bad model: truncated model.safetensors is named" "$B/model.safetensors" -- "$LORA" train --model "$B" --max-len 40 "${GOOD[@]}"
@@ -354,11 +354,11 @@ B=$(bad_model garbage_header)
 { printf '\100\0\0\0\0\0\0\0'; tail -c +9 "$T/random/model.safetensors"; } >"$B/model.safetensors"
 expect_error "bad model: a header that is not JSON is named" "$B/model.safetensors" -- "$LORA" train --model "$B" --max-len 40 "${GOOD[@]}"
 B=$(bad_model dim); sed 's/"dim": 32/"dim": 64/' "$M/config.json" >"$B/config.json"
-expect_error "bad model: config.json dim 64 against dim-32 tensors names model.safetensors and a shape" \
-    "$B/model.safetensors" "shape" -- "$LORA" train --model "$B" --max-len 40 "${GOOD[@]}"
+expect_error "bad model: config.json dim 64 against dim-32 tensors names model.safetensors and both sizes" \
+    "$B/model.safetensors" "dim 64" "dim 32" -- "$LORA" train --model "$B" --max-len 40 "${GOOD[@]}"
 B=$(bad_model layers); sed 's/"n_layers": 2/"n_layers": 3/' "$M/config.json" >"$B/config.json"
-expect_error "bad model: config.json n_layers 3 for a 2-layer checkpoint names the missing tensor" \
-    "$B/model.safetensors" "layer.2." -- "$LORA" train --model "$B" --max-len 40 "${GOOD[@]}"
+expect_error "bad model: config.json n_layers 3 for a 2-layer checkpoint names both numbers" \
+    "$B/model.safetensors" "n_layers 3" "2 layers" -- "$LORA" train --model "$B" --max-len 40 "${GOOD[@]}"
 B=$(bad_model vocab_size); sed 's/"vocab_size": 100/"vocab_size": 120/' "$M/config.json" >"$B/config.json"
 expect_error "bad model: config.json vocab_size 120 for 100 embeddings names model.safetensors" \
     "$B/model.safetensors" -- "$LORA" train --model "$B" --max-len 40 "${GOOD[@]}"
@@ -446,7 +446,7 @@ check "no overwrite: best/ and last/ unchanged (sha256), no *.tmp left, after th
 expect_error "no overwrite: train --out with a saved adapter and a bad flag fails" "--lr" -- \
     "$LORA" train "${TINY[@]}" --train "$TRAIN" --val "$VAL" --out "$O" --lr -1
 check "no overwrite: best/ and last/ unchanged after the bad flag" unchanged
-expect_error "no overwrite: train --out with a saved adapter and a mismatched config fails" "shape" -- \
+expect_error "no overwrite: train --out with a saved adapter and a mismatched config fails" "dim" -- \
     "$LORA" train --model "$T/dim" --max-len 40 --train "$TRAIN" --val "$VAL" --out "$O"
 check "no overwrite: best/ and last/ unchanged after the mismatched config" unchanged
 expect_error "no overwrite: train --out with a saved adapter and a truncated model fails" "model.safetensors" -- \
@@ -483,7 +483,7 @@ expect_error "bad adapter: an adapter folder without adapter_model.safetensors n
     "$LORA" eval --model "$M" --adapter "$A" --val "$VAL"
 A=$T/adapter_rank8; mkdir -p "$A"; cp "$O/best/adapter_model.safetensors" "$A/"
 sed 's/"r": 4/"r": 8/' "$O/best/adapter_config.json" >"$A/adapter_config.json"
-expect_error "bad adapter: adapter_config.json r 8 for rank-4 tensors names a shape" "$A/adapter_model.safetensors" "shape" -- \
+expect_error "bad adapter: adapter_config.json r 8 for rank-4 tensors names both ranks" "$A/adapter_model.safetensors" "r 8" "rank 4" -- \
     "$LORA" eval --model "$M" --adapter "$A" --val "$VAL"
 A=$T/adapter_qv; mkdir -p "$A"; cp "$O/best/adapter_model.safetensors" "$A/"
 sed 's/"target_modules": \["q_lin"\]/"target_modules": ["q_lin", "v_lin"]/' "$O/best/adapter_config.json" >"$A/adapter_config.json"
