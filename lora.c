@@ -1574,6 +1574,7 @@ static int safetensors_write_tmp(const char* path, const SaveTensor* tensors, in
     char tmp[1100];
     snprintf(tmp, sizeof(tmp), "%s.tmp", path);
     FILE* f = save_step() == 0 ? fopen_check(tmp, "wb", NULL) : NULL;
+    if (f == NULL && errno == ENOSPC) { fail("cannot open %s: %s", tmp, strerror(ENOSPC)); }
     if (f == NULL) { free(header); return -1; }
     // the file: 8-byte little-endian header length, the header, then each tensor's floats
     unsigned char len_bytes[8];
@@ -1597,6 +1598,7 @@ static int text_write_tmp(const char* path, const char* text) {
     char tmp[1100];
     snprintf(tmp, sizeof(tmp), "%s.tmp", path);
     FILE* f = save_step() == 0 ? fopen_check(tmp, "wb", NULL) : NULL;
+    if (f == NULL && errno == ENOSPC) { fail("cannot open %s: %s", tmp, strerror(ENOSPC)); }
     if (f == NULL) { return -1; }
     size_t n = strlen(text);
     int ok = save_step() == 0 && fwrite(text, 1, n, f) == n;

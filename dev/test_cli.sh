@@ -517,4 +517,119 @@ expect_error "bench: a bad --lengths file is named with the bad word" "$T/length
     "$LORA" bench --model "$M" --lengths "$T/lengths.txt" --batches 1 --threads 1
 expect_error "bench: an unknown --what is named with its value" "--what" "'matrix'" -- "$LORA" bench --what matrix --threads 1
 
+# ----------------------------------------------------------------------------
+# 11. hardening (issue 14): what a new user tried and got a bad message for
+
+# bench after model_free: the numbers of the model, and a binary --lengths file shown escaped
+expect_error "bench: --len 100000 names the model's 512 positions (not 0)" "--len 100000" "512 positions" -- \
+    "$LORA" bench --len 100000 --batches 1 --threads 1
+head -c 300 "$LORA" >"$T/binary_lengths"
+expect_error "bench: a binary --lengths file says 'between 1 and 40'" "$T/binary_lengths" "between 1 and 40" -- \
+    "$LORA" bench --model "$M" --lengths "$T/binary_lengths" --batches 1 --threads 1
+check "bench: a binary --lengths file prints no raw bytes (only printable ASCII on stderr)" \
+    test -z "$(LC_ALL=C tr -d '\n -~' <"$T/stderr")"
+# a directory where a file should be
+mkdir -p "$T/a_dir"
+expect_error "directory: --train DIR says 'is a directory'" "$T/a_dir" "is a directory" -- \
+    "$LORA" train "${TINY[@]}" --train "$T/a_dir" --val "$VAL" --out "$T/out_dir"
+B=$(bad_model dir_config); rm "$B/config.json"; mkdir "$B/config.json"
+expect_error "directory: config.json as a directory says 'is a directory'" "$B/config.json" "is a directory" -- \
+    "$LORA" predict --model "$B" --max-len 40 "good"
+B=$(bad_model dir_weights); rm "$B/model.safetensors"; mkdir "$B/model.safetensors"
+expect_error "directory: model.safetensors as a directory says 'is a directory'" "$B/model.safetensors" "is a directory" -- \
+    "$LORA" predict --model "$B" --max-len 40 "good"
+# a TSV that starts with a UTF-8 byte-order mark is read as Python's utf-8-sig reads it
+{ printf '\357\273\277'; cat "$TRAIN"; } >"$T/bom.tsv"
+expect_ok "BOM: a train TSV starting with a UTF-8 byte-order mark is accepted" \
+    "$LORA" train "${TINY[@]}" --train "$T/bom.tsv" --val "$VAL" --out "$T/out_bom" --epochs 1 --threads 1
+run "$LORA" train "${TINY[@]}" --train "$T/bom.tsv" --val "$VAL" --out "$T/out_bom" --epochs 1 --threads 1
+with_bom=$(losses "$T/stdout")
+run "$LORA" train "${TINY[@]}" --train "$TRAIN" --val "$VAL" --out "$T/out_nobom" --epochs 1 --threads 1
+check_eq "BOM: the run on the BOM file prints the same losses as without it" "$(losses "$T/stdout")" "$with_bom"
+# the HINT to run ./prepare_data.sh only for the default paths it makes
+expect_error "HINT: a missing custom --train has no prepare_data.sh hint" "$T/no_such.tsv" -- \
+    "$LORA" train "${TINY[@]}" --train "$T/no_such.tsv" --val "$VAL" --out "$T/out_hint"
+check "HINT: ... and indeed says nothing of prepare_data.sh" test -z "$(grep -F prepare_data "$T/stderr")"
+mkdir -p "$T/empty_cwd"
+ABS_LORA=$(cd "$(dirname "$LORA")" && pwd)/$(basename "$LORA")
+CMD="(cd $T/empty_cwd && $ABS_LORA train --model $M --max-len 40)"
+(cd "$T/empty_cwd" && "$ABS_LORA" train --model "$M" --max-len 40 >"$T/stdout" 2>"$T/stderr"); RC=$?
+check "HINT: the default --train (data/imdb/train_1k.tsv) missing gives the prepare_data.sh hint" \
+    grep -qF "HINT: run ./prepare_data.sh" "$T/stderr"
+# config.json against the checkpoint: every size, and the layers both ways
+B=$(bad_model fewer_layers); sed 's/"n_layers": 2/"n_layers": 1/' "$M/config.json" >"$B/config.json"
+expect_error "config vs weights: n_layers 1 for a 2-layer checkpoint names both numbers" "n_layers 1" "2 layers" -- \
+    "$LORA" predict --model "$B" --max-len 40 "good"
+B=$(bad_model hidden); sed 's/"hidden_dim": 48/"hidden_dim": 64/' "$M/config.json" >"$B/config.json"
+expect_error "config vs weights: hidden_dim 64 for FFN-48 tensors names both numbers" "hidden_dim 64" "hidden_dim 48" -- \
+    "$LORA" predict --model "$B" --max-len 40 "good"
+B=$(bad_model positions); sed 's/"max_position_embeddings": 40/"max_position_embeddings": 30/' "$M/config.json" >"$B/config.json"
+expect_error "config vs weights: max_position_embeddings 30 for 40 positions names both numbers" \
+    "max_position_embeddings 30" "max_position_embeddings 40" -- "$LORA" predict --model "$B" --max-len 30 "good"
+B=$(bad_model vocab2); sed 's/"vocab_size": 100/"vocab_size": 120/' "$M/config.json" >"$B/config.json"
+expect_error "config vs weights: vocab_size 120 for 100 embeddings names both numbers" "vocab_size 120" "vocab_size 100" -- \
+    "$LORA" predict --model "$B" --max-len 40 "good"
+# LoRA rank above min(in, out) of the adapted Linear
+expect_error "--rank 33 on dim-32 q_lin is refused, naming 33 and 32" "rank 33" "32" -- \
+    "$LORA" train "${TINY[@]}" "${GOOD[@]}" --rank 33 --threads 1
+expect_error "--rank 4096 for bench on the distilbert-base shape is refused" "rank 4096" "768" -- \
+    "$LORA" bench --rank 4096 --threads 1
+# --threads above the cores: one warning line (without OpenMP: the one 'ignored' line)
+run "$LORA" predict --model "$M" --max-len 40 --threads 4096 "good"
+check "--threads 4096: exit 0 and exactly one warning line naming --threads" \
+    test "$RC" = 0 -a "$(lines "$T/stderr")" = 1 -a -n "$(grep -F -- '--threads 4096' "$T/stderr")"
+
+# ----------------------------------------------------------------------------
+# 12. crash safety: a save killed at any write step, or failing on a full disk, never loses the
+# previous adapter. The old adapter is $O/best (r 4 on q_lin); the new save writes r 2 on q_lin and
+# v_lin (another config: the case where a half-renamed pair would not even load).
+
+K=$T/kill
+mkdir -p "$K"
+NEW=(train "${TINY[@]}" --train "$TRAIN" --val "$VAL" --epochs 1 --rank 2 --targets q_lin,v_lin --threads 1)
+predict_of() { "$LORA" predict --model "$M" --max-len 40 --adapter "$1" --threads 1 "the movie was good" "this film is bad" 2>/dev/null; }
+fresh_out() { rm -rf "$K/run"; mkdir -p "$K/run"; cp -r "$O/best" "$K/run/best"; cp -r "$O/best" "$K/run/last"; }
+run "$LORA" "${NEW[@]}" --out "$K/new"
+old_pred=$(predict_of "$O/best")
+new_pred=$(predict_of "$K/new/best")
+check "crash safety: the old and the new adapter predict differently (so the check below can tell them apart)" \
+    test -n "$old_pred" -a -n "$new_pred" -a "$old_pred" != "$new_pred"
+# old_or_new DIR: the adapter in DIR loads and predicts as the old one or the complete new one
+old_or_new() { local p; p=$(predict_of "$1"); [ -n "$p" ] && { [ "$p" = "$old_pred" ] || [ "$p" = "$new_pred" ]; }; }
+k=0 points=0 bad=""
+while [ $k -lt 500 ]; do
+    fresh_out
+    LORA_TEST_ABORT_AFTER_WRITES=$k "$LORA" "${NEW[@]}" --out "$K/run" >/dev/null 2>&1
+    rc=$?
+    for d in best last; do old_or_new "$K/run/$d" || bad="$bad $d@$k"; done
+    [ $rc = 0 ] && break   # k is past the last write step: both saves completed
+    [ $rc = 137 ] || bad="$bad exit$rc@$k"
+    points=$((points + 1)) k=$((k + 1))
+done
+check "crash safety: killed after each of the $points write steps of two adapter saves (last/, best/), each adapter loads and predicts as the old or the complete new one${bad:+ (failed:$bad)}" \
+    test "$points" -ge 20 -a -z "$bad"
+check_eq "crash safety: with no kill the run saved the new adapter" "$new_pred" "$(predict_of "$K/run/best")"
+# a failing write (what a full disk does) at every step: one error line, no .tmp left, nothing lost
+bad=""
+for ((k = 1; k <= points; k++)); do
+    fresh_out
+    LORA_TEST_FAIL_WRITE=$k "$LORA" "${NEW[@]}" --out "$K/run" >/dev/null 2>"$T/stderr"
+    rc=$?
+    [ $rc = 1 ] || bad="$bad exit$rc@$k"
+    [ "$(lines "$T/stderr")" = 1 ] || bad="$bad stderr@$k"
+    # (a failed rename after the commit leaves the new config as .tmp, and the new adapter loads)
+    [ -z "$(find "$K/run" -name '*.tmp')" ] || grep -q "cannot rename .*adapter_config.json.tmp" "$T/stderr" || bad="$bad tmp@$k"
+    for d in best last; do old_or_new "$K/run/$d" || bad="$bad $d@$k"; done
+done
+check "full disk: a write failing at each of the $points steps gives one error line, leaves no .tmp file, loses nothing${bad:+ (failed:$bad)}" \
+    test -z "$bad"
+if [ -w /dev/full ]; then
+    fresh_out
+    ln -s /dev/full "$K/run/last/adapter_model.safetensors.tmp"
+    expect_error "full disk: writing through /dev/full fails with one line naming the file" "adapter_model.safetensors.tmp" -- \
+        "$LORA" "${NEW[@]}" --out "$K/run"
+    check "full disk: /dev/full leaves no .tmp and the old adapter" \
+        test -z "$(find "$K/run" -name '*.tmp')" -a "$(predict_of "$K/run/last")" = "$old_pred"
+fi
+
 finish
