@@ -3165,8 +3165,12 @@ int predict_command(const Options* o, char** texts, int count) {
         if (rc != 0) { break; }
         // label 1 is Positive; print the winning label, its probability, and the text
         float p_pos = model.acts.probs[1];
-        printf("%s  %.4f  %s\n", p_pos > model.acts.probs[0] ? "Positive" : "Negative",
-               p_pos > model.acts.probs[0] ? p_pos : model.acts.probs[0], text);
+        // the text is echoed up to 1000 bytes (a 100 MB line would flood the terminal), cut
+        // before a UTF-8 continuation byte so that no character is split
+        size_t shown = len;
+        if (shown > 1000) { shown = 1000; while (shown > 0 && ((unsigned char)text[shown] & 0xC0) == 0x80) { shown--; } }
+        printf("%s  %.4f  %.*s%s\n", p_pos > model.acts.probs[0] ? "Positive" : "Negative",
+               p_pos > model.acts.probs[0] ? p_pos : model.acts.probs[0], (int)shown, text, shown < len ? "..." : "");
     }
     free(line);
     free(ids);

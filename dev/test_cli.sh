@@ -579,6 +579,13 @@ run "$LORA" predict --model "$M" --max-len 40 --threads 4096 "good"
 check "--threads 4096: exit 0 and exactly one warning line naming --threads" \
     test "$RC" = 0 -a "$(lines "$T/stderr")" = 1 -a -n "$(grep -F -- '--threads 4096' "$T/stderr")"
 
+# a review of 100 MB on one line through predict's stdin: one prediction, the echo cut at 1000 bytes
+CMD="yes ... | head -c 100000000 | $LORA predict --model $M --max-len 40"
+yes 'the movie was good and the acting' | head -c 100000000 | tr '\n' ' ' | "$LORA" predict --model "$M" --max-len 40 --threads 1 >"$T/stdout" 2>"$T/stderr"
+RC=$?
+check "predict: a 100 MB review on one line gives one prediction, its echo cut to about 1000 bytes" \
+    test "$RC" = 0 -a "$(grep -c 'tive  ' "$T/stdout")" = 1 -a "$(file_size "$T/stdout")" -lt 3000
+
 # ----------------------------------------------------------------------------
 # 12. crash safety: a save killed at any write step, or failing on a full disk, never loses the
 # previous adapter. The old adapter is $O/best (r 4 on q_lin); the new save writes r 2 on q_lin and
