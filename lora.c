@@ -42,6 +42,8 @@ Legend for the shape comments:
 
 // the tokenizer lives in its own file, so that it can also be built alone as ./tokenizer
 #define TOKENIZER_LIBRARY
+#define TOKENIZER_ERROR "lora: error: "       // its error lines start as ours do
+#define TOKENIZER_LINE_ERROR "lora: error: %s:%d: "
 #include "tokenizer.c"
 
 // ----------------------------------------------------------------------------
