@@ -9,6 +9,8 @@
 #                 lora_debug, test_lora_debug, tokenizer_debug (walk-through: doc/gdb.md)
 #   make sanitize -O1 -g with AddressSanitizer and UndefinedBehaviorSanitizer (and OpenMP):
 #                 lora_sanitize, test_lora_sanitize, tokenizer_sanitize (run ./test_lora_sanitize)
+#   make fuzz     build the libFuzzer harnesses of dev/fuzz/ (clang) and run each for FUZZ_SECONDS
+#                 (default 120; FUZZ=safetensors runs one of safetensors json tokenizer tsv adapter)
 #   make clean    remove everything make built
 #
 # Options:  CC=clang make     another compiler (gcc and clang both work)
@@ -88,8 +90,20 @@ test_lora: test_lora.c lora.c tokenizer.c
 
 # dev/run_tests.sh runs ./test_lora and every dev/test_*.sh (which use ./lora and ./tokenizer),
 # then prints the summed total
-test: test_lora lora tokenizer
+test: test_lora lora tokenizer dev/fuzz/build/replay
 	@sh dev/run_tests.sh
+
+# the fuzz harnesses as one ordinary program (release flags, no libFuzzer): dev/test_fuzz_regressions.sh
+# feeds it every file of dev/fixtures/fuzz_regressions/ (inputs that once crashed a reader)
+FUZZ_SOURCES = dev/fuzz/replay.c dev/fuzz/fuzz_common.h dev/fuzz/fuzz_safetensors.c dev/fuzz/fuzz_json.c \
+               dev/fuzz/fuzz_tokenizer.c dev/fuzz/fuzz_tsv.c dev/fuzz/fuzz_adapter.c
+dev/fuzz/build/replay: $(FUZZ_SOURCES) lora.c tokenizer.c
+	@mkdir -p dev/fuzz/build
+	$(CC) $(CFLAGS) $(OMP_CFLAGS) -o $@ dev/fuzz/replay.c $(LDLIBS) $(OMP_LDLIBS)
+
+# libFuzzer needs clang: dev/fuzz/fuzz.sh says so (and exits non-zero) when it is missing
+fuzz:
+	@FUZZ_SECONDS="$(FUZZ_SECONDS)" FUZZ="$(FUZZ)" sh dev/fuzz/fuzz.sh
 
 MODEL_FILES = weights/distilbert-base-uncased/config.json weights/distilbert-base-uncased/vocab.txt \
               weights/distilbert-base-uncased/model.safetensors
@@ -138,6 +152,7 @@ tiny: lora
 clean:
 	rm -f lora tokenizer test_lora lora_debug tokenizer_debug test_lora_debug .omp_try
 	rm -f lora_sanitize tokenizer_sanitize test_lora_sanitize
+	rm -f dev/fuzz/build/replay dev/fuzz/build/fuzz_* dev/fuzz/build/probe*
 	rm -rf *.dSYM
 
-.PHONY: all test train bench tiny debug sanitize clean
+.PHONY: all test train bench tiny debug sanitize clean fuzz

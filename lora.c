@@ -64,6 +64,8 @@ Legend for the shape comments:
 
 // the tokenizer lives in its own file, so that it can also be built alone as ./tokenizer
 #define TOKENIZER_LIBRARY
+#define TOKENIZER_ERROR "lora: error: "       // its error lines start as ours do
+#define TOKENIZER_LINE_ERROR "lora: error: %s:%d: "
 #include "tokenizer.c"
 
 // ----------------------------------------------------------------------------
@@ -2128,8 +2130,24 @@ void model_free(Model* m) {
 // ----------------------------------------------------------------------------
 // reading files
 
+// is path a directory? (on Linux fopen(dir, "rb") succeeds and only the first read fails, with
+// no useful message; so we ask first)
+static int is_directory(const char* path) {
+#ifdef _WIN32
+    (void)path;
+    return 0;  // fopen of a folder fails on Windows, with its own message
+#else
+    struct stat sb;
+    return stat(path, &sb) == 0 && S_ISDIR(sb.st_mode);
+#endif
+}
+
 // fopen that names the file and the reason on failure; returns NULL (the caller returns -1)
 static FILE* fopen_check(const char* path, const char* mode, const char* hint) {
+    if (mode[0] == 'r' && is_directory(path)) {
+        fail("%s is a directory, not a file%s%s", path, hint ? " ---> HINT: " : "", hint ? hint : "");
+        return NULL;
+    }
     FILE* f = fopen(path, mode);
     if (f == NULL) {
         fail("cannot open %s: %s%s%s", path, strerror(errno), hint ? " ---> HINT: " : "", hint ? hint : "");
@@ -2157,9 +2175,9 @@ static char* read_file(const char* path, size_t* size, const char* hint) {
         if (got == 0) { break; }
     }
     // fread returning 0 means end of file OR an error: ferror tells which
-    int bad = ferror(f);
+    int bad = ferror(f), why = errno;
     fclose(f);
-    if (bad) { free(buf); fail("error reading %s", path); return NULL; }
+    if (bad) { free(buf); fail("error reading %s: %s", path, strerror(why)); return NULL; }
     buf[n] = '\0';
     if (size) { *size = n; }
     return buf;
@@ -2186,7 +2204,10 @@ typedef struct Json {
 
 // the text s[0..n) (not NUL-terminated: a safetensors header is raw bytes), the read position,
 // and the reason of the first error (NULL while all is well)
-typedef struct { const char* s; size_t n, pos; const char* error; } JsonParser;
+// nodes counts the values made so far: a hostile file must not turn 100 MB of "[0,0,0,..." into
+// gigabytes of Json nodes (48 bytes each), so a text may hold at most JSON_MAX_NODES values
+typedef struct { const char* s; size_t n, pos; const char* error; size_t nodes; } JsonParser;
+#define JSON_MAX_NODES (1 << 20)
 
 // JSON's whitespace: space, tab, newline, carriage return (and nothing else)
 static void json_skip_space(JsonParser* p) {
@@ -2212,7 +2233,12 @@ static int json_hex4(JsonParser* p, unsigned* out) {
 // parse a string at p->pos (which is at the opening quote); returns a malloc'd UTF-8 copy
 static char* json_parse_string(JsonParser* p) {
     p->pos++;  // the opening quote
-    char* out = mallocCheck(p->n - p->pos + 1);  // decoded text is never longer than the source
+    // find the closing quote first (skipping escaped characters), so that we allocate the length
+    // of this string and not of the whole rest of the text, for every string
+    size_t end = p->pos;
+    while (end < p->n && p->s[end] != '"') { end += p->s[end] == '\\' ? 2 : 1; }
+    if (end > p->n) { end = p->n; }
+    char* out = mallocCheck(end - p->pos + 1);  // decoded text is never longer than the source
     size_t len = 0;
     while (p->pos < p->n && p->s[p->pos] != '"') {
         unsigned char c = (unsigned char)p->s[p->pos++];
@@ -2275,6 +2301,7 @@ static int json_parse_value(JsonParser* p, Json* out, int depth) {
     json_skip_space(p);
     // a hostile file of "[[[[..." must not overflow the C stack through the recursion
     if (depth > 64) { p->error = "nested too deeply"; return 0; }
+    if (++p->nodes > JSON_MAX_NODES) { p->error = "more than a million values"; return 0; }
     if (p->pos >= p->n) { p->error = "unexpected end"; return 0; }
     char c = p->s[p->pos];
     if (c == '{' || c == '[') {
@@ -2347,7 +2374,7 @@ static int json_parse_value(JsonParser* p, Json* out, int depth) {
 // parse text[0..n); on error prints "<what>: invalid JSON at byte K: <why>" and returns NULL
 static Json* json_parse(const char* text, size_t n, const char* what) {
     // the whole text must be exactly one value, with nothing but whitespace after it
-    JsonParser p = { text, n, 0, NULL };
+    JsonParser p = { text, n, 0, NULL, 0 };
     Json* root = mallocCheck(sizeof(Json));
     int ok = json_parse_value(&p, root, 0);
     if (ok) {
@@ -2475,11 +2502,15 @@ static int safetensors_open(SafeTensors* st, const char* path, const char* hint)
         // the byte range must hold exactly numel elements of the dtype (a scalar has shape [] and 1
         // element), and lie inside the data part of the file
         double numel = 1;
+        // (sizes and offsets are whole numbers: a 1.5 would pass the byte count below, then be cut
+        // to 1 when converted to an integer)
         for (int d = 0; d < shape->count; d++) {
-            if (shape->items[d].type != JSON_NUMBER || shape->items[d].number < 0) { ok = 0; }
-            numel *= shape->items[d].number;
+            const Json* dim = &shape->items[d];
+            if (dim->type != JSON_NUMBER || dim->number < 0 || dim->number != floor(dim->number)) { ok = 0; }
+            numel *= dim->number;
         }
         double begin = offs->items[0].number, end = offs->items[1].number;
+        if (begin != floor(begin) || end != floor(end)) { ok = 0; }
         int size = dtype_size(dtype->string);
         if (!ok || size == 0 || begin < 0 || end < begin || end > (double)st->data_size || end - begin != numel * size) {
             fail("%s: tensor '%s' (dtype %s) has an inconsistent shape or byte range [%.0f, %.0f) (data is %lld bytes): truncated or corrupt file",
@@ -2531,6 +2562,19 @@ static float bf16_to_float(uint16_t h) {
 // is the tensor in the file?
 static int safetensors_has(const SafeTensors* st, const char* name) { return json_get(st->header, name) != NULL; }
 
+// the shape of tensor `name` as text, "768, 3072" (empty if absent); returns its number of dims or -1
+static int safetensors_shape(const SafeTensors* st, const char* name, char* out, size_t cap, long long* dims, int max_dims) {
+    const Json* t = json_get(st->header, name);
+    out[0] = '\0';
+    if (t == NULL) { return -1; }
+    const Json* sh = json_get(t, "shape");  // checked by safetensors_open: whole numbers >= 0
+    for (int d = 0; d < sh->count; d++) {
+        snprintf(out + strlen(out), cap - strlen(out), "%s%.0f", d ? ", " : "", sh->items[d].number);
+        if (d < max_dims) { dims[d] = (long long)fmin(sh->items[d].number, 9e18); }
+    }
+    return sh->count;
+}
+
 // read tensor `name` into dst as fp32, checking that its shape is exactly shape[0..ndim).
 // Returns 0 on success, -1 (after printing why) when missing, of another shape, or unreadable.
 static int safetensors_read(SafeTensors* st, const char* name, float* dst, int ndim, const long long* shape) {
@@ -2572,11 +2616,80 @@ static int safetensors_read(SafeTensors* st, const char* name, float* dst, int n
     return 0;
 }
 
-// write tensors as one F32 safetensors file, atomically: into path.tmp, then renamed over path,
-// so an interrupted save never destroys a good file that was there before
+// --- saving without ever losing the previous file, whatever happens (kill, crash, full disk)
+// Every file is first written whole as PATH.tmp, then renamed over PATH: rename replaces a file in
+// one step, so a reader sees the old file or the new one, never half of one. Files that belong
+// together (an adapter's weights and its config; later a trainer state, a merged model) are saved
+// as a set: all .tmp files are written first, then renamed in order. Renaming the FIRST one is the
+// commit: from then on its .tmp is gone and every other .tmp of the set is complete. So after a
+// crash, "first .tmp absent, another .tmp present" means "committed, not all renamed yet":
+// saved_path() lets readers pick up those files, and the next save finishes the renames first.
+// A failed write (full disk) removes the set's .tmp files, the first one last, and changes nothing.
+
+// Tests stop the process dead (as a kill would, buffered bytes lost) before write step k+1 with
+// LORA_TEST_ABORT_AFTER_WRITES=k, or make write step k fail as on a full disk with
+// LORA_TEST_FAIL_WRITE=k. A step is one file operation: open, fwrite, fclose or rename.
+static int save_steps = 0;
+static int save_step(void) {
+    save_steps++;
+    const char* abort_after = getenv("LORA_TEST_ABORT_AFTER_WRITES");
+    if (abort_after && save_steps > atoi(abort_after)) { _Exit(137); }
+    const char* fail_at = getenv("LORA_TEST_FAIL_WRITE");
+    if (fail_at && save_steps == atoi(fail_at)) { errno = ENOSPC; return -1; }
+    return 0;
+}
+
+static int file_is_there(const char* path) {
+    FILE* f = fopen(path, "rb");
+    if (f) { fclose(f); }
+    return f != NULL;
+}
+
+// the file a reader should open for member `path` of a set whose first member is `first`
+static void saved_path(char* out, size_t cap, const char* path, const char* first) {
+    char tmp[1100], first_tmp[1100];
+    snprintf(tmp, sizeof(tmp), "%s.tmp", path);
+    snprintf(first_tmp, sizeof(first_tmp), "%s.tmp", first);
+    int committed_not_renamed = strcmp(path, first) != 0 && !file_is_there(first_tmp) && file_is_there(tmp);
+    snprintf(out, cap, "%s", committed_not_renamed ? tmp : path);
+}
+
+// before a new save of the set: finish the renames of a committed save, or drop an uncommitted one
+static void save_prepare(const char* const* paths, int n) {
+    char tmp[1100];
+    snprintf(tmp, sizeof(tmp), "%s.tmp", paths[0]);
+    int committed = !file_is_there(tmp);
+    for (int i = 1; i < n; i++) {
+        snprintf(tmp, sizeof(tmp), "%s.tmp", paths[i]);
+        if (committed) { if (file_is_there(tmp)) { rename(tmp, paths[i]); } }
+        else { remove(tmp); }
+    }
+}
+
+// remove the set's .tmp files, the first one last (while it exists, the others mean nothing)
+static void save_abandon(const char* const* paths, int n) {
+    char tmp[1100];
+    for (int i = n - 1; i >= 0; i--) { snprintf(tmp, sizeof(tmp), "%s.tmp", paths[i]); remove(tmp); }
+}
+
+// rename every PATH.tmp over PATH, in order (the first rename commits the set)
+static int save_commit(const char* const* paths, int n) {
+    char tmp[1100];
+    for (int i = 0; i < n; i++) {
+        snprintf(tmp, sizeof(tmp), "%s.tmp", paths[i]);
+        if (save_step() != 0 || rename(tmp, paths[i]) != 0) {
+            int why = errno;
+            if (i == 0) { save_abandon(paths, n); }  // not committed: the old files stay as they were
+            return fail("cannot rename %s to %s: %s", tmp, paths[i], strerror(why));
+        }
+    }
+    return 0;
+}
+
+// write tensors as one F32 safetensors file into path.tmp (see above); -1 and no file on failure
 typedef struct { const char* name; const float* data; int rows, cols; } SaveTensor;  // cols = 0: a vector
 
-static int safetensors_write(const char* path, const SaveTensor* tensors, int count) {
+static int safetensors_write_tmp(const char* path, const SaveTensor* tensors, int count) {
     // the header: {"__metadata__":{"format":"pt"},"name":{"dtype":"F32","shape":[..],"data_offsets":[b,e]},...}
     size_t cap = 256 + (size_t)count * 256, len = 0;
     char* header = mallocCheck(cap);
@@ -2597,45 +2710,66 @@ static int safetensors_write(const char* path, const SaveTensor* tensors, int co
     }
     len += snprintf(header + len, cap - len, "}");
     while (len % 8 != 0) { header[len++] = ' '; }  // pad so the data starts 8-byte aligned
-    // write everything into path.tmp; only a complete file is renamed over path
     char tmp[1100];
     snprintf(tmp, sizeof(tmp), "%s.tmp", path);
-    FILE* f = fopen_check(tmp, "wb", NULL);
+    FILE* f = save_step() == 0 ? fopen_check(tmp, "wb", NULL) : NULL;
+    if (f == NULL && errno == ENOSPC) { fail("cannot open %s: %s", tmp, strerror(ENOSPC)); }
     if (f == NULL) { free(header); return -1; }
     // the file: 8-byte little-endian header length, the header, then each tensor's floats
     unsigned char len_bytes[8];
     for (int i = 0; i < 8; i++) { len_bytes[i] = (unsigned char)(((uint64_t)len >> (8 * i)) & 0xFF); }
-    int ok = fwrite(len_bytes, 1, 8, f) == 8 && fwrite(header, 1, len, f) == len;
+    int ok = save_step() == 0 && fwrite(len_bytes, 1, 8, f) == 8;
+    ok = ok && save_step() == 0 && fwrite(header, 1, len, f) == len;
     for (int i = 0; ok && i < count; i++) {
         size_t numel = (size_t)tensors[i].rows * (tensors[i].cols ? tensors[i].cols : 1);
-        ok = fwrite(tensors[i].data, sizeof(float), numel, f) == numel;
+        ok = save_step() == 0 && fwrite(tensors[i].data, sizeof(float), numel, f) == numel;
     }
     free(header);
-    // fclose can fail too (buffered data is written then); rename replaces path in one step
+    // fclose can fail too (buffered data is written then)
+    if (save_step() != 0) { ok = 0; }
     if (fclose(f) != 0) { ok = 0; }
     if (!ok) { remove(tmp); return fail("cannot write %s (disk full?)", tmp); }
-    if (rename(tmp, path) != 0) { remove(tmp); return fail("cannot rename %s to %s: %s", tmp, path, strerror(errno)); }
     return 0;
 }
 
-// write a text file atomically (the same tmp + rename)
-static int write_text_file(const char* path, const char* text) {
+// text into path.tmp (see above)
+static int text_write_tmp(const char* path, const char* text) {
     char tmp[1100];
     snprintf(tmp, sizeof(tmp), "%s.tmp", path);
-    FILE* f = fopen_check(tmp, "wb", NULL);
+    FILE* f = save_step() == 0 ? fopen_check(tmp, "wb", NULL) : NULL;
+    if (f == NULL && errno == ENOSPC) { fail("cannot open %s: %s", tmp, strerror(ENOSPC)); }
     if (f == NULL) { return -1; }
     size_t n = strlen(text);
-    int ok = fwrite(text, 1, n, f) == n;
+    int ok = save_step() == 0 && fwrite(text, 1, n, f) == n;
+    if (save_step() != 0) { ok = 0; }
     if (fclose(f) != 0) { ok = 0; }
     if (!ok) { remove(tmp); return fail("cannot write %s (disk full?)", tmp); }
-    if (rename(tmp, path) != 0) { remove(tmp); return fail("cannot rename %s to %s: %s", tmp, path, strerror(errno)); }
     return 0;
+}
+
+// one safetensors file, atomically (a set of one)
+static int safetensors_write(const char* path, const SaveTensor* tensors, int count) {
+    save_prepare(&path, 1);
+    if (safetensors_write_tmp(path, tensors, count) != 0) { return -1; }
+    return save_commit(&path, 1);
+}
+
+// one text file, atomically (a set of one)
+static int write_text_file(const char* path, const char* text) {
+    save_prepare(&path, 1);
+    if (text_write_tmp(path, text) != 0) { return -1; }
+    return save_commit(&path, 1);
+}
+
+// the HINT for a missing model file: ./prepare_data.sh makes weights/..., not a folder of the user's
+static const char* model_hint(const char* path) {
+    return strncmp(path, "weights/", 8) == 0 ? "run ./prepare_data.sh, or pass --model DIR" : NULL;
 }
 
 // read config.json (Hugging Face's DistilBertConfig); the sizes of everything come from here
 static int config_load(Config* c, const char* path) {
     size_t n;
-    char* text = read_file(path, &n, "run ./prepare_data.sh, or pass --model DIR");
+    char* text = read_file(path, &n, model_hint(path));
     if (text == NULL) { return -1; }
     Json* j = json_parse(text, n, path);
     free(text);
@@ -2681,22 +2815,103 @@ static int config_load(Config* c, const char* path) {
     return rc;
 }
 
+// LoRA's rank r makes B A a matrix of rank at most r: above min(IC, OC) of the Linear it adapts,
+// more rank adds parameters and nothing else. Checked before anything is allocated.
+static int lora_rank_check(const Config* c, const LoraConfig* lc) {
+    for (int i = 0; i < NUM_LIN; i++) {
+        int in = lin_in(c, i), out = lin_out(c, i), limit = in < out ? in : out;
+        if (lc->targets[i] && lc->rank > limit) {
+            return fail("LoRA rank %d (--rank, or r in adapter_config.json) is more than %d, the smaller side of %s (%d -> %d) in this model",
+                        lc->rank, limit, LIN_NAMES[i], in, out);
+        }
+    }
+    return 0;
+}
+
+// config.json and model.safetensors must describe the same model: every size config.json gives
+// (vocab, positions, dim, FFN, layers) is compared with the tensors' shapes, and every tensor of the
+// file must be one model_load reads (or the MLM head's vocab_*, which we do not use). Checked before
+// anything is allocated, so a wrong config is one clear line and never a giant malloc.
+// (n_heads leaves no trace in the shapes: only dim % n_heads == 0 can be checked, in config_load.)
+static int checkpoint_check(const SafeTensors* st, const Config* c, const char* prefix, const char* config_path) {
+    char name[256], shape[128];
+    long long dims[2];
+    // (tensor, which dim, config key, config value)
+    struct { const char* tensor; int dim; const char* key; int value; } sizes[5] = {
+        { "embeddings.word_embeddings.weight", 0, "vocab_size", c->vocab_size },
+        { "embeddings.word_embeddings.weight", 1, "dim", c->dim },
+        { "embeddings.position_embeddings.weight", 0, "max_position_embeddings", c->max_pos },
+        { "transformer.layer.0.ffn.lin1.weight", 0, "hidden_dim", c->hidden_dim },
+        { "transformer.layer.0.ffn.lin1.weight", 1, "dim", c->dim } };
+    for (int i = 0; i < 5; i++) {
+        snprintf(name, sizeof(name), "%s%s", prefix, sizes[i].tensor);
+        if (safetensors_shape(st, name, shape, sizeof(shape), dims, 2) != 2) { continue; }  // missing: model_load says so
+        if (dims[sizes[i].dim] != sizes[i].value) {
+            return fail("%s says %s %d, but in %s tensor '%s' is [%s], i.e. %s %lld (config.json and the weights are of different models)",
+                        config_path, sizes[i].key, sizes[i].value, st->path, name, shape, sizes[i].key, dims[sizes[i].dim]);
+        }
+    }
+    // every tensor name: known, or the MLM head; the layers present are counted on the way
+    size_t plen = strlen(prefix);
+    long max_layer = -1;
+    for (int i = 0; i < st->header->count; i++) {
+        const char* key = st->header->keys[i];
+        int known = strcmp(key, "__metadata__") == 0 || strncmp(key, "vocab_", 6) == 0 ||
+                    strcmp(key, "pre_classifier.weight") == 0 || strcmp(key, "pre_classifier.bias") == 0 ||
+                    strcmp(key, "classifier.weight") == 0 || strcmp(key, "classifier.bias") == 0;
+        const char* k = key + plen;
+        if (!known && strncmp(key, prefix, plen) == 0) {
+            // (embeddings.position_ids is a buffer some older checkpoints carry: 0, 1, 2, ...)
+            const char* emb[5] = { "embeddings.word_embeddings.weight", "embeddings.position_embeddings.weight",
+                                   "embeddings.LayerNorm.weight", "embeddings.LayerNorm.bias", "embeddings.position_ids" };
+            for (int e = 0; e < 5 && !known; e++) { known = strcmp(k, emb[e]) == 0; }
+            if (!known && strncmp(k, "transformer.layer.", 18) == 0 && k[18] >= '0' && k[18] <= '9') {
+                // transformer.layer.<l>.<one of the layer's tensors>
+                char* rest;
+                long l = strtol(k + 18, &rest, 10);
+                const char* parts[4] = { "sa_layer_norm.weight", "sa_layer_norm.bias", "output_layer_norm.weight", "output_layer_norm.bias" };
+                if (*rest == '.') {
+                    rest++;
+                    for (int p = 0; p < 4 && !known; p++) { known = strcmp(rest, parts[p]) == 0; }
+                    for (int lin = 0; lin < NUM_LIN && !known; lin++) {
+                        size_t n = strlen(LIN_PATHS[lin]);
+                        known = strncmp(rest, LIN_PATHS[lin], n) == 0 && (strcmp(rest + n, ".weight") == 0 || strcmp(rest + n, ".bias") == 0);
+                    }
+                }
+                if (l > (1 << 20)) { known = 0; }  // (and max_layer + 1 cannot overflow)
+                if (known && l > max_layer) { max_layer = l; }
+            }
+        }
+        if (!known) {
+            return fail("%s: tensor '%s' is not part of the DistilBERT that %s describes (config.json and the weights are of different models?)",
+                        st->path, key, config_path);
+        }
+    }
+    if (max_layer + 1 != c->n_layers) {
+        return fail("%s says n_layers %d, but %s has %ld layers (transformer.layer.0 .. %ld)",
+                    config_path, c->n_layers, st->path, max_layer + 1, max_layer);
+    }
+    return 0;
+}
+
 // load a DistilBERT checkpoint from a Hugging Face folder (config.json + model.safetensors).
 // pre_classifier/classifier are read when present, else initialised as transformers does.
 static int model_load(Model* m, const char* dir, const LoraConfig* lc, uint64_t seed) {
-    char path[1024];
+    char path[1024], config_path[1024];
     Config c;
-    snprintf(path, sizeof(path), "%s/config.json", dir);
-    if (config_load(&c, path) != 0) { return -1; }
-    // allocate from the config, then fill the frozen weights tensor by tensor from the file
-    model_build(m, &c, lc, seed);
+    snprintf(config_path, sizeof(config_path), "%s/config.json", dir);
+    if (config_load(&c, config_path) != 0) { return -1; }
+    memset(m, 0, sizeof(*m));  // so that model_free is safe on every path below
     snprintf(path, sizeof(path), "%s/model.safetensors", dir);
     SafeTensors st;
-    if (safetensors_open(&st, path, "run ./prepare_data.sh, or pass --model DIR") != 0) { model_free(m); return -1; }
+    if (safetensors_open(&st, path, model_hint(dir)) != 0) { return -1; }
     // checkpoints of DistilBertModel have no "distilbert." prefix; those of the task models do
     // (distilbert-base-uncased's own model.safetensors is a DistilBertForMaskedLM checkpoint: it has
     // the prefix, plus vocab_* tensors of the MLM head, which we never read)
     const char* prefix = safetensors_has(&st, "distilbert.embeddings.word_embeddings.weight") ? "distilbert." : "";
+    if (checkpoint_check(&st, &c, prefix, config_path) != 0 || lora_rank_check(&c, lc) != 0) { safetensors_close(&st); return -1; }
+    // allocate from the config (now known to match the file), then fill the frozen weights tensor by tensor
+    model_build(m, &c, lc, seed);
     long long V = c.vocab_size, P = c.max_pos, C = c.dim;
     char name[256];
     int rc = 0;
@@ -2805,9 +3020,13 @@ static void build_tensor_table(Model* m) {
 
 // the LoRA settings from adapter_config.json (needed before the model is built)
 static int lora_config_load(LoraConfig* lc, const char* dir) {
-    char path[1024];
+    char path[1100];
     size_t n;
-    snprintf(path, sizeof(path), "%s/adapter_config.json", dir);
+    // (saved_path: a save killed between its two renames left the new config as .tmp)
+    char config_path[1024], weights_path[1024];
+    snprintf(config_path, sizeof(config_path), "%s/adapter_config.json", dir);
+    snprintf(weights_path, sizeof(weights_path), "%s/adapter_model.safetensors", dir);
+    saved_path(path, sizeof(path), config_path, weights_path);
     char* text = read_file(path, &n, "train one with ./lora train, or check --adapter DIR");
     if (text == NULL) { return -1; }
     Json* j = json_parse(text, n, path);
@@ -2868,6 +3087,24 @@ static int model_load_adapter(Model* m, const char* dir) {
     for (int t = 0; t < m->num_tensors && rc == 0; t++) {
         const TensorInfo* info = &m->tensors[t];
         long long shape[2] = { info->rows, info->cols };
+        // a tensor of another shape: the adapter was made for another base model (or another r)
+        char got[128];
+        long long dims[2];
+        int nd = safetensors_shape(&st, info->name, got, sizeof(got), dims, 2);
+        if (nd >= 0 && (nd != (info->cols ? 2 : 1) || dims[0] != shape[0] || (info->cols && dims[1] != shape[1]))) {
+            char want[64];
+            if (info->cols) { snprintf(want, sizeof(want), "%d, %d", info->rows, info->cols); } else { snprintf(want, sizeof(want), "%d", info->rows); }
+            // lora_A is (R, IC), lora_B (OC, R): a wrong R is adapter_config.json's "r", anything else the base model
+            int rank_differs = nd == 2 && ((strstr(info->name, "lora_A") && dims[0] != shape[0]) || (strstr(info->name, "lora_B") && dims[1] != shape[1]));
+            if (rank_differs) {
+                rc = fail("%s: tensor '%s' is [%s], of rank %lld, but adapter_config.json says r %d (it would need [%s])",
+                          path, info->name, got, strstr(info->name, "lora_A") ? dims[0] : dims[1], m->lora.rank, want);
+            } else {
+                rc = fail("%s: tensor '%s' is [%s], but this base model (dim %d, FFN %d) needs [%s]: the adapter was made for another base model",
+                          path, info->name, got, m->config.dim, m->config.hidden_dim, want);
+            }
+            break;
+        }
         rc = safetensors_read(&st, info->name, m->params_memory + info->offset, info->cols ? 2 : 1, shape);
     }
     // a tensor we do not know means the file and its config disagree (e.g. other targets): refuse
@@ -2902,11 +3139,15 @@ static int model_save_adapter(const Model* m, const char* dir, const char* base_
         list[t].rows = m->tensors[t].rows;
         list[t].cols = m->tensors[t].cols;
     }
-    char path[1024];
-    snprintf(path, sizeof(path), "%s/adapter_model.safetensors", dir);
-    int rc = safetensors_write(path, list, m->num_tensors);
+    // the two files are one set (see save_commit): the weights are renamed first, the config second
+    char weights_path[1024], config_path[1024];
+    snprintf(weights_path, sizeof(weights_path), "%s/adapter_model.safetensors", dir);
+    snprintf(config_path, sizeof(config_path), "%s/adapter_config.json", dir);
+    const char* set[2] = { weights_path, config_path };
+    save_prepare(set, 2);
+    int rc = safetensors_write_tmp(weights_path, list, m->num_tensors);
     free(list);
-    if (rc != 0) { return -1; }
+    if (rc != 0) { save_abandon(set, 2); return -1; }
     // the target list as JSON strings: "q_lin", "v_lin"
     char targets[256] = "";
     for (int i = 0; i < NUM_LIN; i++) {
@@ -2941,8 +3182,8 @@ static int model_save_adapter(const Model* m, const char* dir, const char* base_
              "  \"revision\": null\n"
              "}\n",
              base_escaped, m->lora.rank, m->lora.alpha, m->lora.dropout, targets);
-    snprintf(path, sizeof(path), "%s/adapter_config.json", dir);
-    return write_text_file(path, json);
+    if (text_write_tmp(config_path, json) != 0) { save_abandon(set, 2); return -1; }
+    return save_commit(set, 2);
 }
 
 
@@ -2952,7 +3193,8 @@ static int model_save_adapter(const Model* m, const char* dir, const char* base_
 static int dataset_load(Dataset* d, const char* path, const Tokenizer* tok, int max_len) {
     memset(d, 0, sizeof(*d));
     size_t size;
-    char* text = read_file(path, &size, "run ./prepare_data.sh, or pass --train/--val FILE");
+    // (the HINT only for the files ./prepare_data.sh makes, not for a path the user gave)
+    char* text = read_file(path, &size, strncmp(path, "data/imdb/", 10) == 0 ? "run ./prepare_data.sh, or pass --train/--val FILE" : NULL);
     if (text == NULL) { return -1; }
     // examples and token ids go into growing arrays (doubling), all ids in one flat array
     size_t cap = 1024, ids_cap = 1 << 20;
@@ -2961,7 +3203,9 @@ static int dataset_load(Dataset* d, const char* path, const Tokenizer* tok, int 
     d->starts = mallocCheck(cap * sizeof(size_t));
     d->ids = mallocCheck(ids_cap * sizeof(int));
     int rc = 0;
-    size_t pos = 0;
+    // a UTF-8 byte-order mark (EF BB BF, which some Windows editors write) is skipped, as Python's
+    // "utf-8-sig" does
+    size_t pos = size >= 3 && memcmp(text, "\xEF\xBB\xBF", 3) == 0 ? 3 : 0;
     for (int line = 1; pos < size && rc == 0; line++) {
         // one line: [pos, end), without its "\n" (and a "\r" before it, from Windows editors)
         // memchr, not strchr: a NUL byte in the file must not end the line early
@@ -3472,8 +3716,12 @@ int predict_command(const Options* o, char** texts, int count) {
         if (rc != 0) { break; }
         // label 1 is Positive; print the winning label, its probability, and the text
         float p_pos = model.acts.probs[1];
-        printf("%s  %.4f  %s\n", p_pos > model.acts.probs[0] ? "Positive" : "Negative",
-               p_pos > model.acts.probs[0] ? p_pos : model.acts.probs[0], text);
+        // the text is echoed up to 1000 bytes (a 100 MB line would flood the terminal), cut
+        // before a UTF-8 continuation byte so that no character is split
+        size_t shown = len;
+        if (shown > 1000) { shown = 1000; while (shown > 0 && ((unsigned char)text[shown] & 0xC0) == 0x80) { shown--; } }
+        printf("%s  %.4f  %.*s%s\n", p_pos > model.acts.probs[0] ? "Positive" : "Negative",
+               p_pos > model.acts.probs[0] ? p_pos : model.acts.probs[0], (int)shown, text, shown < len ? "..." : "");
     }
     free(line);
     free(ids);
@@ -3567,6 +3815,18 @@ static int bench_matmul(void) {
     return 0;
 }
 
+// word as printable ASCII for an error line: other bytes as \xNN, cut after 40 characters
+static const char* printable(const char* word, char* out, size_t cap) {
+    size_t n = 0;
+    for (const unsigned char* p = (const unsigned char*)word; *p && n + 8 < cap; p++) {
+        if (n >= 40) { memcpy(out + n, "...", 3); n += 3; break; }
+        if (*p >= 0x20 && *p < 0x7F && *p != '\\') { out[n++] = (char)*p; }
+        else { n += (size_t)snprintf(out + n, cap - n, "\\x%02X", *p); }
+    }
+    out[n] = '\0';
+    return out;
+}
+
 int bench_command(const Options* o) {
     if (strcmp(o->bench_what, "mm") == 0) { return bench_matmul(); }
     if (strcmp(o->bench_what, "model") != 0) { return fail("--what: expected model or mm, got '%s'", o->bench_what); }
@@ -3576,9 +3836,11 @@ int bench_command(const Options* o) {
     } else {
         // the shape of distilbert-base-uncased, random weights
         Config c = { 30522, 512, 768, 6, 12, 3072, 2, 0.1f, 0.1f, 0.2f };
+        if (lora_rank_check(&c, &o->lora) != 0) { return -1; }
         model_init_random(&model, &c, &o->lora, o->seed);
     }
     const Config* c = &model.config;
+    int max_pos = c->max_pos;  // the error lines below come after model_free, which clears c
     // the sequence lengths: --len N for all, or --lengths FILE (one per line, used in order)
     int num_lengths = 0, cap = 1024;
     int* all_lengths = mallocCheck(cap * sizeof(int));
@@ -3590,9 +3852,10 @@ int bench_command(const Options* o) {
         while (fscanf(f, "%63s", word) == 1) {
             char* end;
             v = strtol(word, &end, 10);
-            if (*end != '\0' || v < 1 || v > c->max_pos) {
+            if (*end != '\0' || v < 1 || v > max_pos) {
+                char shown[64];
                 fclose(f); free(all_lengths); model_free(&model);
-                return fail("%s: '%s' is not a sequence length between 1 and %d", o->lengths_path, word, c->max_pos);
+                return fail("%s: '%s' is not a sequence length between 1 and %d", o->lengths_path, printable(word, shown, sizeof(shown)), max_pos);
             }
             if (num_lengths == cap) { cap *= 2; all_lengths = realloc(all_lengths, cap * sizeof(int)); if (!all_lengths) { exit(EXIT_FAILURE); } }
             all_lengths[num_lengths++] = (int)v;
@@ -3600,7 +3863,7 @@ int bench_command(const Options* o) {
         fclose(f);
         if (num_lengths == 0) { free(all_lengths); model_free(&model); return fail("%s: no lengths in the file", o->lengths_path); }
     } else {
-        if (o->bench_len > c->max_pos) { free(all_lengths); model_free(&model); return fail("--len %d is more than the model's %d positions", o->bench_len, c->max_pos); }
+        if (o->bench_len > max_pos) { free(all_lengths); model_free(&model); return fail("--len %d is more than the model's %d positions", o->bench_len, max_pos); }
         all_lengths[num_lengths++] = o->bench_len;
     }
     // K timed batches after one warm-up (first-touch page faults, model_reserve growing)
@@ -3957,6 +4220,11 @@ int main(int argc, char** argv) {
 #ifdef OMP
     // --threads caps OpenMP's team size; without it OpenMP uses every core (or OMP_NUM_THREADS)
     if (o.threads > 0) { omp_set_num_threads(o.threads); }
+    // more threads than cores only makes them wait for each other (a run can get 2x slower)
+    if (o.threads > omp_get_num_procs()) {
+        fprintf(stderr, "lora: warning: --threads %d is more than the %d cores of this machine: it will run slower than --threads %d\n",
+                o.threads, omp_get_num_procs(), omp_get_num_procs());
+    }
 #else
     if (o.threads > 1) { fprintf(stderr, "lora: warning: built without OpenMP, --threads %d ignored (running on 1 thread)\n", o.threads); }
 #endif

@@ -1536,6 +1536,160 @@ static void group_adapter(void) { test_adapter_round_trip(); }
 static void group_training(void) { test_training(); }
 static void group_tokenizer(void) { test_tokenizer(); }
 
+// ----------------------------------------------------------------------------
+// hardening (issue 14): hostile sizes are refused, or handled in memory that does not grow with
+// what a file claims; the checkpoint must match config.json exactly
+
+// a safetensors file with this header and `data` bytes of zeros after it
+static int write_safetensors_header(const char* path, const char* header, size_t data) {
+    size_t hl = strlen(header);
+    unsigned char* buf = calloc(8 + hl + data, 1);
+    if (!buf) { return -1; }
+    for (int i = 0; i < 8; i++) { buf[i] = (unsigned char)((uint64_t)hl >> (8 * i)); }
+    memcpy(buf + 8, header, hl);
+    int rc = write_bytes(path, buf, 8 + hl + data);
+    free(buf);
+    return rc;
+}
+
+static void test_hardening(void) {
+    make_dir(TEST_DIR);
+    SafeTensors st;
+    const char* path = TEST_DIR "/hostile.safetensors";
+    fprintf(stderr, "--- the next lines on stderr are expected: hostile files being refused\n");
+    // a header length of 10^12 bytes: refused before any allocation
+    unsigned char huge[16] = { 0 };
+    uint64_t claim = 1000000000000ULL;
+    for (int i = 0; i < 8; i++) { huge[i] = (unsigned char)(claim >> (8 * i)); }
+    write_bytes(path, huge, sizeof(huge));
+    expect(safetensors_open(&st, path, NULL) == -1, "hardening: a header that claims 10^12 bytes is refused");
+    // a tensor of 2^60 bytes (and one of 10^12 elements) in a small file
+    write_safetensors_header(path, "{\"x\":{\"dtype\":\"F32\",\"shape\":[288230376151711744],\"data_offsets\":[0,1152921504606846976]}}", 16);
+    expect(safetensors_open(&st, path, NULL) == -1, "hardening: a 2^60-byte tensor in a small file is refused");
+    write_safetensors_header(path, "{\"x\":{\"dtype\":\"F32\",\"shape\":[1000000,1000000],\"data_offsets\":[0,4000000000000]}}", 16);
+    expect(safetensors_open(&st, path, NULL) == -1, "hardening: a tensor of 10^12 elements in a small file is refused");
+    // sizes that are not whole numbers (1.5 * 4 = 6 bytes would pass the byte count)
+    write_safetensors_header(path, "{\"x\":{\"dtype\":\"F32\",\"shape\":[1.5],\"data_offsets\":[0,6]}}", 8);
+    expect(safetensors_open(&st, path, NULL) == -1, "hardening: a shape of 1.5 elements is refused");
+    write_safetensors_header(path, "{\"x\":{\"dtype\":\"F32\",\"shape\":[1],\"data_offsets\":[0.5,4.5]}}", 8);
+    expect(safetensors_open(&st, path, NULL) == -1, "hardening: data_offsets 0.5 is refused");
+    remove(path);
+    // JSON: at most 2^20 values, whatever the size of the text (each costs a 48-byte node)
+    size_t n = 2 + 2 * 1200000;
+    char* many = mallocCheck(n + 1);
+    many[0] = '[';
+    for (size_t i = 0; i < 1200000; i++) { many[1 + 2 * i] = '0'; many[2 + 2 * i] = ','; }
+    many[n - 1] = ']';
+    many[n - 2] = '0';
+    Json* j = json_parse(many, n, "many.json");
+    expect(j == NULL, "hardening: JSON with 1.2 million values is refused (at most 2^20)");
+    json_free(j);
+    // many strings in a long text: each is allocated at its own length (this once allocated the
+    // rest of the text for every string: 100,000 strings x 2 MB)
+    size_t len = 0;
+    many = realloc(many, 3 * 1000000);
+    many[len++] = '[';
+    for (int i = 0; i < 100000; i++) { memcpy(many + len, "\"ab\",", 5); len += 5; }
+    memset(many + len, ' ', 2000000 - len); len = 2000000;
+    memcpy(many + len, "\"end\"]", 6); len += 6;
+    double t0 = now_seconds();
+    j = json_parse(many, len, "strings.json");
+    int strings_ok = j && j->count == 100001 && strcmp(j->items[0].string, "ab") == 0 && strcmp(j->items[100000].string, "end") == 0;
+    expect(strings_ok, "hardening: 100,001 strings in a 2 MB JSON text parse (in %.2f s)", now_seconds() - t0);
+    json_free(j);
+    free(many);
+    // a vocab file with a 10 MB line: loads (it is one long token) in bounded time and memory
+    const char* vpath = TEST_DIR "/long_vocab.txt";
+    FILE* f = fopen(vpath, "wb");
+    if (f) {
+        fputs("[PAD]\n[UNK]\n[CLS]\n[SEP]\n[MASK]\nthe\ngood\n", f);
+        for (int i = 0; i < 10000000; i++) { fputc('a' + i % 26, f); }
+        fputs("\nmovie\n", f);
+        fclose(f);
+    }
+    Tokenizer tok;
+    t0 = now_seconds();
+    int loaded = tokenizer_init(&tok, vpath) == 0;
+    int ids[8] = { 0 };
+    int got = loaded ? tokenizer_encode(&tok, "the good movie", 14, ids, 8, 1, 1) : -1;
+    expect(loaded && got == 5 && ids[1] == 5 && ids[3] == 8, "hardening: a vocab with a 10 MB line loads and encodes (%.2f s)", now_seconds() - t0);
+    if (loaded) { tokenizer_free(&tok); }
+    remove(vpath);
+    // a TSV with a 100 MB review on one line: one example of max_len tokens (the ids are
+    // truncated from the left as they come: memory for 512 ids, not for 100 MB of them)
+    const char* tpath = TEST_DIR "/long_review.tsv";
+    f = fopen(tpath, "wb");
+    if (f) {
+        fputs("1\t", f);
+        char chunk[1 << 20];  // 1 MB of "the good movie. ", written 100 times
+        for (size_t i = 0; i < sizeof(chunk); i++) { chunk[i] = "the good movie. "[i % 16]; }
+        for (int i = 0; i < 100; i++) { fwrite(chunk, 1, sizeof(chunk), f); }
+        fputs("\n0\tthe movie\n", f);
+        fclose(f);
+    }
+    Dataset d;
+    t0 = now_seconds();
+    if (tokenizer_init(&tok, "dev/fixtures/tokenizer_small_vocab.txt") == 0) {
+        int rc = dataset_load(&d, tpath, &tok, 512);
+        expect(rc == 0 && d.n == 2 && d.lengths[0] == 512 && d.lengths[1] >= 3 && d.lengths[1] < 10,
+               "hardening: a TSV with a 100 MB review loads as 512 tokens (%.1f s)", now_seconds() - t0);
+        if (rc == 0) { dataset_free(&d); }
+        // and with a UTF-8 byte-order mark at the start (Python's utf-8-sig)
+        write_bytes(tpath, "\xEF\xBB\xBF" "1\tthe good movie\n", 20);
+        rc = dataset_load(&d, tpath, &tok, 512);
+        expect(rc == 0 && d.n == 1 && d.labels[0] == 1, "hardening: a TSV starting with a UTF-8 byte-order mark loads");
+        if (rc == 0) { dataset_free(&d); }
+        tokenizer_free(&tok);
+    } else {
+        expect(0, "hardening: load dev/fixtures/tokenizer_small_vocab.txt");
+    }
+    remove(tpath);
+    // a checkpoint with a tensor config.json has no place for
+    size_t size;
+    char* good = read_file(HF_DIR "/model.safetensors", &size, NULL);
+    if (good) {
+        uint64_t hl = 0;
+        for (int i = 7; i >= 0; i--) { hl = (hl << 8) | (unsigned char)good[i]; }
+        const char* extra = "{\"distilbert.transformer.layer.0.attention.extra.weight\":{\"dtype\":\"F32\",\"shape\":[1],\"data_offsets\":[0,4]},";
+        size_t el = strlen(extra), nhl = hl - 1 + el;
+        char* bad = mallocCheck(size + el);
+        for (int i = 0; i < 8; i++) { bad[i] = (char)(unsigned char)(nhl >> (8 * i)); }
+        memcpy(bad + 8, extra, el);
+        memcpy(bad + 8 + el, good + 9, size - 9);
+        make_dir(TEST_DIR "/extra");
+        copy_file(HF_DIR "/config.json", TEST_DIR "/extra/config.json");
+        write_bytes(TEST_DIR "/extra/model.safetensors", bad, size + el - 1);
+        LoraConfig lc = { 4, 8.0f, 0.0f, { 1, 0, 0, 0, 0, 0 } };
+        Model m;
+        expect(model_load(&m, TEST_DIR "/extra", &lc, 0) == -1, "hardening: a checkpoint with a tensor the config has no place for is refused");
+        // and the same bytes without the extra entry load (the test file is right otherwise)
+        write_bytes(TEST_DIR "/extra/model.safetensors", good, size);
+        int ok = model_load(&m, TEST_DIR "/extra", &lc, 0) == 0;
+        expect(ok, "hardening: ... while the original checkpoint loads");
+        if (ok) { model_free(&m); }
+        // an adapter made for another base model (dim 16) on the dim-32 fixture: refused
+        Model other;
+        tiny_model(&other, 0, 5);
+        int saved = model_save_adapter(&other, TEST_DIR "/other_adapter", "tiny") == 0;
+        LoraConfig olc;
+        int refused = saved && lora_config_load(&olc, TEST_DIR "/other_adapter") == 0 && model_load(&m, HF_DIR, &olc, 0) == 0;
+        if (refused) { refused = model_load_adapter(&m, TEST_DIR "/other_adapter") == -1; model_free(&m); }
+        expect(refused, "hardening: an adapter of a dim-16 base model is refused on the dim-32 model");
+        model_free(&other);
+        remove(TEST_DIR "/other_adapter/adapter_model.safetensors");
+        remove(TEST_DIR "/other_adapter/adapter_config.json");
+        remove(TEST_DIR "/other_adapter");
+        remove(TEST_DIR "/extra/model.safetensors");
+        remove(TEST_DIR "/extra/config.json");
+        remove(TEST_DIR "/extra");
+        free(bad);
+        free(good);
+    } else {
+        expect(0, "hardening: read " HF_DIR "/model.safetensors");
+    }
+    fprintf(stderr, "--- end of expected errors\n");
+}
+
 // threads: the tiny models run on one thread (see set_threads); 0 = leave the default
 static const struct { const char* name; void (*run)(void); int one_thread; const char* what; } GROUPS[] = {
     { "model", group_model, 1, "whole-model gradient vs finite differences, last-layer pruning, --reference == fast" },
@@ -1549,6 +1703,7 @@ static const struct { const char* name; void (*run)(void); int one_thread; const
     { "standin", group_standin, 1, "Hugging Face parity at full size on the stand-in model (SKIP without it)" },
     { "checkpoints", group_checkpoints, 1, "F16/BF16 checkpoints, bad checkpoint files" },
     { "adapter", group_adapter, 1, "PEFT adapter save -> load round trip" },
+    { "hardening", test_hardening, 1, "hostile sizes refused or handled in bounded memory; the checkpoint must match config.json" },
     { "training", group_training, 0, "tiny training runs learn, determinism across thread counts" },
     { "tokenizer", group_tokenizer, 0, "WordPiece tokenizer vs Hugging Face fixtures" },
 };

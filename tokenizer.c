@@ -711,6 +711,13 @@ void tokenizer_free(Tokenizer* tok) {
     memset(tok, 0, sizeof(*tok));
 }
 
+// How an error line starts: "error: ..." and "vocab.txt:12: error: ..." in ./tokenizer; lora.c,
+// which includes this file, defines both as "lora: error: ..." like its own messages.
+#ifndef TOKENIZER_ERROR
+#define TOKENIZER_ERROR "error: "
+#define TOKENIZER_LINE_ERROR "%s:%d: error: "
+#endif
+
 // Loads vocab.txt. On failure prints one line naming the file (and line) to stderr, frees what
 // it had allocated and returns -1; else returns 0. A vocab is malformed if a line is empty, is not
 // UTF-8, holds a NUL byte or repeats an earlier token, or if a special token is missing.
@@ -720,7 +727,7 @@ int tokenizer_init(Tokenizer* tok, const char* vocab_path) {
     // read the whole file into memory, with room for a final NUL
     FILE* f = fopen(vocab_path, "rb");
     if (f == NULL) {
-        fprintf(stderr, "error: cannot open vocab file %s: %s\n", vocab_path, strerror(errno));
+        fprintf(stderr, TOKENIZER_ERROR "cannot open vocab file %s: %s\n", vocab_path, strerror(errno));
         return -1;
     }
     size_t cap = 1 << 16, n = 0;
@@ -736,17 +743,17 @@ int tokenizer_init(Tokenizer* tok, const char* vocab_path) {
     int read_failed = ferror(f), read_errno = errno;
     fclose(f);
     if (tok->text == NULL) {
-        fprintf(stderr, "error: out of memory reading vocab file %s\n", vocab_path);
+        fprintf(stderr, TOKENIZER_ERROR "out of memory reading vocab file %s\n", vocab_path);
         return -1;
     }
     if (read_failed) {
-        fprintf(stderr, "error: cannot read vocab file %s: %s\n", vocab_path, strerror(read_errno));
+        fprintf(stderr, TOKENIZER_ERROR "cannot read vocab file %s: %s\n", vocab_path, strerror(read_errno));
         tokenizer_free(tok);
         return -1;
     }
     tok->text[n] = '\0';
     if (n > (1u << 28)) {  // a real vocab.txt has some 200 KB; this also keeps the counts below in range
-        fprintf(stderr, "error: vocab file %s is too big (%zu bytes) to be a vocab.txt\n", vocab_path, n);
+        fprintf(stderr, TOKENIZER_ERROR "vocab file %s is too big (%zu bytes) to be a vocab.txt\n", vocab_path, n);
         tokenizer_free(tok);
         return -1;
     }
@@ -758,7 +765,7 @@ int tokenizer_init(Tokenizer* tok, const char* vocab_path) {
     }
     if (n > 0 && tok->text[n - 1] != '\n') { lines++; }
     if (lines == 0) {
-        fprintf(stderr, "error: vocab file %s is empty\n", vocab_path);
+        fprintf(stderr, TOKENIZER_ERROR "vocab file %s is empty\n", vocab_path);
         tokenizer_free(tok);
         return -1;
     }
@@ -767,7 +774,7 @@ int tokenizer_init(Tokenizer* tok, const char* vocab_path) {
     tok->token = malloc((size_t)lines * sizeof(char*));
     tok->slots = malloc(nslots * sizeof(VocabSlot));
     if (tok->token == NULL || tok->slots == NULL) {
-        fprintf(stderr, "error: out of memory loading vocab file %s\n", vocab_path);
+        fprintf(stderr, TOKENIZER_ERROR "out of memory loading vocab file %s\n", vocab_path);
         tokenizer_free(tok);
         return -1;
     }
@@ -782,7 +789,7 @@ int tokenizer_init(Tokenizer* tok, const char* vocab_path) {
         size_t line_bytes = (size_t)(eol - p);
         int lineno = id + 1;
         if (memchr(p, '\0', line_bytes) != NULL) {
-            fprintf(stderr, "%s:%d: error: malformed vocab file: NUL byte in token\n", vocab_path, lineno);
+            fprintf(stderr, TOKENIZER_LINE_ERROR "malformed vocab file: NUL byte in token\n", vocab_path, lineno);
             tokenizer_free(tok);
             return -1;
         }
@@ -790,12 +797,12 @@ int tokenizer_init(Tokenizer* tok, const char* vocab_path) {
             line_bytes--;
         }
         if (line_bytes == 0) {
-            fprintf(stderr, "%s:%d: error: malformed vocab file: empty line (one token per line expected)\n", vocab_path, lineno);
+            fprintf(stderr, TOKENIZER_LINE_ERROR "malformed vocab file: empty line (one token per line expected)\n", vocab_path, lineno);
             tokenizer_free(tok);
             return -1;
         }
         if (utf8_first_invalid(p, line_bytes) >= 0) {
-            fprintf(stderr, "%s:%d: error: malformed vocab file: token is not valid UTF-8\n", vocab_path, lineno);
+            fprintf(stderr, TOKENIZER_LINE_ERROR "malformed vocab file: token is not valid UTF-8\n", vocab_path, lineno);
             tokenizer_free(tok);
             return -1;
         }
@@ -808,7 +815,7 @@ int tokenizer_init(Tokenizer* tok, const char* vocab_path) {
         }
         int existing = vocab_lookup(tok, p, len);
         if (existing >= 0) {
-            fprintf(stderr, "%s:%d: error: malformed vocab file: token \"%s\" repeats line %d\n",
+            fprintf(stderr, TOKENIZER_LINE_ERROR "malformed vocab file: token \"%s\" repeats line %d\n",
                     vocab_path, lineno, p, existing + 1);
             tokenizer_free(tok);
             return -1;
@@ -829,7 +836,7 @@ int tokenizer_init(Tokenizer* tok, const char* vocab_path) {
     for (int k = 0; k < 5; k++) {
         *ids[k] = vocab_lookup(tok, names[k], (int)strlen(names[k]));
         if (*ids[k] < 0) {
-            fprintf(stderr, "error: malformed vocab file %s: it has no %s token\n", vocab_path, names[k]);
+            fprintf(stderr, TOKENIZER_ERROR "malformed vocab file %s: it has no %s token\n", vocab_path, names[k]);
             tokenizer_free(tok);
             return -1;
         }

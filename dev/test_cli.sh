@@ -337,7 +337,7 @@ check "--help: exit 0, the usage on stdout" test "$RC" = 0 -a "$(grep -c '^usage
 
 # bad_model NAME: a fresh copy of the tiny model in $T/NAME, echoes its path
 bad_model() { rm -rf "${T:?}/$1"; cp -r "$M" "$T/$1"; echo "$T/$1"; }
-expect_error "bad model: a missing model folder names config.json and gives a HINT" "$T/nope/config.json" "HINT" -- \
+expect_error "bad model: a missing model folder names config.json" "$T/nope/config.json" -- \
     "$LORA" train --model "$T/nope" --max-len 40 "${GOOD[@]}"
 B=$(bad_model truncated); head -c 40000 "$M/model.safetensors" >"$B/model.safetensors"
 expect_error "bad model: truncated model.safetensors is named" "$B/model.safetensors" -- "$LORA" train --model "$B" --max-len 40 "${GOOD[@]}"
@@ -354,11 +354,11 @@ B=$(bad_model garbage_header)
 { printf '\100\0\0\0\0\0\0\0'; tail -c +9 "$T/random/model.safetensors"; } >"$B/model.safetensors"
 expect_error "bad model: a header that is not JSON is named" "$B/model.safetensors" -- "$LORA" train --model "$B" --max-len 40 "${GOOD[@]}"
 B=$(bad_model dim); sed 's/"dim": 32/"dim": 64/' "$M/config.json" >"$B/config.json"
-expect_error "bad model: config.json dim 64 against dim-32 tensors names model.safetensors and a shape" \
-    "$B/model.safetensors" "shape" -- "$LORA" train --model "$B" --max-len 40 "${GOOD[@]}"
+expect_error "bad model: config.json dim 64 against dim-32 tensors names model.safetensors and both sizes" \
+    "$B/model.safetensors" "dim 64" "dim 32" -- "$LORA" train --model "$B" --max-len 40 "${GOOD[@]}"
 B=$(bad_model layers); sed 's/"n_layers": 2/"n_layers": 3/' "$M/config.json" >"$B/config.json"
-expect_error "bad model: config.json n_layers 3 for a 2-layer checkpoint names the missing tensor" \
-    "$B/model.safetensors" "layer.2." -- "$LORA" train --model "$B" --max-len 40 "${GOOD[@]}"
+expect_error "bad model: config.json n_layers 3 for a 2-layer checkpoint names both numbers" \
+    "$B/model.safetensors" "n_layers 3" "2 layers" -- "$LORA" train --model "$B" --max-len 40 "${GOOD[@]}"
 B=$(bad_model vocab_size); sed 's/"vocab_size": 100/"vocab_size": 120/' "$M/config.json" >"$B/config.json"
 expect_error "bad model: config.json vocab_size 120 for 100 embeddings names model.safetensors" \
     "$B/model.safetensors" -- "$LORA" train --model "$B" --max-len 40 "${GOOD[@]}"
@@ -446,7 +446,7 @@ check "no overwrite: best/ and last/ unchanged (sha256), no *.tmp left, after th
 expect_error "no overwrite: train --out with a saved adapter and a bad flag fails" "--lr" -- \
     "$LORA" train "${TINY[@]}" --train "$TRAIN" --val "$VAL" --out "$O" --lr -1
 check "no overwrite: best/ and last/ unchanged after the bad flag" unchanged
-expect_error "no overwrite: train --out with a saved adapter and a mismatched config fails" "shape" -- \
+expect_error "no overwrite: train --out with a saved adapter and a mismatched config fails" "dim" -- \
     "$LORA" train --model "$T/dim" --max-len 40 --train "$TRAIN" --val "$VAL" --out "$O"
 check "no overwrite: best/ and last/ unchanged after the mismatched config" unchanged
 expect_error "no overwrite: train --out with a saved adapter and a truncated model fails" "model.safetensors" -- \
@@ -483,7 +483,7 @@ expect_error "bad adapter: an adapter folder without adapter_model.safetensors n
     "$LORA" eval --model "$M" --adapter "$A" --val "$VAL"
 A=$T/adapter_rank8; mkdir -p "$A"; cp "$O/best/adapter_model.safetensors" "$A/"
 sed 's/"r": 4/"r": 8/' "$O/best/adapter_config.json" >"$A/adapter_config.json"
-expect_error "bad adapter: adapter_config.json r 8 for rank-4 tensors names a shape" "$A/adapter_model.safetensors" "shape" -- \
+expect_error "bad adapter: adapter_config.json r 8 for rank-4 tensors names both ranks" "$A/adapter_model.safetensors" "r 8" "rank 4" -- \
     "$LORA" eval --model "$M" --adapter "$A" --val "$VAL"
 A=$T/adapter_qv; mkdir -p "$A"; cp "$O/best/adapter_model.safetensors" "$A/"
 sed 's/"target_modules": \["q_lin"\]/"target_modules": ["q_lin", "v_lin"]/' "$O/best/adapter_config.json" >"$A/adapter_config.json"
@@ -516,5 +516,127 @@ printf '8 12\n5 x\n' >"$T/lengths.txt"
 expect_error "bench: a bad --lengths file is named with the bad word" "$T/lengths.txt" "'x'" -- \
     "$LORA" bench --model "$M" --lengths "$T/lengths.txt" --batches 1 --threads 1
 expect_error "bench: an unknown --what is named with its value" "--what" "'matrix'" -- "$LORA" bench --what matrix --threads 1
+
+# ----------------------------------------------------------------------------
+# 11. hardening (issue 14): what a new user tried and got a bad message for
+
+# bench after model_free: the numbers of the model, and a binary --lengths file shown escaped
+expect_error "bench: --len 100000 names the model's 512 positions (not 0)" "--len 100000" "512 positions" -- \
+    "$LORA" bench --len 100000 --batches 1 --threads 1
+head -c 300 "$LORA" >"$T/binary_lengths"
+expect_error "bench: a binary --lengths file says 'between 1 and 40'" "$T/binary_lengths" "between 1 and 40" -- \
+    "$LORA" bench --model "$M" --lengths "$T/binary_lengths" --batches 1 --threads 1
+check "bench: a binary --lengths file prints no raw bytes (only printable ASCII on stderr)" \
+    test -z "$(LC_ALL=C tr -d '\n -~' <"$T/stderr")"
+# a directory where a file should be
+mkdir -p "$T/a_dir"
+expect_error "directory: --train DIR says 'is a directory'" "$T/a_dir" "is a directory" -- \
+    "$LORA" train "${TINY[@]}" --train "$T/a_dir" --val "$VAL" --out "$T/out_dir"
+B=$(bad_model dir_config); rm "$B/config.json"; mkdir "$B/config.json"
+expect_error "directory: config.json as a directory says 'is a directory'" "$B/config.json" "is a directory" -- \
+    "$LORA" predict --model "$B" --max-len 40 "good"
+B=$(bad_model dir_weights); rm "$B/model.safetensors"; mkdir "$B/model.safetensors"
+expect_error "directory: model.safetensors as a directory says 'is a directory'" "$B/model.safetensors" "is a directory" -- \
+    "$LORA" predict --model "$B" --max-len 40 "good"
+# a TSV that starts with a UTF-8 byte-order mark is read as Python's utf-8-sig reads it
+{ printf '\357\273\277'; cat "$TRAIN"; } >"$T/bom.tsv"
+expect_ok "BOM: a train TSV starting with a UTF-8 byte-order mark is accepted" \
+    "$LORA" train "${TINY[@]}" --train "$T/bom.tsv" --val "$VAL" --out "$T/out_bom" --epochs 1 --threads 1
+run "$LORA" train "${TINY[@]}" --train "$T/bom.tsv" --val "$VAL" --out "$T/out_bom" --epochs 1 --threads 1
+with_bom=$(losses "$T/stdout")
+run "$LORA" train "${TINY[@]}" --train "$TRAIN" --val "$VAL" --out "$T/out_nobom" --epochs 1 --threads 1
+check_eq "BOM: the run on the BOM file prints the same losses as without it" "$(losses "$T/stdout")" "$with_bom"
+# the HINT to run ./prepare_data.sh only for the default paths it makes
+expect_error "HINT: a missing custom --train has no prepare_data.sh hint" "$T/no_such.tsv" -- \
+    "$LORA" train "${TINY[@]}" --train "$T/no_such.tsv" --val "$VAL" --out "$T/out_hint"
+check "HINT: ... and indeed says nothing of prepare_data.sh" test -z "$(grep -F prepare_data "$T/stderr")"
+mkdir -p "$T/empty_cwd"
+ABS_LORA=$(cd "$(dirname "$LORA")" && pwd)/$(basename "$LORA")
+CMD="(cd $T/empty_cwd && $ABS_LORA train --model $M --max-len 40)"
+(cd "$T/empty_cwd" && "$ABS_LORA" train --model "$M" --max-len 40 >"$T/stdout" 2>"$T/stderr"); RC=$?
+check "HINT: the default --train (data/imdb/train_1k.tsv) missing gives the prepare_data.sh hint" \
+    grep -qF "HINT: run ./prepare_data.sh" "$T/stderr"
+# config.json against the checkpoint: every size, and the layers both ways
+B=$(bad_model fewer_layers); sed 's/"n_layers": 2/"n_layers": 1/' "$M/config.json" >"$B/config.json"
+expect_error "config vs weights: n_layers 1 for a 2-layer checkpoint names both numbers" "n_layers 1" "2 layers" -- \
+    "$LORA" predict --model "$B" --max-len 40 "good"
+B=$(bad_model hidden); sed 's/"hidden_dim": 48/"hidden_dim": 64/' "$M/config.json" >"$B/config.json"
+expect_error "config vs weights: hidden_dim 64 for FFN-48 tensors names both numbers" "hidden_dim 64" "hidden_dim 48" -- \
+    "$LORA" predict --model "$B" --max-len 40 "good"
+B=$(bad_model positions); sed 's/"max_position_embeddings": 40/"max_position_embeddings": 30/' "$M/config.json" >"$B/config.json"
+expect_error "config vs weights: max_position_embeddings 30 for 40 positions names both numbers" \
+    "max_position_embeddings 30" "max_position_embeddings 40" -- "$LORA" predict --model "$B" --max-len 30 "good"
+B=$(bad_model vocab2); sed 's/"vocab_size": 100/"vocab_size": 120/' "$M/config.json" >"$B/config.json"
+expect_error "config vs weights: vocab_size 120 for 100 embeddings names both numbers" "vocab_size 120" "vocab_size 100" -- \
+    "$LORA" predict --model "$B" --max-len 40 "good"
+# LoRA rank above min(in, out) of the adapted Linear
+expect_error "--rank 33 on dim-32 q_lin is refused, naming 33 and 32" "rank 33" "32" -- \
+    "$LORA" train "${TINY[@]}" "${GOOD[@]}" --rank 33 --threads 1
+expect_error "--rank 4096 for bench on the distilbert-base shape is refused" "rank 4096" "768" -- \
+    "$LORA" bench --rank 4096 --threads 1
+# --threads above the cores: one warning line (without OpenMP: the one 'ignored' line)
+run "$LORA" predict --model "$M" --max-len 40 --threads 4096 "good"
+check "--threads 4096: exit 0 and exactly one warning line naming --threads" \
+    test "$RC" = 0 -a "$(lines "$T/stderr")" = 1 -a -n "$(grep -F -- '--threads 4096' "$T/stderr")"
+
+# a review of 100 MB on one line through predict's stdin: one prediction, the echo cut at 1000 bytes
+CMD="yes ... | head -c 100000000 | $LORA predict --model $M --max-len 40"
+yes 'the movie was good and the acting' | head -c 100000000 | tr '\n' ' ' | "$LORA" predict --model "$M" --max-len 40 --threads 1 >"$T/stdout" 2>"$T/stderr"
+RC=$?
+check "predict: a 100 MB review on one line gives one prediction, its echo cut to about 1000 bytes" \
+    test "$RC" = 0 -a "$(grep -c 'tive  ' "$T/stdout")" = 1 -a "$(file_size "$T/stdout")" -lt 3000
+
+# ----------------------------------------------------------------------------
+# 12. crash safety: a save killed at any write step, or failing on a full disk, never loses the
+# previous adapter. The old adapter is $O/best (r 4 on q_lin); the new save writes r 2 on q_lin and
+# v_lin (another config: the case where a half-renamed pair would not even load).
+
+K=$T/kill
+mkdir -p "$K"
+NEW=(train "${TINY[@]}" --train "$TRAIN" --val "$VAL" --epochs 1 --rank 2 --targets q_lin,v_lin --threads 1)
+predict_of() { "$LORA" predict --model "$M" --max-len 40 --adapter "$1" --threads 1 "the movie was good" "this film is bad" 2>/dev/null; }
+fresh_out() { rm -rf "$K/run"; mkdir -p "$K/run"; cp -r "$O/best" "$K/run/best"; cp -r "$O/best" "$K/run/last"; }
+run "$LORA" "${NEW[@]}" --out "$K/new"
+old_pred=$(predict_of "$O/best")
+new_pred=$(predict_of "$K/new/best")
+check "crash safety: the old and the new adapter predict differently (so the check below can tell them apart)" \
+    test -n "$old_pred" -a -n "$new_pred" -a "$old_pred" != "$new_pred"
+# old_or_new DIR: the adapter in DIR loads and predicts as the old one or the complete new one
+old_or_new() { local p; p=$(predict_of "$1"); [ -n "$p" ] && { [ "$p" = "$old_pred" ] || [ "$p" = "$new_pred" ]; }; }
+k=0 points=0 bad=""
+while [ $k -lt 500 ]; do
+    fresh_out
+    LORA_TEST_ABORT_AFTER_WRITES=$k "$LORA" "${NEW[@]}" --out "$K/run" >/dev/null 2>&1
+    rc=$?
+    for d in best last; do old_or_new "$K/run/$d" || bad="$bad $d@$k"; done
+    [ $rc = 0 ] && break   # k is past the last write step: both saves completed
+    [ $rc = 137 ] || bad="$bad exit$rc@$k"
+    points=$((points + 1)) k=$((k + 1))
+done
+check "crash safety: killed after each of the $points write steps of two adapter saves (last/, best/), each adapter loads and predicts as the old or the complete new one${bad:+ (failed:$bad)}" \
+    test "$points" -ge 20 -a -z "$bad"
+check_eq "crash safety: with no kill the run saved the new adapter" "$new_pred" "$(predict_of "$K/run/best")"
+# a failing write (what a full disk does) at every step: one error line, no .tmp left, nothing lost
+bad=""
+for ((k = 1; k <= points; k++)); do
+    fresh_out
+    LORA_TEST_FAIL_WRITE=$k "$LORA" "${NEW[@]}" --out "$K/run" >/dev/null 2>"$T/stderr"
+    rc=$?
+    [ $rc = 1 ] || bad="$bad exit$rc@$k"
+    [ "$(lines "$T/stderr")" = 1 ] || bad="$bad stderr@$k"
+    # (a failed rename after the commit leaves the new config as .tmp, and the new adapter loads)
+    [ -z "$(find "$K/run" -name '*.tmp')" ] || grep -q "cannot rename .*adapter_config.json.tmp" "$T/stderr" || bad="$bad tmp@$k"
+    for d in best last; do old_or_new "$K/run/$d" || bad="$bad $d@$k"; done
+done
+check "full disk: a write failing at each of the $points steps gives one error line, leaves no .tmp file, loses nothing${bad:+ (failed:$bad)}" \
+    test -z "$bad"
+if [ -w /dev/full ]; then
+    fresh_out
+    ln -s /dev/full "$K/run/last/adapter_model.safetensors.tmp"
+    expect_error "full disk: writing through /dev/full fails with one line naming the file" "adapter_model.safetensors.tmp" -- \
+        "$LORA" "${NEW[@]}" --out "$K/run"
+    check "full disk: /dev/full leaves no .tmp and the old adapter" \
+        test -z "$(find "$K/run" -name '*.tmp')" -a "$(predict_of "$K/run/last")" = "$old_pred"
+fi
 
 finish
