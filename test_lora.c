@@ -168,7 +168,7 @@ static Config tiny_config(void) {
 
 static void tiny_model(Model* m, int all_targets, uint64_t seed) {
     Config c = tiny_config();
-    LoraConfig lc = { 2, 4.0f, 0.1f, { 1, 0, 0, 0, 0, 0 } };
+    LoraConfig lc = { 2, 4.0f, 0.1f, { 1, 0, 0, 0, 0, 0 }, 0 };
     if (all_targets) { for (int i = 0; i < NUM_LIN; i++) { lc.targets[i] = 1; } }
     model_init_random(m, &c, &lc, seed);
     // make every term matter: non-trivial LayerNorms, biases, larger weights, non-zero LoRA B
@@ -847,7 +847,7 @@ static void test_hf_standin_parity(void) {
 
 // F16 and BF16 checkpoints are converted to fp32 on load
 static void test_dtypes(void) {
-    LoraConfig lc = { 4, 8.0f, 0.0f, { 1, 0, 0, 0, 0, 0 } };
+    LoraConfig lc = { 4, 8.0f, 0.0f, { 1, 0, 0, 0, 0, 0 }, 0 };
     Model m32;
     if (model_load(&m32, HF_DIR, &lc, 0) != 0) { expect(0, "load the F32 fixture model"); return; }
     const char* files[2] = { "model_f16.safetensors", "model_bf16.safetensors" };
@@ -873,7 +873,7 @@ static void test_dtypes(void) {
 // bad files: every one is refused with an error (printed to stderr), never a crash
 
 static void test_bad_checkpoints(void) {
-    LoraConfig lc = { 4, 8.0f, 0.0f, { 1, 0, 0, 0, 0, 0 } };
+    LoraConfig lc = { 4, 8.0f, 0.0f, { 1, 0, 0, 0, 0, 0 }, 0 };
     size_t n;
     char* good = read_file(HF_DIR "/model.safetensors", &n, NULL);
     if (!good) { expect(0, "read the fixture model"); return; }
@@ -1032,7 +1032,7 @@ static void toy_accuracy(Model* m, float* loss, float* acc) {
 
 static void test_training(void) {
     Config c = tiny_config();
-    LoraConfig lc = { 4, 32.0f, 0.01f, { 1, 0, 1, 0, 0, 0 } };
+    LoraConfig lc = { 4, 32.0f, 0.01f, { 1, 0, 1, 0, 0, 0 }, 0 };
     Model m;
     int threads = set_threads(2);  // the first runs on 2 threads, the determinism check on 1
     model_init_random(&m, &c, &lc, 11);
