@@ -13,6 +13,12 @@
 #                 (default 120; FUZZ=safetensors runs one of safetensors json tokenizer tsv adapter)
 #   make clean    remove everything make built
 #
+# Classroom exercises (exercises/README.md):
+#   make exercises              list them
+#   make exercise EX=NAME       turn the solution of exercise NAME into a TODO stub
+#   make grade EX=NAME          build (-O1, reference kernels) and run its checks: PASS or FAIL
+#   make solution EX=NAME       put the solution back (or: git checkout lora.c tokenizer.c)
+#
 # Options:  CC=clang make     another compiler (gcc and clang both work)
 #           NO_OMP=1 make     build without OpenMP (one thread)
 #           make train ARGS="--epochs 1 --threads 4"    extra flags for ./lora train / bench
@@ -145,6 +151,21 @@ tokenizer_sanitize: tokenizer.c
 test_lora_sanitize: test_lora.c lora.c tokenizer.c
 	$(CC) $(SANITIZE_CFLAGS) $(OMP_CFLAGS) -o $@ test_lora.c $(LDLIBS) $(OMP_LDLIBS)
 
+# ----------------------------------------------------------------------------
+# classroom exercises: dev/exercise.sh does the work (it builds test_lora_grade / lora_grade)
+
+exercises:
+	@sh dev/exercise.sh list
+
+exercise:
+	@sh dev/exercise.sh stub "$(EX)"
+
+grade:
+	@sh dev/exercise.sh grade "$(EX)"
+
+solution:
+	@sh dev/exercise.sh solution "$(EX)"
+
 # the tiny model and toy data (./lora tiny writes them; nothing is downloaded)
 tiny: lora
 	./lora tiny
@@ -153,6 +174,7 @@ clean:
 	rm -f lora tokenizer test_lora lora_debug tokenizer_debug test_lora_debug .omp_try
 	rm -f lora_sanitize tokenizer_sanitize test_lora_sanitize
 	rm -f dev/fuzz/build/replay dev/fuzz/build/fuzz_* dev/fuzz/build/probe*
+	rm -f test_lora_grade lora_grade
 	rm -rf *.dSYM
 
-.PHONY: all test train bench tiny debug sanitize clean fuzz
+.PHONY: all test train bench tiny debug sanitize clean fuzz exercises exercise grade solution

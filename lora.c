@@ -29,6 +29,8 @@ The layers (layernorm, matmul, LoRA, attention, GELU, ...) come first, each a fo
 pair. In release builds the first line of matmul_forward/backward and attention_forward/backward
 jumps to the fast versions in Part 2; `./lora ... --reference` and `make debug` stay in the
 plain loops of Part 1, so the debugger steps through exactly the code you read here.
+Lines "// EXERCISE(name) BEGIN" / "END" mark the code that `make exercise EX=name` swaps for a
+TODO in a classroom exercise (exercises/README.md); what lies between them is the solution.
 
 Legend for the shape comments:
   B = batch (sequences), T = tokens of one sequence, N = tokens of the whole batch (sum of T),
@@ -215,6 +217,7 @@ void layernorm_forward(float* out, float* mean, float* rstd,
 void layernorm_backward(float* dinp, float* dweight, float* dbias,
                         const float* dout, const float* inp, const float* weight,
                         const float* mean, const float* rstd, int N, int C) {
+    // EXERCISE(layernorm_backward) BEGIN
     // forward: out = norm * weight + bias, norm = (x - mean) * rstd
     // dnorm = dout * weight; dx = rstd * (dnorm - mean(dnorm) - norm * mean(dnorm * norm))
     // Where it comes from: norm_i = (x_i - m) * s depends on x_i directly and through the
@@ -253,6 +256,7 @@ void layernorm_backward(float* dinp, float* dweight, float* dbias,
             }
         }
     }
+    // EXERCISE(layernorm_backward) END
 }
 
 // ----------------------------------------------------------------------------
@@ -346,6 +350,7 @@ void dropout_copy(float* out, const float* inp, size_t n, float p, uint64_t key)
 // rank R costs N*R*(C + OC) multiply-adds, tiny next to the frozen N*C*OC.
 void lora_forward(float* out, float* h, float* xd, const float* inp, const float* lora_A, const float* lora_B,
                   float scale, float p, uint64_t key, int N, int C, int OC, int R) {
+    // EXERCISE(lora_forward) BEGIN
     const float* x = inp;
     if (p > 0.0f) { dropout_copy(xd, inp, (size_t)N * C, p, key); x = xd; }
     matmul_forward(h, x, lora_A, NULL, N, C, R);  // h = x lora_A^T: the down-projection to rank R
@@ -358,6 +363,7 @@ void lora_forward(float* out, float* h, float* xd, const float* inp, const float
             for (int j = 0; j < OC; j++) { o[j] += hr * lora_B[(size_t)j * R + r]; }
         }
     }
+    // EXERCISE(lora_forward) END
 }
 
 // backward of lora_forward. dlora_A (R, C), dlora_B (OC, R) += their gradients; dinp (N, C) += the LoRA
@@ -366,6 +372,7 @@ void lora_backward(float* dinp, float* dlora_A, float* dlora_B, float* dh, float
                    const float* dout, const float* inp, const float* h,
                    const float* lora_A, const float* lora_B,
                    float scale, float p, uint64_t key, int N, int C, int OC, int R) {
+    // EXERCISE(lora_backward) BEGIN
     // Two steps back through the two matmuls of the forward, the last one first.
     // Shapes: dout (N, OC), h (N, R), lora_B (OC, R), dh (N, R), lora_A (R, C), xd (N, C).
     // out += scale * h B^T  =>  dB += scale * dout^T h  and  dh = scale * dout B
@@ -404,6 +411,7 @@ void lora_backward(float* dinp, float* dlora_A, float* dlora_B, float* dh, float
             matmul_backward(dinp, NULL, NULL, dh, NULL, lora_A, N, C, R);
         }
     }
+    // EXERCISE(lora_backward) END
 }
 
 // --- attention: multi-head self-attention, each sequence on its own (no padding, so no mask).
@@ -444,9 +452,11 @@ static void softmax_row(float* row, int T) {
 // row (T) is P.
 // P = softmax(S)  =>  dS_j = P_j (dP_j - sum_k P_k dP_k)
 static void softmax_row_backward(float* drow, const float* row, int T, float scale) {
+    // EXERCISE(attention_backward.softmax) BEGIN
     float dot = 0.0f;
     for (int j = 0; j < T; j++) { dot += row[j] * drow[j]; }
     for (int j = 0; j < T; j++) { drow[j] = row[j] * (drow[j] - dot) * scale; }
+    // EXERCISE(attention_backward.softmax) END
 }
 
 // one (sequence, head). q (Tq rows), k, v (T rows) are this head's HS columns of the full
@@ -518,6 +528,7 @@ static void attention_head_backward(float* dq, float* dk, float* dv, float* datt
                                     const float* dout, const float* att, const float* q, const float* k,
                                     const float* v, int Tq, int T, int C, int HS, float p,
                                     uint64_t key, size_t key_offset) {
+    // EXERCISE(attention_backward.head) BEGIN
     float scale = 1.0f / sqrtf((float)HS);
     float keep_scale = 1.0f / (1.0f - p);
     for (int i = 0; i < Tq; i++) {
@@ -553,6 +564,7 @@ static void attention_head_backward(float* dq, float* dk, float* dv, float* datt
             }
         }
     }
+    // EXERCISE(attention_backward.head) END
 }
 
 // dq, dk, dv += gradients (rows as in the forward); datt (same layout as att) is scratch.
@@ -598,6 +610,7 @@ void gelu_forward(float* out, const float* inp, size_t n) {
 
 // dinp += dout * gelu'(inp), gelu'(x) = Phi(x) + x * phi(x)
 void gelu_backward(float* dinp, const float* inp, const float* dout, size_t n) {
+    // EXERCISE(gelu_backward) BEGIN
     #pragma omp parallel for
     for (size_t i = 0; i < n; i++) {
         float x = inp[i];
@@ -606,6 +619,7 @@ void gelu_backward(float* dinp, const float* inp, const float* dout, size_t n) {
         float pdf = 0.39894228040143268f * exp_vec(-0.5f * x * x);
         dinp[i] += dout[i] * (cdf + x * pdf);
     }
+    // EXERCISE(gelu_backward) END
 }
 
 // --- residual and dropout, elementwise
@@ -686,12 +700,14 @@ void crossentropy_forward(float* losses, float* probs, const float* logits, cons
 // loss_b = log sum_j exp(z_j) - z_label  =>  dloss_b / dz_i = softmax(z)_i - [i == label].
 // The batch loss is the mean over b (CrossEntropyLoss's reduction="mean"), hence the 1/B.
 void crossentropy_backward(float* dlogits, const float* probs, const int* labels, int B, int NL) {
+    // EXERCISE(crossentropy_backward) BEGIN
     for (int b = 0; b < B; b++) {
         for (int i = 0; i < NL; i++) {
             float target = (i == labels[b]) ? 1.0f : 0.0f;
             dlogits[(size_t)b * NL + i] += (probs[(size_t)b * NL + i] - target) / B;
         }
     }
+    // EXERCISE(crossentropy_backward) END
 }
 
 // ----------------------------------------------------------------------------
@@ -739,7 +755,17 @@ typedef struct {
     float alpha;            // 32: the update is scaled by alpha / R = 8
     float dropout;          // 0.01: on the input of the LoRA path only
     int targets[NUM_LIN];   // 1 = this Linear has an adapter in every layer (default: q_lin only)
+    int use_rslora;         // 0; 1 = rsLoRA's scaling alpha / sqrt(R) (PEFT's use_rslora=True)
 } LoraConfig;
+
+// the factor of the LoRA update, PEFT's `scaling`: alpha / R, or alpha / sqrt(R) with rsLoRA
+// (Kalajdzievski 2023: with alpha / R the update shrinks as the rank grows, and a high rank learns
+// no better than a low one; alpha / sqrt(R) keeps its size steady)
+float lora_scaling(const LoraConfig* lc) {
+    // EXERCISE(rslora.scaling) BEGIN
+    return lc->use_rslora ? lc->alpha / sqrtf((float)lc->rank) : lc->alpha / lc->rank;
+    // EXERCISE(rslora.scaling) END
+}
 
 // the frozen pretrained weights, one allocation. Names as in Hugging Face's checkpoint.
 typedef struct {
@@ -921,7 +947,7 @@ static void linear_forward(Model* m, int l, int lin, float* out, const float* in
         float* h = m->acts.lora_h + ((size_t)l * NUM_LIN + lin) * m->N * R;
         float p = m->training ? m->lora.dropout : 0.0f;
         lora_forward(out, h, m->acts.xd, inp, m->params.lora_A[lin] + (size_t)l * R * IC,
-                     m->params.lora_B[lin] + (size_t)l * OC * R, m->lora.alpha / R, p,
+                     m->params.lora_B[lin] + (size_t)l * OC * R, lora_scaling(&m->lora), p,
                      dropout_key(m->step_seed, l, DROP_LORA + lin), N, IC, OC, R);
     }
 }
@@ -942,7 +968,7 @@ static void linear_backward(Model* m, int l, int lin, float* dinp, const float* 
                       m->grads.lora_B[lin] + (size_t)l * OC * R,
                       m->acts.dlora_h, m->acts.xd, dout, inp, h,
                       m->params.lora_A[lin] + (size_t)l * R * IC, m->params.lora_B[lin] + (size_t)l * OC * R,
-                      m->lora.alpha / R, p, dropout_key(m->step_seed, l, DROP_LORA + lin), N, IC, OC, R);
+                      lora_scaling(&m->lora), p, dropout_key(m->step_seed, l, DROP_LORA + lin), N, IC, OC, R);
     }
 }
 
@@ -1250,9 +1276,19 @@ void model_backward(Model* m) {
     }
 }
 
+// the learning rate of step `step` (0, 1, ..., total_steps - 1): linear decay from lr to 0 with no
+// warmup, HF's get_linear_schedule_with_warmup(num_warmup_steps=0). The first step uses the full
+// lr, the last lr / total_steps; the value 0 would come at step total_steps, which never runs.
+float lr_at_step(float lr, int step, int total_steps) {
+    // EXERCISE(schedule_clip.lr) BEGIN
+    return lr * (float)(total_steps - step) / (float)total_steps;
+    // EXERCISE(schedule_clip.lr) END
+}
+
 // clip the global L2 norm of all gradients to max_norm (torch.nn.utils.clip_grad_norm_, as HF
 // Trainer's max_grad_norm does). Returns the norm before clipping.
 float model_clip_grad_norm(Model* m, float max_norm) {
+    // EXERCISE(schedule_clip.clip) BEGIN
     // the norm over ALL trainable numbers at once, as if they were one long vector; the sum of
     // squares is in double because it adds up many terms (628,994 in the tutorial)
     double sum = 0.0;
@@ -1267,6 +1303,7 @@ float model_clip_grad_norm(Model* m, float max_norm) {
         }
     }
     return norm;
+    // EXERCISE(schedule_clip.clip) END
 }
 
 // one AdamW step (Loshchilov & Hutter 2019) exactly as torch.optim.AdamW: decoupled weight
@@ -1279,6 +1316,7 @@ float model_clip_grad_norm(Model* m, float max_norm) {
 // m and v start at 0, so early on they are biased towards 0; dividing by (1 - beta^t) corrects
 // that (Kingma and Ba 2015, section 3). eps is added after the correction, as torch does.
 void model_update(Model* model, float lr, float beta1, float beta2, float eps, float weight_decay) {
+    // EXERCISE(adamw) BEGIN
     // t, the step number in the bias corrections; bc1 = 1 - beta1^t, bc2_sqrt = sqrt(1 - beta2^t)
     model->adam_step++;
     float bc1 = 1.0f - powf(beta1, (float)model->adam_step);
@@ -1303,6 +1341,7 @@ void model_update(Model* model, float lr, float beta1, float beta2, float eps, f
             param[i] -= (lr / bc1) * m[i] / denom;
         }
     }
+    // EXERCISE(adamw) END
 }
 
 // ----------------------------------------------------------------------------
@@ -1490,8 +1529,7 @@ int train(const Options* o) {
             model_backward(&model);
             float norm = model_clip_grad_norm(&model, o->max_grad_norm);
             // linear decay from lr to 0 over all steps, no warmup (HF's get_linear_schedule_with_warmup)
-            // step counts from 0, so the first step uses the full lr and the last lr / total_steps
-            float lr = o->lr * (float)(total_steps - step) / (float)total_steps;
+            float lr = lr_at_step(o->lr, step, total_steps);
             model_update(&model, lr, 0.9f, 0.999f, 1e-8f, o->weight_decay);
             step++;
             // the epoch's training loss = mean of its steps' batch losses (what Trainer logs per interval)
@@ -3033,8 +3071,8 @@ static int lora_config_load(LoraConfig* lc, const char* dir) {
     free(text);
     if (j == NULL) { return -1; }
     // Refuse every PEFT option that would change the math we implement, rather than silently
-    // compute something else: fan_in_fan_out (transposed weights), rsLoRA (scale alpha/sqrt(r)),
-    // DoRA, a subset of layers, or trainable biases.
+    // compute something else: fan_in_fan_out (transposed weights), DoRA, a subset of layers, or
+    // trainable biases. rsLoRA (scale alpha/sqrt(r)) is implemented: see lora_scaling.
     int rc = 0;
     const Json* type = json_get(j, "peft_type");
     const Json* r = json_get(j, "r");
@@ -3051,10 +3089,11 @@ static int lora_config_load(LoraConfig* lc, const char* dir) {
     else if (!r || r->type != JSON_NUMBER || r->number < 1 || r->number > 4096 || r->number != floor(r->number)) { rc = fail("%s: \"r\" must be a positive integer", path); }
     else if (!alpha || alpha->type != JSON_NUMBER) { rc = fail("%s: \"lora_alpha\" must be a number", path); }
     else if (drop && (drop->type != JSON_NUMBER || drop->number < 0 || drop->number >= 1)) { rc = fail("%s: \"lora_dropout\" must be in [0, 1)", path); }
-    else if ((fifo && fifo->type == JSON_BOOL && fifo->number) || (rslora && rslora->type == JSON_BOOL && rslora->number) ||
+    else if (rslora && rslora->type != JSON_BOOL && rslora->type != JSON_NULL) { rc = fail("%s: \"use_rslora\" must be true or false", path); }
+    else if ((fifo && fifo->type == JSON_BOOL && fifo->number) ||
              (dora && dora->type == JSON_BOOL && dora->number) || (layers && layers->type != JSON_NULL) ||
              (bias && bias->type == JSON_STRING && strcmp(bias->string, "none") != 0)) {
-        rc = fail("%s: fan_in_fan_out, use_rslora, use_dora, layers_to_transform and bias other than \"none\" are not supported", path);
+        rc = fail("%s: fan_in_fan_out, use_dora, layers_to_transform and bias other than \"none\" are not supported", path);
     } else if (!targets || (targets->type != JSON_ARRAY && targets->type != JSON_STRING)) {
         rc = fail("%s: \"target_modules\" must be a list of module names", path);
     }
@@ -3062,6 +3101,10 @@ static int lora_config_load(LoraConfig* lc, const char* dir) {
         lc->rank = (int)r->number;
         lc->alpha = (float)alpha->number;
         lc->dropout = drop ? (float)drop->number : 0.0f;
+        // EXERCISE(rslora.config) BEGIN
+        // "use_rslora": true selects the scaling alpha / sqrt(r); false, null or absent: alpha / r
+        lc->use_rslora = rslora != NULL && rslora->type == JSON_BOOL && rslora->number != 0;
+        // EXERCISE(rslora.config) END
         // target_modules may be a list of names or one string (PEFT accepts both)
         int count = targets->type == JSON_ARRAY ? targets->count : 1;
         for (int i = 0; i < count && rc == 0; i++) {
@@ -3116,6 +3159,21 @@ static int model_load_adapter(Model* m, const char* dir) {
     }
     safetensors_close(&st);
     return rc;
+}
+
+// fold a LoRA adapter into its frozen weight: W (OC, IC) += scale * lora_B (OC, R) @ lora_A (R, IC).
+// Afterwards W x + b alone gives what W0 x + b + scale * B A x gave, so inference needs no LoRA
+// path at all (PEFT's merge_and_unload). scale is lora_scaling(): alpha / R, or alpha / sqrt(R).
+void lora_merge(float* W, const float* lora_A, const float* lora_B, float scale, int OC, int IC, int R) {
+    // EXERCISE(merge) BEGIN
+    for (int o = 0; o < OC; o++) {
+        for (int r = 0; r < R; r++) {
+            // row o of W += scale * B[o, r] * (row r of A): the rank-R product, one row at a time
+            float b = scale * lora_B[(size_t)o * R + r];
+            for (int i = 0; i < IC; i++) { W[(size_t)o * IC + i] += b * lora_A[(size_t)r * IC + i]; }
+        }
+    }
+    // EXERCISE(merge) END
 }
 
 // copy s into out as the inside of a JSON string (quotes and backslashes escaped)
@@ -3173,7 +3231,7 @@ static int model_save_adapter(const Model* m, const char* dir, const char* base_
              "  \"fan_in_fan_out\": false,\n"
              "  \"inference_mode\": true,\n"
              "  \"init_lora_weights\": true,\n"
-             "  \"use_rslora\": false,\n"
+             "  \"use_rslora\": %s,\n"
              "  \"use_dora\": false,\n"
              "  \"layers_to_transform\": null,\n"
              "  \"layers_pattern\": null,\n"
@@ -3181,7 +3239,7 @@ static int model_save_adapter(const Model* m, const char* dir, const char* base_
              "  \"alpha_pattern\": {},\n"
              "  \"revision\": null\n"
              "}\n",
-             base_escaped, m->lora.rank, m->lora.alpha, m->lora.dropout, targets);
+             base_escaped, m->lora.rank, m->lora.alpha, m->lora.dropout, targets, m->lora.use_rslora ? "true" : "false");
     if (text_write_tmp(config_path, json) != 0) { save_abandon(set, 2); return -1; }
     return save_commit(set, 2);
 }
@@ -4010,7 +4068,7 @@ int tiny_command(const Options* o) {
     }
     // a random model of DistilBERT's shape, Hugging Face's initialisation (model_init_random)
     Config c = { V, 128, 32, 2, 2, 64, 2, 0.1f, 0.1f, 0.2f };
-    LoraConfig lc = { 4, 32.0f, 0.01f, { 0 } };
+    LoraConfig lc = { 4, 32.0f, 0.01f, { 0 }, 0 };
     Model m;
     model_init_random(&m, &c, &lc, o->seed);
     // model_init_random draws N(0, 0.02^2) as transformers does for a 768-wide model. At width

@@ -988,6 +988,7 @@ static int wordpiece(void* ctx, const char* word, int nbytes, int nchars, int sp
     const Tokenizer* tok = s->tok;
     if (special_id >= 0) { return sink_push(s, special_id); }
     if (nchars > MAX_WORD_CHARS) { return sink_push(s, tok->unk_id); }
+    // EXERCISE(wordpiece) BEGIN
     int pieces[MAX_WORD_CHARS];  // each piece covers at least one character
     int npieces = 0;
     // A copy of the word with two spare bytes in front. A piece that starts at byte `start > 0`
@@ -1028,6 +1029,7 @@ static int wordpiece(void* ctx, const char* word, int nbytes, int nchars, int sp
         if (sink_push(s, pieces[k])) { return 1; }
     }
     return 0;
+    // EXERCISE(wordpiece) END
 }
 
 // reverses a[0..n)

@@ -1,0 +1,173 @@
+#!/usr/bin/env python3
+"""Builds the rsLoRA fixture that the `rslora` exercise (test group rslora) is graded against.
+
+rsLoRA (Kalajdzievski 2023, "A Rank Stabilization Scaling Factor for Fine-Tuning with LoRA")
+scales the LoRA update by alpha / sqrt(r) instead of alpha / r; PEFT turns it on with
+LoraConfig(use_rslora=True). With r = 4 and alpha = 8 the two scalings differ (4 against 2), so a
+C implementation that ignores the flag cannot match this fixture.
+
+Reuses the tiny random model and batch of dev/fixtures/hf_tiny (made by dev/hf_parity.py): same
+config.json, model.safetensors and batch.txt. What it makes (all in --out, default
+dev/fixtures/hf_rslora):
+  adapter/adapter_model.safetensors   PEFT LoRA on q_lin and v_lin, r=4, alpha=8, use_rslora=True,
+                                      lora_B random (not zero) so that every term matters
+  adapter/adapter_config.json         as PEFT writes it ("use_rslora": true)
+  reference.safetensors               logits, loss and grad.<adapter key> of every trainable tensor
+  README.md                           what the files are, the command, the library versions
+
+Everything runs on the CPU in fp32 with a fixed seed; dropout is 0 everywhere (train = eval).
+
+Usage: CUDA_VISIBLE_DEVICES= python3 dev/hf_rslora.py --base dev/fixtures/hf_tiny --out dev/fixtures/hf_rslora
+"""
+
+import argparse
+import math
+import os
+import sys
+
+FAILURES = []
+
+
+def check(ok, what):
+    print(("check ok    " if ok else "CHECK FAILED ") + what)
+    if not ok:
+        FAILURES.append(what)
+
+
+R, ALPHA = 4, 8
+LORA = dict(task_type="SEQ_CLS", r=R, lora_alpha=ALPHA, lora_dropout=0.0,
+            target_modules=["q_lin", "v_lin"], use_rslora=True)
+SEED = 4321
+
+
+def adapter_key(param_name):
+    """as dev/hf_parity.py: PEFT drops the adapter name and the modules_to_save wrapper on save"""
+    return ".".join(p for p in param_name.split(".") if p not in ("default", "modules_to_save"))
+
+
+def main():
+    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    ap.add_argument("--base", default="dev/fixtures/hf_tiny", help="tiny model + batch.txt (dev/hf_parity.py)")
+    ap.add_argument("--out", default="dev/fixtures/hf_rslora", help="output folder")
+    args = ap.parse_args()
+
+    import torch
+    import torch.nn.functional as F
+    import transformers
+    import peft
+    import safetensors
+    from safetensors.torch import save_file, load_file
+    from transformers import DistilBertForSequenceClassification
+    from peft import LoraConfig, get_peft_model
+
+    versions = dict(python=sys.version.split()[0], torch=torch.__version__,
+                    transformers=transformers.__version__, peft=peft.__version__,
+                    safetensors=safetensors.__version__)
+    print("versions:", " ".join(f"{k}={v}" for k, v in versions.items()))
+    torch.set_num_threads(1)
+    out = args.out
+    adapter_dir = os.path.join(out, "adapter")
+    os.makedirs(adapter_dir, exist_ok=True)
+
+    # the batch of hf_tiny: label<TAB>ids
+    seqs, labels = [], []
+    with open(os.path.join(args.base, "batch.txt")) as f:
+        for line in f:
+            lab, ids = line.rstrip("\n").split("\t")
+            labels.append(int(lab))
+            seqs.append([int(t) for t in ids.split()])
+    T = max(len(s) for s in seqs)
+    ids = torch.zeros((len(seqs), T), dtype=torch.long)
+    mask = torch.zeros((len(seqs), T), dtype=torch.long)
+    for b, s in enumerate(seqs):
+        ids[b, :len(s)] = torch.tensor(s)
+        mask[b, :len(s)] = 1
+    batch = {"input_ids": ids, "attention_mask": mask, "labels": torch.tensor(labels)}
+
+    torch.manual_seed(SEED)                   # PEFT's lora_A draws from here
+    gen = torch.Generator().manual_seed(SEED)  # lora_B, drawn by hand
+    model = DistilBertForSequenceClassification.from_pretrained(args.base)
+    for name, m in model.named_modules():
+        if isinstance(m, torch.nn.Dropout):
+            check(m.p == 0.0, f"dropout {name} has p = 0")
+    try:
+        model.name_or_path = "dev/fixtures/hf_tiny"   # what PEFT writes as base_model_name_or_path
+    except Exception:
+        pass
+    pmodel = get_peft_model(model, LoraConfig(**LORA))
+    with torch.no_grad():
+        for name, p in sorted(pmodel.named_parameters()):
+            if ".lora_B." in name:
+                p.copy_(torch.randn(p.shape, generator=gen) * 0.1)
+
+    # the scaling PEFT uses: alpha / sqrt(r) = 4 (plain LoRA would use alpha / r = 2)
+    scalings = set()
+    for name, m in pmodel.named_modules():
+        if hasattr(m, "scaling") and isinstance(getattr(m, "scaling"), dict) and "default" in m.scaling:
+            scalings.add(float(m.scaling["default"]))
+    print("PEFT scalings:", scalings)
+    check(scalings == {ALPHA / math.sqrt(R)}, f"every LoRA layer scales by alpha / sqrt(r) = {ALPHA / math.sqrt(R)}")
+
+    pmodel.save_pretrained(adapter_dir)
+    peft_readme = os.path.join(adapter_dir, "README.md")
+    if os.path.exists(peft_readme):
+        os.remove(peft_readme)
+    adapter_sd = load_file(os.path.join(adapter_dir, "adapter_model.safetensors"))
+    with open(os.path.join(adapter_dir, "adapter_config.json")) as f:
+        cfg_text = f.read()
+    print("adapter_config.json:\n" + cfg_text)
+    check('"use_rslora": true' in cfg_text, "adapter_config.json says \"use_rslora\": true")
+
+    trainable = [(n, p) for n, p in pmodel.named_parameters() if p.requires_grad]
+    keys = [adapter_key(n) for n, _ in trainable]
+    check(set(keys) == set(adapter_sd), "trainable tensors and adapter file keys are the same set")
+
+    pmodel.train()
+    pmodel.zero_grad(set_to_none=True)
+    res = pmodel(**batch)
+    logits, loss = res.logits, res.loss
+    loss.backward()
+    ce = F.cross_entropy(logits.detach().double(), batch["labels"]).item()
+    check(abs(ce - loss.item()) < 1e-6, f"loss {loss.item():.8f} is the mean cross-entropy {ce:.8f}")
+    ref = {"logits": logits.detach().clone(), "loss": loss.detach().reshape(1).clone()}
+    for k, (n, p) in zip(keys, trainable):
+        check(p.grad is not None and p.grad.abs().max().item() > 0, f"{k} has a non-zero gradient")
+        ref["grad." + k] = p.grad.detach().clone() if p.grad is not None else torch.zeros_like(p)
+
+    # the same model with use_rslora=False would give other logits: the fixture tells them apart
+    with torch.no_grad():
+        for name, m in pmodel.named_modules():
+            if hasattr(m, "scaling") and isinstance(getattr(m, "scaling"), dict) and "default" in m.scaling:
+                m.scaling["default"] = ALPHA / R
+        plain = pmodel(**batch).logits
+    gap = (plain - logits.detach()).abs().max().item() / logits.detach().abs().max().item()
+    print(f"logits with alpha/r instead of alpha/sqrt(r): max rel diff {gap:.3e}")
+    check(gap > 1e-2, "plain LoRA scaling gives clearly different logits")
+    ref["logits_plain_scaling"] = plain.detach().clone()
+
+    ref = {k: v.float().contiguous() for k, v in ref.items()}
+    save_file(ref, os.path.join(out, "reference.safetensors"), metadata={"format": "pt"})
+    print("reference.safetensors tensors:")
+    for k in sorted(ref):
+        print(f"  {k:82s} {list(ref[k].shape)}")
+    with open(os.path.join(out, "README.md"), "w") as f:
+        f.write("rsLoRA reference for the `rslora` exercise: PEFT LoRA with use_rslora=True (scaling alpha/sqrt(r) = "
+                f"{ALPHA}/sqrt({R}) = {ALPHA / math.sqrt(R):g}, not alpha/r = {ALPHA / R:g}) on q_lin and v_lin of the tiny "
+                "model in ../hf_tiny (its config.json, model.safetensors and batch.txt).\n"
+                "`adapter/` = the PEFT adapter (lora_B random, not zero); `reference.safetensors`: logits, loss, "
+                "grad.<adapter key>, and logits_plain_scaling (the same adapter scaled by alpha/r).\n"
+                "Made by `CUDA_VISIBLE_DEVICES= python3 dev/hf_rslora.py --base dev/fixtures/hf_tiny --out "
+                f"dev/fixtures/hf_rslora` (CPU, fp32), seed {SEED}. Versions: "
+                + ", ".join(f"{k} {v}" for k, v in versions.items()) + ".\n")
+    print("logits:", [[round(x, 6) for x in row] for row in logits.detach().tolist()])
+    print(f"loss: {loss.item():.7f}")
+    total = sum(os.path.getsize(os.path.join(d, f)) for d, _, fs in os.walk(out) for f in fs)
+    print(f"files: {total} bytes in {out}")
+    if FAILURES:
+        print(f"{len(FAILURES)} CHECKS FAILED:", *FAILURES, sep="\n  ")
+        sys.exit(1)
+    print("all checks passed")
+
+
+if __name__ == "__main__":
+    main()
