@@ -47,6 +47,7 @@ Legend for the shape comments:
 #include <math.h>
 #include <time.h>
 #include <errno.h>
+#include <signal.h>
 // two things from outside C11: making a folder (--out DIR) and asking whether stdout is a
 // terminal (the live progress line)
 #ifdef _WIN32
@@ -1388,6 +1389,8 @@ typedef struct {
     int bench_batches;        // --batches K
     const char* bench_what;   // --what model (the default) or mm (the matmul alone)
     const char* predictions_path;  // eval --predictions FILE
+    const char* resume_dir;   // train --resume OUT/last: continue that run
+    int overwrite;            // train --overwrite: replace the checkpoints already in --out
 } Options;
 
 // copy the sequences idx[0..B) of d one after another into ids/lengths/labels
@@ -1465,8 +1468,31 @@ static int threads_in_use(void);
 static void print_parameter_count(const Model* m);
 static int train_setup(const Options* o, Model* model, Tokenizer* tok, Dataset* train_set, Dataset* val_set,
                        int* max_len);
+// Where a run stands. It is saved with every checkpoint (OUT/last/trainer_state.json, with
+// AdamW's moments in optimizer.safetensors), so that `./lora train --resume OUT/last` goes on
+// exactly where the run stopped: the same batches, dropout masks and numbers, bit for bit.
+typedef struct {
+    int epoch;            // the epoch in progress (1-based); its first step_in_epoch steps are done
+    int step_in_epoch;
+    int step;             // optimizer steps done in all (the learning-rate schedule's position)
+    double epoch_loss;    // sum of the batch losses of this epoch's steps so far
+    float best_val_loss;  // the lowest validation loss so far (INFINITY before the first) ...
+    int best_epoch;       // ... and its epoch
+} TrainState;
+// checkpoints and resuming (Part 2): save OUT/last with the trainer state; load it back
+static int train_save_checkpoint(const Options* o, const Model* m, const char* dir, const TrainState* ts);
+static int train_resume(const Options* o, Model* m, TrainState* ts);
+// Ctrl-C (SIGINT): the first asks train to stop after the current step, the second quits at once
+static volatile sig_atomic_t stop_requested = 0;
+static void on_sigint(int sig) {
+    (void)sig;
+    if (stop_requested) { _Exit(130); }  // the second Ctrl-C: nothing half-saved (see save_commit)
+    stop_requested = 1;
+    signal(SIGINT, on_sigint);
+}
 // progress (Part 2): the live line on a terminal, plain lines in a pipe, OUT/log.tsv, OUT/curves.svg
-static Progress* progress_start(const Options* o, int total_steps, int steps_per_epoch, const Dataset* val_set);
+static Progress* progress_start(const Options* o, int total_steps, int steps_per_epoch, const Dataset* val_set,
+                                int start_step);
 static void progress_step(Progress* pr, int epoch, int s, int step, float loss, float lr, float norm, int tokens,
                           int log_now);
 static void progress_epoch(Progress* pr, int epoch, double train_loss, const Metrics* val, int improved);
@@ -1501,25 +1527,36 @@ int train(const Options* o) {
     // the shuffle has its own generator (seeded by --seed ^ "shuffle" in ASCII), so the data order
     // does not change when something else draws random numbers
     Rng shuffle_rng = { o->seed ^ 0x73687566666c65ULL };
-    // so the first epoch is always the best so far
-    float best_val_loss = INFINITY;
-    int best_epoch = 0, step = 0, rc = 0;
+    // a new run starts at epoch 1, step 0, with no best yet (so the first epoch is the best so far);
+    // --resume puts back the model's trainables, AdamW's moments and this state
+    TrainState ts = { 1, 0, 0, 0.0, INFINITY, 0 };
+    int rc = 0;
+    if (o->resume_dir && train_resume(o, &model, &ts) != 0) { rc = -1; }
     char best_dir[1024], last_dir[1024];
     snprintf(best_dir, sizeof(best_dir), "%s/best", o->out_dir);
     snprintf(last_dir, sizeof(last_dir), "%s/last", o->out_dir);
-    printf("%d steps (%d epochs of %d)\n", total_steps, o->epochs, steps_per_epoch);
+    printf("%d steps (%d epochs of %d)", total_steps, o->epochs, steps_per_epoch);
+    if (o->resume_dir) { printf(", resuming at epoch %d after step %d", ts.epoch, ts.step); }
+    printf(" | Ctrl-C stops after the current step and saves %s for --resume\n", last_dir);
+    signal(SIGINT, on_sigint);
+    const char* stop_env = getenv("LORA_TEST_STOP_AFTER_STEP");
+    int test_stop_step = stop_env ? atoi(stop_env) : 0;
     // the progress display, OUT/log.tsv and OUT/curves.svg (Part 2)
-    Progress* pr = progress_start(o, total_steps, steps_per_epoch, &val_set);
+    Progress* pr = progress_start(o, total_steps, steps_per_epoch, &val_set, o->resume_dir ? ts.step : -1);
     for (int epoch = 1; epoch <= o->epochs && rc == 0; epoch++) {
         // a new order every epoch (Fisher-Yates), drawn from the seed
         for (int i = train_set.n - 1; i > 0; i--) {
             int j = (int)(rng_u64(&shuffle_rng) % (uint64_t)(i + 1));
             int tmp = order[i]; order[i] = order[j]; order[j] = tmp;
         }
+        // an epoch finished before --resume: only its shuffle is replayed, for the same order
+        if (epoch < ts.epoch) { continue; }
         // dropout on; evaluate() turns it off and back on
         model.training = 1;
-        double epoch_loss = 0.0;
-        for (int s = 0; s < steps_per_epoch && rc == 0; s++) {
+        int first = ts.epoch == epoch ? ts.step_in_epoch : 0;
+        double epoch_loss = ts.epoch == epoch ? ts.epoch_loss : 0.0;
+        int step = ts.step;
+        for (int s = first; s < steps_per_epoch && rc == 0; s++) {
             int start = s * o->batch;
             int B = train_set.n - start < o->batch ? train_set.n - start : o->batch;
             gather_batch(&train_set, order + start, B, batch_ids, batch_lengths, batch_labels);
@@ -1538,30 +1575,47 @@ int train(const Options* o) {
             // and a row of log.tsv with the mean loss since the last one
             progress_step(pr, epoch, s + 1, step, model.loss, lr, norm, model.N,
                           step % o->log_every == 0 || s == steps_per_epoch - 1);
+            // Ctrl-C: save where we are, with everything --resume needs, then stop. (The tests
+            // stop at an exact step with LORA_TEST_STOP_AFTER_STEP=k, as if Ctrl-C came then.)
+            if (test_stop_step > 0 && step == test_stop_step) { stop_requested = 1; }
+            if (stop_requested) {
+                TrainState now = { epoch, s + 1, step, epoch_loss, ts.best_val_loss, ts.best_epoch };
+                progress_end(pr);
+                pr = NULL;
+                if (train_save_checkpoint(o, &model, last_dir, &now) == 0) {
+                    fprintf(stderr, "lora: interrupted after step %d (epoch %d, step %d of %d); saved %s\n"
+                            "resume with: ./lora train --resume %s\n", step, epoch, s + 1, steps_per_epoch,
+                            last_dir, last_dir);
+                }
+                rc = 130;
+            }
         }
+        ts.step = step;
         if (rc != 0) { break; }
         // Trainer's evaluation_strategy="epoch": loss, accuracy, ... on the whole validation set
         Metrics val;
         rc = evaluate(&model, &val_set, o->batch, &val, NULL, pr);
         if (rc != 0) { break; }
-        float val_loss = val.loss;
         // strictly lower: on a tie the earlier epoch stays the best, as Trainer keeps it
-        int improved = val_loss < best_val_loss;
+        int improved = val.loss < ts.best_val_loss;
         // the epoch's row (printed, and in log.tsv), and curves.svg drawn again
         progress_epoch(pr, epoch, epoch_loss / steps_per_epoch, &val, improved);
-        // last/ is overwritten every epoch; best/ only when the validation loss improved
-        rc = model_save_adapter(&model, last_dir, base_model_name(o->model_dir));
-        if (rc == 0 && improved) {
-            best_val_loss = val_loss;
-            best_epoch = epoch;
-            rc = model_save_adapter(&model, best_dir, base_model_name(o->model_dir));
-        }
+        if (improved) { ts.best_val_loss = val.loss; ts.best_epoch = epoch; }
+        // the next epoch starts at its first step
+        ts.epoch = epoch + 1;
+        ts.step_in_epoch = 0;
+        ts.epoch_loss = 0.0;
+        // last/ (with the trainer state) is overwritten every epoch; best/ only when the
+        // validation loss improved
+        rc = train_save_checkpoint(o, &model, last_dir, &ts);
+        if (rc == 0 && improved) { rc = model_save_adapter(&model, best_dir, base_model_name(o->model_dir)); }
     }
     if (rc == 0) {
         printf("saved: %s (epoch %d, lowest validation loss %.4f) and %s (epoch %d) | total %.1f s\n",
-               best_dir, best_epoch, best_val_loss, last_dir, o->epochs, now_seconds() - t0);
+               best_dir, ts.best_epoch, ts.best_val_loss, last_dir, o->epochs, now_seconds() - t0);
     }
-    progress_end(pr);
+    signal(SIGINT, SIG_DFL);
+    if (pr) { progress_end(pr); }
     free(order);
     free(batch_ids);
     dataset_free(&train_set);
@@ -3186,8 +3240,14 @@ static void json_escape(char* out, size_t cap, const char* s) {
     out[n] = '\0';
 }
 
-// save the adapter into dir (created if needed). Each file is written atomically.
+// save the adapter into dir (created if needed), and with state_json (train's checkpoints) also
+// the trainer state: optimizer.safetensors (AdamW's two moments) and trainer_state.json. All the
+// files are one set (see save_commit): a kill at any point leaves the old set or the new one.
+static int adapter_save(const Model* m, const char* dir, const char* base_model, const char* state_json);
 static int model_save_adapter(const Model* m, const char* dir, const char* base_model) {
+    return adapter_save(m, dir, base_model, NULL);
+}
+static int adapter_save(const Model* m, const char* dir, const char* base_model, const char* state_json) {
     if (make_dir(dir) != 0 && errno != EEXIST) { return fail("cannot create directory %s: %s", dir, strerror(errno)); }
     // the trainables under their PEFT names, straight from params_memory (no copy of the data)
     SaveTensor* list = mallocCheck(sizeof(SaveTensor) * m->num_tensors);
@@ -3197,15 +3257,26 @@ static int model_save_adapter(const Model* m, const char* dir, const char* base_
         list[t].rows = m->tensors[t].rows;
         list[t].cols = m->tensors[t].cols;
     }
-    // the two files are one set (see save_commit): the weights are renamed first, the config second
-    char weights_path[1024], config_path[1024];
+    // the files are one set (see save_commit): the weights are renamed first, the config last
+    char weights_path[1024], config_path[1024], optim_path[1024], state_path[1024];
     snprintf(weights_path, sizeof(weights_path), "%s/adapter_model.safetensors", dir);
     snprintf(config_path, sizeof(config_path), "%s/adapter_config.json", dir);
-    const char* set[2] = { weights_path, config_path };
-    save_prepare(set, 2);
+    snprintf(optim_path, sizeof(optim_path), "%s/optimizer.safetensors", dir);
+    snprintf(state_path, sizeof(state_path), "%s/trainer_state.json", dir);
+    const char* set_with_state[4] = { weights_path, optim_path, state_path, config_path };
+    const char* set_adapter[2] = { weights_path, config_path };
+    const char* const* set = state_json ? set_with_state : set_adapter;
+    int nset = state_json ? 4 : 2;
+    save_prepare(set, nset);
     int rc = safetensors_write_tmp(weights_path, list, m->num_tensors);
     free(list);
-    if (rc != 0) { save_abandon(set, 2); return -1; }
+    if (rc == 0 && state_json) {
+        SaveTensor moments[2] = { { "exp_avg", m->exp_avg, (int)m->num_trainable, 0 },
+                                  { "exp_avg_sq", m->exp_avg_sq, (int)m->num_trainable, 0 } };
+        rc = safetensors_write_tmp(optim_path, moments, 2);
+        if (rc == 0) { rc = text_write_tmp(state_path, state_json); }
+    }
+    if (rc != 0) { save_abandon(set, nset); return -1; }
     // the target list as JSON strings: "q_lin", "v_lin"
     char targets[256] = "";
     for (int i = 0; i < NUM_LIN; i++) {
@@ -3240,8 +3311,8 @@ static int model_save_adapter(const Model* m, const char* dir, const char* base_
              "  \"revision\": null\n"
              "}\n",
              base_escaped, m->lora.rank, m->lora.alpha, m->lora.dropout, targets, m->lora.use_rslora ? "true" : "false");
-    if (text_write_tmp(config_path, json) != 0) { save_abandon(set, 2); return -1; }
-    return save_commit(set, 2);
+    if (text_write_tmp(config_path, json) != 0) { save_abandon(set, nset); return -1; }
+    return save_commit(set, nset);
 }
 
 
@@ -3374,6 +3445,17 @@ static int train_setup(const Options* o, Model* model, Tokenizer* tok, Dataset* 
     if (*max_len < 0 || check_vocab(tok, model, o->model_dir) != 0) { tokenizer_free(tok); model_free(model); return -1; }
     if (dataset_load(train_set, o->train_path, tok, *max_len) != 0) { tokenizer_free(tok); model_free(model); return -1; }
     if (dataset_load(val_set, o->val_path, tok, *max_len) != 0) { dataset_free(train_set); tokenizer_free(tok); model_free(model); return -1; }
+    // never replace a finished run's results by accident (Trainer's overwrite_output_dir): an
+    // --out that already holds a checkpoint needs --overwrite (or --resume, to continue it)
+    char existing[1100];
+    for (int k = 0; k < 2 && !o->overwrite && !o->resume_dir; k++) {
+        snprintf(existing, sizeof(existing), "%s/%s/adapter_model.safetensors", o->out_dir, k == 0 ? "last" : "best");
+        if (file_is_there(existing)) {
+            fail("--out %s already holds a checkpoint (%s): pass --overwrite to replace it, --resume %s/last "
+                 "to continue that run, or another --out", o->out_dir, existing, o->out_dir);
+            dataset_free(train_set); dataset_free(val_set); tokenizer_free(tok); model_free(model); return -1;
+        }
+    }
     // make sure the output folder can be written before spending hours training: create it
     // (if needed) and a probe file inside it
     char probe[1100];
@@ -3427,6 +3509,7 @@ struct Progress {
     double val_tokens;
     int epoch;                    // the epoch being trained
     int live;                     // a live line is on the screen
+    int header_printed;           // the "epoch | train loss | ..." header
     FILE* log;                    // OUT/log.tsv
     char svg_path[1100];
     float* step_loss;             // every step's loss (curves.svg)
@@ -3465,7 +3548,11 @@ static double progress_eval_estimate(const Progress* pr) {
     return pr->val_tokens / (pr->train_tokens / pr->train_seconds) / 3.0;
 }
 
-static Progress* progress_start(const Options* o, int total_steps, int steps_per_epoch, const Dataset* val_set) {
+// start_step: -1 for a new run (a new log.tsv); for --resume, the step it continues after: the
+// rows of log.tsv up to there are kept (later ones, from after the checkpoint, dropped) and read
+// back into the curves
+static Progress* progress_start(const Options* o, int total_steps, int steps_per_epoch, const Dataset* val_set,
+                                int start_step) {
     Progress* pr = callocCheck(1, sizeof(Progress));
     pr->tty = stdout_is_terminal();
     pr->epochs = o->epochs;
@@ -3485,13 +3572,44 @@ static Progress* progress_start(const Options* o, int total_steps, int steps_per
     // log.tsv: a header, then one row per logged step ("step") and per epoch ("epoch"); a field
     // that does not apply to the row is empty. loss is the mean over the logged steps (step rows)
     // or over the epoch (epoch rows); tokens_per_s counts real tokens (no padding).
+    const char* header = "kind\tepoch\tstep\tloss\tlr\tgrad_norm\ttokens_per_s\tval_loss\taccuracy\tprecision\trecall\tf1\telapsed_s\n";
+    char* kept = NULL;
+    size_t nkept = 0;
+    if (start_step >= 0) {
+        // resumed: the steps before start_step have no loss of their own in the curves (NaN,
+        // not drawn) except those log.tsv has
+        pr->n_steps = start_step < total_steps ? start_step : total_steps;
+        for (int i = 0; i < pr->n_steps; i++) { pr->step_loss[i] = NAN; }
+        size_t n = 0;
+        FILE* probe = fopen(path, "rb");
+        char* old = NULL;
+        if (probe) { fclose(probe); old = read_file(path, &n, NULL); }
+        kept = mallocCheck(n + strlen(header) + 1);
+        nkept = (size_t)sprintf(kept, "%s", header);
+        for (char* line = old ? strtok(old, "\n") : NULL; line; line = strtok(NULL, "\n")) {
+            char kind[16];
+            int epoch = 0, step = 0;
+            float loss = 0, val_loss = 0, acc = 0;
+            if (sscanf(line, "%15s %d %d %f", kind, &epoch, &step, &loss) != 4 || step > start_step) { continue; }
+            if (strcmp(kind, "step") == 0 && step >= 1 && step <= pr->n_steps) { pr->step_loss[step - 1] = loss; }
+            else if (strcmp(kind, "epoch") == 0 && sscanf(line, "%*s %*d %*d %*f %f %f", &val_loss, &acc) == 2 &&
+                     pr->n_epochs < pr->epochs) {
+                pr->ep_train[pr->n_epochs] = loss;
+                pr->ep_val[pr->n_epochs] = val_loss;
+                pr->ep_acc[pr->n_epochs++] = acc;
+            } else if (strcmp(kind, "epoch") != 0 && strcmp(kind, "step") != 0) { continue; }
+            nkept += (size_t)sprintf(kept + nkept, "%s\n", line);
+        }
+        free(old);
+    }
     pr->log = fopen(path, "w");
     if (pr->log == NULL) {
         fprintf(stderr, "lora: warning: cannot write %s (%s): training goes on without it\n", path, strerror(errno));
     } else {
-        fprintf(pr->log, "kind\tepoch\tstep\tloss\tlr\tgrad_norm\ttokens_per_s\tval_loss\taccuracy\tprecision\trecall\tf1\telapsed_s\n");
+        fputs(kept ? kept : header, pr->log);
         fflush(pr->log);
     }
+    free(kept);
     return pr;
 }
 
@@ -3569,7 +3687,7 @@ static void progress_write_svg(Progress* pr) {
     FILE* f = fopen(tmp, "w");
     if (f == NULL) { return; }  // not worth stopping training for
     double maxloss = 0;
-    for (int i = 0; i < pr->n_steps; i++) { if (pr->step_loss[i] > maxloss) { maxloss = pr->step_loss[i]; } }
+    for (int i = 0; i < pr->n_steps; i++) { if (pr->step_loss[i] > maxloss) { maxloss = pr->step_loss[i]; } }  // (NaN: false)
     for (int e = 0; e < pr->n_epochs; e++) { if (pr->ep_val[e] > maxloss) { maxloss = pr->ep_val[e]; } }
     if (!(maxloss > 0) || maxloss != maxloss) { maxloss = 1; }
     double ytick = nice_tick(maxloss), ymax = ceil(maxloss / ytick) * ytick;
@@ -3602,11 +3720,14 @@ static void progress_write_svg(Progress* pr) {
     fprintf(f, "<text transform=\"translate(%.1f %.1f) rotate(90)\">validation accuracy</text>\n</g>\n", x1 + 45, (y0 + y1) / 2);
     // training loss, raw (every step, light) and smoothed (exponential moving average, 0.9)
     fprintf(f, "<polyline fill=\"none\" stroke=\"#9ecae1\" stroke-width=\"1\" points=\"");
-    for (int i = 0; i < pr->n_steps; i++) { fprintf(f, "%.1f,%.1f ", SX(i + 1), SY(pr->step_loss[i])); }
-    fprintf(f, "\"/>\n<polyline fill=\"none\" stroke=\"#08519c\" stroke-width=\"2\" points=\"");
-    double ema = pr->n_steps > 0 ? pr->step_loss[0] : 0;
     for (int i = 0; i < pr->n_steps; i++) {
-        ema = 0.9 * ema + 0.1 * pr->step_loss[i];
+        if (pr->step_loss[i] == pr->step_loss[i]) { fprintf(f, "%.1f,%.1f ", SX(i + 1), SY(pr->step_loss[i])); }
+    }
+    fprintf(f, "\"/>\n<polyline fill=\"none\" stroke=\"#08519c\" stroke-width=\"2\" points=\"");
+    double ema = NAN;
+    for (int i = 0; i < pr->n_steps; i++) {
+        if (pr->step_loss[i] != pr->step_loss[i]) { continue; }  // (not known: before a --resume)
+        ema = ema == ema ? 0.9 * ema + 0.1 * pr->step_loss[i] : pr->step_loss[i];
         fprintf(f, "%.1f,%.1f ", SX(i + 1), SY(ema));
     }
     fprintf(f, "\"/>\n");
@@ -3647,7 +3768,7 @@ static void progress_epoch(Progress* pr, int epoch, double train_loss, const Met
     progress_clear(pr);
     double t = now_seconds();
     pr->t_interval = t;  // evaluation time is not training time
-    if (epoch == 1) { printf("epoch | train loss | val loss | val acc | elapsed\n"); }
+    if (!pr->header_printed) { printf("epoch | train loss | val loss | val acc | elapsed\n"); pr->header_printed = 1; }
     printf("%5d | %10.4f | %8.4f | %7.4f | %7.1f s%s\n", epoch, train_loss, val->loss, val->accuracy, t - pr->t0,
            improved ? " | best so far" : "");
     fflush(stdout);
@@ -3670,6 +3791,193 @@ static void progress_end(Progress* pr) {
     if (pr->log) { fclose(pr->log); }
     free(pr->step_loss); free(pr->ep_train); free(pr->ep_val); free(pr->ep_acc);
     free(pr);
+}
+
+// ----------------------------------------------------------------------------
+// checkpoints: OUT/last holds the adapter (PEFT's files) and the trainer state, so that
+// `./lora train --resume OUT/last` continues the run. trainer_state.json (format below) has the
+// run's position (TrainState, AdamW's step count, the number of training forward passes, which
+// numbers the dropout masks) and the settings it was started with; optimizer.safetensors has
+// AdamW's moments exp_avg and exp_avg_sq, one vector of all trainable numbers each, in the
+// order of adapter_model.safetensors' tensors. The data order needs no saving: it is replayed
+// from --seed.
+
+// the settings a resumed run must keep, and where the run stands, as JSON
+static int train_save_checkpoint(const Options* o, const Model* m, const char* dir, const TrainState* ts) {
+    char targets[128] = "", best[32], esc[3][1024];
+    for (int i = 0; i < NUM_LIN; i++) {
+        if (o->lora.targets[i]) { snprintf(targets + strlen(targets), sizeof(targets) - strlen(targets), "%s%s", targets[0] ? "," : "", LIN_NAMES[i]); }
+    }
+    if (isinf(ts->best_val_loss)) { snprintf(best, sizeof(best), "null"); } else { snprintf(best, sizeof(best), "%.9g", ts->best_val_loss); }
+    json_escape(esc[0], sizeof(esc[0]), o->model_dir);
+    json_escape(esc[1], sizeof(esc[1]), o->train_path);
+    json_escape(esc[2], sizeof(esc[2]), o->val_path);
+    char json[8192];
+    // floats with 9 significant digits and doubles with 17 come back bit for bit; the seed is a
+    // string because a JSON number (a double) cannot hold every 64-bit integer
+    snprintf(json, sizeof(json),
+             "{\n  \"format\": \"lora.c trainer state 1\",\n"
+             "  \"epoch\": %d,\n  \"step_in_epoch\": %d,\n  \"step\": %d,\n  \"epoch_loss_sum\": %.17g,\n"
+             "  \"best_val_loss\": %s,\n  \"best_epoch\": %d,\n  \"adam_step\": %d,\n  \"forward_count\": \"%llu\",\n"
+             "  \"settings\": {\n    \"model\": \"%s\",\n    \"train\": \"%s\",\n    \"val\": \"%s\",\n"
+             "    \"epochs\": %d,\n    \"batch\": %d,\n    \"max_len\": %d,\n    \"lr\": %.9g,\n    \"weight_decay\": %.9g,\n"
+             "    \"max_grad_norm\": %.9g,\n    \"seed\": \"%llu\",\n    \"rank\": %d,\n    \"alpha\": %.9g,\n"
+             "    \"lora_dropout\": %.9g,\n    \"targets\": \"%s\",\n    \"use_rslora\": %s\n  }\n}\n",
+             ts->epoch, ts->step_in_epoch, ts->step, ts->epoch_loss, best, ts->best_epoch, m->adam_step,
+             (unsigned long long)m->forward_count, esc[0], esc[1], esc[2], o->epochs, o->batch, o->max_len, o->lr,
+             o->weight_decay, o->max_grad_norm, (unsigned long long)o->seed, o->lora.rank, o->lora.alpha,
+             o->lora.dropout, targets, o->lora.use_rslora ? "true" : "false");
+    return adapter_save(m, dir, base_model_name(o->model_dir), json);
+}
+
+// read dir/trainer_state.json; NULL (after one error line) if it is missing or not one
+static Json* trainer_state_read(const char* dir) {
+    char path[1100], weights[1100], file[1100];
+    snprintf(path, sizeof(path), "%s/trainer_state.json", dir);
+    snprintf(weights, sizeof(weights), "%s/adapter_model.safetensors", dir);
+    saved_path(file, sizeof(file), path, weights);  // (a save that was committed but not all renamed)
+    FILE* probe = fopen(file, "rb");
+    if (probe == NULL) {
+        fail("--resume %s: no trainer_state.json there (only OUT/last of a ./lora train run can be resumed)", dir);
+        return NULL;
+    }
+    fclose(probe);
+    size_t n;
+    char* text = read_file(file, &n, NULL);
+    if (text == NULL) { return NULL; }
+    Json* j = json_parse(text, n, file);
+    free(text);
+    const Json* format = j ? json_get(j, "format") : NULL;
+    if (j && (!format || format->type != JSON_STRING || strcmp(format->string, "lora.c trainer state 1") != 0)) {
+        fail("%s: not a lora.c trainer state (\"format\" is missing or unknown)", file);
+        json_free(j);
+        return NULL;
+    }
+    return j;
+}
+
+// a whole number from a JSON object, within [lo, hi]; numbers may also come as strings
+// (the 64-bit ones). 0, or -1 after one error line.
+static int json_get_u64(const Json* obj, const char* key, uint64_t lo, uint64_t hi, uint64_t* out, const char* file) {
+    const Json* v = json_get(obj, key);
+    char* end = NULL;
+    if (v && v->type == JSON_STRING) {
+        errno = 0;
+        unsigned long long x = strtoull(v->string, &end, 10);
+        if (errno == 0 && end != v->string && *end == '\0' && v->string[0] != '-' && x >= lo && x <= hi) { *out = x; return 0; }
+    } else if (v && v->type == JSON_NUMBER && v->number == floor(v->number) && v->number >= (double)lo && v->number <= (double)hi) {
+        *out = (uint64_t)v->number;
+        return 0;
+    }
+    return fail("%s: \"%s\" is missing or out of range", file, key);
+}
+static int json_get_float(const Json* obj, const char* key, double lo, double hi, double* out, const char* file) {
+    const Json* v = json_get(obj, key);
+    if (v && v->type == JSON_NUMBER && v->number >= lo && v->number <= hi) { *out = v->number; return 0; }
+    return fail("%s: \"%s\" is missing or out of range", file, key);
+}
+
+#ifndef TESTING  // (main is their only caller)
+static int json_get_text(const Json* obj, const char* key, const char** out, const char* file) {
+    const Json* v = json_get(obj, key);
+    if (v && v->type == JSON_STRING && v->string[0] != '\0') { *out = v->string; return 0; }
+    return fail("%s: \"%s\" is missing or not a string", file, key);
+}
+
+// --resume DIR, before anything is loaded: the run's settings from DIR/trainer_state.json go into
+// o (the model, data, schedule, LoRA and seed must be the run's own for it to continue as it
+// would have), and --out becomes DIR's parent. The strings stay in *keep (freed by the caller).
+static int resume_settings(Options* o, Json** keep) {
+    Json* j = trainer_state_read(o->resume_dir);
+    if (j == NULL) { return -1; }
+    *keep = j;
+    const Json* st = json_get(j, "settings");
+    char file[1100];
+    snprintf(file, sizeof(file), "%s/trainer_state.json", o->resume_dir);
+    if (st == NULL || st->type != JSON_OBJECT) { return fail("%s: \"settings\" is missing", file); }
+    uint64_t epochs, batch, max_len, seed, rank;
+    double lr, wd, mgn, alpha, dropout;
+    const char* targets;
+    int rc = json_get_text(st, "model", &o->model_dir, file);
+    if (rc == 0) { rc = json_get_text(st, "train", &o->train_path, file); }
+    if (rc == 0) { rc = json_get_text(st, "val", &o->val_path, file); }
+    if (rc == 0) { rc = json_get_u64(st, "epochs", 1, 100000, &epochs, file); }
+    if (rc == 0) { rc = json_get_u64(st, "batch", 1, 1024, &batch, file); }
+    if (rc == 0) { rc = json_get_u64(st, "max_len", 2, 1 << 20, &max_len, file); }
+    if (rc == 0) { rc = json_get_u64(st, "seed", 0, UINT64_MAX, &seed, file); }
+    if (rc == 0) { rc = json_get_u64(st, "rank", 1, 4096, &rank, file); }
+    if (rc == 0) { rc = json_get_float(st, "lr", 0, 10, &lr, file); }
+    if (rc == 0) { rc = json_get_float(st, "weight_decay", 0, 10, &wd, file); }
+    if (rc == 0) { rc = json_get_float(st, "max_grad_norm", 0, 1e9, &mgn, file); }
+    if (rc == 0) { rc = json_get_float(st, "alpha", 0, 1e9, &alpha, file); }
+    if (rc == 0) { rc = json_get_float(st, "lora_dropout", 0, 0.999, &dropout, file); }
+    if (rc == 0) { rc = json_get_text(st, "targets", &targets, file); }
+    if (rc != 0) { return -1; }
+    o->epochs = (int)epochs; o->batch = (int)batch; o->max_len = (int)max_len; o->max_len_given = 0;
+    o->seed = seed; o->lr = (float)lr; o->weight_decay = (float)wd; o->max_grad_norm = (float)mgn;
+    o->lora.rank = (int)rank; o->lora.alpha = (float)alpha; o->lora.dropout = (float)dropout;
+    const Json* rs = json_get(st, "use_rslora");
+    o->lora.use_rslora = rs && rs->type == JSON_BOOL && rs->number != 0;
+    for (int i = 0; i < NUM_LIN; i++) { o->lora.targets[i] = 0; }
+    char list[128];
+    snprintf(list, sizeof(list), "%s", targets);
+    for (char* t = strtok(list, ","); t; t = strtok(NULL, ",")) {
+        int found = 0;
+        for (int i = 0; i < NUM_LIN; i++) { if (strcmp(t, LIN_NAMES[i]) == 0) { o->lora.targets[i] = found = 1; } }
+        if (!found) { return fail("%s: \"targets\" names '%s', not a Linear of DistilBERT", file, t); }
+    }
+    // --out: the folder that holds DIR (out/last -> out)
+    static char out_dir[1024];
+    snprintf(out_dir, sizeof(out_dir), "%s", o->resume_dir);
+    size_t n = strlen(out_dir);
+    while (n > 1 && out_dir[n - 1] == '/') { out_dir[--n] = '\0'; }
+    char* slash = strrchr(out_dir, '/');
+    if (slash == NULL) { snprintf(out_dir, sizeof(out_dir), "."); } else if (slash == out_dir) { out_dir[1] = '\0'; } else { *slash = '\0'; }
+    o->out_dir = out_dir;
+    return 0;
+}
+#endif
+
+// after the model is loaded: the trainables from DIR's adapter, AdamW's moments, the position
+static int train_resume(const Options* o, Model* m, TrainState* ts) {
+    if (model_load_adapter(m, o->resume_dir) != 0) { return -1; }
+    char path[1100], weights[1100], file[1100];
+    snprintf(path, sizeof(path), "%s/optimizer.safetensors", o->resume_dir);
+    snprintf(weights, sizeof(weights), "%s/adapter_model.safetensors", o->resume_dir);
+    saved_path(file, sizeof(file), path, weights);
+    SafeTensors st;
+    if (safetensors_open(&st, file, NULL) != 0) { return -1; }
+    long long n = (long long)m->num_trainable;
+    int rc = safetensors_read(&st, "exp_avg", m->exp_avg, 1, &n);
+    if (rc == 0) { rc = safetensors_read(&st, "exp_avg_sq", m->exp_avg_sq, 1, &n); }
+    safetensors_close(&st);
+    if (rc != 0) { return -1; }
+    Json* j = trainer_state_read(o->resume_dir);
+    if (j == NULL) { return -1; }
+    snprintf(file, sizeof(file), "%s/trainer_state.json", o->resume_dir);
+    uint64_t epoch, in_epoch, step, adam_step, forward_count, best_epoch;
+    double loss_sum = 0.0;
+    rc = json_get_u64(j, "epoch", 1, (uint64_t)o->epochs + 1, &epoch, file);
+    if (rc == 0) { rc = json_get_u64(j, "step_in_epoch", 0, 1 << 30, &in_epoch, file); }
+    if (rc == 0) { rc = json_get_u64(j, "step", 0, 1u << 31, &step, file); }
+    if (rc == 0) { rc = json_get_u64(j, "adam_step", 0, 1u << 31, &adam_step, file); }
+    if (rc == 0) { rc = json_get_u64(j, "forward_count", 0, UINT64_MAX, &forward_count, file); }
+    if (rc == 0) { rc = json_get_u64(j, "best_epoch", 0, 100000, &best_epoch, file); }
+    if (rc == 0) { rc = json_get_float(j, "epoch_loss_sum", 0, 1e30, &loss_sum, file); }
+    const Json* best = json_get(j, "best_val_loss");
+    if (rc == 0 && best && best->type == JSON_NUMBER) { ts->best_val_loss = (float)best->number; }
+    else if (rc == 0 && (!best || best->type != JSON_NULL)) { rc = fail("%s: \"best_val_loss\" is missing", file); }
+    json_free(j);
+    if (rc != 0) { return -1; }
+    if ((int)epoch > o->epochs) { return fail("--resume %s: that run has finished all its %d epochs", o->resume_dir, o->epochs); }
+    ts->epoch = (int)epoch;
+    ts->step_in_epoch = (int)in_epoch;
+    ts->step = (int)step;
+    ts->epoch_loss = loss_sum;
+    ts->best_epoch = (int)best_epoch;
+    m->adam_step = (int)adam_step;
+    m->forward_count = forward_count;
+    return 0;
 }
 
 // load the base model and, if given, a trained adapter (its adapter_config.json decides the LoRA shape)
@@ -4221,7 +4529,7 @@ int main(int argc, char** argv) {
         { "--max-grad-norm", 'f', &o.max_grad_norm, 0, 1e9 }, { "--alpha", 'f', &o.lora.alpha, 0, 1e9 },
         { "--lora-dropout", 'f', &o.lora.dropout, 0, 0.999 }, { "--seed", 'u', &o.seed, 0, 0 },
         { "--targets", 's', &targets, 0, 0 }, { "--what", 's', &o.bench_what, 0, 0 },
-        { "--predictions", 's', &o.predictions_path, 0, 0 } };
+        { "--predictions", 's', &o.predictions_path, 0, 0 }, { "--resume", 's', &o.resume_dir, 0, 0 } };
     int num_flags = sizeof(flags) / sizeof(flags[0]);
     // positional arguments (predict's texts) are moved to argv[2 ..] as we go: no allocation
     char** texts = argv + 2;
@@ -4238,6 +4546,7 @@ int main(int argc, char** argv) {
         if (strcmp(argv[i], "--help") == 0) { usage(stdout); return 0; }
         // --reference: every matmul and attention in the plain loops of Part 1 (no value)
         if (strcmp(argv[i], "--reference") == 0) { use_fast_kernels = 0; continue; }
+        if (strcmp(argv[i], "--overwrite") == 0) { o.overwrite = 1; continue; }
         Flag* f = NULL;
         // find the flag in the table
         for (int k = 0; k < num_flags; k++) { if (strcmp(argv[i], flags[k].name) == 0) { f = &flags[k]; } }
@@ -4286,14 +4595,35 @@ int main(int argc, char** argv) {
 #else
     if (o.threads > 1) { fprintf(stderr, "lora: warning: built without OpenMP, --threads %d ignored (running on 1 thread)\n", o.threads); }
 #endif
-    // every command returns 0 or -1 (after printing one error line); the exit code is 0 or 1
+    // --resume continues a run with the settings it was started with (trainer_state.json): a flag
+    // that would change them is an error, not silently ignored
+    Json* resumed = NULL;
+    if (o.resume_dir) {
+        const char* fixed[] = { "--model", "--train", "--val", "--out", "--epochs", "--batch", "--max-len", "--lr",
+                                "--weight-decay", "--max-grad-norm", "--rank", "--alpha", "--lora-dropout",
+                                "--targets", "--seed", "--overwrite" };
+        for (int i = 2; i < argc; i++) {
+            for (size_t k = 0; k < sizeof(fixed) / sizeof(fixed[0]); k++) {
+                if (strcmp(argv[i], fixed[k]) == 0) {
+                    fail("--resume continues a run with its own settings (%s/trainer_state.json): drop %s",
+                         o.resume_dir, fixed[k]);
+                    return 1;
+                }
+            }
+        }
+        if (!is_train) { fail("--resume is a flag of ./lora train"); return 1; }
+        if (resume_settings(&o, &resumed) != 0) { json_free(resumed); return 1; }
+    }
+    // every command returns 0 or -1 (after printing one error line); the exit code is 0 or 1,
+    // and 130 for a training run stopped by Ctrl-C (its checkpoint saved)
     int rc;
     if (is_train) { rc = train(&o); }
     else if (is_eval) { rc = eval_command(&o); }
     else if (is_predict) { rc = predict_command(&o, texts, num_texts); }
     else if (is_tiny) { rc = tiny_command(&o); }
     else { rc = bench_command(&o); }
-    return rc == 0 ? 0 : 1;
+    json_free(resumed);  // (the resumed run's strings lived in it)
+    return rc == 130 ? 130 : rc == 0 ? 0 : 1;
 }
 
 #endif

@@ -159,7 +159,7 @@ grade_run() {
     for t in q_lin q_lin,v_lin; do
         log=out/vlin_grade.log
         ./lora_grade train --model weights/tiny --train data/tiny/train.tsv --val data/tiny/val.tsv \
-            --out out/vlin_grade --targets "$t" --threads 1 >"$log" 2>&1 || { cat "$log"; echo "FAIL: $name: training with --targets $t failed"; return 1; }
+            --out out/vlin_grade --overwrite --targets "$t" --threads 1 >"$log" 2>&1 || { cat "$log"; echo "FAIL: $name: training with --targets $t failed"; return 1; }
         # trainable params, seconds, lowest validation loss, last validation accuracy
         row=$(awk -v t="$t" '
             /^trainable params:/ { p = $3; gsub(",", "", p) }
