@@ -4455,22 +4455,38 @@ int tiny_command(const Options* o) {
 
 static void usage(FILE* f) {
     fprintf(f,
-        "usage: ./lora train   [--model DIR] [--train FILE] [--val FILE] [--out DIR] [options]\n"
-        "       ./lora eval    --adapter DIR [--model DIR] [--val FILE] [--predictions FILE]\n"
-        "       ./lora predict [--adapter DIR] [--model DIR] \"text\" ...   (no text: one per line of stdin)\n"
-        "       ./lora bench   [--model DIR] [--len N | --lengths FILE] [--batches K]\n"
-        "       ./lora bench   --what mm   (the matmul alone, GFLOP/s on the Linear shapes)\n"
+        "usage: ./lora train   [--model DIR] [--train FILE] [--val FILE] [--out DIR] [flags]\n"
+        "       ./lora eval    [--adapter DIR] [--val FILE] [--predictions FILE] [flags]\n"
+        "       ./lora predict [--adapter DIR] \"text\" ...   (no text: one per line of stdin)\n"
+        "       ./lora bench   [--model DIR] [--len N | --lengths FILE] [--batches K] | --what mm\n"
         "       ./lora tiny    (write weights/tiny and data/tiny: a tiny random model and toy data)\n"
-        "any command: --reference runs every matmul and attention in the plain reference loops\n"
-        "defaults (the tutorial): --model weights/distilbert-base-uncased --train data/imdb/train_1k.tsv\n"
-        "  --val data/imdb/validation_1k.tsv --out out --epochs 10 --batch 4 --lr 1e-3 --weight-decay 0.01\n"
-        "  --max-grad-norm 1.0 --rank 4 --alpha 32 --lora-dropout 0.01 --targets q_lin --max-len 512\n"
-        "  --seed 42 --threads (all cores) --log-every 25; bench: --len 256 --batches 10\n"
-        "targets: a comma-separated list of q_lin, k_lin, v_lin, out_lin, lin1, lin2\n");
+        "./lora COMMAND --help lists the flags of COMMAND, with their defaults (the tutorial's recipe)\n");
 }
 
-// one flag of the command line: its name, the kind of value, where it goes, and its range
-typedef struct { const char* name; char kind; void* dst; double min, max; } Flag;  // kind: i int, f float, s string, u seed, t targets
+// one flag of the command line: its name, the kind of value (i int, f float, s string, u seed,
+// b a switch with no value), where it goes, its range, the commands that take it (letters:
+// t train, e eval, p predict, b bench, y tiny), and its line of help (with the default)
+typedef struct { const char* name; char kind; void* dst; double min, max; const char* cmds; const char* help; } Flag;
+
+// the commands, their letters for Flag.cmds, and what each does
+static const char* COMMANDS[5][3] = {
+    { "train", "t", "fine-tune with LoRA (the tutorial's recipe by default); saves OUT/best and OUT/last" },
+    { "eval", "e", "loss, accuracy, precision, recall, F1 and the confusion matrix of an adapter on a TSV" },
+    { "predict", "p", "classify texts (arguments, or one per line of stdin): label, P(positive), text" },
+    { "bench", "b", "time training steps and evaluation passes (tokens/s); --what mm: the matmul alone" },
+    { "tiny", "y", "write weights/tiny and data/tiny: a tiny random DistilBERT and a toy dataset" } };
+
+// ./lora CMD --help: the command's flags, one line each, with their defaults
+static void command_help(int c, const Flag* flags, int num_flags) {
+    printf("usage: ./lora %s [flags]%s\n%s\nflags:\n", COMMANDS[c][0], c == 2 ? " [\"text\" ...]" : "", COMMANDS[c][2]);
+    for (int k = 0; k < num_flags; k++) {
+        if (!strchr(flags[k].cmds, COMMANDS[c][1][0])) { continue; }
+        const char* arg = flags[k].kind == 'b' ? "" : flags[k].kind == 's' ? " VALUE" : flags[k].kind == 'f' ? " X" : " N";
+        char left[64];
+        snprintf(left, sizeof(left), "%s%s", flags[k].name, arg);
+        printf("  %-22s %s\n", left, flags[k].help);
+    }
+}
 
 // --targets q_lin,v_lin: each comma-separated name must be one of LIN_NAMES
 static int parse_targets(LoraConfig* lc, const char* list) {
@@ -4494,13 +4510,13 @@ int main(int argc, char** argv) {
     if (argc < 2) { usage(stderr); return 1; }
     if (strcmp(argv[1], "--help") == 0 || strcmp(argv[1], "-h") == 0) { usage(stdout); return 0; }
     const char* command = argv[1];
-    int is_train = strcmp(command, "train") == 0, is_eval = strcmp(command, "eval") == 0;
-    int is_predict = strcmp(command, "predict") == 0, is_bench = strcmp(command, "bench") == 0;
-    int is_tiny = strcmp(command, "tiny") == 0;
-    if (!is_train && !is_eval && !is_predict && !is_bench && !is_tiny) {
+    int cmd = -1;
+    for (int c = 0; c < 5; c++) { if (strcmp(command, COMMANDS[c][0]) == 0) { cmd = c; } }
+    if (cmd < 0) {
         fail("unknown command '%s' (expected train, eval, predict, bench or tiny; see ./lora --help)", command);
         return 1;
     }
+    int is_train = cmd == 0, is_eval = cmd == 1, is_predict = cmd == 2, is_bench = cmd == 3, is_tiny = cmd == 4;
     // the tutorial's recipe is the default
     // (Options is zeroed first, so every flag not set below starts as 0 or NULL)
     Options o = { 0 };
@@ -4518,19 +4534,39 @@ int main(int argc, char** argv) {
     // The table of flags: one line per flag and no getopt (not in C11). Ranges are checked at
     // parse time so that a bad value gets one clear error line instead of a crash later.
     Flag flags[] = {
-        { "--model", 's', &o.model_dir, 0, 0 }, { "--train", 's', &o.train_path, 0, 0 },
-        { "--val", 's', &o.val_path, 0, 0 }, { "--out", 's', &o.out_dir, 0, 0 },
-        { "--adapter", 's', &o.adapter_dir, 0, 0 }, { "--lengths", 's', &o.lengths_path, 0, 0 },
-        { "--epochs", 'i', &o.epochs, 1, 100000 }, { "--batch", 'i', &o.batch, 1, 1024 },
-        { "--max-len", 'i', &o.max_len, 2, 1 << 20 }, { "--threads", 'i', &o.threads, 1, 4096 },
-        { "--log-every", 'i', &o.log_every, 1, 1 << 30 }, { "--len", 'i', &o.bench_len, 1, 1 << 20 },
-        { "--batches", 'i', &o.bench_batches, 1, 1 << 20 }, { "--rank", 'i', &o.lora.rank, 1, 4096 },
-        { "--lr", 'f', &o.lr, 0, 10 }, { "--weight-decay", 'f', &o.weight_decay, 0, 10 },
-        { "--max-grad-norm", 'f', &o.max_grad_norm, 0, 1e9 }, { "--alpha", 'f', &o.lora.alpha, 0, 1e9 },
-        { "--lora-dropout", 'f', &o.lora.dropout, 0, 0.999 }, { "--seed", 'u', &o.seed, 0, 0 },
-        { "--targets", 's', &targets, 0, 0 }, { "--what", 's', &o.bench_what, 0, 0 },
-        { "--predictions", 's', &o.predictions_path, 0, 0 }, { "--resume", 's', &o.resume_dir, 0, 0 } };
+        { "--model", 's', &o.model_dir, 0, 0, "tepb", "the base model folder: config.json, model.safetensors, vocab.txt (default: "
+          "weights/distilbert-base-uncased; eval/predict: the adapter's base model; bench: random weights)" },
+        { "--train", 's', &o.train_path, 0, 0, "t", "training data, label<TAB>text per line (default: data/imdb/train_1k.tsv)" },
+        { "--val", 's', &o.val_path, 0, 0, "te", "validation data (default: data/imdb/validation_1k.tsv)" },
+        { "--out", 's', &o.out_dir, 0, 0, "t", "where best/, last/, log.tsv and curves.svg go (default: out)" },
+        { "--overwrite", 'b', &o.overwrite, 0, 0, "t", "replace the checkpoints already in --out (else they are never touched)" },
+        { "--resume", 's', &o.resume_dir, 0, 0, "t", "continue the run saved in DIR (an OUT/last), with that run's settings" },
+        { "--adapter", 's', &o.adapter_dir, 0, 0, "ep", "the trained adapter (default: eval out/best; predict none, an untrained head)" },
+        { "--predictions", 's', &o.predictions_path, 0, 0, "e", "also write index, label, P(positive) of every review to FILE" },
+        { "--epochs", 'i', &o.epochs, 1, 100000, "t", "passes over the training data (default: 10)" },
+        { "--batch", 'i', &o.batch, 1, 1024, "teb", "sequences per step (default: 4)" },
+        { "--max-len", 'i', &o.max_len, 2, 1 << 20, "tep", "tokens per text, cut from the left (default: 512, or the model's positions)" },
+        { "--lr", 'f', &o.lr, 0, 10, "t", "peak learning rate, decayed linearly to 0, no warmup (default: 1e-3)" },
+        { "--weight-decay", 'f', &o.weight_decay, 0, 10, "t", "AdamW's decoupled weight decay, not on biases (default: 0.01)" },
+        { "--max-grad-norm", 'f', &o.max_grad_norm, 0, 1e9, "t", "clip the gradient's global norm to this; 0: no clipping (default: 1.0)" },
+        { "--rank", 'i', &o.lora.rank, 1, 4096, "tb", "LoRA rank r (default: 4)" },
+        { "--alpha", 'f', &o.lora.alpha, 0, 1e9, "tb", "LoRA alpha: the update is scaled by alpha / r (default: 32)" },
+        { "--lora-dropout", 'f', &o.lora.dropout, 0, 0.999, "tb", "dropout on the LoRA input (default: 0.01)" },
+        { "--targets", 's', &targets, 0, 0, "tb", "Linears with an adapter, comma-separated: q_lin k_lin v_lin out_lin lin1 lin2 "
+          "(default: q_lin)" },
+        { "--seed", 'u', &o.seed, 0, 0, "tby", "random seed: initialisation, data order, dropout (default: 42)" },
+        { "--threads", 'i', &o.threads, 1, 4096, "tepb", "OpenMP threads (default: all cores; results are the same for any number)" },
+        { "--log-every", 'i', &o.log_every, 1, 1 << 30, "t", "print a step line every N steps (default: 25)" },
+        { "--reference", 'b', &use_fast_kernels, 0, 0, "tepb", "run every matmul and attention in the plain reference loops (slow)" },
+        { "--len", 'i', &o.bench_len, 1, 1 << 20, "b", "tokens of every sequence (default: 256)" },
+        { "--lengths", 's', &o.lengths_path, 0, 0, "b", "sequence lengths from FILE, one per line, used in order" },
+        { "--batches", 'i', &o.bench_batches, 1, 1 << 20, "b", "timed batches after one warm-up (default: 10)" },
+        { "--what", 's', &o.bench_what, 0, 0, "b", "model (a training step and an evaluation pass) or mm (the matmul alone)" } };
     int num_flags = sizeof(flags) / sizeof(flags[0]);
+    // ./lora CMD --help (or -h): that command's flags
+    for (int i = 2; i < argc && strcmp(argv[i], "--") != 0; i++) {
+        if (strcmp(argv[i], "--help") == 0 || strcmp(argv[i], "-h") == 0) { command_help(cmd, flags, num_flags); return 0; }
+    }
     // positional arguments (predict's texts) are moved to argv[2 ..] as we go: no allocation
     char** texts = argv + 2;
     int num_texts = 0;
@@ -4543,14 +4579,16 @@ int main(int argc, char** argv) {
             texts[num_texts++] = argv[i];
             continue;
         }
-        if (strcmp(argv[i], "--help") == 0) { usage(stdout); return 0; }
-        // --reference: every matmul and attention in the plain loops of Part 1 (no value)
-        if (strcmp(argv[i], "--reference") == 0) { use_fast_kernels = 0; continue; }
-        if (strcmp(argv[i], "--overwrite") == 0) { o.overwrite = 1; continue; }
         Flag* f = NULL;
-        // find the flag in the table
+        // find the flag in the table; it must be one of this command's
         for (int k = 0; k < num_flags; k++) { if (strcmp(argv[i], flags[k].name) == 0) { f = &flags[k]; } }
-        if (f == NULL) { fail("unknown flag '%s' (see ./lora --help)", argv[i]); return 1; }
+        if (f == NULL) { fail("unknown flag '%s' (see ./lora %s --help)", argv[i], command); return 1; }
+        if (!strchr(f->cmds, COMMANDS[cmd][1][0])) {
+            fail("%s is not a flag of ./lora %s (see ./lora %s --help)", f->name, command, command);
+            return 1;
+        }
+        // a switch: --reference turns the fast kernels off, --overwrite on
+        if (f->kind == 'b') { *(int*)f->dst = f->dst != &use_fast_kernels; continue; }
         if (i + 1 >= argc) { fail("%s needs a value", argv[i]); return 1; }
         const char* value = argv[++i];
         char* end = NULL;

@@ -640,4 +640,19 @@ if [ -w /dev/full ]; then
         test -z "$(find "$K/run" -name '*.tmp')" -a "$(predict_of "$K/run/last")" = "$old_pred"
 fi
 
+# 13. help per command, and flags that do not belong to the command
+for c in train eval predict bench tiny; do
+    run "$LORA" $c --help
+    check "help: ./lora $c --help exits 0 and prints that command's usage line" test "$RC" = 0 -a "$(grep -c "^usage: ./lora $c " "$T/stdout")" = 1
+done
+run "$LORA" train -h
+check "help: ./lora train -h lists --epochs, --overwrite and --resume with one-line descriptions" \
+    test "$RC" = 0 -a "$(grep -cE '^  --(epochs|overwrite|resume)' "$T/stdout")" = 3
+check "help: a value with a special meaning is documented (--max-grad-norm 0: no clipping)" grep -q -- '--max-grad-norm.*0: no clipping' "$T/stdout"
+run "$LORA" eval --help
+check "help: ./lora eval --help does not list training flags" test "$(grep -cE '^  --(epochs|lr|rank) ' "$T/stdout")" = 0
+expect_error "flags: --epochs given to eval names the command" "--epochs is not a flag of ./lora eval" -- "$LORA" eval --epochs 5 --lr 3
+expect_error "flags: --rank given to predict names the command" "--rank is not a flag of ./lora predict" -- "$LORA" predict --rank 8 --out /nonexistent "x"
+expect_error "flags: --out given to eval names the command" "--out is not a flag of ./lora eval" -- "$LORA" eval --out x
+
 finish
