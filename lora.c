@@ -360,7 +360,7 @@ typedef __m512 vfloat;
 #define VW 16                                    // floats per vector
 #define MR 8                                     // rows of the register tile
 #define NR 32                                    // columns of the tile = width of a packed panel
-#define KC 128                                   // steps of k per cache block: 16 KB of panel
+#define KC 256                                   // steps of k per cache block: 32 KB of panel
 #define vzero() _mm512_setzero_ps()
 #define vload(p) _mm512_loadu_ps(p)              // VW floats from p
 #define vstore(p, x) _mm512_storeu_ps(p, x)
@@ -442,10 +442,23 @@ static void tile_acc(float* out, size_t ldo, const float* A, size_t am, size_t a
         // keep b in registers instead of re-reading it for every multiply-add.
         vfloat bnext[NV];
         for (int v = 0; v < NV; v++) { bnext[v] = vload(panel + (size_t)(k + 1) * NR + v * VW); }
+#if VW > 1
+        // Intrinsics: row i of the tile += A(i, k) * row k of B, one broadcast of A(i, k) in
+        // every lane at a time (AVX2's 16 registers have no room to hold all MR of them).
         for (int i = 0; i < MR; i++) {
-            vfloat ai = vbroadcast(a[i][k * ak]);  // A(i, k) in every lane
+            vfloat ai = vbroadcast(a[i][k * ak]);
             for (int v = 0; v < NV; v++) { acc[i][v] = vfma(ai, b[v], acc[i][v]); }
         }
+#else
+        // Plain C: the same sums, column by column with the MR values of A fetched first.
+        // In this order gcc and clang both see the 4 x 16 tile as vectors (row by row, as
+        // above, gcc keeps acc in memory and runs 20x slower).
+        float av[MR];
+        for (int i = 0; i < MR; i++) { av[i] = a[i][k * ak]; }
+        for (int v = 0; v < NV; v++) {
+            for (int i = 0; i < MR; i++) { acc[i][v] = vfma(av[i], b[v], acc[i][v]); }
+        }
+#endif
         for (int v = 0; v < NV; v++) { b[v] = bnext[v]; }
     }
     if (mr == MR && nr == NR) {
@@ -455,11 +468,15 @@ static void tile_acc(float* out, size_t ldo, const float* A, size_t am, size_t a
                 vstore(o, vadd(vload(o), acc[i][v]));
             }
         }
-    } else {  // edge tile: spill the sums to memory, store only the part inside out
-        float sums[NR];
-        for (int i = 0; i < mr; i++) {
+    } else {  // edge tile: store only the part inside out
+        // (the loops still run MR and NV times: an index the compiler cannot know, acc[mr],
+        // would force acc out of registers into memory, in the hot loop too)
+        for (int i = 0; i < MR; i++) {
+            float sums[NR];
             for (int v = 0; v < NV; v++) { vstore(sums + v * VW, acc[i][v]); }
-            for (int j = 0; j < nr; j++) { out[i * ldo + j] += sums[j]; }
+            for (int j = 0; j < NR; j++) {
+                if (i < mr && j < nr) { out[i * ldo + j] += sums[j]; }
+            }
         }
     }
 }
