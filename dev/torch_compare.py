@@ -60,74 +60,59 @@ def cpu_flags_and_name():
 # This must happen before torch (and with it the BLAS library) is loaded: OpenBLAS reads the
 # variable once, when it starts.
 FLAGS, CPU_NAME = cpu_flags_and_name()
-CORETYPE_NOTE = "OPENBLAS_CORETYPE=%s (set by you)" % os.environ.get("OPENBLAS_CORETYPE")
+CORETYPE_NOTE = "OPENBLAS_CORETYPE=%s, set by you" % os.environ.get("OPENBLAS_CORETYPE")
 if "OPENBLAS_CORETYPE" not in os.environ:
     if "avx512f" in FLAGS:
         os.environ["OPENBLAS_CORETYPE"] = "SkylakeX"
-        CORETYPE_NOTE = "OPENBLAS_CORETYPE=SkylakeX (set by this script: the CPU has AVX-512)"
+        CORETYPE_NOTE = "OPENBLAS_CORETYPE=SkylakeX, set by this script (the CPU has AVX-512)"
     else:
-        CORETYPE_NOTE = "OPENBLAS_CORETYPE not set (OpenBLAS picks its kernel for this CPU)"
+        CORETYPE_NOTE = "OPENBLAS_CORETYPE not set: OpenBLAS picked the kernel"
 
 import torch  # noqa: E402  (after the environment is set)
 import torch.nn.functional as F  # noqa: E402
 
 
 def blas_report():
-    """Lines saying which BLAS this torch runs. Returns (lines, looks_real)."""
-    lines, looks_real = [], False
+    """Lines saying which BLAS kernel torch.mm runs here."""
+    # pip wheels (x86) carry Intel's MKL inside the torch library itself: that is the BLAS
     config = torch.__config__.show()
-    for item in config.replace("\n", ", ").split(", "):
-        item = item.strip(" -").split(": ")[-1]
-        if item.startswith("BLAS_INFO=") or "Math Kernel Library" in item:
-            lines.append("torch was built with: " + item)
-        if item == "BLAS_INFO=mkl" or "Math Kernel Library" in item:
-            looks_real = True  # MKL is inside the torch library itself (pip wheels)
-    # Shared libraries this process has loaded whose name says BLAS (Debian: libblas.so.3, which
-    # update-alternatives points to OpenBLAS or to the slow reference BLAS)
+    mkl = [line.strip(" -") for line in config.splitlines() if "Math Kernel Library" in line]
+    if "BLAS_INFO=mkl" in config:
+        return ["torch's own MKL: " + (mkl[0] if mkl else "version unknown")]
+    # Otherwise torch calls a shared BLAS library (Debian: libblas.so.3, which update-alternatives
+    # points to OpenBLAS or to the slow reference BLAS). Find it among the loaded libraries.
+    lines = []
     paths = []
     try:
         with open("/proc/self/maps") as f:
             for line in f:
                 path = line.split()[-1]
                 base = os.path.basename(path)
-                if ("blas" in base or "mkl" in base) and ".so" in base and path not in paths:
-                    paths.append(path)
+                if "blas" in base and ".so" in base and "cublas" not in base:
+                    paths.append(os.path.realpath(path))
     except OSError:
         pass
-    for real in dict.fromkeys(os.path.realpath(path) for path in paths):
+    for path in dict.fromkeys(paths):
         try:
-            lib = ctypes.CDLL(real)
+            lib = ctypes.CDLL(path)
         except OSError:
             continue
-        if hasattr(lib, "openblas_get_corename"):
-            lib.openblas_get_corename.restype = ctypes.c_char_p
-            lib.openblas_get_config.restype = ctypes.c_char_p
-            core = lib.openblas_get_corename().decode()
-            line = f"OpenBLAS kernel '{core}' ({lib.openblas_get_config().decode().strip()})"
-            if line in lines:
-                continue  # the same library under another name
+        if not hasattr(lib, "openblas_get_corename"):
+            lines.append(f"{path}: not OpenBLAS; if it is the reference BLAS, every number below is "
+                         "meaningless (Debian: apt-get install libopenblas0-openmp)")
+            continue
+        lib.openblas_get_corename.restype = ctypes.c_char_p
+        lib.openblas_get_config.restype = ctypes.c_char_p
+        core = lib.openblas_get_corename().decode()
+        line = f"OpenBLAS kernel '{core}' ({lib.openblas_get_config().decode().strip()}); {CORETYPE_NOTE}"
+        if line not in lines:  # the same library under another name
             lines.append(line)
-            looks_real = looks_real or core.lower() not in ("prescott", "katmai", "coppermine", "northwood", "banias")
-            if core.lower() == "prescott":
-                lines.append("WARNING: OpenBLAS runs its SSE3 kernels (it does not know this CPU): "
-                             "set OPENBLAS_CORETYPE=Haswell (AVX2) or SkylakeX (AVX-512)")
-        elif "mkl" in os.path.basename(real):
-            lines.append(f"MKL: {real}")
-            looks_real = True
-        else:
-            lines.append(f"BLAS library: {real} (not OpenBLAS, not MKL: maybe the slow reference BLAS)")
-    try:
-        import threadpoolctl
-        for pool in threadpoolctl.threadpool_info():
-            if pool.get("user_api") == "blas":
-                lines.append("threadpoolctl: %s %s, kernel %s, %s threads" % (
-                    pool.get("internal_api"), pool.get("version"), pool.get("architecture"),
-                    pool.get("num_threads")))
-    except ImportError:
-        pass
-    if not looks_real:
-        lines.append("WARNING: no optimized BLAS found; on Debian: apt-get install libopenblas0-openmp")
-    return lines, looks_real
+        if core.lower() == "prescott":
+            lines.append("WARNING: OpenBLAS runs its SSE3 kernels (it does not know this CPU): "
+                         "set OPENBLAS_CORETYPE=Haswell (AVX2) or SkylakeX (AVX-512)")
+    if not lines:
+        lines.append("no BLAS library found: " + ", ".join(mkl) if mkl else "no BLAS library found")
+    return lines
 
 
 # ----------------------------------------------------------------------------
@@ -277,9 +262,7 @@ def main():
     args = ap.parse_args()
     torch.set_num_threads(args.threads)
     print(f"torch_compare: torch {torch.__version__} | {CPU_NAME} | threads {torch.get_num_threads()}")
-    lines, looks_real = blas_report()
-    print("BLAS: " + CORETYPE_NOTE)
-    for line in lines:
+    for line in blas_report():
         print("BLAS: " + line)
     if args.what == "mm":
         bench_mm()
