@@ -21,6 +21,7 @@
 #
 # Options:  CC=clang make     another compiler (gcc and clang both work)
 #           NO_OMP=1 make     build without OpenMP (one thread)
+#           PORTABLE=1 make   the plain-C matmul kernel instead of the AVX-512 / AVX2 one
 #           make train ARGS="--epochs 1 --threads 4"    extra flags for ./lora train / bench
 
 # CC is "cc" unless you say otherwise. No -ffast-math: it would let the compiler change the
@@ -43,6 +44,27 @@ ifneq ($(MAKECMDGOALS),clean)
 
 # -march=native (use every instruction of this CPU) only when the compiler accepts it
 NATIVE := $(shell $(CC) -march=native -x c -c /dev/null -o /dev/null 2>/dev/null && echo -march=native)
+
+# The matmul's register tile is chosen in lora.c from what these flags let the compiler use:
+# AVX-512 (intrinsics), AVX2 + FMA (intrinsics), or else plain C. PORTABLE=1 forces plain C.
+# `make test` also builds and tests the other kernels this CPU can run (KERNEL_TESTS), so that
+# each one is checked against the naive matmul: always the plain-C one, and on an AVX-512 CPU
+# the AVX2 one as well (-mno-avx512f).
+CPU_HAS = $(shell $(CC) $(NATIVE) -dM -E -x c /dev/null 2>/dev/null | grep -c -w -e $(1))
+ifeq ($(PORTABLE),1)
+  CFLAGS += -DPORTABLE
+  $(info matmul kernel: plain C (PORTABLE=1))
+  KERNEL_TESTS =
+else ifneq ($(call CPU_HAS,__AVX512F__),0)
+  $(info matmul kernel: AVX-512 (PORTABLE=1 for plain C))
+  KERNEL_TESTS = test_lora_portable test_lora_avx2
+else ifeq ($(call CPU_HAS,__AVX2__ -e __FMA__),2)
+  $(info matmul kernel: AVX2 (PORTABLE=1 for plain C))
+  KERNEL_TESTS = test_lora_portable
+else
+  $(info matmul kernel: plain C (no AVX2 or AVX-512 here))
+  KERNEL_TESTS =
+endif
 
 # OpenMP: compile AND link a tiny program that calls the OpenMP runtime, first with plain
 # -fopenmp (gcc; clang with libomp, e.g. Debian's libomp-dev), then on macOS with Homebrew's
@@ -91,13 +113,19 @@ tokenizer: tokenizer.c
 test_lora: test_lora.c lora.c tokenizer.c
 	$(CC) $(CFLAGS) $(OMP_CFLAGS) -o $@ test_lora.c $(LDLIBS) $(OMP_LDLIBS)
 
+# the same tests with the other matmul kernels (see KERNEL_TESTS above)
+test_lora_portable: test_lora.c lora.c tokenizer.c
+	$(CC) $(CFLAGS) -DPORTABLE $(OMP_CFLAGS) -o $@ test_lora.c $(LDLIBS) $(OMP_LDLIBS)
+test_lora_avx2: test_lora.c lora.c tokenizer.c
+	$(CC) $(CFLAGS) -mno-avx512f $(OMP_CFLAGS) -o $@ test_lora.c $(LDLIBS) $(OMP_LDLIBS)
+
 # ----------------------------------------------------------------------------
 # running
 
 # dev/run_tests.sh runs ./test_lora and every dev/test_*.sh (which use ./lora and ./tokenizer),
-# then prints the summed total
-test: test_lora lora tokenizer dev/fuzz/build/replay
-	@sh dev/run_tests.sh
+# then prints the summed total; dev/test_kernels.sh runs the KERNEL_TESTS builds
+test: test_lora lora tokenizer dev/fuzz/build/replay $(KERNEL_TESTS)
+	@KERNEL_TESTS="$(KERNEL_TESTS)" sh dev/run_tests.sh
 
 # the fuzz harnesses as one ordinary program (release flags, no libFuzzer): dev/test_fuzz_regressions.sh
 # feeds it every file of dev/fixtures/fuzz_regressions/ (inputs that once crashed a reader)
@@ -171,7 +199,7 @@ tiny: lora
 	./lora tiny
 
 clean:
-	rm -f lora tokenizer test_lora lora_debug tokenizer_debug test_lora_debug .omp_try
+	rm -f lora tokenizer test_lora test_lora_portable test_lora_avx2 lora_debug tokenizer_debug test_lora_debug .omp_try
 	rm -f lora_sanitize tokenizer_sanitize test_lora_sanitize
 	rm -f dev/fuzz/build/replay dev/fuzz/build/fuzz_* dev/fuzz/build/probe*
 	rm -f test_lora_grade lora_grade

@@ -1693,28 +1693,81 @@ static inline float erf_vec(float x) {
 //   forward  out (N, OC)  = bias + inp (N, C) @ weight^T (C, OC)   B: bk = 1,  bj = C
 //   dinp     dinp (N, C)  += dout (N, OC)     @ weight (OC, C)     B: bk = C,  bj = 1
 //   dweight  dw (OC, C)   += dout^T (OC, N)   @ inp (N, C)         A: am = 1,  ak = OC
-// Why it is fast (the GotoBLAS/BLIS recipe, in plain C):
-// 1) Register tile: the inner code keeps a 4 x 16 block of out in 64 local sums and
-//    runs over k; each step loads 16 values of B and 4 of A for 64 multiply-adds.
-//    gcc and clang at -O3 -march=native turn the 16-wide rows into 8-wide AVX
-//    registers: 8 accumulators, 2 for B, so all of it stays in registers.
-// 2) Packing: B is first copied into panels of 16 columns, stored row after row,
+// Why it is fast (the GotoBLAS/BLIS recipe):
+// 1) Register tile: the inner code keeps an MR x NR block of out in local sums and runs
+//    over k; each step loads one row of NR values of B, and for each of the MR rows
+//    broadcasts A(i, k) and does NR multiply-adds. The sums must all stay in the CPU's
+//    vector registers, so the tile is cut to the registers of the target (below):
+//    MR * NR/VW accumulators + NR/VW registers for the row of B + one for A(i, k).
+// 2) Packing: B is first copied into panels of NR columns, stored row after row,
 //    so the tile reads B as one straight stream whatever its layout was. Columns
 //    past NN are zeros, so the right edge needs no special code.
 // 3) Cache blocking: KC steps of k at a time, so the tile's slice of a panel
-//    (KC x 16 floats = 16 KB) stays in the L1 cache while MC/4 tiles reuse it,
+//    (KC x NR floats) stays in the L1 cache while MC/MR tiles reuse it,
 //    and the MC x KC block of A stays in L2.
 // 4) Threads take whole MC x NC blocks of out. Blocks are disjoint and every sum is
 //    done in the same order whoever computes it, so the result is bit-identical
 //    for 1, 2 or 64 threads.
-// Compile with -ffp-contract=fast (or clang): gcc in -std=c11 mode otherwise does
-// not fuse a*b+c into one FMA instruction, and the tile runs at half speed.
-
-#define MR 4     // rows of the register tile
-#define NR 16    // columns of the register tile = width of a packed panel
-#define MC 96    // rows of out per thread block (a multiple of MR)
-#define NC 256   // columns of out per thread block (a multiple of NR)
-#define KC 256   // steps of k per cache block
+//
+// The tile for each target, chosen at compile time from what the compiler is allowed to use
+// (-march=native turns on __AVX512F__ or __AVX2__ on CPUs that have them; `make PORTABLE=1`
+// defines PORTABLE and always takes the plain-C version). A "vector" vfloat holds VW floats:
+//   AVX-512  VW 16, 32 registers: tile 8 x 32  = 16 accumulators + 2 for B + 1 for A (19)
+//   AVX2+FMA VW  8, 16 registers: tile 6 x 16  = 12 accumulators + 2 for B + 1 for A (15)
+//   portable VW  1 (plain C floats): tile 4 x 16 = 64 sums, which gcc and clang turn into
+//            8 registers of 8 (AVX) or 16 of 4 (SSE, NEON) on their own
+// The first two use the CPU's intrinsics (<immintrin.h>), which gcc and clang compile the same
+// way; the same tile written in plain C, or with GCC vector extensions, compiled to fast code
+// with one compiler and to code 2-3x slower with the other. Every version computes the same
+// sums in the same order (each out(i, j) adds A(i, k) * B(k, j) for k = 0, 1, 2...), and the
+// tests check each one against matmul_forward_naive.
+// Compile with -ffp-contract=fast (or clang) for the portable version: gcc in -std=c11 mode
+// otherwise does not fuse a*b+c into one FMA instruction, and the tile runs at half speed.
+#if !defined(PORTABLE) && defined(__AVX512F__)
+#include <immintrin.h>
+#define GEMM_KERNEL "AVX-512 8x32"
+typedef __m512 vfloat;
+#define VW 16                                    // floats per vector
+#define MR 8                                     // rows of the register tile
+#define NR 32                                    // columns of the tile = width of a packed panel
+#define KC 256                                   // steps of k per cache block: 32 KB of panel
+#define vzero() _mm512_setzero_ps()
+#define vload(p) _mm512_loadu_ps(p)              // VW floats from p
+#define vstore(p, x) _mm512_storeu_ps(p, x)
+#define vbroadcast(s) _mm512_set1_ps(s)          // VW copies of the float s
+#define vfma(a, b, c) _mm512_fmadd_ps(a, b, c)   // a * b + c, rounded once
+#define vadd(a, b) _mm512_add_ps(a, b)
+#elif !defined(PORTABLE) && defined(__AVX2__) && defined(__FMA__)
+#include <immintrin.h>
+#define GEMM_KERNEL "AVX2 6x16"
+typedef __m256 vfloat;
+#define VW 8
+#define MR 6
+#define NR 16
+#define KC 256                                   // 16 KB of panel
+#define vzero() _mm256_setzero_ps()
+#define vload(p) _mm256_loadu_ps(p)
+#define vstore(p, x) _mm256_storeu_ps(p, x)
+#define vbroadcast(s) _mm256_set1_ps(s)
+#define vfma(a, b, c) _mm256_fmadd_ps(a, b, c)
+#define vadd(a, b) _mm256_add_ps(a, b)
+#else
+#define GEMM_KERNEL "portable 4x16"
+typedef float vfloat;                            // a "vector" of one float: plain C
+#define VW 1
+#define MR 4
+#define NR 16
+#define KC 256                                   // 16 KB of panel
+#define vzero() 0.0f
+#define vload(p) (*(p))
+#define vstore(p, x) (*(p) = (x))
+#define vbroadcast(s) (s)
+#define vfma(a, b, c) ((a) * (b) + (c))          // one FMA instruction with -ffp-contract=fast
+#define vadd(a, b) ((a) + (b))
+#endif
+#define NV (NR / VW)  // vectors in one row of the tile
+#define MC 96         // rows of out per thread block (a multiple of MR = 4, 6 and 8)
+#define NC 256        // columns of out per thread block (a multiple of NR)
 
 // Copy B into panels: Bp[p][k][jj] = B(k, p*NR + jj), zero where p*NR + jj >= NN.
 static void pack_panels(float* Bp, const float* B, size_t bk, size_t bj, int K, int NN, int threaded) {
@@ -1739,36 +1792,60 @@ static void pack_panels(float* Bp, const float* B, size_t bk, size_t bj, int K, 
 }
 
 // The register tile: out[0:mr, 0:nr] += A[0:mr, k0:k1] @ panel[k0:k1, 0:NR].
+// acc[i][v] holds out(i, v*VW ... v*VW + VW-1); every loop below has a fixed trip count
+// (MR or NV), so the compiler unrolls them and acc lives in registers, never in memory.
 // At the bottom edge (mr < MR) the missing rows reread row 0 and are never
-// stored, so the hot loop always has the same fixed 4 x 16 shape.
+// stored, so the hot loop always has the same fixed MR x NR shape.
 static void tile_acc(float* out, size_t ldo, const float* A, size_t am, size_t ak,
                      const float* panel, int k0, int k1, int mr, int nr) {
     const float* a[MR];
     for (int i = 0; i < MR; i++) { a[i] = A + (i < mr ? i : 0) * am; }
-    float acc[MR][NR] = {{0.0f}};
-    float b[NR];  // row k of the panel
-    for (int j = 0; j < NR; j++) { b[j] = panel[(size_t)k0 * NR + j]; }
+    vfloat acc[MR][NV];
+    for (int i = 0; i < MR; i++) {
+        for (int v = 0; v < NV; v++) { acc[i][v] = vzero(); }
+    }
+    vfloat b[NV];  // row k of the panel
+    for (int v = 0; v < NV; v++) { b[v] = vload(panel + (size_t)k0 * NR + v * VW); }
     for (int k = k0; k < k1; k++) {
         // Fetch row k+1 while row k is in use (the panel buffer ends with a spare
         // row, so this never reads past it). Besides hiding the load, it makes gcc
         // keep b in registers instead of re-reading it for every multiply-add.
-        float bnext[NR];
-        for (int j = 0; j < NR; j++) { bnext[j] = panel[(size_t)(k + 1) * NR + j]; }
-        float av[MR];  // A(i, k) of the tile's rows
-        for (int i = 0; i < MR; i++) { av[i] = a[i][k * ak]; }
-        for (int j = 0; j < NR; j++) {
-            for (int i = 0; i < MR; i++) { acc[i][j] += av[i] * b[j]; }
+        vfloat bnext[NV];
+        for (int v = 0; v < NV; v++) { bnext[v] = vload(panel + (size_t)(k + 1) * NR + v * VW); }
+#if VW > 1
+        // Intrinsics: row i of the tile += A(i, k) * row k of B, one broadcast of A(i, k) in
+        // every lane at a time (AVX2's 16 registers have no room to hold all MR of them).
+        for (int i = 0; i < MR; i++) {
+            vfloat ai = vbroadcast(a[i][k * ak]);
+            for (int v = 0; v < NV; v++) { acc[i][v] = vfma(ai, b[v], acc[i][v]); }
         }
-        for (int j = 0; j < NR; j++) { b[j] = bnext[j]; }
+#else
+        // Plain C: the same sums, column by column with the MR values of A fetched first.
+        // In this order gcc and clang both see the 4 x 16 tile as vectors (row by row, as
+        // above, gcc keeps acc in memory and runs 20x slower).
+        float av[MR];
+        for (int i = 0; i < MR; i++) { av[i] = a[i][k * ak]; }
+        for (int v = 0; v < NV; v++) {
+            for (int i = 0; i < MR; i++) { acc[i][v] = vfma(av[i], b[v], acc[i][v]); }
+        }
+#endif
+        for (int v = 0; v < NV; v++) { b[v] = bnext[v]; }
     }
     if (mr == MR && nr == NR) {
         for (int i = 0; i < MR; i++) {
-            for (int j = 0; j < NR; j++) { out[i * ldo + j] += acc[i][j]; }
+            for (int v = 0; v < NV; v++) {
+                float* o = out + i * ldo + v * VW;
+                vstore(o, vadd(vload(o), acc[i][v]));
+            }
         }
     } else {  // edge tile: store only the part inside out
+        // (the loops still run MR and NV times: an index the compiler cannot know, acc[mr],
+        // would force acc out of registers into memory, in the hot loop too)
         for (int i = 0; i < MR; i++) {
+            float sums[NR];
+            for (int v = 0; v < NV; v++) { vstore(sums + v * VW, acc[i][v]); }
             for (int j = 0; j < NR; j++) {
-                if (i < mr && j < nr) { out[i * ldo + j] += acc[i][j]; }
+                if (i < mr && j < nr) { out[i * ldo + j] += sums[j]; }
             }
         }
     }
@@ -1801,10 +1878,12 @@ static void gemm_block(float* out, size_t ldo, const float* A, size_t am, size_t
     }
 }
 
-// floats of packed B that gemm_acc needs for a K x NN product: whole panels of NR columns, plus
-// one spare zero row for tile_acc's read-ahead
+// Floats gemm_acc needs for the packed copy of a B (K, NN): the panels, one spare zero row
+// (tile_acc reads one row ahead) and 16 floats of slack to start the panels at a 64-byte
+// boundary (a vector load that straddles two cache lines costs two).
 static size_t gemm_packed_floats(int K, int NN) {
-    return (size_t)((NN + NR - 1) / NR) * K * NR + NR;
+    size_t panels = (size_t)(NN + NR - 1) / NR;
+    return panels * K * NR + NR + 16;
 }
 
 // Products too small for packing (LoRA's rank 4, the head's batch of 4 rows) skip it; B's rows
@@ -1853,10 +1932,12 @@ static void gemm_acc(float* out, size_t ldo, const float* A, size_t am, size_t a
         }
         return;
     }
-    float* Bp = pack;
-    if (Bp == NULL) { gemm_reserve(gemm_packed_floats(K, NN)); Bp = gemm_workspace; }
-    int panels = (NN + NR - 1) / NR;
-    size_t packed = (size_t)panels * K * NR;
+    // the packed copy of B goes to the caller's buffer or the shared workspace, its panels from
+    // the first 64-byte boundary there (gemm_packed_floats leaves room for that)
+    float* buffer = pack;
+    if (buffer == NULL) { gemm_reserve(gemm_packed_floats(K, NN)); buffer = gemm_workspace; }
+    float* Bp = buffer + ((64 - (uintptr_t)buffer % 64) % 64) / sizeof(float);
+    size_t packed = (size_t)((NN + NR - 1) / NR) * K * NR;
     pack_panels(Bp, B, bk, bj, K, NN, threaded);
     memset(Bp + packed, 0, NR * sizeof(float));  // the spare zero row
     int mblocks = (M + MC - 1) / MC;

@@ -339,7 +339,10 @@ static void test_matmul_grad(void) {
 // --- the fast matmul against the naive one, on odd sizes (edges of every tile and block) and
 // on the real shapes; outputs are pre-filled to check that backward accumulates (+=)
 static void test_matmul_fast_vs_naive(void) {
+    // (N, C, OC); the second line: edges of every register tile (4 x 16, 6 x 16, 8 x 32: rows and
+    // columns just past a multiple, and under two tiles of rows) and of the k blocks (128, 256)
     int sizes[][3] = { { 1, 1, 1 }, { 7, 33, 5 }, { 33, 7, 769 }, { 769, 33, 7 }, { 1, 769, 33 }, { 50, 3, 4 },
+                       { 17, 129, 33 }, { 15, 300, 47 }, { 49, 257, 97 }, { 99, 385, 65 }, { 13, 40, 520 },
                        { 97, 768, 4 }, { 97, 4, 768 }, { 300, 768, 768 }, { 130, 768, 3072 }, { 130, 3072, 768 } };
     int count = sizeof(sizes) / sizeof(sizes[0]);
     double worst[4] = { 0, 0, 0, 0 };
@@ -368,7 +371,8 @@ static void test_matmul_fast_vs_naive(void) {
     }
     const char* what[4] = { "forward", "dinp", "dweight", "dbias" };
     for (int k = 0; k < 4; k++) {
-        expect(worst[k] <= 1e-5, "fast matmul == naive matmul, %-7s (%d shapes from 1x1x1 to 130x3072x768): max rel err %.1e", what[k], count, worst[k]);
+        expect(worst[k] <= 1e-5, "fast matmul (%s) == naive matmul, %-7s (%d shapes from 1x1x1 to 130x3072x768): max rel err %.1e",
+               GEMM_KERNEL, what[k], count, worst[k]);
     }
 }
 

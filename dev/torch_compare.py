@@ -1,0 +1,283 @@
+#!/usr/bin/env python3
+"""dev/torch_compare.py: the same work as `./lora bench`, done by plain PyTorch, to compare speed.
+
+    python3 dev/torch_compare.py --lengths LENGTHS_FILE [--batches 10] [--threads 2]
+    python3 dev/torch_compare.py --what mm [--threads 2]
+
+The model is distilbert-base-uncased's shape with random weights (6 layers, dim 768, 12 heads,
+FFN 3072), written with torch.nn.functional only (no transformers, no peft), with the tutorial's
+LoRA (r=4, alpha=32 on q_lin; trainable: LoRA A/B + pre_classifier + classifier; AdamW; gradient
+clipping 1.0) and dropout off, as `./lora bench` does.
+
+The batches are the ones `./lora bench --lengths FILE` times: batch k holds the lengths k*4 ...
+k*4+3 of the file (one sequence length per line, [CLS] and [SEP] included), batch 0 is a warm-up,
+then --batches batches are timed. Each batch is padded to its longest sequence, as the tutorial's
+DataCollatorWithPadding does; lora.c skips the padding instead. Both report real (unpadded)
+tokens per second: total real tokens / total time, for a training step (forward, backward, clip,
+AdamW) and for an evaluation pass (forward, no gradients).
+
+The lengths of the tutorial's training reviews come from lora.c's own tokenizer:
+    cut -f2- data/imdb/train_1k.tsv | ./tokenizer | awk '{print NF}' > train_1k_lengths.txt
+
+--what mm times torch.mm on the shapes of `./lora bench --what mm` (distilbert-base's Linear
+layers at 1024 and 2048 rows, and 2048^3), the forward x @ W^T and the input gradient dY @ W:
+that is the BLAS kernel alone, the fair yardstick for lora.c's matmul.
+
+A comparison is only worth something if PyTorch runs a real BLAS kernel, so the script says which
+one it got (torch's build configuration, and for OpenBLAS the CPU kernel it chose). Debian's
+OpenBLAS 0.3.21 does not know CPUs newer than about 2021 and then runs its slow SSE3 "Prescott"
+kernels; on a CPU with AVX-512 this script therefore asks for the AVX-512 kernels
+(OPENBLAS_CORETYPE=SkylakeX) unless you set OPENBLAS_CORETYPE yourself.
+Debian set-up: apt-get install python3-torch python3-numpy libopenblas0-openmp; run /usr/bin/python3.
+Timing on a shared machine drifts: run this and ./lora bench alternately, several times, and
+compare medians.
+"""
+import argparse
+import ctypes
+import math
+import os
+import statistics
+import sys
+import time
+
+
+def cpu_flags_and_name():
+    """(set of CPU flags, model name) from /proc/cpuinfo; empty on systems without it."""
+    info = {}
+    try:
+        with open("/proc/cpuinfo") as f:
+            for line in f:
+                key, _, value = line.partition(":")
+                info.setdefault(key.strip(), value.strip())  # the first CPU's values
+    except OSError:
+        pass
+    name = info.get("model name", "unknown CPU")
+    if "model" in info:
+        name += f" (family {info.get('cpu family', '?')} model {info['model']})"
+    return set(info.get("flags", "").split()), name
+
+
+# This must happen before torch (and with it the BLAS library) is loaded: OpenBLAS reads the
+# variable once, when it starts.
+FLAGS, CPU_NAME = cpu_flags_and_name()
+CORETYPE_NOTE = "OPENBLAS_CORETYPE=%s, set by you" % os.environ.get("OPENBLAS_CORETYPE")
+if "OPENBLAS_CORETYPE" not in os.environ:
+    if "avx512f" in FLAGS:
+        os.environ["OPENBLAS_CORETYPE"] = "SkylakeX"
+        CORETYPE_NOTE = "OPENBLAS_CORETYPE=SkylakeX, set by this script (the CPU has AVX-512)"
+    else:
+        CORETYPE_NOTE = "OPENBLAS_CORETYPE not set: OpenBLAS picked the kernel"
+
+import torch  # noqa: E402  (after the environment is set)
+import torch.nn.functional as F  # noqa: E402
+
+
+def blas_report():
+    """Lines saying which BLAS kernel torch.mm runs here."""
+    # pip wheels (x86) carry Intel's MKL inside the torch library itself: that is the BLAS
+    config = torch.__config__.show()
+    mkl = [line.strip(" -") for line in config.splitlines() if "Math Kernel Library" in line]
+    if "BLAS_INFO=mkl" in config:
+        return ["torch's own MKL: " + (mkl[0] if mkl else "version unknown")]
+    # Otherwise torch calls a shared BLAS library (Debian: libblas.so.3, which update-alternatives
+    # points to OpenBLAS or to the slow reference BLAS). Find it among the loaded libraries.
+    lines = []
+    paths = []
+    try:
+        with open("/proc/self/maps") as f:
+            for line in f:
+                path = line.split()[-1]
+                base = os.path.basename(path)
+                if "blas" in base and ".so" in base and "cublas" not in base:
+                    paths.append(os.path.realpath(path))
+    except OSError:
+        pass
+    for path in dict.fromkeys(paths):
+        try:
+            lib = ctypes.CDLL(path)
+        except OSError:
+            continue
+        if not hasattr(lib, "openblas_get_corename"):
+            lines.append(f"{path}: not OpenBLAS; if it is the reference BLAS, every number below is "
+                         "meaningless (Debian: apt-get install libopenblas0-openmp)")
+            continue
+        lib.openblas_get_corename.restype = ctypes.c_char_p
+        lib.openblas_get_config.restype = ctypes.c_char_p
+        core = lib.openblas_get_corename().decode()
+        line = f"OpenBLAS kernel '{core}' ({lib.openblas_get_config().decode().strip()}); {CORETYPE_NOTE}"
+        if line not in lines:  # the same library under another name
+            lines.append(line)
+        if core.lower() == "prescott":
+            lines.append("WARNING: OpenBLAS runs its SSE3 kernels (it does not know this CPU): "
+                         "set OPENBLAS_CORETYPE=Haswell (AVX2) or SkylakeX (AVX-512)")
+    if not lines:
+        lines.append("no BLAS library found: " + ", ".join(mkl) if mkl else "no BLAS library found")
+    return lines
+
+
+# ----------------------------------------------------------------------------
+# the model: distilbert-base's shape, random weights (normal std 0.02, LayerNorm 1 and 0, as
+# Hugging Face initializes it), LoRA on q_lin
+
+DIM, LAYERS, HEADS, FFN, VOCAB, POSITIONS, LABELS = 768, 6, 12, 3072, 30522, 512, 2
+RANK, ALPHA = 4, 32
+
+
+def make_model(seed):
+    g = torch.Generator().manual_seed(seed)
+
+    def normal(*shape):
+        return torch.randn(*shape, generator=g) * 0.02
+
+    m = {"wte": normal(VOCAB, DIM), "wpe": normal(POSITIONS, DIM),
+         "ln_w": torch.ones(DIM), "ln_b": torch.zeros(DIM), "layers": []}
+    for _ in range(LAYERS):
+        layer = {}
+        for name in ("q", "k", "v", "o"):
+            layer[name + "_w"], layer[name + "_b"] = normal(DIM, DIM), torch.zeros(DIM)
+        layer["lin1_w"], layer["lin1_b"] = normal(FFN, DIM), torch.zeros(FFN)
+        layer["lin2_w"], layer["lin2_b"] = normal(DIM, FFN), torch.zeros(DIM)
+        for name in ("sa_ln", "out_ln"):
+            layer[name + "_w"], layer[name + "_b"] = torch.ones(DIM), torch.zeros(DIM)
+        # PEFT's LoRA init: A Kaiming-uniform (bound 1/sqrt(in)), B zeros
+        layer["lora_A"] = ((torch.rand(RANK, DIM, generator=g) * 2 - 1) / math.sqrt(DIM)).requires_grad_()
+        layer["lora_B"] = torch.zeros(DIM, RANK).requires_grad_()
+        m["layers"].append(layer)
+    m["pre_w"], m["pre_b"] = normal(DIM, DIM).requires_grad_(), torch.zeros(DIM).requires_grad_()
+    m["cls_w"], m["cls_b"] = normal(LABELS, DIM).requires_grad_(), torch.zeros(LABELS).requires_grad_()
+    return m
+
+
+def trainable(m):
+    params = [m["pre_w"], m["pre_b"], m["cls_w"], m["cls_b"]]
+    for layer in m["layers"]:
+        params += [layer["lora_A"], layer["lora_B"]]
+    return params
+
+
+def forward(m, ids, mask):
+    """Logits (B, LABELS) of DistilBertForSequenceClassification, dropout off.
+    ids, mask: (B, T); mask is 1 on real tokens, 0 on padding (keys not attended to)."""
+    B, T = ids.shape
+    HS = DIM // HEADS
+    x = m["wte"][ids] + m["wpe"][:T]
+    x = F.layer_norm(x, (DIM,), m["ln_w"], m["ln_b"], 1e-12)
+    pad = (mask == 0).view(B, 1, 1, T)
+    for layer in m["layers"]:
+        # q_lin with LoRA: W x + b + (alpha/r) B A x
+        q = F.linear(x, layer["q_w"], layer["q_b"]) + (ALPHA / RANK) * F.linear(F.linear(x, layer["lora_A"]), layer["lora_B"])
+        k = F.linear(x, layer["k_w"], layer["k_b"])
+        v = F.linear(x, layer["v_w"], layer["v_b"])
+        q, k, v = (t.view(B, T, HEADS, HS).transpose(1, 2) for t in (q, k, v))
+        scores = (q / math.sqrt(HS)) @ k.transpose(2, 3)
+        scores = scores.masked_fill(pad, torch.finfo(scores.dtype).min)
+        att = F.softmax(scores, dim=-1) @ v
+        att = att.transpose(1, 2).reshape(B, T, DIM)
+        sa = F.layer_norm(F.linear(att, layer["o_w"], layer["o_b"]) + x, (DIM,), layer["sa_ln_w"], layer["sa_ln_b"], 1e-12)
+        h = F.linear(F.gelu(F.linear(sa, layer["lin1_w"], layer["lin1_b"])), layer["lin2_w"], layer["lin2_b"])
+        x = F.layer_norm(h + sa, (DIM,), layer["out_ln_w"], layer["out_ln_b"], 1e-12)
+    h = F.relu(F.linear(x[:, 0], m["pre_w"], m["pre_b"]))
+    return F.linear(h, m["cls_w"], m["cls_b"])
+
+
+def padded_batch(lengths, g):
+    """A batch padded to its longest sequence, as DataCollatorWithPadding: random ids (above
+    1000, clear of the special tokens), [PAD] = 0 after each sequence's end."""
+    T = max(lengths)
+    ids = torch.randint(1000, VOCAB, (len(lengths), T), generator=g)
+    mask = torch.zeros(len(lengths), T, dtype=torch.long)
+    for b, n in enumerate(lengths):
+        ids[b, n:] = 0
+        mask[b, :n] = 1
+    labels = torch.randint(0, LABELS, (len(lengths),), generator=g)
+    return ids, mask, labels
+
+
+def bench_model(lengths, batches, batch_size, seed):
+    m = make_model(seed)
+    params = trainable(m)
+    # weight decay on weights, not on biases, as Hugging Face Trainer; lr as ./lora bench
+    decay = [p for p in params if p.dim() == 2]
+    no_decay = [p for p in params if p.dim() == 1]
+    opt = torch.optim.AdamW([{"params": decay, "weight_decay": 0.01}, {"params": no_decay, "weight_decay": 0.0}],
+                            lr=1e-5, betas=(0.9, 0.999), eps=1e-8)
+    g = torch.Generator().manual_seed(seed)
+    train_ms, eval_ms, tokens, padded = [], [], 0, 0
+    for k in range(batches + 1):  # k == 0 is the warm-up
+        lens = [lengths[(k * batch_size + b) % len(lengths)] for b in range(batch_size)]
+        ids, mask, labels = padded_batch(lens, g)
+        t = time.perf_counter()
+        opt.zero_grad(set_to_none=True)
+        loss = F.cross_entropy(forward(m, ids, mask), labels)
+        loss.backward()
+        torch.nn.utils.clip_grad_norm_(params, 1.0)
+        opt.step()
+        t1 = time.perf_counter()
+        with torch.no_grad():
+            forward(m, ids, mask)
+        t2 = time.perf_counter()
+        if k == 0:
+            continue
+        train_ms.append(1000 * (t1 - t))
+        eval_ms.append(1000 * (t2 - t1))
+        tokens += sum(lens)
+        padded += len(lens) * max(lens)
+    print(f"train step: median {statistics.median(train_ms):.1f} ms/step | {tokens / (sum(train_ms) / 1000):.0f} tokens/s")
+    print(f"eval pass:  median {statistics.median(eval_ms):.1f} ms/batch | {tokens / (sum(eval_ms) / 1000):.0f} tokens/s")
+    print(f"tokens: {tokens} real in {batches} batches ({tokens / (batches * batch_size):.1f} per sequence), "
+          f"{padded} with padding ({100.0 * (padded - tokens) / padded:.0f}% padding)")
+
+
+def bench_mm():
+    # the shapes of ./lora bench --what mm: (M, K, N), out (M, N) = x (M, K) @ W (N, K)^T
+    shapes = [(1024, 768, 768), (1024, 768, 3072), (1024, 3072, 768),
+              (2048, 768, 768), (2048, 768, 3072), (2048, 3072, 768), (2048, 2048, 2048)]
+    g = torch.Generator().manual_seed(1)
+    print("torch.mm: out (M, N) = x (M, K) @ W (N, K)^T and dx (M, K) = dY (M, N) @ W")
+    for M, K, N in shapes:
+        x, w, dy = torch.randn(M, K, generator=g), torch.randn(N, K, generator=g), torch.randn(M, N, generator=g)
+        y, dx = torch.empty(M, N), torch.empty(M, K)
+        flops = 2.0 * M * K * N
+        reps = min(64, max(5, int(5e10 / flops)))  # as ./lora bench --what mm
+        for name, run in (("x@W^T", lambda: torch.mm(x, w.t(), out=y)), ("dY@W", lambda: torch.mm(dy, w, out=dx))):
+            run()  # warm-up
+            ms = []
+            for _ in range(reps):
+                t = time.perf_counter()
+                run()
+                ms.append(1000 * (time.perf_counter() - t))
+            med = statistics.median(ms)
+            print(f"  {name:7s} M {M:4d} K {K:4d} N {N:4d}: median {med:7.2f} ms | {flops / (med / 1000) / 1e9:6.1f} GFLOP/s")
+
+
+def main():
+    ap = argparse.ArgumentParser(description="PyTorch doing the work of ./lora bench (see the top of this file)")
+    ap.add_argument("--what", default="model", choices=["model", "mm"], help="model (default) or mm (the matmul alone)")
+    ap.add_argument("--lengths", help="sequence lengths, one per line, used in order (as ./lora bench --lengths)")
+    ap.add_argument("--len", type=int, default=256, help="one length for all sequences when no --lengths (default 256)")
+    ap.add_argument("--batches", type=int, default=10, help="timed batches after one warm-up (default 10)")
+    ap.add_argument("--batch", type=int, default=4, help="sequences per batch (default 4, the tutorial's)")
+    ap.add_argument("--threads", type=int, default=os.cpu_count(), help="threads (default: all cores)")
+    ap.add_argument("--seed", type=int, default=42)
+    args = ap.parse_args()
+    torch.set_num_threads(args.threads)
+    print(f"torch_compare: torch {torch.__version__} | {CPU_NAME} | threads {torch.get_num_threads()}")
+    for line in blas_report():
+        print("BLAS: " + line)
+    if args.what == "mm":
+        bench_mm()
+        return
+    if args.lengths:
+        with open(args.lengths) as f:
+            lengths = [int(word) for word in f.read().split()]
+        if not lengths or min(lengths) < 1 or max(lengths) > POSITIONS:
+            sys.exit(f"{args.lengths}: expected lengths between 1 and {POSITIONS}, one per line")
+    else:
+        lengths = [args.len]
+    print(f"model: dim {DIM}, {LAYERS} layers, {HEADS} heads, FFN {FFN} | batch {args.batch} | "
+          f"{args.batches} batches after 1 warm-up | {args.lengths or 'fixed length'}")
+    bench_model(lengths, args.batches, args.batch, args.seed)
+
+
+if __name__ == "__main__":
+    main()
