@@ -3762,14 +3762,21 @@ static void svg_text(FILE* f, const char* s) {
 // OUT/curves.svg: x = training step; left axis loss (training raw and smoothed, validation per
 // epoch), right axis validation accuracy (0 to 1). Written to curves.svg.tmp, then renamed.
 static void progress_write_svg(Progress* pr) {
-    const double W = 760, H = 440, x0 = 70, x1 = 680, y0 = 380, y1 = 50;  // plot area
+    const double W = 760, H = 470, x0 = 70, x1 = 680, y0 = 380, y1 = 50;  // plot area
     char tmp[1200];
     snprintf(tmp, sizeof(tmp), "%s.tmp", pr->svg_path);
     FILE* f = fopen(tmp, "w");
     if (f == NULL) { return; }  // not worth stopping training for
-    double maxloss = 0;
-    for (int i = 0; i < pr->n_steps; i++) { if (pr->step_loss[i] > maxloss) { maxloss = pr->step_loss[i]; } }  // (NaN: false)
+    // the loss axis fits the smoothed training loss and the validation loss; single batches
+    // above it (a batch of 4 can have a loss of 4) are drawn clipped at the top
+    double maxloss = 0, ema0 = NAN;
+    for (int i = 0; i < pr->n_steps; i++) {
+        if (pr->step_loss[i] != pr->step_loss[i]) { continue; }
+        ema0 = ema0 == ema0 ? 0.9 * ema0 + 0.1 * pr->step_loss[i] : pr->step_loss[i];
+        if (ema0 > maxloss) { maxloss = ema0; }
+    }
     for (int e = 0; e < pr->n_epochs; e++) { if (pr->ep_val[e] > maxloss) { maxloss = pr->ep_val[e]; } }
+    maxloss *= 1.15;
     if (!(maxloss > 0) || maxloss != maxloss) { maxloss = 1; }
     double ytick = nice_tick(maxloss), ymax = ceil(maxloss / ytick) * ytick;
     double xmax = pr->total_steps, xtick = nice_tick(xmax);
@@ -3829,13 +3836,13 @@ static void progress_write_svg(Progress* pr) {
     // the legend
     const char* names[4] = { "training loss", "training loss, smoothed", "validation loss", "validation accuracy (right axis)" };
     const char* lc[4] = { "#9ecae1", "#08519c", "#d94801", "#238b45" };
-    // bottom left, where the curves rarely are: losses start high, accuracy starts near 0.5
-    fprintf(f, "<g><rect x=\"%.1f\" y=\"%.1f\" width=\"230\" height=\"80\" fill=\"white\" fill-opacity=\"0.85\" "
-               "stroke=\"#999\"/>\n", x0 + 10, y0 - 90);
+    // the legend: one row under the plot, where no curve can be
+    fprintf(f, "<g>\n");
+    double lx = x0;
     for (int i = 0; i < 4; i++) {
-        double y = y0 - 72 + 17 * i;
         fprintf(f, "<line x1=\"%.1f\" y1=\"%.1f\" x2=\"%.1f\" y2=\"%.1f\" stroke=\"%s\" stroke-width=\"2\"/>"
-                   "<text x=\"%.1f\" y=\"%.1f\">%s</text>\n", x0 + 20, y - 4, x0 + 45, y - 4, lc[i], x0 + 52, y, names[i]);
+                   "<text x=\"%.1f\" y=\"%.1f\">%s</text>\n", lx, H - 22, lx + 22, H - 22, lc[i], lx + 28, H - 18, names[i]);
+        lx += 28 + 6.0 * strlen(names[i]) + 14;  // (about 6 pixels a character at font-size 12)
     }
     fprintf(f, "</g>\n</svg>\n");
     #undef SX
