@@ -253,7 +253,7 @@ tsv_ok() {
 # One review file -> one TSV line. awk reads the file line by line, so it cannot see whether the
 # file ended with a newline; `wc -l` (which counts newline bytes) tells us: if the file has as
 # many newlines as awk read lines, the last line ended with one. Every TAB, CR and LF of a review
-# becomes one space (the same rule as the Python converter that made ../shared/data/imdb).
+# becomes one space (the same rule as the Python converter of the reference conversion).
 # Input lines: "<newline count> <file name>" from `wc -l`, which adds "total" lines we skip.
 AWK_REVIEWS='
     NF == 2 && $2 == "total" { next }
@@ -431,7 +431,7 @@ imdb_1k() {
         say "$dest: already there"
         return
     fi
-    # --local: a ready-made sample is copied as it is (e.g. the one in ../shared/data/imdb)
+    # --local: a ready-made sample is copied as it is (e.g. one made on another machine)
     if [ -n "$LOCAL" ] && copy_local_tsv "$LOCAL/imdb/$name" "$dest"; then
         return
     fi
@@ -466,7 +466,7 @@ LOCAL=
 while [ $# -gt 0 ]; do
     case $1 in
         --local)
-            [ $# -ge 2 ] || die "--local needs a folder, e.g. ./prepare_data.sh --local ../shared/data"
+            [ $# -ge 2 ] || die "--local needs a folder, e.g. ./prepare_data.sh --local /path/to/copies"
             [ -d "$2" ] || die "--local $2: no such folder"
             LOCAL=$(cd "$2" && pwd)
             shift 2

@@ -765,16 +765,16 @@ static void test_hf_parity(void) {
 // tutorial. The fixture holds no text and no ids: we tokenize the reviews ourselves and compare
 // lengths and checksums of the ids, then the logits, the loss and every trainable gradient.
 // It needs files that are not in the repository, and says SKIP without them:
-//   the stand-in ($LORA_STANDIN, weights/standin or ../shared/data/standin), the vocabulary
+//   the stand-in model ($LORA_STANDIN or weights/standin; not distributed), the vocabulary
 //   ($LORA_VOCAB or weights/distilbert-base-uncased/vocab.txt) and data/imdb/validation_1k.tsv.
 
 #define STANDIN_FIXTURE "dev/fixtures/hf_standin"
 
 static void test_hf_standin_parity(void) {
-    const char* dirs[3] = { getenv("LORA_STANDIN"), "weights/standin", "../shared/data/standin" };
+    const char* dirs[2] = { getenv("LORA_STANDIN"), "weights/standin" };
     const char* dir = NULL;
     char path[512];
-    for (int i = 0; i < 3 && dir == NULL; i++) {
+    for (int i = 0; i < 2 && dir == NULL; i++) {
         if (dirs[i] == NULL) { continue; }
         snprintf(path, sizeof(path), "%s/model.safetensors", dirs[i]);
         if (file_exists(path)) { dir = dirs[i]; }
@@ -782,7 +782,7 @@ static void test_hf_standin_parity(void) {
     const char* vocab = real_vocab_path();
     const char* val = "data/imdb/validation_1k.tsv";
     if (dir == NULL || !file_exists(vocab) || !file_exists(val)) {
-        skip("HF parity at full size: needs the stand-in model, %s and %s (./prepare_data.sh --local ../shared/data)", vocab, val);
+        skip("HF parity at full size: needs the stand-in model in weights/standin (or $LORA_STANDIN), %s and %s", vocab, val);
         return;
     }
     // the batch: line numbers and labels, then each line's text from the validation file

@@ -97,7 +97,7 @@ head -c 1000 "$T/srv/aclImdb_v1.tar.gz" >"$T/srv/truncated.tar.gz"
 export LORA_TEST_IMDB_SIZE=$(size "$T/srv/aclImdb_v1.tar.gz") LORA_TEST_IMDB_SHA256=$(sha "$T/srv/aclImdb_v1.tar.gz")
 export LORA_TEST_PER_LABEL=20
 
-# a folder laid out like ../shared/data: only vocab.txt of the model, the TSVs gzipped or not
+# a folder laid out like a local copy of the data: only vocab.txt of the model, the TSVs gzipped or not
 mkdir -p "$T/local/distilbert-base-uncased" "$T/local/imdb"
 cp "$T/srv/model/vocab.txt" "$T/local/distilbert-base-uncased/"
 gzip -c "$T/exp/train.tsv" >"$T/local/imdb/train.tsv.gz"
@@ -116,7 +116,7 @@ expect "--local with a missing folder: fails with one line" '[ $rc != 0 ] && [ $
 run plain --frobnicate
 expect "an unknown argument: fails with one line" '[ $rc != 0 ] && [ $(lines "$T/err") = 1 ]'
 
-# --local with a folder laid out like ../shared/data
+# --local with a folder laid out like a local copy of the data
 new_repo local
 run local --local "$T/local"
 expect "--local: exits 0 although config.json and model.safetensors are not there" '[ $rc = 0 ]'
@@ -182,10 +182,11 @@ for a in mawk gawk nawk original-awk busybox; do
 done
 [ $n_awks -ge 2 ] || skip "the 1k samples with several awks: only $n_awks awk found (gawk, mawk, busybox ... would run it)"
 
-# byte for byte against ../shared/data/imdb/train.tsv.gz, made by a separate Python converter from
-# the same review files: rebuild part of the aclImdb train tree from it and its .ids file (every
-# 20th id, plus the two reviews with control bytes), convert it, compare with the same rows
-shared=$(dirname "$ROOT")/shared/data/imdb
+# byte for byte against a reference train.tsv.gz made by a separate Python converter from the same
+# review files (in $LORA_IMDB_REFERENCE, with its train.ids.gz; CI sets it when it has them):
+# rebuild part of the aclImdb train tree from it and its .ids file (every 20th id, plus the two
+# reviews with control bytes), convert it, compare with the same rows
+shared=${LORA_IMDB_REFERENCE:-/nonexistent}
 if [ -f "$shared/train.tsv.gz" ] && [ -f "$shared/train.ids.gz" ]; then
     mkdir -p "$T/real/imdb/aclImdb/train/neg" "$T/real/imdb/aclImdb/train/pos"
     gzip -dc "$shared/train.ids.gz" >"$T/real.ids"
@@ -198,11 +199,11 @@ if [ -f "$shared/train.tsv.gz" ] && [ -f "$shared/train.ids.gz" ]; then
         }')
     new_repo realconv
     run realconv --local "$T/real"
-    expect "$(lines "$T/real.expected") real train reviews convert to exactly their rows of ../shared/data/imdb/train.tsv.gz" \
+    expect "$(lines "$T/real.expected") real train reviews convert to exactly their rows of the reference train.tsv.gz" \
         '[ $(lines "$T/real.expected") -gt 1250 ] && same "$T/real.expected" "$T/realconv/data/imdb/train.tsv"'
     rm -rf "$T/real" "$T/realconv"
 else
-    skip "byte-for-byte check against ../shared/data/imdb/train.tsv.gz: not present here"
+    skip "byte-for-byte check against a reference train.tsv.gz: LORA_IMDB_REFERENCE is not set"
 fi
 
 # disk full (pretended through the LORA_TEST_FREE_KB hook) and missing tools
