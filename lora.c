@@ -55,11 +55,13 @@ Legend for the shape comments:
 #include <io.h>
 #define make_dir(path) _mkdir(path)
 #define stdout_is_terminal() _isatty(_fileno(stdout))
+#define stdin_is_terminal() _isatty(_fileno(stdin))
 #else
 #include <sys/stat.h>
 #include <unistd.h>
 #define make_dir(path) mkdir(path, 0755)
 #define stdout_is_terminal() isatty(STDOUT_FILENO)
+#define stdin_is_terminal() isatty(STDIN_FILENO)
 #endif
 #ifdef OMP
 #include <omp.h>
@@ -4068,6 +4070,37 @@ static int train_resume(const Options* o, Model* m, TrainState* ts) {
     return 0;
 }
 
+// the base model folder of an adapter: adapter_config.json's base_model_name_or_path when that
+// folder has a config.json, else weights/ + its last part (distilbert-base-uncased ->
+// weights/distilbert-base-uncased, where ./prepare_data.sh puts it). 0 when there is none to read
+// (the caller keeps its default, and loading the adapter names the problem).
+static int adapter_base_model(const char* adapter_dir, char* out, size_t cap) {
+    char path[1100], weights[1100], file[1100];
+    snprintf(path, sizeof(path), "%s/adapter_config.json", adapter_dir);
+    snprintf(weights, sizeof(weights), "%s/adapter_model.safetensors", adapter_dir);
+    saved_path(file, sizeof(file), path, weights);
+    FILE* probe = fopen(file, "rb");
+    if (probe == NULL) { return 0; }
+    fclose(probe);
+    size_t n;
+    char* text = read_file(file, &n, NULL);
+    Json* j = text ? json_parse(text, n, file) : NULL;
+    free(text);
+    const Json* base = j ? json_get(j, "base_model_name_or_path") : NULL;
+    int found = 0;
+    if (base && base->type == JSON_STRING && base->string[0] != '\0') {
+        snprintf(path, sizeof(path), "%s/config.json", base->string);
+        if (file_is_there(path)) { snprintf(out, cap, "%s", base->string); found = 1; }
+        else {
+            const char* name = strrchr(base->string, '/');
+            snprintf(out, cap, "weights/%s", name ? name + 1 : base->string);
+            found = 1;
+        }
+    }
+    json_free(j);
+    return found;
+}
+
 // load the base model and, if given, a trained adapter (its adapter_config.json decides the LoRA shape)
 // (the adapter's own config overrides --rank/--alpha/--targets: the file must match its tensors)
 static int load_for_inference(Model* m, const Options* o) {
@@ -4135,7 +4168,11 @@ int predict_command(const Options* o, char** texts, int count) {
     if (tokenizer_init(&tok, path) != 0) { model_free(&model); return -1; }
     int max_len = effective_max_len(o, &model);
     if (max_len < 0 || check_vocab(&tok, &model, o->model_dir) != 0) { tokenizer_free(&tok); model_free(&model); return -1; }
-    if (!o->adapter_dir) { printf("(no --adapter: the head is untrained, as in the tutorial before training)\n"); }
+    // notes go to stderr: stdout holds only the predictions, one line each (for pipes)
+    if (!o->adapter_dir) { fprintf(stderr, "lora: note: no --adapter: the head is untrained, as in the tutorial before training\n"); }
+    if (count == 0 && stdin_is_terminal()) {
+        fprintf(stderr, "lora: reading texts from the keyboard, one per line; Ctrl-D ends (or pass the texts as arguments)\n");
+    }
     int* ids = mallocCheck((size_t)max_len * sizeof(int));
     char* line = NULL;
     size_t line_cap = 0;
@@ -4168,14 +4205,15 @@ int predict_command(const Options* o, char** texts, int count) {
         int n = tokenizer_encode(&tok, text, len, ids, max_len, 1, 1);
         rc = model_forward(&model, ids, &n, 1, NULL);
         if (rc != 0) { break; }
-        // label 1 is Positive; print the winning label, its probability, and the text
+        // label 1 is Positive: print the label, P(positive), and the text on one line, cut to
+        // about 80 characters (before a UTF-8 continuation byte, so that no character is split),
+        // with its tabs, carriage returns and other control characters shown as spaces
         float p_pos = model.acts.probs[1];
-        // the text is echoed up to 1000 bytes (a 100 MB line would flood the terminal), cut
-        // before a UTF-8 continuation byte so that no character is split
         size_t shown = len;
-        if (shown > 1000) { shown = 1000; while (shown > 0 && ((unsigned char)text[shown] & 0xC0) == 0x80) { shown--; } }
-        printf("%s  %.4f  %.*s%s\n", p_pos > model.acts.probs[0] ? "Positive" : "Negative",
-               p_pos > model.acts.probs[0] ? p_pos : model.acts.probs[0], (int)shown, text, shown < len ? "..." : "");
+        if (shown > 80) { shown = 77; while (shown > 0 && ((unsigned char)text[shown] & 0xC0) == 0x80) { shown--; } }
+        printf("%s  %.4f  ", p_pos > model.acts.probs[0] ? "Positive" : "Negative", p_pos);
+        for (size_t k = 0; k < shown; k++) { putchar((unsigned char)text[k] < 0x20 ? ' ' : text[k]); }
+        printf("%s\n", shown < len ? "..." : "");
     }
     free(line);
     free(ids);
@@ -4721,6 +4759,14 @@ int main(int argc, char** argv) {
 #else
     if (o.threads > 1) { fprintf(stderr, "lora: warning: built without OpenMP, --threads %d ignored (running on 1 thread)\n", o.threads); }
 #endif
+    // eval and predict without --model: the base model the adapter was trained on, as its
+    // adapter_config.json names it (that folder when it exists, else weights/NAME)
+    int model_given = 0;
+    for (int i = 2; i < argc; i++) { if (strcmp(argv[i], "--model") == 0) { model_given = 1; } }
+    char base_dir[1024];
+    if ((is_eval || is_predict) && !model_given && o.adapter_dir && adapter_base_model(o.adapter_dir, base_dir, sizeof(base_dir))) {
+        o.model_dir = base_dir;
+    }
     // --resume continues a run with the settings it was started with (trainer_state.json): a flag
     // that would change them is an error, not silently ignored
     Json* resumed = NULL;

@@ -238,8 +238,9 @@ eval_matches() {
 eval_matches "$O/best" "$best_epoch" "$T/rows.txt"
 eval_matches "$O/last" 10 "$T/rows.txt"
 
-# predict_lines FILE: the lines "Positive|Negative  P  TEXT" with P in [0.5, 1], as "LABEL TEXT"
-predict_lines() { awk '/^(Positive|Negative)  [01]\.[0-9][0-9][0-9][0-9]  / && $2 >= 0.5 && $2 <= 1 { l = $1; $1 = ""; $2 = ""; sub(/^ +/, ""); print l, $0 }' "$1"; }
+# predict_lines FILE: the lines "Positive|Negative  P(positive)  TEXT" whose label agrees with
+# P (Positive when P > 0.5), as "LABEL TEXT"
+predict_lines() { awk '/^(Positive|Negative)  [01]\.[0-9][0-9][0-9][0-9]  / && $2 >= 0 && $2 <= 1 && (($1 == "Positive") == ($2 > 0.5)) { l = $1; $1 = ""; $2 = ""; sub(/^ +/, ""); print l, $0 }' "$1"; }
 expect_ok "predict --adapter with 3 texts: exits 0" \
     "$LORA" predict --model "$M" --adapter "$O/best" "the movie was good" "the movie was bad" "this show is so good and i liked it"
 check_eq "predict --adapter: one 'Label  probability  text' line per text, in order; the trained adapter gets them right" \
@@ -259,10 +260,11 @@ acc=$(predict_lines "$T/stdout" | cut -d ' ' -f 1 | paste - <(cut -f 1 "$VAL") |
       awk '{ n++; c += ($1 == "Positive") == ($2 == 1) } END { printf "%.4f", c / n }')
 check "predict and eval agree: accuracy from predict's labels ($acc) is the one eval printed for best/" \
     grep -qF "accuracy $acc" <(awk -F '|' -v e="$best_epoch" '$1 + 0 == e { printf "accuracy %.4f\n", $4 }' "$T/rows.txt")
-expect_ok "predict without --adapter (untrained head): exits 0" "$LORA" predict --model "$M" "this film is good" "this film is bad"
-check "predict without --adapter: says the head is untrained, then one line per text" \
-    test "$(grep -c 'no --adapter' "$T/stdout")" = 1 -a "$(predict_lines "$T/stdout" | wc -l)" = 2 -a "$(lines "$T/stdout")" = 3
-expect_ok "predict: after '--' an argument that looks like a flag is a text" "$LORA" predict --model "$M" -- --epochs
+run "$LORA" predict --model "$M" "this film is good" "this film is bad"
+check "predict without --adapter (untrained head): exits 0" test "$RC" = 0
+check "predict without --adapter: says on stderr that the head is untrained; stdout holds one line per text" \
+    test "$(grep -c 'no --adapter' "$T/stderr")" = 1 -a "$(predict_lines "$T/stdout" | wc -l)" = 2 -a "$(lines "$T/stdout")" = 2
+expect_ok "predict: after '--' an argument that looks like a flag is a text" "$LORA" predict --model "$M" --adapter "$O/best" -- --epochs
 check_eq "predict: the text after '--' is classified" "--epochs" "$(predict_lines "$T/stdout" | cut -d ' ' -f 2-)"
 
 # an adapter with another rank and targets loads from its own adapter_config.json
@@ -575,7 +577,7 @@ expect_error "--rank 33 on dim-32 q_lin is refused, naming 33 and 32" "rank 33" 
 expect_error "--rank 4096 for bench on the distilbert-base shape is refused" "rank 4096" "768" -- \
     "$LORA" bench --rank 4096 --threads 1
 # --threads above the cores: one warning line (without OpenMP: the one 'ignored' line)
-run "$LORA" predict --model "$M" --max-len 40 --threads 4096 "good"
+run "$LORA" predict --model "$M" --adapter "$O/best" --max-len 40 --threads 4096 "good"
 check "--threads 4096: exit 0 and exactly one warning line naming --threads" \
     test "$RC" = 0 -a "$(lines "$T/stderr")" = 1 -a -n "$(grep -F -- '--threads 4096' "$T/stderr")"
 
@@ -583,8 +585,8 @@ check "--threads 4096: exit 0 and exactly one warning line naming --threads" \
 CMD="yes ... | head -c 100000000 | $LORA predict --model $M --max-len 40"
 yes 'the movie was good and the acting' | head -c 100000000 | tr '\n' ' ' | "$LORA" predict --model "$M" --max-len 40 --threads 1 >"$T/stdout" 2>"$T/stderr"
 RC=$?
-check "predict: a 100 MB review on one line gives one prediction, its echo cut to about 1000 bytes" \
-    test "$RC" = 0 -a "$(grep -c 'tive  ' "$T/stdout")" = 1 -a "$(file_size "$T/stdout")" -lt 3000
+check "predict: a 100 MB review on one line gives one prediction, its echo cut to about 80 characters" \
+    test "$RC" = 0 -a "$(grep -c 'tive  ' "$T/stdout")" = 1 -a "$(file_size "$T/stdout")" -lt 120
 
 # ----------------------------------------------------------------------------
 # 12. crash safety: a save killed at any write step, or failing on a full disk, never loses the
@@ -654,5 +656,20 @@ check "help: ./lora eval --help does not list training flags" test "$(grep -cE '
 expect_error "flags: --epochs given to eval names the command" "--epochs is not a flag of ./lora eval" -- "$LORA" eval --epochs 5 --lr 3
 expect_error "flags: --rank given to predict names the command" "--rank is not a flag of ./lora predict" -- "$LORA" predict --rank 8 --out /nonexistent "x"
 expect_error "flags: --out given to eval names the command" "--out is not a flag of ./lora eval" -- "$LORA" eval --out x
+
+# 14. predict: P(positive), the text on one line cut to about 80 characters; the base model from the adapter
+long_text="a very long review that goes on and on about the movie and its actors	with a tab and more words after it"
+run "$LORA" predict --model "$M" --adapter "$O/best" "$long_text"
+check "predict: the text is cut to at most 80 characters with '...', a tab shown as a space" \
+    test "$RC" = 0 -a "$(awk -F '  ' '{ print length($3) }' "$T/stdout")" -le 80 -a "$(grep -c '\.\.\.$' "$T/stdout")" = 1 -a "$(tr -cd '\t' <"$T/stdout" | wc -c)" = 0
+run "$LORA" predict --model "$M" --adapter "$O/best" "the movie was bad"
+check "predict: the number is P(positive), also for a Negative line" awk '$1 == "Negative" && $2 < 0.5 { ok = 1 } END { exit !ok }' "$T/stdout"
+mkdir -p "$T/basemodel_cwd/weights" && cp -r "$M" "$T/basemodel_cwd/weights/" && cp -r "$O/best" "$T/basemodel_cwd/adapter"
+sed -i.bak -E "s|\"base_model_name_or_path\": \"[^\"]*\"|\"base_model_name_or_path\": \"somewhere/$(basename "$M")\"|" "$T/basemodel_cwd/adapter/adapter_config.json"
+lora_abs=$(cd "$(dirname "$LORA")" && pwd)/$(basename "$LORA")
+(cd "$T/basemodel_cwd" && "$lora_abs" predict --adapter adapter --max-len 40 "the movie was good" >"$T/stdout" 2>"$T/stderr")
+check "predict without --model: the adapter's base model is found in weights/NAME" test $? = 0 -a "$(predict_lines "$T/stdout" | wc -l)" = 1
+(cd "$T/basemodel_cwd" && "$lora_abs" eval --adapter adapter --val "$VAL" --max-len 40 >"$T/stdout" 2>"$T/stderr")
+check "eval without --model: the adapter's base model is found too" grep -q 'accuracy' "$T/stdout"
 
 finish
