@@ -143,10 +143,13 @@ MODEL_FILES = weights/distilbert-base-uncased/config.json weights/distilbert-bas
               weights/distilbert-base-uncased/model.safetensors
 DATA_FILES = data/imdb/train_1k.tsv data/imdb/validation_1k.tsv
 
+# the downloads only when the default model or data are missing and ARGS names no model, data or
+# run of its own (--model, --train, --resume)
 train: lora
-	@for f in $(MODEL_FILES) $(DATA_FILES); do \
-	    if [ ! -f $$f ]; then echo "$$f is missing: running ./prepare_data.sh"; ./prepare_data.sh || exit 1; break; fi; \
-	done
+	@case " $(ARGS) " in *" --model "*|*" --train "*|*" --resume "*) ;; *) \
+	    for f in $(MODEL_FILES) $(DATA_FILES); do \
+	        if [ ! -f $$f ]; then echo "$$f is missing: running ./prepare_data.sh"; ./prepare_data.sh || exit 1; break; fi; \
+	    done ;; esac
 	./lora train $(ARGS)
 
 bench: lora

@@ -3544,6 +3544,14 @@ static int train_setup(const Options* o, Model* model, Tokenizer* tok, Dataset* 
     char probe[1100];
     snprintf(probe, sizeof(probe), "%s/.lora_write_test", o->out_dir);
     FILE* pf = NULL;
+    // (the folders above it too, as mkdir -p: --out runs/tiny/1 works in a fresh checkout)
+    char parent[1024];
+    snprintf(parent, sizeof(parent), "%s", o->out_dir);
+    for (char* slash = strchr(parent + 1, '/'); slash; slash = strchr(slash + 1, '/')) {
+        *slash = '\0';
+        make_dir(parent);  // (an error shows up in the check below)
+        *slash = '/';
+    }
     if ((make_dir(o->out_dir) != 0 && errno != EEXIST) || (pf = fopen(probe, "wb")) == NULL) {
         fail("--out %s is not a directory that can be written: %s", o->out_dir, strerror(errno));
         dataset_free(train_set); dataset_free(val_set); tokenizer_free(tok); model_free(model); return -1;

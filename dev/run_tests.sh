@@ -11,7 +11,8 @@
 cd "$(dirname "$0")/.." || exit 1
 log=$(mktemp "${TMPDIR:-/tmp}/run_tests.XXXXXX") || exit 1
 status_file=$log.status
-trap 'rm -f "$log" "$status_file"' EXIT
+errlog=$log.stderr
+trap 'rm -f "$log" "$status_file" "$errlog"' EXIT
 
 passed=0 failed=0 skipped=0
 report= # one line per test program, printed before the total
@@ -21,7 +22,10 @@ run_one() {
     name=$1
     shift
     echo "== $name"
-    { "$@" 2>&1; echo $? >"$status_file"; } | tee "$log"
+    failed_before=$failed
+    # stderr goes to its own file: many checks expect an error line, and those lines would
+    # otherwise land between the OK lines; it is shown when the program failed
+    { "$@" 2>"$errlog"; echo $? >"$status_file"; } | tee "$log"
     status=$(cat "$status_file")
     counts=$(tail -n 1 "$log" | awk '/^[0-9]+ passed, [0-9]+ failed(, [0-9]+ skipped)?$/ { print $1, $3, ($5 == "" ? 0 : $5) }')
     if [ -z "$counts" ]; then
@@ -35,6 +39,10 @@ run_one() {
             line="$line, but exit status $status: counted as 1 failure"
             failed=$((failed + 1))
         fi
+    fi
+    if [ "$failed" != "$failed_before" ]; then
+        echo "-- $name failed; its stderr (the last 40 lines):"
+        tail -n 40 "$errlog"
     fi
     report="$report$line
 "

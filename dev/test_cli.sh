@@ -392,8 +392,10 @@ expect_error "bad data: a missing val TSV is named" "$T/nope.tsv" -- "$LORA" tra
 expect_error "bad data: a folder as the train TSV is named" "$T" -- "$LORA" train "${TINY[@]}" --train "$T" --val "$VAL" --out "$O"
 : >"$T/empty.tsv"
 expect_error "bad data: an empty train TSV is named" "$T/empty.tsv" -- "$LORA" train "${TINY[@]}" --train "$T/empty.tsv" --val "$VAL" --out "$O"
-expect_error "bad output: --out in a folder that does not exist is named" "$T/no/such/dir" -- \
-    "$LORA" train "${TINY[@]}" --train "$TRAIN" --val "$VAL" --out "$T/no/such/dir"
+expect_error "bad output: --out under a file (not a folder) is named" "$TRAIN/sub/dir" -- \
+    "$LORA" train "${TINY[@]}" --train "$TRAIN" --val "$VAL" --out "$TRAIN/sub/dir"
+expect_ok "--out in folders that do not exist yet creates them (as mkdir -p)" \
+    "$LORA" train "${TINY[@]}" --train "$TRAIN" --val "$VAL" --out "$T/new/nested/out" --epochs 1 --threads 1
 
 # ----------------------------------------------------------------------------
 # 6. bad TSV lines: the error names file:LINE
