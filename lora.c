@@ -1493,10 +1493,10 @@ static void on_sigint(int sig) {
     signal(SIGINT, on_sigint);
 }
 // progress (Part 2): the live line on a terminal, plain lines in a pipe, OUT/log.tsv, OUT/curves.svg
-static Progress* progress_start(const Options* o, int total_steps, int steps_per_epoch, const Dataset* val_set,
-                                int start_step);
-static void progress_step(Progress* pr, int epoch, int s, int step, float loss, float lr, float norm, int tokens,
-                          int log_now);
+static Progress* progress_start(const Options* o, int total_steps, int steps_per_epoch,
+                                const Dataset* val_set, int start_step);
+static void progress_step(Progress* pr, int epoch, int s, int step, float loss, float lr, float norm,
+                          int tokens, int log_now);
 static void progress_epoch(Progress* pr, int epoch, double train_loss, const Metrics* val, int improved);
 static void progress_end(Progress* pr);
 
