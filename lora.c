@@ -4078,6 +4078,7 @@ static int train_resume(const Options* o, Model* m, TrainState* ts) {
     return 0;
 }
 
+#ifndef TESTING  // (main is its only caller)
 // the base model folder of an adapter: adapter_config.json's base_model_name_or_path when that
 // folder has a config.json, else weights/ + its last part (distilbert-base-uncased ->
 // weights/distilbert-base-uncased, where ./prepare_data.sh puts it). 0 when there is none to read
@@ -4108,6 +4109,7 @@ static int adapter_base_model(const char* adapter_dir, char* out, size_t cap) {
     json_free(j);
     return found;
 }
+#endif
 
 // load the base model and, if given, a trained adapter (its adapter_config.json decides the LoRA shape)
 // (the adapter's own config overrides --rank/--alpha/--targets: the file must match its tensors)
