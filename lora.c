@@ -2829,6 +2829,14 @@ static void saved_path(char* out, size_t cap, const char* path, const char* firs
     snprintf(out, cap, "%s", committed_not_renamed ? tmp : path);
 }
 
+// the file to read for member NAME of the set saved in DIR (adapter_model.safetensors first)
+static void adapter_set_file(char* out, size_t cap, const char* dir, const char* name) {
+    char path[1024], first[1024];
+    snprintf(path, sizeof(path), "%s/%s", dir, name);
+    snprintf(first, sizeof(first), "%s/adapter_model.safetensors", dir);
+    saved_path(out, cap, path, first);
+}
+
 // before a new save of the set: finish the renames of a committed save, or drop an uncommitted one
 static void save_prepare(const char* const* paths, int n) {
     char tmp[1100];
@@ -3197,11 +3205,8 @@ static void build_tensor_table(Model* m) {
 static int lora_config_load(LoraConfig* lc, const char* dir) {
     char path[1100];
     size_t n;
-    // (saved_path: a save killed between its two renames left the new config as .tmp)
-    char config_path[1024], weights_path[1024];
-    snprintf(config_path, sizeof(config_path), "%s/adapter_config.json", dir);
-    snprintf(weights_path, sizeof(weights_path), "%s/adapter_model.safetensors", dir);
-    saved_path(path, sizeof(path), config_path, weights_path);
+    // (a save killed between its renames left the new config as .tmp: adapter_set_file finds it)
+    adapter_set_file(path, sizeof(path), dir, "adapter_config.json");
     char* text = read_file(path, &n, "train one with ./lora train, or check --adapter DIR");
     if (text == NULL) { return -1; }
     Json* j = json_parse(text, n, path);
@@ -3672,9 +3677,7 @@ static Progress* progress_start(const Options* o, int total_steps, int steps_per
         pr->n_steps = start_step < total_steps ? start_step : total_steps;
         for (int i = 0; i < pr->n_steps; i++) { pr->step_loss[i] = NAN; }
         size_t n = 0;
-        FILE* probe = fopen(path, "rb");
-        char* old = NULL;
-        if (probe) { fclose(probe); old = read_file(path, &n, NULL); }
+        char* old = file_is_there(path) ? read_file(path, &n, NULL) : NULL;
         kept = mallocCheck(n + strlen(header) + 1);
         nkept = (size_t)sprintf(kept, "%s", header);
         for (char* line = old ? strtok(old, "\n") : NULL; line; line = strtok(NULL, "\n")) {
@@ -3930,16 +3933,12 @@ static int train_save_checkpoint(const Options* o, const Model* m, const char* d
 
 // read dir/trainer_state.json; NULL (after one error line) if it is missing or not one
 static Json* trainer_state_read(const char* dir) {
-    char path[1100], weights[1100], file[1100];
-    snprintf(path, sizeof(path), "%s/trainer_state.json", dir);
-    snprintf(weights, sizeof(weights), "%s/adapter_model.safetensors", dir);
-    saved_path(file, sizeof(file), path, weights);  // (a save that was committed but not all renamed)
-    FILE* probe = fopen(file, "rb");
-    if (probe == NULL) {
+    char file[1100];
+    adapter_set_file(file, sizeof(file), dir, "trainer_state.json");
+    if (!file_is_there(file)) {
         fail("--resume %s: no trainer_state.json there (only OUT/last of a ./lora train run can be resumed)", dir);
         return NULL;
     }
-    fclose(probe);
     size_t n;
     char* text = read_file(file, &n, NULL);
     if (text == NULL) { return NULL; }
@@ -4039,10 +4038,8 @@ static int resume_settings(Options* o, Json** keep) {
 // after the model is loaded: the trainables from DIR's adapter, AdamW's moments, the position
 static int train_resume(const Options* o, Model* m, TrainState* ts) {
     if (model_load_adapter(m, o->resume_dir) != 0) { return -1; }
-    char path[1100], weights[1100], file[1100];
-    snprintf(path, sizeof(path), "%s/optimizer.safetensors", o->resume_dir);
-    snprintf(weights, sizeof(weights), "%s/adapter_model.safetensors", o->resume_dir);
-    saved_path(file, sizeof(file), path, weights);
+    char file[1100];
+    adapter_set_file(file, sizeof(file), o->resume_dir, "optimizer.safetensors");
     SafeTensors st;
     if (safetensors_open(&st, file, NULL) != 0) { return -1; }
     long long n = (long long)m->num_trainable;
@@ -4084,13 +4081,9 @@ static int train_resume(const Options* o, Model* m, TrainState* ts) {
 // weights/distilbert-base-uncased, where ./prepare_data.sh puts it). 0 when there is none to read
 // (the caller keeps its default, and loading the adapter names the problem).
 static int adapter_base_model(const char* adapter_dir, char* out, size_t cap) {
-    char path[1100], weights[1100], file[1100];
-    snprintf(path, sizeof(path), "%s/adapter_config.json", adapter_dir);
-    snprintf(weights, sizeof(weights), "%s/adapter_model.safetensors", adapter_dir);
-    saved_path(file, sizeof(file), path, weights);
-    FILE* probe = fopen(file, "rb");
-    if (probe == NULL) { return 0; }
-    fclose(probe);
+    char path[1100], file[1100];
+    adapter_set_file(file, sizeof(file), adapter_dir, "adapter_config.json");
+    if (!file_is_there(file)) { return 0; }
     size_t n;
     char* text = read_file(file, &n, NULL);
     Json* j = text ? json_parse(text, n, file) : NULL;
@@ -4497,9 +4490,7 @@ int tiny_command(const Options* o) {
     }
     // the vocabulary first: its size is the model's vocab_size
     snprintf(path, sizeof(path), "%s/vocab.txt", dir);
-    FILE* probe = fopen(real_vocab, "rb");  // (a plain fopen: its absence is no error here)
-    int V = probe ? count_lines(real_vocab) : -1;
-    if (probe) { fclose(probe); }
+    int V = file_is_there(real_vocab) ? count_lines(real_vocab) : -1;  // (its absence is no error)
     if (V > 0) {
         size_t n;
         char* text = read_file(real_vocab, &n, NULL);
