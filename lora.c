@@ -462,6 +462,22 @@ static void softmax_row_backward(float* drow, const float* row, int T, float sca
     // EXERCISE(attention_backward.softmax) END
 }
 
+// Where one (sequence b, head h) pair's data lies: Tq queries and T keys; the first query row of
+// sequence b at column h*HS (q, out, dq), the same for keys and values, and head h's
+// probabilities, the h-th Tq x T block of b's att region. Every pair owns these rows/columns and
+// block, so threads can take pairs without racing.
+typedef struct { int Tq, T; size_t q, kv, att; } HeadBlock;
+static HeadBlock head_block(const int* q_offsets, const int* kv_offsets, const size_t* att_offsets,
+                            int b, int h, int C, int HS) {
+    HeadBlock hb;
+    hb.Tq = q_offsets[b + 1] - q_offsets[b];
+    hb.T = kv_offsets[b + 1] - kv_offsets[b];
+    hb.q = (size_t)q_offsets[b] * C + (size_t)h * HS;
+    hb.kv = (size_t)kv_offsets[b] * C + (size_t)h * HS;
+    hb.att = att_offsets[b] + (size_t)h * hb.Tq * hb.T;
+    return hb;
+}
+
 // one (sequence, head). q (Tq rows), k, v (T rows) are this head's HS columns of the full
 // (., C) arrays, so rows are C floats apart; out (Tq rows, stride C) receives the result and
 // att (Tq, T) the probabilities. key_offset numbers this block's entries inside the layer, so
@@ -510,15 +526,9 @@ void attention_forward(float* out, float* att, const float* q, const float* k, c
     // every (sequence, head) pair writes its own rows/columns of out and its own att block
     #pragma omp parallel for schedule(dynamic)
     for (int bh = 0; bh < B * NH; bh++) {
-        int b = bh / NH, h = bh % NH;
-        int Tq = q_offsets[b + 1] - q_offsets[b], T = kv_offsets[b + 1] - kv_offsets[b];
-        // where this pair's data starts: the first query row of sequence b, column h*HS (and the same
-        // for keys and values); head h's probabilities are the h-th Tq x T block of b's att region
-        size_t qrows = (size_t)q_offsets[b] * C + (size_t)h * HS;
-        size_t kvrows = (size_t)kv_offsets[b] * C + (size_t)h * HS;
-        size_t at = att_offsets[b] + (size_t)h * Tq * T;
-        attention_head_forward(out + qrows, att + at, q + qrows, k + kvrows, v + kvrows,
-                               Tq, T, C, HS, p, key, at);
+        HeadBlock hb = head_block(q_offsets, kv_offsets, att_offsets, bh / NH, bh % NH, C, HS);
+        attention_head_forward(out + hb.q, att + hb.att, q + hb.q, k + hb.kv, v + hb.kv,
+                               hb.Tq, hb.T, C, HS, p, key, hb.att);
     }
 }
 
@@ -586,14 +596,9 @@ void attention_backward(float* dq, float* dk, float* dv, float* datt,
     int HS = C / NH;
     #pragma omp parallel for schedule(dynamic)
     for (int bh = 0; bh < B * NH; bh++) {
-        int b = bh / NH, h = bh % NH;
-        int Tq = q_offsets[b + 1] - q_offsets[b], T = kv_offsets[b + 1] - kv_offsets[b];
-        // the same addressing as attention_forward
-        size_t qrows = (size_t)q_offsets[b] * C + (size_t)h * HS;
-        size_t kvrows = (size_t)kv_offsets[b] * C + (size_t)h * HS;
-        size_t at = att_offsets[b] + (size_t)h * Tq * T;
-        attention_head_backward(dq + qrows, dk + kvrows, dv + kvrows, datt + at, dout + qrows,
-                                att + at, q + qrows, k + kvrows, v + kvrows, Tq, T, C, HS, p, key, at);
+        HeadBlock hb = head_block(q_offsets, kv_offsets, att_offsets, bh / NH, bh % NH, C, HS);
+        attention_head_backward(dq + hb.q, dk + hb.kv, dv + hb.kv, datt + hb.att, dout + hb.q, att + hb.att,
+                                q + hb.q, k + hb.kv, v + hb.kv, hb.Tq, hb.T, C, HS, p, key, hb.att);
     }
 }
 
@@ -2082,14 +2087,9 @@ void attention_forward_fast(float* out, float* att, const float* q, const float*
     attention_reserve(q_offsets, kv_offsets, B, HS);  // nothing to do after model_reserve
     #pragma omp parallel for schedule(dynamic)
     for (int bh = 0; bh < B * NH; bh++) {
-        int b = bh / NH, h = bh % NH;
-        int Tq = q_offsets[b + 1] - q_offsets[b], T = kv_offsets[b + 1] - kv_offsets[b];
-        // the same addressing as attention_forward
-        size_t qrows = (size_t)q_offsets[b] * C + (size_t)h * HS;
-        size_t kvrows = (size_t)kv_offsets[b] * C + (size_t)h * HS;
-        size_t at = att_offsets[b] + (size_t)h * Tq * T;
-        attention_head_forward_fast(out + qrows, att + at, thread_scratch(), q + qrows, k + kvrows, v + kvrows,
-                                    Tq, T, C, HS, p, key, at);
+        HeadBlock hb = head_block(q_offsets, kv_offsets, att_offsets, bh / NH, bh % NH, C, HS);
+        attention_head_forward_fast(out + hb.q, att + hb.att, thread_scratch(), q + hb.q, k + hb.kv, v + hb.kv,
+                                    hb.Tq, hb.T, C, HS, p, key, hb.att);
     }
 }
 
@@ -2136,13 +2136,10 @@ void attention_backward_fast(float* dq, float* dk, float* dv, float* datt,
     // parallel over (sequence, head), as attention_backward
     #pragma omp parallel for schedule(dynamic)
     for (int bh = 0; bh < B * NH; bh++) {
-        int b = bh / NH, h = bh % NH;
-        int Tq = q_offsets[b + 1] - q_offsets[b], T = kv_offsets[b + 1] - kv_offsets[b];
-        size_t qrows = (size_t)q_offsets[b] * C + (size_t)h * HS;
-        size_t kvrows = (size_t)kv_offsets[b] * C + (size_t)h * HS;
-        size_t at = att_offsets[b] + (size_t)h * Tq * T;
-        attention_head_backward_fast(dq + qrows, dk + kvrows, dv + kvrows, datt + at, thread_scratch(), dout + qrows,
-                                     att + at, q + qrows, k + kvrows, v + kvrows, Tq, T, C, HS, p, key, at);
+        HeadBlock hb = head_block(q_offsets, kv_offsets, att_offsets, bh / NH, bh % NH, C, HS);
+        attention_head_backward_fast(dq + hb.q, dk + hb.kv, dv + hb.kv, datt + hb.att, thread_scratch(),
+                                     dout + hb.q, att + hb.att, q + hb.q, k + hb.kv, v + hb.kv,
+                                     hb.Tq, hb.T, C, HS, p, key, hb.att);
     }
 }
 
