@@ -186,7 +186,24 @@ void embeddings_forward(float* out, const int* ids, const int* offsets, int B,
         }
     }
 }
-// The embedding tables are frozen, so the embeddings need no backward.
+// backward, needed only when the tables train (--mode full): dwte (V, C) += dout at each token's
+// id, dwpe (P, C) += dout at each position. A token id that occurs twice adds twice (a scatter-add:
+// the reason this loop stays serial). The [PAD] row (pad_id) gets nothing: HF's word embedding is
+// nn.Embedding(V, C, padding_idx=pad_token_id), whose gradient at that row is always zero.
+void embeddings_backward(float* dwte, float* dwpe, const float* dout, const int* ids, const int* offsets,
+                         int B, int C, int pad_id) {
+    for (int b = 0; b < B; b++) {
+        for (int n = offsets[b]; n < offsets[b + 1]; n++) {
+            float* dw = dwte + (size_t)ids[n] * C;
+            float* dp = dwpe + (size_t)(n - offsets[b]) * C;
+            const float* d = dout + (size_t)n * C;
+            for (int i = 0; i < C; i++) {
+                if (ids[n] != pad_id) { dw[i] += d[i]; }
+                dp[i] += d[i];
+            }
+        }
+    }
+}
 
 // --- layernorm: torch.nn.LayerNorm(C, eps=1e-12) as DistilBERT uses it (biased variance)
 
@@ -721,10 +738,16 @@ void crossentropy_backward(float* dlogits, const float* probs, const int* labels
 // ----------------------------------------------------------------------------
 // the model: DistilBERT (Sanh et al. 2019) + LoRA + the sequence-classification head
 
+// The tutorial's three ways to fine-tune (--mode), which differ only in what trains:
+//   lora  (the default) LoRA A and B of the chosen Linears + the head; the pretrained weights frozen
+//   head  only the head (transfer learning): the body runs forward only, no backward at all
+//   full  every parameter: embeddings, every Linear and LayerNorm, the head
 // The numbers of the model live in four places, each one malloc (llm.c's style):
-//   w_memory      the frozen pretrained weights (66,362,880 floats for distilbert-base, 265 MB)
+//   w_memory      the pretrained weights (66,362,880 floats for distilbert-base, 265 MB); frozen,
+//                 except in full mode, where they are the first part of params_memory
 //   params_memory, grads_memory, exp_avg, exp_avg_sq   the trainables, their gradients and
-//                 AdamW moments (628,994 floats each for the tutorial: LoRA on q_lin + the head)
+//                 AdamW moments (628,994 floats each for the tutorial: LoRA on q_lin + the head;
+//                 592,130 in head mode; 66,955,010 in full mode)
 //   acts_memory   the activations of one batch, laid out by model_reserve
 // Structs of pointers (Weights, Trainables, Activations) give each tensor its name.
 // One training step, end to end, with the shapes (B = 4 reviews of T_b tokens, N = sum of T_b):
@@ -732,8 +755,11 @@ void crossentropy_backward(float* dlogits, const float* probs, const int* labels
 //   6 transformer blocks (layer_forward), x[l] (N, C) -> x[l+1] (N, C); the last keeps only B rows
 //   first token of each sequence (B, C) -> pre_classifier -> ReLU -> dropout -> classifier (B, NL)
 //   softmax + cross-entropy -> loss, the mean over the B sequences
-//   backward: the same path in reverse, from the loss down to layer 0's q_lin adapter
+//   backward: the same path in reverse, from the loss down to layer 0's q_lin adapter (full
+//             mode: down to the embedding tables; head mode: the head only)
 //   AdamW: updates the trainables (LoRA A, B and the head) and nothing else
+enum { MODE_LORA, MODE_HEAD, MODE_FULL };
+static const char* MODE_NAMES[3] = { "lora", "head", "full" };
 typedef struct {
     int vocab_size;           // V: 30522
     int max_pos;              // P: 512 (max_position_embeddings)
@@ -745,6 +771,7 @@ typedef struct {
     float dropout;            // 0.1: after the embeddings and on the FFN output
     float attention_dropout;  // 0.1: on the attention probabilities
     float classif_dropout;    // 0.2: seq_classif_dropout, in the head
+    int pad_token_id;         // 0: [PAD], whose word embedding never trains (padding_idx)
 } Config;
 
 // the six Linear layers of a transformer block, any of which can get a LoRA adapter
@@ -775,7 +802,8 @@ float lora_scaling(const LoraConfig* lc) {
     // EXERCISE(rslora.scaling) END
 }
 
-// the frozen pretrained weights, one allocation. Names as in Hugging Face's checkpoint.
+// the pretrained weights, one allocation. Names as in Hugging Face's checkpoint. In full mode
+// a second Weights, Model.dw, holds their gradients; otherwise its pointers are all NULL.
 typedef struct {
     float* wte;              // (V, C)       distilbert.embeddings.word_embeddings.weight
     float* wpe;              // (P, C)       distilbert.embeddings.position_embeddings.weight
@@ -789,8 +817,9 @@ typedef struct {
     float* ln2b;             // (L, C)       output_layer_norm.bias
 } Weights;
 
-// what training changes. The same layout serves the parameters, their gradients and AdamW's
-// two moment estimates: four flat arrays of num_trainable floats.
+// what training changes besides (in full mode) the Weights. The same layout serves the
+// parameters, their gradients and AdamW's two moment estimates: four flat arrays of num_trainable
+// floats (in full mode the Weights come first in them, then these).
 typedef struct {
     float* lora_A[NUM_LIN];  // (L, R, IC)  NULL where that Linear has no adapter
     float* lora_B[NUM_LIN];  // (L, OC, R)
@@ -800,9 +829,10 @@ typedef struct {
     float* cls_b;            // (NL)        classifier.bias
 } Trainables;
 
-// one trainable tensor as PEFT names it, and where it lives in the flat arrays
+// one trainable tensor as it is named on disk, and where it lives in the flat arrays
 typedef struct {
-    char name[160];  // e.g. base_model.model.distilbert.transformer.layer.0.attention.q_lin.lora_A.weight
+    char name[160];  // lora mode, PEFT's key: base_model.model.distilbert.transformer.layer.0.attention.q_lin.lora_A.weight
+                     // head and full mode, the checkpoint's: distilbert.transformer.layer.0.attention.q_lin.weight
     size_t offset;   // first float in the flat arrays
     int rows, cols;  // cols == 0 for a vector
     int decay;       // 1: AdamW weight decay applies (HF Trainer exempts biases and LayerNorm weights)
@@ -859,13 +889,16 @@ typedef struct {
     float* dpre;      // (B, C)
     float* dhid;      // (B, C)
     float* dlogits;   // (B, NL)
+    float* demb;      // (N, C)        at the embeddings LayerNorm's input (full mode)
 } Activations;
 
 typedef struct {
     Config config;
     LoraConfig lora;
-    Weights w;                // frozen
-    float* w_memory;
+    int mode;                 // MODE_LORA, MODE_HEAD or MODE_FULL: what trains
+    Weights w;                // the pretrained weights: frozen, unless mode is full ...
+    Weights dw;               // ... and then their gradients are here (else every pointer is NULL)
+    float* w_memory;          // (in full mode it points into params_memory and is not freed itself)
     size_t num_weights;
     Trainables params;        // trainable, with ...
     Trainables grads;         // ... their gradients (no gradient memory exists for frozen weights)
@@ -883,6 +916,7 @@ typedef struct {
     int cap_batch, cap_len;       // the largest B and T
     // the current batch
     int B, N;                 // sequences, tokens
+    int* ids;                 // (N)      the batch's token ids (full mode's embedding gradient)
     int* offsets;             // (B + 1)  sequence b is rows offsets[b] .. offsets[b+1]-1
     size_t* att_offsets;      // (B + 1)  where sequence b's attention blocks start in att
     int* cls_offsets;         // (B + 1)  0, 1, ..., B: the last layer keeps one row per sequence
@@ -908,7 +942,7 @@ enum { DROP_EMB, DROP_ATT, DROP_FFN, DROP_HEAD, DROP_LORA };  // DROP_LORA + lin
 // Memory, in Part 2: model_build allocates the weights and the trainables (one allocation
 // each, which the pointers of the structs above point into), model_reserve lays out the
 // activations of a batch the same way (and the fast kernels' scratch), model_free frees it all.
-static void model_build(Model* m, const Config* c, const LoraConfig* lc, uint64_t seed);
+static void model_build(Model* m, const Config* c, const LoraConfig* lc, int mode, uint64_t seed);
 static void model_reserve(Model* m, int B, size_t N, size_t AT, int T);
 void model_free(Model* m);
 // the table of trainable tensors: PEFT's key names, offsets in the flat arrays, and which get
@@ -960,15 +994,17 @@ static void linear_forward(Model* m, int l, int lin, float* out, const float* in
     }
 }
 
-// its backward: dinp += dout W (NULL: not needed); the frozen W and b get no gradient at all;
-// the adapter's A and B get theirs
+// its backward: dinp += dout W (NULL: not needed); the adapter's A and B get their gradients;
+// W and b get theirs only in full mode (else they are frozen: no gradient at all)
 static void linear_backward(Model* m, int l, int lin, float* dinp, const float* dout, const float* inp,
                             int N) {
     const Config* c = &m->config;
     int IC = lin_in(c, lin), OC = lin_out(c, lin), R = m->lora.rank;
-    // dweight = dbias = NULL: W0 and b are frozen, so their gradient (a product as large as the
-    // forward) is never computed. Only dinp = dout W, if anyone below needs it.
-    matmul_backward(dinp, NULL, NULL, dout, inp, m->w.lin_w[lin] + (size_t)l * OC * IC, N, IC, OC);
+    // In LoRA mode dweight = dbias = NULL: W0 and b are frozen, so their gradient (a product as
+    // large as the forward) is never computed. Only dinp = dout W, if anyone below needs it.
+    float* dweight = m->dw.lin_w[lin] ? m->dw.lin_w[lin] + (size_t)l * OC * IC : NULL;
+    float* dbias = m->dw.lin_b[lin] ? m->dw.lin_b[lin] + (size_t)l * OC : NULL;
+    matmul_backward(dinp, dweight, dbias, dout, inp, m->w.lin_w[lin] + (size_t)l * OC * IC, N, IC, OC);
     if (m->lora.targets[lin]) {
         const float* h = m->acts.lora_h + ((size_t)l * NUM_LIN + lin) * m->N * R;
         float p = m->training ? m->lora.dropout : 0.0f;
@@ -1102,6 +1138,7 @@ int model_forward(Model* m, const int* ids, const int* lengths, int B, const int
     }
     m->has_labels = labels != NULL;
     if (labels) { memcpy(m->labels, labels, B * sizeof(int)); }
+    memcpy(m->ids, ids, N * sizeof(int));
     // each training forward draws new dropout masks; backward reuses this seed to recompute them
     // (in evaluation step_seed is irrelevant: every p is 0 and no mask is drawn)
     if (m->training) { m->step_seed = mix64(m->seed ^ mix64(++m->forward_count)); }
@@ -1161,7 +1198,7 @@ void model_zero_grad(Model* m) {
 // line quoted above it, in reverse order. dout (rows, C) = dL/d(out). Accumulates (+=) into
 // dx (N, C) the gradient through keys and values, and into dxq (rows, C) the gradient through
 // the queries and the residual; in every layer but the last xq is x, and dxq is dx. dx and dxq
-// are NULL when nothing below needs them (layer 0: the embeddings are frozen).
+// are NULL when nothing below needs them (layer 0, unless the embeddings train).
 void layer_backward(Model* m, int l, float* dx, float* dxq, const float* dout, const float* x, LayerRows r) {
     const Config* c = &m->config;
     int C = c->dim, H = c->hidden_dim, NH = c->n_heads, B = m->B;
@@ -1186,10 +1223,16 @@ void layer_backward(Model* m, int l, float* dx, float* dxq, const float* dout, c
     const float* ln2_rstd = a->ln2_rstd + l * N;
     const float* ln1w = m->w.ln1w + l * C;
     const float* ln2w = m->w.ln2w + l * C;
+    // the LayerNorms' gradients: in full mode only (layer l's slices); NULL when they are frozen
+    int full = m->dw.ln1w != NULL;
+    float* dln1w = full ? m->dw.ln1w + l * C : NULL;
+    float* dln1b = full ? m->dw.ln1b + l * C : NULL;
+    float* dln2w = full ? m->dw.ln2w + l * C : NULL;
+    float* dln2b = full ? m->dw.ln2b + l * C : NULL;
     // kernels accumulate (+=), so every activation gradient is cleared right before its first use.
-    // layernorm_forward(out, ln2_mean, ln2_rstd, res2, ...): the LayerNorm weights are frozen (NULL, NULL)
+    // layernorm_forward(out, ln2_mean, ln2_rstd, res2, ...)
     memset(a->dres2, 0, rows * C * sizeof(float));
-    layernorm_backward(a->dres2, NULL, NULL, dout, res2, ln2w, ln2_mean, ln2_rstd, r.rows, C);
+    layernorm_backward(a->dres2, dln2w, dln2b, dout, res2, ln2w, ln2_mean, ln2_rstd, r.rows, C);
     // residual_forward(res2, res2, sa): the gradient flows to both branches. dsa starts as the
     // residual share; lin1's backward below adds the FFN share on top
     memcpy(a->dsa, a->dres2, rows * C * sizeof(float));
@@ -1206,7 +1249,7 @@ void layer_backward(Model* m, int l, float* dx, float* dxq, const float* dout, c
     linear_backward(m, l, LIN_1, a->dsa, a->dffh, sa, r.rows);
     // layernorm_forward(sa, ln1_mean, ln1_rstd, res1, ...)
     memset(a->dres1, 0, rows * C * sizeof(float));
-    layernorm_backward(a->dres1, NULL, NULL, a->dsa, res1, ln1w, ln1_mean, ln1_rstd, r.rows, C);
+    layernorm_backward(a->dres1, dln1w, dln1b, a->dsa, res1, ln1w, ln1_mean, ln1_rstd, r.rows, C);
     // residual_forward(res1, res1, xq): the residual share of dL/dxq
     if (dxq) { residual_backward(dxq, a->dres1, rows * C); }
     // linear_forward(m, l, LIN_OUT, res1, atty, rows): the attention branch of that residual
@@ -1227,7 +1270,7 @@ void layer_backward(Model* m, int l, float* dx, float* dxq, const float* dout, c
 }
 
 // the backward pass: the exact mirror of model_forward, from the loss down to the earliest
-// trainable tensor. Gradients of the trainables are accumulated (+=) into m->grads.
+// trainable tensor. Gradients of the trainables are accumulated (+=) into m->grads (and m->dw).
 void model_backward(Model* m) {
     const Config* c = &m->config;
     int C = c->dim, L = c->n_layers, NL = c->num_labels, B = m->B;
@@ -1240,7 +1283,6 @@ void model_backward(Model* m) {
     memset(a->dlogits, 0, (size_t)B * NL * sizeof(float));
     memset(a->dhid, 0, (size_t)B * C * sizeof(float));
     memset(a->dpre, 0, (size_t)B * C * sizeof(float));
-    memset(a->dcls, 0, (size_t)B * C * sizeof(float));
     // crossentropy_forward(a->losses, a->probs, a->logits, ...) and the mean over the batch
     crossentropy_backward(a->dlogits, a->probs, m->labels, B, NL);
     // matmul_forward(a->logits, a->hid, p->cls_w, p->cls_b, B, C, NL): the head is trainable,
@@ -1250,19 +1292,20 @@ void model_backward(Model* m) {
     dropout_backward(a->dhid, (size_t)B * C, p_cls, dropout_key(m->step_seed, -1, DROP_HEAD));
     // relu_forward(a->hid, a->pre)
     relu_backward(a->dpre, a->pre, a->dhid, (size_t)B * C);
+    // below the head, LoRA's A and B train (lora mode), or every weight (full mode), or nothing
+    // (head mode: the backward pass ends with the head, and dcls is not even computed)
+    int full = m->mode == MODE_FULL, body_trains = m->mode != MODE_HEAD || m->grad_to_input;
+    if (body_trains) { memset(a->dcls, 0, (size_t)B * C * sizeof(float)); }
     // matmul_forward(a->pre, a->cls, p->pre_w, p->pre_b, B, C, C)
-    matmul_backward(a->dcls, g->pre_w, g->pre_b, a->dpre, a->cls, p->pre_w, B, C, C);
-    // below the head only LoRA is trainable: with no adapter at all we can stop here
-    int any_lora = 0;
-    for (int i = 0; i < NUM_LIN; i++) { any_lora |= m->lora.targets[i]; }
-    if (!any_lora && !m->grad_to_input) { return; }
+    matmul_backward(body_trains ? a->dcls : NULL, g->pre_w, g->pre_b, a->dpre, a->cls, p->pre_w, B, C, C);
+    if (!body_trains) { return; }
     // cls_gather(a->cls, x[L], ...): only the first tokens' rows of x[L] receive a gradient
     memset(a->dx + L * N * C, 0, N * C * sizeof(float));
     cls_scatter(a->dx + L * N * C, a->dcls, layer_rows(m, L - 1).q_offsets, B, C);
     for (int l = L - 1; l >= 0; l--) {
         LayerRows r = layer_rows(m, l);
         // dx[l] = dL/dx[l] is needed only if a trainable lies below layer l
-        float* dx = (l > 0 || m->grad_to_input) ? a->dx + l * N * C : NULL;
+        float* dx = (l > 0 || full || m->grad_to_input) ? a->dx + l * N * C : NULL;
         if (dx) { memset(dx, 0, N * C * sizeof(float)); }
         if (!is_cls_layer(m, l)) {
             layer_backward(m, l, dx, dx, a->dx + (l + 1) * N * C, a->x + l * N * C, r);
@@ -1275,13 +1318,19 @@ void model_backward(Model* m) {
             if (dx) { cls_scatter(dx, dxcls, m->offsets, B, C); }
         }
     }
-    // Nothing below x[0] is trainable (embeddings and their LayerNorm are frozen), so normally
-    // the backward ends here. The tests ask for dL/dx[0] to check the whole stack.
-    if (m->grad_to_input) {
-        // dropout_forward(a->x, ...) after the embeddings: dx[0] becomes dL/d(LayerNorm output)
-        float p_drop = m->training ? c->dropout : 0.0f;
-        dropout_backward(a->dx, N * C, p_drop, dropout_key(m->step_seed, -1, DROP_EMB));
-    }
+    // In LoRA mode nothing below x[0] is trainable (embeddings and their LayerNorm are frozen),
+    // so the backward ends here. The tests ask for dL/dx[0] to check the whole stack.
+    if (!full && !m->grad_to_input) { return; }
+    // dropout_forward(a->x, ...) after the embeddings: dx[0] becomes dL/d(LayerNorm output)
+    float p_drop = m->training ? c->dropout : 0.0f;
+    dropout_backward(a->dx, N * C, p_drop, dropout_key(m->step_seed, -1, DROP_EMB));
+    if (!full) { return; }
+    // layernorm_forward(a->x, a->emb_mean, a->emb_rstd, a->emb, w->emb_lnw, w->emb_lnb, N, C)
+    memset(a->demb, 0, N * C * sizeof(float));
+    layernorm_backward(a->demb, m->dw.emb_lnw, m->dw.emb_lnb, a->dx, a->emb, m->w.emb_lnw, a->emb_mean,
+                       a->emb_rstd, (int)N, C);
+    // embeddings_forward(a->emb, ids, ...): into the rows of the tokens' ids and positions
+    embeddings_backward(m->dw.wte, m->dw.wpe, a->demb, m->ids, m->offsets, B, C, c->pad_token_id);
 }
 
 // the learning rate of step `step` (0, 1, ..., total_steps - 1): linear decay from lr to 0 with no
@@ -1339,6 +1388,8 @@ void model_update(Model* model, float lr, float beta1, float beta2, float eps, f
         float* grad = model->grads_memory + info->offset;
         float* m = model->exp_avg + info->offset;
         float* v = model->exp_avg_sq + info->offset;
+        // (every number on its own: threads split them, with the same result for any thread count)
+        #pragma omp parallel for
         for (size_t i = 0; i < n; i++) {
             // torch.optim.AdamW line by line: param.mul_(1 - lr * weight_decay), then the moments, then
             // param.addcdiv_(exp_avg, denom, value=-lr / bias_correction1)
@@ -1388,6 +1439,7 @@ typedef struct {
     float lr;                 // 1e-3, decayed linearly to 0 with no warmup
     float weight_decay;       // 0.01
     float max_grad_norm;      // 1.0
+    int mode;                 // MODE_LORA (the tutorial), MODE_HEAD or MODE_FULL: what trains
     LoraConfig lora;          // r 4, alpha 32, dropout 0.01, q_lin
     uint64_t seed;            // 42
     // bench only
@@ -1398,6 +1450,7 @@ typedef struct {
     const char* predictions_path;  // eval --predictions FILE
     const char* resume_dir;   // train --resume OUT/last: continue that run
     int overwrite;            // train --overwrite: replace the checkpoints already in --out
+    const char* dtype;        // merge --dtype: f32 (default), f16 or bf16
 } Options;
 
 // copy the sequences idx[0..B) of d one after another into ids/lengths/labels
@@ -1465,9 +1518,10 @@ static int evaluate(Model* m, const Dataset* d, int batch, Metrics* out, float* 
 
 // Reading files and printing are in Part 2; train uses them through these names:
 // config.json + model.safetensors
-static int model_load(Model* m, const char* dir, const LoraConfig* lc, uint64_t seed);
+static int model_load(Model* m, const char* dir, const LoraConfig* lc, int mode, uint64_t seed);
 static int dataset_load(Dataset* d, const char* path, const Tokenizer* tok, int max_len);  // a TSV, tokenized
-static int model_save_adapter(const Model* m, const char* dir, const char* base_model);    // PEFT's format
+// what a run saves: PEFT's adapter (lora mode), or a whole Hugging Face checkpoint (head, full)
+static int model_save(const Model* m, const char* dir, const char* model_dir);
 static int effective_max_len(const Options* o, const Model* m);
 static int check_vocab(const Tokenizer* tok, const Model* m, const char* model_dir);
 static const char* base_model_name(const char* model_dir);
@@ -1615,7 +1669,7 @@ int train(const Options* o) {
         // last/ (with the trainer state) is overwritten every epoch; best/ only when the
         // validation loss improved
         rc = train_save_checkpoint(o, &model, last_dir, &ts);
-        if (rc == 0 && improved) { rc = model_save_adapter(&model, best_dir, base_model_name(o->model_dir)); }
+        if (rc == 0 && improved) { rc = model_save(&model, best_dir, o->model_dir); }
     }
     if (rc == 0) {
         printf("saved: %s (epoch %d, lowest validation loss %.4f) and %s (epoch %d) | total %.1f s\n",
@@ -2171,34 +2225,11 @@ void fast_kernels_reserve(const Config* c, int R, int B, size_t N, int max_T) {
 // ----------------------------------------------------------------------------
 // memory: the one-allocation layouts of the model (the structs are in Part 1)
 
-// point the fields of a Trainables at a flat array laid out as the tensor table says
-// (called once for params_memory and once for grads_memory: same offsets, different base)
-static void point_trainables(Trainables* t, float* base, const Model* m) {
-    const Config* c = &m->config;
-    size_t off = 0;
-    for (int i = 0; i < NUM_LIN; i++) {
-        t->lora_A[i] = t->lora_B[i] = NULL;
-        if (!m->lora.targets[i]) { continue; }
-        t->lora_A[i] = base + off; off += (size_t)c->n_layers * m->lora.rank * lin_in(c, i);
-        t->lora_B[i] = base + off; off += (size_t)c->n_layers * lin_out(c, i) * m->lora.rank;
-    }
-    t->pre_w = base + off; off += (size_t)c->dim * c->dim;
-    t->pre_b = base + off; off += c->dim;
-    t->cls_w = base + off; off += (size_t)c->num_labels * c->dim;
-    t->cls_b = base + off;
-}
-
-// allocate weights and trainables for config c and LoRA lc. The caller fills the weights.
-// This is the one-allocation layout: one line per tensor says how many floats it takes, one
-// malloc takes their sum, and the struct fields are pointed at consecutive slices of it.
-// Nothing is stored twice, freeing is one call, and gdb shows each tensor by name (p m->w.wpe[3]).
-static void model_build(Model* m, const Config* c, const LoraConfig* lc, uint64_t seed) {
-    memset(m, 0, sizeof(*m));
-    m->config = *c;
-    m->lora = *lc;
-    m->seed = seed;
+// point the fields of a Weights at a flat array: one line per tensor says how many floats it
+// takes, and the fields get consecutive slices. Returns the floats used (config c's num_weights).
+// (called for w_memory, and in full mode for the weights' gradients in grads_memory too)
+static size_t point_weights(Weights* w, float* base, const Config* c) {
     size_t V = c->vocab_size, P = c->max_pos, C = c->dim, L = c->n_layers;
-    Weights* w = &m->w;
     struct { float** ptr; size_t size; } table[8 + 2 * NUM_LIN] = {
         { &w->wte, V * C }, { &w->wpe, P * C }, { &w->emb_lnw, C }, { &w->emb_lnb, C } };
     int count = 4;
@@ -2214,17 +2245,56 @@ static void model_build(Model* m, const Config* c, const LoraConfig* lc, uint64_
     table[count].ptr = &w->ln1b; table[count++].size = L * C;
     table[count].ptr = &w->ln2w; table[count++].size = L * C;
     table[count].ptr = &w->ln2b; table[count++].size = L * C;
-    m->num_weights = 0;
-    for (int i = 0; i < count; i++) { m->num_weights += table[i].size; }
-    m->w_memory = mallocCheck(m->num_weights * sizeof(float));
-    float* p = m->w_memory;
-    for (int i = 0; i < count; i++) { *table[i].ptr = p; p += table[i].size; }
+    size_t total = 0;
+    for (int i = 0; i < count; i++) { *table[i].ptr = base ? base + total : NULL; total += table[i].size; }
+    return total;
+}
+
+// point the fields of a Trainables at a flat array laid out as the tensor table says
+// (called once for params_memory and once for grads_memory: same offsets, different base)
+static void point_trainables(Trainables* t, float* base, const Model* m) {
+    const Config* c = &m->config;
+    size_t off = m->mode == MODE_FULL ? m->num_weights : 0;  // (full mode: after the weights)
+    for (int i = 0; i < NUM_LIN; i++) {
+        t->lora_A[i] = t->lora_B[i] = NULL;
+        if (!m->lora.targets[i]) { continue; }
+        t->lora_A[i] = base + off; off += (size_t)c->n_layers * m->lora.rank * lin_in(c, i);
+        t->lora_B[i] = base + off; off += (size_t)c->n_layers * lin_out(c, i) * m->lora.rank;
+    }
+    t->pre_w = base + off; off += (size_t)c->dim * c->dim;
+    t->pre_b = base + off; off += c->dim;
+    t->cls_w = base + off; off += (size_t)c->num_labels * c->dim;
+    t->cls_b = base + off;
+}
+
+// allocate weights and trainables for config c, LoRA lc and a --mode. The caller fills the weights.
+// This is the one-allocation layout: one line per tensor says how many floats it takes, one
+// malloc takes their sum, and the struct fields are pointed at consecutive slices of it.
+// Nothing is stored twice, freeing is one call, and gdb shows each tensor by name (p m->w.wpe[3]).
+static void model_build(Model* m, const Config* c, const LoraConfig* lc, int mode, uint64_t seed) {
+    memset(m, 0, sizeof(*m));
+    m->config = *c;
+    m->lora = *lc;
+    m->mode = mode;
+    // only lora mode has adapters (head and full train no LoRA matrices)
+    if (mode != MODE_LORA) { memset(m->lora.targets, 0, sizeof(m->lora.targets)); }
+    m->seed = seed;
+    m->num_weights = point_weights(&m->w, NULL, c);
     // trainables: parameters, gradients and AdamW state, nothing for frozen weights
     build_tensor_table(m);
     m->params_memory = callocCheck(m->num_trainable, sizeof(float));
     m->grads_memory = callocCheck(m->num_trainable, sizeof(float));
     m->exp_avg = callocCheck(m->num_trainable, sizeof(float));
     m->exp_avg_sq = callocCheck(m->num_trainable, sizeof(float));
+    if (mode == MODE_FULL) {
+        // the weights train: they are the first num_weights floats of the trainables, and their
+        // gradients the first num_weights of grads_memory (m->dw)
+        m->w_memory = m->params_memory;
+        point_weights(&m->dw, m->grads_memory, c);
+    } else {
+        m->w_memory = mallocCheck(m->num_weights * sizeof(float));  // (m->dw stays all NULL)
+    }
+    point_weights(&m->w, m->w_memory, c);
     point_trainables(&m->params, m->params_memory, m);
     point_trainables(&m->grads, m->grads_memory, m);
 }
@@ -2265,6 +2335,7 @@ static void model_reserve(Model* m, int B, size_t N, size_t AT, int T) {
         { &a->dres1, N * C }, { &a->datty, N * C },
         { &a->dq, N * C }, { &a->dk, N * C }, { &a->dv, N * C }, { &a->datt, AT }, { &a->dlora_h, N * R },
         { &a->dcls, B * C }, { &a->dpre, B * C }, { &a->dhid, B * C }, { &a->dlogits, B * NL },
+        { &a->demb, m->mode == MODE_FULL ? N * C : 0 },
     };
     int count = sizeof(table) / sizeof(table[0]);
     size_t total = 0;
@@ -2274,7 +2345,8 @@ static void model_reserve(Model* m, int B, size_t N, size_t AT, int T) {
     float* p = m->acts_memory;
     for (int i = 0; i < count; i++) { *table[i].ptr = p; p += table[i].size; }
     // the small per-sequence arrays, B + 1 entries (prefix sums start with a 0)
-    free(m->offsets); free(m->att_offsets); free(m->cls_offsets); free(m->cls_att_offsets); free(m->labels);
+    free(m->ids); free(m->offsets); free(m->att_offsets); free(m->cls_offsets); free(m->cls_att_offsets); free(m->labels);
+    m->ids = mallocCheck(N * sizeof(int));
     m->offsets = mallocCheck((B + 1) * sizeof(int));
     m->att_offsets = mallocCheck((B + 1) * sizeof(size_t));
     m->cls_offsets = mallocCheck((B + 1) * sizeof(int));
@@ -2284,13 +2356,14 @@ static void model_reserve(Model* m, int B, size_t N, size_t AT, int T) {
 }
 
 void model_free(Model* m) {
-    free(m->w_memory);
+    if (m->w_memory != m->params_memory) { free(m->w_memory); }  // (full mode: part of params_memory)
     free(m->params_memory);
     free(m->grads_memory);
     free(m->exp_avg);
     free(m->exp_avg_sq);
     free(m->tensors);
     free(m->acts_memory);
+    free(m->ids);
     free(m->offsets);
     free(m->att_offsets);
     free(m->cls_offsets);
@@ -2731,6 +2804,31 @@ static float bf16_to_float(uint16_t h) {
     return f;
 }
 
+// and back, rounding to the nearest (ties to even), as torch's .to(torch.float16 / bfloat16)
+static uint16_t float_to_half(float f) {
+    uint32_t x, sign;
+    memcpy(&x, &f, 4);
+    sign = (x >> 16) & 0x8000;
+    x &= 0x7FFFFFFF;
+    if (x > 0x7F800000) { return (uint16_t)(sign | 0x7E00); }   // NaN
+    if (x >= 0x477FF000) { return (uint16_t)(sign | 0x7C00); }  // 65520 and up round to inf
+    if (x < 0x38800000) {
+        // below 2^-14, fp16's smallest normal: a subnormal, mant * 2^-24 (nearbyintf: ties to even)
+        float a;
+        memcpy(&a, &x, 4);
+        return (uint16_t)(sign | (uint32_t)nearbyintf(a * 16777216.0f));
+    }
+    // normal: the exponent's bias goes from 127 to 15 (subtract 112 << 23) and 23 mantissa bits
+    // become 10; adding 0xFFF plus the lowest kept bit before the shift rounds ties to even
+    return (uint16_t)(sign | ((x + 0xFFF + ((x >> 13) & 1) - 0x38000000) >> 13));
+}
+static uint16_t float_to_bf16(float f) {
+    uint32_t x;
+    memcpy(&x, &f, 4);
+    if ((x & 0x7FFFFFFF) > 0x7F800000) { return (uint16_t)((x >> 16) | 0x40); }  // NaN stays NaN
+    return (uint16_t)((x + 0x7FFF + ((x >> 16) & 1)) >> 16);  // the top half, rounded (ties to even)
+}
+
 // is the tensor in the file?
 static int safetensors_has(const SafeTensors* st, const char* name) { return json_get(st->header, name) != NULL; }
 
@@ -2826,11 +2924,14 @@ static void saved_path(char* out, size_t cap, const char* path, const char* firs
     snprintf(out, cap, "%s", committed_not_renamed ? tmp : path);
 }
 
-// the file to read for member NAME of the set saved in DIR (adapter_model.safetensors first)
+// the file to read for member NAME of the set saved in DIR. The set's first member is
+// adapter_model.safetensors (an adapter, lora mode) or else model.safetensors (a whole checkpoint).
 static void adapter_set_file(char* out, size_t cap, const char* dir, const char* name) {
-    char path[1024], first[1024];
+    char path[1024], first[1024], first_tmp[1100];
     snprintf(path, sizeof(path), "%s/%s", dir, name);
     snprintf(first, sizeof(first), "%s/adapter_model.safetensors", dir);
+    snprintf(first_tmp, sizeof(first_tmp), "%s.tmp", first);
+    if (!file_is_there(first) && !file_is_there(first_tmp)) { snprintf(first, sizeof(first), "%s/model.safetensors", dir); }
     saved_path(out, cap, path, first);
 }
 
@@ -2866,10 +2967,12 @@ static int save_commit(const char* const* paths, int n) {
     return 0;
 }
 
-// write tensors as one F32 safetensors file into path.tmp (see above); -1 and no file on failure
+// write tensors as one safetensors file into path.tmp (see above); -1 and no file on failure.
+// dtype: "F32", or "F16" / "BF16" (each float rounded to the nearest 16-bit value)
 typedef struct { const char* name; const float* data; int rows, cols; } SaveTensor;  // cols = 0: a vector
 
-static int safetensors_write_tmp(const char* path, const SaveTensor* tensors, int count) {
+static int safetensors_write_tmp(const char* path, const SaveTensor* tensors, int count, const char* dtype) {
+    size_t width = strcmp(dtype, "F32") == 0 ? 4 : 2;
     // the header: {"__metadata__":{"format":"pt"},"name":{"dtype":"F32","shape":[..],"data_offsets":[b,e]},...}
     size_t cap = 256 + (size_t)count * 256, len = 0;
     char* header = mallocCheck(cap);
@@ -2880,13 +2983,13 @@ static int safetensors_write_tmp(const char* path, const SaveTensor* tensors, in
     for (int i = 0; i < count; i++) {
         size_t numel = (size_t)tensors[i].rows * (tensors[i].cols ? tensors[i].cols : 1);
         if (tensors[i].cols) {
-            len += snprintf(header + len, cap - len, ",\"%s\":{\"dtype\":\"F32\",\"shape\":[%d,%d],\"data_offsets\":[%zu,%zu]}",
-                            tensors[i].name, tensors[i].rows, tensors[i].cols, offset, offset + numel * 4);
+            len += snprintf(header + len, cap - len, ",\"%s\":{\"dtype\":\"%s\",\"shape\":[%d,%d],\"data_offsets\":[%zu,%zu]}",
+                            tensors[i].name, dtype, tensors[i].rows, tensors[i].cols, offset, offset + numel * width);
         } else {
-            len += snprintf(header + len, cap - len, ",\"%s\":{\"dtype\":\"F32\",\"shape\":[%d],\"data_offsets\":[%zu,%zu]}",
-                            tensors[i].name, tensors[i].rows, offset, offset + numel * 4);
+            len += snprintf(header + len, cap - len, ",\"%s\":{\"dtype\":\"%s\",\"shape\":[%d],\"data_offsets\":[%zu,%zu]}",
+                            tensors[i].name, dtype, tensors[i].rows, offset, offset + numel * width);
         }
-        offset += numel * 4;
+        offset += numel * width;
     }
     len += snprintf(header + len, cap - len, "}");
     while (len % 8 != 0) { header[len++] = ' '; }  // pad so the data starts 8-byte aligned
@@ -2902,7 +3005,18 @@ static int safetensors_write_tmp(const char* path, const SaveTensor* tensors, in
     ok = ok && save_step() == 0 && fwrite(header, 1, len, f) == len;
     for (int i = 0; ok && i < count; i++) {
         size_t numel = (size_t)tensors[i].rows * (tensors[i].cols ? tensors[i].cols : 1);
-        ok = save_step() == 0 && fwrite(tensors[i].data, sizeof(float), numel, f) == numel;
+        if (width == 4) { ok = save_step() == 0 && fwrite(tensors[i].data, sizeof(float), numel, f) == numel; continue; }
+        // 16-bit: converted 4096 numbers at a time
+        ok = save_step() == 0;
+        uint16_t half[4096];
+        for (size_t j = 0; ok && j < numel; j += 4096) {
+            size_t n = numel - j < 4096 ? numel - j : 4096;
+            for (size_t k = 0; k < n; k++) {
+                float x = tensors[i].data[j + k];
+                half[k] = dtype[0] == 'B' ? float_to_bf16(x) : float_to_half(x);
+            }
+            ok = fwrite(half, 2, n, f) == n;
+        }
     }
     free(header);
     // fclose can fail too (buffered data is written then)
@@ -2930,7 +3044,7 @@ static int text_write_tmp(const char* path, const char* text) {
 // one safetensors file, atomically (a set of one)
 static int safetensors_write(const char* path, const SaveTensor* tensors, int count) {
     save_prepare(&path, 1);
-    if (safetensors_write_tmp(path, tensors, count) != 0) { return -1; }
+    if (safetensors_write_tmp(path, tensors, count, "F32") != 0) { return -1; }
     return save_commit(&path, 1);
 }
 
@@ -2983,6 +3097,16 @@ static int config_load(Config* c, const char* path) {
     const Json* act = json_get(j, "activation");
     if (rc == 0 && act && (act->type != JSON_STRING || strcmp(act->string, "gelu") != 0)) {
         rc = fail("%s: activation \"%s\" is not supported (only \"gelu\", DistilBERT's)", path, act->type == JSON_STRING ? act->string : "?");
+    }
+    // [PAD]'s id (DistilBertConfig's pad_token_id, 0 when absent): its embedding row never trains
+    const Json* pad = json_get(j, "pad_token_id");
+    c->pad_token_id = 0;
+    if (rc == 0 && pad && pad->type != JSON_NULL) {
+        if (pad->type != JSON_NUMBER || pad->number != floor(pad->number) || pad->number < 0 || pad->number >= c->vocab_size) {
+            rc = fail("%s: \"pad_token_id\" must be a token id from 0 to vocab_size - 1", path);
+        } else {
+            c->pad_token_id = (int)pad->number;
+        }
     }
     if (rc == 0 && c->dim % c->n_heads != 0) { rc = fail("%s: dim %d is not divisible by n_heads %d", path, c->dim, c->n_heads); }
     // the head is binary (Negative, Positive) as in the tutorial
@@ -3076,7 +3200,7 @@ static int checkpoint_check(const SafeTensors* st, const Config* c, const char* 
 
 // load a DistilBERT checkpoint from a Hugging Face folder (config.json + model.safetensors).
 // pre_classifier/classifier are read when present, else initialised as transformers does.
-static int model_load(Model* m, const char* dir, const LoraConfig* lc, uint64_t seed) {
+static int model_load(Model* m, const char* dir, const LoraConfig* lc, int mode, uint64_t seed) {
     char path[1024], config_path[1024];
     Config c;
     snprintf(config_path, sizeof(config_path), "%s/config.json", dir);
@@ -3091,7 +3215,7 @@ static int model_load(Model* m, const char* dir, const LoraConfig* lc, uint64_t 
     const char* prefix = safetensors_has(&st, "distilbert.embeddings.word_embeddings.weight") ? "distilbert." : "";
     if (checkpoint_check(&st, &c, prefix, config_path) != 0 || lora_rank_check(&c, lc) != 0) { safetensors_close(&st); return -1; }
     // allocate from the config (now known to match the file), then fill the frozen weights tensor by tensor
-    model_build(m, &c, lc, seed);
+    model_build(m, &c, lc, mode, seed);
     long long V = c.vocab_size, P = c.max_pos, C = c.dim;
     char name[256];
     int rc = 0;
@@ -3141,8 +3265,8 @@ static int model_load(Model* m, const char* dir, const LoraConfig* lc, uint64_t 
 }
 
 // a model with random weights (HF's init: normal std 0.02, LayerNorm 1 and 0): for tests and bench
-static void model_init_random(Model* m, const Config* c, const LoraConfig* lc, uint64_t seed) {
-    model_build(m, c, lc, seed);
+static void model_init_random(Model* m, const Config* c, const LoraConfig* lc, int mode, uint64_t seed) {
+    model_build(m, c, lc, mode, seed);
     Rng rng = { seed ^ 0x5eedULL };
     for (size_t i = 0; i < m->num_weights; i++) { m->w_memory[i] = 0.02f * rng_normal(&rng); }
     // now undo the normal draw where HF initialises differently: LayerNorms 1 and 0, biases 0
@@ -3157,12 +3281,48 @@ static void model_init_random(Model* m, const Config* c, const LoraConfig* lc, u
 // the adapter on disk, in PEFT's format: adapter_model.safetensors + adapter_config.json, so
 // that Python can load it with PeftModel.from_pretrained and a PEFT-trained adapter loads here
 
+// every pretrained weight with its Hugging Face name, its shape and its offset in the layout of
+// point_weights (w_memory); out has room for 4 + (2 NUM_LIN + 4) L entries; returns the count.
+// HF Trainer decays the weights (embedding tables included) but not biases and LayerNorm weights.
+static int weight_tensor_table(const Config* c, TensorInfo* out) {
+    static const char* emb[4] = { "word_embeddings.weight", "position_embeddings.weight", "LayerNorm.weight", "LayerNorm.bias" };
+    static const char* ln[4] = { "sa_layer_norm.weight", "sa_layer_norm.bias", "output_layer_norm.weight", "output_layer_norm.bias" };
+    int emb_rows[4] = { c->vocab_size, c->max_pos, c->dim, c->dim };
+    int n = 0;
+    size_t off = 0;
+    // k: the 4 embedding tensors, the 6 Linear weights, the 6 Linear biases, the 4 LayerNorm
+    // tensors; each Linear and LayerNorm tensor is one block of all L layers, layer after layer
+    for (int k = 0; k < 8 + 2 * NUM_LIN; k++) {
+        for (int l = 0; l < (k < 4 ? 1 : c->n_layers); l++) {
+            TensorInfo* t = &out[n++];
+            int lin = k < 4 + NUM_LIN ? k - 4 : k - 4 - NUM_LIN;
+            if (k < 4) {
+                snprintf(t->name, sizeof(t->name), "distilbert.embeddings.%s", emb[k]);
+                t->rows = emb_rows[k]; t->cols = k < 2 ? c->dim : 0; t->decay = k < 2;
+            } else if (k < 4 + 2 * NUM_LIN) {
+                int is_w = k < 4 + NUM_LIN;
+                snprintf(t->name, sizeof(t->name), "distilbert.transformer.layer.%d.%s.%s", l, LIN_PATHS[lin], is_w ? "weight" : "bias");
+                t->rows = lin_out(c, lin); t->cols = is_w ? lin_in(c, lin) : 0; t->decay = is_w;
+            } else {
+                snprintf(t->name, sizeof(t->name), "distilbert.transformer.layer.%d.%s", l, ln[k - 4 - 2 * NUM_LIN]);
+                t->rows = c->dim; t->cols = 0; t->decay = 0;
+            }
+            t->offset = off;
+            off += (size_t)t->rows * (t->cols ? t->cols : 1);
+        }
+    }
+    return n;
+}
+
 // build the table of trainable tensors with PEFT's key names, in the flat layout above
+// (head and full mode: the names of a DistilBertForSequenceClassification checkpoint)
 static void build_tensor_table(Model* m) {
     const Config* c = &m->config;
     int R = m->lora.rank, n = 0;
-    m->tensors = mallocCheck(sizeof(TensorInfo) * (2 * NUM_LIN * c->n_layers + 4));
+    m->tensors = mallocCheck(sizeof(TensorInfo) * (2 * NUM_LIN * c->n_layers + 4 * c->n_layers + 8));
     size_t off = 0;
+    // full mode: every weight first, as laid out by point_weights
+    if (m->mode == MODE_FULL) { n = weight_tensor_table(c, m->tensors); off = m->num_weights; }
     for (int i = 0; i < NUM_LIN; i++) {
         if (!m->lora.targets[i]) { continue; }
         // so lora_A[i] is one (L, R, IC) block and lora_B[i] one (L, OC, R) block, as in Trainables
@@ -3181,13 +3341,13 @@ static void build_tensor_table(Model* m) {
             }
         }
     }
-    const char* head_names[4] = { "base_model.model.pre_classifier.weight", "base_model.model.pre_classifier.bias",
-                                  "base_model.model.classifier.weight", "base_model.model.classifier.bias" };
+    const char* head_names[4] = { "pre_classifier.weight", "pre_classifier.bias", "classifier.weight", "classifier.bias" };
     int head_rows[4] = { c->dim, c->dim, c->num_labels, c->num_labels };
     int head_cols[4] = { c->dim, 0, c->dim, 0 };
     for (int i = 0; i < 4; i++) {
         TensorInfo* t = &m->tensors[n++];
-        snprintf(t->name, sizeof(t->name), "%s", head_names[i]);
+        // (PEFT's adapter file puts them under base_model.model., as the LoRA matrices)
+        snprintf(t->name, sizeof(t->name), "%s%s", m->mode == MODE_LORA ? "base_model.model." : "", head_names[i]);
         t->rows = head_rows[i];
         t->cols = head_cols[i];
         t->offset = off;
@@ -3258,11 +3418,10 @@ static int lora_config_load(LoraConfig* lc, const char* dir) {
     return rc;
 }
 
-// read the adapter's tensors into a model built with the same LoRA settings.
-// Every tensor must be there with the right shape, and nothing unknown may be in the file.
-static int model_load_adapter(Model* m, const char* dir) {
-    char path[1024];
-    snprintf(path, sizeof(path), "%s/adapter_model.safetensors", dir);
+// read the trainables (every tensor of the tensor table) from a safetensors file: an adapter
+// (lora mode), or a whole checkpoint saved by a head or full run (--resume). Every tensor must be
+// there with the right shape; with `strict`, nothing unknown may be in the file either.
+static int trainables_read(Model* m, const char* path, int strict) {
     SafeTensors st;
     if (safetensors_open(&st, path, NULL) != 0) { return -1; }
     int rc = 0;
@@ -3290,7 +3449,7 @@ static int model_load_adapter(Model* m, const char* dir) {
         rc = safetensors_read(&st, info->name, m->params_memory + info->offset, info->cols ? 2 : 1, shape);
     }
     // a tensor we do not know means the file and its config disagree (e.g. other targets): refuse
-    for (int i = 0; i < st.header->count && rc == 0; i++) {
+    for (int i = 0; i < st.header->count && rc == 0 && strict; i++) {
         const char* key = st.header->keys[i];
         int known = strcmp(key, "__metadata__") == 0;
         for (int t = 0; t < m->num_tensors && !known; t++) { known = strcmp(key, m->tensors[t].name) == 0; }
@@ -3298,6 +3457,12 @@ static int model_load_adapter(Model* m, const char* dir) {
     }
     safetensors_close(&st);
     return rc;
+}
+// the adapter's tensors, into a model built with the same LoRA settings
+static int model_load_adapter(Model* m, const char* dir) {
+    char path[1024];
+    snprintf(path, sizeof(path), "%s/adapter_model.safetensors", dir);
+    return trainables_read(m, path, 1);
 }
 
 // fold a LoRA adapter into its frozen weight: W (OC, IC) += scale * lora_B (OC, R) @ lora_A (R, IC).
@@ -3329,9 +3494,6 @@ static void json_escape(char* out, size_t cap, const char* s) {
 // the trainer state: optimizer.safetensors (AdamW's two moments) and trainer_state.json. All the
 // files are one set (see save_commit): a kill at any point leaves the old set or the new one.
 static int adapter_save(const Model* m, const char* dir, const char* base_model, const char* state_json);
-static int model_save_adapter(const Model* m, const char* dir, const char* base_model) {
-    return adapter_save(m, dir, base_model, NULL);
-}
 static int adapter_save(const Model* m, const char* dir, const char* base_model, const char* state_json) {
     if (make_dir(dir) != 0 && errno != EEXIST) { return fail("cannot create directory %s: %s", dir, strerror(errno)); }
     // the trainables under their PEFT names, straight from params_memory (no copy of the data)
@@ -3353,12 +3515,12 @@ static int adapter_save(const Model* m, const char* dir, const char* base_model,
     const char* const* set = state_json ? set_with_state : set_adapter;
     int nset = state_json ? 4 : 2;
     save_prepare(set, nset);
-    int rc = safetensors_write_tmp(weights_path, list, m->num_tensors);
+    int rc = safetensors_write_tmp(weights_path, list, m->num_tensors, "F32");
     free(list);
     if (rc == 0 && state_json) {
         SaveTensor moments[2] = { { "exp_avg", m->exp_avg, (int)m->num_trainable, 0 },
                                   { "exp_avg_sq", m->exp_avg_sq, (int)m->num_trainable, 0 } };
-        rc = safetensors_write_tmp(optim_path, moments, 2);
+        rc = safetensors_write_tmp(optim_path, moments, 2, "F32");
         if (rc == 0) { rc = text_write_tmp(state_path, state_json); }
     }
     if (rc != 0) { save_abandon(set, nset); return -1; }
@@ -3398,6 +3560,106 @@ static int adapter_save(const Model* m, const char* dir, const char* base_model,
              base_escaped, m->lora.rank, m->lora.alpha, m->lora.dropout, targets, m->lora.use_rslora ? "true" : "false");
     if (text_write_tmp(config_path, json) != 0) { save_abandon(set, nset); return -1; }
     return save_commit(set, nset);
+}
+
+// --- a whole fine-tuned model, as transformers saves DistilBertForSequenceClassification:
+// config.json, model.safetensors (every weight and the head, under HF's names) and vocab.txt, so
+// that ./lora predict --model DIR and transformers' AutoModelForSequenceClassification.
+// from_pretrained(DIR) both load it. Head and full runs save their checkpoints this way; so does
+// ./lora merge. dtype: "F32", "F16" or "BF16".
+
+// config.json of the checkpoint: DistilBertConfig's keys, the architecture and the two labels
+static void checkpoint_config_json(char* out, size_t cap, const Config* c, const char* dtype) {
+    snprintf(out, cap,
+             "{\n"
+             "  \"architectures\": [\"DistilBertForSequenceClassification\"],\n"
+             "  \"model_type\": \"distilbert\",\n"
+             "  \"activation\": \"gelu\",\n"
+             "  \"attention_dropout\": %g,\n"
+             "  \"dim\": %d,\n"
+             "  \"dropout\": %g,\n"
+             "  \"hidden_dim\": %d,\n"
+             "  \"id2label\": { \"0\": \"Negative\", \"1\": \"Positive\" },\n"
+             "  \"label2id\": { \"Negative\": 0, \"Positive\": 1 },\n"
+             "  \"initializer_range\": 0.02,\n"
+             "  \"max_position_embeddings\": %d,\n"
+             "  \"n_heads\": %d,\n"
+             "  \"n_layers\": %d,\n"
+             "  \"pad_token_id\": %d,\n"
+             "  \"problem_type\": \"single_label_classification\",\n"
+             "  \"qa_dropout\": 0.1,\n"
+             "  \"seq_classif_dropout\": %g,\n"
+             "  \"sinusoidal_pos_embds\": false,\n"
+             "  \"tie_weights_\": true,\n"
+             "  \"torch_dtype\": \"%s\",\n"
+             "  \"vocab_size\": %d\n"
+             "}\n",
+             c->attention_dropout, c->dim, c->dropout, c->hidden_dim, c->max_pos, c->n_heads, c->n_layers,
+             c->pad_token_id, c->classif_dropout,
+             strcmp(dtype, "F16") == 0 ? "float16" : strcmp(dtype, "BF16") == 0 ? "bfloat16" : "float32", c->vocab_size);
+}
+
+// save the model (the weights in m->w, the head in m->params) as a checkpoint in dir, with
+// vocab_dir/vocab.txt beside it; with state_json (train's checkpoints) also AdamW's moments and
+// the trainer state. One set, as adapter_save: a kill at any point leaves the old set or the new.
+static int checkpoint_save(const Model* m, const char* dir, const char* vocab_dir, const char* state_json,
+                           const char* dtype) {
+    if (make_dir(dir) != 0 && errno != EEXIST) { return fail("cannot create directory %s: %s", dir, strerror(errno)); }
+    const Config* c = &m->config;
+    char vocab_path[1100];
+    snprintf(vocab_path, sizeof(vocab_path), "%s/vocab.txt", vocab_dir);
+    char* vocab = read_file(vocab_path, NULL, NULL);
+    if (vocab == NULL) { return -1; }
+    // every weight (the table of weight_tensor_table, offsets into w_memory), then the head
+    TensorInfo* infos = mallocCheck(sizeof(TensorInfo) * (4 + (2 * NUM_LIN + 4) * c->n_layers));
+    int count = weight_tensor_table(c, infos);
+    SaveTensor* list = mallocCheck(sizeof(SaveTensor) * (count + 4));
+    for (int t = 0; t < count; t++) {
+        SaveTensor st = { infos[t].name, m->w_memory + infos[t].offset, infos[t].rows, infos[t].cols };
+        list[t] = st;
+    }
+    SaveTensor head[4] = { { "pre_classifier.weight", m->params.pre_w, c->dim, c->dim },
+                           { "pre_classifier.bias", m->params.pre_b, c->dim, 0 },
+                           { "classifier.weight", m->params.cls_w, c->num_labels, c->dim },
+                           { "classifier.bias", m->params.cls_b, c->num_labels, 0 } };
+    for (int t = 0; t < 4; t++) { list[count++] = head[t]; }
+    char weights_path[1024], config_path[1024], vocab_out[1024], optim_path[1024], state_path[1024];
+    snprintf(weights_path, sizeof(weights_path), "%s/model.safetensors", dir);
+    snprintf(config_path, sizeof(config_path), "%s/config.json", dir);
+    snprintf(vocab_out, sizeof(vocab_out), "%s/vocab.txt", dir);
+    snprintf(optim_path, sizeof(optim_path), "%s/optimizer.safetensors", dir);
+    snprintf(state_path, sizeof(state_path), "%s/trainer_state.json", dir);
+    // the weights first (their rename commits the set), the config last
+    const char* set_with_state[5] = { weights_path, optim_path, state_path, vocab_out, config_path };
+    const char* set_plain[3] = { weights_path, vocab_out, config_path };
+    const char* const* set = state_json ? set_with_state : set_plain;
+    int nset = state_json ? 5 : 3;
+    save_prepare(set, nset);
+    int rc = safetensors_write_tmp(weights_path, list, count, dtype);
+    if (rc == 0 && state_json) {
+        SaveTensor moments[2] = { { "exp_avg", m->exp_avg, (int)m->num_trainable, 0 },
+                                  { "exp_avg_sq", m->exp_avg_sq, (int)m->num_trainable, 0 } };
+        rc = safetensors_write_tmp(optim_path, moments, 2, "F32");
+        if (rc == 0) { rc = text_write_tmp(state_path, state_json); }
+    }
+    // (vocab.txt is text: written as the bytes it has)
+    if (rc == 0) { rc = text_write_tmp(vocab_out, vocab); }
+    char json[4096];
+    checkpoint_config_json(json, sizeof(json), c, dtype);
+    if (rc == 0) { rc = text_write_tmp(config_path, json); }
+    free(vocab); free(infos); free(list);
+    if (rc != 0) { save_abandon(set, nset); return -1; }
+    return save_commit(set, nset);
+}
+
+static const char* base_model_name(const char* model_dir);
+// train's best/ (and, with state_json, last/): the adapter, or the whole model
+static int model_save_set(const Model* m, const char* dir, const char* model_dir, const char* state_json) {
+    if (m->mode == MODE_LORA) { return adapter_save(m, dir, base_model_name(model_dir), state_json); }
+    return checkpoint_save(m, dir, model_dir, state_json, "F32");
+}
+static int model_save(const Model* m, const char* dir, const char* model_dir) {
+    return model_save_set(m, dir, model_dir, NULL);
 }
 
 
@@ -3482,7 +3744,8 @@ static void print_parameter_count(const Model* m) {
     // every tensor is counted once (PEFT prints 1,221,124 for the tutorial because it counts
     // the head twice: the original module and its trainable copy)
     char a[32], b[32];
-    size_t all = m->num_weights + m->num_trainable;
+    // (in full mode the weights are among the trainables)
+    size_t all = (m->mode == MODE_FULL ? 0 : m->num_weights) + m->num_trainable;
     printf("trainable params: %s || all params: %s || trainable%%: %.4f\n",
            with_commas(m->num_trainable, a), with_commas(all, b), 100.0 * m->num_trainable / all);
 }
@@ -3517,12 +3780,25 @@ static int effective_max_len(const Options* o, const Model* m) {
     return m->config.max_pos;
 }
 
+// make a folder and the folders above it, as mkdir -p (--out runs/tiny/1 works in a fresh
+// checkout); 0 when it exists afterwards
+static int make_dirs(const char* path) {
+    char parent[1024];
+    snprintf(parent, sizeof(parent), "%s", path);
+    for (char* slash = strchr(parent + 1, '/'); slash; slash = strchr(slash + 1, '/')) {
+        *slash = '\0';
+        make_dir(parent);  // (an error shows up in the last one)
+        *slash = '/';
+    }
+    return make_dir(path) != 0 && errno != EEXIST ? -1 : 0;
+}
+
 // train's preparations: load the model and its vocabulary, tokenize both datasets, make sure
 // --out can be written (before hours of training, not after), print the run's settings.
 // 0, or -1 after one error line with nothing left allocated.
 static int train_setup(const Options* o, Model* model, Tokenizer* tok, Dataset* train_set, Dataset* val_set,
                        int* max_len) {
-    if (model_load(model, o->model_dir, &o->lora, o->seed) != 0) { return -1; }
+    if (model_load(model, o->model_dir, &o->lora, o->mode, o->seed) != 0) { return -1; }
     char path[1024];
     snprintf(path, sizeof(path), "%s/vocab.txt", o->model_dir);
     if (tokenizer_init(tok, path) != 0) { model_free(model); return -1; }
@@ -3533,8 +3809,10 @@ static int train_setup(const Options* o, Model* model, Tokenizer* tok, Dataset* 
     // never replace a finished run's results by accident (Trainer's overwrite_output_dir): an
     // --out that already holds a checkpoint needs --overwrite (or --resume, to continue it)
     char existing[1100];
-    for (int k = 0; k < 2 && !o->overwrite && !o->resume_dir; k++) {
-        snprintf(existing, sizeof(existing), "%s/%s/adapter_model.safetensors", o->out_dir, k == 0 ? "last" : "best");
+    for (int k = 0; k < 4 && !o->overwrite && !o->resume_dir; k++) {
+        // an adapter (lora mode) or a whole checkpoint (head, full) in last/ or best/
+        snprintf(existing, sizeof(existing), "%s/%s/%s", o->out_dir, k % 2 == 0 ? "last" : "best",
+                 k < 2 ? "adapter_model.safetensors" : "model.safetensors");
         if (file_is_there(existing)) {
             fail("--out %s already holds a checkpoint (%s): pass --overwrite to replace it, --resume %s/last "
                  "to continue that run, or another --out", o->out_dir, existing, o->out_dir);
@@ -3546,15 +3824,7 @@ static int train_setup(const Options* o, Model* model, Tokenizer* tok, Dataset* 
     char probe[1100];
     snprintf(probe, sizeof(probe), "%s/.lora_write_test", o->out_dir);
     FILE* pf = NULL;
-    // (the folders above it too, as mkdir -p: --out runs/tiny/1 works in a fresh checkout)
-    char parent[1024];
-    snprintf(parent, sizeof(parent), "%s", o->out_dir);
-    for (char* slash = strchr(parent + 1, '/'); slash; slash = strchr(slash + 1, '/')) {
-        *slash = '\0';
-        make_dir(parent);  // (an error shows up in the check below)
-        *slash = '/';
-    }
-    if ((make_dir(o->out_dir) != 0 && errno != EEXIST) || (pf = fopen(probe, "wb")) == NULL) {
+    if (make_dirs(o->out_dir) != 0 || (pf = fopen(probe, "wb")) == NULL) {
         fail("--out %s is not a directory that can be written: %s", o->out_dir, strerror(errno));
         dataset_free(train_set); dataset_free(val_set); tokenizer_free(tok); model_free(model); return -1;
     }
@@ -3565,11 +3835,18 @@ static int train_setup(const Options* o, Model* model, Tokenizer* tok, Dataset* 
            o->model_dir, c->dim, c->n_layers, c->n_heads, c->hidden_dim, c->vocab_size, threads_in_use());
     printf("train: %s (%d reviews, %.1f tokens on average) | validation: %s (%d reviews)\n",
            o->train_path, train_set->n, (double)train_set->num_tokens / train_set->n, o->val_path, val_set->n);
-    char targets[128] = "";
+    char targets[128] = "", what[256];
     for (int i = 0; i < NUM_LIN; i++) { if (o->lora.targets[i]) { snprintf(targets + strlen(targets), sizeof(targets) - strlen(targets), "%s%s", targets[0] ? "," : "", LIN_NAMES[i]); } }
-    printf("LoRA: r %d, alpha %g, dropout %g, targets %s | epochs %d, batch %d, lr %g, weight decay %g, max grad norm %g, seed %llu\n",
-           o->lora.rank, o->lora.alpha, o->lora.dropout, targets, o->epochs, o->batch, o->lr, o->weight_decay,
-           o->max_grad_norm, (unsigned long long)o->seed);
+    if (o->mode == MODE_LORA) {
+        snprintf(what, sizeof(what), "LoRA r %d, alpha %g, dropout %g, targets %s, and the head", o->lora.rank,
+                 o->lora.alpha, o->lora.dropout, targets);
+    } else {
+        snprintf(what, sizeof(what), "%s", o->mode == MODE_HEAD ? "pre_classifier and classifier; the body is frozen"
+                                                                 : "every parameter, embeddings to head");
+    }
+    printf("mode %s: %s | epochs %d, batch %d, lr %g, weight decay %g, max grad norm %g, seed %llu\n",
+           MODE_NAMES[o->mode], what, o->epochs, o->batch, o->lr, o->weight_decay, o->max_grad_norm,
+           (unsigned long long)o->seed);
     print_parameter_count(model);
     return 0;
 }
@@ -3920,12 +4197,12 @@ static int train_save_checkpoint(const Options* o, const Model* m, const char* d
              "  \"settings\": {\n    \"model\": \"%s\",\n    \"train\": \"%s\",\n    \"val\": \"%s\",\n"
              "    \"epochs\": %d,\n    \"batch\": %d,\n    \"max_len\": %d,\n    \"lr\": %.9g,\n    \"weight_decay\": %.9g,\n"
              "    \"max_grad_norm\": %.9g,\n    \"seed\": \"%llu\",\n    \"rank\": %d,\n    \"alpha\": %.9g,\n"
-             "    \"lora_dropout\": %.9g,\n    \"targets\": \"%s\",\n    \"use_rslora\": %s\n  }\n}\n",
+             "    \"lora_dropout\": %.9g,\n    \"targets\": \"%s\",\n    \"use_rslora\": %s,\n    \"mode\": \"%s\"\n  }\n}\n",
              ts->epoch, ts->step_in_epoch, ts->step, ts->epoch_loss, best, ts->best_epoch, m->adam_step,
              (unsigned long long)m->forward_count, esc[0], esc[1], esc[2], o->epochs, o->batch, o->max_len, o->lr,
              o->weight_decay, o->max_grad_norm, (unsigned long long)o->seed, o->lora.rank, o->lora.alpha,
-             o->lora.dropout, targets, o->lora.use_rslora ? "true" : "false");
-    return adapter_save(m, dir, base_model_name(o->model_dir), json);
+             o->lora.dropout, targets, o->lora.use_rslora ? "true" : "false", MODE_NAMES[o->mode]);
+    return model_save_set(m, dir, o->model_dir, json);
 }
 
 // read dir/trainer_state.json; NULL (after one error line) if it is missing or not one
@@ -4012,6 +4289,13 @@ static int resume_settings(Options* o, Json** keep) {
     o->lora.rank = (int)rank; o->lora.alpha = (float)alpha; o->lora.dropout = (float)dropout;
     const Json* rs = json_get(st, "use_rslora");
     o->lora.use_rslora = rs && rs->type == JSON_BOOL && rs->number != 0;
+    // the mode (a state without one comes from a LoRA run)
+    const Json* mode = json_get(st, "mode");
+    o->mode = MODE_LORA;
+    for (int k = 0; k < 3 && mode; k++) { if (mode->type == JSON_STRING && strcmp(mode->string, MODE_NAMES[k]) == 0) { o->mode = k; } }
+    if (mode && (mode->type != JSON_STRING || strcmp(mode->string, MODE_NAMES[o->mode]) != 0)) {
+        return fail("%s: \"mode\" must be \"lora\", \"head\" or \"full\"", file);
+    }
     for (int i = 0; i < NUM_LIN; i++) { o->lora.targets[i] = 0; }
     char list[128];
     snprintf(list, sizeof(list), "%s", targets);
@@ -4032,10 +4316,14 @@ static int resume_settings(Options* o, Json** keep) {
 }
 #endif
 
-// after the model is loaded: the trainables from DIR's adapter, AdamW's moments, the position
+// after the model is loaded: the trainables from DIR's adapter (or, head and full mode, its
+// model.safetensors, where a head run's frozen body is too), AdamW's moments, the position
 static int train_resume(const Options* o, Model* m, TrainState* ts) {
-    if (model_load_adapter(m, o->resume_dir) != 0) { return -1; }
     char file[1100];
+    snprintf(file, sizeof(file), "%s/model.safetensors", o->resume_dir);
+    if (o->mode == MODE_LORA ? model_load_adapter(m, o->resume_dir) : trainables_read(m, file, o->mode == MODE_FULL)) {
+        return -1;
+    }
     adapter_set_file(file, sizeof(file), o->resume_dir, "optimizer.safetensors");
     SafeTensors st;
     if (safetensors_open(&st, file, NULL) != 0) { return -1; }
@@ -4101,12 +4389,24 @@ static int adapter_base_model(const char* adapter_dir, char* out, size_t cap) {
 }
 #endif
 
+// 1 when DIR/model.safetensors has a classification head (a fine-tuned checkpoint: a head or full
+// run's, or ./lora merge's), 0 when not (a base model: the head starts untrained)
+static int checkpoint_has_head(const char* dir) {
+    char path[1100];
+    snprintf(path, sizeof(path), "%s/model.safetensors", dir);
+    SafeTensors st;
+    if (!file_is_there(path) || safetensors_open(&st, path, NULL) != 0) { return 0; }
+    int has = safetensors_has(&st, "pre_classifier.weight");
+    safetensors_close(&st);
+    return has;
+}
+
 // load the base model and, if given, a trained adapter (its adapter_config.json decides the LoRA shape)
 // (the adapter's own config overrides --rank/--alpha/--targets: the file must match its tensors)
 static int load_for_inference(Model* m, const Options* o) {
     LoraConfig lc = o->lora;
     if (o->adapter_dir && lora_config_load(&lc, o->adapter_dir) != 0) { return -1; }
-    if (model_load(m, o->model_dir, &lc, o->seed) != 0) { return -1; }
+    if (model_load(m, o->model_dir, &lc, MODE_LORA, o->seed) != 0) { return -1; }
     if (o->adapter_dir && model_load_adapter(m, o->adapter_dir) != 0) { model_free(m); return -1; }
     m->training = 0;
     return 0;
@@ -4129,8 +4429,9 @@ int eval_command(const Options* o) {
         probs = mallocCheck((size_t)d.n * sizeof(float));
         rc = evaluate(&model, &d, o->batch, &r, probs, NULL);
         if (rc == 0) {
-            printf("%s: %d reviews | loss %.4f | accuracy %.4f | %.1f s (adapter: %s)\n", o->val_path, d.n, r.loss,
-                   r.accuracy, now_seconds() - t0, o->adapter_dir ? o->adapter_dir : "none, untrained head");
+            printf("%s: %d reviews | loss %.4f | accuracy %.4f | %.1f s (%s%s)\n", o->val_path, d.n, r.loss,
+                   r.accuracy, now_seconds() - t0, o->adapter_dir ? "adapter: " : "model: ",
+                   o->adapter_dir ? o->adapter_dir : checkpoint_has_head(o->model_dir) ? o->model_dir : "no adapter, untrained head");
             printf("precision %.4f | recall %.4f | F1 %.4f   (positive class: 1, Positive)\n", r.precision, r.recall, r.f1);
             printf("confusion matrix      predicted 0  predicted 1\n");
             printf("  label 0 (Negative)  %11d  %11d\n", r.tn, r.fp);
@@ -4169,7 +4470,9 @@ int predict_command(const Options* o, char** texts, int count) {
     int max_len = effective_max_len(o, &model);
     if (max_len < 0 || check_vocab(&tok, &model, o->model_dir) != 0) { tokenizer_free(&tok); model_free(&model); return -1; }
     // notes go to stderr: stdout holds only the predictions, one line each (for pipes)
-    if (!o->adapter_dir) { fprintf(stderr, "lora: note: no --adapter: the head is untrained, as in the tutorial before training\n"); }
+    if (!o->adapter_dir && !checkpoint_has_head(o->model_dir)) {
+        fprintf(stderr, "lora: note: no --adapter: the head is untrained, as in the tutorial before training\n");
+    }
     if (count == 0 && stdin_is_terminal()) {
         fprintf(stderr, "lora: reading texts from the keyboard, one per line; Ctrl-D ends (or pass the texts as arguments)\n");
     }
@@ -4223,6 +4526,49 @@ int predict_command(const Options* o, char** texts, int count) {
 }
 
 // ----------------------------------------------------------------------------
+// merge: fold an adapter into its base model (PEFT's merge_and_unload) and save an ordinary
+// Hugging Face checkpoint of DistilBertForSequenceClassification, which runs with neither PEFT nor
+// LoRA: W = W0 + scaling * B A for every adapted Linear of every layer, and the adapter's head.
+int merge_command(const Options* o) {
+    const char* dtypes[3][2] = { { "f32", "F32" }, { "f16", "F16" }, { "bf16", "BF16" } };
+    const char* dtype = NULL;
+    for (int k = 0; k < 3; k++) { if (strcmp(o->dtype, dtypes[k][0]) == 0) { dtype = dtypes[k][1]; } }
+    if (dtype == NULL) { return fail("--dtype: expected f32, f16 or bf16, got '%s'", o->dtype); }
+    // never replace a model that is already there
+    const char* names[3] = { "model.safetensors", "config.json", "adapter_model.safetensors" };
+    for (int k = 0; k < 3; k++) {
+        char path[1100];
+        snprintf(path, sizeof(path), "%s/%s", o->out_dir, names[k]);
+        if (file_is_there(path)) { return fail("--out %s already holds %s: merge never overwrites; choose another --out", o->out_dir, names[k]); }
+    }
+    Model m;
+    if (load_for_inference(&m, o) != 0) { return -1; }
+    const Config* c = &m.config;
+    int R = m.lora.rank;
+    float scale = lora_scaling(&m.lora);
+    char merged[128] = "";
+    for (int lin = 0; lin < NUM_LIN; lin++) {
+        if (!m.lora.targets[lin]) { continue; }
+        int IC = lin_in(c, lin), OC = lin_out(c, lin);
+        for (int l = 0; l < c->n_layers; l++) {
+            lora_merge(m.w.lin_w[lin] + (size_t)l * OC * IC, m.params.lora_A[lin] + (size_t)l * R * IC,
+                       m.params.lora_B[lin] + (size_t)l * OC * R, scale, OC, IC, R);
+        }
+        snprintf(merged + strlen(merged), sizeof(merged) - strlen(merged), "%s%s", merged[0] ? ", " : "", LIN_NAMES[lin]);
+    }
+    int rc = make_dirs(o->out_dir) != 0 ? fail("cannot create directory %s: %s", o->out_dir, strerror(errno))
+                                        : checkpoint_save(&m, o->out_dir, o->model_dir, NULL, dtype);
+    if (rc == 0) {
+        printf("merged %s (r %d, scaling %g) of %d layers and the head of %s into %s\n", merged, R, scale,
+               c->n_layers, o->adapter_dir, o->model_dir);
+        printf("saved: %s (config.json, model.safetensors in %s, vocab.txt) | try: ./lora predict --model %s \"a great movie\"\n",
+               o->out_dir, dtype, o->out_dir);
+    }
+    model_free(&m);
+    return rc;
+}
+
+// ----------------------------------------------------------------------------
 // bench: time training steps and evaluation passes on a batch layout, report tokens/s and GFLOP/s
 
 // FLOPs of the forward pass of one sequence of T tokens. Only the matrix products count:
@@ -4239,9 +4585,13 @@ static double forward_flops(const Config* c, double T) {
 // a training step: the forward, plus a backward that computes only input gradients of the
 // frozen Linear layers (the same FLOPs as their forward) and twice the forward's attention FLOPs
 // Attention backward is four products of the forward's size: dPd = dout V^T, dV = P^T dout,
-// dQ = dS K, dK = dS^T Q, hence 8 T^2 C. No weight gradient of a frozen Linear is counted.
-static double train_flops(const Config* c, double T) {
-    return forward_flops(c, T) + c->n_layers * (2.0 * T * (4.0 * c->dim * c->dim + 2.0 * c->dim * c->hidden_dim) + 8.0 * T * T * c->dim);
+// dQ = dS K, dK = dS^T Q, hence 8 T^2 C. No weight gradient of a frozen Linear is counted; in
+// full mode they all are (the same FLOPs again as the forward's Linears); head mode has no
+// backward through the body.
+static double train_flops(const Config* c, double T, int mode) {
+    double linears = c->n_layers * 2.0 * T * (4.0 * c->dim * c->dim + 2.0 * c->dim * c->hidden_dim);
+    if (mode == MODE_HEAD) { return forward_flops(c, T); }
+    return forward_flops(c, T) + linears * (mode == MODE_FULL ? 2 : 1) + c->n_layers * 8.0 * T * T * c->dim;
 }
 
 static int compare_doubles(const void* a, const void* b) {
@@ -4324,12 +4674,12 @@ int bench_command(const Options* o) {
     if (strcmp(o->bench_what, "model") != 0) { return fail("--what: expected model or mm, got '%s'", o->bench_what); }
     Model model;
     if (o->model_dir) {
-        if (model_load(&model, o->model_dir, &o->lora, o->seed) != 0) { return -1; }
+        if (model_load(&model, o->model_dir, &o->lora, o->mode, o->seed) != 0) { return -1; }
     } else {
         // the shape of distilbert-base-uncased, random weights
-        Config c = { 30522, 512, 768, 6, 12, 3072, 2, 0.1f, 0.1f, 0.2f };
+        Config c = { 30522, 512, 768, 6, 12, 3072, 2, 0.1f, 0.1f, 0.2f, 0 };
         if (lora_rank_check(&c, &o->lora) != 0) { return -1; }
-        model_init_random(&model, &c, &o->lora, o->seed);
+        model_init_random(&model, &c, &o->lora, o->mode, o->seed);
     }
     const Config* c = &model.config;
     int max_pos = c->max_pos;  // the error lines below come after model_free, which clears c
@@ -4366,9 +4716,10 @@ int bench_command(const Options* o) {
     double* train_ms = mallocCheck((K + 1) * sizeof(double));
     double* eval_ms = mallocCheck((K + 1) * sizeof(double));
     double tokens = 0.0, flops_train = 0.0, flops_eval = 0.0, train_total = 0.0, eval_total = 0.0;
-    printf("bench: dim %d, %d layers, %d heads, FFN %d | batch %d | %d batches after 1 warm-up | threads %d | %s\n",
-           c->dim, c->n_layers, c->n_heads, c->hidden_dim, B, K, threads_in_use(),
+    printf("bench: dim %d, %d layers, %d heads, FFN %d | mode %s | batch %d | %d batches after 1 warm-up | threads %d | %s\n",
+           c->dim, c->n_layers, c->n_heads, c->hidden_dim, MODE_NAMES[model.mode], B, K, threads_in_use(),
            o->lengths_path ? o->lengths_path : "fixed length");
+    print_parameter_count(&model);
     for (int k = 0; k <= K; k++) {  // k == 0 is the warm-up
         size_t n = 0;
         for (int b = 0; b < B; b++) {
@@ -4395,7 +4746,7 @@ int bench_command(const Options* o) {
         if (k == 0) { continue; }
         for (int b = 0; b < B; b++) {
             tokens += lengths[b];
-            flops_train += train_flops(c, lengths[b]);
+            flops_train += train_flops(c, lengths[b], model.mode);
             flops_eval += forward_flops(c, lengths[b]);
         }
         train_total += train_ms[k];
@@ -4499,10 +4850,10 @@ int tiny_command(const Options* o) {
         V = count_lines(path);
     }
     // a random model of DistilBERT's shape, Hugging Face's initialisation (model_init_random)
-    Config c = { V, 128, 32, 2, 2, 64, 2, 0.1f, 0.1f, 0.2f };
+    Config c = { V, 128, 32, 2, 2, 64, 2, 0.1f, 0.1f, 0.2f, 0 };
     LoraConfig lc = { 4, 32.0f, 0.01f, { 0 }, 0 };
     Model m;
-    model_init_random(&m, &c, &lc, o->seed);
+    model_init_random(&m, &c, &lc, MODE_LORA, o->seed);
     // model_init_random draws N(0, 0.02^2) as transformers does for a 768-wide model. At width
     // 32 that leaves the [CLS] row almost blind to the other tokens, and the toy task cannot be
     // learned; so the weights here get std 1/sqrt(IC) (as PyTorch's default for a Linear) and the
@@ -4582,6 +4933,7 @@ static void usage(FILE* f) {
         "usage: ./lora train   [--model DIR] [--train FILE] [--val FILE] [--out DIR] [flags]\n"
         "       ./lora eval    [--adapter DIR] [--val FILE] [--predictions FILE] [flags]\n"
         "       ./lora predict [--adapter DIR] \"text\" ...   (no text: one per line of stdin)\n"
+        "       ./lora merge   --adapter DIR --out DIR [--model DIR] [--dtype f32|f16|bf16]\n"
         "       ./lora bench   [--model DIR] [--len N | --lengths FILE] [--batches K] | --what mm\n"
         "       ./lora tiny    (write weights/tiny and data/tiny: a tiny random model and toy data)\n"
         "./lora COMMAND --help lists the flags of COMMAND, with their defaults (the tutorial's recipe)\n");
@@ -4589,14 +4941,16 @@ static void usage(FILE* f) {
 
 // one flag of the command line: its name, the kind of value (i int, f float, s string, u seed,
 // b a switch with no value), where it goes, its range, the commands that take it (letters:
-// t train, e eval, p predict, b bench, y tiny), and its line of help (with the default)
+// t train, e eval, p predict, m merge, b bench, y tiny), and its line of help (with the default)
 typedef struct { const char* name; char kind; void* dst; double min, max; const char* cmds; const char* help; } Flag;
 
 // the commands, their letters for Flag.cmds, and what each does
-static const char* COMMANDS[5][3] = {
-    { "train", "t", "fine-tune with LoRA (the tutorial's recipe by default); saves OUT/best and OUT/last" },
+#define NUM_COMMANDS 6
+static const char* COMMANDS[NUM_COMMANDS][3] = {
+    { "train", "t", "fine-tune (LoRA, the tutorial's recipe, by default; --mode head or full); saves OUT/best and OUT/last" },
     { "eval", "e", "loss, accuracy, precision, recall, F1 and the confusion matrix of an adapter on a TSV" },
     { "predict", "p", "classify texts (arguments, or one per line of stdin): label, P(positive), text" },
+    { "merge", "m", "fold an adapter into its base model's weights: one ordinary Hugging Face checkpoint" },
     { "bench", "b", "time training steps and evaluation passes (tokens/s); --what mm: the matmul alone" },
     { "tiny", "y", "write weights/tiny and data/tiny: a tiny random DistilBERT and a toy dataset" } };
 
@@ -4635,12 +4989,13 @@ int main(int argc, char** argv) {
     if (strcmp(argv[1], "--help") == 0 || strcmp(argv[1], "-h") == 0) { usage(stdout); return 0; }
     const char* command = argv[1];
     int cmd = -1;
-    for (int c = 0; c < 5; c++) { if (strcmp(command, COMMANDS[c][0]) == 0) { cmd = c; } }
+    for (int c = 0; c < NUM_COMMANDS; c++) { if (strcmp(command, COMMANDS[c][0]) == 0) { cmd = c; } }
     if (cmd < 0) {
-        fail("unknown command '%s' (expected train, eval, predict, bench or tiny; see ./lora --help)", command);
+        fail("unknown command '%s' (expected train, eval, predict, merge, bench or tiny; see ./lora --help)", command);
         return 1;
     }
-    int is_train = cmd == 0, is_eval = cmd == 1, is_predict = cmd == 2, is_bench = cmd == 3, is_tiny = cmd == 4;
+    int is_train = cmd == 0, is_eval = cmd == 1, is_predict = cmd == 2, is_merge = cmd == 3, is_bench = cmd == 4;
+    int is_tiny = cmd == 5;
     // the tutorial's recipe is the default
     // (Options is zeroed first, so every flag not set below starts as 0 or NULL)
     Options o = { 0 };
@@ -4654,18 +5009,24 @@ int main(int argc, char** argv) {
     o.lora.rank = 4; o.lora.alpha = 32.0f; o.lora.dropout = 0.01f; o.lora.targets[LIN_Q] = 1;
     o.seed = 42;
     o.bench_len = 256; o.bench_batches = 10; o.bench_what = "model";
-    const char* targets = NULL;
+    o.dtype = "f32";
+    const char *targets = NULL, *mode = "lora";
     // The table of flags: one line per flag and no getopt (not in C11). Ranges are checked at
     // parse time so that a bad value gets one clear error line instead of a crash later.
     Flag flags[] = {
-        { "--model", 's', &o.model_dir, 0, 0, "tepb", "the base model folder: config.json, model.safetensors, vocab.txt (default: "
-          "weights/distilbert-base-uncased; eval/predict: the adapter's base model; bench: random weights)" },
+        { "--model", 's', &o.model_dir, 0, 0, "tepmb", "the base model folder: config.json, model.safetensors, vocab.txt (default: "
+          "weights/distilbert-base-uncased; eval/predict/merge: the adapter's base model; bench: random weights)" },
+        { "--mode", 's', &mode, 0, 0, "tb", "what trains: lora (adapters + head, the default), head (the head only) or full "
+          "(every parameter)" },
         { "--train", 's', &o.train_path, 0, 0, "t", "training data, label<TAB>text per line (default: data/imdb/train_1k.tsv)" },
         { "--val", 's', &o.val_path, 0, 0, "te", "validation data (default: data/imdb/validation_1k.tsv)" },
-        { "--out", 's', &o.out_dir, 0, 0, "t", "where best/, last/, log.tsv and curves.svg go (default: out)" },
+        { "--out", 's', &o.out_dir, 0, 0, "tm", "train: where best/, last/, log.tsv and curves.svg go (default: out); "
+          "merge: the new model's folder (required, never overwritten)" },
         { "--overwrite", 'b', &o.overwrite, 0, 0, "t", "replace the checkpoints already in --out (else they are never touched)" },
         { "--resume", 's', &o.resume_dir, 0, 0, "t", "continue the run saved in DIR (an OUT/last), with that run's settings" },
-        { "--adapter", 's', &o.adapter_dir, 0, 0, "ep", "the trained adapter (default: eval out/best; predict none, an untrained head)" },
+        { "--adapter", 's', &o.adapter_dir, 0, 0, "epm", "the trained adapter, or a head/full run's checkpoint (default: eval "
+          "out/best; predict none, an untrained head)" },
+        { "--dtype", 's', &o.dtype, 0, 0, "m", "the merged weights' type: f32 (default), f16 or bf16" },
         { "--predictions", 's', &o.predictions_path, 0, 0, "e", "also write index, label, P(positive) of every review to FILE" },
         { "--epochs", 'i', &o.epochs, 1, 100000, "t", "passes over the training data (default: 10)" },
         { "--batch", 'i', &o.batch, 1, 1024, "teb", "sequences per step (default: 4)" },
@@ -4743,6 +5104,16 @@ int main(int argc, char** argv) {
         }
     }
     if (targets && parse_targets(&o.lora, targets) != 0) { return 1; }
+    // --mode: what trains; the LoRA flags mean nothing without LoRA
+    o.mode = -1;
+    for (int k = 0; k < 3; k++) { if (strcmp(mode, MODE_NAMES[k]) == 0) { o.mode = k; } }
+    if (o.mode < 0) { fail("--mode: expected lora, head or full, got '%s'", mode); return 1; }
+    const char* lora_flags[4] = { "--rank", "--alpha", "--lora-dropout", "--targets" };
+    for (int i = 2; i < argc && o.mode != MODE_LORA; i++) {
+        for (int k = 0; k < 4; k++) {
+            if (strcmp(argv[i], lora_flags[k]) == 0) { fail("%s is a flag of --mode lora, not of --mode %s", argv[i], mode); return 1; }
+        }
+    }
     if (o.bench_len < 1) { o.bench_len = 1; }
     // remember whether --max-len was given: the default may shrink quietly, an explicit one may not
     for (int i = 2; i < argc; i++) { if (strcmp(argv[i], "--max-len") == 0) { o.max_len_given = 1; } }
@@ -4759,10 +5130,30 @@ int main(int argc, char** argv) {
 #endif
     // eval and predict without --model: the base model the adapter was trained on, as its
     // adapter_config.json names it (that folder when it exists, else weights/NAME)
-    int model_given = 0;
-    for (int i = 2; i < argc; i++) { if (strcmp(argv[i], "--model") == 0) { model_given = 1; } }
+    int model_given = 0, out_given = 0, adapter_given = 0;
+    for (int i = 2; i < argc; i++) {
+        model_given |= strcmp(argv[i], "--model") == 0;
+        out_given |= strcmp(argv[i], "--out") == 0;
+        adapter_given |= strcmp(argv[i], "--adapter") == 0;
+    }
+    if (is_merge && (!o.adapter_dir || !out_given)) { fail("merge needs --adapter DIR (the adapter) and --out DIR (the new model's folder)"); return 1; }
+    // a head or full run saves whole checkpoints, not adapters: an --adapter (or eval's default
+    // out/best) that holds one is the model itself
+    char adapter_config[1100];
+    if ((is_eval || is_predict || is_merge) && o.adapter_dir) {
+        adapter_set_file(adapter_config, sizeof(adapter_config), o.adapter_dir, "adapter_config.json");
+        if (!file_is_there(adapter_config) && checkpoint_has_head(o.adapter_dir)) {
+            if (is_merge) { fail("--adapter %s is a whole model (a head or full run's), not an adapter: there is nothing to merge", o.adapter_dir); return 1; }
+            if (model_given && adapter_given) {
+                fail("--adapter %s is a whole model, not an adapter: pass it as --model %s alone", o.adapter_dir, o.adapter_dir);
+                return 1;
+            }
+            if (!model_given) { o.model_dir = o.adapter_dir; }  // (eval --model M: M, not the default out/best)
+            o.adapter_dir = NULL;
+        }
+    }
     char base_dir[1024];
-    if ((is_eval || is_predict) && !model_given && o.adapter_dir && adapter_base_model(o.adapter_dir, base_dir, sizeof(base_dir))) {
+    if ((is_eval || is_predict || is_merge) && !model_given && o.adapter_dir && adapter_base_model(o.adapter_dir, base_dir, sizeof(base_dir))) {
         o.model_dir = base_dir;
     }
     // --resume continues a run with the settings it was started with (trainer_state.json): a flag
@@ -4771,7 +5162,7 @@ int main(int argc, char** argv) {
     if (o.resume_dir) {
         const char* fixed[] = { "--model", "--train", "--val", "--out", "--epochs", "--batch", "--max-len", "--lr",
                                 "--weight-decay", "--max-grad-norm", "--rank", "--alpha", "--lora-dropout",
-                                "--targets", "--seed", "--overwrite" };
+                                "--targets", "--seed", "--overwrite", "--mode" };
         for (int i = 2; i < argc; i++) {
             for (size_t k = 0; k < sizeof(fixed) / sizeof(fixed[0]); k++) {
                 if (strcmp(argv[i], fixed[k]) == 0) {
@@ -4790,6 +5181,7 @@ int main(int argc, char** argv) {
     if (is_train) { rc = train(&o); }
     else if (is_eval) { rc = eval_command(&o); }
     else if (is_predict) { rc = predict_command(&o, texts, num_texts); }
+    else if (is_merge) { rc = merge_command(&o); }
     else if (is_tiny) { rc = tiny_command(&o); }
     else { rc = bench_command(&o); }
     json_free(resumed);  // (the resumed run's strings lived in it)

@@ -54,6 +54,25 @@ check "after Ctrl-C, --resume finishes the run (30 epochs)" grep -qE '^saved: .*
 check "after Ctrl-C and --resume: last/ byte-identical to a straight 30-epoch run" \
     sh -c "$(declare -f same_files); same_files straight30/last sigint/last"
 
+# head and full mode save whole checkpoints (model.safetensors, config.json, vocab.txt): stopped
+# mid-epoch and resumed, they end byte-identical to a straight run too
+same_ckpt() { for f in model.safetensors config.json vocab.txt optimizer.safetensors trainer_state.json; do cmp -s "$1/$f" "$2/$f" || return 1; done; }
+for mode in head full; do
+    "$repo/lora" train $args --mode $mode --out straight_$mode >straight_$mode.txt 2>&1
+    check "--mode $mode: a straight run exits 0 and last/ is a whole checkpoint with the trainer state" \
+        test $? = 0 -a -s straight_$mode/last/model.safetensors -a -s straight_$mode/last/config.json -a -s straight_$mode/last/vocab.txt -a -s straight_$mode/last/trainer_state.json
+    LORA_TEST_STOP_AFTER_STEP=30 "$repo/lora" train $args --mode $mode --out stop_$mode >part1.txt 2>/dev/null
+    "$repo/lora" train --resume stop_$mode/last --threads 1 --log-every 10 >part2.txt 2>&1
+    check "--mode $mode: stopped after step 30 and resumed: exit 0, the same step and epoch lines" \
+        test $? = 0 -a "$(cat part1.txt part2.txt | rows)" = "$(rows straight_$mode.txt)"
+    check "--mode $mode: stopped and resumed: last/ and best/ byte-identical to the straight run's" \
+        sh -c "$(declare -f same_ckpt); same_ckpt straight_$mode/last stop_$mode/last && cmp -s straight_$mode/best/model.safetensors stop_$mode/best/model.safetensors"
+    "$repo/lora" train $args --mode $mode --out straight_$mode >/dev/null 2>err.txt
+    check "--mode $mode: --out with its checkpoint in it is refused (one error line)" test $? = 1 -a "$(wc -l <err.txt)" = 1
+done
+grep -q '"mode": "full"' stop_full/last/trainer_state.json
+check "trainer_state.json records the mode" test $? = 0
+
 # --out that already holds a checkpoint: refused (nothing touched) unless --overwrite
 before=$(cksum straight/last/adapter_model.safetensors straight/best/adapter_model.safetensors)
 "$repo/lora" train $args --out straight >again.txt 2>again.err

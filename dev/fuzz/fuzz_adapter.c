@@ -29,7 +29,7 @@ static int fuzz_adapter(const uint8_t* data, size_t size) {
     LoraConfig lc;
     if (lora_config_load(&lc, dir) != 0) { return 0; }
     Model m;
-    if (model_load(&m, "dev/fixtures/hf_tiny", &lc, 0) != 0) { return 0; }
+    if (model_load(&m, "dev/fixtures/hf_tiny", &lc, MODE_LORA, 0) != 0) { return 0; }
     if (model_load_adapter(&m, dir) == 0) {
         m.training = 0;
         int ids[4] = { 2, 10, 20, 3 }, lengths[1] = { 4 };
