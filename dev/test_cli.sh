@@ -680,4 +680,44 @@ check "predict without --model: the adapter's base model is found in weights/NAM
 (cd "$T/basemodel_cwd" && "$lora_abs" eval --adapter adapter --val "$VAL" --max-len 40 >"$T/stdout" 2>"$T/stderr")
 check "eval without --model: the adapter's base model is found too" grep -q 'accuracy' "$T/stdout"
 
+# 15. the three modes and merge: bad flags, whole checkpoints used as models, merge's refusals
+expect_error "--mode: an unknown mode is refused" "--mode" "lora, head or full" -- "$LORA" train --model "$M" --mode partial
+expect_error "--mode head: a LoRA flag is refused" "--rank" "--mode head" -- "$LORA" train --model "$M" --mode head --rank 8
+expect_error "--mode full: --targets is refused" "--targets" "--mode full" -- "$LORA" train --model "$M" --mode full --targets v_lin
+expect_error "--mode is not a flag of predict" "--mode is not a flag of ./lora predict" -- "$LORA" predict --mode full "x"
+run "$LORA" train --model "$M" --train "$TRAIN" --val "$VAL" --out "$T/full" --mode full --epochs 1 --threads 1 --max-len 40
+check "train --mode full: exits 0, says the mode, every parameter trainable" \
+    test "$RC" = 0 -a "$(grep -c '^mode full' "$T/stdout")" = 1 -a "$(grep -c 'trainable%: 100.0000' "$T/stdout")" = 1
+check "train --mode full: best/ is a whole checkpoint (config.json, model.safetensors, vocab.txt), no adapter" \
+    test -s "$T/full/best/config.json" -a -s "$T/full/best/model.safetensors" -a -s "$T/full/best/vocab.txt" -a ! -e "$T/full/best/adapter_model.safetensors"
+check "the checkpoint's config.json names DistilBertForSequenceClassification and the labels" \
+    grep -q '"architectures": \["DistilBertForSequenceClassification"\]' "$T/full/best/config.json"
+run "$LORA" predict --model "$T/full/best" "the movie was good"
+check "predict --model CHECKPOINT: one line, no note about an untrained head" test "$RC" = 0 -a "$(lines "$T/stdout")" = 1 -a ! -s "$T/stderr"
+run "$LORA" eval --adapter "$T/full/best" --val "$VAL" --max-len 40
+check "eval --adapter CHECKPOINT: a whole model given as --adapter is evaluated as the model" \
+    test "$RC" = 0 -a "$(grep -c "model: $T/full/best" "$T/stdout")" = 1
+expect_error "eval: --model M with --adapter CHECKPOINT is refused" "is a whole model" -- "$LORA" eval --model "$M" --adapter "$T/full/best" --val "$VAL"
+run "$LORA" train --model "$M" --train "$TRAIN" --val "$VAL" --out "$T/head" --mode head --epochs 1 --threads 1 --max-len 40
+check "train --mode head: exits 0, 1,122 trainable (the head), a whole checkpoint" \
+    test "$RC" = 0 -a "$(grep -c 'trainable params: 1,122 ' "$T/stdout")" = 1 -a -s "$T/head/best/model.safetensors"
+expect_error "merge without --out is refused" "--out" -- "$LORA" merge --adapter "$O/best"
+expect_error "merge of a whole checkpoint is refused" "nothing to merge" -- "$LORA" merge --adapter "$T/full/best" --out "$T/m0"
+expect_error "merge --dtype f8 is refused" "--dtype" "f32, f16 or bf16" -- "$LORA" merge --adapter "$O/best" --model "$M" --out "$T/m1" --dtype f8
+expect_error "merge of a folder with no adapter is refused" "adapter_config.json" -- "$LORA" merge --adapter "$T/nothing_here" --out "$T/m2" --model "$M"
+run "$LORA" merge --adapter "$O/best" --model "$M" --out "$T/merged"
+check "merge: exits 0 and writes config.json, model.safetensors, vocab.txt" \
+    test "$RC" = 0 -a -s "$T/merged/config.json" -a -s "$T/merged/model.safetensors" -a -s "$T/merged/vocab.txt"
+run "$LORA" predict --model "$T/merged" "the movie was good" "the movie was bad"
+merged_out=$(cat "$T/stdout")
+run "$LORA" predict --model "$M" --adapter "$O/best" "the movie was good" "the movie was bad"
+check_eq "merge: predict with the merged model prints what predict with the adapter prints" "$(cat "$T/stdout")" "$merged_out"
+before=$(sha "$T/merged/model.safetensors")
+expect_error "merge into a folder that holds a model is refused" "already holds" -- "$LORA" merge --adapter "$O/best" --model "$M" --out "$T/merged"
+check_eq "merge refused: the model already there is untouched" "$before" "$(sha "$T/merged/model.safetensors")"
+run "$LORA" merge --adapter "$O/best" --model "$M" --out "$T/merged16" --dtype f16
+check "merge --dtype f16: the weights are F16 in model.safetensors" \
+    test "$RC" = 0 -a "$(safetensors_header "$T/merged16/model.safetensors" | grep -c '"F32"')" = 0 -a "$(safetensors_header "$T/merged16/model.safetensors" | grep -c '"F16"')" = 1
+expect_ok "bench --mode full (tiny) --len 8 --batches 2: exits 0" "$LORA" bench --model "$M" --mode full --len 8 --batches 2 --threads 1
+
 finish
