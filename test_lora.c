@@ -224,6 +224,39 @@ static double model_loss_double(Model* m) {
     return sum / m->B;
 }
 
+// finite differences (five-point) for every element of every trainable tensor of m on a batch;
+// returns the worst max rel err over the tensors, *first_err gets tensor 0's
+static double model_fd_all(Model* m, const int* ids, const char* what, double* first_err) {
+    double worst = 0.0;
+    for (int t = 0; t < m->num_tensors; t++) {
+        const TensorInfo* info = &m->tensors[t];
+        size_t n = (size_t)info->rows * (info->cols ? info->cols : 1);
+        float* p = m->params_memory + info->offset;
+        double* g = mallocCheck(n * sizeof(double));
+        for (size_t i = 0; i < n; i++) {
+            float keep = p[i];
+            double f[4];
+            for (int k = 0; k < 4; k++) {
+                p[i] = keep + FD_STEPS[k] * FD_EPS;
+                model_forward(m, ids, tiny_lengths, 3, tiny_labels);
+                f[k] = model_loss_double(m);
+            }
+            p[i] = keep;
+            g[i] = five_point(f);
+        }
+        double err = tensor_error(m->grads_memory + info->offset, g, n);
+        // k_lin's bias moves every score of a query's row by the same q . b, and softmax does
+        // not change when a whole row moves: its gradient is 0 (both sides are rounding noise).
+        // Measured against the largest gradient of the model instead.
+        if (strstr(info->name, "k_lin.bias")) { err = zero_grad_error(m, m->grads_memory + info->offset, g, n); }
+        if (t == 0 && first_err) { *first_err = err; }
+        if (err > worst) { worst = err; }
+        if (err > MODEL_FD_TOL) { expect(0, "finite differences: %s, %s: max rel err %.2e", what, short_name(info->name), err); }
+        free(g);
+    }
+    return worst;
+}
+
 static void test_model_grad(void) {
     Model m;
     tiny_model(&m, 1, 8);
@@ -237,33 +270,8 @@ static void test_model_grad(void) {
     model_zero_grad(&m);
     model_backward(&m);
     // every trainable tensor, every element
-    double worst = 0.0;
-    int bad = 0;
-    for (int t = 0; t < m.num_tensors; t++) {
-        const TensorInfo* info = &m.tensors[t];
-        size_t n = (size_t)info->rows * (info->cols ? info->cols : 1);
-        float* p = m.params_memory + info->offset;
-        double* g = mallocCheck(n * sizeof(double));
-        for (size_t i = 0; i < n; i++) {
-            float keep = p[i];
-            double f[4];
-            for (int k = 0; k < 4; k++) {
-                p[i] = keep + FD_STEPS[k] * FD_EPS;
-                model_forward(&m, tiny_ids, tiny_lengths, 3, tiny_labels);
-                f[k] = model_loss_double(&m);
-            }
-            p[i] = keep;
-            g[i] = five_point(f);
-        }
-        double err = tensor_error(m.grads_memory + info->offset, g, n);
-        if (err > worst) { worst = err; }
-        if (err > MODEL_FD_TOL) {
-            bad++;
-            expect(0, "finite differences: whole model, %s: max rel err %.2e", short_name(info->name), err);
-        }
-        free(g);
-    }
-    expect(bad == 0, "finite differences: whole model, all %d trainable tensors (LoRA on all 6 Linears): worst max rel err %.2e (bound %.0e)", m.num_tensors, worst, MODEL_FD_TOL);
+    double worst = model_fd_all(&m, tiny_ids, "whole model", NULL);
+    expect(worst <= MODEL_FD_TOL, "finite differences: whole model, all %d trainable tensors (LoRA on all 6 Linears): worst max rel err %.2e (bound %.0e)", m.num_tensors, worst, MODEL_FD_TOL);
     // the gradient w.r.t. the embeddings output x[0] (through every layer)
     model_forward(&m, tiny_ids, tiny_lengths, 3, tiny_labels);
     size_t nx = (size_t)m.N * m.config.dim;
@@ -1807,39 +1815,6 @@ static void test_no_allocation_in_step(void) {
 
 // ----------------------------------------------------------------------------
 // the three ways to fine-tune (--mode lora | head | full), and whole checkpoints
-
-// finite differences (five-point) for every element of every trainable tensor of m on a batch;
-// returns the worst max rel err over the tensors, *first_err gets tensor 0's
-static double model_fd_all(Model* m, const int* ids, const char* what, double* first_err) {
-    double worst = 0.0;
-    for (int t = 0; t < m->num_tensors; t++) {
-        const TensorInfo* info = &m->tensors[t];
-        size_t n = (size_t)info->rows * (info->cols ? info->cols : 1);
-        float* p = m->params_memory + info->offset;
-        double* g = mallocCheck(n * sizeof(double));
-        for (size_t i = 0; i < n; i++) {
-            float keep = p[i];
-            double f[4];
-            for (int k = 0; k < 4; k++) {
-                p[i] = keep + FD_STEPS[k] * FD_EPS;
-                model_forward(m, ids, tiny_lengths, 3, tiny_labels);
-                f[k] = model_loss_double(m);
-            }
-            p[i] = keep;
-            g[i] = five_point(f);
-        }
-        double err = tensor_error(m->grads_memory + info->offset, g, n);
-        // k_lin's bias moves every score of a query's row by the same q . b, and softmax does
-        // not change when a whole row moves: its gradient is 0 (both sides are rounding noise).
-        // Measured against the largest gradient of the model instead.
-        if (strstr(info->name, "k_lin.bias")) { err = zero_grad_error(m, m->grads_memory + info->offset, g, n); }
-        if (t == 0 && first_err) { *first_err = err; }
-        if (err > worst) { worst = err; }
-        if (err > MODEL_FD_TOL) { expect(0, "finite differences: %s, %s: max rel err %.2e", what, info->name, err); }
-        free(g);
-    }
-    return worst;
-}
 
 // full mode: finite differences for every parameter of a tiny model. Token ids come from a set
 // of 6, so they repeat inside a sequence and across sequences: the word embedding's gradient is a
