@@ -48,21 +48,6 @@ Legend for the shape comments:
 #include <time.h>
 #include <errno.h>
 #include <signal.h>
-// two things from outside C11: making a folder (--out DIR) and asking whether stdout is a
-// terminal (the live progress line)
-#ifdef _WIN32
-#include <direct.h>
-#include <io.h>
-#define make_dir(path) _mkdir(path)
-#define stdout_is_terminal() _isatty(_fileno(stdout))
-#define stdin_is_terminal() _isatty(_fileno(stdin))
-#else
-#include <sys/stat.h>
-#include <unistd.h>
-#define make_dir(path) mkdir(path, 0755)
-#define stdout_is_terminal() isatty(STDOUT_FILENO)
-#define stdin_is_terminal() isatty(STDIN_FILENO)
-#endif
 #ifdef OMP
 #include <omp.h>
 #endif
@@ -101,14 +86,6 @@ static void* malloc_check(size_t size, const char* file, int line) {
     return ptr;
 }
 #define mallocCheck(size) malloc_check(size, __FILE__, __LINE__)
-
-// zeroed memory (used for gradients and AdamW moments, which must start at 0)
-static void* calloc_check(size_t count, size_t size, const char* file, int line) {
-    void* ptr = malloc_check(count * size, file, line);
-    memset(ptr, 0, count * size);
-    return ptr;
-}
-#define callocCheck(count, size) calloc_check(count, size, __FILE__, __LINE__)
 
 // wall-clock seconds (timespec_get is C11)
 static double now_seconds(void) {
@@ -942,38 +919,10 @@ enum { DROP_EMB, DROP_ATT, DROP_FFN, DROP_HEAD, DROP_LORA };  // DROP_LORA + lin
 // Memory, in Part 2: model_build allocates the weights and the trainables (one allocation
 // each, which the pointers of the structs above point into), model_reserve lays out the
 // activations of a batch the same way (and the fast kernels' scratch), model_free frees it all.
-static void model_build(Model* m, const Config* c, const LoraConfig* lc, int mode, uint64_t seed);
+// model_load fills the weights from the checkpoint; model_init_trainables starts LoRA as PEFT
+// does (A Kaiming-uniform, B zero) and a new head as transformers does (normal, std 0.02).
 static void model_reserve(Model* m, int B, size_t N, size_t AT, int T);
 void model_free(Model* m);
-// the table of trainable tensors: PEFT's key names, offsets in the flat arrays, and which get
-// weight decay (Part 2, beside the adapter file that uses the names)
-static void build_tensor_table(Model* m);
-
-// initialise the head as transformers does (normal std 0.02, zero bias) and LoRA as PEFT does
-// (A: Kaiming-uniform with a = sqrt(5), i.e. U(-1/sqrt(IC), 1/sqrt(IC)); B: zeros)
-static void model_init_trainables(Model* m, int init_head) {
-    const Config* c = &m->config;
-    // (one generator for all of it, so a --seed fixes the head and every A; B is 0 either way)
-    Rng rng = { m->seed };
-    if (init_head) {
-        size_t n_pre = (size_t)c->dim * c->dim, n_cls = (size_t)c->num_labels * c->dim;
-        for (size_t i = 0; i < n_pre; i++) { m->params.pre_w[i] = 0.02f * rng_normal(&rng); }
-        for (size_t i = 0; i < n_cls; i++) { m->params.cls_w[i] = 0.02f * rng_normal(&rng); }
-        memset(m->params.pre_b, 0, c->dim * sizeof(float));
-        memset(m->params.cls_b, 0, c->num_labels * sizeof(float));
-    }
-    for (int i = 0; i < NUM_LIN; i++) {
-        if (!m->lora.targets[i]) { continue; }
-        size_t nA = (size_t)c->n_layers * m->lora.rank * lin_in(c, i);
-        // kaiming_uniform_(a=sqrt(5)): bound = gain * sqrt(3 / fan_in) with gain = sqrt(2 / (1 + 5)),
-        // which is 1 / sqrt(fan_in); fan_in = IC, the columns of A
-        float bound = 1.0f / sqrtf((float)lin_in(c, i));
-        for (size_t j = 0; j < nA; j++) {
-            m->params.lora_A[i][j] = bound * (2.0f * rng_uniform(&rng) - 1.0f);
-        }
-        memset(m->params.lora_B[i], 0, (size_t)c->n_layers * lin_out(c, i) * m->lora.rank * sizeof(float));
-    }
-}
 
 // one Linear of layer l: out = inp W^T + b, plus the LoRA update when this Linear has an adapter
 static void linear_forward(Model* m, int l, int lin, float* out, const float* inp, int N) {
@@ -1417,10 +1366,6 @@ typedef struct {
     size_t num_tokens;  // total
 } Dataset;
 
-static void dataset_free(Dataset* d) {
-    free(d->labels); free(d->lengths); free(d->starts); free(d->ids);
-    memset(d, 0, sizeof(*d));
-}
 // ----------------------------------------------------------------------------
 // training and evaluation
 
@@ -1516,19 +1461,6 @@ static int evaluate(Model* m, const Dataset* d, int batch, Metrics* out, float* 
     return 0;
 }
 
-// Reading files and printing are in Part 2; train uses them through these names:
-// config.json + model.safetensors
-static int model_load(Model* m, const char* dir, const LoraConfig* lc, int mode, uint64_t seed);
-static int dataset_load(Dataset* d, const char* path, const Tokenizer* tok, int max_len);  // a TSV, tokenized
-// what a run saves: PEFT's adapter (lora mode), or a whole Hugging Face checkpoint (head, full)
-static int model_save(const Model* m, const char* dir, const char* model_dir);
-static int effective_max_len(const Options* o, const Model* m);
-static int check_vocab(const Tokenizer* tok, const Model* m, const char* model_dir);
-static const char* base_model_name(const char* model_dir);
-static int threads_in_use(void);
-static void print_parameter_count(const Model* m);
-static int train_setup(const Options* o, Model* model, Tokenizer* tok, Dataset* train_set, Dataset* val_set,
-                       int* max_len);
 // Where a run stands. It is saved with every checkpoint (OUT/last/trainer_state.json, with
 // AdamW's moments in optimizer.safetensors), so that `./lora train --resume OUT/last` goes on
 // exactly where the run stopped: the same batches, dropout masks and numbers, bit for bit.
@@ -1540,18 +1472,20 @@ typedef struct {
     float best_val_loss;  // the lowest validation loss so far (INFINITY before the first) ...
     int best_epoch;       // ... and its epoch
 } TrainState;
-// checkpoints and resuming (Part 2): save OUT/last with the trainer state; load it back
-static int train_save_checkpoint(const Options* o, const Model* m, const char* dir, const TrainState* ts);
+
+// What train calls in Part 2 (files, printing, Ctrl-C): train_setup loads the model, its
+// vocabulary and both datasets, checks that --out can be written and prints the settings;
+// train_resume puts back a run that train_save_checkpoint saved; model_save writes the adapter
+// (or in head and full mode a whole checkpoint); progress_* draw the live line and the loss
+// lines and write OUT/log.tsv and OUT/curves.svg.
+static int train_setup(const Options* o, Model* model, Tokenizer* tok, Dataset* train_set, Dataset* val_set,
+                       int* max_len);
 static int train_resume(const Options* o, Model* m, TrainState* ts);
-// Ctrl-C (SIGINT): the first asks train to stop after the current step, the second quits at once
-static volatile sig_atomic_t stop_requested = 0;
-static void on_sigint(int sig) {
-    (void)sig;
-    if (stop_requested) { _Exit(130); }  // the second Ctrl-C: nothing half-saved (see save_commit)
-    stop_requested = 1;
-    signal(SIGINT, on_sigint);
-}
-// progress (Part 2): the live line on a terminal, plain lines in a pipe, OUT/log.tsv, OUT/curves.svg
+static int train_save_checkpoint(const Options* o, const Model* m, const char* dir, const TrainState* ts);
+static int model_save(const Model* m, const char* dir, const char* model_dir);
+static void dataset_free(Dataset* d);
+static void catch_ctrl_c(int on);        // on: the first Ctrl-C asks to stop after the current step
+static int stop_requested_at(int step);  // 1: Ctrl-C came (or the tests' LORA_TEST_STOP_AFTER_STEP)
 static Progress* progress_start(const Options* o, int total_steps, int steps_per_epoch,
                                 const Dataset* val_set, int start_step);
 static void progress_step(Progress* pr, int epoch, int s, int step, float loss, float lr, float norm,
@@ -1599,9 +1533,7 @@ int train(const Options* o) {
     printf("%d steps (%d epochs of %d)", total_steps, o->epochs, steps_per_epoch);
     if (o->resume_dir) { printf(", resuming at epoch %d after step %d", ts.epoch, ts.step); }
     printf(" | Ctrl-C stops after the current step and saves %s for --resume\n", last_dir);
-    signal(SIGINT, on_sigint);
-    const char* stop_env = getenv("LORA_TEST_STOP_AFTER_STEP");
-    int test_stop_step = stop_env ? atoi(stop_env) : 0;
+    catch_ctrl_c(1);
     // the progress display, OUT/log.tsv and OUT/curves.svg (Part 2)
     Progress* pr = progress_start(o, total_steps, steps_per_epoch, &val_set, o->resume_dir ? ts.step : -1);
     for (int epoch = 1; epoch <= o->epochs && rc == 0; epoch++) {
@@ -1636,10 +1568,8 @@ int train(const Options* o) {
             // and a row of log.tsv with the mean loss since the last one
             progress_step(pr, epoch, s + 1, step, model.loss, lr, norm, model.N,
                           step % o->log_every == 0 || s == steps_per_epoch - 1);
-            // Ctrl-C: save where we are, with everything --resume needs, then stop. (The tests
-            // stop at an exact step with LORA_TEST_STOP_AFTER_STEP=k, as if Ctrl-C came then.)
-            if (test_stop_step > 0 && step == test_stop_step) { stop_requested = 1; }
-            if (stop_requested) {
+            // Ctrl-C: save where we are, with everything --resume needs, then stop
+            if (stop_requested_at(step)) {
                 TrainState now = { epoch, s + 1, step, epoch_loss, ts.best_val_loss, ts.best_epoch };
                 progress_end(pr);
                 pr = NULL;
@@ -1675,7 +1605,7 @@ int train(const Options* o) {
         printf("saved: %s (epoch %d, lowest validation loss %.4f) and %s (epoch %d) | total %.1f s\n",
                best_dir, ts.best_epoch, ts.best_val_loss, last_dir, o->epochs, now_seconds() - t0);
     }
-    signal(SIGINT, SIG_DFL);
+    catch_ctrl_c(0);
     if (pr) { progress_end(pr); }
     free(order);
     free(batch_ids);
@@ -2225,6 +2155,14 @@ void fast_kernels_reserve(const Config* c, int R, int B, size_t N, int max_T) {
 // ----------------------------------------------------------------------------
 // memory: the one-allocation layouts of the model (the structs are in Part 1)
 
+// zeroed memory (used for gradients and AdamW moments, which must start at 0)
+static void* calloc_check(size_t count, size_t size, const char* file, int line) {
+    void* ptr = malloc_check(count * size, file, line);
+    memset(ptr, 0, count * size);
+    return ptr;
+}
+#define callocCheck(count, size) calloc_check(count, size, __FILE__, __LINE__)
+
 // point the fields of a Weights at a flat array: one line per tensor says how many floats it
 // takes, and the fields get consecutive slices. Returns the floats used (config c's num_weights).
 // (called for w_memory, and in full mode for the weights' gradients in grads_memory too)
@@ -2267,6 +2205,10 @@ static void point_trainables(Trainables* t, float* base, const Model* m) {
     t->cls_b = base + off;
 }
 
+// the table of trainable tensors: PEFT's key names, offsets in the flat arrays, and which get
+// weight decay (below, beside the adapter file that uses the names)
+static void build_tensor_table(Model* m);
+
 // allocate weights and trainables for config c, LoRA lc and a --mode. The caller fills the weights.
 // This is the one-allocation layout: one line per tensor says how many floats it takes, one
 // malloc takes their sum, and the struct fields are pointed at consecutive slices of it.
@@ -2297,6 +2239,32 @@ static void model_build(Model* m, const Config* c, const LoraConfig* lc, int mod
     point_weights(&m->w, m->w_memory, c);
     point_trainables(&m->params, m->params_memory, m);
     point_trainables(&m->grads, m->grads_memory, m);
+}
+
+// initialise the head as transformers does (normal std 0.02, zero bias) and LoRA as PEFT does
+// (A: Kaiming-uniform with a = sqrt(5), i.e. U(-1/sqrt(IC), 1/sqrt(IC)); B: zeros)
+static void model_init_trainables(Model* m, int init_head) {
+    const Config* c = &m->config;
+    // (one generator for all of it, so a --seed fixes the head and every A; B is 0 either way)
+    Rng rng = { m->seed };
+    if (init_head) {
+        size_t n_pre = (size_t)c->dim * c->dim, n_cls = (size_t)c->num_labels * c->dim;
+        for (size_t i = 0; i < n_pre; i++) { m->params.pre_w[i] = 0.02f * rng_normal(&rng); }
+        for (size_t i = 0; i < n_cls; i++) { m->params.cls_w[i] = 0.02f * rng_normal(&rng); }
+        memset(m->params.pre_b, 0, c->dim * sizeof(float));
+        memset(m->params.cls_b, 0, c->num_labels * sizeof(float));
+    }
+    for (int i = 0; i < NUM_LIN; i++) {
+        if (!m->lora.targets[i]) { continue; }
+        size_t nA = (size_t)c->n_layers * m->lora.rank * lin_in(c, i);
+        // kaiming_uniform_(a=sqrt(5)): bound = gain * sqrt(3 / fan_in) with gain = sqrt(2 / (1 + 5)),
+        // which is 1 / sqrt(fan_in); fan_in = IC, the columns of A
+        float bound = 1.0f / sqrtf((float)lin_in(c, i));
+        for (size_t j = 0; j < nA; j++) {
+            m->params.lora_A[i][j] = bound * (2.0f * rng_uniform(&rng) - 1.0f);
+        }
+        memset(m->params.lora_B[i], 0, (size_t)c->n_layers * lin_out(c, i) * m->lora.rank * sizeof(float));
+    }
 }
 
 // make sure the activations fit a batch of B sequences, N tokens, AT attention entries per
@@ -2374,6 +2342,22 @@ void model_free(Model* m) {
 
 // ----------------------------------------------------------------------------
 // reading files
+
+// three things from outside C11: is a path a folder (below), making one (--out DIR), and asking
+// whether stdout or stdin is a terminal (the live progress line; predict reading the keyboard)
+#ifdef _WIN32
+#include <direct.h>
+#include <io.h>
+#define make_dir(path) _mkdir(path)
+#define stdout_is_terminal() _isatty(_fileno(stdout))
+#define stdin_is_terminal() _isatty(_fileno(stdin))
+#else
+#include <sys/stat.h>
+#include <unistd.h>
+#define make_dir(path) mkdir(path, 0755)
+#define stdout_is_terminal() isatty(STDOUT_FILENO)
+#define stdin_is_terminal() isatty(STDIN_FILENO)
+#endif
 
 // is path a directory? (on Linux fopen(dir, "rb") succeeds and only the first read fails, with
 // no useful message; so we ask first)
@@ -3663,6 +3647,11 @@ static int model_save(const Model* m, const char* dir, const char* model_dir) {
 }
 
 
+static void dataset_free(Dataset* d) {
+    free(d->labels); free(d->lengths); free(d->starts); free(d->ids);
+    memset(d, 0, sizeof(*d));
+}
+
 // returns 0, or -1 after one error line naming the file and line
 // The whole file is read into memory (the tutorial's train file is about 1.3 MB), then parsed
 // line by line. Tokenizing here, once, keeps the training loop free of string work.
@@ -4176,6 +4165,24 @@ static void progress_end(Progress* pr) {
 // AdamW's moments exp_avg and exp_avg_sq, one vector of all trainable numbers each, in the
 // order of adapter_model.safetensors' tensors. The data order needs no saving: it is replayed
 // from --seed.
+
+// Ctrl-C (SIGINT) during train: the first asks train to stop after the current step (it then
+// saves OUT/last for --resume), the second quits at once (nothing half-saved: see save_commit)
+static volatile sig_atomic_t stop_requested = 0;
+static void on_sigint(int sig) {
+    (void)sig;
+    if (stop_requested) { _Exit(130); }
+    stop_requested = 1;
+    signal(SIGINT, on_sigint);
+}
+static void catch_ctrl_c(int on) { signal(SIGINT, on ? on_sigint : SIG_DFL); }
+// 1 when train should stop after step `step`: Ctrl-C came, or the tests ask for a stop at exactly
+// this step with LORA_TEST_STOP_AFTER_STEP=k, as if Ctrl-C came then
+static int stop_requested_at(int step) {
+    const char* env = getenv("LORA_TEST_STOP_AFTER_STEP");
+    if (env && atoi(env) > 0 && step == atoi(env)) { stop_requested = 1; }
+    return stop_requested;
+}
 
 // the settings a resumed run must keep, and where the run stands, as JSON
 static int train_save_checkpoint(const Options* o, const Model* m, const char* dir, const TrainState* ts) {
