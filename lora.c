@@ -119,13 +119,6 @@ static uint64_t rng_u64(Rng* rng) {
 }
 // uniform in [0, 1) with 24 random bits (exactly representable as float)
 static float rng_uniform(Rng* rng) { return (rng_u64(rng) >> 40) * (1.0f / 16777216.0f); }
-// standard normal (Box-Muller)
-static float rng_normal(Rng* rng) {
-    float u1 = rng_uniform(rng), u2 = rng_uniform(rng);
-    // u1 can be exactly 0 and logf(0) = -inf: keep it just above
-    if (u1 < 1e-30f) { u1 = 1e-30f; }
-    return sqrtf(-2.0f * logf(u1)) * cosf(6.2831853071795864f * u2);
-}
 
 // the dropout key of one site: mixes the step's seed with which layer and which dropout it is
 static uint64_t dropout_key(uint64_t step_seed, int layer, int site) {
@@ -257,23 +250,32 @@ void layernorm_backward(float* dinp, float* dweight, float* dbias,
 }
 
 // ----------------------------------------------------------------------------
-// matmul: out = inp @ weight^T + bias, the nn.Linear of every layer.
-// N = B*T rows, C = in channels, OC = out channels; weight is PyTorch's (OC, C).
-// The loops below are the reference: obviously right, and slow. Release builds do the same
-// sums in a cache-friendly order (matmul_forward_fast in Part 2: packed panels, a register
-// tile, threads), tens of times faster; the tests check that the two agree. The first line of
-// each function here is that detour. use_fast_kernels is 0 with --reference and in `make debug`,
-// and then every product of the model runs through these loops.
+// matmul: out = inp @ weight^T + bias, the nn.Linear of every layer; weight is PyTorch's (OC, C).
+// The loops below are the reference: obviously right, and slow. Release builds do the same sums
+// in a cache-friendly order (the *_fast functions of Part 2: packed panels, a register tile,
+// threads), tens of times faster, and the tests check that the two agree. The first line of
+// matmul_forward/backward and attention_forward/backward is that detour; use_fast_kernels is 0
+// with --reference and in `make debug`, and then every product runs through the loops here.
+// exp_vec and erf_vec (Part 2) are expf and erff in plain arithmetic that the compiler can
+// vectorize: read them as expf and erff.
 #ifdef REFERENCE_KERNELS
 static int use_fast_kernels = 0;
 #else
 static int use_fast_kernels = 1;
 #endif
-// (the fast versions, in Part 2)
 void matmul_forward_fast(float* out, const float* inp, const float* weight, const float* bias,
                          int N, int C, int OC);
 void matmul_backward_fast(float* dinp, float* dweight, float* dbias, const float* dout, const float* inp,
                           const float* weight, int N, int C, int OC);
+void attention_forward_fast(float* out, float* att, const float* q, const float* k, const float* v,
+                            const int* q_offsets, const int* kv_offsets, const size_t* att_offsets,
+                            int B, int C, int NH, float p, uint64_t key);
+void attention_backward_fast(float* dq, float* dk, float* dv, float* datt, const float* dout,
+                             const float* att, const float* q, const float* k, const float* v,
+                             const int* q_offsets, const int* kv_offsets, const size_t* att_offsets,
+                             int B, int C, int NH, float p, uint64_t key);
+static inline float exp_vec(float x);
+static inline float erf_vec(float x);
 
 // out (N, OC) = inp (N, C) @ weight (OC, C)^T + bias (OC); bias may be NULL
 void matmul_forward(float* out, const float* inp, const float* weight, const float* bias,
@@ -422,18 +424,6 @@ void lora_backward(float* dinp, float* dlora_A, float* dlora_B, float* dh, float
 //     S = Q K^T / sqrt(HS),   P = softmax(S) row by row,   Pd = dropout(P),   out = Pd V
 // (Vaswani et al. 2017, eq. 1). Below, row by row, as plainly as it can be written; Part 2 has
 // attention_forward_fast, the same four lines as matrix products, which the tests compare.
-
-// (the fast versions, in Part 2; exp_vec is expf and erf_vec erff, written in plain arithmetic
-// so that the compiler can vectorize them: read them as expf and erff)
-void attention_forward_fast(float* out, float* att, const float* q, const float* k, const float* v,
-                            const int* q_offsets, const int* kv_offsets, const size_t* att_offsets,
-                            int B, int C, int NH, float p, uint64_t key);
-void attention_backward_fast(float* dq, float* dk, float* dv, float* datt, const float* dout,
-                             const float* att, const float* q, const float* k, const float* v,
-                             const int* q_offsets, const int* kv_offsets, const size_t* att_offsets,
-                             int B, int C, int NH, float p, uint64_t key);
-static inline float exp_vec(float x);
-static inline float erf_vec(float x);  // erf, likewise (GELU below uses it)
 
 // softmax of one row (T) of scores, in place, shifted by the max for numerical stability:
 // afterwards row holds P_i = softmax(S_i), a probability distribution over the T keys
@@ -752,11 +742,9 @@ typedef struct {
 } Config;
 
 // the six Linear layers of a transformer block, any of which can get a LoRA adapter
-// (PEFT's target_modules use exactly these names; LIN_PATHS are the paths inside one layer)
+// (PEFT's target_modules use exactly these names)
 enum { LIN_Q, LIN_K, LIN_V, LIN_OUT, LIN_1, LIN_2, NUM_LIN };
 static const char* LIN_NAMES[NUM_LIN] = { "q_lin", "k_lin", "v_lin", "out_lin", "lin1", "lin2" };
-static const char* LIN_PATHS[NUM_LIN] = { "attention.q_lin", "attention.k_lin", "attention.v_lin",
-                                          "attention.out_lin", "ffn.lin1", "ffn.lin2" };
 // lin1 widens C -> H, lin2 narrows H -> C, the other four are C -> C
 static int lin_in(const Config* c, int lin) { return lin == LIN_2 ? c->hidden_dim : c->dim; }   // IC
 static int lin_out(const Config* c, int lin) { return lin == LIN_1 ? c->hidden_dim : c->dim; }  // OC
@@ -917,11 +905,11 @@ typedef struct {
 enum { DROP_EMB, DROP_ATT, DROP_FFN, DROP_HEAD, DROP_LORA };  // DROP_LORA + lin for each Linear
 
 // Memory, in Part 2: model_build allocates the weights and the trainables (one allocation
-// each, which the pointers of the structs above point into), model_reserve lays out the
-// activations of a batch the same way (and the fast kernels' scratch), model_free frees it all.
-// model_load fills the weights from the checkpoint; model_init_trainables starts LoRA as PEFT
-// does (A Kaiming-uniform, B zero) and a new head as transformers does (normal, std 0.02).
-static void model_reserve(Model* m, int B, size_t N, size_t AT, int T);
+// each, which the pointers of the structs above point into), model_reserve_batch checks a batch
+// and lays out its activations the same way (and the fast kernels' scratch), model_free frees it
+// all. model_load fills the weights from the checkpoint; model_init_trainables starts LoRA as
+// PEFT does (A Kaiming-uniform, B zero) and a new head as transformers does (normal, std 0.02).
+static int model_reserve_batch(Model* m, const int* ids, const int* lengths, int B);
 void model_free(Model* m);
 
 // one Linear of layer l: out = inp W^T + b, plus the LoRA update when this Linear has an adapter
@@ -1051,27 +1039,9 @@ void transformer_forward(Model* m);
 int model_forward(Model* m, const int* ids, const int* lengths, int B, const int* labels) {
     const Config* c = &m->config;
     int C = c->dim, NH = c->n_heads;
-    // check the batch before touching memory: lengths within the position table, ids within the
-    // vocabulary (an out-of-range id would read outside wte)
-    size_t N = 0, AT = 0;
-    int max_T = 0;
-    for (int b = 0; b < B; b++) {
-        if (lengths[b] < 1 || lengths[b] > c->max_pos) {
-            return fail("sequence %d has %d tokens; the model takes 1 to %d", b, lengths[b], c->max_pos);
-        }
-        N += lengths[b];
-        AT += (size_t)NH * lengths[b] * lengths[b];
-        if (lengths[b] > max_T) { max_T = lengths[b]; }
-    }
-    for (size_t n = 0; n < N; n++) {
-        if (ids[n] < 0 || ids[n] >= c->vocab_size) {
-            return fail("token id %d is outside the vocabulary (size %d)", ids[n], c->vocab_size);
-        }
-    }
-    // make room for this batch's activations (a no-op once the largest batch has been seen)
-    model_reserve(m, B, N, AT, max_T);
-    m->B = B;
-    m->N = (int)N;
+    // check the batch (lengths, ids) and make room for its activations; sets m->B and m->N
+    if (model_reserve_batch(m, ids, lengths, B) != 0) { return -1; }
+    size_t N = m->N;
     // lay the batch out, prefix sums: offsets (token rows of sequence b), att_offsets (its NH
     // blocks of T x T), and for the last layer, where only the first token of each sequence is
     // a query: cls_offsets (row b) and cls_att_offsets (NH blocks of 1 x T)
@@ -1411,55 +1381,12 @@ static void gather_batch(const Dataset* d, const int* idx, int B, int* ids, int*
     }
 }
 
-// what an evaluation measures. Label 1 (Positive) is the positive class of precision and recall:
-//   precision = tp / (tp + fp)   of the reviews called positive, how many are
-//   recall    = tp / (tp + fn)   of the positive reviews, how many were found
-//   f1        = 2 precision recall / (precision + recall), their harmonic mean
-// (0 where a denominator is 0, as scikit-learn's zero_division=0)
+// what evaluate (Part 2) measures on a whole dataset, with dropout off: the mean loss (what
+// picks the best epoch), accuracy, and precision, recall and F1 of label 1 (Positive)
 typedef struct {
     float loss, accuracy, precision, recall, f1;
     int tp, fp, tn, fn;  // the confusion matrix: true/false positives and negatives
 } Metrics;
-
-typedef struct Progress Progress;  // the progress display (Part 2); NULL for none
-static void progress_eval(Progress* pr, int done, int total);
-
-// mean loss, accuracy, precision, recall and F1 over a whole dataset, without dropout.
-// probs (d->n), if not NULL, receives P(positive) of every example.
-static int evaluate(Model* m, const Dataset* d, int batch, Metrics* out, float* probs, Progress* pr) {
-    int was_training = m->training;
-    m->training = 0;
-    double loss_sum = 0.0;
-    Metrics r = { 0 };
-    for (int start = 0; start < d->n; start += batch) {
-        int B = d->n - start < batch ? d->n - start : batch;
-        // consecutive examples are already contiguous in d->ids
-        const int* ids = d->ids + d->starts[start];
-        if (model_forward(m, ids, d->lengths + start, B, d->labels + start) != 0) { return -1; }
-        for (int b = 0; b < B; b++) {
-            loss_sum += m->acts.losses[b];
-            const float* p = m->acts.probs + (size_t)b * m->config.num_labels;
-            if (probs) { probs[start + b] = p[1]; }
-            // argmax of the two probabilities (a tie goes to 0, as torch.argmax picks the first)
-            int pred = p[1] > p[0] ? 1 : 0, label = d->labels[start + b];
-            r.tp += pred == 1 && label == 1;
-            r.fp += pred == 1 && label == 0;
-            r.tn += pred == 0 && label == 0;
-            r.fn += pred == 0 && label == 1;
-        }
-        progress_eval(pr, start + B, d->n);
-    }
-    m->training = was_training;
-    // the mean over examples, as Trainer's eval_loss (it repeats each batch's mean loss batch
-    // size times before averaging, so a short last batch weighs what it should)
-    r.loss = (float)(loss_sum / d->n);
-    r.accuracy = (float)(r.tp + r.tn) / d->n;
-    r.precision = r.tp + r.fp > 0 ? (float)r.tp / (r.tp + r.fp) : 0.0f;
-    r.recall = r.tp + r.fn > 0 ? (float)r.tp / (r.tp + r.fn) : 0.0f;
-    r.f1 = r.precision + r.recall > 0 ? 2 * r.precision * r.recall / (r.precision + r.recall) : 0.0f;
-    *out = r;
-    return 0;
-}
 
 // Where a run stands. It is saved with every checkpoint (OUT/last/trainer_state.json, with
 // AdamW's moments in optimizer.safetensors), so that `./lora train --resume OUT/last` goes on
@@ -1475,17 +1402,21 @@ typedef struct {
 
 // What train calls in Part 2 (files, printing, Ctrl-C): train_setup loads the model, its
 // vocabulary and both datasets, checks that --out can be written and prints the settings;
-// train_resume puts back a run that train_save_checkpoint saved; model_save writes the adapter
-// (or in head and full mode a whole checkpoint); progress_* draw the live line and the loss
-// lines and write OUT/log.tsv and OUT/curves.svg.
+// evaluate runs model_forward without dropout over a dataset; train_resume puts back a run that
+// train_save_checkpoint saved; model_save writes the adapter (or in head and full mode a whole
+// checkpoint); progress_* draw the live line and write OUT/log.tsv and OUT/curves.svg.
+typedef struct Progress Progress;  // the progress display; NULL for none
 static int train_setup(const Options* o, Model* model, Tokenizer* tok, Dataset* train_set, Dataset* val_set,
                        int* max_len);
 static int train_resume(const Options* o, Model* m, TrainState* ts);
 static int train_save_checkpoint(const Options* o, const Model* m, const char* dir, const TrainState* ts);
 static int model_save(const Model* m, const char* dir, const char* model_dir);
+static int evaluate(Model* m, const Dataset* d, int batch, Metrics* out, float* probs, Progress* pr);
 static void dataset_free(Dataset* d);
 static void catch_ctrl_c(int on);        // on: the first Ctrl-C asks to stop after the current step
 static int stop_requested_at(int step);  // 1: Ctrl-C came (or the tests' LORA_TEST_STOP_AFTER_STEP)
+static int train_interrupted(const Options* o, const Model* m, const char* dir, const TrainState* now,
+                             int steps_per_epoch, Progress** pr);  // saves dir; returns 130
 static Progress* progress_start(const Options* o, int total_steps, int steps_per_epoch,
                                 const Dataset* val_set, int start_step);
 static void progress_step(Progress* pr, int epoch, int s, int step, float loss, float lr, float norm,
@@ -1568,17 +1499,10 @@ int train(const Options* o) {
             // and a row of log.tsv with the mean loss since the last one
             progress_step(pr, epoch, s + 1, step, model.loss, lr, norm, model.N,
                           step % o->log_every == 0 || s == steps_per_epoch - 1);
-            // Ctrl-C: save where we are, with everything --resume needs, then stop
+            // Ctrl-C: save where we are in OUT/last, with everything --resume needs, then stop
             if (stop_requested_at(step)) {
                 TrainState now = { epoch, s + 1, step, epoch_loss, ts.best_val_loss, ts.best_epoch };
-                progress_end(pr);
-                pr = NULL;
-                if (train_save_checkpoint(o, &model, last_dir, &now) == 0) {
-                    fprintf(stderr, "lora: interrupted after step %d (epoch %d, step %d of %d); saved %s\n"
-                            "resume with: ./lora train --resume %s\n", step, epoch, s + 1, steps_per_epoch,
-                            last_dir, last_dir);
-                }
-                rc = 130;
+                rc = train_interrupted(o, &model, last_dir, &now, steps_per_epoch, &pr);
             }
         }
         ts.step = step;
@@ -2241,6 +2165,14 @@ static void model_build(Model* m, const Config* c, const LoraConfig* lc, int mod
     point_trainables(&m->grads, m->grads_memory, m);
 }
 
+// standard normal (Box-Muller)
+static float rng_normal(Rng* rng) {
+    float u1 = rng_uniform(rng), u2 = rng_uniform(rng);
+    // u1 can be exactly 0 and logf(0) = -inf: keep it just above
+    if (u1 < 1e-30f) { u1 = 1e-30f; }
+    return sqrtf(-2.0f * logf(u1)) * cosf(6.2831853071795864f * u2);
+}
+
 // initialise the head as transformers does (normal std 0.02, zero bias) and LoRA as PEFT does
 // (A: Kaiming-uniform with a = sqrt(5), i.e. U(-1/sqrt(IC), 1/sqrt(IC)); B: zeros)
 static void model_init_trainables(Model* m, int init_head) {
@@ -2321,6 +2253,33 @@ static void model_reserve(Model* m, int B, size_t N, size_t AT, int T) {
     m->cls_att_offsets = mallocCheck((B + 1) * sizeof(size_t));
     m->labels = mallocCheck(B * sizeof(int));
     fast_kernels_reserve(c, (int)R, B, N, T);
+}
+
+// model_forward's first step: check a batch of B sequences before touching memory (lengths
+// within the position table; ids within the vocabulary, as an out-of-range id would read outside
+// wte), then make room for it (a no-op once the largest batch has been seen) and set m->B, m->N.
+// 0, or -1 after one error line.
+static int model_reserve_batch(Model* m, const int* ids, const int* lengths, int B) {
+    const Config* c = &m->config;
+    size_t N = 0, AT = 0;
+    int max_T = 0;
+    for (int b = 0; b < B; b++) {
+        if (lengths[b] < 1 || lengths[b] > c->max_pos) {
+            return fail("sequence %d has %d tokens; the model takes 1 to %d", b, lengths[b], c->max_pos);
+        }
+        N += lengths[b];
+        AT += (size_t)c->n_heads * lengths[b] * lengths[b];
+        if (lengths[b] > max_T) { max_T = lengths[b]; }
+    }
+    for (size_t n = 0; n < N; n++) {
+        if (ids[n] < 0 || ids[n] >= c->vocab_size) {
+            return fail("token id %d is outside the vocabulary (size %d)", ids[n], c->vocab_size);
+        }
+    }
+    model_reserve(m, B, N, AT, max_T);
+    m->B = B;
+    m->N = (int)N;
+    return 0;
 }
 
 void model_free(Model* m) {
@@ -3115,6 +3074,10 @@ static int lora_rank_check(const Config* c, const LoraConfig* lc) {
     }
     return 0;
 }
+
+// the paths of the six Linears (LIN_Q ... LIN_2) inside one layer of a Hugging Face checkpoint
+static const char* LIN_PATHS[NUM_LIN] = { "attention.q_lin", "attention.k_lin", "attention.v_lin",
+                                          "attention.out_lin", "ffn.lin1", "ffn.lin2" };
 
 // config.json and model.safetensors must describe the same model: every size config.json gives
 // (vocab, positions, dim, FFN, layers) is compared with the tensors' shapes, and every tensor of the
@@ -4212,6 +4175,20 @@ static int train_save_checkpoint(const Options* o, const Model* m, const char* d
     return model_save_set(m, dir, o->model_dir, json);
 }
 
+// train after Ctrl-C: end the progress display (*pr becomes NULL), save the run as it stands now
+// in dir (OUT/last) and say how to resume it. Returns 130, the exit status of a Ctrl-C.
+static int train_interrupted(const Options* o, const Model* m, const char* dir, const TrainState* now,
+                             int steps_per_epoch, Progress** pr) {
+    progress_end(*pr);
+    *pr = NULL;
+    if (train_save_checkpoint(o, m, dir, now) == 0) {
+        fprintf(stderr, "lora: interrupted after step %d (epoch %d, step %d of %d); saved %s\n"
+                "resume with: ./lora train --resume %s\n", now->step, now->epoch, now->step_in_epoch,
+                steps_per_epoch, dir, dir);
+    }
+    return 130;
+}
+
 // read dir/trainer_state.json; NULL (after one error line) if it is missing or not one
 static Json* trainer_state_read(const char* dir) {
     char file[1100];
@@ -4364,6 +4341,51 @@ static int train_resume(const Options* o, Model* m, TrainState* ts) {
     ts->best_epoch = (int)best_epoch;
     m->adam_step = (int)adam_step;
     m->forward_count = forward_count;
+    return 0;
+}
+
+// ----------------------------------------------------------------------------
+// evaluation: train's after every epoch, and ./lora eval. Label 1 (Positive) is the positive
+// class of precision and recall:
+//   precision = tp / (tp + fp)   of the reviews called positive, how many are
+//   recall    = tp / (tp + fn)   of the positive reviews, how many were found
+//   f1        = 2 precision recall / (precision + recall), their harmonic mean
+// (0 where a denominator is 0, as scikit-learn's zero_division=0)
+
+// mean loss, accuracy, precision, recall and F1 over a whole dataset, without dropout.
+// probs (d->n), if not NULL, receives P(positive) of every example.
+static int evaluate(Model* m, const Dataset* d, int batch, Metrics* out, float* probs, Progress* pr) {
+    int was_training = m->training;
+    m->training = 0;
+    double loss_sum = 0.0;
+    Metrics r = { 0 };
+    for (int start = 0; start < d->n; start += batch) {
+        int B = d->n - start < batch ? d->n - start : batch;
+        // consecutive examples are already contiguous in d->ids
+        const int* ids = d->ids + d->starts[start];
+        if (model_forward(m, ids, d->lengths + start, B, d->labels + start) != 0) { return -1; }
+        for (int b = 0; b < B; b++) {
+            loss_sum += m->acts.losses[b];
+            const float* p = m->acts.probs + (size_t)b * m->config.num_labels;
+            if (probs) { probs[start + b] = p[1]; }
+            // argmax of the two probabilities (a tie goes to 0, as torch.argmax picks the first)
+            int pred = p[1] > p[0] ? 1 : 0, label = d->labels[start + b];
+            r.tp += pred == 1 && label == 1;
+            r.fp += pred == 1 && label == 0;
+            r.tn += pred == 0 && label == 0;
+            r.fn += pred == 0 && label == 1;
+        }
+        progress_eval(pr, start + B, d->n);
+    }
+    m->training = was_training;
+    // the mean over examples, as Trainer's eval_loss (it repeats each batch's mean loss batch
+    // size times before averaging, so a short last batch weighs what it should)
+    r.loss = (float)(loss_sum / d->n);
+    r.accuracy = (float)(r.tp + r.tn) / d->n;
+    r.precision = r.tp + r.fp > 0 ? (float)r.tp / (r.tp + r.fp) : 0.0f;
+    r.recall = r.tp + r.fn > 0 ? (float)r.tp / (r.tp + r.fn) : 0.0f;
+    r.f1 = r.precision + r.recall > 0 ? 2 * r.precision * r.recall / (r.precision + r.recall) : 0.0f;
+    *out = r;
     return 0;
 }
 
