@@ -52,12 +52,6 @@ Legend for the shape comments:
 #include <omp.h>
 #endif
 
-// the tokenizer lives in its own file, so that it can also be built alone as ./tokenizer
-#define TOKENIZER_LIBRARY
-#define TOKENIZER_ERROR "lora: error: "       // its error lines start as ours do
-#define TOKENIZER_LINE_ERROR "lora: error: %s:%d: "
-#include "tokenizer.c"
-
 // ----------------------------------------------------------------------------
 // error helpers: every failure says what failed and where, on one line on stderr.
 // Functions that read user files return -1 after printing (so tests can check them);
@@ -140,11 +134,10 @@ static inline int dropout_keep(uint64_t key, size_t i, float p) {
 
 // --- embeddings: word embedding + learned position embedding (DistilBERT has no token types)
 
-// out (N, C); ids (N); sequence b holds rows offsets[b] .. offsets[b+1]-1, positions start at 0
-// HF's Embeddings.forward: word_embeddings(input_ids) + position_embeddings(arange(T)), then
-// LayerNorm and dropout (those two are separate calls in model_forward). With no padding each
-// sequence's positions simply restart at 0, which is what HF computes for a right-padded batch.
-// wte (V, C) and wpe (P, C) are the two tables.
+// out (N, C); ids (N); wte (V, C) and wpe (P, C) the two tables; sequence b is rows offsets[b] ..
+// offsets[b+1]-1. HF's Embeddings.forward: word_embeddings(input_ids) + position_embeddings(arange(T))
+// (then LayerNorm and dropout, separate calls in model_forward). With no padding each sequence's
+// positions restart at 0, which is what HF computes for a right-padded batch.
 void embeddings_forward(float* out, const int* ids, const int* offsets, int B,
                         const float* wte, const float* wpe, int C) {
     for (int b = 0; b < B; b++) {
@@ -251,13 +244,10 @@ void layernorm_backward(float* dinp, float* dweight, float* dbias,
 
 // ----------------------------------------------------------------------------
 // matmul: out = inp @ weight^T + bias, the nn.Linear of every layer; weight is PyTorch's (OC, C).
-// The loops below are the reference: obviously right, and slow. Release builds do the same sums
-// in a cache-friendly order (the *_fast functions of Part 2: packed panels, a register tile,
-// threads), tens of times faster, and the tests check that the two agree. The first line of
-// matmul_forward/backward and attention_forward/backward is that detour; use_fast_kernels is 0
-// with --reference and in `make debug`, and then every product runs through the loops here.
-// exp_vec and erf_vec (Part 2) are expf and erff in plain arithmetic that the compiler can
-// vectorize: read them as expf and erff.
+// These loops are the reference: obviously right, and slow. The first line of matmul_* and
+// attention_* hands the work to the *_fast functions of Part 2 (the same sums in a cache-friendly
+// order, tens of times faster, tested equal) unless use_fast_kernels is 0 (--reference, make
+// debug). exp_vec and erf_vec (Part 2) are expf and erff written so that they vectorize.
 #ifdef REFERENCE_KERNELS
 static int use_fast_kernels = 0;
 #else
@@ -292,11 +282,10 @@ void matmul_forward(float* out, const float* inp, const float* weight, const flo
     }
 }
 
-// dinp (N, C) += dout (N, OC) @ weight (OC, C); dweight (OC, C) += dout^T @ inp;
-// dbias (OC) += the sum of the rows of dout. A NULL gradient is skipped (a frozen weight:
-// LoRA training never computes dweight of W0, a product as large as the forward).
-// out[n,o] = sum_i inp[n,i] w[o,i] + b[o]  =>  dinp[n,i] += sum_o dout[n,o] w[o,i],
-// dweight[o,i] += sum_n dout[n,o] inp[n,i],  dbias[o] += sum_n dout[n,o].
+// out[n,o] = sum_i inp[n,i] w[o,i] + b[o]  =>  dinp[n,i] += sum_o dout[n,o] w[o,i] (dout @ weight),
+// dweight[o,i] += sum_n dout[n,o] inp[n,i] (dout^T @ inp),  dbias[o] += sum_n dout[n,o].
+// dinp (N, C), dweight (OC, C), dbias (OC). A NULL gradient is skipped (a frozen weight: LoRA
+// training never computes dweight of W0, a product as large as the forward).
 void matmul_backward(float* dinp, float* dweight, float* dbias,
                      const float* dout, const float* inp, const float* weight,
                      int N, int C, int OC) {
@@ -327,13 +316,11 @@ void matmul_backward(float* dinp, float* dweight, float* dbias,
 
 // --- LoRA (Hu et al. 2021, "LoRA: Low-Rank Adaptation of Large Language Models"):
 // a frozen Linear W0 gets a trainable low-rank update, h = W0 x + b + (alpha/r) * B (A dropout(x)).
-// A = lora_A (R, C) starts random, B = lora_B (OC, R) starts at zero, so training starts from
-// the pretrained model.
-// lora_forward adds the update to the output of the frozen matmul.
+// A = lora_A (R, C) starts random, B = lora_B (OC, R) at zero, so training starts from the
+// pretrained model. lora_forward adds the update to the output of the frozen matmul.
 
-// dropout on the LoRA input: out = inp * keep / (1 - p), or a plain copy when p == 0
-// PEFT applies lora_dropout to the input of the LoRA path only (the frozen W0 x sees the
-// clean x), so the dropped-out copy goes to scratch and inp itself is left alone
+// out = inp * keep / (1 - p), or a plain copy when p == 0. PEFT's lora_dropout acts on the input
+// of the LoRA path only (W0 x sees the clean x), so the dropped-out copy goes to scratch
 void dropout_copy(float* out, const float* inp, size_t n, float p, uint64_t key) {
     float scale = 1.0f / (1.0f - p);
     #pragma omp parallel for
@@ -342,11 +329,10 @@ void dropout_copy(float* out, const float* inp, size_t n, float p, uint64_t key)
     }
 }
 
-// out (N, OC) += scale * h @ lora_B^T, where h (N, R) = dropout(inp) @ lora_A^T is cached for backward.
-// xd (N, C) is scratch for the dropped-out input; p = 0 (or evaluation) means no dropout.
-// PEFT's lora.Linear.forward: result = base_layer(x) + lora_B(lora_A(dropout(x))) * scaling,
-// scaling = lora_alpha / r. Shapes: inp (N, C) -> h (N, R) -> update (N, OC). Going through
-// rank R costs N*R*(C + OC) multiply-adds, tiny next to the frozen N*C*OC.
+// out (N, OC) += scale * h @ lora_B^T, h (N, R) = dropout(inp) @ lora_A^T (cached for backward);
+// xd (N, C) is scratch; p = 0 means no dropout. PEFT's lora.Linear.forward: result = base_layer(x)
+// + lora_B(lora_A(dropout(x))) * scaling, scaling = lora_alpha / r. Going through rank R costs
+// N*R*(C + OC) multiply-adds, tiny next to the frozen N*C*OC.
 void lora_forward(float* out, float* h, float* xd, const float* inp, const float* lora_A, const float* lora_B,
                   float scale, float p, uint64_t key, int N, int C, int OC, int R) {
     // EXERCISE(lora_forward) BEGIN
@@ -414,16 +400,14 @@ void lora_backward(float* dinp, float* dlora_A, float* dlora_B, float* dh, float
 }
 
 // --- attention: multi-head self-attention, each sequence on its own (no padding, so no mask).
-// q, k, v, out hold all heads side by side; head h owns channels h*HS .. h*HS+HS-1.
-// Sequence b has its keys and values at rows kv_offsets[b] .. kv_offsets[b+1]-1 (T of them) and
-// its queries (and outputs) at rows q_offsets[b] .. q_offsets[b+1]-1 (Tq of them). Usually the
-// two are the same; in the last layer only the first token's query is needed (see model_forward).
-// att holds the softmax probabilities of every (sequence, head): a Tq x T block each, starting
-// at att_offsets[b] + h*Tq*T. They are cached because backward needs them.
+// q, k, v, out hold all heads side by side; head h owns channels h*HS .. h*HS+HS-1. Sequence b
+// has its keys and values at rows kv_offsets[b] .. kv_offsets[b+1]-1 (T of them), its queries and
+// outputs at rows q_offsets[b] .. q_offsets[b+1]-1 (Tq): the same rows, except in the last layer,
+// where only the first token's query is needed (see layer_rows). att caches for backward the
+// softmax probabilities of every (sequence, head): a Tq x T block each, at att_offsets[b] + h*Tq*T.
 // For one (sequence, head), with Q (Tq, HS), K, V (T, HS) this head's columns:
 //     S = Q K^T / sqrt(HS),   P = softmax(S) row by row,   Pd = dropout(P),   out = Pd V
-// (Vaswani et al. 2017, eq. 1). Below, row by row, as plainly as it can be written; Part 2 has
-// attention_forward_fast, the same four lines as matrix products, which the tests compare.
+// (Vaswani et al. 2017, eq. 1), below row by row; attention_forward_fast does it as matrix products.
 
 // softmax of one row (T) of scores, in place, shifted by the max for numerical stability:
 // afterwards row holds P_i = softmax(S_i), a probability distribution over the T keys
@@ -435,8 +419,7 @@ static void softmax_row(float* row, int T) {
     for (int j = 0; j < T; j++) { row[j] /= sum; }
 }
 
-// softmax backward of one row, in place: drow (T) holds dL/dP on entry, scale * dL/dS on return;
-// row (T) is P.
+// softmax backward of one row (T), in place: drow holds dL/dP on entry, scale * dL/dS on return.
 // P = softmax(S)  =>  dS_j = P_j (dP_j - sum_k P_k dP_k)
 static void softmax_row_backward(float* drow, const float* row, int T, float scale) {
     // EXERCISE(attention_backward.softmax) BEGIN
@@ -446,10 +429,9 @@ static void softmax_row_backward(float* drow, const float* row, int T, float sca
     // EXERCISE(attention_backward.softmax) END
 }
 
-// Where one (sequence b, head h) pair's data lies: Tq queries and T keys; the first query row of
-// sequence b at column h*HS (q, out, dq), the same for keys and values, and head h's
-// probabilities, the h-th Tq x T block of b's att region. Every pair owns these rows/columns and
-// block, so threads can take pairs without racing.
+// Where one (sequence b, head h) pair's data lies: Tq queries and T keys, its first query row at
+// column h*HS (q, out, dq; kv likewise for keys and values), and its Tq x T block of att. Every
+// pair owns these, so threads can take pairs without racing.
 typedef struct { int Tq, T; size_t q, kv, att; } HeadBlock;
 static HeadBlock head_block(const int* q_offsets, const int* kv_offsets, const size_t* att_offsets,
                             int b, int h, int C, int HS) {
@@ -462,10 +444,9 @@ static HeadBlock head_block(const int* q_offsets, const int* kv_offsets, const s
     return hb;
 }
 
-// one (sequence, head). q (Tq rows), k, v (T rows) are this head's HS columns of the full
-// (., C) arrays, so rows are C floats apart; out (Tq rows, stride C) receives the result and
-// att (Tq, T) the probabilities. key_offset numbers this block's entries inside the layer, so
-// every attention-dropout element of the layer draws its own, reproducible random number.
+// one (sequence, head): q (Tq rows), k, v (T rows) are this head's HS columns of the (., C) arrays,
+// rows C floats apart; out (Tq rows, stride C) gets the result, att (Tq, T) the probabilities.
+// key_offset numbers this block's entries in the layer: each dropout element draws its own number.
 static void attention_head_forward(float* out, float* att, const float* q, const float* k, const float* v,
                                    int Tq, int T, int C, int HS, float p, uint64_t key, size_t key_offset) {
     // the 1/sqrt(HS) scale is folded into q_i before the dot products (the same as scaling the
@@ -516,11 +497,10 @@ void attention_forward(float* out, float* att, const float* q, const float* k, c
     }
 }
 
-// backward of one (sequence, head). dq, dout (Tq, HS) and dk, dv (T, HS) have row stride C,
-// like q, k, v; datt (Tq, T) is scratch.
-// The forward, per query row i, was:  S_i = q_i K^T / sqrt(HS),  P_i = softmax(S_i),
-// Pd_i = dropout(P_i),  out_i = Pd_i V.  We go back through these four lines in reverse order,
-// using the P cached in att and recomputing the dropout mask from its key.
+// backward of one (sequence, head); dq, dout (Tq, HS), dk, dv (T, HS) have row stride C like q, k,
+// v; datt (Tq, T) is scratch. The forward, per query row i, was:  S_i = q_i K^T / sqrt(HS),
+// P_i = softmax(S_i),  Pd_i = dropout(P_i),  out_i = Pd_i V.  We go back through these four lines
+// in reverse order, using the P cached in att and recomputing the dropout mask from its key.
 static void attention_head_backward(float* dq, float* dk, float* dv, float* datt,
                                     const float* dout, const float* att, const float* q, const float* k,
                                     const float* v, int Tq, int T, int C, int HS, float p,
@@ -574,9 +554,8 @@ void attention_backward(float* dq, float* dk, float* dv, float* datt,
                                 B, C, NH, p, key);
         return;
     }
-    // Parallel over (sequence, head) and not over query rows: all rows i of a head add into the
-    // same dk_j and dv_j, so splitting over i would make threads race on them. Each pair owns its
-    // rows and head columns of dq, dk, dv.
+    // parallel over (sequence, head), not over query rows: all rows i of a head add into the same
+    // dk_j and dv_j, so threads splitting i would race; each pair owns its part of dq, dk, dv
     int HS = C / NH;
     #pragma omp parallel for schedule(dynamic)
     for (int bh = 0; bh < B * NH; bh++) {
@@ -628,10 +607,8 @@ void residual_backward(float* dinp, const float* dout, size_t n) {
     for (size_t i = 0; i < n; i++) { dinp[i] += dout[i]; }
 }
 
-// in place: x = x * keep / (1 - p). Nothing is stored: backward recomputes the mask from key.
-// inverted dropout as torch: kept elements are scaled by 1/(1-p) during training, so that
-// evaluation (p = 0 here) needs no rescaling. The mask is never stored: dropout_keep(key, i)
-// gives the same answer in backward.
+// in place: x = x * keep / (1 - p), inverted dropout as torch (kept elements are scaled up in
+// training, so evaluation, p = 0, needs no rescaling). No mask is stored: backward recomputes it.
 void dropout_forward(float* x, size_t n, float p, uint64_t key) {
     if (p <= 0.0f) { return; }
     dropout_copy(x, x, n, p, key);  // the same masks as the LoRA input's dropout, in place
@@ -726,7 +703,6 @@ void crossentropy_backward(float* dlogits, const float* probs, const int* labels
 //             mode: down to the embedding tables; head mode: the head only)
 //   AdamW: updates the trainables (LoRA A, B and the head) and nothing else
 enum { MODE_LORA, MODE_HEAD, MODE_FULL };
-static const char* MODE_NAMES[3] = { "lora", "head", "full" };
 typedef struct {
     int vocab_size;           // V: 30522
     int max_pos;              // P: 512 (max_position_embeddings)
@@ -796,8 +772,8 @@ typedef struct {
 
 // one trainable tensor as it is named on disk, and where it lives in the flat arrays
 typedef struct {
-    char name[160];  // lora mode, PEFT's key: base_model.model.distilbert.transformer.layer.0.attention.q_lin.lora_A.weight
-                     // head and full mode, the checkpoint's: distilbert.transformer.layer.0.attention.q_lin.weight
+    char name[160];  // PEFT's key in lora mode (base_model.model.distilbert.transformer.layer.0.
+                     // attention.q_lin.lora_A.weight), the checkpoint's name in head and full mode
     size_t offset;   // first float in the flat arrays
     int rows, cols;  // cols == 0 for a vector
     int decay;       // 1: AdamW weight decay applies (HF Trainer exempts biases and LayerNorm weights)
@@ -888,8 +864,7 @@ typedef struct {
     size_t* cls_att_offsets;  // (B + 1)  the last layer's attention blocks (1 x T per head)
     int full_last_layer;      // tests only: compute every token's row in the last layer too
     int* labels;              // (B)      the batch's labels; unused when has_labels is 0
-    // 0 when predicting: no loss is computed
-    int has_labels;
+    int has_labels;           // 0 when predicting: no loss is computed
     float loss;               // mean cross-entropy of the batch
     // training state
     int training;             // 1: dropout on (training); 0: evaluation
@@ -905,11 +880,11 @@ typedef struct {
 enum { DROP_EMB, DROP_ATT, DROP_FFN, DROP_HEAD, DROP_LORA };  // DROP_LORA + lin for each Linear
 
 // Memory, in Part 2: model_build allocates the weights and the trainables (one allocation
-// each, which the pointers of the structs above point into), model_reserve_batch checks a batch
-// and lays out its activations the same way (and the fast kernels' scratch), model_free frees it
-// all. model_load fills the weights from the checkpoint; model_init_trainables starts LoRA as
-// PEFT does (A Kaiming-uniform, B zero) and a new head as transformers does (normal, std 0.02).
-static int model_reserve_batch(Model* m, const int* ids, const int* lengths, int B);
+// each, which the pointers of the structs above point into), model_set_batch lays out the
+// activations of a batch the same way (and the fast kernels' scratch), model_free frees it all.
+// model_load fills the weights from the checkpoint; model_init_trainables starts LoRA as PEFT
+// does (A Kaiming-uniform, B zero) and a new head as transformers does (normal, std 0.02).
+static int model_set_batch(Model* m, const int* ids, const int* lengths, int B, const int* labels);
 void model_free(Model* m);
 
 // one Linear of layer l: out = inp W^T + b, plus the LoRA update when this Linear has an adapter
@@ -1038,26 +1013,11 @@ void transformer_forward(Model* m);
 // Returns 0, or -1 (after printing why) for a batch the model cannot take.
 int model_forward(Model* m, const int* ids, const int* lengths, int B, const int* labels) {
     const Config* c = &m->config;
-    int C = c->dim, NH = c->n_heads;
-    // check the batch (lengths, ids) and make room for its activations; sets m->B and m->N
-    if (model_reserve_batch(m, ids, lengths, B) != 0) { return -1; }
+    int C = c->dim;
+    // check the batch, make room for its activations and lay it out in m (Part 2): B, N, ids,
+    // labels, and the prefix sums offsets, att_offsets, cls_offsets, cls_att_offsets
+    if (model_set_batch(m, ids, lengths, B, labels) != 0) { return -1; }
     size_t N = m->N;
-    // lay the batch out, prefix sums: offsets (token rows of sequence b), att_offsets (its NH
-    // blocks of T x T), and for the last layer, where only the first token of each sequence is
-    // a query: cls_offsets (row b) and cls_att_offsets (NH blocks of 1 x T)
-    m->offsets[0] = 0;
-    m->att_offsets[0] = 0;
-    m->cls_offsets[0] = 0;
-    m->cls_att_offsets[0] = 0;
-    for (int b = 0; b < B; b++) {
-        m->offsets[b + 1] = m->offsets[b] + lengths[b];
-        m->att_offsets[b + 1] = m->att_offsets[b] + (size_t)NH * lengths[b] * lengths[b];
-        m->cls_offsets[b + 1] = b + 1;
-        m->cls_att_offsets[b + 1] = m->cls_att_offsets[b] + (size_t)NH * lengths[b];
-    }
-    m->has_labels = labels != NULL;
-    if (labels) { memcpy(m->labels, labels, B * sizeof(int)); }
-    memcpy(m->ids, ids, N * sizeof(int));
     // each training forward draws new dropout masks; backward reuses this seed to recompute them
     // (in evaluation step_seed is irrelevant: every p is 0 and no mask is drawn)
     if (m->training) { m->step_seed = mix64(m->seed ^ mix64(++m->forward_count)); }
@@ -1406,8 +1366,7 @@ typedef struct {
 // train_save_checkpoint saved; model_save writes the adapter (or in head and full mode a whole
 // checkpoint); progress_* draw the live line and write OUT/log.tsv and OUT/curves.svg.
 typedef struct Progress Progress;  // the progress display; NULL for none
-static int train_setup(const Options* o, Model* model, Tokenizer* tok, Dataset* train_set, Dataset* val_set,
-                       int* max_len);
+static int train_setup(const Options* o, Model* model, Dataset* train_set, Dataset* val_set, int* max_len);
 static int train_resume(const Options* o, Model* m, TrainState* ts);
 static int train_save_checkpoint(const Options* o, const Model* m, const char* dir, const TrainState* ts);
 static int model_save(const Model* m, const char* dir, const char* model_dir);
@@ -1418,7 +1377,7 @@ static int stop_requested_at(int step);  // 1: Ctrl-C came (or the tests' LORA_T
 static int train_interrupted(const Options* o, const Model* m, const char* dir, const TrainState* now,
                              int steps_per_epoch, Progress** pr);  // saves dir; returns 130
 static Progress* progress_start(const Options* o, int total_steps, int steps_per_epoch,
-                                const Dataset* val_set, int start_step);
+                                const Dataset* val_set, const TrainState* resumed);
 static void progress_step(Progress* pr, int epoch, int s, int step, float loss, float lr, float norm,
                           int tokens, int log_now);
 static void progress_epoch(Progress* pr, int epoch, double train_loss, const Metrics* val, int improved);
@@ -1434,12 +1393,11 @@ static void progress_end(Progress* pr);
 int train(const Options* o) {
     double t0 = now_seconds();
     Model model;
-    Tokenizer tok;
     Dataset train_set, val_set;
     int max_len;
-    // load the model, its vocabulary and both datasets, check that --out can be written, and
-    // print what is about to run (in Part 2: file formats and printing)
-    if (train_setup(o, &model, &tok, &train_set, &val_set, &max_len) != 0) { return -1; }
+    // load the model and both datasets (tokenized), check that --out can be written, and print
+    // what is about to run (in Part 2: file formats and printing)
+    if (train_setup(o, &model, &train_set, &val_set, &max_len) != 0) { return -1; }
 
     // the last batch of an epoch may be short (1000 reviews / 4 = 250 full ones in the tutorial)
     int steps_per_epoch = (train_set.n + o->batch - 1) / o->batch;
@@ -1461,12 +1419,9 @@ int train(const Options* o) {
     char best_dir[1024], last_dir[1024];
     snprintf(best_dir, sizeof(best_dir), "%s/best", o->out_dir);
     snprintf(last_dir, sizeof(last_dir), "%s/last", o->out_dir);
-    printf("%d steps (%d epochs of %d)", total_steps, o->epochs, steps_per_epoch);
-    if (o->resume_dir) { printf(", resuming at epoch %d after step %d", ts.epoch, ts.step); }
-    printf(" | Ctrl-C stops after the current step and saves %s for --resume\n", last_dir);
+    // the plan, printed; the progress display, OUT/log.tsv and OUT/curves.svg (Part 2)
+    Progress* pr = progress_start(o, total_steps, steps_per_epoch, &val_set, o->resume_dir ? &ts : NULL);
     catch_ctrl_c(1);
-    // the progress display, OUT/log.tsv and OUT/curves.svg (Part 2)
-    Progress* pr = progress_start(o, total_steps, steps_per_epoch, &val_set, o->resume_dir ? ts.step : -1);
     for (int epoch = 1; epoch <= o->epochs && rc == 0; epoch++) {
         // a new order every epoch (Fisher-Yates), drawn from the seed
         for (int i = train_set.n - 1; i > 0; i--) {
@@ -1535,7 +1490,6 @@ int train(const Options* o) {
     free(batch_ids);
     dataset_free(&train_set);
     dataset_free(&val_set);
-    tokenizer_free(&tok);
     model_free(&model);
     return rc;
 }
@@ -2257,10 +2211,11 @@ static void model_reserve(Model* m, int B, size_t N, size_t AT, int T) {
 
 // model_forward's first step: check a batch of B sequences before touching memory (lengths
 // within the position table; ids within the vocabulary, as an out-of-range id would read outside
-// wte), then make room for it (a no-op once the largest batch has been seen) and set m->B, m->N.
+// wte), make room for it (a no-op once the largest batch has been seen) and lay it out in m.
 // 0, or -1 after one error line.
-static int model_reserve_batch(Model* m, const int* ids, const int* lengths, int B) {
+static int model_set_batch(Model* m, const int* ids, const int* lengths, int B, const int* labels) {
     const Config* c = &m->config;
+    int NH = c->n_heads;
     size_t N = 0, AT = 0;
     int max_T = 0;
     for (int b = 0; b < B; b++) {
@@ -2268,7 +2223,7 @@ static int model_reserve_batch(Model* m, const int* ids, const int* lengths, int
             return fail("sequence %d has %d tokens; the model takes 1 to %d", b, lengths[b], c->max_pos);
         }
         N += lengths[b];
-        AT += (size_t)c->n_heads * lengths[b] * lengths[b];
+        AT += (size_t)NH * lengths[b] * lengths[b];
         if (lengths[b] > max_T) { max_T = lengths[b]; }
     }
     for (size_t n = 0; n < N; n++) {
@@ -2279,6 +2234,22 @@ static int model_reserve_batch(Model* m, const int* ids, const int* lengths, int
     model_reserve(m, B, N, AT, max_T);
     m->B = B;
     m->N = (int)N;
+    // the layout, prefix sums: offsets (token rows of sequence b), att_offsets (its NH blocks of
+    // T x T), and for the last layer, where only the first token of each sequence is a query:
+    // cls_offsets (row b) and cls_att_offsets (NH blocks of 1 x T)
+    m->offsets[0] = 0;
+    m->att_offsets[0] = 0;
+    m->cls_offsets[0] = 0;
+    m->cls_att_offsets[0] = 0;
+    for (int b = 0; b < B; b++) {
+        m->offsets[b + 1] = m->offsets[b] + lengths[b];
+        m->att_offsets[b + 1] = m->att_offsets[b] + (size_t)NH * lengths[b] * lengths[b];
+        m->cls_offsets[b + 1] = b + 1;
+        m->cls_att_offsets[b + 1] = m->cls_att_offsets[b] + (size_t)NH * lengths[b];
+    }
+    m->has_labels = labels != NULL;
+    if (labels) { memcpy(m->labels, labels, B * sizeof(int)); }
+    memcpy(m->ids, ids, N * sizeof(int));
     return 0;
 }
 
@@ -3075,6 +3046,8 @@ static int lora_rank_check(const Config* c, const LoraConfig* lc) {
     return 0;
 }
 
+// --mode's names, as the command line and the saved files spell them (MODE_LORA, MODE_HEAD, MODE_FULL)
+static const char* MODE_NAMES[3] = { "lora", "head", "full" };
 // the paths of the six Linears (LIN_Q ... LIN_2) inside one layer of a Hugging Face checkpoint
 static const char* LIN_PATHS[NUM_LIN] = { "attention.q_lin", "attention.k_lin", "attention.v_lin",
                                           "attention.out_lin", "ffn.lin1", "ffn.lin2" };
@@ -3609,6 +3582,13 @@ static int model_save(const Model* m, const char* dir, const char* model_dir) {
     return model_save_set(m, dir, model_dir, NULL);
 }
 
+// ----------------------------------------------------------------------------
+// data: the TSV files of reviews (the Dataset struct is in Part 1), tokenized as they are read.
+// The tokenizer lives in its own file, so that it can also be built alone as ./tokenizer.
+#define TOKENIZER_LIBRARY
+#define TOKENIZER_ERROR "lora: error: "       // its error lines start as ours do
+#define TOKENIZER_LINE_ERROR "lora: error: %s:%d: "
+#include "tokenizer.c"
 
 static void dataset_free(Dataset* d) {
     free(d->labels); free(d->lengths); free(d->starts); free(d->ids);
@@ -3748,16 +3728,17 @@ static int make_dirs(const char* path) {
 // train's preparations: load the model and its vocabulary, tokenize both datasets, make sure
 // --out can be written (before hours of training, not after), print the run's settings.
 // 0, or -1 after one error line with nothing left allocated.
-static int train_setup(const Options* o, Model* model, Tokenizer* tok, Dataset* train_set, Dataset* val_set,
-                       int* max_len) {
+static int train_setup(const Options* o, Model* model, Dataset* train_set, Dataset* val_set, int* max_len) {
     if (model_load(model, o->model_dir, &o->lora, o->mode, o->seed) != 0) { return -1; }
     char path[1024];
     snprintf(path, sizeof(path), "%s/vocab.txt", o->model_dir);
-    if (tokenizer_init(tok, path) != 0) { model_free(model); return -1; }
+    Tokenizer tok;
+    if (tokenizer_init(&tok, path) != 0) { model_free(model); return -1; }
     *max_len = effective_max_len(o, model);
-    if (*max_len < 0 || check_vocab(tok, model, o->model_dir) != 0) { tokenizer_free(tok); model_free(model); return -1; }
-    if (dataset_load(train_set, o->train_path, tok, *max_len) != 0) { tokenizer_free(tok); model_free(model); return -1; }
-    if (dataset_load(val_set, o->val_path, tok, *max_len) != 0) { dataset_free(train_set); tokenizer_free(tok); model_free(model); return -1; }
+    if (*max_len < 0 || check_vocab(&tok, model, o->model_dir) != 0) { tokenizer_free(&tok); model_free(model); return -1; }
+    if (dataset_load(train_set, o->train_path, &tok, *max_len) != 0) { tokenizer_free(&tok); model_free(model); return -1; }
+    if (dataset_load(val_set, o->val_path, &tok, *max_len) != 0) { dataset_free(train_set); tokenizer_free(&tok); model_free(model); return -1; }
+    tokenizer_free(&tok);  // every text is tokenized now: training needs no tokenizer
     // never replace a finished run's results by accident (Trainer's overwrite_output_dir): an
     // --out that already holds a checkpoint needs --overwrite (or --resume, to continue it)
     char existing[1100];
@@ -3768,7 +3749,7 @@ static int train_setup(const Options* o, Model* model, Tokenizer* tok, Dataset* 
         if (file_is_there(existing)) {
             fail("--out %s already holds a checkpoint (%s): pass --overwrite to replace it, --resume %s/last "
                  "to continue that run, or another --out", o->out_dir, existing, o->out_dir);
-            dataset_free(train_set); dataset_free(val_set); tokenizer_free(tok); model_free(model); return -1;
+            dataset_free(train_set); dataset_free(val_set); model_free(model); return -1;
         }
     }
     // make sure the output folder can be written before spending hours training: create it
@@ -3778,7 +3759,7 @@ static int train_setup(const Options* o, Model* model, Tokenizer* tok, Dataset* 
     FILE* pf = NULL;
     if (make_dirs(o->out_dir) != 0 || (pf = fopen(probe, "wb")) == NULL) {
         fail("--out %s is not a directory that can be written: %s", o->out_dir, strerror(errno));
-        dataset_free(train_set); dataset_free(val_set); tokenizer_free(tok); model_free(model); return -1;
+        dataset_free(train_set); dataset_free(val_set); model_free(model); return -1;
     }
     fclose(pf);
     remove(probe);
@@ -3874,7 +3855,11 @@ static double progress_eval_estimate(const Progress* pr) {
 // rows of log.tsv up to there are kept (later ones, from after the checkpoint, dropped) and read
 // back into the curves
 static Progress* progress_start(const Options* o, int total_steps, int steps_per_epoch, const Dataset* val_set,
-                                int start_step) {
+                                const TrainState* resumed) {
+    printf("%d steps (%d epochs of %d)", total_steps, o->epochs, steps_per_epoch);
+    if (resumed) { printf(", resuming at epoch %d after step %d", resumed->epoch, resumed->step); }
+    printf(" | Ctrl-C stops after the current step and saves %s/last for --resume\n", o->out_dir);
+    int start_step = resumed ? resumed->step : -1;
     Progress* pr = callocCheck(1, sizeof(Progress));
     pr->tty = stdout_is_terminal();
     pr->epochs = o->epochs;
