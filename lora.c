@@ -54,19 +54,8 @@ Legend for the shape comments:
 
 // ----------------------------------------------------------------------------
 // error helpers: every failure says what failed and where, on one line on stderr.
-// Functions that read user files return -1 after printing (so tests can check them);
-// an out-of-memory is not the user's fault and simply ends the program.
-
-// print one "lora: error: ..." line and return -1, for the caller to pass up
-static int fail(const char* fmt, ...) {
-    va_list ap;
-    va_start(ap, fmt);
-    fprintf(stderr, "lora: error: ");
-    vfprintf(stderr, fmt, ap);
-    fprintf(stderr, "\n");
-    va_end(ap);
-    return -1;
-}
+// Functions that read user input print one such line with fail() (Part 2) and return -1 (so
+// tests can check them); an out-of-memory is not the user's fault and simply ends the program.
 
 // malloc that never returns NULL: on failure it names the size and the line that asked (through
 // the mallocCheck macro below) and exits. malloc(0) may legally return NULL, so ask for 1 byte.
@@ -80,13 +69,6 @@ static void* malloc_check(size_t size, const char* file, int line) {
     return ptr;
 }
 #define mallocCheck(size) malloc_check(size, __FILE__, __LINE__)
-
-// wall-clock seconds (timespec_get is C11)
-static double now_seconds(void) {
-    struct timespec ts;
-    timespec_get(&ts, TIME_UTC);
-    return ts.tv_sec + ts.tv_nsec * 1e-9;
-}
 
 // ----------------------------------------------------------------------------
 // random numbers. Two kinds:
@@ -409,8 +391,7 @@ void lora_backward(float* dinp, float* dlora_A, float* dlora_B, float* dh, float
 //     S = Q K^T / sqrt(HS),   P = softmax(S) row by row,   Pd = dropout(P),   out = Pd V
 // (Vaswani et al. 2017, eq. 1), below row by row; attention_forward_fast does it as matrix products.
 
-// softmax of one row (T) of scores, in place, shifted by the max for numerical stability:
-// afterwards row holds P_i = softmax(S_i), a probability distribution over the T keys
+// softmax of one row (T) of scores S_i, in place (shifted by the max, for stability): row = P_i
 static void softmax_row(float* row, int T) {
     float maxval = -INFINITY;
     for (int j = 0; j < T; j++) { if (row[j] > maxval) { maxval = row[j]; } }
@@ -567,10 +548,9 @@ void attention_backward(float* dq, float* dk, float* dv, float* datt,
 
 // --- GELU, the exact erf form (transformers' "gelu"; NOT the tanh approximation)
 
-// out, inp (n); inp is cached by the caller for backward
-// gelu(x) = x * Phi(x), Phi the standard normal CDF = 0.5 * (1 + erf(x / sqrt(2)))
-// (Hendrycks and Gimpel 2016); 0.7071... = 1/sqrt(2). erf_vec is erf to about 5e-7 (see above):
-// GELU comes out within 2.5e-7 * max(|x|, 1) of the exact value, and 10x faster than with erff.
+// out, inp (n) (inp is cached by the caller for backward). gelu(x) = x * Phi(x), Phi the standard
+// normal CDF = 0.5 * (1 + erf(x / sqrt(2))) (Hendrycks and Gimpel 2016); 0.7071... = 1/sqrt(2).
+// erf_vec is erf to about 5e-7: GELU comes out within 2.5e-7 * max(|x|, 1) of the exact value.
 void gelu_forward(float* out, const float* inp, size_t n) {
     #pragma omp parallel for
     for (size_t i = 0; i < n; i++) {
@@ -636,8 +616,7 @@ void cls_scatter(float* dx, const float* dout, const int* offsets, int B, int C)
     }
 }
 
-// ReLU between pre_classifier and classifier; backward passes dout where the input was > 0.
-// Both run on B * C numbers only, so they stay serial.
+// ReLU between pre_classifier and classifier (B * C numbers: serial); backward passes dout where inp > 0
 void relu_forward(float* out, const float* inp, size_t n) {
     for (size_t i = 0; i < n; i++) { out[i] = inp[i] > 0.0f ? inp[i] : 0.0f; }
 }
@@ -686,14 +665,6 @@ void crossentropy_backward(float* dlogits, const float* probs, const int* labels
 //   lora  (the default) LoRA A and B of the chosen Linears + the head; the pretrained weights frozen
 //   head  only the head (transfer learning): the body runs forward only, no backward at all
 //   full  every parameter: embeddings, every Linear and LayerNorm, the head
-// The numbers of the model live in four places, each one malloc (llm.c's style):
-//   w_memory      the pretrained weights (66,362,880 floats for distilbert-base, 265 MB); frozen,
-//                 except in full mode, where they are the first part of params_memory
-//   params_memory, grads_memory, exp_avg, exp_avg_sq   the trainables, their gradients and
-//                 AdamW moments (628,994 floats each for the tutorial: LoRA on q_lin + the head;
-//                 592,130 in head mode; 66,955,010 in full mode)
-//   acts_memory   the activations of one batch, laid out by model_reserve
-// Structs of pointers (Weights, Trainables, Activations) give each tensor its name.
 // One training step, end to end, with the shapes (B = 4 reviews of T_b tokens, N = sum of T_b):
 //   ids (N) -> word + position embeddings (N, C) -> LayerNorm -> dropout = x[0] (N, C)
 //   6 transformer blocks (layer_forward), x[l] (N, C) -> x[l+1] (N, C); the last keeps only B rows
@@ -717,8 +688,7 @@ typedef struct {
     int pad_token_id;         // 0: [PAD], whose word embedding never trains (padding_idx)
 } Config;
 
-// the six Linear layers of a transformer block, any of which can get a LoRA adapter
-// (PEFT's target_modules use exactly these names)
+// the six Linears of a transformer block, any of which can get a LoRA adapter (PEFT's target names)
 enum { LIN_Q, LIN_K, LIN_V, LIN_OUT, LIN_1, LIN_2, NUM_LIN };
 static const char* LIN_NAMES[NUM_LIN] = { "q_lin", "k_lin", "v_lin", "out_lin", "lin1", "lin2" };
 // lin1 widens C -> H, lin2 narrows H -> C, the other four are C -> C
@@ -758,9 +728,8 @@ typedef struct {
     float* ln2b;             // (L, C)       output_layer_norm.bias
 } Weights;
 
-// what training changes besides (in full mode) the Weights. The same layout serves the
-// parameters, their gradients and AdamW's two moment estimates: four flat arrays of num_trainable
-// floats (in full mode the Weights come first in them, then these).
+// what training changes besides (in full mode) the Weights. The parameters, their gradients and
+// AdamW's two moments use this same layout: four flat arrays (in full mode the Weights come first)
 typedef struct {
     float* lora_A[NUM_LIN];  // (L, R, IC)  NULL where that Linear has no adapter
     float* lora_B[NUM_LIN];  // (L, OC, R)
@@ -779,10 +748,8 @@ typedef struct {
     int decay;       // 1: AdamW weight decay applies (HF Trainer exempts biases and LayerNorm weights)
 } TensorInfo;
 
-// forward activations. Everything backward needs is cached here; each comment says why.
-// N = tokens in the batch, AT = attention entries of one layer: the sum over its sequences of
-// NH * T * T. (L, ...) arrays hold one slice per layer, laid out one after another. In the last
-// layer only B rows are used (see model_forward). model_reserve lays them out.
+// forward activations: everything backward needs is cached here, and each comment says why.
+// (L, ...) arrays hold one slice per layer; in the last layer only B rows are used (layer_rows).
 typedef struct {
     float* emb;       // (N, C)        word + position embeddings: the embeddings LayerNorm input
     float* emb_mean;  // (N)
@@ -875,13 +842,11 @@ typedef struct {
     int adam_step;            // AdamW steps taken (t in the bias corrections)
 } Model;
 
-// dropout sites, used to give each its own random stream
-// (dropout_key mixes a site with the layer number, so every (layer, site) pair is distinct)
+// dropout sites: dropout_key mixes one with the layer number, so every (layer, site) draws its own
 enum { DROP_EMB, DROP_ATT, DROP_FFN, DROP_HEAD, DROP_LORA };  // DROP_LORA + lin for each Linear
 
-// Memory, in Part 2: model_build allocates the weights and the trainables (one allocation
-// each, which the pointers of the structs above point into), model_set_batch lays out the
-// activations of a batch the same way (and the fast kernels' scratch), model_free frees it all.
+// Memory, in Part 2: model_build points the structs above into one allocation each (weights,
+// trainables), model_set_batch does the same for a batch's activations, model_free frees it all.
 // model_load fills the weights from the checkpoint; model_init_trainables starts LoRA as PEFT
 // does (A Kaiming-uniform, B zero) and a new head as transformers does (normal, std 0.02).
 static int model_set_batch(Model* m, const int* ids, const int* lengths, int B, const int* labels);
@@ -895,9 +860,8 @@ static void linear_forward(Model* m, int l, int lin, float* out, const float* in
     const float* bias = m->w.lin_b[lin] + (size_t)l * OC;
     matmul_forward(out, inp, weight, bias, N, IC, OC);
     if (m->lora.targets[lin]) {
-        // this Linear's slot in lora_h (L, NUM_LIN, N, R); the stride is the batch's N even when only
-        // rows = B rows are used (the last layer's queries). xd is shared by all Linears: it is only
-        // needed inside one lora_forward, and lora_backward recomputes it from the same dropout key.
+        // this Linear's slot in lora_h (L, NUM_LIN, N, R), N apart even when only B rows are used;
+        // xd is shared scratch: lora_backward recomputes the dropped-out input from the same key
         float* h = m->acts.lora_h + ((size_t)l * NUM_LIN + lin) * m->N * R;
         float p = m->training ? m->lora.dropout : 0.0f;
         lora_forward(out, h, m->acts.xd, inp, m->params.lora_A[lin] + (size_t)l * R * IC,
@@ -912,8 +876,7 @@ static void linear_backward(Model* m, int l, int lin, float* dinp, const float* 
                             int N) {
     const Config* c = &m->config;
     int IC = lin_in(c, lin), OC = lin_out(c, lin), R = m->lora.rank;
-    // In LoRA mode dweight = dbias = NULL: W0 and b are frozen, so their gradient (a product as
-    // large as the forward) is never computed. Only dinp = dout W, if anyone below needs it.
+    // NULL unless in full mode: the gradient of a frozen W0, a product as large as the forward, is skipped
     float* dweight = m->dw.lin_w[lin] ? m->dw.lin_w[lin] + (size_t)l * OC * IC : NULL;
     float* dbias = m->dw.lin_b[lin] ? m->dw.lin_b[lin] + (size_t)l * OC : NULL;
     matmul_backward(dinp, dweight, dbias, dout, inp, m->w.lin_w[lin] + (size_t)l * OC * IC, N, IC, OC);
@@ -948,8 +911,7 @@ void layer_forward(Model* m, int l, float* out, const float* x, LayerRows r) {
     float p_drop = m->training ? c->dropout : 0.0f;
     float p_att = m->training ? c->attention_dropout : 0.0f;
     Activations* a = &m->acts;
-    // layer l's slice of every per-layer activation. att slices are cap_att apart (the largest
-    // per-layer size reserved): model_reserve laid them out with that stride.
+    // layer l's slice of every per-layer activation (att's slices are cap_att apart)
     float* q = a->q + l * N * C;
     float* k = a->k + l * N * C;
     float* v = a->v + l * N * C;
@@ -990,9 +952,8 @@ void layer_forward(Model* m, int l, float* out, const float* x, LayerRows r) {
     layernorm_forward(out, ln2_mean, ln2_rstd, res2, ln2w, ln2b, r.rows, C);
 }
 
-// 1 for the last layer, which runs only on the first token of each sequence: only that row of
-// its output reaches the classifier (about 14% less work for distilbert-base). full_last_layer
-// (tests only) computes every row there too.
+// 1 for the last layer, which runs only on the first token of each sequence: only that row reaches
+// the classifier (about 14% less work for distilbert-base). full_last_layer: tests only.
 static int is_cls_layer(const Model* m, int l) { return l == m->config.n_layers - 1 && !m->full_last_layer; }
 
 // the rows of layer l: all N tokens, or in the last layer the first token of each sequence
@@ -1024,8 +985,7 @@ int model_forward(Model* m, const int* ids, const int* lengths, int B, const int
     float p_drop = m->training ? c->dropout : 0.0f;
     Activations* a = &m->acts;
     Weights* w = &m->w;
-    // embeddings: LayerNorm(word + position) -> dropout
-    // a->emb (N, C) is kept as the LayerNorm input; x[0] (N, C) is the embeddings' output
+    // embeddings: LayerNorm(word + position) -> dropout = x[0]; emb (N, C) is the LayerNorm input
     embeddings_forward(a->emb, ids, m->offsets, B, w->wte, w->wpe, C);
     layernorm_forward(a->x, a->emb_mean, a->emb_rstd, a->emb, w->emb_lnw, w->emb_lnb, (int)N, C);
     dropout_forward(a->x, N * C, p_drop, dropout_key(m->step_seed, -1, DROP_EMB));
@@ -1047,13 +1007,11 @@ void transformer_forward(Model* m) {
         if (is_cls_layer(m, l)) { cls_gather(a->xcls, x, m->offsets, B, C); }
         layer_forward(m, l, a->x + (l + 1) * N * C, x, layer_rows(m, l));
     }
-    // the head: first token -> pre_classifier -> ReLU -> dropout -> classifier -> softmax
-    // DistilBertForSequenceClassification.forward: pooled = hidden_state[:, 0]; pre_classifier;
-    // ReLU; dropout(seq_classif_dropout); classifier; CrossEntropyLoss. Shapes: cls, pre, hid (B, C),
-    // logits, probs (B, NL).
+    // the head, DistilBertForSequenceClassification.forward: pooled = hidden_state[:, 0];
+    // pre_classifier; ReLU; dropout(seq_classif_dropout); classifier; CrossEntropyLoss
     Trainables* p = &m->params;
-    // cls (B, C): the hidden state of each sequence's [CLS] token, hidden_state[:, 0] in HF. The
-    // last layer's output rows are where its queries were: layer_rows(m, L - 1).q_offsets
+    // cls (B, C): each sequence's [CLS] hidden state, in the rows where the last layer's queries
+    // were (layer_rows(m, L - 1).q_offsets)
     cls_gather(a->cls, a->x + L * N * C, layer_rows(m, L - 1).q_offsets, B, C);
     matmul_forward(a->pre, a->cls, p->pre_w, p->pre_b, B, C, C);
     relu_forward(a->hid, a->pre, (size_t)B * C);
@@ -1283,9 +1241,9 @@ void model_update(Model* model, float lr, float beta1, float beta2, float eps, f
 }
 
 // ----------------------------------------------------------------------------
-// data: a TSV file, one example per line, "label<TAB>text" with label 0 (negative) or 1 (positive).
-// Every text is tokenized once, up front: [CLS] text [SEP], cut from the LEFT to max_len tokens
-// (the tutorial sets truncation_side="left": the end of a review is kept).
+// training. The data: a TSV file, one example per line, "label<TAB>text" with label 0 (negative)
+// or 1 (positive). Every text is tokenized once, up front: [CLS] text [SEP], cut from the LEFT to
+// max_len tokens (the tutorial sets truncation_side="left": the end of a review is kept).
 
 typedef struct {
     int n;              // examples
@@ -1295,9 +1253,6 @@ typedef struct {
     int* ids;           // the ids of all examples, one after another
     size_t num_tokens;  // total
 } Dataset;
-
-// ----------------------------------------------------------------------------
-// training and evaluation
 
 typedef struct {
     const char* model_dir;    // weights/distilbert-base-uncased
@@ -1348,9 +1303,8 @@ typedef struct {
     int tp, fp, tn, fn;  // the confusion matrix: true/false positives and negatives
 } Metrics;
 
-// Where a run stands. It is saved with every checkpoint (OUT/last/trainer_state.json, with
-// AdamW's moments in optimizer.safetensors), so that `./lora train --resume OUT/last` goes on
-// exactly where the run stopped: the same batches, dropout masks and numbers, bit for bit.
+// Where a run stands, saved with every checkpoint (OUT/last) so that `./lora train --resume
+// OUT/last` goes on exactly where the run stopped: the same batches, dropout masks and numbers.
 typedef struct {
     int epoch;            // the epoch in progress (1-based); its first step_in_epoch steps are done
     int step_in_epoch;
@@ -1360,11 +1314,9 @@ typedef struct {
     int best_epoch;       // ... and its epoch
 } TrainState;
 
-// What train calls in Part 2 (files, printing, Ctrl-C): train_setup loads the model, its
-// vocabulary and both datasets, checks that --out can be written and prints the settings;
-// evaluate runs model_forward without dropout over a dataset; train_resume puts back a run that
-// train_save_checkpoint saved; model_save writes the adapter (or in head and full mode a whole
-// checkpoint); progress_* draw the live line and write OUT/log.tsv and OUT/curves.svg.
+// What train calls in Part 2 (files, printing, Ctrl-C): train_setup loads the model and both
+// datasets, checks --out and prints the settings; evaluate is model_forward without dropout over a
+// dataset; model_save writes the adapter (head, full: a whole checkpoint); progress_* the display.
 typedef struct Progress Progress;  // the progress display; NULL for none
 static int train_setup(const Options* o, Model* model, Dataset* train_set, Dataset* val_set, int* max_len);
 static int train_resume(const Options* o, Model* m, TrainState* ts);
@@ -1382,21 +1334,19 @@ static void progress_step(Progress* pr, int epoch, int s, int step, float loss, 
                           int tokens, int log_now);
 static void progress_epoch(Progress* pr, int epoch, double train_loss, const Metrics* val, int improved);
 static void progress_end(Progress* pr);
+static double now_seconds(void);  // wall-clock seconds
 
-// the tutorial: LoRA fine-tuning with AdamW, linear decay, clipping; evaluate after every epoch;
-// keep the best adapter (lowest validation loss) and the last one
-// The same steps as HF Trainer's loop: forward, zero_grad, backward, clip the gradient norm
-// to max_grad_norm BEFORE the optimizer step, AdamW step at this step's learning rate, then the
-// scheduler moves on. After each epoch: evaluate, print the epoch's mean training loss, save
-// last/ and, when the validation loss is the lowest so far, best/ (load_best_model_at_end with
-// metric_for_best_model = "loss", where lower is better).
+// the tutorial: LoRA fine-tuning with AdamW, linear decay and clipping, as HF Trainer's loop:
+// forward, zero_grad, backward, clip the gradient norm to max_grad_norm BEFORE the optimizer step,
+// AdamW at this step's learning rate, then the scheduler moves on. After each epoch: evaluate, print
+// the epoch's mean training loss, save last/ and, when the validation loss is the lowest so far,
+// best/ (load_best_model_at_end with metric_for_best_model = "loss", where lower is better).
 int train(const Options* o) {
     double t0 = now_seconds();
     Model model;
     Dataset train_set, val_set;
     int max_len;
-    // load the model and both datasets (tokenized), check that --out can be written, and print
-    // what is about to run (in Part 2: file formats and printing)
+    // load the model and both datasets (tokenized), check --out, print the settings (Part 2)
     if (train_setup(o, &model, &train_set, &val_set, &max_len) != 0) { return -1; }
 
     // the last batch of an epoch may be short (1000 reviews / 4 = 250 full ones in the tutorial)
@@ -1444,14 +1394,12 @@ int train(const Options* o) {
             model_zero_grad(&model);
             model_backward(&model);
             float norm = model_clip_grad_norm(&model, o->max_grad_norm);
-            // linear decay from lr to 0 over all steps, no warmup (HF's get_linear_schedule_with_warmup)
             float lr = lr_at_step(o->lr, step, total_steps);
             model_update(&model, lr, 0.9f, 0.999f, 1e-8f, o->weight_decay);
             step++;
             // the epoch's training loss = mean of its steps' batch losses (what Trainer logs per interval)
             epoch_loss += model.loss;
-            // the live line; every --log-every steps (and at the end of an epoch) a printed line
-            // and a row of log.tsv with the mean loss since the last one
+            // the live line; every --log-every steps (and at an epoch's end) a printed line and a log.tsv row
             progress_step(pr, epoch, s + 1, step, model.loss, lr, norm, model.N,
                           step % o->log_every == 0 || s == steps_per_epoch - 1);
             // Ctrl-C: save where we are in OUT/last, with everything --resume needs, then stop
@@ -1475,8 +1423,7 @@ int train(const Options* o) {
         ts.epoch = epoch + 1;
         ts.step_in_epoch = 0;
         ts.epoch_loss = 0.0;
-        // last/ (with the trainer state) is overwritten every epoch; best/ only when the
-        // validation loss improved
+        // last/ (with the trainer state) is overwritten every epoch; best/ only when val loss improved
         rc = train_save_checkpoint(o, &model, last_dir, &ts);
         if (rc == 0 && improved) { rc = model_save(&model, best_dir, o->model_dir); }
     }
@@ -1501,6 +1448,18 @@ int train(const Options* o) {
 // the Hugging Face formats (JSON, safetensors, config.json, PEFT adapters), the TSV reader,
 // evaluation/prediction/bench and the command line.
 // ============================================================================
+// the error line of everything that reads user input (files, batches, flags): print one
+// "lora: error: ..." line and return -1, for the caller to pass up
+static int fail(const char* fmt, ...) {
+    va_list ap;
+    va_start(ap, fmt);
+    fprintf(stderr, "lora: error: ");
+    vfprintf(stderr, fmt, ap);
+    fprintf(stderr, "\n");
+    va_end(ap);
+    return -1;
+}
+
 // --- exp and erf written so that the compiler can vectorize them.
 // libm's expf and erff are function calls, one number at a time, and gcc will not turn them into
 // SIMD instructions without -ffast-math. Softmax and GELU call them for every attention score and
@@ -2031,7 +1990,15 @@ void fast_kernels_reserve(const Config* c, int R, int B, size_t N, int max_T) {
 }
 
 // ----------------------------------------------------------------------------
-// memory: the one-allocation layouts of the model (the structs are in Part 1)
+// memory: the one-allocation layouts of the model. The structs of pointers of Part 1 (Weights,
+// Trainables, Activations) give each tensor its name; the numbers live in four places, each one
+// malloc (llm.c's style):
+//   w_memory      the pretrained weights (66,362,880 floats for distilbert-base, 265 MB); frozen,
+//                 except in full mode, where they are the first part of params_memory
+//   params_memory, grads_memory, exp_avg, exp_avg_sq   the trainables, their gradients and
+//                 AdamW moments (628,994 floats each for the tutorial: LoRA on q_lin + the head;
+//                 592,130 in head mode; 66,955,010 in full mode)
+//   acts_memory   the activations of one batch, laid out by model_reserve
 
 // zeroed memory (used for gradients and AdamW moments, which must start at 0)
 static void* calloc_check(size_t count, size_t size, const char* file, int line) {
@@ -3782,6 +3749,13 @@ static int train_setup(const Options* o, Model* model, Dataset* train_set, Datas
            (unsigned long long)o->seed);
     print_parameter_count(model);
     return 0;
+}
+
+// wall-clock seconds (timespec_get is C11)
+static double now_seconds(void) {
+    struct timespec ts;
+    timespec_get(&ts, TIME_UTC);
+    return ts.tv_sec + ts.tv_nsec * 1e-9;
 }
 
 // ----------------------------------------------------------------------------
