@@ -116,10 +116,9 @@ static inline int dropout_keep(uint64_t key, size_t i, float p) {
 
 // --- embeddings: word embedding + learned position embedding (DistilBERT has no token types)
 
-// out (N, C); ids (N); wte (V, C) and wpe (P, C) the two tables; sequence b is rows offsets[b] ..
-// offsets[b+1]-1. HF's Embeddings.forward: word_embeddings(input_ids) + position_embeddings(arange(T))
-// (then LayerNorm and dropout, separate calls in model_forward). With no padding each sequence's
-// positions restart at 0, which is what HF computes for a right-padded batch.
+// out (N, C) from ids (N), wte (V, C), wpe (P, C): HF's Embeddings.forward, word_embeddings(input_ids)
+// + position_embeddings(arange(T)) (LayerNorm and dropout follow in model_forward). Sequence b is rows
+// offsets[b] .. offsets[b+1]-1; its positions restart at 0, as HF's do in a right-padded batch.
 void embeddings_forward(float* out, const int* ids, const int* offsets, int B,
                         const float* wte, const float* wpe, int C) {
     for (int b = 0; b < B; b++) {
@@ -131,10 +130,9 @@ void embeddings_forward(float* out, const int* ids, const int* offsets, int B,
         }
     }
 }
-// backward, needed only when the tables train (--mode full): dwte (V, C) += dout at each token's
-// id, dwpe (P, C) += dout at each position. A token id that occurs twice adds twice (a scatter-add:
-// the reason this loop stays serial). The [PAD] row (pad_id) gets nothing: HF's word embedding is
-// nn.Embedding(V, C, padding_idx=pad_token_id), whose gradient at that row is always zero.
+// backward, needed only when the tables train (--mode full): dwte (V, C) += dout at each token's id,
+// dwpe (P, C) += dout at each position; a repeated id adds twice (a scatter-add: serial). The [PAD]
+// row gets nothing: HF's nn.Embedding(V, C, padding_idx=pad_token_id) has no gradient there.
 void embeddings_backward(float* dwte, float* dwpe, const float* dout, const int* ids, const int* offsets,
                          int B, int C, int pad_id) {
     for (int b = 0; b < B; b++) {
@@ -166,8 +164,7 @@ void layernorm_forward(float* out, float* mean, float* rstd,
         m /= C;
         float v = 0.0f;
         for (int i = 0; i < C; i++) { float d = x[i] - m; v += d * d; }
-        // biased variance (divide by C, not C - 1), as torch.nn.LayerNorm
-        v /= C;
+        v /= C;  // biased variance (divide by C, not C - 1), as torch.nn.LayerNorm
         // rstd = 1 / sqrt(var + eps); DistilBERT's eps is 1e-12, far below the default 1e-5
         float s = 1.0f / sqrtf(v + LAYERNORM_EPS);
         float* o = out + (size_t)n * C;
@@ -226,10 +223,9 @@ void layernorm_backward(float* dinp, float* dweight, float* dbias,
 
 // ----------------------------------------------------------------------------
 // matmul: out = inp @ weight^T + bias, the nn.Linear of every layer; weight is PyTorch's (OC, C).
-// These loops are the reference: obviously right, and slow. The first line of matmul_* and
-// attention_* hands the work to the *_fast functions of Part 2 (the same sums in a cache-friendly
-// order, tens of times faster, tested equal) unless use_fast_kernels is 0 (--reference, make
-// debug). exp_vec and erf_vec (Part 2) are expf and erff written so that they vectorize.
+// These loops are the reference, obviously right and slow. Unless use_fast_kernels is 0, the first
+// line of matmul_* and attention_* hands the work to the *_fast functions of Part 2 (tested equal);
+// exp_vec and erf_vec (Part 2) are expf and erff, written so that the compiler vectorizes them.
 #ifdef REFERENCE_KERNELS
 static int use_fast_kernels = 0;
 #else
@@ -410,9 +406,8 @@ static void softmax_row_backward(float* drow, const float* row, int T, float sca
     // EXERCISE(attention_backward.softmax) END
 }
 
-// Where one (sequence b, head h) pair's data lies: Tq queries and T keys, its first query row at
-// column h*HS (q, out, dq; kv likewise for keys and values), and its Tq x T block of att. Every
-// pair owns these, so threads can take pairs without racing.
+// where one (sequence b, head h) pair's data lies: Tq queries from element q on (T keys from kv),
+// and its Tq x T block of att. Every pair owns these, so threads can take pairs without racing.
 typedef struct { int Tq, T; size_t q, kv, att; } HeadBlock;
 static HeadBlock head_block(const int* q_offsets, const int* kv_offsets, const size_t* att_offsets,
                             int b, int h, int C, int HS) {
@@ -580,8 +575,7 @@ void residual_forward(float* out, const float* a, const float* b, size_t n) {
     #pragma omp parallel for
     for (size_t i = 0; i < n; i++) { out[i] = a[i] + b[i]; }
 }
-// out = a + b passes its gradient unchanged to both a and b: each branch gets dinp += dout
-// (layer_backward calls it for one branch; the other branch's gradient is dout itself)
+// out = a + b passes its gradient unchanged to both branches: dinp += dout (called for one of them)
 void residual_backward(float* dinp, const float* dout, size_t n) {
     #pragma omp parallel for
     for (size_t i = 0; i < n; i++) { dinp[i] += dout[i]; }
@@ -593,9 +587,8 @@ void dropout_forward(float* x, size_t n, float p, uint64_t key) {
     if (p <= 0.0f) { return; }
     dropout_copy(x, x, n, p, key);  // the same masks as the LoRA input's dropout, in place
 }
-// in place on the gradient: dx = dx * keep / (1 - p), the same mask as the forward
+// y = x * keep / (1 - p) is linear in x, so dx = dy * keep / (1 - p): the forward itself, in place
 void dropout_backward(float* dx, size_t n, float p, uint64_t key) {
-    // y = x * keep / (1 - p) is linear in x, so dx = dy * keep / (1 - p): the forward itself
     dropout_forward(dx, n, p, key);
 }
 
@@ -670,8 +663,7 @@ void crossentropy_backward(float* dlogits, const float* probs, const int* labels
 //   6 transformer blocks (layer_forward), x[l] (N, C) -> x[l+1] (N, C); the last keeps only B rows
 //   first token of each sequence (B, C) -> pre_classifier -> ReLU -> dropout -> classifier (B, NL)
 //   softmax + cross-entropy -> loss, the mean over the B sequences
-//   backward: the same path in reverse, from the loss down to layer 0's q_lin adapter (full
-//             mode: down to the embedding tables; head mode: the head only)
+//   backward: the same path in reverse, down to layer 0's q_lin adapter (full: the embeddings too)
 //   AdamW: updates the trainables (LoRA A, B and the head) and nothing else
 enum { MODE_LORA, MODE_HEAD, MODE_FULL };
 typedef struct {
@@ -688,9 +680,9 @@ typedef struct {
     int pad_token_id;         // 0: [PAD], whose word embedding never trains (padding_idx)
 } Config;
 
-// the six Linears of a transformer block, any of which can get a LoRA adapter (PEFT's target names)
+// the six Linears of a transformer block (q_lin, k_lin, v_lin, out_lin, lin1, lin2, as PEFT's
+// target_modules name them), any of which can get a LoRA adapter
 enum { LIN_Q, LIN_K, LIN_V, LIN_OUT, LIN_1, LIN_2, NUM_LIN };
-static const char* LIN_NAMES[NUM_LIN] = { "q_lin", "k_lin", "v_lin", "out_lin", "lin1", "lin2" };
 // lin1 widens C -> H, lin2 narrows H -> C, the other four are C -> C
 static int lin_in(const Config* c, int lin) { return lin == LIN_2 ? c->hidden_dim : c->dim; }   // IC
 static int lin_out(const Config* c, int lin) { return lin == LIN_1 ? c->hidden_dim : c->dim; }  // OC
@@ -704,9 +696,8 @@ typedef struct {
     int use_rslora;         // 0; 1 = rsLoRA's scaling alpha / sqrt(R) (PEFT's use_rslora=True)
 } LoraConfig;
 
-// the factor of the LoRA update, PEFT's `scaling`: alpha / R, or alpha / sqrt(R) with rsLoRA
-// (Kalajdzievski 2023: with alpha / R the update shrinks as the rank grows, and a high rank learns
-// no better than a low one; alpha / sqrt(R) keeps its size steady)
+// the factor of the LoRA update, PEFT's `scaling`: alpha / R, or with rsLoRA alpha / sqrt(R), which
+// keeps the update's size steady as the rank grows (Kalajdzievski 2023)
 float lora_scaling(const LoraConfig* lc) {
     // EXERCISE(rslora.scaling) BEGIN
     return lc->use_rslora ? lc->alpha / sqrtf((float)lc->rank) : lc->alpha / lc->rank;
@@ -741,8 +732,7 @@ typedef struct {
 
 // one trainable tensor as it is named on disk, and where it lives in the flat arrays
 typedef struct {
-    char name[160];  // PEFT's key in lora mode (base_model.model.distilbert.transformer.layer.0.
-                     // attention.q_lin.lora_A.weight), the checkpoint's name in head and full mode
+    char name[160];  // its name on disk: PEFT's key (lora mode), the checkpoint's (head, full mode)
     size_t offset;   // first float in the flat arrays
     int rows, cols;  // cols == 0 for a vector
     int decay;       // 1: AdamW weight decay applies (HF Trainer exempts biases and LayerNorm weights)
@@ -778,8 +768,7 @@ typedef struct {
     float* logits;    // (B, NL)
     float* probs;     // (B, NL)       softmax of the logits
     float* losses;    // (B)           cross-entropy of each sequence
-    // gradients of activations (dL/d of the array of the same name without the d). Those of
-    // one layer are reused layer after layer; the residual stream's are kept per layer.
+    // activation gradients, dL/d(the array named without the d): one layer's set serves all but dx
     float* dx;        // (L+1, N, C)   dx[l] = dL/dx[l], the gradient at layer l's input
     float* dxcls;     // (B, C)        dL/dxcls: the last layer's query-side input
     float* dres2;     // (N, C)        at output_layer_norm's input
@@ -845,9 +834,8 @@ typedef struct {
 // dropout sites: dropout_key mixes one with the layer number, so every (layer, site) draws its own
 enum { DROP_EMB, DROP_ATT, DROP_FFN, DROP_HEAD, DROP_LORA };  // DROP_LORA + lin for each Linear
 
-// Memory, in Part 2: model_build points the structs above into one allocation each (weights,
-// trainables), model_set_batch does the same for a batch's activations, model_free frees it all.
-// model_load fills the weights from the checkpoint; model_init_trainables starts LoRA as PEFT
+// Memory, in Part 2: model_build points the structs above into one allocation each, model_set_batch
+// lays out a batch's activations, model_free frees it all; model_init_trainables starts LoRA as PEFT
 // does (A Kaiming-uniform, B zero) and a new head as transformers does (normal, std 0.02).
 static int model_set_batch(Model* m, const int* ids, const int* lengths, int B, const int* labels);
 void model_free(Model* m);
@@ -870,13 +858,12 @@ static void linear_forward(Model* m, int l, int lin, float* out, const float* in
     }
 }
 
-// its backward: dinp += dout W (NULL: not needed); the adapter's A and B get their gradients;
-// W and b get theirs only in full mode (else they are frozen: no gradient at all)
+// its backward: dinp += dout W (NULL: not needed); the adapter's A and B get their gradients; W and b
+// only in full mode (frozen, they get none: that product, as large as the forward, is skipped)
 static void linear_backward(Model* m, int l, int lin, float* dinp, const float* dout, const float* inp,
                             int N) {
     const Config* c = &m->config;
     int IC = lin_in(c, lin), OC = lin_out(c, lin), R = m->lora.rank;
-    // NULL unless in full mode: the gradient of a frozen W0, a product as large as the forward, is skipped
     float* dweight = m->dw.lin_w[lin] ? m->dw.lin_w[lin] + (size_t)l * OC * IC : NULL;
     float* dbias = m->dw.lin_b[lin] ? m->dw.lin_b[lin] + (size_t)l * OC : NULL;
     matmul_backward(dinp, dweight, dbias, dout, inp, m->w.lin_w[lin] + (size_t)l * OC * IC, N, IC, OC);
@@ -891,10 +878,9 @@ static void linear_backward(Model* m, int l, int lin, float* dinp, const float* 
     }
 }
 
-// Which rows a transformer block works on. Every token is a key and a value, so k_lin and v_lin
-// read all N rows of the layer input x. The queries, and everything after attention, run on
-// `rows` rows of xq: in every layer but the last that is x itself (rows = N); in the last layer
-// only the first token of each sequence reaches the classifier, so xq holds those B rows.
+// Which rows a transformer block works on. Every token is a key and a value, so k_lin and v_lin read
+// all N rows of x. The queries, and everything after attention, run on `rows` rows of xq: x itself
+// (rows = N), except in the last layer, where only each sequence's first token reaches the classifier.
 typedef struct {
     const float* xq;           // (rows, C) the query-side input: x, or the first tokens' rows
     int rows;                  // N, or B in the last layer
@@ -968,19 +954,16 @@ static LayerRows layer_rows(Model* m, int l) {
 
 void transformer_forward(Model* m);
 
-// the forward pass of DistilBertForSequenceClassification + LoRA on one batch.
-// ids: the B sequences one after another, lengths[b] tokens each (no padding anywhere).
-// labels (B) may be NULL (prediction); with labels, m->loss is the mean cross-entropy.
-// Returns 0, or -1 (after printing why) for a batch the model cannot take.
+// the forward pass of DistilBertForSequenceClassification + LoRA on one batch: ids holds the B
+// sequences one after another, lengths[b] tokens each (no padding). labels (B) may be NULL
+// (prediction); with labels, m->loss is the mean cross-entropy. 0, or -1 after one error line.
 int model_forward(Model* m, const int* ids, const int* lengths, int B, const int* labels) {
     const Config* c = &m->config;
     int C = c->dim;
-    // check the batch, make room for its activations and lay it out in m (Part 2): B, N, ids,
-    // labels, and the prefix sums offsets, att_offsets, cls_offsets, cls_att_offsets
+    // check the batch, make room for it, lay it out: m->B, N, ids, labels, the *offsets (Part 2)
     if (model_set_batch(m, ids, lengths, B, labels) != 0) { return -1; }
     size_t N = m->N;
-    // each training forward draws new dropout masks; backward reuses this seed to recompute them
-    // (in evaluation step_seed is irrelevant: every p is 0 and no mask is drawn)
+    // a new dropout seed for each training forward; backward recomputes the same masks from it
     if (m->training) { m->step_seed = mix64(m->seed ^ mix64(++m->forward_count)); }
     float p_drop = m->training ? c->dropout : 0.0f;
     Activations* a = &m->acts;
@@ -1010,8 +993,7 @@ void transformer_forward(Model* m) {
     // the head, DistilBertForSequenceClassification.forward: pooled = hidden_state[:, 0];
     // pre_classifier; ReLU; dropout(seq_classif_dropout); classifier; CrossEntropyLoss
     Trainables* p = &m->params;
-    // cls (B, C): each sequence's [CLS] hidden state, in the rows where the last layer's queries
-    // were (layer_rows(m, L - 1).q_offsets)
+    // cls (B, C): each [CLS] hidden state, in the rows of the last layer's queries (its q_offsets)
     cls_gather(a->cls, a->x + L * N * C, layer_rows(m, L - 1).q_offsets, B, C);
     matmul_forward(a->pre, a->cls, p->pre_w, p->pre_b, B, C, C);
     relu_forward(a->hid, a->pre, (size_t)B * C);
@@ -1031,11 +1013,10 @@ void model_zero_grad(Model* m) {
     memset(m->grads_memory, 0, m->num_trainable * sizeof(float));
 }
 
-// backward of one transformer block, the mirror of layer_forward: each call undoes the forward
-// line quoted above it, in reverse order. dout (rows, C) = dL/d(out). Accumulates (+=) into
-// dx (N, C) the gradient through keys and values, and into dxq (rows, C) the gradient through
-// the queries and the residual; in every layer but the last xq is x, and dxq is dx. dx and dxq
-// are NULL when nothing below needs them (layer 0, unless the embeddings train).
+// backward of one transformer block, the mirror of layer_forward: each call undoes the forward line
+// quoted above it, in reverse order. dout (rows, C) = dL/d(out). Accumulates (+=) into dx (N, C) the
+// gradient through keys and values, into dxq (rows, C) that through the queries and the residual
+// (dxq is dx but in the last layer); both NULL when nothing below needs them (layer 0 in lora mode).
 void layer_backward(Model* m, int l, float* dx, float* dxq, const float* dout, const float* x, LayerRows r) {
     const Config* c = &m->config;
     int C = c->dim, H = c->hidden_dim, NH = c->n_heads, B = m->B;
@@ -1092,8 +1073,7 @@ void layer_backward(Model* m, int l, float* dx, float* dxq, const float* dout, c
     // linear_forward(m, l, LIN_OUT, res1, atty, rows): the attention branch of that residual
     memset(a->datty, 0, rows * C * sizeof(float));
     linear_backward(m, l, LIN_OUT, a->datty, a->dres1, atty, r.rows);
-    // attention_forward(atty, att, q, k, v, ...): dq has rows rows (queries), dk and dv have N
-    // (every token is a key and a value)
+    // attention_forward(atty, att, q, k, v, ...): dq has rows rows, dk and dv all N (every token is a key)
     memset(a->dq, 0, rows * C * sizeof(float));
     memset(a->dk, 0, N * C * sizeof(float));
     memset(a->dv, 0, N * C * sizeof(float));
@@ -1122,8 +1102,7 @@ void model_backward(Model* m) {
     memset(a->dpre, 0, (size_t)B * C * sizeof(float));
     // crossentropy_forward(a->losses, a->probs, a->logits, ...) and the mean over the batch
     crossentropy_backward(a->dlogits, a->probs, m->labels, B, NL);
-    // matmul_forward(a->logits, a->hid, p->cls_w, p->cls_b, B, C, NL): the head is trainable,
-    // so here the weight and bias gradients are computed (into g), unlike the frozen Linears
+    // matmul_forward(a->logits, a->hid, p->cls_w, p->cls_b, B, C, NL): the head trains: g gets dW, db
     matmul_backward(a->dhid, g->cls_w, g->cls_b, a->dlogits, a->hid, p->cls_w, B, C, NL);
     // dropout_forward(a->hid, ..., DROP_HEAD): the same mask, from the same key
     dropout_backward(a->dhid, (size_t)B * C, p_cls, dropout_key(m->step_seed, -1, DROP_HEAD));
@@ -1254,6 +1233,7 @@ typedef struct {
     size_t num_tokens;  // total
 } Dataset;
 
+// the settings of a run: ./lora's flags, with the tutorial's values
 typedef struct {
     const char* model_dir;    // weights/distilbert-base-uncased
     const char* train_path;   // data/imdb/train_1k.tsv
@@ -1272,32 +1252,12 @@ typedef struct {
     int mode;                 // MODE_LORA (the tutorial), MODE_HEAD or MODE_FULL: what trains
     LoraConfig lora;          // r 4, alpha 32, dropout 0.01, q_lin
     uint64_t seed;            // 42
-    // bench only
-    int bench_len;            // --len N
-    const char* lengths_path; // --lengths FILE
-    int bench_batches;        // --batches K
-    const char* bench_what;   // --what model (the default) or mm (the matmul alone)
-    const char* predictions_path;  // eval --predictions FILE
     const char* resume_dir;   // train --resume OUT/last: continue that run
     int overwrite;            // train --overwrite: replace the checkpoints already in --out
     const char* dtype;        // merge --dtype: f32 (default), f16 or bf16
 } Options;
 
-// copy the sequences idx[0..B) of d one after another into ids/lengths/labels
-// The batch format of model_forward: the B sequences' ids back to back, no padding
-static void gather_batch(const Dataset* d, const int* idx, int B, int* ids, int* lengths, int* labels) {
-    size_t n = 0;
-    for (int b = 0; b < B; b++) {
-        int i = idx[b];
-        memcpy(ids + n, d->ids + d->starts[i], d->lengths[i] * sizeof(int));
-        n += d->lengths[i];
-        lengths[b] = d->lengths[i];
-        labels[b] = d->labels[i];
-    }
-}
-
-// what evaluate (Part 2) measures on a whole dataset, with dropout off: the mean loss (what
-// picks the best epoch), accuracy, and precision, recall and F1 of label 1 (Positive)
+// what evaluate measures, dropout off: mean loss, accuracy, precision/recall/F1 of label 1 (Positive)
 typedef struct {
     float loss, accuracy, precision, recall, f1;
     int tp, fp, tn, fn;  // the confusion matrix: true/false positives and negatives
@@ -1315,8 +1275,9 @@ typedef struct {
 } TrainState;
 
 // What train calls in Part 2 (files, printing, Ctrl-C): train_setup loads the model and both
-// datasets, checks --out and prints the settings; evaluate is model_forward without dropout over a
-// dataset; model_save writes the adapter (head, full: a whole checkpoint); progress_* the display.
+// datasets, checks --out and prints the settings; gather_batch copies a batch's sequences back to
+// back (model_forward's format); evaluate is model_forward without dropout over a dataset;
+// model_save writes the adapter (head, full: a whole checkpoint); progress_* the display.
 typedef struct Progress Progress;  // the progress display; NULL for none
 static int train_setup(const Options* o, Model* model, Dataset* train_set, Dataset* val_set, int* max_len);
 static int train_resume(const Options* o, Model* m, TrainState* ts);
@@ -1324,10 +1285,10 @@ static int train_save_checkpoint(const Options* o, const Model* m, const char* d
 static int model_save(const Model* m, const char* dir, const char* model_dir);
 static int evaluate(Model* m, const Dataset* d, int batch, Metrics* out, float* probs, Progress* pr);
 static void dataset_free(Dataset* d);
+static void gather_batch(const Dataset* d, const int* idx, int B, int* ids, int* lengths, int* labels);
 static void catch_ctrl_c(int on);        // on: the first Ctrl-C asks to stop after the current step
 static int stop_requested_at(int step);  // 1: Ctrl-C came (or the tests' LORA_TEST_STOP_AFTER_STEP)
-static int train_interrupted(const Options* o, const Model* m, const char* dir, const TrainState* now,
-                             int steps_per_epoch, Progress** pr);  // saves dir; returns 130
+static int train_interrupted(const Options* o, const Model* m, const TrainState* now, Progress** pr);
 static Progress* progress_start(const Options* o, int total_steps, int steps_per_epoch,
                                 const Dataset* val_set, const TrainState* resumed);
 static void progress_step(Progress* pr, int epoch, int s, int step, float loss, float lr, float norm,
@@ -1336,11 +1297,10 @@ static void progress_epoch(Progress* pr, int epoch, double train_loss, const Met
 static void progress_end(Progress* pr);
 static double now_seconds(void);  // wall-clock seconds
 
-// the tutorial: LoRA fine-tuning with AdamW, linear decay and clipping, as HF Trainer's loop:
-// forward, zero_grad, backward, clip the gradient norm to max_grad_norm BEFORE the optimizer step,
-// AdamW at this step's learning rate, then the scheduler moves on. After each epoch: evaluate, print
-// the epoch's mean training loss, save last/ and, when the validation loss is the lowest so far,
-// best/ (load_best_model_at_end with metric_for_best_model = "loss", where lower is better).
+// the tutorial's fine-tuning as HF Trainer's loop does it: forward, zero_grad, backward, clip the
+// gradient norm to max_grad_norm BEFORE the AdamW step at this step's learning rate, then the
+// scheduler moves on. After each epoch: evaluate, print the epoch's mean training loss, save last/
+// and, when the validation loss is the lowest so far, best/ (load_best_model_at_end, metric "loss").
 int train(const Options* o) {
     double t0 = now_seconds();
     Model model;
@@ -1356,13 +1316,10 @@ int train(const Options* o) {
     int* order = mallocCheck(train_set.n * sizeof(int));
     for (int i = 0; i < train_set.n; i++) { order[i] = i; }
     int* batch_ids = mallocCheck((size_t)o->batch * max_len * sizeof(int));
-    // --batch is at most 1024 (see the flags in main)
-    int batch_lengths[1024], batch_labels[1024];
-    // the shuffle has its own generator (seeded by --seed ^ "shuffle" in ASCII), so the data order
-    // does not change when something else draws random numbers
+    int batch_lengths[1024], batch_labels[1024];  // --batch is at most 1024 (see the flags in main)
+    // the shuffle's own generator (--seed ^ "shuffle" in ASCII): other random draws leave the order alone
     Rng shuffle_rng = { o->seed ^ 0x73687566666c65ULL };
-    // a new run starts at epoch 1, step 0, with no best yet (so the first epoch is the best so far);
-    // --resume puts back the model's trainables, AdamW's moments and this state
+    // a new run: epoch 1, step 0, no best yet; --resume puts back this state, trainables, AdamW moments
     TrainState ts = { 1, 0, 0, 0.0, INFINITY, 0 };
     int rc = 0;
     if (o->resume_dir && train_resume(o, &model, &ts) != 0) { rc = -1; }
@@ -1380,8 +1337,7 @@ int train(const Options* o) {
         }
         // an epoch finished before --resume: only its shuffle is replayed, for the same order
         if (epoch < ts.epoch) { continue; }
-        // dropout on; evaluate() turns it off and back on
-        model.training = 1;
+        model.training = 1;  // dropout on; evaluate turns it off and back on
         int first = ts.epoch == epoch ? ts.step_in_epoch : 0;
         double epoch_loss = ts.epoch == epoch ? ts.epoch_loss : 0.0;
         int step = ts.step;
@@ -1397,22 +1353,20 @@ int train(const Options* o) {
             float lr = lr_at_step(o->lr, step, total_steps);
             model_update(&model, lr, 0.9f, 0.999f, 1e-8f, o->weight_decay);
             step++;
-            // the epoch's training loss = mean of its steps' batch losses (what Trainer logs per interval)
-            epoch_loss += model.loss;
+            epoch_loss += model.loss;  // the epoch's training loss: the mean of its steps' batch losses
             // the live line; every --log-every steps (and at an epoch's end) a printed line and a log.tsv row
             progress_step(pr, epoch, s + 1, step, model.loss, lr, norm, model.N,
                           step % o->log_every == 0 || s == steps_per_epoch - 1);
             // Ctrl-C: save where we are in OUT/last, with everything --resume needs, then stop
             if (stop_requested_at(step)) {
                 TrainState now = { epoch, s + 1, step, epoch_loss, ts.best_val_loss, ts.best_epoch };
-                rc = train_interrupted(o, &model, last_dir, &now, steps_per_epoch, &pr);
+                rc = train_interrupted(o, &model, &now, &pr);
             }
         }
         ts.step = step;
         if (rc != 0) { break; }
-        // Trainer's evaluation_strategy="epoch": loss, accuracy, ... on the whole validation set
         Metrics val;
-        rc = evaluate(&model, &val_set, o->batch, &val, NULL, pr);
+        rc = evaluate(&model, &val_set, o->batch, &val, NULL, pr);  // Trainer's evaluation_strategy="epoch"
         if (rc != 0) { break; }
         // strictly lower: on a tie the earlier epoch stays the best, as Trainer keeps it
         int improved = val.loss < ts.best_val_loss;
@@ -1444,9 +1398,10 @@ int train(const Options* o) {
 // ============================================================================
 // Part 2: the machinery. A reader can stop here: everything about training is above.
 // What follows makes it fast and talks to the outside world: the vectorizable exp/erf, the
-// cache-blocked matmul and the fast attention (each tested equal to its Part 1 reference),
-// the Hugging Face formats (JSON, safetensors, config.json, PEFT adapters), the TSV reader,
-// evaluation/prediction/bench and the command line.
+// cache-blocked matmul and the fast attention (each tested equal to its Part 1 reference), the
+// model's memory (one allocation per struct of Part 1) and initialisation, the Hugging Face
+// formats (JSON, safetensors, config.json, PEFT adapters), the TSV reader, the progress display,
+// checkpoints and Ctrl-C, evaluation/prediction/bench and the command line.
 // ============================================================================
 // the error line of everything that reads user input (files, batches, flags): print one
 // "lora: error: ..." line and return -1, for the caller to pass up
@@ -3000,6 +2955,14 @@ static int config_load(Config* c, const char* path) {
     return rc;
 }
 
+// --mode's names, as the command line and the saved files spell them (MODE_LORA, MODE_HEAD, MODE_FULL)
+static const char* MODE_NAMES[3] = { "lora", "head", "full" };
+// the names of the six Linears (LIN_Q ... LIN_2): PEFT's target_modules, --targets
+static const char* LIN_NAMES[NUM_LIN] = { "q_lin", "k_lin", "v_lin", "out_lin", "lin1", "lin2" };
+// the paths of the six Linears (LIN_Q ... LIN_2) inside one layer of a Hugging Face checkpoint
+static const char* LIN_PATHS[NUM_LIN] = { "attention.q_lin", "attention.k_lin", "attention.v_lin",
+                                          "attention.out_lin", "ffn.lin1", "ffn.lin2" };
+
 // LoRA's rank r makes B A a matrix of rank at most r: above min(IC, OC) of the Linear it adapts,
 // more rank adds parameters and nothing else. Checked before anything is allocated.
 static int lora_rank_check(const Config* c, const LoraConfig* lc) {
@@ -3012,12 +2975,6 @@ static int lora_rank_check(const Config* c, const LoraConfig* lc) {
     }
     return 0;
 }
-
-// --mode's names, as the command line and the saved files spell them (MODE_LORA, MODE_HEAD, MODE_FULL)
-static const char* MODE_NAMES[3] = { "lora", "head", "full" };
-// the paths of the six Linears (LIN_Q ... LIN_2) inside one layer of a Hugging Face checkpoint
-static const char* LIN_PATHS[NUM_LIN] = { "attention.q_lin", "attention.k_lin", "attention.v_lin",
-                                          "attention.out_lin", "ffn.lin1", "ffn.lin2" };
 
 // config.json and model.safetensors must describe the same model: every size config.json gives
 // (vocab, positions, dim, FFN, layers) is compared with the tensors' shapes, and every tensor of the
@@ -3560,6 +3517,19 @@ static int model_save(const Model* m, const char* dir, const char* model_dir) {
 static void dataset_free(Dataset* d) {
     free(d->labels); free(d->lengths); free(d->starts); free(d->ids);
     memset(d, 0, sizeof(*d));
+}
+
+// copy the sequences idx[0..B) of d one after another into ids/lengths/labels
+// The batch format of model_forward: the B sequences' ids back to back, no padding
+static void gather_batch(const Dataset* d, const int* idx, int B, int* ids, int* lengths, int* labels) {
+    size_t n = 0;
+    for (int b = 0; b < B; b++) {
+        int i = idx[b];
+        memcpy(ids + n, d->ids + d->starts[i], d->lengths[i] * sizeof(int));
+        n += d->lengths[i];
+        lengths[b] = d->lengths[i];
+        labels[b] = d->labels[i];
+    }
 }
 
 // returns 0, or -1 after one error line naming the file and line
@@ -4135,9 +4105,11 @@ static int train_save_checkpoint(const Options* o, const Model* m, const char* d
 }
 
 // train after Ctrl-C: end the progress display (*pr becomes NULL), save the run as it stands now
-// in dir (OUT/last) and say how to resume it. Returns 130, the exit status of a Ctrl-C.
-static int train_interrupted(const Options* o, const Model* m, const char* dir, const TrainState* now,
-                             int steps_per_epoch, Progress** pr) {
+// in OUT/last and say how to resume it. Returns 130, the exit status of a Ctrl-C.
+static int train_interrupted(const Options* o, const Model* m, const TrainState* now, Progress** pr) {
+    char dir[1024];
+    snprintf(dir, sizeof(dir), "%s/last", o->out_dir);
+    int steps_per_epoch = (*pr)->steps_per_epoch;
     progress_end(*pr);
     *pr = NULL;
     if (train_save_checkpoint(o, m, dir, now) == 0) {
@@ -4400,7 +4372,7 @@ static int load_for_inference(Model* m, const Options* o) {
     return 0;
 }
 
-int eval_command(const Options* o) {
+int eval_command(const Options* o, const char* predictions_path) {
     double t0 = now_seconds();
     Model model;
     if (load_for_inference(&model, o) != 0) { return -1; }
@@ -4426,17 +4398,17 @@ int eval_command(const Options* o) {
             printf("  label 1 (Positive)  %11d  %11d\n", r.fn, r.tp);
         }
         // --predictions FILE: one line per review, in the order of the file: index, label, P(positive)
-        if (rc == 0 && o->predictions_path) {
+        if (rc == 0 && predictions_path) {
             char tmp[1100];
-            snprintf(tmp, sizeof(tmp), "%s.tmp", o->predictions_path);
+            snprintf(tmp, sizeof(tmp), "%s.tmp", predictions_path);
             FILE* f = fopen(tmp, "w");  // (one error line below names the file and the reason)
             int ok = f != NULL;
             if (ok) { ok = fprintf(f, "index\tlabel\tp_positive\n") > 0; }
             for (int i = 0; ok && i < d.n; i++) { ok = fprintf(f, "%d\t%d\t%.6f\n", i, d.labels[i], probs[i]) > 0; }
             if (f && fclose(f) != 0) { ok = 0; }
-            if (!ok || rename(tmp, o->predictions_path) != 0) {
+            if (!ok || rename(tmp, predictions_path) != 0) {
                 remove(tmp);
-                rc = fail("cannot write --predictions %s: %s", o->predictions_path, strerror(errno));
+                rc = fail("cannot write --predictions %s: %s", predictions_path, strerror(errno));
             }
         }
     }
@@ -4559,6 +4531,14 @@ int merge_command(const Options* o) {
 // ----------------------------------------------------------------------------
 // bench: time training steps and evaluation passes on a batch layout, report tokens/s and GFLOP/s
 
+// bench's own flags (its model, batch and LoRA settings are the Options of train)
+typedef struct {
+    int len;                  // --len N: tokens of every sequence (256)
+    const char* lengths_path; // --lengths FILE: sequence lengths, one per line, used in order
+    int batches;              // --batches K: timed batches after one warm-up (10)
+    const char* what;         // --what model (the default) or mm (the matmul alone)
+} BenchOptions;
+
 // FLOPs of the forward pass of one sequence of T tokens. Only the matrix products count:
 // per layer 2*T*(4*C*C + 2*C*H) in the six Linear layers and 4*T*T*C in attention (q k^T and P v)
 // Counting multiply-adds as 2 FLOPs. Per layer and token: q, k, v, out_lin are C x C each
@@ -4657,9 +4637,9 @@ static const char* printable(const char* word, char* out, size_t cap) {
     return out;
 }
 
-int bench_command(const Options* o) {
-    if (strcmp(o->bench_what, "mm") == 0) { return bench_matmul(); }
-    if (strcmp(o->bench_what, "model") != 0) { return fail("--what: expected model or mm, got '%s'", o->bench_what); }
+int bench_command(const Options* o, const BenchOptions* bo) {
+    if (strcmp(bo->what, "mm") == 0) { return bench_matmul(); }
+    if (strcmp(bo->what, "model") != 0) { return fail("--what: expected model or mm, got '%s'", bo->what); }
     Model model;
     if (o->model_dir) {
         if (model_load(&model, o->model_dir, &o->lora, o->mode, o->seed) != 0) { return -1; }
@@ -4674,8 +4654,8 @@ int bench_command(const Options* o) {
     // the sequence lengths: --len N for all, or --lengths FILE (one per line, used in order)
     int num_lengths = 0, cap = 1024;
     int* all_lengths = mallocCheck(cap * sizeof(int));
-    if (o->lengths_path) {
-        FILE* f = fopen_check(o->lengths_path, "r", NULL);
+    if (bo->lengths_path) {
+        FILE* f = fopen_check(bo->lengths_path, "r", NULL);
         if (f == NULL) { free(all_lengths); model_free(&model); return -1; }
         long v;
         char word[64];
@@ -4685,19 +4665,19 @@ int bench_command(const Options* o) {
             if (*end != '\0' || v < 1 || v > max_pos) {
                 char shown[64];
                 fclose(f); free(all_lengths); model_free(&model);
-                return fail("%s: '%s' is not a sequence length between 1 and %d", o->lengths_path, printable(word, shown, sizeof(shown)), max_pos);
+                return fail("%s: '%s' is not a sequence length between 1 and %d", bo->lengths_path, printable(word, shown, sizeof(shown)), max_pos);
             }
             if (num_lengths == cap) { cap *= 2; all_lengths = realloc(all_lengths, cap * sizeof(int)); if (!all_lengths) { exit(EXIT_FAILURE); } }
             all_lengths[num_lengths++] = (int)v;
         }
         fclose(f);
-        if (num_lengths == 0) { free(all_lengths); model_free(&model); return fail("%s: no lengths in the file", o->lengths_path); }
+        if (num_lengths == 0) { free(all_lengths); model_free(&model); return fail("%s: no lengths in the file", bo->lengths_path); }
     } else {
-        if (o->bench_len > max_pos) { free(all_lengths); model_free(&model); return fail("--len %d is more than the model's %d positions", o->bench_len, max_pos); }
-        all_lengths[num_lengths++] = o->bench_len;
+        if (bo->len > max_pos) { free(all_lengths); model_free(&model); return fail("--len %d is more than the model's %d positions", bo->len, max_pos); }
+        all_lengths[num_lengths++] = bo->len;
     }
     // K timed batches after one warm-up (first-touch page faults, model_reserve growing)
-    int B = o->batch, K = o->bench_batches;
+    int B = o->batch, K = bo->batches;
     int* ids = mallocCheck((size_t)B * c->max_pos * sizeof(int));
     int lengths[1024], labels[1024];
     Rng rng = { o->seed };
@@ -4706,7 +4686,7 @@ int bench_command(const Options* o) {
     double tokens = 0.0, flops_train = 0.0, flops_eval = 0.0, train_total = 0.0, eval_total = 0.0;
     printf("bench: dim %d, %d layers, %d heads, FFN %d | mode %s | batch %d | %d batches after 1 warm-up | threads %d | %s\n",
            c->dim, c->n_layers, c->n_heads, c->hidden_dim, MODE_NAMES[model.mode], B, K, threads_in_use(),
-           o->lengths_path ? o->lengths_path : "fixed length");
+           bo->lengths_path ? bo->lengths_path : "fixed length");
     print_parameter_count(&model);
     for (int k = 0; k <= K; k++) {  // k == 0 is the warm-up
         size_t n = 0;
@@ -4996,7 +4976,8 @@ int main(int argc, char** argv) {
     o.lr = 1e-3f; o.weight_decay = 0.01f; o.max_grad_norm = 1.0f;
     o.lora.rank = 4; o.lora.alpha = 32.0f; o.lora.dropout = 0.01f; o.lora.targets[LIN_Q] = 1;
     o.seed = 42;
-    o.bench_len = 256; o.bench_batches = 10; o.bench_what = "model";
+    BenchOptions bench = { 256, NULL, 10, "model" };
+    const char* predictions_path = NULL;  // eval --predictions FILE
     o.dtype = "f32";
     const char *targets = NULL, *mode = "lora";
     // The table of flags: one line per flag and no getopt (not in C11). Ranges are checked at
@@ -5015,7 +4996,7 @@ int main(int argc, char** argv) {
         { "--adapter", 's', &o.adapter_dir, 0, 0, "epm", "the trained adapter, or a head/full run's checkpoint (default: eval "
           "out/best; predict none, an untrained head)" },
         { "--dtype", 's', &o.dtype, 0, 0, "m", "the merged weights' type: f32 (default), f16 or bf16" },
-        { "--predictions", 's', &o.predictions_path, 0, 0, "e", "also write index, label, P(positive) of every review to FILE" },
+        { "--predictions", 's', &predictions_path, 0, 0, "e", "also write index, label, P(positive) of every review to FILE" },
         { "--epochs", 'i', &o.epochs, 1, 100000, "t", "passes over the training data (default: 10)" },
         { "--batch", 'i', &o.batch, 1, 1024, "teb", "sequences per step (default: 4)" },
         { "--max-len", 'i', &o.max_len, 2, 1 << 20, "tep", "tokens per text, cut from the left (default: 512, or the model's positions)" },
@@ -5031,10 +5012,10 @@ int main(int argc, char** argv) {
         { "--threads", 'i', &o.threads, 1, 4096, "tepb", "OpenMP threads (default: all cores; results are the same for any number)" },
         { "--log-every", 'i', &o.log_every, 1, 1 << 30, "t", "print a step line every N steps (default: 25)" },
         { "--reference", 'b', &use_fast_kernels, 0, 0, "tepb", "run every matmul and attention in the plain reference loops (slow)" },
-        { "--len", 'i', &o.bench_len, 1, 1 << 20, "b", "tokens of every sequence (default: 256)" },
-        { "--lengths", 's', &o.lengths_path, 0, 0, "b", "sequence lengths from FILE, one per line, used in order" },
-        { "--batches", 'i', &o.bench_batches, 1, 1 << 20, "b", "timed batches after one warm-up (default: 10)" },
-        { "--what", 's', &o.bench_what, 0, 0, "b", "model (a training step and an evaluation pass) or mm (the matmul alone)" } };
+        { "--len", 'i', &bench.len, 1, 1 << 20, "b", "tokens of every sequence (default: 256)" },
+        { "--lengths", 's', &bench.lengths_path, 0, 0, "b", "sequence lengths from FILE, one per line, used in order" },
+        { "--batches", 'i', &bench.batches, 1, 1 << 20, "b", "timed batches after one warm-up (default: 10)" },
+        { "--what", 's', &bench.what, 0, 0, "b", "model (a training step and an evaluation pass) or mm (the matmul alone)" } };
     int num_flags = sizeof(flags) / sizeof(flags[0]);
     // ./lora CMD --help (or -h): that command's flags
     for (int i = 2; i < argc && strcmp(argv[i], "--") != 0; i++) {
@@ -5102,7 +5083,7 @@ int main(int argc, char** argv) {
             if (strcmp(argv[i], lora_flags[k]) == 0) { fail("%s is a flag of --mode lora, not of --mode %s", argv[i], mode); return 1; }
         }
     }
-    if (o.bench_len < 1) { o.bench_len = 1; }
+    if (bench.len < 1) { bench.len = 1; }
     // remember whether --max-len was given: the default may shrink quietly, an explicit one may not
     for (int i = 2; i < argc; i++) { if (strcmp(argv[i], "--max-len") == 0) { o.max_len_given = 1; } }
 #ifdef OMP
@@ -5167,11 +5148,11 @@ int main(int argc, char** argv) {
     // and 130 for a training run stopped by Ctrl-C (its checkpoint saved)
     int rc;
     if (is_train) { rc = train(&o); }
-    else if (is_eval) { rc = eval_command(&o); }
+    else if (is_eval) { rc = eval_command(&o, predictions_path); }
     else if (is_predict) { rc = predict_command(&o, texts, num_texts); }
     else if (is_merge) { rc = merge_command(&o); }
     else if (is_tiny) { rc = tiny_command(&o); }
-    else { rc = bench_command(&o); }
+    else { rc = bench_command(&o, &bench); }
     json_free(resumed);  // (the resumed run's strings lived in it)
     return rc == 130 ? 130 : rc == 0 ? 0 : 1;
 }
