@@ -768,7 +768,7 @@ typedef struct {
     float* logits;    // (B, NL)
     float* probs;     // (B, NL)       softmax of the logits
     float* losses;    // (B)           cross-entropy of each sequence
-    // activation gradients, dL/d(the array named without the d): one layer's set serves all but dx
+    // activation gradients, dL/d(the array without the d): one set reused by every layer, dx per layer
     float* dx;        // (L+1, N, C)   dx[l] = dL/dx[l], the gradient at layer l's input
     float* dxcls;     // (B, C)        dL/dxcls: the last layer's query-side input
     float* dres2;     // (N, C)        at output_layer_norm's input
@@ -858,8 +858,8 @@ static void linear_forward(Model* m, int l, int lin, float* out, const float* in
     }
 }
 
-// its backward: dinp += dout W (NULL: not needed); the adapter's A and B get their gradients; W and b
-// only in full mode (frozen, they get none: that product, as large as the forward, is skipped)
+// its backward: dinp += dout W (NULL: not needed); the adapter's A and B get their gradients, and
+// W and b only in full mode: frozen, their gradient (a product as large as the forward) is skipped
 static void linear_backward(Model* m, int l, int lin, float* dinp, const float* dout, const float* inp,
                             int N) {
     const Config* c = &m->config;
@@ -960,7 +960,7 @@ void transformer_forward(Model* m);
 int model_forward(Model* m, const int* ids, const int* lengths, int B, const int* labels) {
     const Config* c = &m->config;
     int C = c->dim;
-    // check the batch, make room for it, lay it out: m->B, N, ids, labels, the *offsets (Part 2)
+    // check the batch, make room for it and lay it out: m->B, N, ids, labels, offsets (Part 2)
     if (model_set_batch(m, ids, lengths, B, labels) != 0) { return -1; }
     size_t N = m->N;
     // a new dropout seed for each training forward; backward recomputes the same masks from it
