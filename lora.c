@@ -48,46 +48,14 @@ Legend for the shape comments:
 #include <time.h>
 #include <errno.h>
 #include <signal.h>
-// two things from outside C11: making a folder (--out DIR) and asking whether stdout is a
-// terminal (the live progress line)
-#ifdef _WIN32
-#include <direct.h>
-#include <io.h>
-#define make_dir(path) _mkdir(path)
-#define stdout_is_terminal() _isatty(_fileno(stdout))
-#define stdin_is_terminal() _isatty(_fileno(stdin))
-#else
-#include <sys/stat.h>
-#include <unistd.h>
-#define make_dir(path) mkdir(path, 0755)
-#define stdout_is_terminal() isatty(STDOUT_FILENO)
-#define stdin_is_terminal() isatty(STDIN_FILENO)
-#endif
 #ifdef OMP
 #include <omp.h>
 #endif
 
-// the tokenizer lives in its own file, so that it can also be built alone as ./tokenizer
-#define TOKENIZER_LIBRARY
-#define TOKENIZER_ERROR "lora: error: "       // its error lines start as ours do
-#define TOKENIZER_LINE_ERROR "lora: error: %s:%d: "
-#include "tokenizer.c"
-
 // ----------------------------------------------------------------------------
 // error helpers: every failure says what failed and where, on one line on stderr.
-// Functions that read user files return -1 after printing (so tests can check them);
-// an out-of-memory is not the user's fault and simply ends the program.
-
-// print one "lora: error: ..." line and return -1, for the caller to pass up
-static int fail(const char* fmt, ...) {
-    va_list ap;
-    va_start(ap, fmt);
-    fprintf(stderr, "lora: error: ");
-    vfprintf(stderr, fmt, ap);
-    fprintf(stderr, "\n");
-    va_end(ap);
-    return -1;
-}
+// Functions that read user input print one such line with fail() (Part 2) and return -1 (so
+// tests can check them); an out-of-memory is not the user's fault and simply ends the program.
 
 // malloc that never returns NULL: on failure it names the size and the line that asked (through
 // the mallocCheck macro below) and exits. malloc(0) may legally return NULL, so ask for 1 byte.
@@ -101,21 +69,6 @@ static void* malloc_check(size_t size, const char* file, int line) {
     return ptr;
 }
 #define mallocCheck(size) malloc_check(size, __FILE__, __LINE__)
-
-// zeroed memory (used for gradients and AdamW moments, which must start at 0)
-static void* calloc_check(size_t count, size_t size, const char* file, int line) {
-    void* ptr = malloc_check(count * size, file, line);
-    memset(ptr, 0, count * size);
-    return ptr;
-}
-#define callocCheck(count, size) calloc_check(count, size, __FILE__, __LINE__)
-
-// wall-clock seconds (timespec_get is C11)
-static double now_seconds(void) {
-    struct timespec ts;
-    timespec_get(&ts, TIME_UTC);
-    return ts.tv_sec + ts.tv_nsec * 1e-9;
-}
 
 // ----------------------------------------------------------------------------
 // random numbers. Two kinds:
@@ -142,13 +95,6 @@ static uint64_t rng_u64(Rng* rng) {
 }
 // uniform in [0, 1) with 24 random bits (exactly representable as float)
 static float rng_uniform(Rng* rng) { return (rng_u64(rng) >> 40) * (1.0f / 16777216.0f); }
-// standard normal (Box-Muller)
-static float rng_normal(Rng* rng) {
-    float u1 = rng_uniform(rng), u2 = rng_uniform(rng);
-    // u1 can be exactly 0 and logf(0) = -inf: keep it just above
-    if (u1 < 1e-30f) { u1 = 1e-30f; }
-    return sqrtf(-2.0f * logf(u1)) * cosf(6.2831853071795864f * u2);
-}
 
 // the dropout key of one site: mixes the step's seed with which layer and which dropout it is
 static uint64_t dropout_key(uint64_t step_seed, int layer, int site) {
@@ -170,11 +116,9 @@ static inline int dropout_keep(uint64_t key, size_t i, float p) {
 
 // --- embeddings: word embedding + learned position embedding (DistilBERT has no token types)
 
-// out (N, C); ids (N); sequence b holds rows offsets[b] .. offsets[b+1]-1, positions start at 0
-// HF's Embeddings.forward: word_embeddings(input_ids) + position_embeddings(arange(T)), then
-// LayerNorm and dropout (those two are separate calls in model_forward). With no padding each
-// sequence's positions simply restart at 0, which is what HF computes for a right-padded batch.
-// wte (V, C) and wpe (P, C) are the two tables.
+// out (N, C) from ids (N), wte (V, C), wpe (P, C): HF's Embeddings.forward, word_embeddings(input_ids)
+// + position_embeddings(arange(T)) (LayerNorm and dropout follow in model_forward). Sequence b is rows
+// offsets[b] .. offsets[b+1]-1; its positions restart at 0, as HF's do in a right-padded batch.
 void embeddings_forward(float* out, const int* ids, const int* offsets, int B,
                         const float* wte, const float* wpe, int C) {
     for (int b = 0; b < B; b++) {
@@ -186,10 +130,9 @@ void embeddings_forward(float* out, const int* ids, const int* offsets, int B,
         }
     }
 }
-// backward, needed only when the tables train (--mode full): dwte (V, C) += dout at each token's
-// id, dwpe (P, C) += dout at each position. A token id that occurs twice adds twice (a scatter-add:
-// the reason this loop stays serial). The [PAD] row (pad_id) gets nothing: HF's word embedding is
-// nn.Embedding(V, C, padding_idx=pad_token_id), whose gradient at that row is always zero.
+// backward, needed only when the tables train (--mode full): dwte (V, C) += dout at each token's id,
+// dwpe (P, C) += dout at each position; a repeated id adds twice (a scatter-add: serial). The [PAD]
+// row gets nothing: HF's nn.Embedding(V, C, padding_idx=pad_token_id) has no gradient there.
 void embeddings_backward(float* dwte, float* dwpe, const float* dout, const int* ids, const int* offsets,
                          int B, int C, int pad_id) {
     for (int b = 0; b < B; b++) {
@@ -221,8 +164,7 @@ void layernorm_forward(float* out, float* mean, float* rstd,
         m /= C;
         float v = 0.0f;
         for (int i = 0; i < C; i++) { float d = x[i] - m; v += d * d; }
-        // biased variance (divide by C, not C - 1), as torch.nn.LayerNorm
-        v /= C;
+        v /= C;  // biased variance (divide by C, not C - 1), as torch.nn.LayerNorm
         // rstd = 1 / sqrt(var + eps); DistilBERT's eps is 1e-12, far below the default 1e-5
         float s = 1.0f / sqrtf(v + LAYERNORM_EPS);
         float* o = out + (size_t)n * C;
@@ -280,23 +222,28 @@ void layernorm_backward(float* dinp, float* dweight, float* dbias,
 }
 
 // ----------------------------------------------------------------------------
-// matmul: out = inp @ weight^T + bias, the nn.Linear of every layer.
-// N = B*T rows, C = in channels, OC = out channels; weight is PyTorch's (OC, C).
-// The loops below are the reference: obviously right, and slow. Release builds do the same
-// sums in a cache-friendly order (matmul_forward_fast in Part 2: packed panels, a register
-// tile, threads), tens of times faster; the tests check that the two agree. The first line of
-// each function here is that detour. use_fast_kernels is 0 with --reference and in `make debug`,
-// and then every product of the model runs through these loops.
+// matmul: out = inp @ weight^T + bias, the nn.Linear of every layer; weight is PyTorch's (OC, C).
+// These loops are the reference, obviously right and slow. Unless use_fast_kernels is 0, the first
+// line of matmul_* and attention_* hands the work to the *_fast functions of Part 2 (tested equal);
+// exp_vec and erf_vec (Part 2) are expf and erff, written so that the compiler vectorizes them.
 #ifdef REFERENCE_KERNELS
 static int use_fast_kernels = 0;
 #else
 static int use_fast_kernels = 1;
 #endif
-// (the fast versions, in Part 2)
 void matmul_forward_fast(float* out, const float* inp, const float* weight, const float* bias,
                          int N, int C, int OC);
 void matmul_backward_fast(float* dinp, float* dweight, float* dbias, const float* dout, const float* inp,
                           const float* weight, int N, int C, int OC);
+void attention_forward_fast(float* out, float* att, const float* q, const float* k, const float* v,
+                            const int* q_offsets, const int* kv_offsets, const size_t* att_offsets,
+                            int B, int C, int NH, float p, uint64_t key);
+void attention_backward_fast(float* dq, float* dk, float* dv, float* datt, const float* dout,
+                             const float* att, const float* q, const float* k, const float* v,
+                             const int* q_offsets, const int* kv_offsets, const size_t* att_offsets,
+                             int B, int C, int NH, float p, uint64_t key);
+static inline float exp_vec(float x);
+static inline float erf_vec(float x);
 
 // out (N, OC) = inp (N, C) @ weight (OC, C)^T + bias (OC); bias may be NULL
 void matmul_forward(float* out, const float* inp, const float* weight, const float* bias,
@@ -313,11 +260,10 @@ void matmul_forward(float* out, const float* inp, const float* weight, const flo
     }
 }
 
-// dinp (N, C) += dout (N, OC) @ weight (OC, C); dweight (OC, C) += dout^T @ inp;
-// dbias (OC) += the sum of the rows of dout. A NULL gradient is skipped (a frozen weight:
-// LoRA training never computes dweight of W0, a product as large as the forward).
-// out[n,o] = sum_i inp[n,i] w[o,i] + b[o]  =>  dinp[n,i] += sum_o dout[n,o] w[o,i],
-// dweight[o,i] += sum_n dout[n,o] inp[n,i],  dbias[o] += sum_n dout[n,o].
+// out[n,o] = sum_i inp[n,i] w[o,i] + b[o]  =>  dinp[n,i] += sum_o dout[n,o] w[o,i] (dout @ weight),
+// dweight[o,i] += sum_n dout[n,o] inp[n,i] (dout^T @ inp),  dbias[o] += sum_n dout[n,o].
+// dinp (N, C), dweight (OC, C), dbias (OC). A NULL gradient is skipped (a frozen weight: LoRA
+// training never computes dweight of W0, a product as large as the forward).
 void matmul_backward(float* dinp, float* dweight, float* dbias,
                      const float* dout, const float* inp, const float* weight,
                      int N, int C, int OC) {
@@ -348,13 +294,11 @@ void matmul_backward(float* dinp, float* dweight, float* dbias,
 
 // --- LoRA (Hu et al. 2021, "LoRA: Low-Rank Adaptation of Large Language Models"):
 // a frozen Linear W0 gets a trainable low-rank update, h = W0 x + b + (alpha/r) * B (A dropout(x)).
-// A = lora_A (R, C) starts random, B = lora_B (OC, R) starts at zero, so training starts from
-// the pretrained model.
-// lora_forward adds the update to the output of the frozen matmul.
+// A = lora_A (R, C) starts random, B = lora_B (OC, R) at zero, so training starts from the
+// pretrained model. lora_forward adds the update to the output of the frozen matmul.
 
-// dropout on the LoRA input: out = inp * keep / (1 - p), or a plain copy when p == 0
-// PEFT applies lora_dropout to the input of the LoRA path only (the frozen W0 x sees the
-// clean x), so the dropped-out copy goes to scratch and inp itself is left alone
+// out = inp * keep / (1 - p), or a plain copy when p == 0. PEFT's lora_dropout acts on the input
+// of the LoRA path only (W0 x sees the clean x), so the dropped-out copy goes to scratch
 void dropout_copy(float* out, const float* inp, size_t n, float p, uint64_t key) {
     float scale = 1.0f / (1.0f - p);
     #pragma omp parallel for
@@ -363,11 +307,10 @@ void dropout_copy(float* out, const float* inp, size_t n, float p, uint64_t key)
     }
 }
 
-// out (N, OC) += scale * h @ lora_B^T, where h (N, R) = dropout(inp) @ lora_A^T is cached for backward.
-// xd (N, C) is scratch for the dropped-out input; p = 0 (or evaluation) means no dropout.
-// PEFT's lora.Linear.forward: result = base_layer(x) + lora_B(lora_A(dropout(x))) * scaling,
-// scaling = lora_alpha / r. Shapes: inp (N, C) -> h (N, R) -> update (N, OC). Going through
-// rank R costs N*R*(C + OC) multiply-adds, tiny next to the frozen N*C*OC.
+// out (N, OC) += scale * h @ lora_B^T, h (N, R) = dropout(inp) @ lora_A^T (cached for backward);
+// xd (N, C) is scratch; p = 0 means no dropout. PEFT's lora.Linear.forward: result = base_layer(x)
+// + lora_B(lora_A(dropout(x))) * scaling, scaling = lora_alpha / r. Going through rank R costs
+// N*R*(C + OC) multiply-adds, tiny next to the frozen N*C*OC.
 void lora_forward(float* out, float* h, float* xd, const float* inp, const float* lora_A, const float* lora_B,
                   float scale, float p, uint64_t key, int N, int C, int OC, int R) {
     // EXERCISE(lora_forward) BEGIN
@@ -435,31 +378,16 @@ void lora_backward(float* dinp, float* dlora_A, float* dlora_B, float* dh, float
 }
 
 // --- attention: multi-head self-attention, each sequence on its own (no padding, so no mask).
-// q, k, v, out hold all heads side by side; head h owns channels h*HS .. h*HS+HS-1.
-// Sequence b has its keys and values at rows kv_offsets[b] .. kv_offsets[b+1]-1 (T of them) and
-// its queries (and outputs) at rows q_offsets[b] .. q_offsets[b+1]-1 (Tq of them). Usually the
-// two are the same; in the last layer only the first token's query is needed (see model_forward).
-// att holds the softmax probabilities of every (sequence, head): a Tq x T block each, starting
-// at att_offsets[b] + h*Tq*T. They are cached because backward needs them.
+// q, k, v, out hold all heads side by side; head h owns channels h*HS .. h*HS+HS-1. Sequence b
+// has its keys and values at rows kv_offsets[b] .. kv_offsets[b+1]-1 (T of them), its queries and
+// outputs at rows q_offsets[b] .. q_offsets[b+1]-1 (Tq): the same rows, except in the last layer,
+// where only the first token's query is needed (see layer_rows). att caches for backward the
+// softmax probabilities of every (sequence, head): a Tq x T block each, at att_offsets[b] + h*Tq*T.
 // For one (sequence, head), with Q (Tq, HS), K, V (T, HS) this head's columns:
 //     S = Q K^T / sqrt(HS),   P = softmax(S) row by row,   Pd = dropout(P),   out = Pd V
-// (Vaswani et al. 2017, eq. 1). Below, row by row, as plainly as it can be written; Part 2 has
-// attention_forward_fast, the same four lines as matrix products, which the tests compare.
+// (Vaswani et al. 2017, eq. 1), below row by row; attention_forward_fast does it as matrix products.
 
-// (the fast versions, in Part 2; exp_vec is expf and erf_vec erff, written in plain arithmetic
-// so that the compiler can vectorize them: read them as expf and erff)
-void attention_forward_fast(float* out, float* att, const float* q, const float* k, const float* v,
-                            const int* q_offsets, const int* kv_offsets, const size_t* att_offsets,
-                            int B, int C, int NH, float p, uint64_t key);
-void attention_backward_fast(float* dq, float* dk, float* dv, float* datt, const float* dout,
-                             const float* att, const float* q, const float* k, const float* v,
-                             const int* q_offsets, const int* kv_offsets, const size_t* att_offsets,
-                             int B, int C, int NH, float p, uint64_t key);
-static inline float exp_vec(float x);
-static inline float erf_vec(float x);  // erf, likewise (GELU below uses it)
-
-// softmax of one row (T) of scores, in place, shifted by the max for numerical stability:
-// afterwards row holds P_i = softmax(S_i), a probability distribution over the T keys
+// softmax of one row (T) of scores S_i, in place (shifted by the max, for stability): row = P_i
 static void softmax_row(float* row, int T) {
     float maxval = -INFINITY;
     for (int j = 0; j < T; j++) { if (row[j] > maxval) { maxval = row[j]; } }
@@ -468,8 +396,7 @@ static void softmax_row(float* row, int T) {
     for (int j = 0; j < T; j++) { row[j] /= sum; }
 }
 
-// softmax backward of one row, in place: drow (T) holds dL/dP on entry, scale * dL/dS on return;
-// row (T) is P.
+// softmax backward of one row (T), in place: drow holds dL/dP on entry, scale * dL/dS on return.
 // P = softmax(S)  =>  dS_j = P_j (dP_j - sum_k P_k dP_k)
 static void softmax_row_backward(float* drow, const float* row, int T, float scale) {
     // EXERCISE(attention_backward.softmax) BEGIN
@@ -479,10 +406,8 @@ static void softmax_row_backward(float* drow, const float* row, int T, float sca
     // EXERCISE(attention_backward.softmax) END
 }
 
-// Where one (sequence b, head h) pair's data lies: Tq queries and T keys; the first query row of
-// sequence b at column h*HS (q, out, dq), the same for keys and values, and head h's
-// probabilities, the h-th Tq x T block of b's att region. Every pair owns these rows/columns and
-// block, so threads can take pairs without racing.
+// where one (sequence b, head h) pair's data lies: Tq queries from element q on (T keys from kv),
+// and its Tq x T block of att. Every pair owns these, so threads can take pairs without racing.
 typedef struct { int Tq, T; size_t q, kv, att; } HeadBlock;
 static HeadBlock head_block(const int* q_offsets, const int* kv_offsets, const size_t* att_offsets,
                             int b, int h, int C, int HS) {
@@ -495,10 +420,9 @@ static HeadBlock head_block(const int* q_offsets, const int* kv_offsets, const s
     return hb;
 }
 
-// one (sequence, head). q (Tq rows), k, v (T rows) are this head's HS columns of the full
-// (., C) arrays, so rows are C floats apart; out (Tq rows, stride C) receives the result and
-// att (Tq, T) the probabilities. key_offset numbers this block's entries inside the layer, so
-// every attention-dropout element of the layer draws its own, reproducible random number.
+// one (sequence, head): q (Tq rows), k, v (T rows) are this head's HS columns of the (., C) arrays,
+// rows C floats apart; out (Tq rows, stride C) gets the result, att (Tq, T) the probabilities.
+// key_offset numbers this block's entries in the layer: each dropout element draws its own number.
 static void attention_head_forward(float* out, float* att, const float* q, const float* k, const float* v,
                                    int Tq, int T, int C, int HS, float p, uint64_t key, size_t key_offset) {
     // the 1/sqrt(HS) scale is folded into q_i before the dot products (the same as scaling the
@@ -549,11 +473,10 @@ void attention_forward(float* out, float* att, const float* q, const float* k, c
     }
 }
 
-// backward of one (sequence, head). dq, dout (Tq, HS) and dk, dv (T, HS) have row stride C,
-// like q, k, v; datt (Tq, T) is scratch.
-// The forward, per query row i, was:  S_i = q_i K^T / sqrt(HS),  P_i = softmax(S_i),
-// Pd_i = dropout(P_i),  out_i = Pd_i V.  We go back through these four lines in reverse order,
-// using the P cached in att and recomputing the dropout mask from its key.
+// backward of one (sequence, head); dq, dout (Tq, HS), dk, dv (T, HS) have row stride C like q, k,
+// v; datt (Tq, T) is scratch. The forward, per query row i, was:  S_i = q_i K^T / sqrt(HS),
+// P_i = softmax(S_i),  Pd_i = dropout(P_i),  out_i = Pd_i V.  We go back through these four lines
+// in reverse order, using the P cached in att and recomputing the dropout mask from its key.
 static void attention_head_backward(float* dq, float* dk, float* dv, float* datt,
                                     const float* dout, const float* att, const float* q, const float* k,
                                     const float* v, int Tq, int T, int C, int HS, float p,
@@ -607,9 +530,8 @@ void attention_backward(float* dq, float* dk, float* dv, float* datt,
                                 B, C, NH, p, key);
         return;
     }
-    // Parallel over (sequence, head) and not over query rows: all rows i of a head add into the
-    // same dk_j and dv_j, so splitting over i would make threads race on them. Each pair owns its
-    // rows and head columns of dq, dk, dv.
+    // parallel over (sequence, head), not over query rows: all rows i of a head add into the same
+    // dk_j and dv_j, so threads splitting i would race; each pair owns its part of dq, dk, dv
     int HS = C / NH;
     #pragma omp parallel for schedule(dynamic)
     for (int bh = 0; bh < B * NH; bh++) {
@@ -621,10 +543,9 @@ void attention_backward(float* dq, float* dk, float* dv, float* datt,
 
 // --- GELU, the exact erf form (transformers' "gelu"; NOT the tanh approximation)
 
-// out, inp (n); inp is cached by the caller for backward
-// gelu(x) = x * Phi(x), Phi the standard normal CDF = 0.5 * (1 + erf(x / sqrt(2)))
-// (Hendrycks and Gimpel 2016); 0.7071... = 1/sqrt(2). erf_vec is erf to about 5e-7 (see above):
-// GELU comes out within 2.5e-7 * max(|x|, 1) of the exact value, and 10x faster than with erff.
+// out, inp (n) (inp is cached by the caller for backward). gelu(x) = x * Phi(x), Phi the standard
+// normal CDF = 0.5 * (1 + erf(x / sqrt(2))) (Hendrycks and Gimpel 2016); 0.7071... = 1/sqrt(2).
+// erf_vec is erf to about 5e-7: GELU comes out within 2.5e-7 * max(|x|, 1) of the exact value.
 void gelu_forward(float* out, const float* inp, size_t n) {
     #pragma omp parallel for
     for (size_t i = 0; i < n; i++) {
@@ -654,24 +575,20 @@ void residual_forward(float* out, const float* a, const float* b, size_t n) {
     #pragma omp parallel for
     for (size_t i = 0; i < n; i++) { out[i] = a[i] + b[i]; }
 }
-// out = a + b passes its gradient unchanged to both a and b: each branch gets dinp += dout
-// (layer_backward calls it for one branch; the other branch's gradient is dout itself)
+// out = a + b passes its gradient unchanged to both branches: dinp += dout (called for one of them)
 void residual_backward(float* dinp, const float* dout, size_t n) {
     #pragma omp parallel for
     for (size_t i = 0; i < n; i++) { dinp[i] += dout[i]; }
 }
 
-// in place: x = x * keep / (1 - p). Nothing is stored: backward recomputes the mask from key.
-// inverted dropout as torch: kept elements are scaled by 1/(1-p) during training, so that
-// evaluation (p = 0 here) needs no rescaling. The mask is never stored: dropout_keep(key, i)
-// gives the same answer in backward.
+// in place: x = x * keep / (1 - p), inverted dropout as torch (kept elements are scaled up in
+// training, so evaluation, p = 0, needs no rescaling). No mask is stored: backward recomputes it.
 void dropout_forward(float* x, size_t n, float p, uint64_t key) {
     if (p <= 0.0f) { return; }
     dropout_copy(x, x, n, p, key);  // the same masks as the LoRA input's dropout, in place
 }
-// in place on the gradient: dx = dx * keep / (1 - p), the same mask as the forward
+// y = x * keep / (1 - p) is linear in x, so dx = dy * keep / (1 - p): the forward itself, in place
 void dropout_backward(float* dx, size_t n, float p, uint64_t key) {
-    // y = x * keep / (1 - p) is linear in x, so dx = dy * keep / (1 - p): the forward itself
     dropout_forward(dx, n, p, key);
 }
 
@@ -692,8 +609,7 @@ void cls_scatter(float* dx, const float* dout, const int* offsets, int B, int C)
     }
 }
 
-// ReLU between pre_classifier and classifier; backward passes dout where the input was > 0.
-// Both run on B * C numbers only, so they stay serial.
+// ReLU between pre_classifier and classifier (B * C numbers: serial); backward passes dout where inp > 0
 void relu_forward(float* out, const float* inp, size_t n) {
     for (size_t i = 0; i < n; i++) { out[i] = inp[i] > 0.0f ? inp[i] : 0.0f; }
 }
@@ -742,24 +658,14 @@ void crossentropy_backward(float* dlogits, const float* probs, const int* labels
 //   lora  (the default) LoRA A and B of the chosen Linears + the head; the pretrained weights frozen
 //   head  only the head (transfer learning): the body runs forward only, no backward at all
 //   full  every parameter: embeddings, every Linear and LayerNorm, the head
-// The numbers of the model live in four places, each one malloc (llm.c's style):
-//   w_memory      the pretrained weights (66,362,880 floats for distilbert-base, 265 MB); frozen,
-//                 except in full mode, where they are the first part of params_memory
-//   params_memory, grads_memory, exp_avg, exp_avg_sq   the trainables, their gradients and
-//                 AdamW moments (628,994 floats each for the tutorial: LoRA on q_lin + the head;
-//                 592,130 in head mode; 66,955,010 in full mode)
-//   acts_memory   the activations of one batch, laid out by model_reserve
-// Structs of pointers (Weights, Trainables, Activations) give each tensor its name.
 // One training step, end to end, with the shapes (B = 4 reviews of T_b tokens, N = sum of T_b):
 //   ids (N) -> word + position embeddings (N, C) -> LayerNorm -> dropout = x[0] (N, C)
 //   6 transformer blocks (layer_forward), x[l] (N, C) -> x[l+1] (N, C); the last keeps only B rows
 //   first token of each sequence (B, C) -> pre_classifier -> ReLU -> dropout -> classifier (B, NL)
 //   softmax + cross-entropy -> loss, the mean over the B sequences
-//   backward: the same path in reverse, from the loss down to layer 0's q_lin adapter (full
-//             mode: down to the embedding tables; head mode: the head only)
+//   backward: the same path in reverse, down to layer 0's q_lin adapter (full: the embeddings too)
 //   AdamW: updates the trainables (LoRA A, B and the head) and nothing else
 enum { MODE_LORA, MODE_HEAD, MODE_FULL };
-static const char* MODE_NAMES[3] = { "lora", "head", "full" };
 typedef struct {
     int vocab_size;           // V: 30522
     int max_pos;              // P: 512 (max_position_embeddings)
@@ -774,12 +680,9 @@ typedef struct {
     int pad_token_id;         // 0: [PAD], whose word embedding never trains (padding_idx)
 } Config;
 
-// the six Linear layers of a transformer block, any of which can get a LoRA adapter
-// (PEFT's target_modules use exactly these names; LIN_PATHS are the paths inside one layer)
+// the six Linears of a transformer block (q_lin, k_lin, v_lin, out_lin, lin1, lin2, as PEFT's
+// target_modules name them), any of which can get a LoRA adapter
 enum { LIN_Q, LIN_K, LIN_V, LIN_OUT, LIN_1, LIN_2, NUM_LIN };
-static const char* LIN_NAMES[NUM_LIN] = { "q_lin", "k_lin", "v_lin", "out_lin", "lin1", "lin2" };
-static const char* LIN_PATHS[NUM_LIN] = { "attention.q_lin", "attention.k_lin", "attention.v_lin",
-                                          "attention.out_lin", "ffn.lin1", "ffn.lin2" };
 // lin1 widens C -> H, lin2 narrows H -> C, the other four are C -> C
 static int lin_in(const Config* c, int lin) { return lin == LIN_2 ? c->hidden_dim : c->dim; }   // IC
 static int lin_out(const Config* c, int lin) { return lin == LIN_1 ? c->hidden_dim : c->dim; }  // OC
@@ -793,9 +696,8 @@ typedef struct {
     int use_rslora;         // 0; 1 = rsLoRA's scaling alpha / sqrt(R) (PEFT's use_rslora=True)
 } LoraConfig;
 
-// the factor of the LoRA update, PEFT's `scaling`: alpha / R, or alpha / sqrt(R) with rsLoRA
-// (Kalajdzievski 2023: with alpha / R the update shrinks as the rank grows, and a high rank learns
-// no better than a low one; alpha / sqrt(R) keeps its size steady)
+// the factor of the LoRA update, PEFT's `scaling`: alpha / R, or with rsLoRA alpha / sqrt(R), which
+// keeps the update's size steady as the rank grows (Kalajdzievski 2023)
 float lora_scaling(const LoraConfig* lc) {
     // EXERCISE(rslora.scaling) BEGIN
     return lc->use_rslora ? lc->alpha / sqrtf((float)lc->rank) : lc->alpha / lc->rank;
@@ -817,9 +719,8 @@ typedef struct {
     float* ln2b;             // (L, C)       output_layer_norm.bias
 } Weights;
 
-// what training changes besides (in full mode) the Weights. The same layout serves the
-// parameters, their gradients and AdamW's two moment estimates: four flat arrays of num_trainable
-// floats (in full mode the Weights come first in them, then these).
+// what training changes besides (in full mode) the Weights. The parameters, their gradients and
+// AdamW's two moments use this same layout: four flat arrays (in full mode the Weights come first)
 typedef struct {
     float* lora_A[NUM_LIN];  // (L, R, IC)  NULL where that Linear has no adapter
     float* lora_B[NUM_LIN];  // (L, OC, R)
@@ -831,17 +732,14 @@ typedef struct {
 
 // one trainable tensor as it is named on disk, and where it lives in the flat arrays
 typedef struct {
-    char name[160];  // lora mode, PEFT's key: base_model.model.distilbert.transformer.layer.0.attention.q_lin.lora_A.weight
-                     // head and full mode, the checkpoint's: distilbert.transformer.layer.0.attention.q_lin.weight
+    char name[160];  // its name on disk: PEFT's key (lora mode), the checkpoint's (head, full mode)
     size_t offset;   // first float in the flat arrays
     int rows, cols;  // cols == 0 for a vector
     int decay;       // 1: AdamW weight decay applies (HF Trainer exempts biases and LayerNorm weights)
 } TensorInfo;
 
-// forward activations. Everything backward needs is cached here; each comment says why.
-// N = tokens in the batch, AT = attention entries of one layer: the sum over its sequences of
-// NH * T * T. (L, ...) arrays hold one slice per layer, laid out one after another. In the last
-// layer only B rows are used (see model_forward). model_reserve lays them out.
+// forward activations: everything backward needs is cached here, and each comment says why.
+// (L, ...) arrays hold one slice per layer; in the last layer only B rows are used (layer_rows).
 typedef struct {
     float* emb;       // (N, C)        word + position embeddings: the embeddings LayerNorm input
     float* emb_mean;  // (N)
@@ -870,8 +768,7 @@ typedef struct {
     float* logits;    // (B, NL)
     float* probs;     // (B, NL)       softmax of the logits
     float* losses;    // (B)           cross-entropy of each sequence
-    // gradients of activations (dL/d of the array of the same name without the d). Those of
-    // one layer are reused layer after layer; the residual stream's are kept per layer.
+    // activation gradients, dL/d(the array without the d): one set reused by every layer, dx per layer
     float* dx;        // (L+1, N, C)   dx[l] = dL/dx[l], the gradient at layer l's input
     float* dxcls;     // (B, C)        dL/dxcls: the last layer's query-side input
     float* dres2;     // (N, C)        at output_layer_norm's input
@@ -923,8 +820,7 @@ typedef struct {
     size_t* cls_att_offsets;  // (B + 1)  the last layer's attention blocks (1 x T per head)
     int full_last_layer;      // tests only: compute every token's row in the last layer too
     int* labels;              // (B)      the batch's labels; unused when has_labels is 0
-    // 0 when predicting: no loss is computed
-    int has_labels;
+    int has_labels;           // 0 when predicting: no loss is computed
     float loss;               // mean cross-entropy of the batch
     // training state
     int training;             // 1: dropout on (training); 0: evaluation
@@ -935,45 +831,14 @@ typedef struct {
     int adam_step;            // AdamW steps taken (t in the bias corrections)
 } Model;
 
-// dropout sites, used to give each its own random stream
-// (dropout_key mixes a site with the layer number, so every (layer, site) pair is distinct)
+// dropout sites: dropout_key mixes one with the layer number, so every (layer, site) draws its own
 enum { DROP_EMB, DROP_ATT, DROP_FFN, DROP_HEAD, DROP_LORA };  // DROP_LORA + lin for each Linear
 
-// Memory, in Part 2: model_build allocates the weights and the trainables (one allocation
-// each, which the pointers of the structs above point into), model_reserve lays out the
-// activations of a batch the same way (and the fast kernels' scratch), model_free frees it all.
-static void model_build(Model* m, const Config* c, const LoraConfig* lc, int mode, uint64_t seed);
-static void model_reserve(Model* m, int B, size_t N, size_t AT, int T);
+// Memory, in Part 2: model_build points the structs above into one allocation each, model_set_batch
+// lays out a batch's activations, model_free frees it all; model_init_trainables starts LoRA as PEFT
+// does (A Kaiming-uniform, B zero) and a new head as transformers does (normal, std 0.02).
+static int model_set_batch(Model* m, const int* ids, const int* lengths, int B, const int* labels);
 void model_free(Model* m);
-// the table of trainable tensors: PEFT's key names, offsets in the flat arrays, and which get
-// weight decay (Part 2, beside the adapter file that uses the names)
-static void build_tensor_table(Model* m);
-
-// initialise the head as transformers does (normal std 0.02, zero bias) and LoRA as PEFT does
-// (A: Kaiming-uniform with a = sqrt(5), i.e. U(-1/sqrt(IC), 1/sqrt(IC)); B: zeros)
-static void model_init_trainables(Model* m, int init_head) {
-    const Config* c = &m->config;
-    // (one generator for all of it, so a --seed fixes the head and every A; B is 0 either way)
-    Rng rng = { m->seed };
-    if (init_head) {
-        size_t n_pre = (size_t)c->dim * c->dim, n_cls = (size_t)c->num_labels * c->dim;
-        for (size_t i = 0; i < n_pre; i++) { m->params.pre_w[i] = 0.02f * rng_normal(&rng); }
-        for (size_t i = 0; i < n_cls; i++) { m->params.cls_w[i] = 0.02f * rng_normal(&rng); }
-        memset(m->params.pre_b, 0, c->dim * sizeof(float));
-        memset(m->params.cls_b, 0, c->num_labels * sizeof(float));
-    }
-    for (int i = 0; i < NUM_LIN; i++) {
-        if (!m->lora.targets[i]) { continue; }
-        size_t nA = (size_t)c->n_layers * m->lora.rank * lin_in(c, i);
-        // kaiming_uniform_(a=sqrt(5)): bound = gain * sqrt(3 / fan_in) with gain = sqrt(2 / (1 + 5)),
-        // which is 1 / sqrt(fan_in); fan_in = IC, the columns of A
-        float bound = 1.0f / sqrtf((float)lin_in(c, i));
-        for (size_t j = 0; j < nA; j++) {
-            m->params.lora_A[i][j] = bound * (2.0f * rng_uniform(&rng) - 1.0f);
-        }
-        memset(m->params.lora_B[i], 0, (size_t)c->n_layers * lin_out(c, i) * m->lora.rank * sizeof(float));
-    }
-}
 
 // one Linear of layer l: out = inp W^T + b, plus the LoRA update when this Linear has an adapter
 static void linear_forward(Model* m, int l, int lin, float* out, const float* inp, int N) {
@@ -983,9 +848,8 @@ static void linear_forward(Model* m, int l, int lin, float* out, const float* in
     const float* bias = m->w.lin_b[lin] + (size_t)l * OC;
     matmul_forward(out, inp, weight, bias, N, IC, OC);
     if (m->lora.targets[lin]) {
-        // this Linear's slot in lora_h (L, NUM_LIN, N, R); the stride is the batch's N even when only
-        // rows = B rows are used (the last layer's queries). xd is shared by all Linears: it is only
-        // needed inside one lora_forward, and lora_backward recomputes it from the same dropout key.
+        // this Linear's slot in lora_h (L, NUM_LIN, N, R), N apart even when only B rows are used;
+        // xd is shared scratch: lora_backward recomputes the dropped-out input from the same key
         float* h = m->acts.lora_h + ((size_t)l * NUM_LIN + lin) * m->N * R;
         float p = m->training ? m->lora.dropout : 0.0f;
         lora_forward(out, h, m->acts.xd, inp, m->params.lora_A[lin] + (size_t)l * R * IC,
@@ -994,14 +858,12 @@ static void linear_forward(Model* m, int l, int lin, float* out, const float* in
     }
 }
 
-// its backward: dinp += dout W (NULL: not needed); the adapter's A and B get their gradients;
-// W and b get theirs only in full mode (else they are frozen: no gradient at all)
+// its backward: dinp += dout W (NULL: not needed); the adapter's A and B get their gradients, and
+// W and b only in full mode: frozen, their gradient (a product as large as the forward) is skipped
 static void linear_backward(Model* m, int l, int lin, float* dinp, const float* dout, const float* inp,
                             int N) {
     const Config* c = &m->config;
     int IC = lin_in(c, lin), OC = lin_out(c, lin), R = m->lora.rank;
-    // In LoRA mode dweight = dbias = NULL: W0 and b are frozen, so their gradient (a product as
-    // large as the forward) is never computed. Only dinp = dout W, if anyone below needs it.
     float* dweight = m->dw.lin_w[lin] ? m->dw.lin_w[lin] + (size_t)l * OC * IC : NULL;
     float* dbias = m->dw.lin_b[lin] ? m->dw.lin_b[lin] + (size_t)l * OC : NULL;
     matmul_backward(dinp, dweight, dbias, dout, inp, m->w.lin_w[lin] + (size_t)l * OC * IC, N, IC, OC);
@@ -1016,10 +878,9 @@ static void linear_backward(Model* m, int l, int lin, float* dinp, const float* 
     }
 }
 
-// Which rows a transformer block works on. Every token is a key and a value, so k_lin and v_lin
-// read all N rows of the layer input x. The queries, and everything after attention, run on
-// `rows` rows of xq: in every layer but the last that is x itself (rows = N); in the last layer
-// only the first token of each sequence reaches the classifier, so xq holds those B rows.
+// Which rows a transformer block works on. Every token is a key and a value, so k_lin and v_lin read
+// all N rows of x. The queries, and everything after attention, run on `rows` rows of xq: x itself
+// (rows = N), except in the last layer, where only each sequence's first token reaches the classifier.
 typedef struct {
     const float* xq;           // (rows, C) the query-side input: x, or the first tokens' rows
     int rows;                  // N, or B in the last layer
@@ -1036,8 +897,7 @@ void layer_forward(Model* m, int l, float* out, const float* x, LayerRows r) {
     float p_drop = m->training ? c->dropout : 0.0f;
     float p_att = m->training ? c->attention_dropout : 0.0f;
     Activations* a = &m->acts;
-    // layer l's slice of every per-layer activation. att slices are cap_att apart (the largest
-    // per-layer size reserved): model_reserve laid them out with that stride.
+    // layer l's slice of every per-layer activation (att's slices are cap_att apart)
     float* q = a->q + l * N * C;
     float* k = a->k + l * N * C;
     float* v = a->v + l * N * C;
@@ -1078,9 +938,8 @@ void layer_forward(Model* m, int l, float* out, const float* x, LayerRows r) {
     layernorm_forward(out, ln2_mean, ln2_rstd, res2, ln2w, ln2b, r.rows, C);
 }
 
-// 1 for the last layer, which runs only on the first token of each sequence: only that row of
-// its output reaches the classifier (about 14% less work for distilbert-base). full_last_layer
-// (tests only) computes every row there too.
+// 1 for the last layer, which runs only on the first token of each sequence: only that row reaches
+// the classifier (about 14% less work for distilbert-base). full_last_layer: tests only.
 static int is_cls_layer(const Model* m, int l) { return l == m->config.n_layers - 1 && !m->full_last_layer; }
 
 // the rows of layer l: all N tokens, or in the last layer the first token of each sequence
@@ -1095,58 +954,21 @@ static LayerRows layer_rows(Model* m, int l) {
 
 void transformer_forward(Model* m);
 
-// the forward pass of DistilBertForSequenceClassification + LoRA on one batch.
-// ids: the B sequences one after another, lengths[b] tokens each (no padding anywhere).
-// labels (B) may be NULL (prediction); with labels, m->loss is the mean cross-entropy.
-// Returns 0, or -1 (after printing why) for a batch the model cannot take.
+// the forward pass of DistilBertForSequenceClassification + LoRA on one batch: ids holds the B
+// sequences one after another, lengths[b] tokens each (no padding). labels (B) may be NULL
+// (prediction); with labels, m->loss is the mean cross-entropy. 0, or -1 after one error line.
 int model_forward(Model* m, const int* ids, const int* lengths, int B, const int* labels) {
     const Config* c = &m->config;
-    int C = c->dim, NH = c->n_heads;
-    // check the batch before touching memory: lengths within the position table, ids within the
-    // vocabulary (an out-of-range id would read outside wte)
-    size_t N = 0, AT = 0;
-    int max_T = 0;
-    for (int b = 0; b < B; b++) {
-        if (lengths[b] < 1 || lengths[b] > c->max_pos) {
-            return fail("sequence %d has %d tokens; the model takes 1 to %d", b, lengths[b], c->max_pos);
-        }
-        N += lengths[b];
-        AT += (size_t)NH * lengths[b] * lengths[b];
-        if (lengths[b] > max_T) { max_T = lengths[b]; }
-    }
-    for (size_t n = 0; n < N; n++) {
-        if (ids[n] < 0 || ids[n] >= c->vocab_size) {
-            return fail("token id %d is outside the vocabulary (size %d)", ids[n], c->vocab_size);
-        }
-    }
-    // make room for this batch's activations (a no-op once the largest batch has been seen)
-    model_reserve(m, B, N, AT, max_T);
-    m->B = B;
-    m->N = (int)N;
-    // lay the batch out, prefix sums: offsets (token rows of sequence b), att_offsets (its NH
-    // blocks of T x T), and for the last layer, where only the first token of each sequence is
-    // a query: cls_offsets (row b) and cls_att_offsets (NH blocks of 1 x T)
-    m->offsets[0] = 0;
-    m->att_offsets[0] = 0;
-    m->cls_offsets[0] = 0;
-    m->cls_att_offsets[0] = 0;
-    for (int b = 0; b < B; b++) {
-        m->offsets[b + 1] = m->offsets[b] + lengths[b];
-        m->att_offsets[b + 1] = m->att_offsets[b] + (size_t)NH * lengths[b] * lengths[b];
-        m->cls_offsets[b + 1] = b + 1;
-        m->cls_att_offsets[b + 1] = m->cls_att_offsets[b] + (size_t)NH * lengths[b];
-    }
-    m->has_labels = labels != NULL;
-    if (labels) { memcpy(m->labels, labels, B * sizeof(int)); }
-    memcpy(m->ids, ids, N * sizeof(int));
-    // each training forward draws new dropout masks; backward reuses this seed to recompute them
-    // (in evaluation step_seed is irrelevant: every p is 0 and no mask is drawn)
+    int C = c->dim;
+    // check the batch, make room for it and lay it out: m->B, N, ids, labels, offsets (Part 2)
+    if (model_set_batch(m, ids, lengths, B, labels) != 0) { return -1; }
+    size_t N = m->N;
+    // a new dropout seed for each training forward; backward recomputes the same masks from it
     if (m->training) { m->step_seed = mix64(m->seed ^ mix64(++m->forward_count)); }
     float p_drop = m->training ? c->dropout : 0.0f;
     Activations* a = &m->acts;
     Weights* w = &m->w;
-    // embeddings: LayerNorm(word + position) -> dropout
-    // a->emb (N, C) is kept as the LayerNorm input; x[0] (N, C) is the embeddings' output
+    // embeddings: LayerNorm(word + position) -> dropout = x[0]; emb (N, C) is the LayerNorm input
     embeddings_forward(a->emb, ids, m->offsets, B, w->wte, w->wpe, C);
     layernorm_forward(a->x, a->emb_mean, a->emb_rstd, a->emb, w->emb_lnw, w->emb_lnb, (int)N, C);
     dropout_forward(a->x, N * C, p_drop, dropout_key(m->step_seed, -1, DROP_EMB));
@@ -1168,13 +990,10 @@ void transformer_forward(Model* m) {
         if (is_cls_layer(m, l)) { cls_gather(a->xcls, x, m->offsets, B, C); }
         layer_forward(m, l, a->x + (l + 1) * N * C, x, layer_rows(m, l));
     }
-    // the head: first token -> pre_classifier -> ReLU -> dropout -> classifier -> softmax
-    // DistilBertForSequenceClassification.forward: pooled = hidden_state[:, 0]; pre_classifier;
-    // ReLU; dropout(seq_classif_dropout); classifier; CrossEntropyLoss. Shapes: cls, pre, hid (B, C),
-    // logits, probs (B, NL).
+    // the head, DistilBertForSequenceClassification.forward: pooled = hidden_state[:, 0];
+    // pre_classifier; ReLU; dropout(seq_classif_dropout); classifier; CrossEntropyLoss
     Trainables* p = &m->params;
-    // cls (B, C): the hidden state of each sequence's [CLS] token, hidden_state[:, 0] in HF. The
-    // last layer's output rows are where its queries were: layer_rows(m, L - 1).q_offsets
+    // cls (B, C): each [CLS] hidden state, in the rows of the last layer's queries (its q_offsets)
     cls_gather(a->cls, a->x + L * N * C, layer_rows(m, L - 1).q_offsets, B, C);
     matmul_forward(a->pre, a->cls, p->pre_w, p->pre_b, B, C, C);
     relu_forward(a->hid, a->pre, (size_t)B * C);
@@ -1194,11 +1013,10 @@ void model_zero_grad(Model* m) {
     memset(m->grads_memory, 0, m->num_trainable * sizeof(float));
 }
 
-// backward of one transformer block, the mirror of layer_forward: each call undoes the forward
-// line quoted above it, in reverse order. dout (rows, C) = dL/d(out). Accumulates (+=) into
-// dx (N, C) the gradient through keys and values, and into dxq (rows, C) the gradient through
-// the queries and the residual; in every layer but the last xq is x, and dxq is dx. dx and dxq
-// are NULL when nothing below needs them (layer 0, unless the embeddings train).
+// backward of one transformer block, the mirror of layer_forward: each call undoes the forward line
+// quoted above it, in reverse order. dout (rows, C) = dL/d(out). Accumulates (+=) into dx (N, C) the
+// gradient through keys and values, into dxq (rows, C) that through the queries and the residual
+// (dxq is dx but in the last layer); both NULL when nothing below needs them (layer 0 in lora mode).
 void layer_backward(Model* m, int l, float* dx, float* dxq, const float* dout, const float* x, LayerRows r) {
     const Config* c = &m->config;
     int C = c->dim, H = c->hidden_dim, NH = c->n_heads, B = m->B;
@@ -1255,8 +1073,7 @@ void layer_backward(Model* m, int l, float* dx, float* dxq, const float* dout, c
     // linear_forward(m, l, LIN_OUT, res1, atty, rows): the attention branch of that residual
     memset(a->datty, 0, rows * C * sizeof(float));
     linear_backward(m, l, LIN_OUT, a->datty, a->dres1, atty, r.rows);
-    // attention_forward(atty, att, q, k, v, ...): dq has rows rows (queries), dk and dv have N
-    // (every token is a key and a value)
+    // attention_forward(atty, att, q, k, v, ...): dq has rows rows, dk and dv all N (every token is a key)
     memset(a->dq, 0, rows * C * sizeof(float));
     memset(a->dk, 0, N * C * sizeof(float));
     memset(a->dv, 0, N * C * sizeof(float));
@@ -1285,8 +1102,7 @@ void model_backward(Model* m) {
     memset(a->dpre, 0, (size_t)B * C * sizeof(float));
     // crossentropy_forward(a->losses, a->probs, a->logits, ...) and the mean over the batch
     crossentropy_backward(a->dlogits, a->probs, m->labels, B, NL);
-    // matmul_forward(a->logits, a->hid, p->cls_w, p->cls_b, B, C, NL): the head is trainable,
-    // so here the weight and bias gradients are computed (into g), unlike the frozen Linears
+    // matmul_forward(a->logits, a->hid, p->cls_w, p->cls_b, B, C, NL): the head trains: g gets dW, db
     matmul_backward(a->dhid, g->cls_w, g->cls_b, a->dlogits, a->hid, p->cls_w, B, C, NL);
     // dropout_forward(a->hid, ..., DROP_HEAD): the same mask, from the same key
     dropout_backward(a->dhid, (size_t)B * C, p_cls, dropout_key(m->step_seed, -1, DROP_HEAD));
@@ -1404,9 +1220,9 @@ void model_update(Model* model, float lr, float beta1, float beta2, float eps, f
 }
 
 // ----------------------------------------------------------------------------
-// data: a TSV file, one example per line, "label<TAB>text" with label 0 (negative) or 1 (positive).
-// Every text is tokenized once, up front: [CLS] text [SEP], cut from the LEFT to max_len tokens
-// (the tutorial sets truncation_side="left": the end of a review is kept).
+// training. The data: a TSV file, one example per line, "label<TAB>text" with label 0 (negative)
+// or 1 (positive). Every text is tokenized once, up front: [CLS] text [SEP], cut from the LEFT to
+// max_len tokens (the tutorial sets truncation_side="left": the end of a review is kept).
 
 typedef struct {
     int n;              // examples
@@ -1417,13 +1233,7 @@ typedef struct {
     size_t num_tokens;  // total
 } Dataset;
 
-static void dataset_free(Dataset* d) {
-    free(d->labels); free(d->lengths); free(d->starts); free(d->ids);
-    memset(d, 0, sizeof(*d));
-}
-// ----------------------------------------------------------------------------
-// training and evaluation
-
+// the settings of a run: ./lora's flags, with the tutorial's values
 typedef struct {
     const char* model_dir;    // weights/distilbert-base-uncased
     const char* train_path;   // data/imdb/train_1k.tsv
@@ -1442,96 +1252,19 @@ typedef struct {
     int mode;                 // MODE_LORA (the tutorial), MODE_HEAD or MODE_FULL: what trains
     LoraConfig lora;          // r 4, alpha 32, dropout 0.01, q_lin
     uint64_t seed;            // 42
-    // bench only
-    int bench_len;            // --len N
-    const char* lengths_path; // --lengths FILE
-    int bench_batches;        // --batches K
-    const char* bench_what;   // --what model (the default) or mm (the matmul alone)
-    const char* predictions_path;  // eval --predictions FILE
     const char* resume_dir;   // train --resume OUT/last: continue that run
     int overwrite;            // train --overwrite: replace the checkpoints already in --out
     const char* dtype;        // merge --dtype: f32 (default), f16 or bf16
 } Options;
 
-// copy the sequences idx[0..B) of d one after another into ids/lengths/labels
-// The batch format of model_forward: the B sequences' ids back to back, no padding
-static void gather_batch(const Dataset* d, const int* idx, int B, int* ids, int* lengths, int* labels) {
-    size_t n = 0;
-    for (int b = 0; b < B; b++) {
-        int i = idx[b];
-        memcpy(ids + n, d->ids + d->starts[i], d->lengths[i] * sizeof(int));
-        n += d->lengths[i];
-        lengths[b] = d->lengths[i];
-        labels[b] = d->labels[i];
-    }
-}
-
-// what an evaluation measures. Label 1 (Positive) is the positive class of precision and recall:
-//   precision = tp / (tp + fp)   of the reviews called positive, how many are
-//   recall    = tp / (tp + fn)   of the positive reviews, how many were found
-//   f1        = 2 precision recall / (precision + recall), their harmonic mean
-// (0 where a denominator is 0, as scikit-learn's zero_division=0)
+// what evaluate measures, dropout off: mean loss, accuracy, precision/recall/F1 of label 1 (Positive)
 typedef struct {
     float loss, accuracy, precision, recall, f1;
     int tp, fp, tn, fn;  // the confusion matrix: true/false positives and negatives
 } Metrics;
 
-typedef struct Progress Progress;  // the progress display (Part 2); NULL for none
-static void progress_eval(Progress* pr, int done, int total);
-
-// mean loss, accuracy, precision, recall and F1 over a whole dataset, without dropout.
-// probs (d->n), if not NULL, receives P(positive) of every example.
-static int evaluate(Model* m, const Dataset* d, int batch, Metrics* out, float* probs, Progress* pr) {
-    int was_training = m->training;
-    m->training = 0;
-    double loss_sum = 0.0;
-    Metrics r = { 0 };
-    for (int start = 0; start < d->n; start += batch) {
-        int B = d->n - start < batch ? d->n - start : batch;
-        // consecutive examples are already contiguous in d->ids
-        const int* ids = d->ids + d->starts[start];
-        if (model_forward(m, ids, d->lengths + start, B, d->labels + start) != 0) { return -1; }
-        for (int b = 0; b < B; b++) {
-            loss_sum += m->acts.losses[b];
-            const float* p = m->acts.probs + (size_t)b * m->config.num_labels;
-            if (probs) { probs[start + b] = p[1]; }
-            // argmax of the two probabilities (a tie goes to 0, as torch.argmax picks the first)
-            int pred = p[1] > p[0] ? 1 : 0, label = d->labels[start + b];
-            r.tp += pred == 1 && label == 1;
-            r.fp += pred == 1 && label == 0;
-            r.tn += pred == 0 && label == 0;
-            r.fn += pred == 0 && label == 1;
-        }
-        progress_eval(pr, start + B, d->n);
-    }
-    m->training = was_training;
-    // the mean over examples, as Trainer's eval_loss (it repeats each batch's mean loss batch
-    // size times before averaging, so a short last batch weighs what it should)
-    r.loss = (float)(loss_sum / d->n);
-    r.accuracy = (float)(r.tp + r.tn) / d->n;
-    r.precision = r.tp + r.fp > 0 ? (float)r.tp / (r.tp + r.fp) : 0.0f;
-    r.recall = r.tp + r.fn > 0 ? (float)r.tp / (r.tp + r.fn) : 0.0f;
-    r.f1 = r.precision + r.recall > 0 ? 2 * r.precision * r.recall / (r.precision + r.recall) : 0.0f;
-    *out = r;
-    return 0;
-}
-
-// Reading files and printing are in Part 2; train uses them through these names:
-// config.json + model.safetensors
-static int model_load(Model* m, const char* dir, const LoraConfig* lc, int mode, uint64_t seed);
-static int dataset_load(Dataset* d, const char* path, const Tokenizer* tok, int max_len);  // a TSV, tokenized
-// what a run saves: PEFT's adapter (lora mode), or a whole Hugging Face checkpoint (head, full)
-static int model_save(const Model* m, const char* dir, const char* model_dir);
-static int effective_max_len(const Options* o, const Model* m);
-static int check_vocab(const Tokenizer* tok, const Model* m, const char* model_dir);
-static const char* base_model_name(const char* model_dir);
-static int threads_in_use(void);
-static void print_parameter_count(const Model* m);
-static int train_setup(const Options* o, Model* model, Tokenizer* tok, Dataset* train_set, Dataset* val_set,
-                       int* max_len);
-// Where a run stands. It is saved with every checkpoint (OUT/last/trainer_state.json, with
-// AdamW's moments in optimizer.safetensors), so that `./lora train --resume OUT/last` goes on
-// exactly where the run stopped: the same batches, dropout masks and numbers, bit for bit.
+// Where a run stands, saved with every checkpoint (OUT/last) so that `./lora train --resume
+// OUT/last` goes on exactly where the run stopped: the same batches, dropout masks and numbers.
 typedef struct {
     int epoch;            // the epoch in progress (1-based); its first step_in_epoch steps are done
     int step_in_epoch;
@@ -1540,41 +1273,41 @@ typedef struct {
     float best_val_loss;  // the lowest validation loss so far (INFINITY before the first) ...
     int best_epoch;       // ... and its epoch
 } TrainState;
-// checkpoints and resuming (Part 2): save OUT/last with the trainer state; load it back
-static int train_save_checkpoint(const Options* o, const Model* m, const char* dir, const TrainState* ts);
+
+// What train calls in Part 2 (files, printing, Ctrl-C): train_setup loads the model and both
+// datasets, checks --out and prints the settings; gather_batch copies a batch's sequences back to
+// back (model_forward's format); evaluate is model_forward without dropout over a dataset;
+// model_save writes the adapter (head, full: a whole checkpoint); progress_* the display.
+typedef struct Progress Progress;  // the progress display; NULL for none
+static int train_setup(const Options* o, Model* model, Dataset* train_set, Dataset* val_set, int* max_len);
 static int train_resume(const Options* o, Model* m, TrainState* ts);
-// Ctrl-C (SIGINT): the first asks train to stop after the current step, the second quits at once
-static volatile sig_atomic_t stop_requested = 0;
-static void on_sigint(int sig) {
-    (void)sig;
-    if (stop_requested) { _Exit(130); }  // the second Ctrl-C: nothing half-saved (see save_commit)
-    stop_requested = 1;
-    signal(SIGINT, on_sigint);
-}
-// progress (Part 2): the live line on a terminal, plain lines in a pipe, OUT/log.tsv, OUT/curves.svg
+static int train_save_checkpoint(const Options* o, const Model* m, const char* dir, const TrainState* ts);
+static int model_save(const Model* m, const char* dir, const char* model_dir);
+static int evaluate(Model* m, const Dataset* d, int batch, Metrics* out, float* probs, Progress* pr);
+static void dataset_free(Dataset* d);
+static void gather_batch(const Dataset* d, const int* idx, int B, int* ids, int* lengths, int* labels);
+static void catch_ctrl_c(int on);        // on: the first Ctrl-C asks to stop after the current step
+static int stop_requested_at(int step);  // 1: Ctrl-C came (or the tests' LORA_TEST_STOP_AFTER_STEP)
+static int train_interrupted(const Options* o, const Model* m, const TrainState* now, Progress** pr);
 static Progress* progress_start(const Options* o, int total_steps, int steps_per_epoch,
-                                const Dataset* val_set, int start_step);
+                                const Dataset* val_set, const TrainState* resumed);
 static void progress_step(Progress* pr, int epoch, int s, int step, float loss, float lr, float norm,
                           int tokens, int log_now);
 static void progress_epoch(Progress* pr, int epoch, double train_loss, const Metrics* val, int improved);
 static void progress_end(Progress* pr);
+static double now_seconds(void);  // wall-clock seconds
 
-// the tutorial: LoRA fine-tuning with AdamW, linear decay, clipping; evaluate after every epoch;
-// keep the best adapter (lowest validation loss) and the last one
-// The same steps as HF Trainer's loop: forward, zero_grad, backward, clip the gradient norm
-// to max_grad_norm BEFORE the optimizer step, AdamW step at this step's learning rate, then the
-// scheduler moves on. After each epoch: evaluate, print the epoch's mean training loss, save
-// last/ and, when the validation loss is the lowest so far, best/ (load_best_model_at_end with
-// metric_for_best_model = "loss", where lower is better).
+// the tutorial's fine-tuning as HF Trainer's loop does it: forward, zero_grad, backward, clip the
+// gradient norm to max_grad_norm BEFORE the AdamW step at this step's learning rate, then the
+// scheduler moves on. After each epoch: evaluate, print the epoch's mean training loss, save last/
+// and, when the validation loss is the lowest so far, best/ (load_best_model_at_end, metric "loss").
 int train(const Options* o) {
     double t0 = now_seconds();
     Model model;
-    Tokenizer tok;
     Dataset train_set, val_set;
     int max_len;
-    // load the model, its vocabulary and both datasets, check that --out can be written, and
-    // print what is about to run (in Part 2: file formats and printing)
-    if (train_setup(o, &model, &tok, &train_set, &val_set, &max_len) != 0) { return -1; }
+    // load the model and both datasets (tokenized), check --out, print the settings (Part 2)
+    if (train_setup(o, &model, &train_set, &val_set, &max_len) != 0) { return -1; }
 
     // the last batch of an epoch may be short (1000 reviews / 4 = 250 full ones in the tutorial)
     int steps_per_epoch = (train_set.n + o->batch - 1) / o->batch;
@@ -1583,27 +1316,19 @@ int train(const Options* o) {
     int* order = mallocCheck(train_set.n * sizeof(int));
     for (int i = 0; i < train_set.n; i++) { order[i] = i; }
     int* batch_ids = mallocCheck((size_t)o->batch * max_len * sizeof(int));
-    // --batch is at most 1024 (see the flags in main)
-    int batch_lengths[1024], batch_labels[1024];
-    // the shuffle has its own generator (seeded by --seed ^ "shuffle" in ASCII), so the data order
-    // does not change when something else draws random numbers
+    int batch_lengths[1024], batch_labels[1024];  // --batch is at most 1024 (see the flags in main)
+    // the shuffle's own generator (--seed ^ "shuffle" in ASCII): other random draws leave the order alone
     Rng shuffle_rng = { o->seed ^ 0x73687566666c65ULL };
-    // a new run starts at epoch 1, step 0, with no best yet (so the first epoch is the best so far);
-    // --resume puts back the model's trainables, AdamW's moments and this state
+    // a new run: epoch 1, step 0, no best yet; --resume puts back this state, trainables, AdamW moments
     TrainState ts = { 1, 0, 0, 0.0, INFINITY, 0 };
     int rc = 0;
     if (o->resume_dir && train_resume(o, &model, &ts) != 0) { rc = -1; }
     char best_dir[1024], last_dir[1024];
     snprintf(best_dir, sizeof(best_dir), "%s/best", o->out_dir);
     snprintf(last_dir, sizeof(last_dir), "%s/last", o->out_dir);
-    printf("%d steps (%d epochs of %d)", total_steps, o->epochs, steps_per_epoch);
-    if (o->resume_dir) { printf(", resuming at epoch %d after step %d", ts.epoch, ts.step); }
-    printf(" | Ctrl-C stops after the current step and saves %s for --resume\n", last_dir);
-    signal(SIGINT, on_sigint);
-    const char* stop_env = getenv("LORA_TEST_STOP_AFTER_STEP");
-    int test_stop_step = stop_env ? atoi(stop_env) : 0;
-    // the progress display, OUT/log.tsv and OUT/curves.svg (Part 2)
-    Progress* pr = progress_start(o, total_steps, steps_per_epoch, &val_set, o->resume_dir ? ts.step : -1);
+    // the plan, printed; the progress display, OUT/log.tsv and OUT/curves.svg (Part 2)
+    Progress* pr = progress_start(o, total_steps, steps_per_epoch, &val_set, o->resume_dir ? &ts : NULL);
+    catch_ctrl_c(1);
     for (int epoch = 1; epoch <= o->epochs && rc == 0; epoch++) {
         // a new order every epoch (Fisher-Yates), drawn from the seed
         for (int i = train_set.n - 1; i > 0; i--) {
@@ -1612,8 +1337,7 @@ int train(const Options* o) {
         }
         // an epoch finished before --resume: only its shuffle is replayed, for the same order
         if (epoch < ts.epoch) { continue; }
-        // dropout on; evaluate() turns it off and back on
-        model.training = 1;
+        model.training = 1;  // dropout on; evaluate turns it off and back on
         int first = ts.epoch == epoch ? ts.step_in_epoch : 0;
         double epoch_loss = ts.epoch == epoch ? ts.epoch_loss : 0.0;
         int step = ts.step;
@@ -1626,36 +1350,23 @@ int train(const Options* o) {
             model_zero_grad(&model);
             model_backward(&model);
             float norm = model_clip_grad_norm(&model, o->max_grad_norm);
-            // linear decay from lr to 0 over all steps, no warmup (HF's get_linear_schedule_with_warmup)
             float lr = lr_at_step(o->lr, step, total_steps);
             model_update(&model, lr, 0.9f, 0.999f, 1e-8f, o->weight_decay);
             step++;
-            // the epoch's training loss = mean of its steps' batch losses (what Trainer logs per interval)
-            epoch_loss += model.loss;
-            // the live line; every --log-every steps (and at the end of an epoch) a printed line
-            // and a row of log.tsv with the mean loss since the last one
+            epoch_loss += model.loss;  // the epoch's training loss: the mean of its steps' batch losses
+            // the live line; every --log-every steps (and at an epoch's end) a printed line and a log.tsv row
             progress_step(pr, epoch, s + 1, step, model.loss, lr, norm, model.N,
                           step % o->log_every == 0 || s == steps_per_epoch - 1);
-            // Ctrl-C: save where we are, with everything --resume needs, then stop. (The tests
-            // stop at an exact step with LORA_TEST_STOP_AFTER_STEP=k, as if Ctrl-C came then.)
-            if (test_stop_step > 0 && step == test_stop_step) { stop_requested = 1; }
-            if (stop_requested) {
+            // Ctrl-C: save where we are in OUT/last, with everything --resume needs, then stop
+            if (stop_requested_at(step)) {
                 TrainState now = { epoch, s + 1, step, epoch_loss, ts.best_val_loss, ts.best_epoch };
-                progress_end(pr);
-                pr = NULL;
-                if (train_save_checkpoint(o, &model, last_dir, &now) == 0) {
-                    fprintf(stderr, "lora: interrupted after step %d (epoch %d, step %d of %d); saved %s\n"
-                            "resume with: ./lora train --resume %s\n", step, epoch, s + 1, steps_per_epoch,
-                            last_dir, last_dir);
-                }
-                rc = 130;
+                rc = train_interrupted(o, &model, &now, &pr);
             }
         }
         ts.step = step;
         if (rc != 0) { break; }
-        // Trainer's evaluation_strategy="epoch": loss, accuracy, ... on the whole validation set
         Metrics val;
-        rc = evaluate(&model, &val_set, o->batch, &val, NULL, pr);
+        rc = evaluate(&model, &val_set, o->batch, &val, NULL, pr);  // Trainer's evaluation_strategy="epoch"
         if (rc != 0) { break; }
         // strictly lower: on a tie the earlier epoch stays the best, as Trainer keeps it
         int improved = val.loss < ts.best_val_loss;
@@ -1666,8 +1377,7 @@ int train(const Options* o) {
         ts.epoch = epoch + 1;
         ts.step_in_epoch = 0;
         ts.epoch_loss = 0.0;
-        // last/ (with the trainer state) is overwritten every epoch; best/ only when the
-        // validation loss improved
+        // last/ (with the trainer state) is overwritten every epoch; best/ only when val loss improved
         rc = train_save_checkpoint(o, &model, last_dir, &ts);
         if (rc == 0 && improved) { rc = model_save(&model, best_dir, o->model_dir); }
     }
@@ -1675,13 +1385,12 @@ int train(const Options* o) {
         printf("saved: %s (epoch %d, lowest validation loss %.4f) and %s (epoch %d) | total %.1f s\n",
                best_dir, ts.best_epoch, ts.best_val_loss, last_dir, o->epochs, now_seconds() - t0);
     }
-    signal(SIGINT, SIG_DFL);
+    catch_ctrl_c(0);
     if (pr) { progress_end(pr); }
     free(order);
     free(batch_ids);
     dataset_free(&train_set);
     dataset_free(&val_set);
-    tokenizer_free(&tok);
     model_free(&model);
     return rc;
 }
@@ -1689,10 +1398,23 @@ int train(const Options* o) {
 // ============================================================================
 // Part 2: the machinery. A reader can stop here: everything about training is above.
 // What follows makes it fast and talks to the outside world: the vectorizable exp/erf, the
-// cache-blocked matmul and the fast attention (each tested equal to its Part 1 reference),
-// the Hugging Face formats (JSON, safetensors, config.json, PEFT adapters), the TSV reader,
-// evaluation/prediction/bench and the command line.
+// cache-blocked matmul and the fast attention (each tested equal to its Part 1 reference), the
+// model's memory (one allocation per struct of Part 1) and initialisation, the Hugging Face
+// formats (JSON, safetensors, config.json, PEFT adapters), the TSV reader, the progress display,
+// checkpoints and Ctrl-C, evaluation/prediction/bench and the command line.
 // ============================================================================
+// the error line of everything that reads user input (files, batches, flags): print one
+// "lora: error: ..." line and return -1, for the caller to pass up
+static int fail(const char* fmt, ...) {
+    va_list ap;
+    va_start(ap, fmt);
+    fprintf(stderr, "lora: error: ");
+    vfprintf(stderr, fmt, ap);
+    fprintf(stderr, "\n");
+    va_end(ap);
+    return -1;
+}
+
 // --- exp and erf written so that the compiler can vectorize them.
 // libm's expf and erff are function calls, one number at a time, and gcc will not turn them into
 // SIMD instructions without -ffast-math. Softmax and GELU call them for every attention score and
@@ -2235,7 +1957,23 @@ void fast_kernels_reserve(const Config* c, int R, int B, size_t N, int max_T) {
 }
 
 // ----------------------------------------------------------------------------
-// memory: the one-allocation layouts of the model (the structs are in Part 1)
+// memory: the one-allocation layouts of the model. The structs of pointers of Part 1 (Weights,
+// Trainables, Activations) give each tensor its name; the numbers live in four places, each one
+// malloc (llm.c's style):
+//   w_memory      the pretrained weights (66,362,880 floats for distilbert-base, 265 MB); frozen,
+//                 except in full mode, where they are the first part of params_memory
+//   params_memory, grads_memory, exp_avg, exp_avg_sq   the trainables, their gradients and
+//                 AdamW moments (628,994 floats each for the tutorial: LoRA on q_lin + the head;
+//                 592,130 in head mode; 66,955,010 in full mode)
+//   acts_memory   the activations of one batch, laid out by model_reserve
+
+// zeroed memory (used for gradients and AdamW moments, which must start at 0)
+static void* calloc_check(size_t count, size_t size, const char* file, int line) {
+    void* ptr = malloc_check(count * size, file, line);
+    memset(ptr, 0, count * size);
+    return ptr;
+}
+#define callocCheck(count, size) calloc_check(count, size, __FILE__, __LINE__)
 
 // point the fields of a Weights at a flat array: one line per tensor says how many floats it
 // takes, and the fields get consecutive slices. Returns the floats used (config c's num_weights).
@@ -2279,6 +2017,10 @@ static void point_trainables(Trainables* t, float* base, const Model* m) {
     t->cls_b = base + off;
 }
 
+// the table of trainable tensors: PEFT's key names, offsets in the flat arrays, and which get
+// weight decay (below, beside the adapter file that uses the names)
+static void build_tensor_table(Model* m);
+
 // allocate weights and trainables for config c, LoRA lc and a --mode. The caller fills the weights.
 // This is the one-allocation layout: one line per tensor says how many floats it takes, one
 // malloc takes their sum, and the struct fields are pointed at consecutive slices of it.
@@ -2309,6 +2051,40 @@ static void model_build(Model* m, const Config* c, const LoraConfig* lc, int mod
     point_weights(&m->w, m->w_memory, c);
     point_trainables(&m->params, m->params_memory, m);
     point_trainables(&m->grads, m->grads_memory, m);
+}
+
+// standard normal (Box-Muller)
+static float rng_normal(Rng* rng) {
+    float u1 = rng_uniform(rng), u2 = rng_uniform(rng);
+    // u1 can be exactly 0 and logf(0) = -inf: keep it just above
+    if (u1 < 1e-30f) { u1 = 1e-30f; }
+    return sqrtf(-2.0f * logf(u1)) * cosf(6.2831853071795864f * u2);
+}
+
+// initialise the head as transformers does (normal std 0.02, zero bias) and LoRA as PEFT does
+// (A: Kaiming-uniform with a = sqrt(5), i.e. U(-1/sqrt(IC), 1/sqrt(IC)); B: zeros)
+static void model_init_trainables(Model* m, int init_head) {
+    const Config* c = &m->config;
+    // (one generator for all of it, so a --seed fixes the head and every A; B is 0 either way)
+    Rng rng = { m->seed };
+    if (init_head) {
+        size_t n_pre = (size_t)c->dim * c->dim, n_cls = (size_t)c->num_labels * c->dim;
+        for (size_t i = 0; i < n_pre; i++) { m->params.pre_w[i] = 0.02f * rng_normal(&rng); }
+        for (size_t i = 0; i < n_cls; i++) { m->params.cls_w[i] = 0.02f * rng_normal(&rng); }
+        memset(m->params.pre_b, 0, c->dim * sizeof(float));
+        memset(m->params.cls_b, 0, c->num_labels * sizeof(float));
+    }
+    for (int i = 0; i < NUM_LIN; i++) {
+        if (!m->lora.targets[i]) { continue; }
+        size_t nA = (size_t)c->n_layers * m->lora.rank * lin_in(c, i);
+        // kaiming_uniform_(a=sqrt(5)): bound = gain * sqrt(3 / fan_in) with gain = sqrt(2 / (1 + 5)),
+        // which is 1 / sqrt(fan_in); fan_in = IC, the columns of A
+        float bound = 1.0f / sqrtf((float)lin_in(c, i));
+        for (size_t j = 0; j < nA; j++) {
+            m->params.lora_A[i][j] = bound * (2.0f * rng_uniform(&rng) - 1.0f);
+        }
+        memset(m->params.lora_B[i], 0, (size_t)c->n_layers * lin_out(c, i) * m->lora.rank * sizeof(float));
+    }
 }
 
 // make sure the activations fit a batch of B sequences, N tokens, AT attention entries per
@@ -2367,6 +2143,50 @@ static void model_reserve(Model* m, int B, size_t N, size_t AT, int T) {
     fast_kernels_reserve(c, (int)R, B, N, T);
 }
 
+// model_forward's first step: check a batch of B sequences before touching memory (lengths
+// within the position table; ids within the vocabulary, as an out-of-range id would read outside
+// wte), make room for it (a no-op once the largest batch has been seen) and lay it out in m.
+// 0, or -1 after one error line.
+static int model_set_batch(Model* m, const int* ids, const int* lengths, int B, const int* labels) {
+    const Config* c = &m->config;
+    int NH = c->n_heads;
+    size_t N = 0, AT = 0;
+    int max_T = 0;
+    for (int b = 0; b < B; b++) {
+        if (lengths[b] < 1 || lengths[b] > c->max_pos) {
+            return fail("sequence %d has %d tokens; the model takes 1 to %d", b, lengths[b], c->max_pos);
+        }
+        N += lengths[b];
+        AT += (size_t)NH * lengths[b] * lengths[b];
+        if (lengths[b] > max_T) { max_T = lengths[b]; }
+    }
+    for (size_t n = 0; n < N; n++) {
+        if (ids[n] < 0 || ids[n] >= c->vocab_size) {
+            return fail("token id %d is outside the vocabulary (size %d)", ids[n], c->vocab_size);
+        }
+    }
+    model_reserve(m, B, N, AT, max_T);
+    m->B = B;
+    m->N = (int)N;
+    // the layout, prefix sums: offsets (token rows of sequence b), att_offsets (its NH blocks of
+    // T x T), and for the last layer, where only the first token of each sequence is a query:
+    // cls_offsets (row b) and cls_att_offsets (NH blocks of 1 x T)
+    m->offsets[0] = 0;
+    m->att_offsets[0] = 0;
+    m->cls_offsets[0] = 0;
+    m->cls_att_offsets[0] = 0;
+    for (int b = 0; b < B; b++) {
+        m->offsets[b + 1] = m->offsets[b] + lengths[b];
+        m->att_offsets[b + 1] = m->att_offsets[b] + (size_t)NH * lengths[b] * lengths[b];
+        m->cls_offsets[b + 1] = b + 1;
+        m->cls_att_offsets[b + 1] = m->cls_att_offsets[b] + (size_t)NH * lengths[b];
+    }
+    m->has_labels = labels != NULL;
+    if (labels) { memcpy(m->labels, labels, B * sizeof(int)); }
+    memcpy(m->ids, ids, N * sizeof(int));
+    return 0;
+}
+
 void model_free(Model* m) {
     if (m->w_memory != m->params_memory) { free(m->w_memory); }  // (full mode: part of params_memory)
     free(m->params_memory);
@@ -2386,6 +2206,22 @@ void model_free(Model* m) {
 
 // ----------------------------------------------------------------------------
 // reading files
+
+// three things from outside C11: is a path a folder (below), making one (--out DIR), and asking
+// whether stdout or stdin is a terminal (the live progress line; predict reading the keyboard)
+#ifdef _WIN32
+#include <direct.h>
+#include <io.h>
+#define make_dir(path) _mkdir(path)
+#define stdout_is_terminal() _isatty(_fileno(stdout))
+#define stdin_is_terminal() _isatty(_fileno(stdin))
+#else
+#include <sys/stat.h>
+#include <unistd.h>
+#define make_dir(path) mkdir(path, 0755)
+#define stdout_is_terminal() isatty(STDOUT_FILENO)
+#define stdin_is_terminal() isatty(STDIN_FILENO)
+#endif
 
 // is path a directory? (on Linux fopen(dir, "rb") succeeds and only the first read fails, with
 // no useful message; so we ask first)
@@ -3131,6 +2967,14 @@ static int config_load(Config* c, const char* path) {
     return rc;
 }
 
+// --mode's names, as the command line and the saved files spell them (MODE_LORA, MODE_HEAD, MODE_FULL)
+static const char* MODE_NAMES[3] = { "lora", "head", "full" };
+// the names of the six Linears (LIN_Q ... LIN_2): PEFT's target_modules, --targets
+static const char* LIN_NAMES[NUM_LIN] = { "q_lin", "k_lin", "v_lin", "out_lin", "lin1", "lin2" };
+// the paths of the six Linears (LIN_Q ... LIN_2) inside one layer of a Hugging Face checkpoint
+static const char* LIN_PATHS[NUM_LIN] = { "attention.q_lin", "attention.k_lin", "attention.v_lin",
+                                          "attention.out_lin", "ffn.lin1", "ffn.lin2" };
+
 // LoRA's rank r makes B A a matrix of rank at most r: above min(IC, OC) of the Linear it adapts,
 // more rank adds parameters and nothing else. Checked before anything is allocated.
 static int lora_rank_check(const Config* c, const LoraConfig* lc) {
@@ -3674,6 +3518,31 @@ static int model_save(const Model* m, const char* dir, const char* model_dir) {
     return model_save_set(m, dir, model_dir, NULL);
 }
 
+// ----------------------------------------------------------------------------
+// data: the TSV files of reviews (the Dataset struct is in Part 1), tokenized as they are read.
+// The tokenizer lives in its own file, so that it can also be built alone as ./tokenizer.
+#define TOKENIZER_LIBRARY
+#define TOKENIZER_ERROR "lora: error: "       // its error lines start as ours do
+#define TOKENIZER_LINE_ERROR "lora: error: %s:%d: "
+#include "tokenizer.c"
+
+static void dataset_free(Dataset* d) {
+    free(d->labels); free(d->lengths); free(d->starts); free(d->ids);
+    memset(d, 0, sizeof(*d));
+}
+
+// copy the sequences idx[0..B) of d one after another into ids/lengths/labels
+// The batch format of model_forward: the B sequences' ids back to back, no padding
+static void gather_batch(const Dataset* d, const int* idx, int B, int* ids, int* lengths, int* labels) {
+    size_t n = 0;
+    for (int b = 0; b < B; b++) {
+        int i = idx[b];
+        memcpy(ids + n, d->ids + d->starts[i], d->lengths[i] * sizeof(int));
+        n += d->lengths[i];
+        lengths[b] = d->lengths[i];
+        labels[b] = d->labels[i];
+    }
+}
 
 // returns 0, or -1 after one error line naming the file and line
 // The whole file is read into memory (the tutorial's train file is about 1.3 MB), then parsed
@@ -3808,16 +3677,17 @@ static int make_dirs(const char* path) {
 // train's preparations: load the model and its vocabulary, tokenize both datasets, make sure
 // --out can be written (before hours of training, not after), print the run's settings.
 // 0, or -1 after one error line with nothing left allocated.
-static int train_setup(const Options* o, Model* model, Tokenizer* tok, Dataset* train_set, Dataset* val_set,
-                       int* max_len) {
+static int train_setup(const Options* o, Model* model, Dataset* train_set, Dataset* val_set, int* max_len) {
     if (model_load(model, o->model_dir, &o->lora, o->mode, o->seed) != 0) { return -1; }
     char path[1024];
     snprintf(path, sizeof(path), "%s/vocab.txt", o->model_dir);
-    if (tokenizer_init(tok, path) != 0) { model_free(model); return -1; }
+    Tokenizer tok;
+    if (tokenizer_init(&tok, path) != 0) { model_free(model); return -1; }
     *max_len = effective_max_len(o, model);
-    if (*max_len < 0 || check_vocab(tok, model, o->model_dir) != 0) { tokenizer_free(tok); model_free(model); return -1; }
-    if (dataset_load(train_set, o->train_path, tok, *max_len) != 0) { tokenizer_free(tok); model_free(model); return -1; }
-    if (dataset_load(val_set, o->val_path, tok, *max_len) != 0) { dataset_free(train_set); tokenizer_free(tok); model_free(model); return -1; }
+    if (*max_len < 0 || check_vocab(&tok, model, o->model_dir) != 0) { tokenizer_free(&tok); model_free(model); return -1; }
+    if (dataset_load(train_set, o->train_path, &tok, *max_len) != 0) { tokenizer_free(&tok); model_free(model); return -1; }
+    if (dataset_load(val_set, o->val_path, &tok, *max_len) != 0) { dataset_free(train_set); tokenizer_free(&tok); model_free(model); return -1; }
+    tokenizer_free(&tok);  // every text is tokenized now: training needs no tokenizer
     // never replace a finished run's results by accident (Trainer's overwrite_output_dir): an
     // --out that already holds a checkpoint needs --overwrite (or --resume, to continue it)
     char existing[1100];
@@ -3828,7 +3698,7 @@ static int train_setup(const Options* o, Model* model, Tokenizer* tok, Dataset* 
         if (file_is_there(existing)) {
             fail("--out %s already holds a checkpoint (%s): pass --overwrite to replace it, --resume %s/last "
                  "to continue that run, or another --out", o->out_dir, existing, o->out_dir);
-            dataset_free(train_set); dataset_free(val_set); tokenizer_free(tok); model_free(model); return -1;
+            dataset_free(train_set); dataset_free(val_set); model_free(model); return -1;
         }
     }
     // make sure the output folder can be written before spending hours training: create it
@@ -3838,7 +3708,7 @@ static int train_setup(const Options* o, Model* model, Tokenizer* tok, Dataset* 
     FILE* pf = NULL;
     if (make_dirs(o->out_dir) != 0 || (pf = fopen(probe, "wb")) == NULL) {
         fail("--out %s is not a directory that can be written: %s", o->out_dir, strerror(errno));
-        dataset_free(train_set); dataset_free(val_set); tokenizer_free(tok); model_free(model); return -1;
+        dataset_free(train_set); dataset_free(val_set); model_free(model); return -1;
     }
     fclose(pf);
     remove(probe);
@@ -3861,6 +3731,13 @@ static int train_setup(const Options* o, Model* model, Tokenizer* tok, Dataset* 
            (unsigned long long)o->seed);
     print_parameter_count(model);
     return 0;
+}
+
+// wall-clock seconds (timespec_get is C11)
+static double now_seconds(void) {
+    struct timespec ts;
+    timespec_get(&ts, TIME_UTC);
+    return ts.tv_sec + ts.tv_nsec * 1e-9;
 }
 
 // ----------------------------------------------------------------------------
@@ -3934,7 +3811,11 @@ static double progress_eval_estimate(const Progress* pr) {
 // rows of log.tsv up to there are kept (later ones, from after the checkpoint, dropped) and read
 // back into the curves
 static Progress* progress_start(const Options* o, int total_steps, int steps_per_epoch, const Dataset* val_set,
-                                int start_step) {
+                                const TrainState* resumed) {
+    printf("%d steps (%d epochs of %d)", total_steps, o->epochs, steps_per_epoch);
+    if (resumed) { printf(", resuming at epoch %d after step %d", resumed->epoch, resumed->step); }
+    printf(" | Ctrl-C stops after the current step and saves %s/last for --resume\n", o->out_dir);
+    int start_step = resumed ? resumed->step : -1;
     Progress* pr = callocCheck(1, sizeof(Progress));
     pr->tty = stdout_is_terminal();
     pr->epochs = o->epochs;
@@ -4189,6 +4070,24 @@ static void progress_end(Progress* pr) {
 // order of adapter_model.safetensors' tensors. The data order needs no saving: it is replayed
 // from --seed.
 
+// Ctrl-C (SIGINT) during train: the first asks train to stop after the current step (it then
+// saves OUT/last for --resume), the second quits at once (nothing half-saved: see save_commit)
+static volatile sig_atomic_t stop_requested = 0;
+static void on_sigint(int sig) {
+    (void)sig;
+    if (stop_requested) { _Exit(130); }
+    stop_requested = 1;
+    signal(SIGINT, on_sigint);
+}
+static void catch_ctrl_c(int on) { signal(SIGINT, on ? on_sigint : SIG_DFL); }
+// 1 when train should stop after step `step`: Ctrl-C came, or the tests ask for a stop at exactly
+// this step with LORA_TEST_STOP_AFTER_STEP=k, as if Ctrl-C came then
+static int stop_requested_at(int step) {
+    const char* env = getenv("LORA_TEST_STOP_AFTER_STEP");
+    if (env && atoi(env) > 0 && step == atoi(env)) { stop_requested = 1; }
+    return stop_requested;
+}
+
 // the settings a resumed run must keep, and where the run stands, as JSON
 static int train_save_checkpoint(const Options* o, const Model* m, const char* dir, const TrainState* ts) {
     char targets[128] = "", best[32], esc[3][1024];
@@ -4215,6 +4114,22 @@ static int train_save_checkpoint(const Options* o, const Model* m, const char* d
              o->weight_decay, o->max_grad_norm, (unsigned long long)o->seed, o->lora.rank, o->lora.alpha,
              o->lora.dropout, targets, o->lora.use_rslora ? "true" : "false", MODE_NAMES[o->mode]);
     return model_save_set(m, dir, o->model_dir, json);
+}
+
+// train after Ctrl-C: end the progress display (*pr becomes NULL), save the run as it stands now
+// in OUT/last and say how to resume it. Returns 130, the exit status of a Ctrl-C.
+static int train_interrupted(const Options* o, const Model* m, const TrainState* now, Progress** pr) {
+    char dir[1024];
+    snprintf(dir, sizeof(dir), "%s/last", o->out_dir);
+    int steps_per_epoch = (*pr)->steps_per_epoch;
+    progress_end(*pr);
+    *pr = NULL;
+    if (train_save_checkpoint(o, m, dir, now) == 0) {
+        fprintf(stderr, "lora: interrupted after step %d (epoch %d, step %d of %d); saved %s\n"
+                "resume with: ./lora train --resume %s\n", now->step, now->epoch, now->step_in_epoch,
+                steps_per_epoch, dir, dir);
+    }
+    return 130;
 }
 
 // read dir/trainer_state.json; NULL (after one error line) if it is missing or not one
@@ -4372,6 +4287,51 @@ static int train_resume(const Options* o, Model* m, TrainState* ts) {
     return 0;
 }
 
+// ----------------------------------------------------------------------------
+// evaluation: train's after every epoch, and ./lora eval. Label 1 (Positive) is the positive
+// class of precision and recall:
+//   precision = tp / (tp + fp)   of the reviews called positive, how many are
+//   recall    = tp / (tp + fn)   of the positive reviews, how many were found
+//   f1        = 2 precision recall / (precision + recall), their harmonic mean
+// (0 where a denominator is 0, as scikit-learn's zero_division=0)
+
+// mean loss, accuracy, precision, recall and F1 over a whole dataset, without dropout.
+// probs (d->n), if not NULL, receives P(positive) of every example.
+static int evaluate(Model* m, const Dataset* d, int batch, Metrics* out, float* probs, Progress* pr) {
+    int was_training = m->training;
+    m->training = 0;
+    double loss_sum = 0.0;
+    Metrics r = { 0 };
+    for (int start = 0; start < d->n; start += batch) {
+        int B = d->n - start < batch ? d->n - start : batch;
+        // consecutive examples are already contiguous in d->ids
+        const int* ids = d->ids + d->starts[start];
+        if (model_forward(m, ids, d->lengths + start, B, d->labels + start) != 0) { return -1; }
+        for (int b = 0; b < B; b++) {
+            loss_sum += m->acts.losses[b];
+            const float* p = m->acts.probs + (size_t)b * m->config.num_labels;
+            if (probs) { probs[start + b] = p[1]; }
+            // argmax of the two probabilities (a tie goes to 0, as torch.argmax picks the first)
+            int pred = p[1] > p[0] ? 1 : 0, label = d->labels[start + b];
+            r.tp += pred == 1 && label == 1;
+            r.fp += pred == 1 && label == 0;
+            r.tn += pred == 0 && label == 0;
+            r.fn += pred == 0 && label == 1;
+        }
+        progress_eval(pr, start + B, d->n);
+    }
+    m->training = was_training;
+    // the mean over examples, as Trainer's eval_loss (it repeats each batch's mean loss batch
+    // size times before averaging, so a short last batch weighs what it should)
+    r.loss = (float)(loss_sum / d->n);
+    r.accuracy = (float)(r.tp + r.tn) / d->n;
+    r.precision = r.tp + r.fp > 0 ? (float)r.tp / (r.tp + r.fp) : 0.0f;
+    r.recall = r.tp + r.fn > 0 ? (float)r.tp / (r.tp + r.fn) : 0.0f;
+    r.f1 = r.precision + r.recall > 0 ? 2 * r.precision * r.recall / (r.precision + r.recall) : 0.0f;
+    *out = r;
+    return 0;
+}
+
 #ifndef TESTING  // (main is its only caller)
 // the base model folder of an adapter: adapter_config.json's base_model_name_or_path when that
 // folder has a config.json, else weights/ + its last part (distilbert-base-uncased ->
@@ -4424,7 +4384,7 @@ static int load_for_inference(Model* m, const Options* o) {
     return 0;
 }
 
-int eval_command(const Options* o) {
+int eval_command(const Options* o, const char* predictions_path) {
     double t0 = now_seconds();
     Model model;
     if (load_for_inference(&model, o) != 0) { return -1; }
@@ -4450,17 +4410,17 @@ int eval_command(const Options* o) {
             printf("  label 1 (Positive)  %11d  %11d\n", r.fn, r.tp);
         }
         // --predictions FILE: one line per review, in the order of the file: index, label, P(positive)
-        if (rc == 0 && o->predictions_path) {
+        if (rc == 0 && predictions_path) {
             char tmp[1100];
-            snprintf(tmp, sizeof(tmp), "%s.tmp", o->predictions_path);
+            snprintf(tmp, sizeof(tmp), "%s.tmp", predictions_path);
             FILE* f = fopen(tmp, "w");  // (one error line below names the file and the reason)
             int ok = f != NULL;
             if (ok) { ok = fprintf(f, "index\tlabel\tp_positive\n") > 0; }
             for (int i = 0; ok && i < d.n; i++) { ok = fprintf(f, "%d\t%d\t%.6f\n", i, d.labels[i], probs[i]) > 0; }
             if (f && fclose(f) != 0) { ok = 0; }
-            if (!ok || rename(tmp, o->predictions_path) != 0) {
+            if (!ok || rename(tmp, predictions_path) != 0) {
                 remove(tmp);
-                rc = fail("cannot write --predictions %s: %s", o->predictions_path, strerror(errno));
+                rc = fail("cannot write --predictions %s: %s", predictions_path, strerror(errno));
             }
         }
     }
@@ -4583,6 +4543,14 @@ int merge_command(const Options* o) {
 // ----------------------------------------------------------------------------
 // bench: time training steps and evaluation passes on a batch layout, report tokens/s and GFLOP/s
 
+// bench's own flags (its model, batch and LoRA settings are the Options of train)
+typedef struct {
+    int len;                  // --len N: tokens of every sequence (256)
+    const char* lengths_path; // --lengths FILE: sequence lengths, one per line, used in order
+    int batches;              // --batches K: timed batches after one warm-up (10)
+    const char* what;         // --what model (the default) or mm (the matmul alone)
+} BenchOptions;
+
 // FLOPs of the forward pass of one sequence of T tokens. Only the matrix products count:
 // per layer 2*T*(4*C*C + 2*C*H) in the six Linear layers and 4*T*T*C in attention (q k^T and P v)
 // Counting multiply-adds as 2 FLOPs. Per layer and token: q, k, v, out_lin are C x C each
@@ -4681,9 +4649,9 @@ static const char* printable(const char* word, char* out, size_t cap) {
     return out;
 }
 
-int bench_command(const Options* o) {
-    if (strcmp(o->bench_what, "mm") == 0) { return bench_matmul(); }
-    if (strcmp(o->bench_what, "model") != 0) { return fail("--what: expected model or mm, got '%s'", o->bench_what); }
+int bench_command(const Options* o, const BenchOptions* bo) {
+    if (strcmp(bo->what, "mm") == 0) { return bench_matmul(); }
+    if (strcmp(bo->what, "model") != 0) { return fail("--what: expected model or mm, got '%s'", bo->what); }
     Model model;
     if (o->model_dir) {
         if (model_load(&model, o->model_dir, &o->lora, o->mode, o->seed) != 0) { return -1; }
@@ -4698,8 +4666,8 @@ int bench_command(const Options* o) {
     // the sequence lengths: --len N for all, or --lengths FILE (one per line, used in order)
     int num_lengths = 0, cap = 1024;
     int* all_lengths = mallocCheck(cap * sizeof(int));
-    if (o->lengths_path) {
-        FILE* f = fopen_check(o->lengths_path, "r", NULL);
+    if (bo->lengths_path) {
+        FILE* f = fopen_check(bo->lengths_path, "r", NULL);
         if (f == NULL) { free(all_lengths); model_free(&model); return -1; }
         long v;
         char word[64];
@@ -4709,19 +4677,19 @@ int bench_command(const Options* o) {
             if (*end != '\0' || v < 1 || v > max_pos) {
                 char shown[64];
                 fclose(f); free(all_lengths); model_free(&model);
-                return fail("%s: '%s' is not a sequence length between 1 and %d", o->lengths_path, printable(word, shown, sizeof(shown)), max_pos);
+                return fail("%s: '%s' is not a sequence length between 1 and %d", bo->lengths_path, printable(word, shown, sizeof(shown)), max_pos);
             }
             if (num_lengths == cap) { cap *= 2; all_lengths = realloc(all_lengths, cap * sizeof(int)); if (!all_lengths) { exit(EXIT_FAILURE); } }
             all_lengths[num_lengths++] = (int)v;
         }
         fclose(f);
-        if (num_lengths == 0) { free(all_lengths); model_free(&model); return fail("%s: no lengths in the file", o->lengths_path); }
+        if (num_lengths == 0) { free(all_lengths); model_free(&model); return fail("%s: no lengths in the file", bo->lengths_path); }
     } else {
-        if (o->bench_len > max_pos) { free(all_lengths); model_free(&model); return fail("--len %d is more than the model's %d positions", o->bench_len, max_pos); }
-        all_lengths[num_lengths++] = o->bench_len;
+        if (bo->len > max_pos) { free(all_lengths); model_free(&model); return fail("--len %d is more than the model's %d positions", bo->len, max_pos); }
+        all_lengths[num_lengths++] = bo->len;
     }
     // K timed batches after one warm-up (first-touch page faults, model_reserve growing)
-    int B = o->batch, K = o->bench_batches;
+    int B = o->batch, K = bo->batches;
     int* ids = mallocCheck((size_t)B * c->max_pos * sizeof(int));
     int lengths[1024], labels[1024];
     Rng rng = { o->seed };
@@ -4730,7 +4698,7 @@ int bench_command(const Options* o) {
     double tokens = 0.0, flops_train = 0.0, flops_eval = 0.0, train_total = 0.0, eval_total = 0.0;
     printf("bench: dim %d, %d layers, %d heads, FFN %d | mode %s | batch %d | %d batches after 1 warm-up | threads %d | %s\n",
            c->dim, c->n_layers, c->n_heads, c->hidden_dim, MODE_NAMES[model.mode], B, K, threads_in_use(),
-           o->lengths_path ? o->lengths_path : "fixed length");
+           bo->lengths_path ? bo->lengths_path : "fixed length");
     print_parameter_count(&model);
     for (int k = 0; k <= K; k++) {  // k == 0 is the warm-up
         size_t n = 0;
@@ -5020,7 +4988,8 @@ int main(int argc, char** argv) {
     o.lr = 1e-3f; o.weight_decay = 0.01f; o.max_grad_norm = 1.0f;
     o.lora.rank = 4; o.lora.alpha = 32.0f; o.lora.dropout = 0.01f; o.lora.targets[LIN_Q] = 1;
     o.seed = 42;
-    o.bench_len = 256; o.bench_batches = 10; o.bench_what = "model";
+    BenchOptions bench = { 256, NULL, 10, "model" };
+    const char* predictions_path = NULL;  // eval --predictions FILE
     o.dtype = "f32";
     const char *targets = NULL, *mode = "lora";
     // The table of flags: one line per flag and no getopt (not in C11). Ranges are checked at
@@ -5039,7 +5008,7 @@ int main(int argc, char** argv) {
         { "--adapter", 's', &o.adapter_dir, 0, 0, "epm", "the trained adapter, or a head/full run's checkpoint (default: eval "
           "out/best; predict none, an untrained head)" },
         { "--dtype", 's', &o.dtype, 0, 0, "m", "the merged weights' type: f32 (default), f16 or bf16" },
-        { "--predictions", 's', &o.predictions_path, 0, 0, "e", "also write index, label, P(positive) of every review to FILE" },
+        { "--predictions", 's', &predictions_path, 0, 0, "e", "also write index, label, P(positive) of every review to FILE" },
         { "--epochs", 'i', &o.epochs, 1, 100000, "t", "passes over the training data (default: 10)" },
         { "--batch", 'i', &o.batch, 1, 1024, "teb", "sequences per step (default: 4)" },
         { "--max-len", 'i', &o.max_len, 2, 1 << 20, "tep", "tokens per text, cut from the left (default: 512, or the model's positions)" },
@@ -5055,10 +5024,10 @@ int main(int argc, char** argv) {
         { "--threads", 'i', &o.threads, 1, 4096, "tepb", "OpenMP threads (default: all cores; results are the same for any number)" },
         { "--log-every", 'i', &o.log_every, 1, 1 << 30, "t", "print a step line every N steps (default: 25)" },
         { "--reference", 'b', &use_fast_kernels, 0, 0, "tepb", "run every matmul and attention in the plain reference loops (slow)" },
-        { "--len", 'i', &o.bench_len, 1, 1 << 20, "b", "tokens of every sequence (default: 256)" },
-        { "--lengths", 's', &o.lengths_path, 0, 0, "b", "sequence lengths from FILE, one per line, used in order" },
-        { "--batches", 'i', &o.bench_batches, 1, 1 << 20, "b", "timed batches after one warm-up (default: 10)" },
-        { "--what", 's', &o.bench_what, 0, 0, "b", "model (a training step and an evaluation pass) or mm (the matmul alone)" } };
+        { "--len", 'i', &bench.len, 1, 1 << 20, "b", "tokens of every sequence (default: 256)" },
+        { "--lengths", 's', &bench.lengths_path, 0, 0, "b", "sequence lengths from FILE, one per line, used in order" },
+        { "--batches", 'i', &bench.batches, 1, 1 << 20, "b", "timed batches after one warm-up (default: 10)" },
+        { "--what", 's', &bench.what, 0, 0, "b", "model (a training step and an evaluation pass) or mm (the matmul alone)" } };
     int num_flags = sizeof(flags) / sizeof(flags[0]);
     // ./lora CMD --help (or -h): that command's flags
     for (int i = 2; i < argc && strcmp(argv[i], "--") != 0; i++) {
@@ -5126,7 +5095,7 @@ int main(int argc, char** argv) {
             if (strcmp(argv[i], lora_flags[k]) == 0) { fail("%s is a flag of --mode lora, not of --mode %s", argv[i], mode); return 1; }
         }
     }
-    if (o.bench_len < 1) { o.bench_len = 1; }
+    if (bench.len < 1) { bench.len = 1; }
     // remember whether --max-len was given: the default may shrink quietly, an explicit one may not
     for (int i = 2; i < argc; i++) { if (strcmp(argv[i], "--max-len") == 0) { o.max_len_given = 1; } }
 #ifdef OMP
@@ -5191,11 +5160,11 @@ int main(int argc, char** argv) {
     // and 130 for a training run stopped by Ctrl-C (its checkpoint saved)
     int rc;
     if (is_train) { rc = train(&o); }
-    else if (is_eval) { rc = eval_command(&o); }
+    else if (is_eval) { rc = eval_command(&o, predictions_path); }
     else if (is_predict) { rc = predict_command(&o, texts, num_texts); }
     else if (is_merge) { rc = merge_command(&o); }
     else if (is_tiny) { rc = tiny_command(&o); }
-    else { rc = bench_command(&o); }
+    else { rc = bench_command(&o, &bench); }
     json_free(resumed);  // (the resumed run's strings lived in it)
     return rc == 130 ? 130 : rc == 0 ? 0 : 1;
 }
