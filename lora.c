@@ -4962,6 +4962,12 @@ static int parse_targets(LoraConfig* lc, const char* list) {
     return 0;
 }
 
+// 1 if the flag `name` is among the n flags seen on the command line
+static int flag_given(const char* const* seen, int n, const char* name) {
+    for (int i = 0; i < n; i++) { if (strcmp(seen[i], name) == 0) { return 1; } }
+    return 0;
+}
+
 int main(int argc, char** argv) {
     // The command line: ./lora COMMAND [flags]; see usage() for the commands and defaults.
     setvbuf(stdout, NULL, _IOLBF, 0);  // progress appears line by line, also through a pipe or tee
@@ -5033,9 +5039,11 @@ int main(int argc, char** argv) {
     for (int i = 2; i < argc && strcmp(argv[i], "--") != 0; i++) {
         if (strcmp(argv[i], "--help") == 0 || strcmp(argv[i], "-h") == 0) { command_help(cmd, flags, num_flags); return 0; }
     }
-    // positional arguments (predict's texts) are moved to argv[2 ..] as we go: no allocation
+    // positional arguments (predict's texts) are moved to argv[2 ..] as we go: no allocation. So
+    // after this loop argv no longer says which flags were there: `seen` keeps their names.
     char** texts = argv + 2;
-    int num_texts = 0;
+    int num_texts = 0, num_seen = 0;
+    const char* seen[1024];
     // argv[1] is the command; everything after is flags (--name value) or, for predict, texts.
     // A lone "--" ends the flags: all that follows is text, even if it starts with --.
     for (int i = 2; i < argc; i++) {
@@ -5053,6 +5061,7 @@ int main(int argc, char** argv) {
             fail("%s is not a flag of ./lora %s (see ./lora %s --help)", f->name, command, command);
             return 1;
         }
+        if (num_seen < 1024) { seen[num_seen++] = f->name; }
         // a switch: --reference turns the fast kernels off, --overwrite on
         if (f->kind == 'b') { *(int*)f->dst = f->dst != &use_fast_kernels; continue; }
         if (i + 1 >= argc) { fail("%s needs a value", argv[i]); return 1; }
@@ -5090,14 +5099,12 @@ int main(int argc, char** argv) {
     for (int k = 0; k < 3; k++) { if (strcmp(mode, MODE_NAMES[k]) == 0) { o.mode = k; } }
     if (o.mode < 0) { fail("--mode: expected lora, head or full, got '%s'", mode); return 1; }
     const char* lora_flags[4] = { "--rank", "--alpha", "--lora-dropout", "--targets" };
-    for (int i = 2; i < argc && o.mode != MODE_LORA; i++) {
-        for (int k = 0; k < 4; k++) {
-            if (strcmp(argv[i], lora_flags[k]) == 0) { fail("%s is a flag of --mode lora, not of --mode %s", argv[i], mode); return 1; }
-        }
+    for (int k = 0; k < 4 && o.mode != MODE_LORA; k++) {
+        if (flag_given(seen, num_seen, lora_flags[k])) { fail("%s is a flag of --mode lora, not of --mode %s", lora_flags[k], mode); return 1; }
     }
     if (bench.len < 1) { bench.len = 1; }
     // remember whether --max-len was given: the default may shrink quietly, an explicit one may not
-    for (int i = 2; i < argc; i++) { if (strcmp(argv[i], "--max-len") == 0) { o.max_len_given = 1; } }
+    o.max_len_given = flag_given(seen, num_seen, "--max-len");
 #ifdef OMP
     // --threads caps OpenMP's team size; without it OpenMP uses every core (or OMP_NUM_THREADS)
     if (o.threads > 0) { omp_set_num_threads(o.threads); }
@@ -5111,12 +5118,8 @@ int main(int argc, char** argv) {
 #endif
     // eval and predict without --model: the base model the adapter was trained on, as its
     // adapter_config.json names it (that folder when it exists, else weights/NAME)
-    int model_given = 0, out_given = 0, adapter_given = 0;
-    for (int i = 2; i < argc; i++) {
-        model_given |= strcmp(argv[i], "--model") == 0;
-        out_given |= strcmp(argv[i], "--out") == 0;
-        adapter_given |= strcmp(argv[i], "--adapter") == 0;
-    }
+    int model_given = flag_given(seen, num_seen, "--model"), out_given = flag_given(seen, num_seen, "--out");
+    int adapter_given = flag_given(seen, num_seen, "--adapter");
     if (is_merge && (!o.adapter_dir || !out_given)) { fail("merge needs --adapter DIR (the adapter) and --out DIR (the new model's folder)"); return 1; }
     // a head or full run saves whole checkpoints, not adapters: an --adapter (or eval's default
     // out/best) that holds one is the model itself
@@ -5144,13 +5147,11 @@ int main(int argc, char** argv) {
         const char* fixed[] = { "--model", "--train", "--val", "--out", "--epochs", "--batch", "--max-len", "--lr",
                                 "--weight-decay", "--max-grad-norm", "--rank", "--alpha", "--lora-dropout",
                                 "--targets", "--seed", "--overwrite", "--mode" };
-        for (int i = 2; i < argc; i++) {
-            for (size_t k = 0; k < sizeof(fixed) / sizeof(fixed[0]); k++) {
-                if (strcmp(argv[i], fixed[k]) == 0) {
-                    fail("--resume continues a run with its own settings (%s/trainer_state.json): drop %s",
-                         o.resume_dir, fixed[k]);
-                    return 1;
-                }
+        for (size_t k = 0; k < sizeof(fixed) / sizeof(fixed[0]); k++) {
+            if (flag_given(seen, num_seen, fixed[k])) {
+                fail("--resume continues a run with its own settings (%s/trainer_state.json): drop %s",
+                     o.resume_dir, fixed[k]);
+                return 1;
             }
         }
         if (!is_train) { fail("--resume is a flag of ./lora train"); return 1; }

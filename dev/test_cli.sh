@@ -718,6 +718,11 @@ check_eq "merge refused: the model already there is untouched" "$before" "$(sha 
 run "$LORA" merge --adapter "$O/best" --model "$M" --out "$T/merged16" --dtype f16
 check "merge --dtype f16: the weights are F16 in model.safetensors" \
     test "$RC" = 0 -a "$(safetensors_header "$T/merged16/model.safetensors" | grep -c '"F32"')" = 0 -a "$(safetensors_header "$T/merged16/model.safetensors" | grep -c '"F16"')" = 1
+# predict moves its texts to the front of argv while it parses: the flags must still count
+expect_error "predict TEXT after --model NOWHERE --adapter A: --model is still honoured" "nowhere_model" -- \
+    "$LORA" predict --model "$T/nowhere_model" --adapter "$O/best" "the movie was good"
+expect_error "predict TEXT after --max-len 4000: still too long for the model's 40 positions" "--max-len 4000" -- \
+    "$LORA" predict --max-len 4000 --model "$M" "the movie was good"
 expect_ok "bench --mode full (tiny) --len 8 --batches 2: exits 0" "$LORA" bench --model "$M" --mode full --len 8 --batches 2 --threads 1
 
 finish
