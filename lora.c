@@ -1513,7 +1513,7 @@ typedef __m512 vfloat;
 #define VW 16                                    // floats per vector
 #define MR 8                                     // rows of the register tile
 #define NR 32                                    // columns of the tile = width of a packed panel
-#define KC_DEFAULT 512                           // steps of k per cache block: 64 KB of panel (*)
+#define KC_DEFAULT 256                           // steps of k per cache block: 32 KB of panel
 #define vzero() _mm512_setzero_ps()
 #define vload(p) _mm512_loadu_ps(p)              // VW floats from p
 #define vstore(p, x) _mm512_storeu_ps(p, x)
@@ -1549,11 +1549,8 @@ typedef float vfloat;                            // a "vector" of one float: pla
 #define vadd(a, b) ((a) + (b))
 #endif
 #define NV (NR / VW)  // vectors in one row of the tile
-// (*) 64 KB is more than the 48 KB L1 cache of the AVX-512 CPUs we measured, and yet KC 512 ran
-// the matmul about 12% faster than KC 256 on one of them and training no slower on the other
-// (doc/speed.md): the L2 cache feeds the panel fast enough, and the tile reloads its sums half
-// as often.
-// The cache blocks; -DKC=.. -DMC=.. -DNC=.. override them (for measuring other sizes)
+// The cache blocks; -DKC=.. -DMC=.. -DNC=.. override them, to measure other sizes (doc/speed.md
+// has a sweep on an AVX-512 CPU: no other size won consistently)
 #ifndef KC
 #define KC KC_DEFAULT
 #endif
