@@ -663,8 +663,8 @@ void crossentropy_backward(float* dlogits, const float* probs, const int* labels
 //   6 transformer blocks (layer_forward), x[l] (N, C) -> x[l+1] (N, C); the last keeps only B rows
 //   first token of each sequence (B, C) -> pre_classifier -> ReLU -> dropout -> classifier (B, NL)
 //   softmax + cross-entropy -> loss, the mean over the B sequences
-//   backward: the same path in reverse, down to layer 0's q_lin adapter (full: the embeddings too)
-//   AdamW: updates the trainables (LoRA A, B and the head) and nothing else
+//   backward: the same path in reverse, down to layer 0's q_lin adapter (full: embeddings; head: the head)
+//   AdamW: updates the trainables (LoRA A, B and the head; full: every weight) and nothing else
 enum { MODE_LORA, MODE_HEAD, MODE_FULL };
 typedef struct {
     int vocab_size;           // V: 30522
