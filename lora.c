@@ -3347,6 +3347,14 @@ static void json_escape(char* out, size_t cap, const char* s) {
 // the trainer state: optimizer.safetensors (AdamW's two moments) and trainer_state.json. All the
 // files are one set (see save_commit): a kill at any point leaves the old set or the new one.
 static int adapter_save(const Model* m, const char* dir, const char* base_model, const char* state_json);
+// the trainer state of a checkpoint set (OUT/last): AdamW's two moments, in the order of the
+// tensor table, into optimizer.safetensors.tmp, and state_json into trainer_state.json.tmp
+static int trainer_state_write_tmp(const Model* m, const char* optim_path, const char* state_path, const char* state_json) {
+    SaveTensor moments[2] = { { "exp_avg", m->exp_avg, (int)m->num_trainable, 0 },
+                              { "exp_avg_sq", m->exp_avg_sq, (int)m->num_trainable, 0 } };
+    int rc = safetensors_write_tmp(optim_path, moments, 2, "F32");
+    return rc == 0 ? text_write_tmp(state_path, state_json) : rc;
+}
 static int adapter_save(const Model* m, const char* dir, const char* base_model, const char* state_json) {
     if (make_dir(dir) != 0 && errno != EEXIST) { return fail("cannot create directory %s: %s", dir, strerror(errno)); }
     // the trainables under their PEFT names, straight from params_memory (no copy of the data)
@@ -3370,12 +3378,7 @@ static int adapter_save(const Model* m, const char* dir, const char* base_model,
     save_prepare(set, nset);
     int rc = safetensors_write_tmp(weights_path, list, m->num_tensors, "F32");
     free(list);
-    if (rc == 0 && state_json) {
-        SaveTensor moments[2] = { { "exp_avg", m->exp_avg, (int)m->num_trainable, 0 },
-                                  { "exp_avg_sq", m->exp_avg_sq, (int)m->num_trainable, 0 } };
-        rc = safetensors_write_tmp(optim_path, moments, 2, "F32");
-        if (rc == 0) { rc = text_write_tmp(state_path, state_json); }
-    }
+    if (rc == 0 && state_json) { rc = trainer_state_write_tmp(m, optim_path, state_path, state_json); }
     if (rc != 0) { save_abandon(set, nset); return -1; }
     // the target list as JSON strings: "q_lin", "v_lin"
     char targets[256] = "";
@@ -3489,12 +3492,7 @@ static int checkpoint_save(const Model* m, const char* dir, const char* vocab_di
     int nset = state_json ? 5 : 3;
     save_prepare(set, nset);
     int rc = safetensors_write_tmp(weights_path, list, count, dtype);
-    if (rc == 0 && state_json) {
-        SaveTensor moments[2] = { { "exp_avg", m->exp_avg, (int)m->num_trainable, 0 },
-                                  { "exp_avg_sq", m->exp_avg_sq, (int)m->num_trainable, 0 } };
-        rc = safetensors_write_tmp(optim_path, moments, 2, "F32");
-        if (rc == 0) { rc = text_write_tmp(state_path, state_json); }
-    }
+    if (rc == 0 && state_json) { rc = trainer_state_write_tmp(m, optim_path, state_path, state_json); }
     // (vocab.txt is text: written as the bytes it has)
     if (rc == 0) { rc = text_write_tmp(vocab_out, vocab); }
     char json[4096];
@@ -4495,6 +4493,22 @@ int predict_command(const Options* o, char** texts, int count) {
 }
 
 // ----------------------------------------------------------------------------
+// fold every adapter of m into its frozen weights, layer by layer (lora_merge), and switch LoRA
+// off: from then on linear_forward is W x + b alone and gives what W0 x + b + scale B A x gave
+static void model_merge_adapters(Model* m) {
+    const Config* c = &m->config;
+    int R = m->lora.rank;
+    for (int lin = 0; lin < NUM_LIN; lin++) {
+        if (!m->lora.targets[lin]) { continue; }
+        int IC = lin_in(c, lin), OC = lin_out(c, lin);
+        for (int l = 0; l < c->n_layers; l++) {
+            lora_merge(m->w.lin_w[lin] + (size_t)l * OC * IC, m->params.lora_A[lin] + (size_t)l * R * IC,
+                       m->params.lora_B[lin] + (size_t)l * OC * R, lora_scaling(&m->lora), OC, IC, R);
+        }
+        m->lora.targets[lin] = 0;
+    }
+}
+
 // merge: fold an adapter into its base model (PEFT's merge_and_unload) and save an ordinary
 // Hugging Face checkpoint of DistilBertForSequenceClassification, which runs with neither PEFT nor
 // LoRA: W = W0 + scaling * B A for every adapted Linear of every layer, and the adapter's head.
@@ -4517,14 +4531,9 @@ int merge_command(const Options* o) {
     float scale = lora_scaling(&m.lora);
     char merged[128] = "";
     for (int lin = 0; lin < NUM_LIN; lin++) {
-        if (!m.lora.targets[lin]) { continue; }
-        int IC = lin_in(c, lin), OC = lin_out(c, lin);
-        for (int l = 0; l < c->n_layers; l++) {
-            lora_merge(m.w.lin_w[lin] + (size_t)l * OC * IC, m.params.lora_A[lin] + (size_t)l * R * IC,
-                       m.params.lora_B[lin] + (size_t)l * OC * R, scale, OC, IC, R);
-        }
-        snprintf(merged + strlen(merged), sizeof(merged) - strlen(merged), "%s%s", merged[0] ? ", " : "", LIN_NAMES[lin]);
+        if (m.lora.targets[lin]) { snprintf(merged + strlen(merged), sizeof(merged) - strlen(merged), "%s%s", merged[0] ? ", " : "", LIN_NAMES[lin]); }
     }
+    model_merge_adapters(&m);
     int rc = make_dirs(o->out_dir) != 0 ? fail("cannot create directory %s: %s", o->out_dir, strerror(errno))
                                         : checkpoint_save(&m, o->out_dir, o->model_dir, NULL, dtype);
     if (rc == 0) {

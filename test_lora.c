@@ -1653,16 +1653,7 @@ static double merged_logits_error(Model* m, const int* ids, const int* lengths, 
     model_forward(m, ids, lengths, B, labels);
     float* before = mallocCheck((size_t)B * NL * sizeof(float));
     memcpy(before, m->acts.logits, (size_t)B * NL * sizeof(float));
-    int R = m->lora.rank;
-    for (int lin = 0; lin < NUM_LIN; lin++) {
-        if (!m->lora.targets[lin]) { continue; }
-        int IC = lin_in(c, lin), OC = lin_out(c, lin);
-        for (int l = 0; l < c->n_layers; l++) {
-            lora_merge(m->w.lin_w[lin] + (size_t)l * OC * IC, m->params.lora_A[lin] + (size_t)l * R * IC,
-                       m->params.lora_B[lin] + (size_t)l * OC * R, lora_scaling(&m->lora), OC, IC, R);
-        }
-        m->lora.targets[lin] = 0;  // no LoRA path any more: linear_forward is W x + b alone
-    }
+    model_merge_adapters(m);  // (lora_merge for every adapted Linear; LoRA off afterwards)
     model_forward(m, ids, lengths, B, labels);
     double e = tensor_error_f(m->acts.logits, before, (size_t)B * NL);
     free(before);
