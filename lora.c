@@ -3626,14 +3626,6 @@ static void print_parameter_count(const Model* m) {
            with_commas(m->num_trainable, a), with_commas(all, b), 100.0 * m->num_trainable / all);
 }
 
-static int threads_in_use(void) {
-#ifdef OMP
-    return omp_get_max_threads();
-#else
-    return 1;
-#endif
-}
-
 // the name written into adapter_config.json: the Hugging Face id when the folder is the real model
 static const char* base_model_name(const char* model_dir) {
     const char* base = strrchr(model_dir, '/');
@@ -3709,7 +3701,7 @@ static int train_setup(const Options* o, Model* model, Dataset* train_set, Datas
     remove(probe);
     const Config* c = &model->config;
     printf("model: %s (dim %d, %d layers, %d heads, FFN %d, vocab %d) | threads: %d\n",
-           o->model_dir, c->dim, c->n_layers, c->n_heads, c->hidden_dim, c->vocab_size, threads_in_use());
+           o->model_dir, c->dim, c->n_layers, c->n_heads, c->hidden_dim, c->vocab_size, max_threads());
     printf("train: %s (%d reviews, %.1f tokens on average) | validation: %s (%d reviews)\n",
            o->train_path, train_set->n, (double)train_set->num_tokens / train_set->n, o->val_path, val_set->n);
     char targets[128] = "", what[256];
@@ -4606,7 +4598,7 @@ static int bench_matmul(void) {
     int shapes[][3] = { { 1024, 768, 768 }, { 1024, 768, 3072 }, { 1024, 3072, 768 },
                         { 2048, 768, 768 }, { 2048, 768, 3072 }, { 2048, 3072, 768 }, { 2048, 2048, 2048 } };
     Rng rng = { 1 };
-    printf("bench: matmul, threads %d; out (M, N) = x (M, K) @ W (N, K)^T and dx (M, K) = dY (M, N) @ W\n", threads_in_use());
+    printf("bench: matmul, threads %d; out (M, N) = x (M, K) @ W (N, K)^T and dx (M, K) = dY (M, N) @ W\n", max_threads());
     for (size_t s = 0; s < sizeof(shapes) / sizeof(shapes[0]); s++) {
         int M = shapes[s][0], K = shapes[s][1], N = shapes[s][2];
         float* x = mallocCheck((size_t)M * K * sizeof(float));
@@ -4703,7 +4695,7 @@ int bench_command(const Options* o, const BenchOptions* bo) {
     double* eval_ms = mallocCheck((K + 1) * sizeof(double));
     double tokens = 0.0, flops_train = 0.0, flops_eval = 0.0, train_total = 0.0, eval_total = 0.0;
     printf("bench: dim %d, %d layers, %d heads, FFN %d | mode %s | batch %d | %d batches after 1 warm-up | threads %d | %s\n",
-           c->dim, c->n_layers, c->n_heads, c->hidden_dim, MODE_NAMES[model.mode], B, K, threads_in_use(),
+           c->dim, c->n_layers, c->n_heads, c->hidden_dim, MODE_NAMES[model.mode], B, K, max_threads(),
            bo->lengths_path ? bo->lengths_path : "fixed length");
     print_parameter_count(&model);
     for (int k = 0; k <= K; k++) {  // k == 0 is the warm-up
