@@ -2,7 +2,7 @@
 """dev/torch_compare.py: the same work as `./lora bench`, done by plain PyTorch, to compare speed.
 
     python3 dev/torch_compare.py --lengths LENGTHS_FILE [--batches 10] [--threads 2]
-    python3 dev/torch_compare.py --what mm [--threads 2]
+    python3 dev/torch_compare.py --what mm [--threads 2] [--side-by-side [LORA_C ...]]
 
 The model is distilbert-base-uncased's shape with random weights (6 layers, dim 768, 12 heads,
 FFN 3072), written with torch.nn.functional only (no transformers, no peft), with the tutorial's
@@ -22,6 +22,13 @@ The lengths of the tutorial's training reviews come from lora.c's own tokenizer:
 --what mm times torch.mm on the shapes of `./lora bench --what mm` (distilbert-base's Linear
 layers at 1024 and 2048 rows, and 2048^3), the forward x @ W^T and the input gradient dY @ W:
 that is the BLAS kernel alone, the fair yardstick for lora.c's matmul.
+
+--what mm --side-by-side [LORA_C ...] compiles lora.c's matmul (dev/mm_lib.c around the
+repository's lora.c, or around each lora.c given) into a shared library and times it and torch.mm
+in turns, run after run, in this one process; the ratio per product is the median over turns of
+torch's time / lora.c's time. Separate programs run minutes apart see the machine at different
+speeds (10-50% apart on a shared one); turns a fraction of a second apart see the same machine.
+CC=clang picks the compiler.
 
 A comparison is only worth something if PyTorch runs a real BLAS kernel, so the script says which
 one it got (torch's build configuration, and for OpenBLAS the CPU kernel it chose). Debian's
@@ -228,13 +235,15 @@ def bench_model(lengths, batches, batch_size, seed):
           f"{padded} with padding ({100.0 * (padded - tokens) / padded:.0f}% padding)")
 
 
+# the shapes of ./lora bench --what mm: (M, K, N), out (M, N) = x (M, K) @ W (N, K)^T
+MM_SHAPES = [(1024, 768, 768), (1024, 768, 3072), (1024, 3072, 768),
+             (2048, 768, 768), (2048, 768, 3072), (2048, 3072, 768), (2048, 2048, 2048)]
+
+
 def bench_mm():
-    # the shapes of ./lora bench --what mm: (M, K, N), out (M, N) = x (M, K) @ W (N, K)^T
-    shapes = [(1024, 768, 768), (1024, 768, 3072), (1024, 3072, 768),
-              (2048, 768, 768), (2048, 768, 3072), (2048, 3072, 768), (2048, 2048, 2048)]
     g = torch.Generator().manual_seed(1)
     print("torch.mm: out (M, N) = x (M, K) @ W (N, K)^T and dx (M, K) = dY (M, N) @ W")
-    for M, K, N in shapes:
+    for M, K, N in MM_SHAPES:
         x, w, dy = torch.randn(M, K, generator=g), torch.randn(N, K, generator=g), torch.randn(M, N, generator=g)
         y, dx = torch.empty(M, N), torch.empty(M, K)
         flops = 2.0 * M * K * N
@@ -250,6 +259,88 @@ def bench_mm():
             print(f"  {name:7s} M {M:4d} K {K:4d} N {N:4d}: median {med:7.2f} ms | {flops / (med / 1000) / 1e9:6.1f} GFLOP/s")
 
 
+def build_lora_mm(source):
+    """Compile lora.c's matmul (from source, a lora.c) into a shared library; return it, loaded."""
+    import subprocess
+    if not os.path.isfile(source):
+        sys.exit(f"--side-by-side: {source}: no such file")
+    here = os.path.dirname(os.path.abspath(__file__))
+    lib = os.path.join(here, "mm_lib_" + os.path.basename(source).replace(".c", "") + ".so")
+    base = [os.environ.get("CC", "cc"), "-O3", "-march=native", "-std=c11", "-ffp-contract=fast",
+            "-fno-trapping-math", "-shared", "-fPIC", f"-I{os.path.dirname(os.path.abspath(source))}",
+            f'-DLORA_C="{os.path.abspath(source)}"', os.path.join(here, "mm_lib.c"), "-o", lib, "-lm"]
+    # with OpenMP as the Makefile builds it, else (a compiler without it) on one thread
+    for cmd in (base + ["-fopenmp", "-DOMP"], base + ["-Wno-unknown-pragmas"]):
+        if subprocess.run(cmd, stderr=subprocess.DEVNULL).returncode == 0:
+            break
+    else:
+        sys.exit(f"--side-by-side: building lora.c's matmul failed: {' '.join(cmd)}")
+    if "-DOMP" not in cmd:
+        print("note: lora.c's matmul was built without OpenMP (the compiler has none): one thread")
+    so = ctypes.CDLL(lib)
+    so.mm_kernel.restype = ctypes.c_char_p
+    for f in (so.mm_forward, so.mm_input_grad):
+        f.argtypes = [ctypes.c_void_p] * 3 + [ctypes.c_int] * 3
+    return so
+
+
+def bench_mm_side_by_side(sources, threads, rounds):
+    """torch.mm and lora.c's matmul (one library per source) on the shapes of bench_mm, taking
+    turns run by run in this one process: a drift of the machine's speed then hits both alike.
+    The ratio is the median over runs of torch's time / lora.c's time in the same turn."""
+    # Two OpenMP runtimes share the cores here (torch's and lora.c's). A thread that waits for work
+    # spins for a while before it sleeps: 200 ms in LLVM's libomp (clang builds), which would
+    # steal the cores from torch's next run; 0 makes them sleep at once, and GNU libgomp's short
+    # spin is covered by the pause before each run.
+    os.environ.setdefault("KMP_BLOCKTIME", "0")
+    libs = []
+    for src in sources:
+        so = build_lora_mm(src)
+        so.mm_set_threads(threads)
+        libs.append((src, so))
+        print(f"lora.c matmul from {src}: kernel {so.mm_kernel().decode()}, threads {threads}")
+    g = torch.Generator().manual_seed(1)
+    names = ["torch"] + [os.path.basename(src) for src, _ in libs]
+    print(f"GFLOP/s (median of {rounds} turns) and lora.c as % of torch.mm (median of the turns' ratios)")
+    for M, K, N in MM_SHAPES:
+        x, w, dy = torch.randn(M, K, generator=g), torch.randn(N, K, generator=g), torch.randn(M, N, generator=g)
+        y, dx = torch.empty(M, N), torch.zeros(M, K)
+        flops = 2.0 * M * K * N
+        ptr = lambda t: ctypes.c_void_p(t.data_ptr())  # noqa: E731
+        for name, run_torch, run_lora in (
+                ("x@W^T", lambda: torch.mm(x, w.t(), out=y),
+                 lambda so: so.mm_forward(ptr(y), ptr(x), ptr(w), M, K, N)),
+                ("dY@W", lambda: torch.mm(dy, w, out=dx),
+                 lambda so: so.mm_input_grad(ptr(dx), ptr(dy), ptr(w), M, K, N))):
+            runs = [run_torch] + [(lambda so=so: run_lora(so)) for _, so in libs]
+            times = [[] for _ in runs]
+            for turn in range(rounds + 1):  # turn 0 is a warm-up
+                for i, run in enumerate(runs):
+                    time.sleep(0.02)  # let the other library's OpenMP threads stop spinning
+                    t = time.perf_counter()
+                    run()
+                    if turn > 0:
+                        times[i].append(time.perf_counter() - t)
+            # and each library computes what torch does (a wrong product would make any speed moot)
+            want = x @ w.t() if name == "x@W^T" else dy @ w
+            for src, so in libs:
+                got = torch.zeros_like(want)
+                if name == "x@W^T":
+                    so.mm_forward(ptr(got), ptr(x), ptr(w), M, K, N)
+                else:
+                    so.mm_input_grad(ptr(got), ptr(dy), ptr(w), M, K, N)
+                err = ((got - want).abs().max() / want.abs().max()).item()
+                if not err < 1e-4:
+                    sys.exit(f"{src}: {name} M {M} K {K} N {N} differs from torch by {err:.1e} (relative)")
+            line = f"  {name:6s} M {M:4d} K {K:4d} N {N:4d}:"
+            for i, ts in enumerate(times):
+                line += f" {names[i]} {flops / statistics.median(ts) / 1e9:6.1f}"
+                if i > 0:
+                    ratio = statistics.median(a / b for a, b in zip(times[0], ts))
+                    line += f" ({100 * ratio:3.0f}%)"
+            print(line)
+
+
 def main():
     ap = argparse.ArgumentParser(description="PyTorch doing the work of ./lora bench (see the top of this file)")
     ap.add_argument("--what", default="model", choices=["model", "mm"], help="model (default) or mm (the matmul alone)")
@@ -259,11 +350,22 @@ def main():
     ap.add_argument("--batch", type=int, default=4, help="sequences per batch (default 4, the tutorial's)")
     ap.add_argument("--threads", type=int, default=os.cpu_count(), help="threads (default: all cores)")
     ap.add_argument("--seed", type=int, default=42)
+    ap.add_argument("--side-by-side", nargs="*", metavar="LORA_C",
+                    help="with --what mm: also time lora.c's matmul (built from the given lora.c files, "
+                         "default the repository's), taking turns with torch.mm in this process")
+    ap.add_argument("--turns", type=int, default=15, help="turns per product with --side-by-side (default 15)")
     args = ap.parse_args()
     torch.set_num_threads(args.threads)
     print(f"torch_compare: torch {torch.__version__} | {CPU_NAME} | threads {torch.get_num_threads()}")
     for line in blas_report():
         print("BLAS: " + line)
+    if args.side_by_side is not None and args.what != "mm":
+        sys.exit("--side-by-side goes with --what mm")
+    if args.what == "mm" and args.side_by_side is not None:
+        here = os.path.dirname(os.path.abspath(__file__))
+        sources = args.side_by_side or [os.path.join(here, "..", "lora.c")]
+        bench_mm_side_by_side(sources, args.threads, args.turns)
+        return
     if args.what == "mm":
         bench_mm()
         return
