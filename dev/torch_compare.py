@@ -355,6 +355,8 @@ def main():
                          "default the repository's), taking turns with torch.mm in this process")
     ap.add_argument("--turns", type=int, default=15, help="turns per product with --side-by-side (default 15)")
     args = ap.parse_args()
+    if args.turns < 1 or args.batches < 1 or args.batch < 1 or args.threads < 1:
+        sys.exit("--turns, --batches, --batch and --threads want a number >= 1")
     torch.set_num_threads(args.threads)
     print(f"torch_compare: torch {torch.__version__} | {CPU_NAME} | threads {torch.get_num_threads()}")
     for line in blas_report():
