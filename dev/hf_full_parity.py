@@ -28,16 +28,7 @@ import os
 import sys
 import tempfile
 
-# the checks collect their failures here; the script writes every file first and only then
-# exits non-zero, so one run on the device machine tells us everything at once
-FAILURES = []
-
-
-def check(ok, what):
-    print(("check ok    " if ok else "CHECK FAILED ") + what)
-    if not ok:
-        FAILURES.append(what)
-
+from hf_common import check, collate, finish, library_versions, list_dataset, randomize_tiny_model, versions_text
 
 # ---------------------------------------------------------------------------------------------
 # the fixed recipe of the fixture
@@ -75,52 +66,22 @@ def main():
 
     import torch
     import torch.nn.functional as F
-    import transformers
-    import safetensors
     from safetensors.torch import save_file, load_file
     from transformers import (DistilBertConfig, DistilBertForSequenceClassification, Trainer,
                               TrainingArguments, TrainerCallback)
 
-    versions = dict(python=sys.version.split()[0], torch=torch.__version__,
-                    transformers=transformers.__version__, safetensors=safetensors.__version__)
-    try:
-        import accelerate
-        versions["accelerate"] = accelerate.__version__
-    except ImportError:
-        pass
-    print("versions:", " ".join(f"{k}={v}" for k, v in versions.items()))
+    versions = library_versions("torch", "transformers", "safetensors", "accelerate?")
 
     torch.set_num_threads(1)
     out = args.out
-
-    def collate(examples):
-        # right padding with the pad id and attention mask 0
-        T = max(len(e["input_ids"]) for e in examples)
-        ids = torch.full((len(examples), T), PAD_ID, dtype=torch.long)
-        mask = torch.zeros((len(examples), T), dtype=torch.long)
-        for b, e in enumerate(examples):
-            ids[b, :len(e["input_ids"])] = torch.tensor(e["input_ids"])
-            mask[b, :len(e["input_ids"])] = 1
-        labels = torch.tensor([e["label"] for e in examples], dtype=torch.long)
-        return {"input_ids": ids, "attention_mask": mask, "labels": labels}
 
     def build(seed):
         """The tiny random DistilBERT and the batch, fully determined by `seed`."""
         torch.manual_seed(seed)                     # HF's own init draws from here (all overwritten)
         gen = torch.Generator().manual_seed(seed)   # my own stream for every value I set by hand
-        # every parameter overwritten from my generator, as dev/hf_parity.py does: LayerNorm
-        # weight 1 + N(0, 0.1), LayerNorm bias, every other bias and the embeddings N(0, 0.1),
-        # every Linear weight N(0, 0.2)
+        # every parameter overwritten from my generator, as dev/hf_parity.py does
         model = DistilBertForSequenceClassification(DistilBertConfig(**CONFIG))
-        with torch.no_grad():
-            for name, p in sorted(model.named_parameters()):
-                noise = torch.randn(p.shape, generator=gen)
-                if "LayerNorm" in name or "layer_norm" in name:
-                    p.copy_(0.1 * noise if name.endswith(".bias") else 1.0 + 0.1 * noise)
-                elif name.endswith(".bias") or "embeddings" in name:
-                    p.copy_(0.1 * noise)
-                else:
-                    p.copy_(0.2 * noise)            # Linear weights
+        randomize_tiny_model(model, gen)
         # the batch: lengths 17, 3, 9, 12; first id 2, others random in 1..19; the pad id 0 at
         # position PAD_POS of sequence 0 (a real token there: attention mask 1)
         seqs = []
@@ -159,7 +120,7 @@ def main():
     for cand in SEEDS:
         m, s, ex = build(cand)
         m.train()
-        r = m(**collate(ex))
+        r = m(**collate(ex, PAD_ID))
         r.loss.backward()
         gn = global_norm(p.grad for p in m.parameters() if p.grad is not None)
         lg = r.logits.detach()
@@ -219,7 +180,7 @@ def main():
     check(seqs[0][PAD_POS] == PAD_ID and sum(i == PAD_ID for s in seqs for i in s) == 1,
           f"the pad id {PAD_ID} is in the batch once, at position {PAD_POS} of sequence 0")
     check([len(s) for s in seqs] == LENGTHS and all(s[0] == CLS_ID for s in seqs), "lengths and first ids")
-    batch = collate(examples)
+    batch = collate(examples, PAD_ID)
     check(batch["attention_mask"][0, PAD_POS].item() == 1, "the pad id inside sequence 0 has attention mask 1")
     used_ids = sorted({i for s in seqs for i in s})
     print("batch ids:", seqs, "\nids used:", used_ids)
@@ -240,16 +201,6 @@ def main():
 
     # -----------------------------------------------------------------------------------------
     # 2. per mode: logits, loss and gradients of one forward/backward on the padded batch
-
-    class ListDataset(torch.utils.data.Dataset):
-        def __init__(self, items):
-            self.items = items
-
-        def __len__(self):
-            return len(self.items)
-
-        def __getitem__(self, i):
-            return self.items[i]
 
     def run_trainer(mode):
         """3 steps of the Hugging Face Trainer (its optimizer, scheduler, clipping) on a fresh copy.
@@ -293,8 +244,8 @@ def main():
                         warmup_steps=0, adam_beta1=BETAS[0], adam_beta2=BETAS[1], adam_epsilon=EPS, use_cpu=True,
                         report_to="none", save_strategy="no", logging_steps=1, remove_unused_columns=False, seed=0,
                         dataloader_drop_last=False, **extra)
-                    trainer = RecordingTrainer(model=model, args=targs, train_dataset=ListDataset(examples),
-                                               data_collator=collate, callbacks=[Recorder()])
+                    trainer = RecordingTrainer(model=model, args=targs, train_dataset=list_dataset(examples),
+                                               data_collator=lambda ex: collate(ex, PAD_ID), callbacks=[Recorder()])
                     print(f"[{mode}] Trainer optim:", targs.optim)
                     trainer.train()
                     return model, trainable, seen, list(trainer.state.log_history), str(targs.optim)
@@ -510,7 +461,7 @@ def main():
                 "weight incl. embeddings, none on biases and LayerNorms, clip 1.0).\n"
                 f"Made by `CUDA_VISIBLE_DEVICES= python3 dev/hf_full_parity.py --out {out}` (CPU, fp32); "
                 f"seed {seed} (first well-conditioned one from {SEEDS.start}). Trainer optimizer: {optim_text}.\n"
-                "Versions: " + ", ".join(f"{k} {v}" for k, v in versions.items()) + ".\n")
+                "Versions: " + versions_text(versions) + ".\n")
 
     # -----------------------------------------------------------------------------------------
     # summary
@@ -531,10 +482,7 @@ def main():
           f"(extra: {sorted(have_files - want_files)}, missing: {sorted(want_files - have_files)})")
     total = sum(os.path.getsize(os.path.join(d, f)) for d, _, fs in os.walk(out) for f in fs)
     print(f"  files: {total} bytes in {out}: {sorted(os.listdir(out))}")
-    if FAILURES:
-        print(f"{len(FAILURES)} CHECKS FAILED:", *FAILURES, sep="\n  ")
-        sys.exit(1)
-    print("all checks passed")
+    finish()
 
 
 if __name__ == "__main__":

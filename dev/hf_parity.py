@@ -23,16 +23,8 @@ import os
 import sys
 import tempfile
 
-# the checks collect their failures here; the script writes every file first and only then
-# exits non-zero, so one run on the device machine tells us everything at once
-FAILURES = []
-
-
-def check(ok, what):
-    print(("check ok    " if ok else "CHECK FAILED ") + what)
-    if not ok:
-        FAILURES.append(what)
-
+from hf_common import (adapter_key, check, collate, finish, library_versions, list_dataset,
+                       randomize_tiny_model, versions_text)
 
 # ---------------------------------------------------------------------------------------------
 # the fixed recipe of the fixture
@@ -54,15 +46,6 @@ BETAS = (0.9, 0.999)
 EPS = 1e-8
 
 
-def adapter_key(param_name):
-    """PEFT parameter name -> key in adapter_model.safetensors.
-    'base_model.model.x.q_lin.lora_A.default.weight' -> 'base_model.model.x.q_lin.lora_A.weight'
-    'base_model.model.classifier.modules_to_save.default.bias' -> 'base_model.model.classifier.bias'
-    (PEFT drops the adapter name and the modules_to_save wrapper when it saves)."""
-    parts = param_name.split(".")
-    return ".".join(p for p in parts if p not in ("default", "modules_to_save"))
-
-
 def main():
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--out", default="dev/fixtures/hf_tiny", help="output folder")
@@ -70,37 +53,16 @@ def main():
 
     import torch
     import torch.nn.functional as F
-    import transformers
-    import peft
-    import safetensors
     from safetensors.torch import save_file, load_file
     from transformers import (DistilBertConfig, DistilBertForSequenceClassification, Trainer,
                               TrainingArguments, TrainerCallback)
     from peft import LoraConfig, get_peft_model
 
-    versions = dict(python=sys.version.split()[0], torch=torch.__version__,
-                    transformers=transformers.__version__, peft=peft.__version__,
-                    safetensors=safetensors.__version__)
-    try:
-        import accelerate
-        versions["accelerate"] = accelerate.__version__
-    except ImportError:
-        pass
-    print("versions:", " ".join(f"{k}={v}" for k, v in versions.items()))
+    versions = library_versions("torch", "transformers", "peft", "safetensors", "accelerate?")
 
     torch.set_num_threads(1)
     out = args.out
     adapter_dir = os.path.join(out, "adapter")
-
-    def collate(examples):
-        T = max(len(e["input_ids"]) for e in examples)
-        ids = torch.full((len(examples), T), PAD_ID, dtype=torch.long)
-        mask = torch.zeros((len(examples), T), dtype=torch.long)
-        for b, e in enumerate(examples):
-            ids[b, :len(e["input_ids"])] = torch.tensor(e["input_ids"])
-            mask[b, :len(e["input_ids"])] = 1
-        labels = torch.tensor([e["label"] for e in examples], dtype=torch.long)
-        return {"input_ids": ids, "attention_mask": mask, "labels": labels}
 
     def build(seed, save_base_to=None):
         """Steps 1-3, fully determined by `seed`: tiny random DistilBERT (saved if asked, before
@@ -108,21 +70,10 @@ def main():
         torch.manual_seed(seed)                     # HF init and PEFT's lora_A draw from here
         gen = torch.Generator().manual_seed(seed)   # my own stream for every value I set by hand
 
-        # 1. every parameter overwritten from my generator so that no term is trivially zero:
-        #    LayerNorm weight 1 + N(0, 0.1), every bias N(0, 0.1), embeddings N(0, 0.1), and every
-        #    Linear weight N(0, 0.2). With 0.1 for the Linear weights (first try) the logits were
-        #    ~0.05, attention nearly uniform and the gradient norm ~0.2, so clipping at 1.0 never
-        #    acted; 0.2 gives logits of order 0.1-1, peakier attention and norms above 1.
+        # 1. every parameter overwritten from my generator so that no term is trivially zero
+        #    (hf_common.randomize_tiny_model says how and why)
         model = DistilBertForSequenceClassification(DistilBertConfig(**CONFIG))
-        with torch.no_grad():
-            for name, p in sorted(model.named_parameters()):
-                noise = torch.randn(p.shape, generator=gen)
-                if "LayerNorm" in name or "layer_norm" in name:
-                    p.copy_(0.1 * noise if name.endswith(".bias") else 1.0 + 0.1 * noise)
-                elif name.endswith(".bias") or "embeddings" in name:
-                    p.copy_(0.1 * noise)
-                else:
-                    p.copy_(0.2 * noise)            # Linear weights
+        randomize_tiny_model(model, gen)
         if save_base_to:
             model.save_pretrained(save_base_to)     # safetensors, F32
         try:
@@ -154,7 +105,7 @@ def main():
     for cand in range(1234, 1284):
         _, pm, _, ex = build(cand)
         pm.train()
-        r = pm(**collate(ex))
+        r = pm(**collate(ex, PAD_ID))
         r.loss.backward()
         gn = math.sqrt(sum(float(p.grad.double().pow(2).sum()) for p in pm.parameters() if p.grad is not None))
         lg = r.logits.detach()
@@ -229,7 +180,7 @@ def main():
     with open(os.path.join(out, "batch.txt"), "w") as f:
         for lab, ids in zip(LABELS, seqs):
             f.write(f"{lab}\t{' '.join(map(str, ids))}\n")
-    batch = collate(examples)
+    batch = collate(examples, PAD_ID)
 
     # -----------------------------------------------------------------------------------------
     # 4. logits, loss, gradients and hidden states on the padded batch (train mode, dropout 0)
@@ -276,16 +227,6 @@ def main():
     # 5. three steps of the Hugging Face Trainer (its optimizer, scheduler, clipping)
 
     pmodel.zero_grad(set_to_none=True)
-
-    class ListDataset(torch.utils.data.Dataset):
-        def __init__(self, items):
-            self.items = items
-
-        def __len__(self):
-            return len(self.items)
-
-        def __getitem__(self, i):
-            return self.items[i]
 
     def fresh_record():
         return dict(losses=[], grad_norms=[], lrs=[], clipped_norms=[], groups=None, optimizer=None)
@@ -336,8 +277,8 @@ def main():
                     warmup_steps=0, adam_beta1=BETAS[0], adam_beta2=BETAS[1], adam_epsilon=EPS, use_cpu=True,
                     report_to="none", save_strategy="no", logging_steps=1, remove_unused_columns=False, seed=0,
                     dataloader_drop_last=False, **extra)
-                trainer = RecordingTrainer(model=pmodel, args=targs, train_dataset=ListDataset(examples),
-                                           data_collator=collate, callbacks=[Recorder()])
+                trainer = RecordingTrainer(model=pmodel, args=targs, train_dataset=list_dataset(examples),
+                                           data_collator=lambda ex: collate(ex, PAD_ID), callbacks=[Recorder()])
                 print("Trainer optim:", targs.optim)
                 trainer.train()
                 log_history = list(trainer.state.log_history)
@@ -453,7 +394,7 @@ def main():
                 "reload check: `python3 dev/hf_load_adapter.py dev/fixtures/hf_tiny dev/fixtures/hf_tiny/adapter "
                 "dev/fixtures/hf_tiny/batch.txt`.\n"
                 f"Seed {seed} (first well-conditioned one). Trainer optimizer: optim={trainer_optim} ({optim_class}). "
-                "Versions: " + ", ".join(f"{k} {v}" for k, v in versions.items()) + ".\n")
+                "Versions: " + versions_text(versions) + ".\n")
 
     # -----------------------------------------------------------------------------------------
     # summary
@@ -467,10 +408,7 @@ def main():
     print("  grad norms (pre-clip):", [f"{x:.6f}" for x in seen["grad_norms"]])
     total = sum(os.path.getsize(os.path.join(d, f)) for d, _, fs in os.walk(out) for f in fs)
     print(f"  files: {total} bytes in {out}")
-    if FAILURES:
-        print(f"{len(FAILURES)} CHECKS FAILED:", *FAILURES, sep="\n  ")
-        sys.exit(1)
-    print("all checks passed")
+    finish()
 
 
 if __name__ == "__main__":

@@ -23,26 +23,13 @@ Usage: CUDA_VISIBLE_DEVICES= python3 dev/hf_rslora.py --base dev/fixtures/hf_tin
 import argparse
 import math
 import os
-import sys
 
-FAILURES = []
-
-
-def check(ok, what):
-    print(("check ok    " if ok else "CHECK FAILED ") + what)
-    if not ok:
-        FAILURES.append(what)
-
+from hf_common import adapter_key, check, finish, library_versions, versions_text
 
 R, ALPHA = 4, 8
 LORA = dict(task_type="SEQ_CLS", r=R, lora_alpha=ALPHA, lora_dropout=0.0,
             target_modules=["q_lin", "v_lin"], use_rslora=True)
 SEED = 4321
-
-
-def adapter_key(param_name):
-    """as dev/hf_parity.py: PEFT drops the adapter name and the modules_to_save wrapper on save"""
-    return ".".join(p for p in param_name.split(".") if p not in ("default", "modules_to_save"))
 
 
 def main():
@@ -53,17 +40,11 @@ def main():
 
     import torch
     import torch.nn.functional as F
-    import transformers
-    import peft
-    import safetensors
     from safetensors.torch import save_file, load_file
     from transformers import DistilBertForSequenceClassification
     from peft import LoraConfig, get_peft_model
 
-    versions = dict(python=sys.version.split()[0], torch=torch.__version__,
-                    transformers=transformers.__version__, peft=peft.__version__,
-                    safetensors=safetensors.__version__)
-    print("versions:", " ".join(f"{k}={v}" for k, v in versions.items()))
+    versions = library_versions("torch", "transformers", "peft", "safetensors")
     torch.set_num_threads(1)
     out = args.out
     adapter_dir = os.path.join(out, "adapter")
@@ -158,15 +139,12 @@ def main():
                 "grad.<adapter key>, and logits_plain_scaling (the same adapter scaled by alpha/r).\n"
                 "Made by `CUDA_VISIBLE_DEVICES= python3 dev/hf_rslora.py --base dev/fixtures/hf_tiny --out "
                 f"dev/fixtures/hf_rslora` (CPU, fp32), seed {SEED}. Versions: "
-                + ", ".join(f"{k} {v}" for k, v in versions.items()) + ".\n")
+                + versions_text(versions) + ".\n")
     print("logits:", [[round(x, 6) for x in row] for row in logits.detach().tolist()])
     print(f"loss: {loss.item():.7f}")
     total = sum(os.path.getsize(os.path.join(d, f)) for d, _, fs in os.walk(out) for f in fs)
     print(f"files: {total} bytes in {out}")
-    if FAILURES:
-        print(f"{len(FAILURES)} CHECKS FAILED:", *FAILURES, sep="\n  ")
-        sys.exit(1)
-    print("all checks passed")
+    finish()
 
 
 if __name__ == "__main__":

@@ -24,7 +24,8 @@ Usage (the model folder needs config.json, model.safetensors and vocab.txt):
 
 import argparse
 import os
-import sys
+
+from hf_common import adapter_key, library_versions, versions_text
 
 MAX_LEN = 512
 CHECKSUM_MOD = 16777213   # a prime below 2^24: every checksum is exact as an F32
@@ -36,11 +37,6 @@ def id_checksum(ids):
     return sum((i + 1) * t for i, t in enumerate(ids)) % CHECKSUM_MOD
 
 
-def adapter_key(param_name):
-    """PEFT parameter name -> key in adapter_model.safetensors (as in dev/hf_parity.py)"""
-    return ".".join(p for p in param_name.split(".") if p not in ("default", "modules_to_save"))
-
-
 def main():
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--model", default="weights/standin")
@@ -49,18 +45,12 @@ def main():
     args = ap.parse_args()
 
     import torch
-    import transformers
-    import peft
-    import tokenizers
     from safetensors.torch import save_file
     from tokenizers import BertWordPieceTokenizer
     from transformers import DistilBertForSequenceClassification
     from peft import LoraConfig, get_peft_model
 
-    versions = dict(python=sys.version.split()[0], torch=torch.__version__,
-                    transformers=transformers.__version__, peft=peft.__version__,
-                    tokenizers=tokenizers.__version__)
-    print("versions:", " ".join(f"{k}={v}" for k, v in versions.items()))
+    versions = library_versions("torch", "transformers", "peft", "tokenizers")
     torch.set_num_threads(4)
 
     # the tokenizer: BERT uncased WordPiece on the real vocabulary (not DistilBertTokenizerFast
@@ -146,7 +136,7 @@ def main():
                 "reviews, grad.<adapter key>. No review text or token id is stored.\n"
                 "Made by `CUDA_VISIBLE_DEVICES= python3 dev/hf_standin_parity.py --model weights/standin "
                 "--val data/imdb/validation_1k.tsv --out dev/fixtures/hf_standin` (CPU, fp32). Versions: "
-                + ", ".join(f"{k} {v}" for k, v in versions.items()) + ".\n")
+                + versions_text(versions) + ".\n")
     print("wrote", args.out)
 
 

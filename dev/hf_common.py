@@ -1,0 +1,105 @@
+"""dev/hf_common.py: what the Hugging Face fixture scripts share (dev/hf_parity.py,
+dev/hf_full_parity.py, dev/hf_rslora.py, dev/hf_standin_parity.py).
+
+torch and the Hugging Face libraries are imported only inside the functions that use them, as in
+the scripts, so that `--help` works without them.
+"""
+import importlib
+import sys
+
+# the checks collect their failures here; a script writes every file first and only then exits
+# non-zero (finish), so one run on the device machine tells us everything at once
+FAILURES = []
+
+
+def check(ok, what):
+    print(("check ok    " if ok else "CHECK FAILED ") + what)
+    if not ok:
+        FAILURES.append(what)
+
+
+def finish():
+    """The last line of a script: the failed checks and exit status 1, or 'all checks passed'."""
+    if FAILURES:
+        print(f"{len(FAILURES)} CHECKS FAILED:", *FAILURES, sep="\n  ")
+        sys.exit(1)
+    print("all checks passed")
+
+
+def library_versions(*names):
+    """{'python': ..., name: version, ...} in this order, printed on one line. A name ending in
+    '?' is optional: left out when it is not installed (accelerate)."""
+    versions = dict(python=sys.version.split()[0])
+    for name in names:
+        optional = name.endswith("?")
+        name = name.rstrip("?")
+        try:
+            versions[name] = importlib.import_module(name).__version__
+        except ImportError:
+            if not optional:
+                raise
+    print("versions:", " ".join(f"{k}={v}" for k, v in versions.items()))
+    return versions
+
+
+def versions_text(versions):
+    """'torch 2.11.0, transformers ...' for a fixture's README."""
+    return ", ".join(f"{k} {v}" for k, v in versions.items())
+
+
+def adapter_key(param_name):
+    """PEFT parameter name -> key in adapter_model.safetensors.
+    'base_model.model.x.q_lin.lora_A.default.weight' -> 'base_model.model.x.q_lin.lora_A.weight'
+    'base_model.model.classifier.modules_to_save.default.bias' -> 'base_model.model.classifier.bias'
+    (PEFT drops the adapter name and the modules_to_save wrapper when it saves)."""
+    parts = param_name.split(".")
+    return ".".join(p for p in parts if p not in ("default", "modules_to_save"))
+
+
+def collate(examples, pad_id):
+    """A batch as the tutorial's collator makes it: right padding with pad_id, attention mask 0
+    there."""
+    import torch
+    T = max(len(e["input_ids"]) for e in examples)
+    ids = torch.full((len(examples), T), pad_id, dtype=torch.long)
+    mask = torch.zeros((len(examples), T), dtype=torch.long)
+    for b, e in enumerate(examples):
+        ids[b, :len(e["input_ids"])] = torch.tensor(e["input_ids"])
+        mask[b, :len(e["input_ids"])] = 1
+    labels = torch.tensor([e["label"] for e in examples], dtype=torch.long)
+    return {"input_ids": ids, "attention_mask": mask, "labels": labels}
+
+
+def randomize_tiny_model(model, gen):
+    """Overwrite every parameter from the generator gen, so that no term is trivially zero:
+    LayerNorm weight 1 + N(0, 0.1), LayerNorm bias, every other bias and the embeddings
+    N(0, 0.1), every Linear weight N(0, 0.2). With 0.1 for the Linear weights (the first try)
+    the logits were ~0.05, attention nearly uniform and the gradient norm ~0.2, so clipping at
+    1.0 never acted; 0.2 gives logits of order 0.1-1, peakier attention and norms above 1."""
+    import torch
+    with torch.no_grad():
+        for name, p in sorted(model.named_parameters()):
+            noise = torch.randn(p.shape, generator=gen)
+            if "LayerNorm" in name or "layer_norm" in name:
+                p.copy_(0.1 * noise if name.endswith(".bias") else 1.0 + 0.1 * noise)
+            elif name.endswith(".bias") or "embeddings" in name:
+                p.copy_(0.1 * noise)
+            else:
+                p.copy_(0.2 * noise)            # Linear weights
+
+
+def list_dataset(items):
+    """The examples as a torch Dataset, for the Trainer."""
+    import torch
+
+    class ListDataset(torch.utils.data.Dataset):
+        def __init__(self, items):
+            self.items = items
+
+        def __len__(self):
+            return len(self.items)
+
+        def __getitem__(self, i):
+            return self.items[i]
+
+    return ListDataset(items)
