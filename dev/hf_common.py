@@ -103,3 +103,78 @@ def list_dataset(items):
             return self.items[i]
 
     return ListDataset(items)
+
+
+def global_norm(tensors):
+    """sqrt(sum of squares), in double"""
+    import math
+    return math.sqrt(sum(float(t.double().pow(2).sum()) for t in tensors))
+
+
+def new_record():
+    """What recording_trainer fills in: per step the loss, lr, gradient norm before and after
+    clipping; the optimizer and its groups (weight decay, parameter ids)."""
+    return dict(losses=[], grad_norms=[], lrs=[], clipped_norms=[], groups=None, optimizer=None)
+
+
+def recording_trainer(seen, trainable):
+    """(a Trainer class, a callback instance) that record each step into seen (new_record()):
+    trainable is the list of (name, parameter) whose gradients make the norms."""
+    from transformers import Trainer, TrainerCallback
+
+    def norm():
+        return global_norm(p.grad for _, p in trainable if p.grad is not None)
+
+    class Recorder(TrainerCallback):
+        # called after clipping, just before optimizer.step(): the gradients are the clipped ones
+        def on_pre_optimizer_step(self, args, state, control, **kw):
+            seen["clipped_norms"].append(norm())
+
+    class RecordingTrainer(Trainer):
+        def compute_loss(self, model, inputs, *a, **kw):
+            result = super().compute_loss(model, inputs, *a, **kw)
+            loss = result[0] if isinstance(result, tuple) else result
+            seen["losses"].append(loss.detach().double().item())
+            return result
+
+        def training_step(self, *a, **kw):
+            # the scheduler steps after optimizer.step(), so the lr now is the lr of this step
+            opt = self.optimizer
+            seen["lrs"].append(opt.param_groups[0]["lr"])
+            if seen["groups"] is None:
+                seen["optimizer"] = opt
+                seen["groups"] = [(g["weight_decay"], [id(p) for p in g["params"]]) for g in opt.param_groups]
+            r = super().training_step(*a, **kw)
+            seen["grad_norms"].append(norm())  # right after backward, before clipping
+            return r
+
+    return RecordingTrainer, Recorder()
+
+
+def training_arguments(output_dir, steps, lr, weight_decay, max_grad_norm, betas, eps, **extra):
+    """The Trainer's settings of the fixtures: batch 4, linear schedule without warm-up, CPU, no
+    saving or reporting, seed 0."""
+    from transformers import TrainingArguments
+    return TrainingArguments(
+        output_dir=output_dir, per_device_train_batch_size=4, max_steps=steps, learning_rate=lr,
+        weight_decay=weight_decay, max_grad_norm=max_grad_norm, lr_scheduler_type="linear",
+        warmup_steps=0, adam_beta1=betas[0], adam_beta2=betas[1], adam_epsilon=eps, use_cpu=True,
+        report_to="none", save_strategy="no", logging_steps=1, remove_unused_columns=False, seed=0,
+        dataloader_drop_last=False, **extra)
+
+
+def peft_with_random_lora_B(model, lora_config, gen):
+    """PEFT LoRA on model, with lora_B drawn from N(0, 0.1) (PEFT's zeros would give lora_A an
+    exactly zero gradient). The base model is named dev/fixtures/hf_tiny in adapter_config.json."""
+    import torch
+    from peft import get_peft_model
+    try:
+        model.name_or_path = "dev/fixtures/hf_tiny"   # what PEFT writes as base_model_name_or_path
+    except Exception:
+        pass
+    pmodel = get_peft_model(model, lora_config)
+    with torch.no_grad():
+        for name, p in sorted(pmodel.named_parameters()):
+            if ".lora_B." in name:
+                p.copy_(torch.randn(p.shape, generator=gen) * 0.1)
+    return pmodel

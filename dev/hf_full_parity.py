@@ -28,7 +28,8 @@ import os
 import sys
 import tempfile
 
-from hf_common import check, collate, finish, library_versions, list_dataset, randomize_tiny_model, versions_text
+from hf_common import (check, collate, finish, global_norm, library_versions, list_dataset, new_record,
+                       randomize_tiny_model, recording_trainer, training_arguments, versions_text)
 
 # ---------------------------------------------------------------------------------------------
 # the fixed recipe of the fixture
@@ -67,8 +68,7 @@ def main():
     import torch
     import torch.nn.functional as F
     from safetensors.torch import save_file, load_file
-    from transformers import (DistilBertConfig, DistilBertForSequenceClassification, Trainer,
-                              TrainingArguments, TrainerCallback)
+    from transformers import DistilBertConfig, DistilBertForSequenceClassification
 
     versions = library_versions("torch", "transformers", "safetensors", "accelerate?")
 
@@ -109,9 +109,6 @@ def main():
         m.train()
         m.zero_grad(set_to_none=True)
         return m
-
-    def global_norm(tensors):
-        return math.sqrt(sum(float(t.double().pow(2).sum()) for t in tensors))
 
     # pick the first seed whose fixture is well-conditioned: logits of order 0.1-1 with none near
     # zero (per-element relative errors stay meaningful), a loss of order 1 and a full-mode
@@ -210,42 +207,14 @@ def main():
             extra = {} if attempt == "default" else {"optim": "adamw_torch"}
             model = fresh(base, mode)
             trainable = [(n, p) for n, p in model.named_parameters() if p.requires_grad]
-            seen = dict(losses=[], grad_norms=[], lrs=[], clipped_norms=[], groups=None, optimizer=None)
-
-            class Recorder(TrainerCallback):
-                # called after clipping, just before optimizer.step(): the gradients are the clipped ones
-                def on_pre_optimizer_step(self, args, state, control, **kw):
-                    seen["clipped_norms"].append(global_norm(p.grad for _, p in trainable if p.grad is not None))
-
-            class RecordingTrainer(Trainer):
-                def compute_loss(self, model, inputs, *a, **kw):
-                    result = super().compute_loss(model, inputs, *a, **kw)
-                    l = result[0] if isinstance(result, tuple) else result
-                    seen["losses"].append(l.detach().double().item())
-                    return result
-
-                def training_step(self, *a, **kw):
-                    # the scheduler steps after optimizer.step(), so the lr now is the lr of this step
-                    opt = self.optimizer
-                    seen["lrs"].append(opt.param_groups[0]["lr"])
-                    if seen["groups"] is None:
-                        seen["optimizer"] = opt
-                        seen["groups"] = [(g["weight_decay"], [id(p) for p in g["params"]]) for g in opt.param_groups]
-                    r = super().training_step(*a, **kw)
-                    # gradients right after backward, before clipping
-                    seen["grad_norms"].append(global_norm(p.grad for _, p in trainable if p.grad is not None))
-                    return r
+            seen = new_record()
+            RecordingTrainer, recorder = recording_trainer(seen, trainable)
 
             try:
                 with tempfile.TemporaryDirectory() as tmp:
-                    targs = TrainingArguments(
-                        output_dir=tmp, per_device_train_batch_size=4, max_steps=N_STEPS, learning_rate=LR,
-                        weight_decay=WEIGHT_DECAY, max_grad_norm=MAX_GRAD_NORM, lr_scheduler_type="linear",
-                        warmup_steps=0, adam_beta1=BETAS[0], adam_beta2=BETAS[1], adam_epsilon=EPS, use_cpu=True,
-                        report_to="none", save_strategy="no", logging_steps=1, remove_unused_columns=False, seed=0,
-                        dataloader_drop_last=False, **extra)
+                    targs = training_arguments(tmp, N_STEPS, LR, WEIGHT_DECAY, MAX_GRAD_NORM, BETAS, EPS, **extra)
                     trainer = RecordingTrainer(model=model, args=targs, train_dataset=list_dataset(examples),
-                                               data_collator=lambda ex: collate(ex, PAD_ID), callbacks=[Recorder()])
+                                               data_collator=lambda ex: collate(ex, PAD_ID), callbacks=[recorder])
                     print(f"[{mode}] Trainer optim:", targs.optim)
                     trainer.train()
                     return model, trainable, seen, list(trainer.state.log_history), str(targs.optim)

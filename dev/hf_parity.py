@@ -23,8 +23,9 @@ import os
 import sys
 import tempfile
 
-from hf_common import (adapter_key, check, collate, finish, library_versions, list_dataset,
-                       randomize_tiny_model, versions_text)
+from hf_common import (adapter_key, check, collate, finish, library_versions, list_dataset, new_record,
+                       peft_with_random_lora_B, randomize_tiny_model, recording_trainer, training_arguments,
+                       versions_text)
 
 # ---------------------------------------------------------------------------------------------
 # the fixed recipe of the fixture
@@ -54,9 +55,8 @@ def main():
     import torch
     import torch.nn.functional as F
     from safetensors.torch import save_file, load_file
-    from transformers import (DistilBertConfig, DistilBertForSequenceClassification, Trainer,
-                              TrainingArguments, TrainerCallback)
-    from peft import LoraConfig, get_peft_model
+    from transformers import DistilBertConfig, DistilBertForSequenceClassification
+    from peft import LoraConfig
 
     versions = library_versions("torch", "transformers", "peft", "safetensors", "accelerate?")
 
@@ -76,18 +76,10 @@ def main():
         randomize_tiny_model(model, gen)
         if save_base_to:
             model.save_pretrained(save_base_to)     # safetensors, F32
-        try:
-            model.name_or_path = "dev/fixtures/hf_tiny"   # what PEFT writes as base_model_name_or_path
-        except Exception:
-            pass
 
         # 2. PEFT LoRA on q_lin and v_lin; lora_B overwritten with N(0, 0.1) so that lora_A gets
         #    a gradient (PEFT's zeros would make it exactly zero)
-        pmodel = get_peft_model(model, LoraConfig(**LORA))
-        with torch.no_grad():
-            for name, p in sorted(pmodel.named_parameters()):
-                if ".lora_B." in name:
-                    p.copy_(torch.randn(p.shape, generator=gen) * 0.1)
+        pmodel = peft_with_random_lora_B(model, LoraConfig(**LORA), gen)
 
         # 3. the batch: lengths 17, 3, 9, 12; first id 2, others random in 1..99
         seqs = []
@@ -228,37 +220,8 @@ def main():
 
     pmodel.zero_grad(set_to_none=True)
 
-    def fresh_record():
-        return dict(losses=[], grad_norms=[], lrs=[], clipped_norms=[], groups=None, optimizer=None)
-
-    seen = fresh_record()
-
-    class Recorder(TrainerCallback):
-        # called after clipping, just before optimizer.step(): the gradients here are the clipped ones
-        def on_pre_optimizer_step(self, args, state, control, **kw):
-            seen["clipped_norms"].append(math.sqrt(sum(float(p.grad.double().pow(2).sum())
-                                                       for _, p in trainable if p.grad is not None)))
-
-    class RecordingTrainer(Trainer):
-        def compute_loss(self, model, inputs, *a, **kw):
-            result = super().compute_loss(model, inputs, *a, **kw)
-            l = result[0] if isinstance(result, tuple) else result
-            seen["losses"].append(l.detach().double().item())
-            return result
-
-        def training_step(self, *a, **kw):
-            # the scheduler steps after optimizer.step(), so the lr now is the lr of this step
-            opt = self.optimizer
-            seen["lrs"].append(opt.param_groups[0]["lr"])
-            if seen["groups"] is None:
-                seen["optimizer"] = opt
-                seen["groups"] = [(g["weight_decay"], [id(p) for p in g["params"]]) for g in opt.param_groups]
-            r = super().training_step(*a, **kw)
-            # gradients right after backward, before clipping
-            seen["grad_norms"].append(math.sqrt(sum(float(p.grad.double().pow(2).sum())
-                                                    for _, p in trainable if p.grad is not None)))
-            return r
-
+    seen = new_record()
+    RecordingTrainer, recorder = recording_trainer(seen, trainable)
     trainer_optim = None
     for attempt in ("default", "adamw_torch"):
         # the Trainer's default optimizer first; should it fail on this CPU, torch's plain AdamW
@@ -268,17 +231,12 @@ def main():
                 p.copy_(init[k])
         pmodel.zero_grad(set_to_none=True)
         seen.clear()
-        seen.update(fresh_record())
+        seen.update(new_record())
         try:
             with tempfile.TemporaryDirectory() as tmp:
-                targs = TrainingArguments(
-                    output_dir=tmp, per_device_train_batch_size=4, max_steps=N_STEPS, learning_rate=LR,
-                    weight_decay=WEIGHT_DECAY, max_grad_norm=MAX_GRAD_NORM, lr_scheduler_type="linear",
-                    warmup_steps=0, adam_beta1=BETAS[0], adam_beta2=BETAS[1], adam_epsilon=EPS, use_cpu=True,
-                    report_to="none", save_strategy="no", logging_steps=1, remove_unused_columns=False, seed=0,
-                    dataloader_drop_last=False, **extra)
+                targs = training_arguments(tmp, N_STEPS, LR, WEIGHT_DECAY, MAX_GRAD_NORM, BETAS, EPS, **extra)
                 trainer = RecordingTrainer(model=pmodel, args=targs, train_dataset=list_dataset(examples),
-                                           data_collator=lambda ex: collate(ex, PAD_ID), callbacks=[Recorder()])
+                                           data_collator=lambda ex: collate(ex, PAD_ID), callbacks=[recorder])
                 print("Trainer optim:", targs.optim)
                 trainer.train()
                 log_history = list(trainer.state.log_history)

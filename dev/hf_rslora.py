@@ -24,7 +24,7 @@ import argparse
 import math
 import os
 
-from hf_common import adapter_key, check, finish, library_versions, versions_text
+from hf_common import adapter_key, check, finish, library_versions, peft_with_random_lora_B, versions_text
 
 R, ALPHA = 4, 8
 LORA = dict(task_type="SEQ_CLS", r=R, lora_alpha=ALPHA, lora_dropout=0.0,
@@ -42,7 +42,7 @@ def main():
     import torch.nn.functional as F
     from safetensors.torch import save_file, load_file
     from transformers import DistilBertForSequenceClassification
-    from peft import LoraConfig, get_peft_model
+    from peft import LoraConfig
 
     versions = library_versions("torch", "transformers", "peft", "safetensors")
     torch.set_num_threads(1)
@@ -71,15 +71,7 @@ def main():
     for name, m in model.named_modules():
         if isinstance(m, torch.nn.Dropout):
             check(m.p == 0.0, f"dropout {name} has p = 0")
-    try:
-        model.name_or_path = "dev/fixtures/hf_tiny"   # what PEFT writes as base_model_name_or_path
-    except Exception:
-        pass
-    pmodel = get_peft_model(model, LoraConfig(**LORA))
-    with torch.no_grad():
-        for name, p in sorted(pmodel.named_parameters()):
-            if ".lora_B." in name:
-                p.copy_(torch.randn(p.shape, generator=gen) * 0.1)
+    pmodel = peft_with_random_lora_B(model, LoraConfig(**LORA), gen)
 
     # the scaling PEFT uses: alpha / sqrt(r) = 4 (plain LoRA would use alpha / r = 2)
     scalings = set()
