@@ -307,12 +307,13 @@ def bench_mm_side_by_side(sources, threads, rounds):
         y, dx = torch.empty(M, N), torch.zeros(M, K)
         flops = 2.0 * M * K * N
         ptr = lambda t: ctypes.c_void_p(t.data_ptr())  # noqa: E731
-        for name, run_torch, run_lora in (
-                ("x@W^T", lambda: torch.mm(x, w.t(), out=y),
-                 lambda so: so.mm_forward(ptr(y), ptr(x), ptr(w), M, K, N)),
-                ("dY@W", lambda: torch.mm(dy, w, out=dx),
-                 lambda so: so.mm_input_grad(ptr(dx), ptr(dy), ptr(w), M, K, N))):
-            runs = [run_torch] + [(lambda so=so: run_lora(so)) for _, so in libs]
+        # each product as torch computes it and as lora.c does, into the output tensor o
+        for name, out, torch_mm, lora_mm in (
+                ("x@W^T", y, lambda o: torch.mm(x, w.t(), out=o),
+                 lambda so, o: so.mm_forward(ptr(o), ptr(x), ptr(w), M, K, N)),
+                ("dY@W", dx, lambda o: torch.mm(dy, w, out=o),
+                 lambda so, o: so.mm_input_grad(ptr(o), ptr(dy), ptr(w), M, K, N))):
+            runs = [lambda: torch_mm(out)] + [(lambda so=so: lora_mm(so, out)) for _, so in libs]
             times = [[] for _ in runs]
             for turn in range(rounds + 1):  # turn 0 is a warm-up
                 for i, run in enumerate(runs):
@@ -321,14 +322,13 @@ def bench_mm_side_by_side(sources, threads, rounds):
                     run()
                     if turn > 0:
                         times[i].append(time.perf_counter() - t)
-            # and each library computes what torch does (a wrong product would make any speed moot)
-            want = x @ w.t() if name == "x@W^T" else dy @ w
+            # and each library computes what torch does (a wrong product would make any speed moot;
+            # the input gradient adds into its output, so both start from zeros)
+            want = torch.zeros_like(out)
+            torch_mm(want)
             for src, so in libs:
-                got = torch.zeros_like(want)
-                if name == "x@W^T":
-                    so.mm_forward(ptr(got), ptr(x), ptr(w), M, K, N)
-                else:
-                    so.mm_input_grad(ptr(got), ptr(dy), ptr(w), M, K, N)
+                got = torch.zeros_like(out)
+                lora_mm(so, got)
                 err = ((got - want).abs().max() / want.abs().max()).item()
                 if not err < 1e-4:
                     sys.exit(f"{src}: {name} M {M} K {K} N {N} differs from torch by {err:.1e} (relative)")
