@@ -28,14 +28,18 @@ floats = lambda n: (ctypes.c_float * n)(*[rnd.uniform(-1, 1) for _ in range(n)])
 x, w, dy = floats(M * K), floats(N * K), floats(M * N)
 passed = failed = 0
 
-def check(name, got, want):
+def rel_err(got, want):
+    return max(abs(g - v) for g, v in zip(got, want)) / max(abs(v) for v in want)
+
+def report(ok, what):
     global passed, failed
-    err = max(abs(g - v) for g, v in zip(got, want)) / max(abs(v) for v in want)
-    ok = err < 1e-5
-    print(f"{'OK    ' if ok else 'NOT OK'} {name}: max rel err {err:.1e} (bound 1e-5)")
+    print(f"{'OK    ' if ok else 'NOT OK'} {what}")
     passed += ok
     failed += not ok
-    return ok
+
+def check(name, got, want):
+    err = rel_err(got, want)
+    report(err < 1e-5, f"{name}: max rel err {err:.1e} (bound 1e-5)")
 
 y = (ctypes.c_float * (M * N))()
 so.mm_forward(y, x, w, M, K, N)
@@ -47,11 +51,8 @@ want_dx = [0.5 + sum(dy[m * N + n] * w[n * K + k] for n in range(N)) for m in ra
 check("mm_input_grad: dx += dY @ W", dx, want_dx)
 # the comparison itself must fail on a wrong product: x @ W^T with W read as (K, N)
 wrong = [sum(x[m * K + k] * w[k * N + n] for k in range(K)) for m in range(M) for n in range(N)]
-err = max(abs(g - v) for g, v in zip(y, wrong)) / max(abs(v) for v in wrong)
-ok = err >= 1e-5
-print(f"{'OK    ' if ok else 'NOT OK'} the comparison catches a wrong product (W read transposed): max rel err {err:.1e}")
-passed += ok
-failed += not ok
+err = rel_err(y, wrong)
+report(err >= 1e-5, f"the comparison catches a wrong product (W read transposed): max rel err {err:.1e}")
 print(f"{passed} passed, {failed} failed")
 sys.exit(1 if failed else 0)
 PY
