@@ -178,3 +178,24 @@ def peft_with_random_lora_B(model, lora_config, gen):
             if ".lora_B." in name:
                 p.copy_(torch.randn(p.shape, generator=gen) * 0.1)
     return pmodel
+
+
+def save_reference(path, logits, loss, seen, grads, step3, names, extra=None):
+    """A fixture's reference tensors, all F32, into path: logits, loss, the Trainer's step losses,
+    lrs and gradient norms before clipping (seen, see new_record), then grad.<name> and
+    step3.<name> (the value after the Trainer's steps) for each name, then the extra tensors."""
+    import torch
+    from safetensors.torch import save_file
+    ref = {"logits": logits.detach().clone(), "loss": loss.detach().reshape(1).clone(),
+           "step_losses": torch.tensor(seen["losses"], dtype=torch.float32),
+           "lr_steps": torch.tensor(seen["lrs"], dtype=torch.float32),
+           "grad_norms": torch.tensor(seen["grad_norms"], dtype=torch.float32)}
+    for n in names:
+        ref["grad." + n] = grads[n]
+        ref["step3." + n] = step3[n]
+    ref.update(extra or {})
+    ref = {k: v.float().contiguous() for k, v in ref.items()}
+    save_file(ref, path, metadata={"format": "pt"})
+    print(f"{path} tensors:")
+    for k in sorted(ref):
+        print(f"  {k:82s} {list(ref[k].shape)}")

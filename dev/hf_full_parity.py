@@ -29,7 +29,8 @@ import sys
 import tempfile
 
 from hf_common import (check, collate, finish, global_norm, library_versions, list_dataset, new_record,
-                       randomize_tiny_model, recording_trainer, training_arguments, versions_text)
+                       randomize_tiny_model, recording_trainer, save_reference, training_arguments,
+                       versions_text)
 
 # ---------------------------------------------------------------------------------------------
 # the fixed recipe of the fixture
@@ -67,7 +68,7 @@ def main():
 
     import torch
     import torch.nn.functional as F
-    from safetensors.torch import save_file, load_file
+    from safetensors.torch import load_file
     from transformers import DistilBertConfig, DistilBertForSequenceClassification
 
     versions = library_versions("torch", "transformers", "safetensors", "accelerate?")
@@ -397,19 +398,7 @@ def main():
         check(rep_err < 1e-3 * moved, f"[{mode}] hand-written AdamW + clipping + linear decay reproduces the Trainer")
 
         # reference_<mode>.safetensors
-        ref = {"logits": logits.detach().clone(), "loss": loss.detach().reshape(1).clone(),
-               "step_losses": torch.tensor(losses, dtype=torch.float32),
-               "lr_steps": torch.tensor(seen["lrs"], dtype=torch.float32),
-               "grad_norms": torch.tensor(seen["grad_norms"], dtype=torch.float32)}
-        for n in names:
-            ref["grad." + n] = grads[n]
-            ref["step3." + n] = step3[n]
-        ref = {k: v.float().contiguous() for k, v in ref.items()}
-        path = os.path.join(out, f"reference_{mode}.safetensors")
-        save_file(ref, path, metadata={"format": "pt"})
-        print(f"{path} tensors:")
-        for k in sorted(ref):
-            print(f"  {k:72s} {list(ref[k].shape)}")
+        save_reference(os.path.join(out, f"reference_{mode}.safetensors"), logits, loss, seen, grads, step3, names)
         summary[mode] = dict(grads=grads, losses=losses, lrs=seen["lrs"], grad_norms=seen["grad_norms"],
                              logits=logits.detach(), loss=loss.item())
 

@@ -24,7 +24,8 @@ import sys
 import tempfile
 
 from hf_common import (adapter_key, check, collate, finish, library_versions, list_dataset, new_record,
-                       peft_with_random_lora_B, randomize_tiny_model, recording_trainer, training_arguments,
+                       peft_with_random_lora_B, randomize_tiny_model, recording_trainer, save_reference,
+                       training_arguments,
                        versions_text)
 
 # ---------------------------------------------------------------------------------------------
@@ -327,20 +328,8 @@ def main():
     # -----------------------------------------------------------------------------------------
     # 6. reference.safetensors
 
-    ref = {"logits": logits.detach().clone(), "loss": loss.detach().reshape(1).clone(),
-           "step_losses": torch.tensor(losses, dtype=torch.float32),
-           "lr_steps": torch.tensor(seen["lrs"], dtype=torch.float32),
-           "grad_norms": torch.tensor(seen["grad_norms"], dtype=torch.float32)}
-    for k in keys:
-        ref["grad." + k] = grads[k]
-        ref["step3." + k] = step3[k]
-    for i, h in enumerate(hidden):
-        ref[f"hidden.{i}"] = h
-    ref = {k: v.float().contiguous() for k, v in ref.items()}
-    save_file(ref, os.path.join(out, "reference.safetensors"), metadata={"format": "pt"})
-    print("reference.safetensors tensors:")
-    for k in sorted(ref):
-        print(f"  {k:82s} {list(ref[k].shape)}")
+    save_reference(os.path.join(out, "reference.safetensors"), logits, loss, seen, grads, step3, keys,
+                   extra={f"hidden.{i}": h for i, h in enumerate(hidden)})
 
     with open(os.path.join(out, "README.md"), "w") as f:
         f.write("Hugging Face reference for lora.c's parity test (tiny random DistilBERT + PEFT LoRA on q_lin, v_lin).\n"
