@@ -36,7 +36,7 @@ Legend for the shape comments:
   B = batch (sequences), T = tokens of one sequence, N = tokens of the whole batch (sum of T),
   C = channels (dim), H = FFN hidden channels, NH = heads, HS = head size (C / NH),
   OC = output channels, IC = input channels of a Linear, V = vocab size, P = max positions,
-  R = LoRA rank, L = layers, NL = labels (2), AT = attention entries of one layer (sum of NH * T * T)
+  R = LoRA rank, L = layers, NL = labels (2, or K classes), AT = attention entries of one layer (sum of NH * T * T)
 */
 
 #include <stdio.h>
@@ -624,7 +624,7 @@ void crossentropy_forward(float* losses, float* probs, const float* logits, cons
                           int B, int NL) {
     for (int b = 0; b < B; b++) {
         // softmax(z)_i = exp(z_i - max) / sum_j exp(z_j - max): subtracting the max changes nothing
-        // mathematically and keeps exp from overflowing; the sum is in double (NL = 2: costs nothing)
+        // mathematically and keeps exp from overflowing; the sum is in double (NL is small: costs nothing)
         const float* z = logits + (size_t)b * NL;
         float maxval = z[0];
         for (int i = 1; i < NL; i++) { if (z[i] > maxval) { maxval = z[i]; } }
@@ -673,11 +673,12 @@ typedef struct {
     int n_layers;             // L: 6
     int n_heads;              // NH: 12
     int hidden_dim;           // H: 3072, the FFN's inner size
-    int num_labels;           // NL: 2 (0 = negative, 1 = positive)
+    int num_labels;           // NL: 2 (0 = negative, 1 = positive); K classes from the training data
     float dropout;            // 0.1: after the embeddings and on the FFN output
     float attention_dropout;  // 0.1: on the attention probabilities
     float classif_dropout;    // 0.2: seq_classif_dropout, in the head
     int pad_token_id;         // 0: [PAD], whose word embedding never trains (padding_idx)
+    char** id2label;          // (NL) the labels' names, config.json's id2label (Negative, Positive)
 } Config;
 
 // the six Linears of a transformer block (q_lin, k_lin, v_lin, out_lin, lin1, lin2, as PEFT's
@@ -1221,7 +1222,7 @@ void model_update(Model* model, float lr, float beta1, float beta2, float eps, f
 
 // ----------------------------------------------------------------------------
 // training. The data: a TSV file, one example per line, "label<TAB>text" with label 0 (negative)
-// or 1 (positive). Every text is tokenized once, up front: [CLS] text [SEP], cut from the LEFT to
+// or 1 (positive) (or K classes; also CSV and JSON Lines: see dataset_load). Every text is tokenized once, up front: [CLS] text [SEP], cut from the LEFT to
 // max_len tokens (the tutorial sets truncation_side="left": the end of a review is kept).
 
 typedef struct {
@@ -1231,6 +1232,8 @@ typedef struct {
     size_t* starts;     // (n) where each example's ids begin in ids
     int* ids;           // the ids of all examples, one after another
     size_t num_tokens;  // total
+    int num_labels;     // K: the labels are 0 .. K-1 (2 in the tutorial)
+    char** label_names; // (K) their names, in order (Negative, Positive): config.json's id2label
 } Dataset;
 
 // the settings of a run: ./lora's flags, with the tutorial's values
@@ -1255,12 +1258,18 @@ typedef struct {
     const char* resume_dir;   // train --resume OUT/last: continue that run
     int overwrite;            // train --overwrite: replace the checkpoints already in --out
     const char* dtype;        // merge --dtype: f32 (default), f16 or bf16
+    const char* labels;       // --labels a,b,c: the classes, in this order (default: from the data)
+    const char* text_column;  // --text-column: the text's column of a CSV/JSONL file (default text)
+    const char* label_column; // --label-column: the label's column (default label)
 } Options;
 
 // what evaluate measures, dropout off: mean loss, accuracy, precision/recall/F1 of label 1 (Positive)
+// (K > 2 classes: their means over the classes, the macro averages), and the confusion matrix
+#define MAX_LABELS 128  // K at most
 typedef struct {
     float loss, accuracy, precision, recall, f1;
-    int tp, fp, tn, fn;  // the confusion matrix: true/false positives and negatives
+    int num_labels;                          // K
+    int confusion[MAX_LABELS * MAX_LABELS];  // (K, K): [label * K + predicted] counts examples
 } Metrics;
 
 // Where a run stands, saved with every checkpoint (OUT/last) so that `./lora train --resume
@@ -2022,9 +2031,54 @@ static void build_tensor_table(Model* m);
 // This is the one-allocation layout: one line per tensor says how many floats it takes, one
 // malloc takes their sum, and the struct fields are pointed at consecutive slices of it.
 // Nothing is stored twice, freeing is one call, and gdb shows each tensor by name (p m->w.wpe[3]).
+// --- the names of the labels (config.json's id2label), K of them in one allocation: K pointers,
+// then the K strings, so that one free() frees them all
+
+// a label's default name: Negative and Positive for two labels (the tutorial's id2label), else
+// transformers' LABEL_0, LABEL_1, ... (buf: 32 chars)
+static const char* label_default_name(int K, int k, char* buf) {
+    if (K == 2) { return k ? "Positive" : "Negative"; }
+    snprintf(buf, 32, "LABEL_%d", k);
+    return buf;
+}
+// a copy of names (K); names NULL: the default names
+static char** labels_copy(int K, char* const* names) {
+    char buf[32];
+    size_t bytes = (size_t)K * sizeof(char*);
+    for (int k = 0; k < K; k++) { bytes += strlen(names ? names[k] : label_default_name(K, k, buf)) + 1; }
+    char** out = mallocCheck(bytes);
+    char* s = (char*)(out + K);
+    for (int k = 0; k < K; k++) {
+        const char* name = names ? names[k] : label_default_name(K, k, buf);
+        size_t n = strlen(name) + 1;
+        out[k] = memcpy(s, name, n);
+        s += n;
+    }
+    return out;
+}
+// 1 when names (K) are the defaults: Negative, Positive (or LABEL_0, ...)
+static int labels_are_default(int K, char* const* names) {
+    char buf[32];
+    for (int k = 0; k < K && names; k++) { if (strcmp(names[k], label_default_name(K, k, buf)) != 0) { return 0; } }
+    return 1;
+}
+
+// what is wrong with a label's name s[0..n), or NULL: it must be something log.tsv, config.json
+// and a terminal can show (no control characters, not empty, no spaces around it, not huge)
+static const char* label_name_problem(const char* s, size_t n) {
+    if (n == 0) { return "is empty"; }
+    if (n > 200) { return "is longer than 200 bytes (is the label column the right one?)"; }
+    if (s[0] == ' ' || s[n - 1] == ' ') { return "has a space at its start or end"; }
+    for (size_t i = 0; i < n; i++) {
+        if ((unsigned char)s[i] < 0x20 || s[i] == 0x7f) { return "has a control character (a TAB, newline, ...)"; }
+    }
+    return NULL;
+}
+
 static void model_build(Model* m, const Config* c, const LoraConfig* lc, int mode, uint64_t seed) {
     memset(m, 0, sizeof(*m));
     m->config = *c;
+    m->config.id2label = labels_copy(c->num_labels, c->id2label);  // (the model's own copy)
     m->lora = *lc;
     m->mode = mode;
     // only lora mode has adapters (head and full train no LoRA matrices)
@@ -2198,6 +2252,7 @@ void model_free(Model* m) {
     free(m->cls_offsets);
     free(m->cls_att_offsets);
     free(m->labels);
+    free(m->config.id2label);
     memset(m, 0, sizeof(*m));
 }
 
@@ -2905,8 +2960,51 @@ static const char* model_hint(const char* path) {
     return strncmp(path, "weights/", 8) == 0 ? "run ./prepare_data.sh, or pass --model DIR" : NULL;
 }
 
+// the labels of a config.json (j): K and their names from "id2label", {"0": "Negative", "1":
+// "Positive"} as transformers writes it (or from "num_labels" alone); neither: 2. *names stays NULL
+// for the default names: none given, or transformers' own defaults LABEL_0, LABEL_1, ...
+static int labels_from_json(const Json* j, const char* path, int* K, char*** names) {
+    const Json* id2label = json_get(j, "id2label");
+    const Json* num = json_get(j, "num_labels");
+    *K = 2;
+    *names = NULL;
+    if (id2label == NULL || id2label->type == JSON_NULL) {
+        if (num && (num->type != JSON_NUMBER || num->number != floor(num->number) || num->number < 2 || num->number > MAX_LABELS)) {
+            return fail("%s: \"num_labels\" must be a whole number from 2 to %d", path, MAX_LABELS);
+        }
+        if (num) { *K = (int)num->number; }
+        return 0;
+    }
+    int n = id2label->type == JSON_OBJECT ? id2label->count : 0;
+    if (n < 2 || n > MAX_LABELS) { return fail("%s: \"id2label\" must name 2 to %d labels: {\"0\": \"Negative\", ...}", path, MAX_LABELS); }
+    char* list[MAX_LABELS] = { 0 };
+    int generic = 1;
+    for (int i = 0; i < n; i++) {
+        char* end;
+        const char* key = id2label->keys[i];
+        const Json* v = &id2label->items[i];
+        long k = strtol(key, &end, 10);
+        if (end == key || *end != '\0' || k < 0 || k >= n || list[k] || v->type != JSON_STRING) {
+            return fail("%s: \"id2label\" must give each label 0 to %d one name: {\"0\": \"Negative\", ...}", path, n - 1);
+        }
+        const char* problem = label_name_problem(v->string, strlen(v->string));
+        if (problem) { return fail("%s: the name of label %ld in \"id2label\" %s", path, k, problem); }
+        for (int m = 0; m < n; m++) {
+            if (list[m] && strcmp(list[m], v->string) == 0) { return fail("%s: two labels are called '%s' in \"id2label\"", path, v->string); }
+        }
+        list[k] = v->string;
+        char buf[32];
+        snprintf(buf, sizeof(buf), "LABEL_%ld", k);
+        generic &= strcmp(v->string, buf) == 0;
+    }
+    *K = n;
+    if (!generic) { *names = labels_copy(n, list); }
+    return 0;
+}
+
 // read config.json (Hugging Face's DistilBertConfig); the sizes of everything come from here
 static int config_load(Config* c, const char* path) {
+    c->id2label = NULL;
     size_t n;
     char* text = read_file(path, &n, model_hint(path));
     if (text == NULL) { return -1; }
@@ -2954,12 +3052,9 @@ static int config_load(Config* c, const char* path) {
         }
     }
     if (rc == 0 && c->dim % c->n_heads != 0) { rc = fail("%s: dim %d is not divisible by n_heads %d", path, c->dim, c->n_heads); }
-    // the head is binary (Negative, Positive) as in the tutorial
+    // the labels (the caller frees c->id2label)
     c->num_labels = 2;
-    const Json* id2label = json_get(j, "id2label");
-    if (rc == 0 && id2label && id2label->type == JSON_OBJECT && id2label->count != 2) {
-        rc = fail("%s: %d labels in id2label; lora.c classifies into 2 (negative, positive)", path, id2label->count);
-    }
+    if (rc == 0) { rc = labels_from_json(j, path, &c->num_labels, &c->id2label); }
     json_free(j);
     return rc;
 }
@@ -3053,22 +3148,37 @@ static int checkpoint_check(const SafeTensors* st, const Config* c, const char* 
 
 // load a DistilBERT checkpoint from a Hugging Face folder (config.json + model.safetensors).
 // pre_classifier/classifier are read when present, else initialised as transformers does.
-static int model_load(Model* m, const char* dir, const LoraConfig* lc, int mode, uint64_t seed) {
+// K > 0 labels (names NULL: the defaults) replace config.json's: the training data's, an adapter's.
+static int model_load_labels(Model* m, const char* dir, const LoraConfig* lc, int mode, uint64_t seed,
+                             int K, char* const* names) {
     char path[1024], config_path[1024];
     Config c;
     snprintf(config_path, sizeof(config_path), "%s/config.json", dir);
-    if (config_load(&c, config_path) != 0) { return -1; }
+    if (config_load(&c, config_path) != 0) { free(c.id2label); return -1; }
+    if (K > 0) { free(c.id2label); c.num_labels = K; c.id2label = names ? labels_copy(K, names) : NULL; }
     memset(m, 0, sizeof(*m));  // so that model_free is safe on every path below
     snprintf(path, sizeof(path), "%s/model.safetensors", dir);
     SafeTensors st;
-    if (safetensors_open(&st, path, model_hint(dir)) != 0) { return -1; }
+    if (safetensors_open(&st, path, model_hint(dir)) != 0) { free(c.id2label); return -1; }
     // checkpoints of DistilBertModel have no "distilbert." prefix; those of the task models do
     // (distilbert-base-uncased's own model.safetensors is a DistilBertForMaskedLM checkpoint: it has
     // the prefix, plus vocab_* tensors of the MLM head, which we never read)
     const char* prefix = safetensors_has(&st, "distilbert.embeddings.word_embeddings.weight") ? "distilbert." : "";
-    if (checkpoint_check(&st, &c, prefix, config_path) != 0 || lora_rank_check(&c, lc) != 0) { safetensors_close(&st); return -1; }
+    // a head of another number of classes than asked for: say so (not only that a shape differs)
+    char shape[128];
+    long long cls[2] = { 0, 0 };
+    int head_rows = safetensors_shape(&st, "classifier.weight", shape, sizeof(shape), cls, 2) == 2 ? (int)cls[0] : c.num_labels;
+    if (head_rows != c.num_labels) {
+        fail("%s has a classifier of %d classes, but here it needs %d (the classes of the data or of --labels)", dir,
+             head_rows, c.num_labels);
+        free(c.id2label); safetensors_close(&st); return -1;
+    }
+    if (checkpoint_check(&st, &c, prefix, config_path) != 0 || lora_rank_check(&c, lc) != 0) {
+        free(c.id2label); safetensors_close(&st); return -1;
+    }
     // allocate from the config (now known to match the file), then fill the frozen weights tensor by tensor
     model_build(m, &c, lc, mode, seed);
+    free(c.id2label);  // (the model has its own copy)
     long long V = c.vocab_size, P = c.max_pos, C = c.dim;
     char name[256];
     int rc = 0;
@@ -3115,6 +3225,10 @@ static int model_load(Model* m, const char* dir, const LoraConfig* lc, int mode,
     // LoRA A and B are always new; the head is new unless it came from the checkpoint
     model_init_trainables(m, !has_head);
     return 0;
+}
+// the checkpoint with config.json's own labels
+static int model_load(Model* m, const char* dir, const LoraConfig* lc, int mode, uint64_t seed) {
+    return model_load_labels(m, dir, lc, mode, seed, 0, NULL);
 }
 
 // a model with random weights (HF's init: normal std 0.02, LayerNorm 1 and 0): for tests and bench
@@ -3347,6 +3461,7 @@ static void json_escape(char* out, size_t cap, const char* s) {
 // the trainer state: optimizer.safetensors (AdamW's two moments) and trainer_state.json. All the
 // files are one set (see save_commit): a kill at any point leaves the old set or the new one.
 static int adapter_save(const Model* m, const char* dir, const char* base_model, const char* state_json);
+static char* checkpoint_config_json(const Config* c, const char* dtype);
 // the trainer state of a checkpoint set (OUT/last): AdamW's two moments, in the order of the
 // tensor table, into optimizer.safetensors.tmp, and state_json into trainer_state.json.tmp
 static int trainer_state_write_tmp(const Model* m, const char* optim_path, const char* state_path, const char* state_json) {
@@ -3366,19 +3481,30 @@ static int adapter_save(const Model* m, const char* dir, const char* base_model,
         list[t].cols = m->tensors[t].cols;
     }
     // the files are one set (see save_commit): the weights are renamed first, the config last
-    char weights_path[1024], config_path[1024], optim_path[1024], state_path[1024];
+    char weights_path[1024], config_path[1024], optim_path[1024], state_path[1024], labels_path[1024];
     snprintf(weights_path, sizeof(weights_path), "%s/adapter_model.safetensors", dir);
     snprintf(config_path, sizeof(config_path), "%s/adapter_config.json", dir);
     snprintf(optim_path, sizeof(optim_path), "%s/optimizer.safetensors", dir);
     snprintf(state_path, sizeof(state_path), "%s/trainer_state.json", dir);
-    const char* set_with_state[4] = { weights_path, optim_path, state_path, config_path };
-    const char* set_adapter[2] = { weights_path, config_path };
-    const char* const* set = state_json ? set_with_state : set_adapter;
-    int nset = state_json ? 4 : 2;
+    snprintf(labels_path, sizeof(labels_path), "%s/config.json", dir);
+    // labels other than the tutorial's two (Negative, Positive) need their names saved: config.json
+    // beside the adapter (the base model's, with id2label and label2id), for eval, predict and Python
+    int named = !labels_are_default(m->config.num_labels, m->config.id2label);
+    const char* set[5];
+    int nset = 0;
+    set[nset++] = weights_path;
+    if (state_json) { set[nset++] = optim_path; set[nset++] = state_path; }
+    if (named) { set[nset++] = labels_path; }
+    set[nset++] = config_path;
     save_prepare(set, nset);
     int rc = safetensors_write_tmp(weights_path, list, m->num_tensors, "F32");
     free(list);
     if (rc == 0 && state_json) { rc = trainer_state_write_tmp(m, optim_path, state_path, state_json); }
+    if (rc == 0 && named) {
+        char* labels_json = checkpoint_config_json(&m->config, "F32");
+        rc = text_write_tmp(labels_path, labels_json);
+        free(labels_json);
+    }
     if (rc != 0) { save_abandon(set, nset); return -1; }
     // the target list as JSON strings: "q_lin", "v_lin"
     char targets[256] = "";
@@ -3415,7 +3541,10 @@ static int adapter_save(const Model* m, const char* dir, const char* base_model,
              "}\n",
              base_escaped, m->lora.rank, m->lora.alpha, m->lora.dropout, targets, m->lora.use_rslora ? "true" : "false");
     if (text_write_tmp(config_path, json) != 0) { save_abandon(set, nset); return -1; }
-    return save_commit(set, nset);
+    rc = save_commit(set, nset);
+    // (a config.json of an earlier save with other labels must not name these)
+    if (rc == 0 && !named) { remove(labels_path); }
+    return rc;
 }
 
 // --- a whole fine-tuned model, as transformers saves DistilBertForSequenceClassification:
@@ -3424,9 +3553,23 @@ static int adapter_save(const Model* m, const char* dir, const char* base_model,
 // from_pretrained(DIR) both load it. Head and full runs save their checkpoints this way; so does
 // ./lora merge. dtype: "F32", "F16" or "BF16".
 
-// config.json of the checkpoint: DistilBertConfig's keys, the architecture and the two labels
-static void checkpoint_config_json(char* out, size_t cap, const Config* c, const char* dtype) {
-    snprintf(out, cap,
+// config.json of the checkpoint: DistilBertConfig's keys, the architecture and the labels'
+// names as transformers writes them, id2label { "0": "Negative", ... } and label2id. Malloc'd.
+static char* checkpoint_config_json(const Config* c, const char* dtype) {
+    size_t cap = 64;
+    for (int k = 0; k < c->num_labels; k++) { cap += 4 * strlen(c->id2label[k]) + 32; }
+    char *id2label = mallocCheck(cap), *label2id = mallocCheck(cap), name[512];
+    size_t n1 = 0, n2 = 0;
+    for (int k = 0; k < c->num_labels; k++) {
+        json_escape(name, sizeof(name), c->id2label[k]);
+        n1 += snprintf(id2label + n1, cap - n1, "%s\"%d\": \"%s\"", k ? ", " : "{ ", k, name);
+        n2 += snprintf(label2id + n2, cap - n2, "%s\"%s\": %d", k ? ", " : "{ ", name, k);
+    }
+    snprintf(id2label + n1, cap - n1, " }");
+    snprintf(label2id + n2, cap - n2, " }");
+    size_t out_cap = 2 * cap + 2048;
+    char* out = mallocCheck(out_cap);
+    snprintf(out, out_cap,
              "{\n"
              "  \"architectures\": [\"DistilBertForSequenceClassification\"],\n"
              "  \"model_type\": \"distilbert\",\n"
@@ -3435,8 +3578,8 @@ static void checkpoint_config_json(char* out, size_t cap, const Config* c, const
              "  \"dim\": %d,\n"
              "  \"dropout\": %g,\n"
              "  \"hidden_dim\": %d,\n"
-             "  \"id2label\": { \"0\": \"Negative\", \"1\": \"Positive\" },\n"
-             "  \"label2id\": { \"Negative\": 0, \"Positive\": 1 },\n"
+             "  \"id2label\": %s,\n"
+             "  \"label2id\": %s,\n"
              "  \"initializer_range\": 0.02,\n"
              "  \"max_position_embeddings\": %d,\n"
              "  \"n_heads\": %d,\n"
@@ -3450,9 +3593,12 @@ static void checkpoint_config_json(char* out, size_t cap, const Config* c, const
              "  \"torch_dtype\": \"%s\",\n"
              "  \"vocab_size\": %d\n"
              "}\n",
-             c->attention_dropout, c->dim, c->dropout, c->hidden_dim, c->max_pos, c->n_heads, c->n_layers,
-             c->pad_token_id, c->classif_dropout,
+             c->attention_dropout, c->dim, c->dropout, c->hidden_dim, id2label, label2id, c->max_pos, c->n_heads,
+             c->n_layers, c->pad_token_id, c->classif_dropout,
              strcmp(dtype, "F16") == 0 ? "float16" : strcmp(dtype, "BF16") == 0 ? "bfloat16" : "float32", c->vocab_size);
+    free(id2label);
+    free(label2id);
+    return out;
 }
 
 // save the model (the weights in m->w, the head in m->params) as a checkpoint in dir, with
@@ -3495,10 +3641,9 @@ static int checkpoint_save(const Model* m, const char* dir, const char* vocab_di
     if (rc == 0 && state_json) { rc = trainer_state_write_tmp(m, optim_path, state_path, state_json); }
     // (vocab.txt is text: written as the bytes it has)
     if (rc == 0) { rc = text_write_tmp(vocab_out, vocab); }
-    char json[4096];
-    checkpoint_config_json(json, sizeof(json), c, dtype);
+    char* json = checkpoint_config_json(c, dtype);
     if (rc == 0) { rc = text_write_tmp(config_path, json); }
-    free(vocab); free(infos); free(list);
+    free(json); free(vocab); free(infos); free(list);
     if (rc != 0) { save_abandon(set, nset); return -1; }
     return save_commit(set, nset);
 }
@@ -3514,7 +3659,16 @@ static int model_save(const Model* m, const char* dir, const char* model_dir) {
 }
 
 // ----------------------------------------------------------------------------
-// data: the TSV files of reviews (the Dataset struct is in Part 1), tokenized as they are read.
+// data: the examples (the Dataset struct is in Part 1), tokenized as they are read. The format
+// comes from the file's extension:
+//   .tsv (or any other)  label<TAB>text, one example per line, no header: the tutorial's
+//   .csv                 a header row naming the columns, then one example per record: the columns
+//                        text and label (--text-column, --label-column), others ignored. RFC 4180:
+//                        a field in double quotes may hold commas, line breaks and "" (one quote);
+//                        records end in LF or CRLF. What datasets' Dataset.to_csv writes.
+//   .jsonl (or .json)    one JSON object per line, {"text": "...", "label": 1 or "great"}: what
+//                        Dataset.to_json writes (JSON Lines)
+// A label is a number 0..K-1 or a word (a class name); see labels_resolve.
 // The tokenizer lives in its own file, so that it can also be built alone as ./tokenizer.
 #define TOKENIZER_LIBRARY
 #define TOKENIZER_ERROR "lora: error: "       // its error lines start as ours do
@@ -3522,7 +3676,7 @@ static int model_save(const Model* m, const char* dir, const char* model_dir) {
 #include "tokenizer.c"
 
 static void dataset_free(Dataset* d) {
-    free(d->labels); free(d->lengths); free(d->starts); free(d->ids);
+    free(d->labels); free(d->lengths); free(d->starts); free(d->ids); free(d->label_names);
     memset(d, 0, sizeof(*d));
 }
 
@@ -3539,42 +3693,365 @@ static void gather_batch(const Dataset* d, const int* idx, int B, int* ids, int*
     }
 }
 
-// returns 0, or -1 after one error line naming the file and line
-// The whole file is read into memory (the tutorial's train file is about 1.3 MB), then parsed
-// line by line. Tokenizing here, once, keeps the training loop free of string work.
-static int dataset_load(Dataset* d, const char* path, const Tokenizer* tok, int max_len) {
+// what dataset_load needs to know besides the file (NULL: the defaults)
+typedef struct {
+    const char* text_column;   // CSV and JSON Lines: the field of the text (NULL: "text")
+    const char* label_column;  // ... and of the label (NULL: "label")
+    int num_labels;            // 0: the classes come from this file (the training data); K > 0: ...
+    char* const* names;        // ... they are given, with these names (NULL: the default names) ...
+    const char* names_from;    // ... by: "the training data", "--labels", "the model" (for errors)
+} DataFormat;
+
+// --- reading rows: one example at a time, whatever the format
+
+enum { FORMAT_TSV, FORMAT_CSV, FORMAT_JSONL };
+typedef struct {
+    const char* path;
+    char* text;             // the whole file (CSV fields are unquoted in place)
+    size_t size, pos;       // its size, and where the next row starts
+    int line;               // the line where the next row starts
+    int format;             // FORMAT_TSV, FORMAT_CSV or FORMAT_JSONL
+    const char *text_column, *label_column;
+    int ncols, text_col, label_col;  // CSV: the header's columns, and which are text and label
+    Json* json;             // JSON Lines: the object of the current row
+    char number[32];        // JSON Lines: a numeric label, as text
+} RowReader;
+// one example: the line it starts on, its text and its label, as bytes of the file or the reader
+typedef struct { int line; const char* text; size_t text_len; const char* label; size_t label_len; } Row;
+
+// the next line [start, *end) of the file (without its "\n", and the "\r" of a CRLF); r->pos moves on
+static char* row_line(RowReader* r, size_t* len) {
+    char* s = r->text + r->pos;
+    // memchr, not strchr: a NUL byte in the file must not end the line early
+    char* nl = memchr(s, '\n', r->size - r->pos);
+    size_t end = nl ? (size_t)(nl - r->text) : r->size;
+    r->pos = nl ? end + 1 : r->size;
+    if (end > (size_t)(s - r->text) && r->text[end - 1] == '\r') { end--; }
+    *len = end - (size_t)(s - r->text);
+    return s;
+}
+
+// TSV: "label<TAB>text"; the label is everything before the first TAB
+static int tsv_row(RowReader* r, Row* row) {
+    size_t len;
+    char* s = row_line(r, &len);
+    char* tab = memchr(s, '\t', len);
+    if (len == 0) { return fail("%s:%d: empty line (expected label<TAB>text)", r->path, row->line); }
+    if (tab == NULL) { return fail("%s:%d: expected label<TAB>text, and there is no TAB on this line", r->path, row->line); }
+    if (row->line == 1 && tab - s == 5 && memcmp(s, "label", 5) == 0) {
+        return fail("%s:1: a header line: a TSV file has none (label<TAB>text on every line); delete it", r->path);
+    }
+    row->label = s;
+    row->label_len = (size_t)(tab - s);
+    row->text = tab + 1;
+    row->text_len = len - row->label_len - 1;
+    return 1;
+}
+
+// one CSV field at r->pos, unquoted in place into [*out, *out + *len). Returns what ended it:
+// ',' (more fields follow), '\n' (the end of the record, or of the file), or -1 after an error.
+static int csv_field(RowReader* r, char** out, size_t* len) {
+    char* s = r->text;
+    size_t i = r->pos, w = r->pos;
+    *out = s + w;
+    if (i < r->size && s[i] == '"') {
+        // quoted: anything up to the next lone quote; "" stands for one quote (never longer than
+        // its source, so it can be written over it)
+        int first_line = r->line;
+        for (i++;; i++) {
+            if (i >= r->size) { return fail("%s:%d: a quoted field never ends (a closing \" is missing)", r->path, first_line); }
+            if (s[i] == '"' && i + 1 < r->size && s[i + 1] == '"') { s[w++] = '"'; i++; continue; }
+            if (s[i] == '"') { i++; break; }
+            if (s[i] == '\n') { r->line++; }
+            s[w++] = s[i];
+        }
+        if (i < r->size && s[i] == '\r' && i + 1 < r->size && s[i + 1] == '\n') { i++; }
+        if (i < r->size && s[i] != ',' && s[i] != '\n') {
+            return fail("%s:%d: after a closing quote comes '%c', not a comma or the end of the line", r->path, r->line, s[i]);
+        }
+    } else {
+        while (i < r->size && s[i] != ',' && s[i] != '\n') { s[w++] = s[i++]; }
+        if (i < r->size && s[i] == '\n' && w > r->pos && s[w - 1] == '\r') { w--; }  // CRLF
+    }
+    *len = w - (size_t)(*out - s);
+    int end = i < r->size && s[i] == ',' ? ',' : '\n';
+    if (i < r->size && s[i] == '\n') { r->line++; }
+    r->pos = i < r->size ? i + 1 : r->size;
+    return end;
+}
+
+// CSV: one record; the header (the first record) says which fields are text and label
+static int csv_row(RowReader* r, Row* row) {
+    int col = 0, end = ',';
+    size_t first = r->pos;
+    while (end == ',') {
+        char* field;
+        size_t len;
+        end = csv_field(r, &field, &len);
+        if (end < 0) { return -1; }
+        if (col == r->text_col) { row->text = field; row->text_len = len; }
+        if (col == r->label_col) { row->label = field; row->label_len = len; }
+        col++;
+    }
+    if (col == 1 && row->text_len == 0 && r->pos - first <= 2) { return fail("%s:%d: empty line", r->path, row->line); }
+    if (col != r->ncols) { return fail("%s:%d: %d fields, but the header has %d columns", r->path, row->line, col, r->ncols); }
+    return 1;
+}
+
+// the CSV header: find the text and label columns
+static int csv_header(RowReader* r) {
+    int end = ',';
+    char names[512] = "";  // for the error line: the columns there are
+    r->text_col = r->label_col = -1;
+    for (r->ncols = 0; end == ','; r->ncols++) {
+        char* field;
+        size_t len;
+        end = csv_field(r, &field, &len);
+        if (end < 0) { return -1; }
+        snprintf(names + strlen(names), sizeof(names) - strlen(names), "%s'%.*s'", r->ncols ? ", " : "", (int)(len < 60 ? len : 60), field);
+        const char* want[2] = { r->text_column, r->label_column };
+        int* col[2] = { &r->text_col, &r->label_col };
+        for (int k = 0; k < 2; k++) {
+            if (strlen(want[k]) != len || memcmp(field, want[k], len) != 0) { continue; }
+            if (*col[k] >= 0) { return fail("%s:1: the header has two columns called '%s'", r->path, want[k]); }
+            *col[k] = r->ncols;
+        }
+    }
+    for (int k = 0; k < 2; k++) {
+        if ((k == 0 ? r->text_col : r->label_col) < 0) {
+            return fail("%s:1: the header has no column '%s' (it has %s) ---> HINT: pass %s NAME", r->path,
+                        k == 0 ? r->text_column : r->label_column, names, k == 0 ? "--text-column" : "--label-column");
+        }
+    }
+    return 0;
+}
+
+// JSON Lines: one object per line, with a string text and a label that is a string or a number
+static int jsonl_row(RowReader* r, Row* row) {
+    size_t len;
+    char* s = row_line(r, &len);
+    if (len == 0) { return fail("%s:%d: empty line (expected a JSON object)", r->path, row->line); }
+    char where[1100];
+    snprintf(where, sizeof(where), "%s:%d", r->path, row->line);
+    json_free(r->json);
+    r->json = json_parse(s, len, where);  // (its error line names file:line)
+    if (r->json == NULL) { return -1; }
+    if (r->json->type != JSON_OBJECT) {
+        return fail("%s: expected a JSON object, {\"%s\": \"...\", \"%s\": ...} (one per line)", where, r->text_column, r->label_column);
+    }
+    const Json* t = json_get(r->json, r->text_column);
+    const Json* l = json_get(r->json, r->label_column);
+    if (t == NULL || t->type != JSON_STRING) {
+        return fail("%s: no string \"%s\" in this object ---> HINT: pass --text-column NAME", where, r->text_column);
+    }
+    if (l && l->type == JSON_NUMBER && l->number >= 0 && l->number <= 1e6 && l->number == floor(l->number)) {
+        snprintf(r->number, sizeof(r->number), "%d", (int)l->number);
+        row->label = r->number;
+    } else if (l && l->type == JSON_STRING) {
+        row->label = l->string;
+    } else {
+        return fail("%s: \"%s\" is %s: expected a class number (0, 1, ...) or name ---> HINT: pass --label-column NAME",
+                    where, r->label_column, l == NULL ? "missing" : "not a whole number >= 0 nor a string");
+    }
+    row->label_len = strlen(row->label);
+    row->text = t->string;
+    row->text_len = strlen(t->string);
+    return 1;
+}
+
+// the next row of the file: 1, 0 at its end, or -1 after one error line
+static int row_next(RowReader* r, Row* row) {
+    memset(row, 0, sizeof(*row));
+    if (r->pos >= r->size) { return 0; }
+    row->line = r->line;
+    int rc = r->format == FORMAT_CSV ? csv_row(r, row) : r->format == FORMAT_JSONL ? jsonl_row(r, row) : tsv_row(r, row);
+    if (r->format != FORMAT_CSV && rc == 1) { r->line++; }  // (csv_field counts the lines of CSV)
+    return rc;
+}
+
+// 1 when path ends in ext (any case)
+static int has_extension(const char* path, const char* ext) {
+    size_t n = strlen(path), k = strlen(ext);
+    for (size_t i = 0; n >= k && i < k; i++) {
+        char c = path[n - k + i];
+        if ((c >= 'A' && c <= 'Z' ? c + 32 : c) != ext[i]) { return 0; }
+    }
+    return n >= k;
+}
+
+// --- labels
+
+// a label that is a number: digits only, 0 to 999999; -1 when it is a word
+static long label_number(const char* s, size_t n) {
+    if (n == 0 || n > 6) { return -1; }
+    long v = 0;
+    for (size_t i = 0; i < n; i++) {
+        if (s[i] < '0' || s[i] > '9') { return -1; }
+        v = 10 * v + (s[i] - '0');
+    }
+    return v;
+}
+
+// the different labels of a file, as they are written, each with the line where it first appears
+typedef struct { int count; char* names[MAX_LABELS + 1]; int lines[MAX_LABELS + 1]; } LabelTable;
+
+// the index of label s[0..n) in t (added if new), or -1 after an error line
+static int label_index(LabelTable* t, const char* s, size_t n, const char* path, int line) {
+    for (int i = 0; i < t->count; i++) {
+        if (strlen(t->names[i]) == n && memcmp(t->names[i], s, n) == 0) { return i; }
+    }
+    const char* problem = label_name_problem(s, n);
+    if (problem) { return fail("%s:%d: the label '%.*s' %s", path, line, (int)(n < 60 ? n : 60), s, problem); }
+    if (t->count == MAX_LABELS) {
+        return fail("%s:%d: label '%.*s' is one more than the %d different labels lora.c can classify into "
+                    "(is the label column the right one?)", path, line, (int)(n < 60 ? n : 60), s, MAX_LABELS);
+    }
+    t->names[t->count] = mallocCheck(n + 1);
+    memcpy(t->names[t->count], s, n);
+    t->names[t->count][n] = '\0';
+    t->lines[t->count] = line;
+    return t->count++;
+}
+
+// "a, b, c" (at most about 300 characters) for an error line
+static const char* label_list(char* out, size_t cap, int K, char* const* names) {
+    char buf[32];
+    out[0] = '\0';
+    for (int k = 0; k < K && strlen(out) + 8 < cap; k++) {
+        snprintf(out + strlen(out), cap - strlen(out), "%s%s", k ? ", " : "", names ? names[k] : label_default_name(K, k, buf));
+    }
+    return out;
+}
+
+static int compare_strings(const void* a, const void* b) { return strcmp(*(char* const*)a, *(char* const*)b); }
+
+// the class id of every label of the table: ids[i] for t->names[i]; *K and *names (malloc'd, one
+// block) the classes. Given classes (f->num_labels > 0): a label is one of their names or a
+// number 0..K-1. Else (the training data) they come from the file: numbers 0..K-1, each there at
+// least once (K = the largest + 1; named Negative, Positive for 2, as in the tutorial, else
+// LABEL_0, LABEL_1, ...), or words, numbered in sorted order (as datasets' class_encode_column).
+static int labels_resolve(const LabelTable* t, const char* path, const DataFormat* f, int* ids, int* K, char*** names) {
+    char list[400];
+    if (f->num_labels > 0) {
+        for (int i = 0; i < t->count; i++) {
+            long v = label_number(t->names[i], strlen(t->names[i]));
+            ids[i] = v < f->num_labels ? (int)v : -1;
+            for (int k = 0; k < f->num_labels; k++) {
+                char buf[32];
+                if (strcmp(t->names[i], f->names ? f->names[k] : label_default_name(f->num_labels, k, buf)) == 0) { ids[i] = k; }
+            }
+            if (ids[i] < 0) {
+                return fail("%s:%d: label '%s' is not one of the %d classes of %s (%s, or their numbers 0 to %d)", path,
+                            t->lines[i], t->names[i], f->num_labels, f->names_from ? f->names_from : "the model",
+                            label_list(list, sizeof(list), f->num_labels, f->names), f->num_labels - 1);
+            }
+        }
+        *K = f->num_labels;
+        *names = labels_copy(*K, f->names);
+        return 0;
+    }
+    // numbers or words: all of one kind (a header line read as data, say, is not a class)
+    int numbers = label_number(t->names[0], strlen(t->names[0])) >= 0, largest = 0;
+    for (int i = 0; i < t->count; i++) {
+        long v = label_number(t->names[i], strlen(t->names[i]));
+        if ((v >= 0) != numbers) {
+            return fail("%s:%d: label '%s' is a %s, but the label '%s' of line %d is a %s: the labels must be all numbers "
+                        "0..K-1 or all words", path, t->lines[i], t->names[i], numbers ? "word" : "number", t->names[0],
+                        t->lines[0], numbers ? "number" : "word");
+        }
+        if (v > largest) { largest = (int)v; }
+    }
+    if (numbers) {
+        *K = largest + 1;
+        int where = 0;
+        for (int i = 0; i < t->count; i++) { if (label_number(t->names[i], strlen(t->names[i])) == largest) { where = t->lines[i]; } }
+        if (*K > MAX_LABELS) { return fail("%s:%d: label %d: lora.c classifies into at most %d classes (0 to %d)", path, where, largest, MAX_LABELS, MAX_LABELS - 1); }
+        if (t->count < *K) {
+            int missing = 0;
+            while (missing < *K) {
+                int seen = 0;
+                for (int i = 0; i < t->count; i++) { seen |= label_number(t->names[i], strlen(t->names[i])) == missing; }
+                if (!seen) { break; }
+                missing++;
+            }
+            return fail("%s:%d: label %d makes %d classes (0 to %d), but no example has label %d: numbered labels must be "
+                        "0..K-1 ---> HINT: pass --labels NAME,NAME,... to name all %d classes", path, where, largest, *K,
+                        largest, missing, *K);
+        }
+        for (int i = 0; i < t->count; i++) { ids[i] = (int)label_number(t->names[i], strlen(t->names[i])); }
+        *names = labels_copy(*K, NULL);
+    } else {
+        char* sorted[MAX_LABELS];
+        memcpy(sorted, t->names, t->count * sizeof(char*));
+        qsort(sorted, t->count, sizeof(char*), compare_strings);
+        for (int i = 0; i < t->count; i++) {
+            for (int k = 0; k < t->count; k++) { if (strcmp(t->names[i], sorted[k]) == 0) { ids[i] = k; } }
+        }
+        *K = t->count;
+        *names = labels_copy(*K, sorted);
+    }
+    if (*K < 2) { return fail("%s: every example has the label '%s': training needs at least 2 classes", path, t->names[0]); }
+    return 0;
+}
+
+// --labels a,b,c: K names (malloc'd, one block); -1 after an error line
+static int labels_parse(const char* list, int* K, char*** names) {
+    char* parts[MAX_LABELS];
+    char copy[MAX_LABELS * 202];
+    snprintf(copy, sizeof(copy), "%s", list);
+    int n = 0;
+    for (char *s = copy, *comma; s; s = comma ? comma + 1 : NULL) {
+        comma = strchr(s, ',');
+        if (comma) { *comma = '\0'; }
+        if (n == MAX_LABELS) { return fail("--labels: more than %d names", MAX_LABELS); }
+        const char* problem = label_name_problem(s, strlen(s));
+        if (problem) { return fail("--labels: the name '%s' %s", s, problem); }
+        for (int k = 0; k < n; k++) { if (strcmp(parts[k], s) == 0) { return fail("--labels: '%s' is there twice", s); } }
+        parts[n++] = s;
+    }
+    if (n < 2) { return fail("--labels: expected at least 2 names, separated by commas (--labels awful,bad,good,great)"); }
+    *K = n;
+    *names = labels_copy(n, parts);
+    return 0;
+}
+
+// Read a file of examples (TSV, CSV or JSON Lines: see above) and tokenize every text: 0, or -1
+// after one error line naming the file and line. The whole file is read into memory (the
+// tutorial's train file is about 1.3 MB), then parsed row by row. Tokenizing here, once, keeps the
+// training loop free of string work. The labels are resolved at the end, when all are known.
+static int dataset_load(Dataset* d, const char* path, const Tokenizer* tok, int max_len, const DataFormat* f) {
+    DataFormat defaults = { 0 };
+    if (f == NULL) { f = &defaults; }
     memset(d, 0, sizeof(*d));
     size_t size;
     // (the HINT only for the files ./prepare_data.sh makes, not for a path the user gave)
     char* text = read_file(path, &size, strncmp(path, "data/imdb/", 10) == 0 ? "run ./prepare_data.sh, or pass --train/--val FILE" : NULL);
     if (text == NULL) { return -1; }
+    RowReader r = { path, text, size, 0, 1, FORMAT_TSV, f->text_column ? f->text_column : "text",
+                    f->label_column ? f->label_column : "label", 0, 0, 0, NULL, "" };
+    r.format = has_extension(path, ".csv") ? FORMAT_CSV : has_extension(path, ".jsonl") || has_extension(path, ".json") ? FORMAT_JSONL : FORMAT_TSV;
+    // a UTF-8 byte-order mark (EF BB BF, which some Windows editors write) is skipped, as Python's
+    // "utf-8-sig" does
+    r.pos = size >= 3 && memcmp(text, "\xEF\xBB\xBF", 3) == 0 ? 3 : 0;
+    int rc = r.format == FORMAT_CSV && r.pos < size ? csv_header(&r) : 0;
     // examples and token ids go into growing arrays (doubling), all ids in one flat array
     size_t cap = 1024, ids_cap = 1 << 20;
     d->labels = mallocCheck(cap * sizeof(int));
     d->lengths = mallocCheck(cap * sizeof(int));
     d->starts = mallocCheck(cap * sizeof(size_t));
     d->ids = mallocCheck(ids_cap * sizeof(int));
-    int rc = 0;
-    // a UTF-8 byte-order mark (EF BB BF, which some Windows editors write) is skipped, as Python's
-    // "utf-8-sig" does
-    size_t pos = size >= 3 && memcmp(text, "\xEF\xBB\xBF", 3) == 0 ? 3 : 0;
-    for (int line = 1; pos < size && rc == 0; line++) {
-        // one line: [pos, end), without its "\n" (and a "\r" before it, from Windows editors)
-        // memchr, not strchr: a NUL byte in the file must not end the line early
-        char* nl = memchr(text + pos, '\n', size - pos);
-        size_t end = nl ? (size_t)(nl - text) : size;
-        size_t next = nl ? end + 1 : size;
-        if (end > pos && text[end - 1] == '\r') { end--; }
-        const char* s = text + pos;
-        size_t len = end - pos;
-        pos = next;
-        // one error per bad line, naming file:line, as a compiler would
-        long bad = utf8_first_invalid(s, len);
-        if (len == 0) { rc = fail("%s:%d: empty line (expected label<TAB>text)", path, line); break; }
-        if (len < 2 || s[1] != '\t') { rc = fail("%s:%d: expected label<TAB>text, with label 0 or 1 and one TAB after it", path, line); break; }
-        if (s[0] != '0' && s[0] != '1') { rc = fail("%s:%d: label '%c' is not 0 or 1", path, line, s[0]); break; }
-        if (len == 2) { rc = fail("%s:%d: the text is empty", path, line); break; }
-        if (bad >= 0) { rc = fail("%s:%d: invalid UTF-8 at byte %ld of the line", path, line, bad); break; }
+    LabelTable table = { 0 };
+    Row row;
+    while (rc == 0) {
+        int got = row_next(&r, &row);
+        if (got <= 0) { rc = got; break; }
+        int line = row.line;
+        // the label, as written: its index in the table (d->labels holds that until the end)
+        int label = label_index(&table, row.label, row.label_len, path, line);
+        long bad = utf8_first_invalid(row.text, row.text_len);
+        if (label < 0) { rc = -1; break; }
+        if (row.text_len == 0) { rc = fail("%s:%d: the text is empty", path, line); break; }
+        if (bad >= 0) { rc = fail("%s:%d: invalid UTF-8 at byte %ld of the text", path, line, bad); break; }
         if ((size_t)d->n == cap) {
             cap *= 2;
             d->labels = realloc(d->labels, cap * sizeof(int));
@@ -3588,18 +4065,24 @@ static int dataset_load(Dataset* d, const char* path, const Tokenizer* tok, int 
             d->ids = realloc(d->ids, ids_cap * sizeof(int));
             if (!d->ids) { fprintf(stderr, "lora: error: out of memory reading %s\n", path); exit(EXIT_FAILURE); }
         }
-        // the text after "label<TAB>": add [CLS] ... [SEP] (the first 1) and truncate from the left
-        // (the second 1), as the tutorial's tokenizer with truncation_side="left"
-        int n = tokenizer_encode(tok, s + 2, len - 2, d->ids + d->num_tokens, max_len, 1, 1);
+        // add [CLS] ... [SEP] (the first 1) and truncate from the left (the second 1), as the
+        // tutorial's tokenizer with truncation_side="left"
+        int n = tokenizer_encode(tok, row.text, row.text_len, d->ids + d->num_tokens, max_len, 1, 1);
         if (n <= 2) { rc = fail("%s:%d: the text has no tokens", path, line); break; }
-        d->labels[d->n] = s[0] - '0';
+        d->labels[d->n] = label;
         d->lengths[d->n] = n;
         d->starts[d->n] = d->num_tokens;
         d->num_tokens += n;
         d->n++;
     }
+    json_free(r.json);
     free(text);
     if (rc == 0 && d->n == 0) { rc = fail("%s: no examples in the file", path); }
+    // now the classes: every label of the table gets its id
+    int ids[MAX_LABELS];
+    if (rc == 0) { rc = labels_resolve(&table, path, f, ids, &d->num_labels, &d->label_names); }
+    for (int i = 0; rc == 0 && i < d->n; i++) { d->labels[i] = ids[d->labels[i]]; }
+    for (int i = 0; i < table.count; i++) { free(table.names[i]); }
     if (rc != 0) { dataset_free(d); }
     return rc;
 }
@@ -3634,18 +4117,53 @@ static const char* base_model_name(const char* model_dir) {
 }
 
 // the tokenizer's ids must all exist in the model's embedding table
-static int check_vocab(const Tokenizer* tok, const Model* m, const char* model_dir) {
-    if (tok->vocab_size <= m->config.vocab_size) { return 0; }
+static int check_vocab(const Tokenizer* tok, const Config* c, const char* model_dir) {
+    if (tok->vocab_size <= c->vocab_size) { return 0; }
     return fail("%s/vocab.txt has %d tokens but %s/config.json says vocab_size %d", model_dir, tok->vocab_size,
-                model_dir, m->config.vocab_size);
+                model_dir, c->vocab_size);
 }
 
 // --max-len, but never more than the model's positions: an explicit --max-len that is too long
 // is an error, the default 512 just shrinks for a smaller model. -1 after an error.
-static int effective_max_len(const Options* o, const Model* m) {
-    if (o->max_len <= m->config.max_pos) { return o->max_len; }
-    if (o->max_len_given) { return fail("--max-len %d is more than the model's %d positions", o->max_len, m->config.max_pos); }
-    return m->config.max_pos;
+static int effective_max_len(const Options* o, const Config* c) {
+    if (o->max_len <= c->max_pos) { return o->max_len; }
+    if (o->max_len_given) { return fail("--max-len %d is more than the model's %d positions", o->max_len, c->max_pos); }
+    return c->max_pos;
+}
+
+// the labels saved in DIR: its config.json's id2label (a whole checkpoint's, or the one beside an
+// adapter whose labels are not the tutorial's); and an adapter's classifier must have that many
+// rows (an adapter made by PEFT has no config.json: its rows are the number of classes). *K = 0:
+// nothing says (the model's config.json decides). 0, or -1 after an error line.
+static int saved_labels(const char* dir, int* K, char*** names) {
+    char path[1100], weights[1100];
+    *K = 0;
+    *names = NULL;
+    adapter_set_file(path, sizeof(path), dir, "config.json");
+    if (file_is_there(path)) {
+        size_t n;
+        char* text = read_file(path, &n, NULL);
+        Json* j = text ? json_parse(text, n, path) : NULL;
+        free(text);
+        int rc = j ? labels_from_json(j, path, K, names) : -1;
+        if (rc == 0 && !json_get(j, "id2label") && !json_get(j, "num_labels")) { *K = 0; }  // (it does not say)
+        json_free(j);
+        if (rc != 0) { return -1; }
+    }
+    adapter_set_file(weights, sizeof(weights), dir, "adapter_model.safetensors");
+    SafeTensors st;
+    char shape[128];
+    long long dims[2];
+    if (!file_is_there(weights) || safetensors_open(&st, weights, NULL) != 0) { return 0; }  // (its loader says why)
+    int rows = safetensors_shape(&st, "base_model.model.classifier.weight", shape, sizeof(shape), dims, 2) == 2 ? (int)dims[0] : 0;
+    safetensors_close(&st);
+    if (rows > 0 && *K > 0 && rows != *K) {
+        free(*names);
+        *names = NULL;
+        return fail("%s names %d labels, but the classifier of %s has %d rows", path, *K, weights, rows);
+    }
+    if (rows >= 2 && rows <= MAX_LABELS) { *K = rows; }
+    return 0;
 }
 
 // make a folder and the folders above it, as mkdir -p (--out runs/tiny/1 works in a fresh
@@ -3661,20 +4179,60 @@ static int make_dirs(const char* path) {
     return make_dir(path) != 0 && errno != EEXIST ? -1 : 0;
 }
 
+static int checkpoint_has_head(const char* dir);
+// the classes of a training run, before the data is read: --labels names them; else those of the
+// run --resume continues, or of a --model with a trained head (config.json's id2label); else
+// (K = 0) the training data decides. 0, or -1 after an error line.
+static int train_classes(const Options* o, DataFormat* f, char*** names) {
+    char path[1100];
+    snprintf(path, sizeof(path), "%s/model.safetensors", o->model_dir);
+    *names = NULL;
+    f->num_labels = 0;
+    if (o->labels) { f->names_from = "--labels"; return labels_parse(o->labels, &f->num_labels, names); }
+    const char* dir = o->resume_dir ? o->resume_dir : checkpoint_has_head(o->model_dir) ? o->model_dir : NULL;
+    f->names_from = o->resume_dir ? "the run resumed" : "the model";
+    if (dir && saved_labels(dir, &f->num_labels, names) != 0) { return -1; }
+    // (a resumed run without saved labels has the tutorial's two, or the data decides again, as it did)
+    if (o->resume_dir && f->num_labels == 2 && *names == NULL) { f->num_labels = 0; }
+    return 0;
+}
+
+// train's data: the vocabulary and the model's config.json (for --max-len), then both files,
+// tokenized; the validation labels must be among the training data's. 0, or -1 after an error.
+static int train_data_load(const Options* o, Dataset* train_set, Dataset* val_set, int* max_len) {
+    char path[1024];
+    Config c;
+    Tokenizer tok;
+    char** names;
+    DataFormat f = { o->text_column, o->label_column, 0, NULL, NULL };
+    snprintf(path, sizeof(path), "%s/config.json", o->model_dir);
+    int rc = config_load(&c, path);
+    free(c.id2label);
+    if (rc != 0 || train_classes(o, &f, &names) != 0) { return -1; }
+    f.names = names;
+    snprintf(path, sizeof(path), "%s/vocab.txt", o->model_dir);
+    if (tokenizer_init(&tok, path) != 0) { free(names); return -1; }
+    *max_len = effective_max_len(o, &c);
+    rc = *max_len < 0 || check_vocab(&tok, &c, o->model_dir) != 0 ? -1 : dataset_load(train_set, o->train_path, &tok, *max_len, &f);
+    if (rc == 0) {
+        DataFormat fv = { o->text_column, o->label_column, train_set->num_labels, train_set->label_names, "the training data" };
+        rc = dataset_load(val_set, o->val_path, &tok, *max_len, &fv);
+        if (rc != 0) { dataset_free(train_set); }
+    }
+    tokenizer_free(&tok);  // every text is tokenized now: training needs no tokenizer
+    free(names);
+    return rc;
+}
+
 // train's preparations: load the model and its vocabulary, tokenize both datasets, make sure
 // --out can be written (before hours of training, not after), print the run's settings.
 // 0, or -1 after one error line with nothing left allocated.
 static int train_setup(const Options* o, Model* model, Dataset* train_set, Dataset* val_set, int* max_len) {
-    if (model_load(model, o->model_dir, &o->lora, o->mode, o->seed) != 0) { return -1; }
-    char path[1024];
-    snprintf(path, sizeof(path), "%s/vocab.txt", o->model_dir);
-    Tokenizer tok;
-    if (tokenizer_init(&tok, path) != 0) { model_free(model); return -1; }
-    *max_len = effective_max_len(o, model);
-    if (*max_len < 0 || check_vocab(&tok, model, o->model_dir) != 0) { tokenizer_free(&tok); model_free(model); return -1; }
-    if (dataset_load(train_set, o->train_path, &tok, *max_len) != 0) { tokenizer_free(&tok); model_free(model); return -1; }
-    if (dataset_load(val_set, o->val_path, &tok, *max_len) != 0) { dataset_free(train_set); tokenizer_free(&tok); model_free(model); return -1; }
-    tokenizer_free(&tok);  // every text is tokenized now: training needs no tokenizer
+    if (train_data_load(o, train_set, val_set, max_len) != 0) { return -1; }
+    // the model, with a head of the training data's classes
+    if (model_load_labels(model, o->model_dir, &o->lora, o->mode, o->seed, train_set->num_labels, train_set->label_names) != 0) {
+        dataset_free(train_set); dataset_free(val_set); return -1;
+    }
     // never replace a finished run's results by accident (Trainer's overwrite_output_dir): an
     // --out that already holds a checkpoint needs --overwrite (or --resume, to continue it)
     char existing[1100];
@@ -3704,6 +4262,10 @@ static int train_setup(const Options* o, Model* model, Dataset* train_set, Datas
            o->model_dir, c->dim, c->n_layers, c->n_heads, c->hidden_dim, c->vocab_size, max_threads());
     printf("train: %s (%d reviews, %.1f tokens on average) | validation: %s (%d reviews)\n",
            o->train_path, train_set->n, (double)train_set->num_tokens / train_set->n, o->val_path, val_set->n);
+    if (c->num_labels != 2 || !labels_are_default(c->num_labels, c->id2label)) {
+        char list[400];
+        printf("classes: %d (%s)\n", c->num_labels, label_list(list, sizeof(list), c->num_labels, c->id2label));
+    }
     char targets[128] = "", what[256];
     for (int i = 0; i < NUM_LIN; i++) { if (o->lora.targets[i]) { snprintf(targets + strlen(targets), sizeof(targets) - strlen(targets), "%s%s", targets[0] ? "," : "", LIN_NAMES[i]); } }
     if (o->mode == MODE_LORA) {
@@ -3757,6 +4319,7 @@ struct Progress {
     int live;                     // a live line is on the screen
     int header_printed;           // the "epoch | train loss | ..." header
     FILE* log;                    // OUT/log.tsv
+    int extra_columns;            // log.tsv's columns after elapsed_s (K > 2 classes: see log_header)
     char svg_path[1100];
     float* step_loss;             // every step's loss (curves.svg)
     int n_steps;
@@ -3794,6 +4357,25 @@ static double progress_eval_estimate(const Progress* pr) {
     return pr->val_tokens / (pr->train_tokens / pr->train_seconds) / 3.0;
 }
 
+// log.tsv's header (malloc'd). With K > 2 classes the precision, recall and f1 columns hold
+// macro averages, and *extra more columns follow elapsed_s, at the end (the same in every row,
+// empty in step rows): precision_C, recall_C and f1_C of each class C, then confusion_L_P, the
+// examples of label L predicted P, for each cell of the confusion matrix (row by row)
+static char* log_header(int K, char* const* names, int* extra) {
+    const char* base = "kind\tepoch\tstep\tloss\tlr\tgrad_norm\ttokens_per_s\tval_loss\taccuracy\tprecision\trecall\tf1\telapsed_s";
+    size_t cap = strlen(base) + 2, n;
+    for (int k = 0; K > 2 && k < K; k++) { cap += (size_t)(3 + 2 * K) * (strlen(names[k]) + 16); }
+    char* header = mallocCheck(cap);
+    n = (size_t)snprintf(header, cap, "%s", base);
+    *extra = K > 2 ? 3 * K + K * K : 0;
+    for (int k = 0; K > 2 && k < K; k++) {
+        n += snprintf(header + n, cap - n, "\tprecision_%s\trecall_%s\tf1_%s", names[k], names[k], names[k]);
+    }
+    for (int k = 0; K > 2 && k < K * K; k++) { n += snprintf(header + n, cap - n, "\tconfusion_%s_%s", names[k / K], names[k % K]); }
+    snprintf(header + n, cap - n, "\n");
+    return header;
+}
+
 // start_step: -1 for a new run (a new log.tsv); for --resume, the step it continues after: the
 // rows of log.tsv up to there are kept (later ones, from after the checkpoint, dropped) and read
 // back into the curves
@@ -3822,7 +4404,7 @@ static Progress* progress_start(const Options* o, int total_steps, int steps_per
     // log.tsv: a header, then one row per logged step ("step") and per epoch ("epoch"); a field
     // that does not apply to the row is empty. loss is the mean over the logged steps (step rows)
     // or over the epoch (epoch rows); tokens_per_s counts real tokens (no padding).
-    const char* header = "kind\tepoch\tstep\tloss\tlr\tgrad_norm\ttokens_per_s\tval_loss\taccuracy\tprecision\trecall\tf1\telapsed_s\n";
+    char* header = log_header(val_set->num_labels, val_set->label_names, &pr->extra_columns);
     char* kept = NULL;
     size_t nkept = 0;
     if (start_step >= 0) {
@@ -3858,6 +4440,7 @@ static Progress* progress_start(const Options* o, int total_steps, int steps_per
         fflush(pr->log);
     }
     free(kept);
+    free(header);
     return pr;
 }
 
@@ -3884,8 +4467,10 @@ static void progress_step(Progress* pr, int epoch, int s, int step, float loss, 
                1000.0 * pr->interval_seconds / pr->interval_steps, epoch, pr->epochs, hms(t - pr->t0, a), hms(eta_run, b));
         fflush(stdout);
         if (pr->log) {
-            fprintf(pr->log, "step\t%d\t%d\t%.6f\t%.6e\t%.6f\t%.1f\t\t\t\t\t\t%.2f\n", epoch, step,
+            fprintf(pr->log, "step\t%d\t%d\t%.6f\t%.6e\t%.6f\t%.1f\t\t\t\t\t\t%.2f", epoch, step,
                     pr->interval_loss / pr->interval_steps, lr, norm, tok_s, t - pr->t0);
+            for (int k = 0; k < pr->extra_columns; k++) { fputc('\t', pr->log); }
+            fputc('\n', pr->log);
             fflush(pr->log);
         }
         pr->interval_loss = pr->interval_seconds = 0;
@@ -4019,6 +4604,20 @@ static void progress_write_svg(Progress* pr) {
     if (fclose(f) != 0 || bad || rename(tmp, pr->svg_path) != 0) { remove(tmp); }
 }
 
+static void class_scores(const Metrics* r, int k, float* precision, float* recall, float* f1);
+// the end of an epoch row of log.tsv: with K > 2 classes, each class's scores and the confusion
+// matrix (see log_header), then the newline
+static void log_classes(FILE* f, const Metrics* val) {
+    int K = val->num_labels;
+    for (int k = 0; K > 2 && k < K; k++) {
+        float p, r, f1;
+        class_scores(val, k, &p, &r, &f1);
+        fprintf(f, "\t%.6f\t%.6f\t%.6f", p, r, f1);
+    }
+    for (int k = 0; K > 2 && k < K * K; k++) { fprintf(f, "\t%d", val->confusion[k]); }
+    fputc('\n', f);
+}
+
 static void progress_epoch(Progress* pr, int epoch, double train_loss, const Metrics* val, int improved) {
     progress_clear(pr);
     double t = now_seconds();
@@ -4028,8 +4627,9 @@ static void progress_epoch(Progress* pr, int epoch, double train_loss, const Met
            improved ? " | best so far" : "");
     fflush(stdout);
     if (pr->log) {
-        fprintf(pr->log, "epoch\t%d\t%d\t%.6f\t\t\t\t%.6f\t%.6f\t%.6f\t%.6f\t%.6f\t%.2f\n", epoch, pr->n_steps, train_loss,
+        fprintf(pr->log, "epoch\t%d\t%d\t%.6f\t\t\t\t%.6f\t%.6f\t%.6f\t%.6f\t%.6f\t%.2f", epoch, pr->n_steps, train_loss,
                 val->loss, val->accuracy, val->precision, val->recall, val->f1, t - pr->t0);
+        log_classes(pr->log, val);
         fflush(pr->log);
     }
     if (pr->n_epochs < pr->epochs) {
@@ -4275,20 +4875,34 @@ static int train_resume(const Options* o, Model* m, TrainState* ts) {
 }
 
 // ----------------------------------------------------------------------------
-// evaluation: train's after every epoch, and ./lora eval. Label 1 (Positive) is the positive
-// class of precision and recall:
-//   precision = tp / (tp + fp)   of the reviews called positive, how many are
-//   recall    = tp / (tp + fn)   of the positive reviews, how many were found
+// evaluation: train's after every epoch, and ./lora eval. The K x K confusion matrix counts the
+// examples of each label (row) by the class predicted, the most probable one (column); then for
+// each class k:
+//   precision = tp / (tp + fp)   of the examples predicted k, how many are k
+//   recall    = tp / (tp + fn)   of the examples of class k, how many were found
 //   f1        = 2 precision recall / (precision + recall), their harmonic mean
-// (0 where a denominator is 0, as scikit-learn's zero_division=0)
+// (0 where a denominator is 0, as scikit-learn's zero_division=0). Two classes report those of
+// label 1 (Positive), as the tutorial; more report their means over the classes (macro averages,
+// scikit-learn's average="macro": f1 is then the macro-F1).
 
-// mean loss, accuracy, precision, recall and F1 over a whole dataset, without dropout.
-// probs (d->n), if not NULL, receives P(positive) of every example.
+// precision, recall and F1 of class k, from the confusion matrix
+static void class_scores(const Metrics* r, int k, float* precision, float* recall, float* f1) {
+    int K = r->num_labels, tp = r->confusion[k * K + k], predicted = 0, actual = 0;
+    for (int j = 0; j < K; j++) { predicted += r->confusion[j * K + k]; actual += r->confusion[k * K + j]; }
+    *precision = predicted > 0 ? (float)tp / predicted : 0.0f;
+    *recall = actual > 0 ? (float)tp / actual : 0.0f;
+    *f1 = *precision + *recall > 0 ? 2 * *precision * *recall / (*precision + *recall) : 0.0f;
+}
+
+// mean loss, accuracy, the confusion matrix and the scores over a whole dataset, without dropout.
+// probs (d->n, K), if not NULL, receives the probabilities of every example.
 static int evaluate(Model* m, const Dataset* d, int batch, Metrics* out, float* probs, Progress* pr) {
-    int was_training = m->training;
+    int was_training = m->training, K = m->config.num_labels;
     m->training = 0;
     double loss_sum = 0.0;
-    Metrics r = { 0 };
+    memset(out, 0, sizeof(*out));
+    out->num_labels = K;
+    int correct = 0;
     for (int start = 0; start < d->n; start += batch) {
         int B = d->n - start < batch ? d->n - start : batch;
         // consecutive examples are already contiguous in d->ids
@@ -4296,26 +4910,29 @@ static int evaluate(Model* m, const Dataset* d, int batch, Metrics* out, float* 
         if (model_forward(m, ids, d->lengths + start, B, d->labels + start) != 0) { return -1; }
         for (int b = 0; b < B; b++) {
             loss_sum += m->acts.losses[b];
-            const float* p = m->acts.probs + (size_t)b * m->config.num_labels;
-            if (probs) { probs[start + b] = p[1]; }
-            // argmax of the two probabilities (a tie goes to 0, as torch.argmax picks the first)
-            int pred = p[1] > p[0] ? 1 : 0, label = d->labels[start + b];
-            r.tp += pred == 1 && label == 1;
-            r.fp += pred == 1 && label == 0;
-            r.tn += pred == 0 && label == 0;
-            r.fn += pred == 0 && label == 1;
+            const float* p = m->acts.probs + (size_t)b * K;
+            if (probs) { memcpy(probs + (size_t)(start + b) * K, p, K * sizeof(float)); }
+            // the argmax of the probabilities (a tie goes to the first, as torch.argmax picks it)
+            int pred = 0, label = d->labels[start + b];
+            for (int k = 1; k < K; k++) { if (p[k] > p[pred]) { pred = k; } }
+            out->confusion[label * K + pred]++;
+            correct += pred == label;
         }
         progress_eval(pr, start + B, d->n);
     }
     m->training = was_training;
     // the mean over examples, as Trainer's eval_loss (it repeats each batch's mean loss batch
     // size times before averaging, so a short last batch weighs what it should)
-    r.loss = (float)(loss_sum / d->n);
-    r.accuracy = (float)(r.tp + r.tn) / d->n;
-    r.precision = r.tp + r.fp > 0 ? (float)r.tp / (r.tp + r.fp) : 0.0f;
-    r.recall = r.tp + r.fn > 0 ? (float)r.tp / (r.tp + r.fn) : 0.0f;
-    r.f1 = r.precision + r.recall > 0 ? 2 * r.precision * r.recall / (r.precision + r.recall) : 0.0f;
-    *out = r;
+    out->loss = (float)(loss_sum / d->n);
+    out->accuracy = (float)correct / d->n;
+    if (K == 2) { class_scores(out, 1, &out->precision, &out->recall, &out->f1); return 0; }
+    for (int k = 0; k < K; k++) {
+        float p, r, f;
+        class_scores(out, k, &p, &r, &f);
+        out->precision += p / K;
+        out->recall += r / K;
+        out->f1 += f / K;
+    }
     return 0;
 }
 
@@ -4362,13 +4979,50 @@ static int checkpoint_has_head(const char* dir) {
 
 // load the base model and, if given, a trained adapter (its adapter_config.json decides the LoRA shape)
 // (the adapter's own config overrides --rank/--alpha/--targets: the file must match its tensors)
+// (the labels: the adapter's, else the model's config.json's; --labels gives them other names)
 static int load_for_inference(Model* m, const Options* o) {
     LoraConfig lc = o->lora;
-    if (o->adapter_dir && lora_config_load(&lc, o->adapter_dir) != 0) { return -1; }
-    if (model_load(m, o->model_dir, &lc, MODE_LORA, o->seed) != 0) { return -1; }
+    int K = 0;
+    char** names = NULL;
+    if (o->adapter_dir && (lora_config_load(&lc, o->adapter_dir) != 0 || saved_labels(o->adapter_dir, &K, &names) != 0)) { return -1; }
+    int rc = model_load_labels(m, o->model_dir, &lc, MODE_LORA, o->seed, K, names);
+    free(names);
+    if (rc != 0) { return -1; }
     if (o->adapter_dir && model_load_adapter(m, o->adapter_dir) != 0) { model_free(m); return -1; }
+    if (o->labels) {
+        if (labels_parse(o->labels, &K, &names) != 0) { model_free(m); return -1; }
+        if (K != m->config.num_labels) {
+            free(names); model_free(m);
+            return fail("--labels names %d classes, but the model has %d", K, m->config.num_labels);
+        }
+        free(m->config.id2label);
+        m->config.id2label = names;
+    }
     m->training = 0;
     return 0;
+}
+
+// eval's report for K > 2 classes: the macro averages, each class's scores, the confusion matrix
+static void print_class_report(const Metrics* r, char* const* names) {
+    int K = r->num_labels, w = 5;
+    for (int k = 0; k < K; k++) { if ((int)strlen(names[k]) > w) { w = (int)strlen(names[k]); } }
+    printf("macro-F1 %.4f | macro precision %.4f | macro recall %.4f   (%d classes)\n", r->f1, r->precision, r->recall, K);
+    printf("  %-*s  precision  recall      F1  support\n", w, "class");
+    for (int k = 0; k < K; k++) {
+        float p, rc, f;
+        int support = 0;
+        for (int j = 0; j < K; j++) { support += r->confusion[k * K + j]; }
+        class_scores(r, k, &p, &rc, &f);
+        printf("  %-*s  %9.4f  %6.4f  %6.4f  %7d\n", w, names[k], p, rc, f, support);
+    }
+    printf("confusion matrix (a row per label, a column per predicted class)\n  %-*s", w, "");
+    for (int k = 0; k < K; k++) { printf("  %*s", strlen(names[k]) > 6 ? (int)strlen(names[k]) : 6, names[k]); }
+    printf("\n");
+    for (int k = 0; k < K; k++) {
+        printf("  %-*s", w, names[k]);
+        for (int j = 0; j < K; j++) { printf("  %*d", strlen(names[j]) > 6 ? (int)strlen(names[j]) : 6, r->confusion[k * K + j]); }
+        printf("\n");
+    }
 }
 
 int eval_command(const Options* o, const char* predictions_path) {
@@ -4380,30 +5034,51 @@ int eval_command(const Options* o, const char* predictions_path) {
     snprintf(path, sizeof(path), "%s/vocab.txt", o->model_dir);
     if (tokenizer_init(&tok, path) != 0) { model_free(&model); return -1; }
     Dataset d = { 0 };
-    int max_len = effective_max_len(o, &model);
-    int rc = (max_len < 0 || check_vocab(&tok, &model, o->model_dir) != 0) ? -1 : dataset_load(&d, o->val_path, &tok, max_len);
-    Metrics r;
+    const Config* c = &model.config;
+    int K = c->num_labels;
+    char* const* names = c->id2label;
+    int max_len = effective_max_len(o, c);
+    // the file's labels must be the model's classes (names, or numbers 0..K-1)
+    DataFormat format = { o->text_column, o->label_column, K, names, "the model" };
+    int rc = (max_len < 0 || check_vocab(&tok, c, o->model_dir) != 0) ? -1 : dataset_load(&d, o->val_path, &tok, max_len, &format);
+    Metrics* r = mallocCheck(sizeof(Metrics));
     float* probs = NULL;
     if (rc == 0) {
-        probs = mallocCheck((size_t)d.n * sizeof(float));
-        rc = evaluate(&model, &d, o->batch, &r, probs, NULL);
+        probs = mallocCheck((size_t)d.n * K * sizeof(float));
+        rc = evaluate(&model, &d, o->batch, r, probs, NULL);
         if (rc == 0) {
-            printf("%s: %d reviews | loss %.4f | accuracy %.4f | %.1f s (%s%s)\n", o->val_path, d.n, r.loss,
-                   r.accuracy, now_seconds() - t0, o->adapter_dir ? "adapter: " : "model: ",
+            printf("%s: %d reviews | loss %.4f | accuracy %.4f | %.1f s (%s%s)\n", o->val_path, d.n, r->loss,
+                   r->accuracy, now_seconds() - t0, o->adapter_dir ? "adapter: " : "model: ",
                    o->adapter_dir ? o->adapter_dir : checkpoint_has_head(o->model_dir) ? o->model_dir : "no adapter, untrained head");
-            printf("precision %.4f | recall %.4f | F1 %.4f   (positive class: 1, Positive)\n", r.precision, r.recall, r.f1);
+        }
+        if (rc == 0 && K == 2) {
+            const int* cm = r->confusion;  // (2, 2): [label][predicted]
+            printf("precision %.4f | recall %.4f | F1 %.4f   (positive class: 1, %s)\n", r->precision, r->recall, r->f1, names[1]);
             printf("confusion matrix      predicted 0  predicted 1\n");
-            printf("  label 0 (Negative)  %11d  %11d\n", r.tn, r.fp);
-            printf("  label 1 (Positive)  %11d  %11d\n", r.fn, r.tp);
+            printf("  label 0 (%s)  %11d  %11d\n", names[0], cm[0], cm[1]);
+            printf("  label 1 (%s)  %11d  %11d\n", names[1], cm[2], cm[3]);
+        } else if (rc == 0) {
+            print_class_report(r, names);
         }
         // --predictions FILE: one line per review, in the order of the file: index, label, P(positive)
+        // (K > 2: index, label, predicted class, and the probability of each class)
         if (rc == 0 && predictions_path) {
             char tmp[1100];
             snprintf(tmp, sizeof(tmp), "%s.tmp", predictions_path);
             FILE* f = fopen(tmp, "w");  // (one error line below names the file and the reason)
             int ok = f != NULL;
-            if (ok) { ok = fprintf(f, "index\tlabel\tp_positive\n") > 0; }
-            for (int i = 0; ok && i < d.n; i++) { ok = fprintf(f, "%d\t%d\t%.6f\n", i, d.labels[i], probs[i]) > 0; }
+            if (ok && K == 2) { ok = fprintf(f, "index\tlabel\tp_positive\n") > 0; }
+            for (int k = 0; ok && K > 2 && k <= K; k++) { ok = fprintf(f, k ? "\tp_%s" : "index\tlabel\tpredicted", k ? names[k - 1] : "") > 0; }
+            if (ok && K > 2) { ok = fprintf(f, "\n") > 0; }
+            for (int i = 0; ok && i < d.n; i++) {
+                const float* p = probs + (size_t)i * K;
+                if (K == 2) { ok = fprintf(f, "%d\t%d\t%.6f\n", i, d.labels[i], p[1]) > 0; continue; }
+                int pred = 0;
+                for (int k = 1; k < K; k++) { if (p[k] > p[pred]) { pred = k; } }
+                ok = fprintf(f, "%d\t%s\t%s", i, names[d.labels[i]], names[pred]) > 0;
+                for (int k = 0; ok && k < K; k++) { ok = fprintf(f, "\t%.6f", p[k]) > 0; }
+                if (ok) { ok = fprintf(f, "\n") > 0; }
+            }
             if (f && fclose(f) != 0) { ok = 0; }
             if (!ok || rename(tmp, predictions_path) != 0) {
                 remove(tmp);
@@ -4412,22 +5087,28 @@ int eval_command(const Options* o, const char* predictions_path) {
         }
     }
     free(probs);
+    free(r);
     dataset_free(&d);  // safe also when nothing was loaded
     tokenizer_free(&tok);
     model_free(&model);
     return rc;
 }
 
-// classify each text: texts from the command line, or else one per line of standard input
-int predict_command(const Options* o, char** texts, int count) {
+// classify each text: texts from the command line, or else one per line of standard input.
+// Each line: the most probable label, P(label 1) (K > 2: the label's probability; all: every
+// class's, as name:probability), and the text.
+int predict_command(const Options* o, char** texts, int count, int all) {
     Model model;
     if (load_for_inference(&model, o) != 0) { return -1; }
     Tokenizer tok;
     char path[1024];
     snprintf(path, sizeof(path), "%s/vocab.txt", o->model_dir);
     if (tokenizer_init(&tok, path) != 0) { model_free(&model); return -1; }
-    int max_len = effective_max_len(o, &model);
-    if (max_len < 0 || check_vocab(&tok, &model, o->model_dir) != 0) { tokenizer_free(&tok); model_free(&model); return -1; }
+    int max_len = effective_max_len(o, &model.config);
+    if (max_len < 0 || check_vocab(&tok, &model.config, o->model_dir) != 0) { tokenizer_free(&tok); model_free(&model); return -1; }
+    int K = model.config.num_labels, width = 0;
+    char* const* names = model.config.id2label;
+    for (int k = 0; k < K; k++) { if ((int)strlen(names[k]) > width) { width = (int)strlen(names[k]); } }
     // notes go to stderr: stdout holds only the predictions, one line each (for pipes)
     if (!o->adapter_dir && !checkpoint_has_head(o->model_dir)) {
         fprintf(stderr, "lora: note: no --adapter: the head is untrained, as in the tutorial before training\n");
@@ -4470,10 +5151,14 @@ int predict_command(const Options* o, char** texts, int count) {
         // label 1 is Positive: print the label, P(positive), and the text on one line, cut to
         // about 80 characters (before a UTF-8 continuation byte, so that no character is split),
         // with its tabs, carriage returns and other control characters shown as spaces
-        float p_pos = model.acts.probs[1];
+        const float* p = model.acts.probs;
+        int best = 0;
+        for (int k = 1; k < K; k++) { if (p[k] > p[best]) { best = k; } }  // (a tie: the first)
         size_t shown = len;
         if (shown > 80) { shown = 77; while (shown > 0 && ((unsigned char)text[shown] & 0xC0) == 0x80) { shown--; } }
-        printf("%s  %.4f  ", p_pos > model.acts.probs[0] ? "Positive" : "Negative", p_pos);
+        printf("%-*s  ", width, names[best]);
+        if (!all) { printf("%.4f  ", K == 2 ? p[1] : p[best]); }
+        for (int k = 0; all && k < K; k++) { printf("%s:%.4f%s", names[k], p[k], k < K - 1 ? " " : "  "); }
         for (size_t k = 0; k < shown; k++) { putchar((unsigned char)text[k] < 0x20 ? ' ' : text[k]); }
         printf("%s\n", shown < len ? "..." : "");
     }
@@ -4655,7 +5340,7 @@ int bench_command(const Options* o, const BenchOptions* bo) {
         if (model_load(&model, o->model_dir, &o->lora, o->mode, o->seed) != 0) { return -1; }
     } else {
         // the shape of distilbert-base-uncased, random weights
-        Config c = { 30522, 512, 768, 6, 12, 3072, 2, 0.1f, 0.1f, 0.2f, 0 };
+        Config c = { 30522, 512, 768, 6, 12, 3072, 2, 0.1f, 0.1f, 0.2f, 0, NULL };
         if (lora_rank_check(&c, &o->lora) != 0) { return -1; }
         model_init_random(&model, &c, &o->lora, o->mode, o->seed);
     }
@@ -4828,7 +5513,7 @@ int tiny_command(const Options* o) {
         V = count_lines(path);
     }
     // a random model of DistilBERT's shape, Hugging Face's initialisation (model_init_random)
-    Config c = { V, 128, 32, 2, 2, 64, 2, 0.1f, 0.1f, 0.2f, 0 };
+    Config c = { V, 128, 32, 2, 2, 64, 2, 0.1f, 0.1f, 0.2f, 0, NULL };
     LoraConfig lc = { 4, 32.0f, 0.01f, { 0 }, 0 };
     Model m;
     model_init_random(&m, &c, &lc, MODE_LORA, o->seed);
@@ -4926,8 +5611,8 @@ typedef struct { const char* name; char kind; void* dst; double min, max; const 
 #define NUM_COMMANDS 6
 static const char* COMMANDS[NUM_COMMANDS][3] = {
     { "train", "t", "fine-tune (LoRA, the tutorial's recipe, by default; --mode head or full); saves OUT/best and OUT/last" },
-    { "eval", "e", "loss, accuracy, precision, recall, F1 and the confusion matrix of an adapter on a TSV" },
-    { "predict", "p", "classify texts (arguments, or one per line of stdin): label, P(positive), text" },
+    { "eval", "e", "loss, accuracy, precision, recall, F1 and the confusion matrix of an adapter on a data file" },
+    { "predict", "p", "classify texts (arguments, or one per line of stdin): label, P(positive) (or P(label)), text" },
     { "merge", "m", "fold an adapter into its base model's weights: one ordinary Hugging Face checkpoint" },
     { "bench", "b", "time training steps and evaluation passes (tokens/s); --what mm: the matmul alone" },
     { "tiny", "y", "write weights/tiny and data/tiny: a tiny random DistilBERT and a toy dataset" } };
@@ -4994,6 +5679,7 @@ int main(int argc, char** argv) {
     o.seed = 42;
     BenchOptions bench = { 256, NULL, 10, "model" };
     const char* predictions_path = NULL;  // eval --predictions FILE
+    int show_all = 0;                     // predict --all
     o.dtype = "f32";
     const char *targets = NULL, *mode = "lora";
     // The table of flags: one line per flag and no getopt (not in C11). Ranges are checked at
@@ -5003,8 +5689,11 @@ int main(int argc, char** argv) {
           "weights/distilbert-base-uncased; eval/predict/merge: the adapter's base model; bench: random weights)" },
         { "--mode", 's', &mode, 0, 0, "tb", "what trains: lora (adapters + head, the default), head (the head only) or full "
           "(every parameter)" },
-        { "--train", 's', &o.train_path, 0, 0, "t", "training data, label<TAB>text per line (default: data/imdb/train_1k.tsv)" },
+        { "--train", 's', &o.train_path, 0, 0, "t", "training data: .tsv (label<TAB>text), .csv or .jsonl (default: data/imdb/train_1k.tsv)" },
         { "--val", 's', &o.val_path, 0, 0, "te", "validation data (default: data/imdb/validation_1k.tsv)" },
+        { "--text-column", 's', &o.text_column, 0, 0, "te", "the text's column of a .csv or .jsonl file (default: text)" },
+        { "--label-column", 's', &o.label_column, 0, 0, "te", "the label's column of a .csv or .jsonl file (default: label)" },
+        { "--labels", 's', &o.labels, 0, 0, "tep", "the classes in this order, e.g. awful,bad,good,great (default: the data's 0..K-1 or sorted words)" },
         { "--out", 's', &o.out_dir, 0, 0, "tm", "train: where best/, last/, log.tsv and curves.svg go (default: out); "
           "merge: the new model's folder (required, never overwritten)" },
         { "--overwrite", 'b', &o.overwrite, 0, 0, "t", "replace the checkpoints already in --out (else they are never touched)" },
@@ -5013,6 +5702,7 @@ int main(int argc, char** argv) {
           "out/best; predict none, an untrained head)" },
         { "--dtype", 's', &o.dtype, 0, 0, "m", "the merged weights' type: f32 (default), f16 or bf16" },
         { "--predictions", 's', &predictions_path, 0, 0, "e", "also write index, label, P(positive) of every review to FILE" },
+        { "--all", 'b', &show_all, 0, 0, "p", "print every class's probability (name:P), not only the top label's" },
         { "--epochs", 'i', &o.epochs, 1, 100000, "t", "passes over the training data (default: 10)" },
         { "--batch", 'i', &o.batch, 1, 1024, "teb", "sequences per step (default: 4)" },
         { "--max-len", 'i', &o.max_len, 2, 1 << 20, "tep", "tokens per text, cut from the left (default: 512, or the model's positions)" },
@@ -5144,7 +5834,7 @@ int main(int argc, char** argv) {
     if (o.resume_dir) {
         const char* fixed[] = { "--model", "--train", "--val", "--out", "--epochs", "--batch", "--max-len", "--lr",
                                 "--weight-decay", "--max-grad-norm", "--rank", "--alpha", "--lora-dropout",
-                                "--targets", "--seed", "--overwrite", "--mode" };
+                                "--targets", "--seed", "--overwrite", "--mode", "--labels" };
         for (size_t k = 0; k < sizeof(fixed) / sizeof(fixed[0]); k++) {
             if (flag_given(seen, num_seen, fixed[k])) {
                 fail("--resume continues a run with its own settings (%s/trainer_state.json): drop %s",
@@ -5160,7 +5850,7 @@ int main(int argc, char** argv) {
     int rc;
     if (is_train) { rc = train(&o); }
     else if (is_eval) { rc = eval_command(&o, predictions_path); }
-    else if (is_predict) { rc = predict_command(&o, texts, num_texts); }
+    else if (is_predict) { rc = predict_command(&o, texts, num_texts, show_all); }
     else if (is_merge) { rc = merge_command(&o); }
     else if (is_tiny) { rc = tiny_command(&o); }
     else { rc = bench_command(&o, &bench); }

@@ -176,7 +176,7 @@ static void check_grad(const char* what, ForwardFn fwd, void* ctx, float* x, siz
 // lengths, dropout off. The loss is recomputed in double from the logits.
 
 static Config tiny_config(void) {
-    Config c = { 50, 24, 16, 2, 2, 24, 2, 0.1f, 0.1f, 0.2f, 0 };  // V, P, C, L, NH, H, NL, dropouts, pad id
+    Config c = { 50, 24, 16, 2, 2, 24, 2, 0.1f, 0.1f, 0.2f, 0, NULL };  // V, P, C, L, NH, H, NL, dropouts, pad id, names
     return c;
 }
 
@@ -2168,13 +2168,13 @@ static void test_hardening(void) {
     Dataset d;
     t0 = now_seconds();
     if (tokenizer_init(&tok, "dev/fixtures/tokenizer_small_vocab.txt") == 0) {
-        int rc = dataset_load(&d, tpath, &tok, 512);
+        int rc = dataset_load(&d, tpath, &tok, 512, NULL);
         expect(rc == 0 && d.n == 2 && d.lengths[0] == 512 && d.lengths[1] >= 3 && d.lengths[1] < 10,
                "hardening: a TSV with a 100 MB review loads as 512 tokens (%.1f s)", now_seconds() - t0);
         if (rc == 0) { dataset_free(&d); }
         // and with a UTF-8 byte-order mark at the start (Python's utf-8-sig)
         write_bytes(tpath, "\xEF\xBB\xBF" "1\tthe good movie\n", 20);
-        rc = dataset_load(&d, tpath, &tok, 512);
+        rc = dataset_load(&d, tpath, &tok, 512, NULL);
         expect(rc == 0 && d.n == 1 && d.labels[0] == 1, "hardening: a TSV starting with a UTF-8 byte-order mark loads");
         if (rc == 0) { dataset_free(&d); }
         tokenizer_free(&tok);
