@@ -3487,9 +3487,9 @@ static int adapter_save(const Model* m, const char* dir, const char* base_model,
     snprintf(optim_path, sizeof(optim_path), "%s/optimizer.safetensors", dir);
     snprintf(state_path, sizeof(state_path), "%s/trainer_state.json", dir);
     snprintf(labels_path, sizeof(labels_path), "%s/config.json", dir);
-    // labels other than the tutorial's two (Negative, Positive) need their names saved: config.json
+    // labels other than the tutorial's two (Negative, Positive) need saving: config.json
     // beside the adapter (the base model's, with id2label and label2id), for eval, predict and Python
-    int named = !labels_are_default(m->config.num_labels, m->config.id2label);
+    int named = m->config.num_labels != 2 || !labels_are_default(2, m->config.id2label);
     const char* set[5];
     int nset = 0;
     set[nset++] = weights_path;
@@ -4154,7 +4154,8 @@ static int saved_labels(const char* dir, int* K, char*** names) {
     SafeTensors st;
     char shape[128];
     long long dims[2];
-    if (!file_is_there(weights) || safetensors_open(&st, weights, NULL) != 0) { return 0; }  // (its loader says why)
+    if (!file_is_there(weights)) { return 0; }  // (a whole checkpoint's folder; or the adapter's loader says what is missing)
+    if (safetensors_open(&st, weights, NULL) != 0) { free(*names); *names = NULL; return -1; }
     int rows = safetensors_shape(&st, "base_model.model.classifier.weight", shape, sizeof(shape), dims, 2) == 2 ? (int)dims[0] : 0;
     safetensors_close(&st);
     if (rows > 0 && *K > 0 && rows != *K) {
@@ -4179,21 +4180,22 @@ static int make_dirs(const char* path) {
     return make_dir(path) != 0 && errno != EEXIST ? -1 : 0;
 }
 
-static int checkpoint_has_head(const char* dir);
 // the classes of a training run, before the data is read: --labels names them; else those of the
-// run --resume continues, or of a --model with a trained head (config.json's id2label); else
-// (K = 0) the training data decides. 0, or -1 after an error line.
-static int train_classes(const Options* o, DataFormat* f, char*** names) {
-    char path[1100];
-    snprintf(path, sizeof(path), "%s/model.safetensors", o->model_dir);
+// run --resume continues, or those --model's config.json names (a fine-tuned model's id2label);
+// else (K = 0) the training data decides. 0, or -1 after an error line.
+static int train_classes(const Options* o, Config* c, DataFormat* f, char*** names) {
     *names = NULL;
     f->num_labels = 0;
     if (o->labels) { f->names_from = "--labels"; return labels_parse(o->labels, &f->num_labels, names); }
-    const char* dir = o->resume_dir ? o->resume_dir : checkpoint_has_head(o->model_dir) ? o->model_dir : NULL;
     f->names_from = o->resume_dir ? "the run resumed" : "the model";
-    if (dir && saved_labels(dir, &f->num_labels, names) != 0) { return -1; }
-    // (a resumed run without saved labels has the tutorial's two, or the data decides again, as it did)
-    if (o->resume_dir && f->num_labels == 2 && *names == NULL) { f->num_labels = 0; }
+    if (o->resume_dir && saved_labels(o->resume_dir, &f->num_labels, names) != 0) { return -1; }
+    if (!o->resume_dir && (c->id2label || c->num_labels != 2)) {
+        f->num_labels = c->num_labels;
+        *names = c->id2label;
+        c->id2label = NULL;
+    }
+    // (the tutorial's two, Negative and Positive: the data decides, as it did for the run before)
+    if (f->num_labels == 2 && labels_are_default(2, *names)) { free(*names); *names = NULL; f->num_labels = 0; }
     return 0;
 }
 
@@ -4206,9 +4208,9 @@ static int train_data_load(const Options* o, Dataset* train_set, Dataset* val_se
     char** names;
     DataFormat f = { o->text_column, o->label_column, 0, NULL, NULL };
     snprintf(path, sizeof(path), "%s/config.json", o->model_dir);
-    int rc = config_load(&c, path);
+    int rc = config_load(&c, path) != 0 ? -1 : train_classes(o, &c, &f, &names);
     free(c.id2label);
-    if (rc != 0 || train_classes(o, &f, &names) != 0) { return -1; }
+    if (rc != 0) { return -1; }
     f.names = names;
     snprintf(path, sizeof(path), "%s/vocab.txt", o->model_dir);
     if (tokenizer_init(&tok, path) != 0) { free(names); return -1; }
@@ -4992,8 +4994,9 @@ static int load_for_inference(Model* m, const Options* o) {
     if (o->labels) {
         if (labels_parse(o->labels, &K, &names) != 0) { model_free(m); return -1; }
         if (K != m->config.num_labels) {
+            fail("--labels names %d classes, but the model has %d", K, m->config.num_labels);
             free(names); model_free(m);
-            return fail("--labels names %d classes, but the model has %d", K, m->config.num_labels);
+            return -1;
         }
         free(m->config.id2label);
         m->config.id2label = names;

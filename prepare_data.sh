@@ -11,6 +11,11 @@
 #   data/imdb/train.tsv, test.tsv            25,000 reviews each: "label<TAB>text", 0 = neg, 1 = pos
 #   data/imdb/train_1k.tsv                   1,000 reviews (500 per label) drawn from train.tsv
 #   data/imdb/validation_1k.tsv              1,000 reviews (500 per label) drawn from test.tsv
+#   data/imdb/train.ids, test.ids            the review file of each row of train.tsv, test.tsv
+#                                            (aclImdb path SPLIT/LABEL/<id>_<stars>.txt)
+#   data/imdb/stars_train_1k.tsv             a four-class task: 250 reviews per class, the class
+#   data/imdb/stars_validation_1k.tsv        a word from the stars: awful (1-2), bad (3-4), good
+#                                            (7-8), great (9-10); drawn from train.tsv / test.tsv
 #   data/imdb/aclImdb_v1.tar.gz              the downloaded archive, kept so a rerun needs no
 #                                            network; delete it if you need the space
 #
@@ -29,6 +34,7 @@
 #                  NAME = CONFIG, VOCAB, MODEL or IMDB, so the test can serve small fake files
 #   LORA_TEST_FREE_KB   pretend the disk has only this many KiB free (tests the disk-full message)
 #   LORA_TEST_PER_LABEL draw this many reviews per label instead of 500 (a small fake archive)
+#   LORA_TEST_PER_CLASS draw this many reviews per star class instead of 250 (the same)
 #   ./prepare_data.sh --prng-check   prints the 10,000th MINSTD number from seed 1 and exits
 #                  (must be 399268537: the check value the C++ standard gives for std::minstd_rand)
 
@@ -67,6 +73,13 @@ IMDB_SHA256=${LORA_TEST_IMDB_SHA256:-c40f74a18d3b61f90feba1e17730e0d38e8b97c05fd
 SAMPLE_PER_LABEL=${LORA_TEST_PER_LABEL:-500}
 TRAIN_1K_SEED=42
 VALIDATION_1K_SEED=2011
+
+# The four-class star split: 250 reviews per class drawn without replacement, then shuffled,
+# exactly as Python's random.Random(SEED).sample(...) and .shuffle(...) draw them (see AWK_STARS),
+# so that the files equal those of the reference conversion byte for byte.
+STARS_PER_CLASS=${LORA_TEST_PER_CLASS:-250}
+STARS_TRAIN_SEED=20261206
+STARS_VALIDATION_SEED=20261207
 
 WEIGHTS=weights/distilbert-base-uncased
 DATA=data/imdb
@@ -339,6 +352,152 @@ sample_1k() {
 }
 
 # ----------------------------------------------------------------------------
+# the four-class star split: Python's random module, in awk
+
+# Python's random.Random(seed) is the Mersenne Twister MT19937 (Matsumoto & Nishimura 1998),
+# seeded with init_by_array([seed]). awk has no bit operations, so the 32-bit XOR and AND are done
+# four bits at a time with two 16 x 16 tables, and shifts and products are written with / and %
+# on doubles, every intermediate below 2^53 (exact in every awk). Output: the rows of the sample.
+AWK_MT='
+    function mt_tables(   a, b, i, x, y, bx, ba) {
+        for (a = 0; a < 16; a++) for (b = 0; b < 16; b++) {
+            x = a; y = b; bx = 0; ba = 0
+            for (i = 1; i < 16; i *= 2) {
+                if ((x % 2) != (y % 2)) bx += i
+                if ((x % 2) == 1 && (y % 2) == 1) ba += i
+                x = int(x / 2); y = int(y / 2)
+            }
+            XT[a * 16 + b] = bx; AT[a * 16 + b] = ba
+        }
+    }
+    function xor32(a, b,   r, p, i, x, y) {
+        r = 0; p = 1
+        for (i = 0; i < 8; i++) { x = a % 16; y = b % 16; r += XT[x * 16 + y] * p; a = (a - x) / 16; b = (b - y) / 16; p *= 16 }
+        return r
+    }
+    function and32(a, b,   r, p, i, x, y) {
+        r = 0; p = 1
+        for (i = 0; i < 8; i++) { x = a % 16; y = b % 16; r += AT[x * 16 + y] * p; a = (a - x) / 16; b = (b - y) / 16; p *= 16 }
+        return r
+    }
+    # (a * b) mod 2^32, b split in 16-bit halves so that no product reaches 2^53
+    function mul32(a, b,   hi, lo) { hi = int(b / 65536); lo = b % 65536; return ((a * hi) % 65536 * 65536 + a * lo) % 4294967296 }
+    function mt_seed(key,   i, j, k, x) {
+        mt_tables()
+        MT[0] = 19650218
+        for (i = 1; i < 624; i++) { x = MT[i - 1]; MT[i] = (mul32(xor32(x, int(x / 1073741824)), 1812433253) + i) % 4294967296 }
+        i = 1; j = 0
+        for (k = 624; k > 0; k--) {
+            x = MT[i - 1]
+            MT[i] = (xor32(MT[i], mul32(xor32(x, int(x / 1073741824)), 1664525)) + key + j) % 4294967296
+            i++; j = 0
+            if (i >= 624) { MT[0] = MT[623]; i = 1 }
+        }
+        for (k = 623; k > 0; k--) {
+            x = MT[i - 1]
+            MT[i] = (xor32(MT[i], mul32(xor32(x, int(x / 1073741824)), 1566083941)) - i + 4294967296) % 4294967296
+            i++
+            if (i >= 624) { MT[0] = MT[623]; i = 1 }
+        }
+        MT[0] = 2147483648
+        MTI = 624
+    }
+    function mt_twist(   k, y, m) {
+        for (k = 0; k < 624; k++) {
+            y = (MT[k] >= 2147483648 ? 2147483648 : 0) + MT[(k + 1) % 624] % 2147483648
+            m = xor32(MT[(k + 397) % 624], int(y / 2))
+            MT[k] = (y % 2) ? xor32(m, 2567483615) : m
+        }
+        MTI = 0
+    }
+    function mt_u32(   y) {
+        if (MTI >= 624) mt_twist()
+        y = MT[MTI++]
+        y = xor32(y, int(y / 2048))
+        y = xor32(y, and32((y * 128) % 4294967296, 2636928640))
+        y = xor32(y, and32((y * 32768) % 4294967296, 4022730752))
+        return xor32(y, int(y / 262144))
+    }
+    # random._randbelow(n): the top k bits of a draw, k = the bits of n, until one is below n
+    function randbelow(n,   k, p, r) {
+        k = 0; p = 1
+        while (p <= n) { p *= 2; k++ }
+        do r = int(mt_u32() / 2 ^ (32 - k)); while (r >= n)
+        return r
+    }'
+
+# random.sample(pool c, k) for each class c in order, then random.shuffle(all picked), as
+# Python 3 (3.2 to 3.13) does them. Input lines: aclImdb path<TAB>label<TAB>text (paste of
+# SPLIT.ids and SPLIT.tsv); the class comes from the stars in the path (<id>_<stars>.txt).
+AWK_STARS='
+    {
+        n = split($1, part, "_"); stars = part[n] + 0
+        c = stars <= 2 ? 1 : stars <= 4 ? 2 : stars >= 9 ? 4 : stars >= 7 ? 3 : 0
+        if (c == 0) { printf "prepare_data.sh: error: %s: %d stars is in no class\n", $1, stars > "/dev/stderr"; exit 1 }
+        text = $0; sub(/^[^\t]*\t[^\t]*\t/, "", text)
+        row[c, count[c]++] = NAMES[c] "\t" text
+    }
+    END {
+        if (NR == 0) exit 1
+        mt_seed(seed)
+        picked = 0
+        for (c = 1; c <= 4; c++) {
+            n = count[c]; k = per_class
+            if (n < k) { printf "prepare_data.sh: error: need %d reviews of class %s, found %d\n", k, NAMES[c], n > "/dev/stderr"; exit 1 }
+            # random.sample: a partial shuffle of a copy when the pool is small, else draws that
+            # skip the indices already taken (the same numbers Python draws, in the same order)
+            setsize = 21
+            if (k > 5) setsize += 4 ^ ceil4(k * 3)
+            if (n <= setsize) {
+                for (i = 0; i < n; i++) pool[i] = i
+                for (i = 0; i < k; i++) { j = randbelow(n - i); pick[picked++] = row[c, pool[j]]; pool[j] = pool[n - i - 1] }
+            } else {
+                split("", taken)
+                for (i = 0; i < k; i++) { j = randbelow(n); while (j in taken) j = randbelow(n); taken[j] = 1; pick[picked++] = row[c, j] }
+            }
+        }
+        for (i = picked - 1; i > 0; i--) { j = randbelow(i + 1); t = pick[i]; pick[i] = pick[j]; pick[j] = t }
+        for (i = 0; i < picked; i++) print pick[i]
+    }
+    # ceil(log(x) / log(4)), as Python computes _ceil(_log(k * 3, 4))
+    function ceil4(x,   v) { v = log(x) / log(4); return v == int(v) ? v : int(v) + 1 }'
+
+# stars_ok FILE: true when every line of FILE is "awful|bad|good|great<TAB>text"
+stars_ok() {
+    [ -s "$1" ] && awk -F '\t' 'NF != 2 || ($1 != "awful" && $1 != "bad" && $1 != "good" && $1 != "great") { bad = 1; exit } END { exit bad }' "$1"
+}
+
+# draw_stars SPLIT DEST SEED: data/imdb/SPLIT.tsv and SPLIT.ids -> DEST
+draw_stars() {
+    TMP_FILE="$2.tmp.$$"
+    paste -d '\t' "$DATA/$1.ids" "$DATA/$1.tsv" |
+        awk -F '\t' -v seed="$3" -v per_class="$STARS_PER_CLASS" \
+            'BEGIN { NAMES[1] = "awful"; NAMES[2] = "bad"; NAMES[3] = "good"; NAMES[4] = "great" }'"$AWK_MT $AWK_STARS" >"$TMP_FILE" ||
+        die "could not draw $2 from $DATA/$1.tsv and $DATA/$1.ids (disk full?)"
+    commit "$2"
+    say "$2: drawn from $DATA/$1.tsv ($STARS_PER_CLASS per class, seed $3)"
+}
+
+# ids_ok SPLIT: true when data/imdb/SPLIT.ids has a line for every line of SPLIT.tsv
+ids_ok() {
+    [ -s "$DATA/$1.ids" ] && [ -f "$DATA/$1.tsv" ] && [ "$(wc -l <"$DATA/$1.ids")" = "$(wc -l <"$DATA/$1.tsv")" ]
+}
+
+# write_ids ACLIMDB SPLIT: the review file of each row of SPLIT.tsv, in convert_split's order
+write_ids() {
+    local acl=$1 split=$2 dest=$DATA/$2.ids label
+    TMP_FILE="$dest.tmp.$$"
+    : >"$TMP_FILE" || die "could not create $TMP_FILE"
+    for label in neg pos; do
+        (cd "$acl/$split/$label" && ls | awk '/^[0-9]+_[0-9]+\.txt$/' | sort -t _ -k 1,1n |
+            awk -v prefix="$split/$label/" '{ print prefix $0 }') >>"$TMP_FILE" ||
+            die "could not list $acl/$split/$label into $TMP_FILE (disk full?)"
+    done
+    commit "$dest"
+    say "$dest: written"
+}
+
+# ----------------------------------------------------------------------------
 # IMDB, step by step
 
 # the archive, downloaded or taken from --local, verified, unpacked into a temporary folder
@@ -443,6 +602,63 @@ imdb_1k() {
     fi
 }
 
+# imdb_ids SPLIT: make data/imdb/SPLIT.ids (the star classes need it): from --local's SPLIT.ids
+# (or .ids.gz), else from the review files (the archive, or --local's aclImdb/)
+imdb_ids() {
+    local split=$1 dest=$DATA/$1.ids
+    if ids_ok "$split"; then
+        say "$dest: already there"
+        return
+    fi
+    [ -f "$DATA/$split.tsv" ] || return 0 # (its absence is reported already)
+    if [ -n "$LOCAL" ] && { [ -f "$LOCAL/imdb/$split.ids" ] || [ -f "$LOCAL/imdb/$split.ids.gz" ]; }; then
+        TMP_FILE="$dest.tmp.$$"
+        if [ -f "$LOCAL/imdb/$split.ids" ]; then cat "$LOCAL/imdb/$split.ids"; else gzip -dc "$LOCAL/imdb/$split.ids.gz"; fi >"$TMP_FILE" ||
+            die "could not copy $LOCAL/imdb/$split.ids into $TMP_FILE (disk full?)"
+        commit "$dest"
+        ids_ok "$split" || { rm -f "$dest"; die "$LOCAL/imdb/$split.ids does not have a line for each row of $DATA/$split.tsv"; }
+        say "$dest: copied from $LOCAL/imdb/"
+    elif [ -n "$ACL" ]; then
+        write_ids "$ACL" "$split"
+    elif [ -z "$LOCAL" ] || [ -f "$LOCAL/imdb/aclImdb_v1.tar.gz" ]; then
+        get_archive
+        write_ids "$ACL" "$split"
+    elif [ -d "$LOCAL/imdb/aclImdb/$split" ]; then
+        write_ids "$LOCAL/imdb/aclImdb" "$split"
+    else
+        say "$dest: not found in $LOCAL/imdb/ (looked for $split.ids, $split.ids.gz, aclImdb/$split/, aclImdb_v1.tar.gz)"
+        missing "$LOCAL/imdb/$split.ids"
+        return 0
+    fi
+    ids_ok "$split" || die "$dest does not have a line for each row of $DATA/$split.tsv (was $split.tsv made from another archive?)"
+}
+
+# imdb_stars NAME SOURCE_SPLIT SEED: make data/imdb/NAME.tsv, the four-class star split
+imdb_stars() {
+    local name=$1 dest=$DATA/$1.tsv src
+    if stars_ok "$dest"; then
+        say "$dest: already there"
+        return
+    fi
+    # --local: a ready-made split is copied as it is
+    for src in "$LOCAL/imdb/$name.tsv" "$LOCAL/imdb/$name.tsv.gz"; do
+        if [ -n "$LOCAL" ] && [ -f "$src" ]; then
+            TMP_FILE="$dest.tmp.$$"
+            case $src in *.gz) gzip -dc "$src" ;; *) cat "$src" ;; esac >"$TMP_FILE" || die "could not copy $src into $TMP_FILE (disk full?)"
+            commit "$dest"
+            stars_ok "$dest" || { rm -f "$dest"; die "$src is not a star split (each line must be awful, bad, good or great, a TAB, then the text)"; }
+            say "$dest: copied from $src"
+            return
+        fi
+    done
+    if ids_ok "$2"; then
+        draw_stars "$2" "$dest" "$3"
+    else
+        say "$dest: cannot be drawn, $DATA/$2.tsv or $DATA/$2.ids is missing"
+        missing "$DATA/$2.ids"
+    fi
+}
+
 # ----------------------------------------------------------------------------
 # main
 
@@ -451,11 +667,13 @@ usage() {
 usage: ./prepare_data.sh [--local DIR]
 
 Downloads distilbert-base-uncased into $WEIGHTS/ and the Stanford IMDB
-reviews into $DATA/ (train.tsv, test.tsv, train_1k.tsv, validation_1k.tsv).
+reviews into $DATA/ (train.tsv, test.tsv, train_1k.tsv, validation_1k.tsv; the
+four-class star split stars_train_1k.tsv, stars_validation_1k.tsv; train.ids, test.ids).
 
   --local DIR   take the files from a local folder instead of the network:
                 DIR/distilbert-base-uncased/{config.json,vocab.txt,model.safetensors}
                 DIR/imdb/{train,test,train_1k,validation_1k}.tsv (or .tsv.gz),
+                DIR/imdb/{train,test}.ids, DIR/imdb/stars_{train,validation}_1k.tsv (or .gz),
                 or DIR/imdb/aclImdb/ (the unpacked archive), or DIR/imdb/aclImdb_v1.tar.gz.
                 Whatever is there is copied; what is not is listed at the end.
   -h, --help    this text
@@ -484,7 +702,7 @@ while [ $# -gt 0 ]; do
 done
 
 cd "$(dirname "$0")"
-for tool in awk sort xargs wc cmp df; do need $tool "by this script"; done
+for tool in awk sort xargs wc cmp df paste; do need $tool "by this script"; done
 have sha256sum || have shasum || die "neither sha256sum nor shasum was found (needed to verify files); install coreutils or perl"
 mkdir -p "$WEIGHTS" "$DATA" || die "could not create $WEIGHTS and $DATA"
 
@@ -498,6 +716,10 @@ imdb_split train
 imdb_split test
 imdb_1k train_1k train $TRAIN_1K_SEED
 imdb_1k validation_1k test $VALIDATION_1K_SEED
+imdb_ids train
+imdb_ids test
+imdb_stars stars_train_1k train $STARS_TRAIN_SEED
+imdb_stars stars_validation_1k test $STARS_VALIDATION_SEED
 if [ -n "$TMP_DIR" ]; then rm -rf "$TMP_DIR" && TMP_DIR=; fi
 
 if [ -n "$MISSING" ]; then

@@ -2075,6 +2075,289 @@ static void group_merge(void) { test_merge(); }
 static void group_rslora(void) { test_rslora(); }
 
 // ----------------------------------------------------------------------------
+// data: TSV, CSV and JSON Lines files (dataset_load), labels 0..K-1 or words, K classes through
+// the model, and the metrics of K classes (./test_lora data). The error lines themselves (file:line)
+// are checked by dev/test_data.sh.
+
+// write text to TEST_DIR/name and load it: dataset_load's return value
+static int data_load(Dataset* d, const Tokenizer* tok, const char* name, const char* text, const DataFormat* f) {
+    char path[256];
+    snprintf(path, sizeof(path), TEST_DIR "/%s", name);
+    write_bytes(path, text, strlen(text));
+    int rc = dataset_load(d, path, tok, 64, f);
+    remove(path);
+    return rc;
+}
+
+// 1 when a and b hold the same examples: labels, token ids, classes and their names
+static int same_dataset(const Dataset* a, const Dataset* b) {
+    int same = a->n == b->n && a->num_tokens == b->num_tokens && a->num_labels == b->num_labels;
+    for (int i = 0; same && i < a->n; i++) { same = a->labels[i] == b->labels[i] && a->lengths[i] == b->lengths[i]; }
+    for (int k = 0; same && k < a->num_labels; k++) { same = strcmp(a->label_names[k], b->label_names[k]) == 0; }
+    return same && memcmp(a->ids, b->ids, a->num_tokens * sizeof(int)) == 0;
+}
+
+static void test_data_formats(void) {
+    Tokenizer tok;
+    if (!expect(tokenizer_init(&tok, "dev/fixtures/tokenizer_small_vocab.txt") == 0, "data: the small test vocabulary loads")) { return; }
+    make_dir(TEST_DIR);
+    // the same four rows (a comma, quotes, a newline only CSV/JSON can hold: written as a space in TSV)
+    const char* tsv = "great\tthe film, \"the\" best\nbad\tit was bad\nfine\tso so\ngreat\tsee it\n";
+    const char* csv = "text,label\r\n\"the film, \"\"the\"\" best\",great\r\nit was bad,bad\r\n\"so so\",fine\r\nsee it,great";
+    const char* csv_index = ",label,text,extra\n0,great,\"the film, \"\"the\"\" best\",x\n1,bad,it was bad,\n2,fine,so so,y\n3,great,see it,\n";
+    const char* jsonl = "{\"text\": \"the film, \\\"the\\\" best\", \"label\": \"great\"}\n{\"label\": \"bad\", \"text\": \"it was bad\"}\r\n"
+                        "{\"text\": \"so\\u0020so\", \"label\": \"fine\", \"id\": 3}\n{\"text\": \"see it\", \"label\": \"great\"}\n";
+    Dataset a, b;
+    int ok = data_load(&a, &tok, "rows.tsv", tsv, NULL) == 0;
+    expect(ok && a.n == 4 && a.num_labels == 3 && strcmp(a.label_names[0], "bad") == 0 && strcmp(a.label_names[1], "fine") == 0 &&
+           strcmp(a.label_names[2], "great") == 0 && a.labels[0] == 2 && a.labels[1] == 0 && a.labels[2] == 1,
+           "data: word labels become classes in sorted order (bad 0, fine 1, great 2)");
+    const char* names[3] = { "rows.csv", "rows_index.CSV", "rows.jsonl" };
+    const char* texts[3] = { csv, csv_index, jsonl };
+    for (int k = 0; k < 3 && ok; k++) {
+        int loaded = data_load(&b, &tok, names[k], texts[k], NULL) == 0;
+        expect(loaded && same_dataset(&a, &b), "data: %s (%s) gives the TSV's examples: labels, token ids, classes",
+               names[k], k == 0 ? "RFC 4180 quotes, \"\", CRLF, no final newline" : k == 1 ? "an index column, columns in another order" : "JSON Lines, \\u escapes, CRLF");
+        if (loaded) { dataset_free(&b); }
+    }
+    // a newline inside quotes is part of the text, and the line numbers after it still count
+    Dataset c;
+    int loaded = data_load(&b, &tok, "newline.csv", "label,text\n1,\"two\nlines\"\n0,one\n", NULL) == 0;
+    int loaded_tsv = data_load(&c, &tok, "newline.tsv", "1\ttwo lines\n0\tone\n", NULL) == 0;
+    expect(loaded && loaded_tsv && same_dataset(&b, &c), "data: a CSV field with a newline inside quotes is one text (as the TSV's with a space)");
+    if (loaded) { dataset_free(&b); }
+    if (loaded_tsv) { dataset_free(&c); }
+    // --text-column / --label-column
+    DataFormat cols = { "review", "stars", 0, NULL, NULL };
+    loaded = data_load(&b, &tok, "cols.jsonl", "{\"review\": \"good\", \"stars\": 1}\n{\"review\": \"bad\", \"stars\": 0}\n", &cols) == 0;
+    expect(loaded && b.n == 2 && b.labels[0] == 1 && b.labels[1] == 0, "data: --text-column review --label-column stars (JSONL, numbers)");
+    if (loaded) { dataset_free(&b); }
+    expect(data_load(&b, &tok, "cols.csv", "text,label\ngood,1\n", &cols) == -1, "data: a CSV without the --text-column is refused");
+    // numbers: 0..K-1, named Negative/Positive for 2, LABEL_i for more
+    loaded = data_load(&b, &tok, "three.tsv", "2\tgood\n0\tbad\n1\tso so\n", NULL) == 0;
+    expect(loaded && b.num_labels == 3 && b.labels[0] == 2 && strcmp(b.label_names[2], "LABEL_2") == 0, "data: numbered labels 0, 1, 2 make 3 classes (LABEL_0 ...)");
+    if (loaded) { dataset_free(&b); }
+    loaded = data_load(&b, &tok, "two.tsv", "1\tgood\n0\tbad\n", NULL) == 0;
+    expect(loaded && b.num_labels == 2 && strcmp(b.label_names[1], "Positive") == 0, "data: labels 0 and 1 are Negative and Positive, as in the tutorial");
+    if (loaded) { dataset_free(&b); }
+    // --labels gives the order (and classes the file lacks); the validation file maps into them
+    DataFormat order = { NULL, NULL, 0, NULL, "--labels" };
+    char** given;
+    int K;
+    expect(labels_parse("great,fine,bad,awful", &K, &given) == 0 && K == 4, "data: --labels great,fine,bad,awful parses into 4 names");
+    order.num_labels = K;
+    order.names = given;
+    loaded = data_load(&b, &tok, "order.tsv", tsv, &order) == 0;
+    expect(loaded && b.num_labels == 4 && b.labels[0] == 0 && b.labels[1] == 2 && b.labels[2] == 1 && strcmp(b.label_names[3], "awful") == 0,
+           "data: --labels orders the classes (great 0, fine 1, bad 2), awful with no example included");
+    if (loaded) { dataset_free(&b); }
+    expect(data_load(&b, &tok, "order.tsv", "great\tx\nsuper\ty\n", &order) == -1, "data: a label not in --labels is refused");
+    free(given);
+    int bad_labels[6] = { 0 };
+    const char* bad_parse[3] = { "a", "a,b,a", "a,,b" };
+    for (int k = 0; k < 3; k++) { bad_labels[k] = labels_parse(bad_parse[k], &K, &given) == -1; }
+    expect(bad_labels[0] && bad_labels[1] && bad_labels[2], "data: --labels with one name, a name twice, or an empty name is refused");
+    // refused files: each gives -1 (its file:line message is dev/test_data.sh's to check)
+    const char* bad[][2] = {
+        { "mixed.tsv", "0\tgood\nx\tbad\n" }, { "gap.tsv", "0\ta\n2\tb\n" }, { "one.tsv", "good\ta\ngood\tb\n" },
+        { "header.tsv", "label\ttext\n0\ta\n" }, { "space.tsv", "good \ta\nbad\tb\n" }, { "fields.csv", "text,label\na,1,2\n" },
+        { "quote.csv", "text,label\n\"open,1\n" }, { "afterquote.csv", "text,label\n\"a\"b,1\n" }, { "notobject.jsonl", "[1, 2]\n" },
+        { "float.jsonl", "{\"text\": \"a\", \"label\": 1.5}\n" }, { "nolabel.jsonl", "{\"text\": \"a\"}\n" }, { "blank.csv", "text,label\na,1\n\nb,0\n" } };
+    int refused = 0, nbad = (int)(sizeof(bad) / sizeof(bad[0]));
+    for (int k = 0; k < nbad; k++) {
+        int rc = data_load(&b, &tok, bad[k][0], bad[k][1], NULL);
+        if (rc == -1) { refused++; } else { expect(0, "data: %s is refused", bad[k][0]); dataset_free(&b); }
+    }
+    expect(refused == nbad, "data: %d of %d bad files refused (mixed numbers and words, a missing class, one class, a TSV header, "
+           "spaces, field counts, open quotes, JSON that is no object or no label)", refused, nbad);
+    // more than MAX_LABELS different labels
+    size_t cap = 20 * (MAX_LABELS + 2), n = 0;
+    char* many = mallocCheck(cap);
+    for (int k = 0; k <= MAX_LABELS; k++) { n += snprintf(many + n, cap - n, "c%d\tthe\n", k); }
+    expect(data_load(&b, &tok, "many.tsv", many, NULL) == -1, "data: %d different labels (one more than MAX_LABELS) are refused", MAX_LABELS + 1);
+    free(many);
+    // the validation file's labels must be among the training data's
+    DataFormat val = { NULL, NULL, a.num_labels, a.label_names, "the training data" };
+    loaded = data_load(&b, &tok, "val.tsv", "fine\tx\nbad\ty\n2\tz\n", &val) == 0;
+    expect(loaded && b.labels[0] == 1 && b.labels[1] == 0 && b.labels[2] == 2 && b.num_labels == 3,
+           "data: validation labels map to the training classes (by name, or by number)");
+    if (loaded) { dataset_free(&b); }
+    expect(data_load(&b, &tok, "val.tsv", "fine\tx\nawful\ty\n", &val) == -1, "data: a validation label the training data lacks is refused");
+    if (ok) { dataset_free(&a); }
+    tokenizer_free(&tok);
+}
+
+// the metrics of K classes: a hand-made confusion matrix against scores computed by hand (what
+// scikit-learn's precision_recall_fscore_support gives for it), then evaluate on a K = 3 model
+static void test_data_metrics(void) {
+    Metrics* r = callocCheck(1, sizeof(Metrics));
+    r->num_labels = 3;
+    int cm[9] = { 5, 1, 0,   2, 3, 1,   0, 0, 4 };  // rows: label 0, 1, 2; columns: predicted
+    memcpy(r->confusion, cm, sizeof(cm));
+    float p[3], rc[3], f[3];
+    for (int k = 0; k < 3; k++) { class_scores(r, k, &p[k], &rc[k], &f[k]); }
+    // class 0: tp 5, predicted 7, actual 6; class 1: 3, 4, 6; class 2: 4, 5, 4
+    double want_p[3] = { 5.0 / 7, 3.0 / 4, 4.0 / 5 }, want_r[3] = { 5.0 / 6, 3.0 / 6, 4.0 / 4 };
+    double worst = 0;
+    for (int k = 0; k < 3; k++) {
+        double wf = 2 * want_p[k] * want_r[k] / (want_p[k] + want_r[k]);
+        worst = fmax(worst, fmax(fabs(p[k] - want_p[k]), fmax(fabs(rc[k] - want_r[k]), fabs(f[k] - wf))));
+    }
+    expect(worst < 1e-6, "metrics: per-class precision, recall, F1 of a 3x3 confusion matrix (max error %.1e)", worst);
+    // a class never predicted and never present: 0, as zero_division=0
+    int cm0[9] = { 2, 0, 0,   1, 1, 0,   0, 0, 0 };
+    memcpy(r->confusion, cm0, sizeof(cm0));
+    class_scores(r, 2, &p[0], &rc[0], &f[0]);
+    expect(p[0] == 0 && rc[0] == 0 && f[0] == 0, "metrics: a class with no examples and no predictions scores 0 (zero_division=0)");
+    free(r);
+    // evaluate on a tiny model with 3 classes: the matrix counts every example once, accuracy is
+    // its diagonal, the macro scores are the means of the class scores
+    Config c = tiny_config();
+    c.num_labels = 3;
+    LoraConfig lc = { 2, 4.0f, 0.0f, { 1, 0, 0, 0, 0, 0 }, 0 };
+    Model m;
+    model_init_random(&m, &c, &lc, MODE_LORA, 3);
+    for (size_t i = 0; i < (size_t)3 * c.dim; i++) { m.params.cls_w[i] *= 40.0f; }  // (spread the predictions)
+    Dataset d = { 0 };
+    d.n = 12;
+    int lengths[12], labels[12], ids[12 * 4];
+    size_t starts[12];
+    Rng rng = { 9 };
+    for (int i = 0; i < 12; i++) {
+        lengths[i] = 4; labels[i] = i % 3; starts[i] = (size_t)4 * i;
+        for (int t = 0; t < 4; t++) { ids[4 * i + t] = (int)(rng_u64(&rng) % c.vocab_size); }
+    }
+    d.lengths = lengths; d.labels = labels; d.starts = starts; d.ids = ids; d.num_tokens = 48; d.num_labels = 3;
+    Metrics* e = mallocCheck(sizeof(Metrics));
+    int ok = evaluate(&m, &d, 5, e, NULL, NULL) == 0;
+    int total = 0, diag = 0, per_label_ok = 1;
+    for (int k = 0; k < 9; k++) { total += e->confusion[k]; }
+    for (int k = 0; k < 3; k++) {
+        diag += e->confusion[k * 3 + k];
+        per_label_ok &= e->confusion[k * 3] + e->confusion[k * 3 + 1] + e->confusion[k * 3 + 2] == 4;
+    }
+    double macro = 0;
+    for (int k = 0; k < 3; k++) { class_scores(e, k, &p[0], &rc[0], &f[0]); macro += f[0] / 3; }
+    expect(ok && e->num_labels == 3 && total == 12 && per_label_ok && fabs(e->accuracy - diag / 12.0) < 1e-6 && fabs(e->f1 - macro) < 1e-6,
+           "metrics: evaluate with 3 classes: the confusion matrix counts each example once (accuracy %.3f, macro-F1 %.3f)", e->accuracy, e->f1);
+    free(e);
+    model_free(&m);
+}
+
+// the labels' names in config.json: written as transformers writes them, read back; K classes
+// through the head of a saved adapter and a whole checkpoint
+static void test_data_labels_saved(void) {
+    Config c = tiny_config();
+    char* names[4] = { "awful", "bad", "good", "gr\"eat" };
+    c.num_labels = 4;
+    c.id2label = names;
+    char* json = checkpoint_config_json(&c, "F32");
+    Json* j = json_parse(json, strlen(json), "config");
+    int K = 0;
+    char** back = NULL;
+    int ok = j && labels_from_json(j, "config", &K, &back) == 0 && K == 4 && back;
+    for (int k = 0; ok && k < 4; k++) { ok = strcmp(back[k], names[k]) == 0; }
+    const Json* l2i = j ? json_get(j, "label2id") : NULL;
+    expect(ok && strstr(json, "\"id2label\": { \"0\": \"awful\", \"1\": \"bad\", \"2\": \"good\", \"3\": \"gr\\\"eat\" }") && l2i &&
+           l2i->count == 4 && json_get(l2i, "good") && json_get(l2i, "good")->number == 2,
+           "labels: config.json's id2label and label2id, as transformers writes them, read back (a quote escaped)");
+    free(back); free(json); json_free(j);
+    // transformers' default names mean no names; the tutorial's two are written as before
+    const char* generic = "{\"id2label\": {\"0\": \"LABEL_0\", \"1\": \"LABEL_1\", \"2\": \"LABEL_2\"}}";
+    j = json_parse(generic, strlen(generic), "generic");
+    expect(j && labels_from_json(j, "generic", &K, &back) == 0 && K == 3 && back == NULL, "labels: LABEL_0, LABEL_1, LABEL_2 are the default names (3 classes)");
+    json_free(j);
+    const char* bad = "{\"id2label\": {\"0\": \"a\", \"2\": \"b\"}}";
+    j = json_parse(bad, strlen(bad), "bad");
+    expect(j && labels_from_json(j, "bad", &K, &back) == -1, "labels: an id2label with a gap (0, 2) is refused");
+    json_free(j);
+    // an adapter of 4 classes: config.json beside it, the head (4, C), and back through saved_labels
+    Model m, m2;
+    LoraConfig lc = { 2, 4.0f, 0.0f, { 1, 0, 0, 0, 0, 0 }, 0 };
+    c.id2label = names;
+    model_init_random(&m, &c, &lc, MODE_LORA, 4);
+    make_dir(TEST_DIR);
+    ok = adapter_save(&m, TEST_DIR "/k4", "tiny", NULL) == 0 && saved_labels(TEST_DIR "/k4", &K, &back) == 0 && K == 4 && back;
+    for (int k = 0; ok && k < 4; k++) { ok = strcmp(back[k], names[k]) == 0; }
+    expect(ok, "labels: a 4-class adapter saves config.json beside it; its labels come back (K 4, the names)");
+    free(back);
+    // the same model with the tutorial's labels: no config.json (and the earlier one is gone)
+    Config c2 = tiny_config();
+    model_init_random(&m2, &c2, &lc, MODE_LORA, 4);
+    ok = adapter_save(&m2, TEST_DIR "/k4", "tiny", NULL) == 0 && !file_exists(TEST_DIR "/k4/config.json") &&
+         saved_labels(TEST_DIR "/k4", &K, &back) == 0 && K == 2 && back == NULL;
+    expect(ok, "labels: an adapter with the tutorial's Negative/Positive has no config.json (an old one is removed)");
+    model_free(&m); model_free(&m2);
+    remove(TEST_DIR "/k4/adapter_model.safetensors"); remove(TEST_DIR "/k4/adapter_config.json"); remove(TEST_DIR "/k4");
+}
+
+// Hugging Face parity for K = 3 and K = 4: dev/fixtures/hf_multiclass/k3 and k4, made by
+// dev/hf_multiclass.py (a tiny random DistilBertForSequenceClassification with num_labels K and
+// PEFT LoRA on q_lin, v_lin): logits, loss, every trainable gradient, 3 Trainer steps
+#define HF_MULTI_DIR "dev/fixtures/hf_multiclass"
+static void test_hf_multiclass_parity(int K) {
+    char dir[256], path[300];
+    snprintf(dir, sizeof(dir), HF_MULTI_DIR "/k%d", K);
+    snprintf(path, sizeof(path), "%s/reference.safetensors", dir);
+    if (!file_exists(path)) {
+        skip("HF parity, %d classes: no fixture %s (dev/hf_multiclass.py makes it where torch, transformers and peft are)", K, path);
+        return;
+    }
+    LoraConfig lc;
+    Model m;
+    int ids[256], lengths[16], labels[16];
+    snprintf(path, sizeof(path), "%s/batch.txt", dir);
+    int B = read_batch(path, ids, lengths, labels, 16, 256);
+    snprintf(path, sizeof(path), "%s/adapter", dir);
+    int nl = 0;
+    char** names = NULL;
+    if (B <= 0 || lora_config_load(&lc, path) != 0 || saved_labels(path, &nl, &names) != 0 ||
+        model_load_labels(&m, dir, &lc, MODE_LORA, 0, nl, names) != 0) {
+        free(names);
+        expect(0, "HF parity, %d classes: load %s (model, PEFT adapter, batch)", K, dir);
+        return;
+    }
+    free(names);
+    expect(m.config.num_labels == K, "HF parity, %d classes: the model's config.json and the adapter's classifier say %d classes",
+           K, m.config.num_labels);
+    if (model_load_adapter(&m, path) != 0) { expect(0, "HF parity, %d classes: load the adapter", K); model_free(&m); return; }
+    SafeTensors ref;
+    snprintf(path, sizeof(path), "%s/reference.safetensors", dir);
+    if (safetensors_open(&ref, path, NULL) != 0) { expect(0, "HF parity, %d classes: open %s", K, path); model_free(&m); return; }
+    m.training = 0;  // every dropout of the fixture is 0
+    model_forward(&m, ids, lengths, B, labels);
+    float* want_logits = read_reference(&ref, "logits", (size_t)B * K);
+    float* want_loss = read_reference(&ref, "loss", 1);
+    double e1 = want_logits ? tensor_error_f(m.acts.logits, want_logits, (size_t)B * K) : INFINITY;
+    double e2 = want_loss ? fabs(m.loss - want_loss[0]) / fabs(want_loss[0]) : INFINITY;
+    expect(e1 <= 1e-4 && e2 <= 1e-4, "HF parity, %d classes: logits (%d x %d) max rel err %.2e, loss rel err %.2e (bound 1e-4)",
+           K, B, K, e1, e2);
+    model_zero_grad(&m);
+    model_backward(&m);
+    double worst = 0.0;
+    for (int t = 0; t < m.num_tensors; t++) {
+        double e = grad_error(&m, &ref, t);
+        if (e > 1e-3) { expect(0, "HF parity, %d classes: gradient of %s: max rel err %.2e (bound 1e-3)", K, short_name(m.tensors[t].name), e); }
+        worst = fmax(worst, e);
+    }
+    expect(worst <= 1e-3, "HF parity, %d classes: gradients of all %d trainable tensors (classifier %d x %d): worst max rel err %.2e (bound 1e-3)",
+           K, m.num_tensors, K, m.config.dim, worst);
+    hf_check_steps(&m, &ref, ids, lengths, labels, B);
+    free(want_logits); free(want_loss);
+    safetensors_close(&ref);
+    model_free(&m);
+}
+
+static void group_data(void) {
+    test_data_formats();
+    test_data_metrics();
+    test_data_labels_saved();
+    test_hf_multiclass_parity(3);
+    test_hf_multiclass_parity(4);
+}
+
+
+// ----------------------------------------------------------------------------
 // hardening (issue 14): hostile sizes are refused, or handled in memory that does not grow with
 // what a file claims; the checkpoint must match config.json exactly
 
@@ -2250,6 +2533,7 @@ static const struct { const char* name; void (*run)(void); int one_thread; const
     { "modes", group_modes, 1, "--mode full and head: finite differences, Hugging Face parity (gradients, 3 Trainer steps)" },
     { "export", group_export, 1, "whole checkpoints: save -> load, ./lora merge (F32/F16/BF16) gives the adapter's logits" },
     { "rslora", group_rslora, 1, "rsLoRA (alpha/sqrt(r)) vs a PEFT use_rslora=True fixture" },
+    { "data", group_data, 1, "TSV/CSV/JSONL data, labels 0..K-1 or words, K-class metrics and labels in config.json, HF parity K = 3, 4" },
 };
 #define NUM_GROUPS ((int)(sizeof(GROUPS) / sizeof(GROUPS[0])))
 

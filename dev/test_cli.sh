@@ -414,8 +414,8 @@ bad_tsv() {
 }
 F=$(bad_tsv notab 3 '1 a good movie\n')
 expect_error "bad TSV: a line with no TAB names file:3" "$F:3:" -- "$LORA" train "${TINY[@]}" --train "$F" --val "$VAL" --out "$O"
-F=$(bad_tsv label2 5 '2\ta good movie\n')
-expect_error "bad TSV: label 2 names file:5" "$F:5:" -- "$LORA" train "${TINY[@]}" --train "$F" --val "$VAL" --out "$O"
+F=$(bad_tsv labelword 5 'good\ta good movie\n')
+expect_error "bad TSV: a word label among number labels names file:5" "$F:5:" -- "$LORA" train "${TINY[@]}" --train "$F" --val "$VAL" --out "$O"
 F=$(bad_tsv label10 5 '10\ta good movie\n')
 expect_error "bad TSV: label 10 names file:5" "$F:5:" -- "$LORA" train "${TINY[@]}" --train "$F" --val "$VAL" --out "$O"
 F=$(bad_tsv emptytext 7 '1\t\n')
@@ -449,7 +449,7 @@ unchanged() {
     test -n "$best_hash" -a "$(sha "$O/best/adapter_model.safetensors")" = "$best_hash" -a "$(sha "$O/last/adapter_model.safetensors")" = "$last_hash" \
         -a "$(sha "$O/best/adapter_config.json")" = "$config_hash" -a -z "$(find "$O" -name '*.tmp')"
 }
-F=$T/label2.tsv
+F=$T/labelword.tsv
 expect_error "no overwrite: train --out with a saved adapter and a bad TSV fails" "$F:5:" -- \
     "$LORA" train "${TINY[@]}" --train "$F" --val "$VAL" --out "$O" --epochs 1
 check "no overwrite: best/ and last/ unchanged (sha256), no *.tmp left, after the bad TSV" unchanged
