@@ -419,10 +419,11 @@ AWK_MT='
         return xor32(y, int(y / 262144))
     }
     # random._randbelow(n): the top k bits of a draw, k = the bits of n, until one is below n
+    # (p = 2^k; no ^ operator: some awks, busybox'"'"'s among them, are built without it)
     function randbelow(n,   k, p, r) {
         k = 0; p = 1
         while (p <= n) { p *= 2; k++ }
-        do r = int(mt_u32() / 2 ^ (32 - k)); while (r >= n)
+        do r = int(mt_u32() / (4294967296 / p)); while (r >= n)
         return r
     }'
 
@@ -447,7 +448,7 @@ AWK_STARS='
             # random.sample: a partial shuffle of a copy when the pool is small, else draws that
             # skip the indices already taken (the same numbers Python draws, in the same order)
             setsize = 21
-            if (k > 5) setsize += 4 ^ ceil4(k * 3)
+            if (k > 5) setsize += pow4(k * 3)
             if (n <= setsize) {
                 for (i = 0; i < n; i++) pool[i] = i
                 for (i = 0; i < k; i++) { j = randbelow(n - i); pick[picked++] = row[c, pool[j]]; pool[j] = pool[n - i - 1] }
@@ -459,8 +460,8 @@ AWK_STARS='
         for (i = picked - 1; i > 0; i--) { j = randbelow(i + 1); t = pick[i]; pick[i] = pick[j]; pick[j] = t }
         for (i = 0; i < picked; i++) print pick[i]
     }
-    # ceil(log(x) / log(4)), as Python computes _ceil(_log(k * 3, 4))
-    function ceil4(x,   v) { v = log(x) / log(4); return v == int(v) ? v : int(v) + 1 }'
+    # Python'"'"'s 4 ** _ceil(_log(k * 3, 4)): the smallest power of 4 >= x (3k is never one itself)
+    function pow4(x,   p) { p = 1; while (p < x) p *= 4; return p }'
 
 # stars_ok FILE: true when every line of FILE is "awful|bad|good|great<TAB>text"
 stars_ok() {

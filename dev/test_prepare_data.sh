@@ -95,7 +95,7 @@ printf 'word\n' >"$acl/imdb.vocab"
 tar -cf - -C "$T/local2/imdb" aclImdb | gzip -c >"$T/srv/aclImdb_v1.tar.gz"
 head -c 1000 "$T/srv/aclImdb_v1.tar.gz" >"$T/srv/truncated.tar.gz"
 export LORA_TEST_IMDB_SIZE=$(size "$T/srv/aclImdb_v1.tar.gz") LORA_TEST_IMDB_SHA256=$(sha "$T/srv/aclImdb_v1.tar.gz")
-export LORA_TEST_PER_LABEL=20
+export LORA_TEST_PER_LABEL=20 LORA_TEST_PER_CLASS=5
 
 # a folder laid out like a local copy of the data: only vocab.txt of the model, the TSVs gzipped or not
 mkdir -p "$T/local/distilbert-base-uncased" "$T/local/imdb"
@@ -131,6 +131,8 @@ expect "--local: a ready validation_1k.tsv.gz is unpacked as it is" \
 expect "--local: no temporary files are left" 'no_temp_files "$T/local"'
 run local --local "$T/local"
 expect "--local: a second run exits 0 and skips all 5 files it has" '[ $rc = 0 ] && [ $(grep -c "already there" "$T/out") = 5 ]'
+expect "--local without ids or review files: the ids and the star split are listed as not found" \
+    'says "$T/out" "$T/local/imdb/train.ids" && says "$T/out" "stars_train_1k.tsv: cannot be drawn"'
 
 # --local with the unpacked aclImdb/ folder: the converter itself
 new_repo conv
@@ -162,6 +164,41 @@ rm "$t1k" "$v1k"
 run conv --local "$T/local2"
 expect "drawing the 1k samples again gives the same bytes" '[ $rc = 0 ] && same "$T/t1k.first" "$t1k" && same "$T/v1k.first" "$v1k"'
 
+# the four-class star split: the ids files, then 5 reviews per class (LORA_TEST_PER_CLASS) drawn
+# as Python's random.Random(seed).sample and .shuffle draw them; Python itself (when there) makes
+# the expected files from the same rows
+expect "aclImdb -> train.ids: the review file of each row of train.tsv" \
+    '[ $(lines "$T/conv/data/imdb/train.ids") = 60 ] && [ "$(head -n 1 "$T/conv/data/imdb/train.ids")" = train/neg/0_1.txt ] && [ "$(sed -n 31p "$T/conv/data/imdb/train.ids")" = train/pos/0_7.txt ]'
+s1k=$T/conv/data/imdb/stars_train_1k.tsv
+sv1k=$T/conv/data/imdb/stars_validation_1k.tsv
+expect "stars_train_1k.tsv: 20 rows, 5 of each class awful, bad, good, great" \
+    '[ $(lines "$s1k") = 20 ] && [ $(count awful "$s1k") = 5 ] && [ $(count bad "$s1k") = 5 ] && [ $(count good "$s1k") = 5 ] && [ $(count great "$s1k") = 5 ]'
+expect "stars: each review is in the class of its stars (awful 1-2, bad 3-4, good 7-8, great 9-10)" \
+    'paste "$T/conv/data/imdb/train.ids" "$T/exp/train.tsv" | awk -F "\t" "{ split(\$1, p, \"_\"); s = p[2] + 0; print (s <= 2 ? \"awful\" : s <= 4 ? \"bad\" : s <= 8 ? \"good\" : \"great\") \"\t\" \$3 }" | sort >"$T/stars_all" && sort "$s1k" | comm -23 - "$T/stars_all" | [ $(wc -l) = 0 ]'
+if command -v python3 >/dev/null 2>&1; then
+    for pair in "train stars_train_1k 20261206" "test stars_validation_1k 20261207"; do
+        set -- $pair
+        python3 - "$T/conv/data/imdb/$1.ids" "$T/exp/$1.tsv" "$3" >"$T/exp/$2.tsv" <<'PYEOF'
+import random, sys
+ids = open(sys.argv[1], encoding="utf-8").read().split("\n")[:-1]
+rows = open(sys.argv[2], "rb").read().split(b"\n")[:-1]
+name = {1: b"awful", 2: b"awful", 3: b"bad", 4: b"bad", 7: b"good", 8: b"good", 9: b"great", 10: b"great"}
+cls = lambda path: name[int(path.rsplit("_", 1)[1][:-4])]
+rng = random.Random(int(sys.argv[3]))
+picks = []
+for c in (b"awful", b"bad", b"good", b"great"):
+    picks += rng.sample([(c, r.split(b"\t", 1)[1]) for p, r in zip(ids, rows) if cls(p) == c], 5)
+rng.shuffle(picks)
+sys.stdout.buffer.write(b"".join(c + b"\t" + t + b"\n" for c, t in picks))
+PYEOF
+    done
+    expect "stars_train_1k.tsv is what Python's random.Random(20261206) sample + shuffle draws" 'same "$T/exp/stars_train_1k.tsv" "$s1k"'
+    expect "stars_validation_1k.tsv is what Python's random.Random(20261207) draws from test.tsv" 'same "$T/exp/stars_validation_1k.tsv" "$sv1k"'
+else
+    skip "the star split against Python's random module: python3 is not installed"
+fi
+cp "$s1k" "$T/s1k.first" && cp "$sv1k" "$T/sv1k.first"
+
 # the same draw with every other awk on this machine ("the same on every machine")
 n_awks=0
 for a in mawk gawk nawk original-awk busybox; do
@@ -175,9 +212,10 @@ for a in mawk gawk nawk original-awk busybox; do
     mkdir -p "$T/awk-$a"
     printf '#!/bin/sh\nexec %s "$@"\n' "$prog" >"$T/awk-$a/awk"
     chmod +x "$T/awk-$a/awk"
-    rm -f "$t1k" "$v1k"
+    rm -f "$t1k" "$v1k" "$s1k" "$sv1k"
     PATH="$T/awk-$a:$PATH" run conv --local "$T/local2"
     expect "the 1k samples drawn with $a are the same bytes" '[ $rc = 0 ] && same "$T/t1k.first" "$t1k" && same "$T/v1k.first" "$v1k"'
+    expect "the star split drawn with $a (MT19937 in awk) is the same bytes" '[ $rc = 0 ] && same "$T/s1k.first" "$s1k" && same "$T/sv1k.first" "$sv1k"'
     n_awks=$((n_awks + 1))
 done
 [ $n_awks -ge 2 ] || skip "the 1k samples with several awks: only $n_awks awk found (gawk, mawk, busybox ... would run it)"
@@ -205,6 +243,21 @@ if [ -f "$shared/train.tsv.gz" ] && [ -f "$shared/train.ids.gz" ]; then
 else
     skip "byte-for-byte check against a reference train.tsv.gz: LORA_IMDB_REFERENCE is not set"
 fi
+# the four-class star split of the real data, drawn here from the reference's train/test.tsv.gz
+# and .ids.gz, byte for byte against the reference's stars_*_1k.tsv (250 per class: the draws of
+# random.sample that skip taken indices, Python's path for a large pool)
+if [ -f "$shared/stars_train_1k.tsv" ] && [ -f "$shared/test.ids.gz" ] && [ -f "$shared/test.tsv.gz" ]; then
+    mkdir -p "$T/starsref/imdb"
+    for f in train.tsv.gz train.ids.gz test.tsv.gz test.ids.gz; do ln -s "$shared/$f" "$T/starsref/imdb/$f"; done
+    new_repo stars
+    LORA_TEST_PER_CLASS=250 run stars --local "$T/starsref"
+    expect "the star split of the real reviews equals the reference's stars_train_1k.tsv byte for byte" \
+        '[ $rc = 0 ] && same "$shared/stars_train_1k.tsv" "$T/stars/data/imdb/stars_train_1k.tsv"'
+    expect "... and stars_validation_1k.tsv" 'same "$shared/stars_validation_1k.tsv" "$T/stars/data/imdb/stars_validation_1k.tsv"'
+    rm -rf "$T/starsref" "$T/stars"
+else
+    skip "the star split against the reference's stars_*_1k.tsv: LORA_IMDB_REFERENCE does not have them"
+fi
 
 # disk full (pretended through the LORA_TEST_FREE_KB hook) and missing tools
 new_repo full
@@ -222,7 +275,7 @@ fake_path() {
     done
     echo "$dir"
 }
-BASE_TOOLS="awk sort xargs wc cmp df tr mv rm mkdir cat dirname basename ls gzip tar"
+BASE_TOOLS="awk sort xargs wc cmp df tr mv rm mkdir cat dirname basename ls gzip tar paste"
 nosha=$(fake_path nosha $BASE_TOOLS curl wget)
 new_repo nosha
 PATH=$nosha run nosha --local "$T/local"
@@ -261,6 +314,8 @@ else
         expect "download: archive -> test.tsv as expected" 'same "$T/exp/test.tsv" "$T/net/data/imdb/test.tsv"'
         expect "download: the 1k samples are those drawn in --local mode" \
             'same "$T/t1k.first" "$T/net/data/imdb/train_1k.tsv" && same "$T/v1k.first" "$T/net/data/imdb/validation_1k.tsv"'
+        expect "download: the star split is the one drawn in --local mode" \
+            'same "$T/s1k.first" "$T/net/data/imdb/stars_train_1k.tsv" && same "$T/sv1k.first" "$T/net/data/imdb/stars_validation_1k.tsv"'
         expect "download: the archive is kept; no temporary files or folders are left" \
             '[ -f "$T/net/data/imdb/aclImdb_v1.tar.gz" ] && no_temp_files "$T/net"'
         expect "download: train/unsup and other archive files were not unpacked" \
@@ -269,7 +324,7 @@ else
         before=$(gets)
         touch "$T/stamp" && sleep 1
         run net
-        expect "second run: exits 0 and says all 7 files are already there" '[ $rc = 0 ] && [ $(grep -c "already there" "$T/out") = 7 ]'
+        expect "second run: exits 0 and says all 11 files are already there" '[ $rc = 0 ] && [ $(grep -c "already there" "$T/out") = 11 ]'
         expect "second run: downloads nothing" '[ $(gets) = $before ]'
         expect "second run: rewrites nothing" '[ -z "$(find "$T/net/weights" "$T/net/data" -type f -newer "$T/stamp")" ]'
 
