@@ -2456,9 +2456,10 @@ static void test_hardening(void) {
                "hardening: a TSV with a 100 MB review loads as 512 tokens (%.1f s)", now_seconds() - t0);
         if (rc == 0) { dataset_free(&d); }
         // and with a UTF-8 byte-order mark at the start (Python's utf-8-sig)
-        write_bytes(tpath, "\xEF\xBB\xBF" "1\tthe good movie\n", 20);
+        const char* bom = "\xEF\xBB\xBF" "1\tthe good movie\n0\tthe movie\n";
+        write_bytes(tpath, bom, strlen(bom));
         rc = dataset_load(&d, tpath, &tok, 512, NULL);
-        expect(rc == 0 && d.n == 1 && d.labels[0] == 1, "hardening: a TSV starting with a UTF-8 byte-order mark loads");
+        expect(rc == 0 && d.n == 2 && d.labels[0] == 1, "hardening: a TSV starting with a UTF-8 byte-order mark loads");
         if (rc == 0) { dataset_free(&d); }
         tokenizer_free(&tok);
     } else {
