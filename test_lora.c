@@ -112,10 +112,16 @@ static double tensor_error_f(const float* got, const float* want, size_t n) {
 
 // for a gradient that is 0 in exact arithmetic: the larger of its two sides' largest entries
 // (ours, and the reference's if given), relative to the largest entry of the model's whole gradient
+// (The largest |x| of a float array is taken in float: it is one of the floats, so exactly what a
+// double max gives. A max in double over floats, fmax(top, fabs(got[i])), makes gcc 12 for aarch64
+// crash at -O3 with an internal compiler error in vect_transform_reduction.)
 static double zero_grad_error(const Model* m, const float* got, const double* want, size_t n) {
-    double top = 0.0, scale = 0.0;
-    for (size_t i = 0; i < m->num_trainable; i++) { scale = fmax(scale, fabs(m->grads_memory[i])); }
-    for (size_t i = 0; i < n; i++) { top = fmax(top, fmax(fabs(got[i]), want ? fabs(want[i]) : 0.0)); }
+    float scale = 0.0f, top_got = 0.0f;
+    double top_want = 0.0;
+    for (size_t i = 0; i < m->num_trainable; i++) { scale = fmaxf(scale, fabsf(m->grads_memory[i])); }
+    for (size_t i = 0; i < n; i++) { top_got = fmaxf(top_got, fabsf(got[i])); }
+    for (size_t i = 0; want != NULL && i < n; i++) { top_want = fmax(top_want, fabs(want[i])); }
+    double top = fmax(top_got, top_want);
     return top / (scale > 1e-30 ? scale : 1e-30);
 }
 
