@@ -366,10 +366,13 @@ static void test_matmul_grad(void) {
 // --- the fast matmul against the naive one, on odd sizes (edges of every tile and block) and
 // on the real shapes; outputs are pre-filled to check that backward accumulates (+=)
 static void test_matmul_fast_vs_naive(void) {
-    // (N, C, OC); the second line: edges of every register tile (4 x 16, 6 x 16, 8 x 32: rows and
-    // columns just past a multiple, and under two tiles of rows) and of the k blocks (128, 256)
+    // (N, C, OC); the second line: edges of every register tile (4 x 16, 6 x 16, 8 x 32, 8 x 12:
+    // rows and columns just past a multiple, and under two tiles of rows) and of the k blocks
+    // (128, 256); { 25, 253, 13 }: 13 columns (forward) and, for dinp, 253, one past NEON's
+    // column block of 252
     int sizes[][3] = { { 1, 1, 1 }, { 7, 33, 5 }, { 33, 7, 769 }, { 769, 33, 7 }, { 1, 769, 33 }, { 50, 3, 4 },
                        { 17, 129, 33 }, { 15, 300, 47 }, { 49, 257, 97 }, { 99, 385, 65 }, { 13, 40, 520 },
+                       { 25, 253, 13 },
                        { 97, 768, 4 }, { 97, 4, 768 }, { 300, 768, 768 }, { 130, 768, 3072 }, { 130, 3072, 768 } };
     int count = sizeof(sizes) / sizeof(sizes[0]);
     double worst[4] = { 0, 0, 0, 0 };
