@@ -112,7 +112,7 @@ printf 'int main(void) { return 0; }\n' >"$tmp/hello.c"
 if command -v clang >/dev/null 2>&1 && $clang_cc -o "$tmp/hello" "$tmp/hello.c" 2>/dev/null && qemu-aarch64 "$tmp/hello"; then
     clang_dir=$tmp/clang
     if build "$clang_dir" "$clang_cc" lora tokenizer test_lora; then
-        ok "$clang_cc ($(clang -dumpversion)): make builds lora, tokenizer and test_lora; it says: $(grep -e '^matmul kernel:' -e '^OpenMP:' "$clang_dir/make.txt" | cut -d'(' -f1 | tr '\n' ' ')"
+        ok "$clang_cc ($(clang -dumpversion)): make builds lora, tokenizer and test_lora; it says: $(awk -F' [(]' '/^(matmul kernel|OpenMP):/ { printf "%s%s", sep, $1; sep = ", " }' "$clang_dir/make.txt")"
         suite "clang, NEON tile" "$clang_dir/test_lora" $groups
     else
         bad "$clang_cc: make fails; its output ends:"
