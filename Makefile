@@ -21,7 +21,7 @@
 #
 # Options:  CC=clang make     another compiler (gcc and clang both work)
 #           NO_OMP=1 make     build without OpenMP (one thread)
-#           PORTABLE=1 make   the plain-C matmul kernel instead of the AVX-512 / AVX2 one
+#           PORTABLE=1 make   the plain-C matmul kernel instead of the AVX-512 / AVX2 / NEON one
 #           make train ARGS="--epochs 1 --threads 4"    extra flags for ./lora train / bench
 
 # CC is "cc" unless you say otherwise. No -ffast-math: it would let the compiler change the
@@ -46,7 +46,8 @@ ifneq ($(MAKECMDGOALS),clean)
 NATIVE := $(shell $(CC) -march=native -x c -c /dev/null -o /dev/null 2>/dev/null && echo -march=native)
 
 # The matmul's register tile is chosen in lora.c from what these flags let the compiler use:
-# AVX-512 (intrinsics), AVX2 + FMA (intrinsics), or else plain C. PORTABLE=1 forces plain C.
+# AVX-512 (intrinsics), AVX2 + FMA (intrinsics), NEON (every 64-bit ARM: Apple M-series,
+# Graviton, Raspberry Pi 3/4/5 with a 64-bit system), or else plain C. PORTABLE=1 forces plain C.
 # `make test` also builds and tests the other kernels this CPU can run (KERNEL_TESTS), so that
 # each one is checked against the naive matmul: always the plain-C one, and on an AVX-512 CPU
 # the AVX2 one as well (-mno-avx512f).
@@ -61,8 +62,11 @@ else ifneq ($(call CPU_HAS,__AVX512F__),0)
 else ifeq ($(call CPU_HAS,__AVX2__ -e __FMA__),2)
   $(info matmul kernel: AVX2 (PORTABLE=1 for plain C))
   KERNEL_TESTS = test_lora_portable
+else ifeq ($(call CPU_HAS,__aarch64__ -e __ARM_NEON),2)
+  $(info matmul kernel: NEON (PORTABLE=1 for plain C))
+  KERNEL_TESTS = test_lora_portable
 else
-  $(info matmul kernel: plain C (no AVX2 or AVX-512 here))
+  $(info matmul kernel: plain C (no AVX2, AVX-512 or NEON here))
   KERNEL_TESTS =
 endif
 

@@ -1502,15 +1502,22 @@ static inline float erf_vec(float x) {
 //    for 1, 2 or 64 threads.
 //
 // The tile for each target, chosen at compile time from what the compiler is allowed to use
-// (-march=native turns on __AVX512F__ or __AVX2__ on CPUs that have them; `make PORTABLE=1`
-// defines PORTABLE and always takes the plain-C version). A "vector" vfloat holds VW floats:
+// (-march=native turns on __AVX512F__ or __AVX2__ on CPUs that have them; every 64-bit ARM CPU
+// has NEON; `make PORTABLE=1` defines PORTABLE and always takes the plain-C version).
+// A "vector" vfloat holds VW floats:
 //   AVX-512  VW 16, 32 registers: tile 8 x 32  = 16 accumulators + 2 for B + 1 for A (19)
 //   AVX2+FMA VW  8, 16 registers: tile 6 x 16  = 12 accumulators + 2 for B + 1 for A (15)
+//   NEON     VW  4, 32 registers: tile 8 x 12  = 24 accumulators + 3 for B + 1 for A (28)
+//            (aarch64: Apple M-series, Graviton, Raspberry Pi 3/4/5 with a 64-bit system)
 //   portable VW  1 (plain C floats): tile 4 x 16 = 64 sums, which gcc and clang turn into
 //            8 registers of 8 (AVX) or 16 of 4 (SSE, NEON) on their own
-// The first two use the CPU's intrinsics (<immintrin.h>), which gcc and clang compile the same
+// The x86 tiles use the CPU's intrinsics (<immintrin.h>), which gcc and clang compile the same
 // way; the same tile written in plain C, or with GCC vector extensions, compiled to fast code
-// with one compiler and to code 2-3x slower with the other. Every version computes the same
+// with one compiler and to code 2-3x slower with the other. The NEON tile uses <arm_neon.h>'s
+// vector type, loads and stores, but writes its multiply-add as a * b + c: gcc 12 treats the
+// vfmaq_f32 intrinsic as if it could touch memory and then keeps all 24 accumulators in memory
+// (a store each per step); as a * b + c (one FMLA by element, with -ffp-contract=fast) gcc and
+// clang both keep them in registers. Every version computes the same
 // sums in the same order (each out(i, j) adds A(i, k) * B(k, j) for k = 0, 1, 2...), and the
 // tests check each one against matmul_forward_naive.
 // Compile with -ffp-contract=fast (or clang) for the portable version: gcc in -std=c11 mode
@@ -1543,6 +1550,20 @@ typedef __m256 vfloat;
 #define vbroadcast(s) _mm256_set1_ps(s)
 #define vfma(a, b, c) _mm256_fmadd_ps(a, b, c)
 #define vadd(a, b) _mm256_add_ps(a, b)
+#elif !defined(PORTABLE) && defined(__aarch64__) && defined(__ARM_NEON)
+#include <arm_neon.h>
+#define GEMM_KERNEL "NEON 8x12"
+typedef float32x4_t vfloat;
+#define VW 4
+#define MR 8
+#define NR 12
+#define KC_DEFAULT 256                           // 12 KB of panel
+#define vzero() vdupq_n_f32(0.0f)
+#define vload(p) vld1q_f32(p)
+#define vstore(p, x) vst1q_f32(p, x)
+#define vbroadcast(s) vdupq_n_f32(s)
+#define vfma(a, b, c) ((a) * (b) + (c))          // one FMLA with -ffp-contract=fast (see above)
+#define vadd(a, b) vaddq_f32(a, b)
 #else
 #define GEMM_KERNEL "portable 4x16"
 typedef float vfloat;                            // a "vector" of one float: plain C
@@ -1567,8 +1588,10 @@ typedef float vfloat;                            // a "vector" of one float: pla
 #define MC 96         // rows of out per thread block (a multiple of MR = 4, 6 and 8)
 #endif
 #ifndef NC
-#define NC 256        // columns of out per thread block (a multiple of NR)
+#define NC (256 / NR * NR)  // columns of out per thread block: 256, or 252 for NEON's NR = 12
 #endif
+// a block of columns must start where a panel starts: gemm_block finds its panel as j / NR
+_Static_assert(NC % NR == 0, "NC must be a multiple of NR");
 
 // Copy B into panels: Bp[p][k][jj] = B(k, p*NR + jj), zero where p*NR + jj >= NN.
 static void pack_panels(float* Bp, const float* B, size_t bk, size_t bj, int K, int NN, int threaded) {
@@ -5486,9 +5509,14 @@ static int tiny_write_tsv(const char* path, int count, Rng* rng) {
     for (int i = 0; i < count; i++) {
         int label = i % 2;
         const char** adjectives = label ? TINY_GOOD : TINY_BAD;
-        n += snprintf(text + n, cap - n, "%d\t%s %s %s%s\n", label,
-                      TINY_SUBJECTS[rng_u64(rng) % TINY_COUNT(TINY_SUBJECTS)], TINY_VERBS[rng_u64(rng) % TINY_COUNT(TINY_VERBS)],
-                      adjectives[rng_u64(rng) % TINY_COUNT(TINY_GOOD)], TINY_TAILS[rng_u64(rng) % TINY_COUNT(TINY_TAILS)]);
+        // one draw per word, one statement each: as four arguments of one call, the order of the
+        // draws would be the compiler's choice (gcc on x86 and on ARM wrote different data). This
+        // order, last word first, is what gcc on x86 did: the numbers in exercises/ come from it.
+        const char* tail = TINY_TAILS[rng_u64(rng) % TINY_COUNT(TINY_TAILS)];
+        const char* adjective = adjectives[rng_u64(rng) % TINY_COUNT(TINY_GOOD)];
+        const char* verb = TINY_VERBS[rng_u64(rng) % TINY_COUNT(TINY_VERBS)];
+        const char* subject = TINY_SUBJECTS[rng_u64(rng) % TINY_COUNT(TINY_SUBJECTS)];
+        n += snprintf(text + n, cap - n, "%d\t%s %s %s%s\n", label, subject, verb, adjective, tail);
     }
     int rc = write_text_file(path, text);
     free(text);

@@ -112,10 +112,16 @@ static double tensor_error_f(const float* got, const float* want, size_t n) {
 
 // for a gradient that is 0 in exact arithmetic: the larger of its two sides' largest entries
 // (ours, and the reference's if given), relative to the largest entry of the model's whole gradient
+// (The largest |x| of a float array is taken in float: it is one of the floats, so exactly what a
+// double max gives. A max in double over floats, fmax(top, fabs(got[i])), makes gcc 12 for aarch64
+// crash at -O3 with an internal compiler error in vect_transform_reduction.)
 static double zero_grad_error(const Model* m, const float* got, const double* want, size_t n) {
-    double top = 0.0, scale = 0.0;
-    for (size_t i = 0; i < m->num_trainable; i++) { scale = fmax(scale, fabs(m->grads_memory[i])); }
-    for (size_t i = 0; i < n; i++) { top = fmax(top, fmax(fabs(got[i]), want ? fabs(want[i]) : 0.0)); }
+    float scale = 0.0f, top_got = 0.0f;
+    double top_want = 0.0;
+    for (size_t i = 0; i < m->num_trainable; i++) { scale = fmaxf(scale, fabsf(m->grads_memory[i])); }
+    for (size_t i = 0; i < n; i++) { top_got = fmaxf(top_got, fabsf(got[i])); }
+    for (size_t i = 0; want != NULL && i < n; i++) { top_want = fmax(top_want, fabs(want[i])); }
+    double top = fmax(top_got, top_want);
     return top / (scale > 1e-30 ? scale : 1e-30);
 }
 
@@ -360,10 +366,13 @@ static void test_matmul_grad(void) {
 // --- the fast matmul against the naive one, on odd sizes (edges of every tile and block) and
 // on the real shapes; outputs are pre-filled to check that backward accumulates (+=)
 static void test_matmul_fast_vs_naive(void) {
-    // (N, C, OC); the second line: edges of every register tile (4 x 16, 6 x 16, 8 x 32: rows and
-    // columns just past a multiple, and under two tiles of rows) and of the k blocks (128, 256)
+    // (N, C, OC); the second line: edges of every register tile (4 x 16, 6 x 16, 8 x 32, 8 x 12:
+    // rows and columns just past a multiple, and under two tiles of rows) and of the k blocks
+    // (128, 256); { 25, 253, 13 }: 13 columns (forward) and, for dinp, 253, one past NEON's
+    // column block of 252
     int sizes[][3] = { { 1, 1, 1 }, { 7, 33, 5 }, { 33, 7, 769 }, { 769, 33, 7 }, { 1, 769, 33 }, { 50, 3, 4 },
                        { 17, 129, 33 }, { 15, 300, 47 }, { 49, 257, 97 }, { 99, 385, 65 }, { 13, 40, 520 },
+                       { 25, 253, 13 },
                        { 97, 768, 4 }, { 97, 4, 768 }, { 300, 768, 768 }, { 130, 768, 3072 }, { 130, 3072, 768 } };
     int count = sizeof(sizes) / sizeof(sizes[0]);
     double worst[4] = { 0, 0, 0, 0 };
@@ -1928,7 +1937,8 @@ static void test_half_rounding(void) {
     Rng rng = { 5 };
     int far16 = 0, farbf = 0;
     for (int i = 0; i < 100000; i++) {
-        float x = ldexpf(rng_normal(&rng), (int)(rng_u64(&rng) % 40) - 28);
+        int e = (int)(rng_u64(&rng) % 40) - 28;  // (one draw per statement: the order of a call's
+        float x = ldexpf(rng_normal(&rng), e);   // arguments is the compiler's; this was x86 gcc's)
         uint16_t h = float_to_half(x), b = float_to_bf16(x);
         double d = fabs((double)half_to_float(h) - x), db = fabs((double)bf16_to_float(b) - x);
         if ((h & 0x7FFF) < 0x7BFF && fabs((double)half_to_float((uint16_t)(h + 1)) - x) < d) { far16++; }
