@@ -81,6 +81,12 @@ static int write_bytes(const char* path, const void* data, size_t n) {
     fclose(f);
     return w == n ? 0 : -1;
 }
+// one safetensors file of F32 tensors, atomically (a set of one, see save_commit in lora.c)
+static int safetensors_write(const char* path, const SaveTensor* tensors, int count) {
+    save_prepare(&path, 1);
+    if (safetensors_write_tmp(path, tensors, count, "F32") != 0) { return -1; }
+    return save_commit(&path, 1);
+}
 static int copy_file(const char* from, const char* to) {
     size_t n;
     char* data = read_file(from, &n, NULL);
