@@ -4840,9 +4840,13 @@ static int tiny_write_tsv(const char* path, int count, Rng* rng) {
     for (int i = 0; i < count; i++) {
         int label = i % 2;
         const char** adjectives = label ? TINY_GOOD : TINY_BAD;
-        n += snprintf(text + n, cap - n, "%d\t%s %s %s%s\n", label,
-                      TINY_SUBJECTS[rng_u64(rng) % TINY_COUNT(TINY_SUBJECTS)], TINY_VERBS[rng_u64(rng) % TINY_COUNT(TINY_VERBS)],
-                      adjectives[rng_u64(rng) % TINY_COUNT(TINY_GOOD)], TINY_TAILS[rng_u64(rng) % TINY_COUNT(TINY_TAILS)]);
+        // one draw per statement: the order in which a call's arguments are evaluated is up to
+        // the compiler (gcc and clang differ), and the bytes must not depend on it
+        const char* subject = TINY_SUBJECTS[rng_u64(rng) % TINY_COUNT(TINY_SUBJECTS)];
+        const char* verb = TINY_VERBS[rng_u64(rng) % TINY_COUNT(TINY_VERBS)];
+        const char* adjective = adjectives[rng_u64(rng) % TINY_COUNT(TINY_GOOD)];
+        const char* tail = TINY_TAILS[rng_u64(rng) % TINY_COUNT(TINY_TAILS)];
+        n += snprintf(text + n, cap - n, "%d\t%s %s %s%s\n", label, subject, verb, adjective, tail);
     }
     int rc = text_write_tmp(path, text);
     free(text);
