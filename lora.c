@@ -3304,6 +3304,7 @@ static int trainables_read(Model* m, const char* path, int strict) {
     safetensors_close(&st);
     return rc;
 }
+
 // The base model's fingerprint, written beside every adapter as base_fingerprint.json (PEFT
 // ignores files it does not know): a hash of the base model's sizes and of every bit of its frozen
 // weights. An adapter only means something on the weights it was trained with, and one loaded onto

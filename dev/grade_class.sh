@@ -57,11 +57,8 @@ done
 tmp=$(mktemp -d "${TMPDIR:-/tmp}/grade_class.XXXXXX") || exit 1
 trap 'rm -rf "$tmp"' EXIT
 # this repository's files, once
-if command -v git >/dev/null 2>&1 && git rev-parse --is-inside-work-tree >/dev/null 2>&1; then
-    git ls-files -co --exclude-standard | while read -r f; do [ -f "$f" ] && echo "$f"; done
-else
-    find . -type f ! -path './.git/*' ! -path './weights/*' ! -path './data/*' ! -path './out/*' | sed 's|^\./||'
-fi | tar -cf "$tmp/repo.tar" -T - || die "cannot pack this repository's files"
+. dev/repo_copy.sh
+repo_files | tar -cf "$tmp/repo.tar" -T - || die "cannot pack this repository's files"
 
 mkdir -p "$sub/.grades"
 t0=$(date +%s)

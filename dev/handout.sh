@@ -25,7 +25,7 @@ die() { echo "handout: error: $*" >&2; exit 2; }
 # the files the student does not get: the teacher's guide, the wrong answers (solution lines), and
 # the tests and tools that need the solutions
 TEACHER_FILES="doc/teaching.md dev/wrong_answers.txt dev/test_wrong_answers.sh dev/test_exercises.sh dev/test_handout.sh
-               dev/test_grade_class.sh dev/vlin_fill.sh dev/handout.sh dev/grade_class.sh"
+               dev/vlin_fill.sh dev/handout.sh dev/grade_class.sh dev/repo_copy.sh"
 LEFT_OUT="(a line of an exercise's solution, left out of this copy)"
 
 check=0
@@ -41,15 +41,8 @@ for n in $names; do
         die "no exercise '$n' (make exercises lists them)"
 done
 
-# the files of the repository (relative paths, one a line), and which of them the copy keeps
-repo_files() {
-    if command -v git >/dev/null 2>&1 && git rev-parse --is-inside-work-tree >/dev/null 2>&1; then
-        git ls-files -co --exclude-standard | while read -r f; do [ -f "$f" ] && echo "$f"; done
-    else
-        find . -type f ! -path './.git/*' ! -path './weights/*' ! -path './data/*' ! -path './out/*' ! -path './.exercise_solutions/*' |
-            sed 's|^\./||' | grep -v -e '^lora$' -e '^tokenizer$' -e '^test_lora' -e '_debug$' -e '_sanitize$' -e '_grade$' -e '^dev/fuzz/build/'
-    fi
-}
+# the files of the repository (dev/repo_copy.sh), and which of them the copy keeps
+. dev/repo_copy.sh
 kept_files() {
     repo_files | awk -v drop="$TEACHER_FILES" 'BEGIN { n = split(drop, d, /[ \t\n]+/); for (i = 1; i <= n; i++) { skip[d[i]] = 1 } } !($0 in skip)'
 }

@@ -18,12 +18,8 @@ not_ok() { echo "NOT OK $*"; failed=$((failed + 1)); }
 t0=$(date +%s)
 
 # the copy: the files git knows (tracked, and new ones not ignored), else everything
-if command -v git >/dev/null 2>&1 && git rev-parse --is-inside-work-tree >/dev/null 2>&1; then
-    git ls-files -co --exclude-standard | while read -r f; do [ -f "$f" ] && echo "$f"; done >"$tmp/.files"
-    tar -cf - -T "$tmp/.files" | (mkdir "$tmp/repo" && cd "$tmp/repo" && tar -xf -)
-else
-    mkdir "$tmp/repo" && cp -R . "$tmp/repo"
-fi
+. dev/repo_copy.sh
+copy_repo "$tmp/repo" || { echo "NOT OK cannot copy the repository"; echo "0 passed, 1 failed"; exit 1; }
 cd "$tmp/repo" || exit 1
 rm -rf weights/tiny data/tiny out test_lora_grade lora_grade
 for f in lora.c tokenizer.c exercises/vlin_experiment.txt; do cp "$f" "$tmp/$(basename "$f").orig"; done
