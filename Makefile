@@ -4,7 +4,8 @@
 #   make test     build with the release flags, run every test, print one "N passed, M failed" line
 #   make train    ./prepare_data.sh when the model or data are missing, then ./lora train
 #   make bench    ./lora bench (speed of forward + backward; ARGS="--what mm": the matmul alone)
-#   make tiny     ./lora tiny: a tiny random model (weights/tiny) and toy data (data/tiny), no download
+#   make tiny     ./lora tiny: a tiny random model (weights/tiny) and toy data (data/tiny), no download;
+#                 the same bytes everywhere; FORCE=1 replaces a weights/tiny or data/tiny that differs
 #   make debug    for gdb: -O0 -g, no OpenMP, the plain reference kernels of lora.c's Part 1:
 #                 lora_debug, test_lora_debug, tokenizer_debug (walk-through: doc/gdb.md)
 #   make sanitize -O1 -g with AddressSanitizer and UndefinedBehaviorSanitizer (and OpenMP):
@@ -13,11 +14,15 @@
 #                 (default 120; FUZZ=safetensors runs one of safetensors json tokenizer tsv adapter)
 #   make clean    remove everything make built
 #
-# Classroom exercises (exercises/README.md):
+# Classroom exercises (exercises/README.md; for the teacher: doc/teaching.md):
 #   make exercises              list them
 #   make exercise EX=NAME       turn the solution of exercise NAME into a TODO stub
 #   make grade EX=NAME          build (-O1, reference kernels) and run its checks: PASS or FAIL
-#   make solution EX=NAME       put the solution back (or: git checkout lora.c tokenizer.c)
+#   make solution EX=NAME       put the solution back
+#   make handout DIR=path [EX="a b"]    a student's copy: those exercises (default all) stubbed,
+#                               no solution anywhere in it, no make solution
+#   make grade-class SUBMISSIONS=dir [EX="a b"] [TIMEOUT=60]   grade each student's copy (one
+#                               folder each): a table, also written to SUBMISSIONS/grades.csv
 #
 # Options:  CC=clang make     another compiler (gcc and clang both work)
 #           NO_OMP=1 make     build without OpenMP (one thread)
@@ -201,9 +206,16 @@ grade:
 solution:
 	@sh dev/exercise.sh solution "$(EX)"
 
-# the tiny model and toy data (./lora tiny writes them; nothing is downloaded)
+handout:
+	@sh dev/handout.sh "$(DIR)" $(EX)
+
+grade-class:
+	@SUBMISSIONS="$(SUBMISSIONS)" EX="$(EX)" TIMEOUT="$(TIMEOUT)" sh dev/grade_class.sh
+
+# the tiny model and toy data (./lora tiny writes them; nothing is downloaded). It refuses to
+# replace a weights/tiny or data/tiny that differs from what it writes; FORCE=1 replaces it.
 tiny: lora
-	./lora tiny
+	./lora tiny$(if $(filter 1,$(FORCE)), --overwrite)
 
 clean:
 	rm -f lora tokenizer test_lora test_lora_portable test_lora_avx2 lora_debug tokenizer_debug test_lora_debug .omp_try
@@ -212,4 +224,4 @@ clean:
 	rm -f test_lora_grade lora_grade
 	rm -rf *.dSYM
 
-.PHONY: all test train bench tiny debug sanitize clean fuzz exercises exercise grade solution
+.PHONY: all test train bench tiny debug sanitize clean fuzz exercises exercise grade solution handout grade-class

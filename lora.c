@@ -2964,13 +2964,6 @@ static int text_write_tmp(const char* path, const char* text) {
     return 0;
 }
 
-// one safetensors file, atomically (a set of one)
-static int safetensors_write(const char* path, const SaveTensor* tensors, int count) {
-    save_prepare(&path, 1);
-    if (safetensors_write_tmp(path, tensors, count, "F32") != 0) { return -1; }
-    return save_commit(&path, 1);
-}
-
 // one text file, atomically (a set of one)
 static int write_text_file(const char* path, const char* text) {
     save_prepare(&path, 1);
@@ -3448,11 +3441,67 @@ static int trainables_read(Model* m, const char* path, int strict) {
     safetensors_close(&st);
     return rc;
 }
+
+// The base model's fingerprint, written beside every adapter as base_fingerprint.json (PEFT
+// ignores files it does not know): a hash of the base model's sizes and of every bit of its frozen
+// weights. An adapter only means something on the weights it was trained with, and one loaded onto
+// another base of the same shape (another checkpoint, a tiny model made differently) loads without
+// an error and predicts garbage; model_load_adapter warns instead. Four interleaved chains of
+// mix64 over 64-bit words (two floats each): about 0.1 s for DistilBERT's 66M weights.
+static uint64_t base_fingerprint(const Model* m) {
+    const Config* c = &m->config;
+    int sizes[6] = { c->vocab_size, c->max_pos, c->dim, c->n_layers, c->n_heads, c->hidden_dim };
+    uint64_t h[4] = { 1, 2, 3, 4 };
+    for (int i = 0; i < 6; i++) { h[0] = mix64(h[0] ^ (uint64_t)sizes[i]); }
+    size_t words = m->num_weights / 2;
+    for (size_t i = 0; i < words; i++) {
+        uint64_t w;
+        memcpy(&w, m->w_memory + 2 * i, 8);
+        h[i % 4] = mix64(h[i % 4] ^ w);
+    }
+    if (m->num_weights % 2) { uint32_t w; memcpy(&w, m->w_memory + m->num_weights - 1, 4); h[1] = mix64(h[1] ^ w); }
+    return mix64(h[0] ^ mix64(h[1] ^ mix64(h[2] ^ mix64(h[3] ^ (uint64_t)m->num_weights))));
+}
+static int base_fingerprint_save(const Model* m, const char* dir) {
+    char path[1024], json[256];
+    snprintf(path, sizeof(path), "%s/base_fingerprint.json", dir);
+    snprintf(json, sizeof(json), "{\n  \"base_model_fingerprint\": \"%016llx\",\n  \"made_by\": \"lora.c: a hash of the base "
+             "model's sizes and weights, checked when the adapter is loaded\"\n}\n", (unsigned long long)base_fingerprint(m));
+    return write_text_file(path, json);
+}
+// 1 if dir/base_fingerprint.json names this base model, 0 (and a warning) if it names another, -1
+// if there is none (a PEFT adapter) or it cannot be read
+static int base_fingerprint_check(const Model* m, const char* dir) {
+    char path[1024];
+    snprintf(path, sizeof(path), "%s/base_fingerprint.json", dir);
+    if (!file_is_there(path)) { return -1; }
+    size_t n;
+    char* text = read_file(path, &n, NULL);
+    Json* j = text ? json_parse(text, n, path) : NULL;
+    free(text);
+    const Json* fp = j ? json_get(j, "base_model_fingerprint") : NULL;
+    int rc = -1;
+    if (fp && fp->type == JSON_STRING) {
+        char mine[32];
+        snprintf(mine, sizeof(mine), "%016llx", (unsigned long long)base_fingerprint(m));
+        rc = strcmp(fp->string, mine) == 0;
+        if (!rc) {
+            fprintf(stderr, "lora: warning: the adapter in %s was trained on another base model (its base_fingerprint.json says %s, "
+                    "this base model is %s): its outputs will be wrong ---> HINT: pass the --model it was trained on "
+                    "(adapter_config.json's base_model_name_or_path)\n", dir, fp->string, mine);
+        }
+    }
+    json_free(j);
+    return rc;
+}
+
 // the adapter's tensors, into a model built with the same LoRA settings
 static int model_load_adapter(Model* m, const char* dir) {
     char path[1024];
     snprintf(path, sizeof(path), "%s/adapter_model.safetensors", dir);
-    return trainables_read(m, path, 1);
+    int rc = trainables_read(m, path, 1);
+    if (rc == 0) { base_fingerprint_check(m, dir); }  // (a warning when it was made for another base)
+    return rc;
 }
 
 // fold a LoRA adapter into its frozen weight: W (OC, IC) += scale * lora_B (OC, R) @ lora_A (R, IC).
@@ -3495,6 +3544,7 @@ static int trainer_state_write_tmp(const Model* m, const char* optim_path, const
 }
 static int adapter_save(const Model* m, const char* dir, const char* base_model, const char* state_json) {
     if (make_dir(dir) != 0 && errno != EEXIST) { return fail("cannot create directory %s: %s", dir, strerror(errno)); }
+    if (base_fingerprint_save(m, dir) != 0) { return -1; }  // beside the set, written first
     // the trainables under their PEFT names, straight from params_memory (no copy of the data)
     SaveTensor* list = mallocCheck(sizeof(SaveTensor) * m->num_tensors);
     for (int t = 0; t < m->num_tensors; t++) {
@@ -5459,9 +5509,12 @@ int bench_command(const Options* o, const BenchOptions* bo) {
 // ./lora tiny: a tiny random DistilBERT in Hugging Face's format and a toy dataset, made here
 // with no download, for stepping through a training step in the debugger and for the exercises:
 //   weights/tiny/   config.json, model.safetensors (dim 32, 2 layers, 2 heads, FFN 64), vocab.txt
+//                   (117 tokens: the toy sentences' words and single characters)
 //   data/tiny/      train.tsv (200 sentences) and val.tsv (100), "label<TAB>text"
-// vocab.txt is the real bert-base-uncased one when weights/distilbert-base-uncased/vocab.txt is
-// there (any review then tokenizes as with the real model), else a small one written below.
+// It is one thing: the same bytes whatever weights/ holds and on every machine (no libm function
+// draws its numbers, see tiny_normal), so an adapter trained on it anywhere fits it everywhere.
+// It never replaces files that differ from what it writes (an older lora.c's, another --seed's,
+// edited ones) unless --overwrite (make tiny FORCE=1) says so.
 
 // words of the toy sentences: "<subject> <verb> <adjective><tail>", labelled by the adjective
 static const char* TINY_SUBJECTS[] = { "the movie", "this film", "the acting", "the story", "the ending", "the cast" };
@@ -5472,130 +5525,124 @@ static const char* TINY_TAILS[] = { ".", " overall.", " to me.", " in the end.",
 #define TINY_COUNT(a) ((int)(sizeof(a) / sizeof(a[0])))
 
 // the small vocabulary: BERT's five special tokens, every word of the toy sentences, and single
-// characters (alone and as "##" continuations) so that any ASCII text has a tokenization
-static int tiny_write_vocab(const char* path) {
+// characters (alone and as "##" continuations) so that any ASCII text has a tokenization.
+// Written into path.tmp (see save_commit); *V gets the number of tokens.
+static int tiny_write_vocab(const char* path, int* V) {
     size_t cap = 1 << 14, n = 0;
     char* text = mallocCheck(cap);
     const char* fixed[] = { "[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]", "the", "movie", "this", "film",
                             "acting", "story", "ending", "cast", "was", "is", "felt", "looked", "overall",
                             "to", "me", "in", "end", "good", "great", "wonderful", "funny", "beautiful",
                             "brilliant", "bad", "awful", "boring", "terrible", "dull", "stupid" };
-    for (int i = 0; i < TINY_COUNT(fixed); i++) { n += snprintf(text + n, cap - n, "%s\n", fixed[i]); }
+    *V = 0;
+    for (int i = 0; i < TINY_COUNT(fixed); i++, (*V)++) { n += snprintf(text + n, cap - n, "%s\n", fixed[i]); }
     const char* chars = "abcdefghijklmnopqrstuvwxyz0123456789";
-    for (const char* c = chars; *c; c++) { n += snprintf(text + n, cap - n, "%c\n", *c); }
-    for (const char* c = chars; *c; c++) { n += snprintf(text + n, cap - n, "##%c\n", *c); }
-    for (const char* c = ".,!?'\"-:;()"; *c; c++) { n += snprintf(text + n, cap - n, "%c\n", *c); }
-    int rc = write_text_file(path, text);
+    for (const char* c = chars; *c; c++, (*V)++) { n += snprintf(text + n, cap - n, "%c\n", *c); }
+    for (const char* c = chars; *c; c++, (*V)++) { n += snprintf(text + n, cap - n, "##%c\n", *c); }
+    for (const char* c = ".,!?'\"-:;()"; *c; c++, (*V)++) { n += snprintf(text + n, cap - n, "%c\n", *c); }
+    int rc = text_write_tmp(path, text);
     free(text);
     return rc;
 }
 
-// count the lines of a file (the vocabulary size); -1 if it cannot be read
-static int count_lines(const char* path) {
-    size_t n;
-    char* text = read_file(path, &n, NULL);
-    if (text == NULL) { return -1; }
-    int lines = 0;
-    for (size_t i = 0; i < n; i++) { lines += text[i] == '\n'; }
-    if (n > 0 && text[n - 1] != '\n') { lines++; }
-    free(text);
-    return lines;
-}
-
-// the toy dataset: count sentences, half positive, from the generator rng
+// the toy dataset: count sentences, half positive, from the generator rng, into path.tmp
 static int tiny_write_tsv(const char* path, int count, Rng* rng) {
     size_t cap = (size_t)count * 80 + 1, n = 0;
     char* text = mallocCheck(cap);
     for (int i = 0; i < count; i++) {
         int label = i % 2;
         const char** adjectives = label ? TINY_GOOD : TINY_BAD;
-        // one draw per word, one statement each: as four arguments of one call, the order of the
-        // draws would be the compiler's choice (gcc on x86 and on ARM wrote different data). This
-        // order, last word first, is what gcc on x86 did: the numbers in exercises/ come from it.
-        const char* tail = TINY_TAILS[rng_u64(rng) % TINY_COUNT(TINY_TAILS)];
-        const char* adjective = adjectives[rng_u64(rng) % TINY_COUNT(TINY_GOOD)];
-        const char* verb = TINY_VERBS[rng_u64(rng) % TINY_COUNT(TINY_VERBS)];
+        // one draw per statement: the order in which a call's arguments are evaluated is up to
+        // the compiler (gcc and clang differ), and the bytes must not depend on it
         const char* subject = TINY_SUBJECTS[rng_u64(rng) % TINY_COUNT(TINY_SUBJECTS)];
+        const char* verb = TINY_VERBS[rng_u64(rng) % TINY_COUNT(TINY_VERBS)];
+        const char* adjective = adjectives[rng_u64(rng) % TINY_COUNT(TINY_GOOD)];
+        const char* tail = TINY_TAILS[rng_u64(rng) % TINY_COUNT(TINY_TAILS)];
         n += snprintf(text + n, cap - n, "%d\t%s %s %s%s\n", label, subject, verb, adjective, tail);
     }
-    int rc = write_text_file(path, text);
+    int rc = text_write_tmp(path, text);
     free(text);
     return rc;
 }
 
+// a nearly normal number of standard deviation std, from integers only: the sum of 12 uniform
+// 24-bit integers (Irwin-Hall) minus its mean has mean 0 and standard deviation 2^24, and it is
+// exact; one conversion and one multiply then round the same way on every IEEE machine. (Box-
+// Muller's logf and cosf are libm's, and two libms may differ in the last bit.)
+static float tiny_normal(Rng* rng, float std) {
+    int64_t s = -6 * (int64_t)16777216;
+    for (int i = 0; i < 12; i++) { s += (int64_t)(rng_u64(rng) >> 40); }
+    return (float)s * (std / 16777216.0f);
+}
+
+// a tensor of rows x max(cols, 1) numbers: normal with standard deviation std, or all `fill` when std is 0
+static float* tiny_tensor(Rng* rng, int rows, int cols, float std, float fill) {
+    size_t n = (size_t)rows * (cols ? cols : 1);
+    float* x = mallocCheck(n * sizeof(float));
+    for (size_t i = 0; i < n; i++) { x[i] = std > 0.0f ? tiny_normal(rng, std) : fill; }
+    return x;
+}
+
+// 1 if the files a and b hold the same bytes (both readable)
+static int same_bytes(const char* a, const char* b) {
+    size_t na, nb;
+    char* x = read_file(a, &na, NULL);
+    char* y = x ? read_file(b, &nb, NULL) : NULL;
+    int same = x && y && na == nb && memcmp(x, y, na) == 0;
+    free(x); free(y);
+    return same;
+}
+
 int tiny_command(const Options* o) {
     const char* dir = "weights/tiny";
-    const char* real_vocab = "weights/distilbert-base-uncased/vocab.txt";
-    char path[1024];
     if ((make_dir(dir) != 0 && errno != EEXIST) || (make_dir("data/tiny") != 0 && errno != EEXIST)) {
         return fail("cannot create %s and data/tiny: %s (run ./lora tiny in the repository's top folder)", dir, strerror(errno));
     }
-    // the vocabulary first: its size is the model's vocab_size
-    snprintf(path, sizeof(path), "%s/vocab.txt", dir);
-    int V = file_is_there(real_vocab) ? count_lines(real_vocab) : -1;  // (its absence is no error)
-    if (V > 0) {
-        size_t n;
-        char* text = read_file(real_vocab, &n, NULL);
-        int rc = text ? write_text_file(path, text) : -1;
-        free(text);
-        if (rc != 0) { return -1; }
-    } else {
-        if (tiny_write_vocab(path) != 0) { return -1; }
-        V = count_lines(path);
-    }
-    // a random model of DistilBERT's shape, Hugging Face's initialisation (model_init_random)
-    Config c = { V, 128, 32, 2, 2, 64, 2, 0.1f, 0.1f, 0.2f, 0, NULL };
-    LoraConfig lc = { 4, 32.0f, 0.01f, { 0 }, 0 };
-    Model m;
-    model_init_random(&m, &c, &lc, MODE_LORA, o->seed);
-    // model_init_random draws N(0, 0.02^2) as transformers does for a 768-wide model. At width
-    // 32 that leaves the [CLS] row almost blind to the other tokens, and the toy task cannot be
-    // learned; so the weights here get std 1/sqrt(IC) (as PyTorch's default for a Linear) and the
-    // embeddings std 1 (nn.Embedding's default): a random model whose features carry the words.
-    for (int i = 0; i < NUM_LIN; i++) {
-        size_t n = (size_t)c.n_layers * lin_out(&c, i) * lin_in(&c, i);
-        float scale = (1.0f / sqrtf((float)lin_in(&c, i))) / 0.02f;
-        for (size_t j = 0; j < n; j++) { m.w.lin_w[i][j] *= scale; }
-    }
-    for (size_t j = 0; j < (size_t)c.vocab_size * c.dim; j++) { m.w.wte[j] *= 50.0f; }
-    for (size_t j = 0; j < (size_t)c.max_pos * c.dim; j++) { m.w.wpe[j] *= 50.0f; }
-    // every tensor under its HF name, as DistilBertForMaskedLM saves them (no head: the head is
-    // new when training starts, as in the tutorial)
-    int count = 4 + c.n_layers * (2 * NUM_LIN + 4);
+    // the five files, written as FILE.tmp first: nothing is replaced before all of them are made
+    // and compared with what is there
+    const char* files[5] = { "weights/tiny/model.safetensors", "weights/tiny/config.json", "weights/tiny/vocab.txt",
+                             "data/tiny/train.tsv", "data/tiny/val.tsv" };
+    save_prepare(files, 5);
+    int V = 0;
+    if (tiny_write_vocab(files[2], &V) != 0) { save_abandon(files, 5); return -1; }
+    // a random model of DistilBERT's shape. Hugging Face draws N(0, 0.02^2) for a 768-wide model;
+    // at width 32 that leaves the [CLS] row almost blind to the other tokens and the toy task
+    // cannot be learned, so the Linears get std 1/sqrt(IC) (PyTorch's default for a Linear) and
+    // the embeddings std 1 (nn.Embedding's); LayerNorms 1 and 0, biases 0, as HF initialises them
+    Config c = { .vocab_size = V, .max_pos = 128, .dim = 32, .n_layers = 2, .n_heads = 2, .hidden_dim = 64, .num_labels = 2 };
+    Rng rng = { o->seed ^ 0x5eedULL };
+    int count = 4 + c.n_layers * (2 * NUM_LIN + 4), k = 0;
     SaveTensor* t = mallocCheck(count * sizeof(SaveTensor));
     char (*names)[128] = mallocCheck((size_t)count * 128);
-    int k = 0;
+    // every tensor under its HF name, as DistilBertForMaskedLM saves them (no head: the head is
+    // new when training starts, as in the tutorial)
     const char* emb_names[4] = { "word_embeddings.weight", "position_embeddings.weight", "LayerNorm.weight", "LayerNorm.bias" };
-    const float* emb_data[4] = { m.w.wte, m.w.wpe, m.w.emb_lnw, m.w.emb_lnb };
     int emb_rows[4] = { c.vocab_size, c.max_pos, c.dim, c.dim }, emb_cols[4] = { c.dim, c.dim, 0, 0 };
     for (int i = 0; i < 4; i++, k++) {
         snprintf(names[k], 128, "distilbert.embeddings.%s", emb_names[i]);
-        SaveTensor st = { names[k], emb_data[i], emb_rows[i], emb_cols[i] };
+        SaveTensor st = { names[k], tiny_tensor(&rng, emb_rows[i], emb_cols[i], i < 2 ? 1.0f : 0.0f, i == 2 ? 1.0f : 0.0f), emb_rows[i], emb_cols[i] };
         t[k] = st;
     }
+    const char* ln_names[4] = { "sa_layer_norm.weight", "sa_layer_norm.bias", "output_layer_norm.weight", "output_layer_norm.bias" };
     for (int l = 0; l < c.n_layers; l++) {
         for (int i = 0; i < NUM_LIN; i++) {
             int OC = lin_out(&c, i), IC = lin_in(&c, i);
             snprintf(names[k], 128, "distilbert.transformer.layer.%d.%s.weight", l, LIN_PATHS[i]);
-            SaveTensor w = { names[k], m.w.lin_w[i] + (size_t)l * OC * IC, OC, IC };
+            SaveTensor w = { names[k], tiny_tensor(&rng, OC, IC, 1.0f / sqrtf((float)IC), 0.0f), OC, IC };
             t[k++] = w;
             snprintf(names[k], 128, "distilbert.transformer.layer.%d.%s.bias", l, LIN_PATHS[i]);
-            SaveTensor b = { names[k], m.w.lin_b[i] + (size_t)l * OC, OC, 0 };
+            SaveTensor b = { names[k], tiny_tensor(&rng, OC, 0, 0.0f, 0.0f), OC, 0 };
             t[k++] = b;
         }
-        const char* ln_names[4] = { "sa_layer_norm.weight", "sa_layer_norm.bias", "output_layer_norm.weight", "output_layer_norm.bias" };
-        const float* ln_data[4] = { m.w.ln1w, m.w.ln1b, m.w.ln2w, m.w.ln2b };
         for (int i = 0; i < 4; i++, k++) {
             snprintf(names[k], 128, "distilbert.transformer.layer.%d.%s", l, ln_names[i]);
-            SaveTensor ln = { names[k], ln_data[i] + (size_t)l * c.dim, c.dim, 0 };
+            SaveTensor ln = { names[k], tiny_tensor(&rng, c.dim, 0, 0.0f, i % 2 == 0 ? 1.0f : 0.0f), c.dim, 0 };
             t[k] = ln;
         }
     }
-    snprintf(path, sizeof(path), "%s/model.safetensors", dir);
-    int rc = safetensors_write(path, t, k);
+    int rc = safetensors_write_tmp(files[0], t, k, "F32");
+    for (int i = 0; i < k; i++) { free((void*)t[i].data); }
     free(t); free(names);
-    model_free(&m);
-    if (rc != 0) { return -1; }
     // config.json with DistilBertConfig's names (the fields config_load reads, and a few more
     // so that transformers' AutoModel can load it too)
     char config[1024];
@@ -5606,13 +5653,33 @@ int tiny_command(const Options* o) {
              "  \"n_heads\": %d,\n  \"n_layers\": %d,\n  \"pad_token_id\": 0,\n  \"qa_dropout\": 0.1,\n"
              "  \"seq_classif_dropout\": 0.2,\n  \"sinusoidal_pos_embds\": false,\n  \"tie_word_embeddings\": true,\n"
              "  \"vocab_size\": %d\n}\n", c.dim, c.hidden_dim, c.max_pos, c.n_heads, c.n_layers, c.vocab_size);
-    snprintf(path, sizeof(path), "%s/config.json", dir);
-    if (write_text_file(path, config) != 0) { return -1; }
+    if (rc == 0) { rc = text_write_tmp(files[1], config); }
     // the toy data, from its own generator
-    Rng rng = { o->seed ^ 0x746f79ULL };
-    if (tiny_write_tsv("data/tiny/train.tsv", 200, &rng) != 0 || tiny_write_tsv("data/tiny/val.tsv", 100, &rng) != 0) { return -1; }
-    printf("wrote %s/ (dim %d, %d layers, %d heads, FFN %d, vocab %d: %s) and data/tiny/ (train.tsv 200, val.tsv 100)\n",
-           dir, c.dim, c.n_layers, c.n_heads, c.hidden_dim, c.vocab_size, V > 1000 ? "the real vocab.txt" : "a small vocab.txt");
+    Rng data_rng = { o->seed ^ 0x746f79ULL };
+    if (rc == 0) { rc = tiny_write_tsv(files[3], 200, &data_rng); }
+    if (rc == 0) { rc = tiny_write_tsv(files[4], 100, &data_rng); }
+    if (rc != 0) { save_abandon(files, 5); return -1; }
+    // what is there already: the same bytes (nothing to do), absent, or different (refused)
+    int same = 0;
+    const char* differs = NULL;
+    for (int i = 0; i < 5; i++) {
+        char tmp[1100];
+        snprintf(tmp, sizeof(tmp), "%s.tmp", files[i]);
+        if (!file_is_there(files[i])) { continue; }
+        if (same_bytes(files[i], tmp)) { same++; } else if (!differs) { differs = files[i]; }
+    }
+    if (same == 5) {
+        save_abandon(files, 5);
+        printf("%s/ and data/tiny/ are already there, byte for byte what ./lora tiny writes: nothing to do\n", dir);
+    } else if (differs && !o->overwrite) {
+        save_abandon(files, 5);
+        return fail("%s is not what ./lora tiny writes (made by an older lora.c, with another --seed, or changed): it stays as it is"
+                    " ---> HINT: make tiny FORCE=1 (./lora tiny --overwrite) replaces weights/tiny and data/tiny", differs);
+    } else {
+        if (save_commit(files, 5) != 0) { return -1; }
+        printf("wrote %s/ (dim %d, %d layers, %d heads, FFN %d, vocab %d) and data/tiny/ (train.tsv 200, val.tsv 100)%s\n",
+               dir, c.dim, c.n_layers, c.n_heads, c.hidden_dim, c.vocab_size, differs ? ", replacing what was there (--overwrite)" : "");
+    }
     printf("try: ./lora train --model %s --train data/tiny/train.tsv --val data/tiny/val.tsv --epochs 1 --out out/tiny\n", dir);
     return 0;
 }
@@ -5727,7 +5794,7 @@ int main(int argc, char** argv) {
         { "--labels", 's', &o.labels, 0, 0, "tep", "the classes in this order, e.g. awful,bad,good,great (default: the data's 0..K-1 or sorted words)" },
         { "--out", 's', &o.out_dir, 0, 0, "tm", "train: where best/, last/, log.tsv and curves.svg go (default: out); "
           "merge: the new model's folder (required, never overwritten)" },
-        { "--overwrite", 'b', &o.overwrite, 0, 0, "t", "replace the checkpoints already in --out (else they are never touched)" },
+        { "--overwrite", 'b', &o.overwrite, 0, 0, "ty", "train: replace the checkpoints already in --out (else they are never touched); tiny: replace a weights/tiny or data/tiny that differs" },
         { "--resume", 's', &o.resume_dir, 0, 0, "t", "continue the run saved in DIR (an OUT/last), with that run's settings" },
         { "--adapter", 's', &o.adapter_dir, 0, 0, "epm", "the trained adapter, or a head/full run's checkpoint (default: eval "
           "out/best; predict none, an untrained head)" },

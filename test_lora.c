@@ -30,6 +30,18 @@ static int expect(int ok, const char* fmt, ...) {
     return ok;
 }
 
+// detail("...") prints an indented line that is not a check: which element of a failing check
+// went wrong. (A check prints one line whether it passes or fails, so a grade has as many checks
+// when it passes as when it fails; the details come on top, on failure only.)
+static void detail(const char* fmt, ...) {
+    va_list ap;
+    va_start(ap, fmt);
+    printf("       - ");
+    vprintf(fmt, ap);
+    printf("\n");
+    va_end(ap);
+}
+
 // for the checks that need files outside the repository (they SKIP without them)
 static int file_exists(const char* path) {
     FILE* f = fopen(path, "rb");
@@ -80,6 +92,12 @@ static int write_bytes(const char* path, const void* data, size_t n) {
     size_t w = fwrite(data, 1, n, f);
     fclose(f);
     return w == n ? 0 : -1;
+}
+// one safetensors file of F32 tensors, atomically (a set of one, see save_commit in lora.c)
+static int safetensors_write(const char* path, const SaveTensor* tensors, int count) {
+    save_prepare(&path, 1);
+    if (safetensors_write_tmp(path, tensors, count, "F32") != 0) { return -1; }
+    return save_commit(&path, 1);
 }
 static int copy_file(const char* from, const char* to) {
     size_t n;
@@ -734,7 +752,7 @@ static void hf_check_steps(Model* m, SafeTensors* ref, const int* ids, const int
         }
         double e = tensor_error_f(got_delta, want, n);
         if (e > worst) { worst = e; }
-        if (e > 1e-3) { expect(0, "HF parity: change after 3 steps of %s: max rel err %.2e (bound 1e-3)", short_name(info->name), e); }
+        if (e > 1e-3) { detail("HF parity: change after 3 steps of %s: max rel err %.2e (bound 1e-3)", short_name(info->name), e); }
         free(got_delta);
         free(want);
     }
@@ -1213,7 +1231,7 @@ static int tok_same_ids(const int* got, int ngot, const int* want, int nwant) {
 }
 
 // Runs every case of a fixture file (label, max_len, flags, text, ids) through tokenizer_encode.
-// With verbose, one line per case; else one summary line (and a NOT OK line per failing case).
+// With verbose, one line per case; else one summary line (and a detail line per failing case).
 // Untruncated cases are also cut to every shorter length, left and right, and must give the
 // start or the end of the full ids: HF's truncation keeps whole tokens, as the fixture's own
 // truncation cases show.
@@ -1238,7 +1256,8 @@ static void tok_run_fixture(const Tokenizer* tok, const char* path, const char* 
         int ok = tok_same_ids(got, n, want, nwant);
         ncases++;
         if (!ok) { nbad++; }
-        if (verbose || !ok) { expect(ok, "tokenizer %s: %s (%d ids)", name, field[0], nwant); }
+        if (verbose) { expect(ok, "tokenizer %s: %s (%d ids)", name, field[0], nwant); }
+        else if (!ok) { detail("tokenizer %s: %s (%d ids) differs from Hugging Face's", name, field[0], nwant); }
         // cut the untruncated ids to every shorter length
         if (ok && max_len == 0 && add_special) {
             memcpy(full, got, (size_t)n * sizeof(int));
@@ -1315,7 +1334,7 @@ static void test_tokenizer_words(const Tokenizer* tok) {
         ncases++;
         if (!ok) {
             nbad++;
-            expect(0, "tokenizer words: %s: want '%.*s' got '%.*s'", field[0], (int)nwant, want, (int)w.n, got);
+            detail("tokenizer words: %s: want '%.*s' got '%.*s'", field[0], (int)nwant, want, (int)w.n, got);
         }
     }
     fclose(f);
@@ -1368,7 +1387,7 @@ static void test_tokenizer_utf8(void) {
         size_t len = tok_unescape(field[0], text);
         long want = atol(field[1]), got = utf8_first_invalid(text, len);
         ncases++;
-        if (got != want) { nbad++; expect(0, "tokenizer utf8: '%s': want %ld got %ld", field[0], want, got); }
+        if (got != want) { nbad++; detail("tokenizer utf8: '%s': want %ld got %ld", field[0], want, got); }
     }
     fclose(f);
     expect(ncases > 0 && nbad == 0, "tokenizer utf8: utf8_first_invalid finds the first invalid byte as Python does (%d cases)", ncases);
@@ -1737,6 +1756,205 @@ static void test_rslora(void) {
 }
 
 // ----------------------------------------------------------------------------
+// The exercise graders' own checks (make grade EX=...): wrong answers that the checks above let
+// through. Every kernel is called through ONE wrapper here, so that when a kernel's signature
+// changes, this file changes in one line per kernel.
+
+static void call_gelu_backward(float* dinp, const float* inp, const float* dout, size_t n) {
+    gelu_backward(dinp, inp, dout, n);
+}
+static void call_crossentropy_forward(float* losses, float* probs, const float* logits, const int* labels, int B, int NL) {
+    crossentropy_forward(losses, probs, logits, labels, B, NL);
+}
+static void call_crossentropy_backward(float* dlogits, const float* probs, const int* labels, int B, int NL) {
+    crossentropy_backward(dlogits, probs, labels, B, NL);
+}
+static void call_layernorm_forward(float* out, float* mean, float* rstd, const float* inp, const float* weight,
+                                   const float* bias, int N, int C) {
+    layernorm_forward(out, mean, rstd, inp, weight, bias, N, C);
+}
+static void call_layernorm_backward(float* dinp, float* dweight, float* dbias, const float* dout, const float* inp,
+                                    const float* weight, const float* mean, const float* rstd, int N, int C) {
+    layernorm_backward(dinp, dweight, dbias, dout, inp, weight, mean, rstd, N, C);
+}
+// one Linear's LoRA path: x (N, C), A (R, C), B (OC, R); h (N, R) cached, xd (N, C) scratch
+typedef struct { const float *inp, *A, *B; float *h, *xd, *dh; float scale, p; uint64_t key; int N, C, OC, R; } LoraCall;
+static void call_lora_forward(float* out, const LoraCall* c) {
+    lora_forward(out, c->h, c->xd, c->inp, c->A, c->B, c->scale, c->p, c->key, c->N, c->C, c->OC, c->R);
+}
+static void call_lora_backward(float* dinp, float* dA, float* dB, const float* dout, const LoraCall* c) {
+    lora_backward(dinp, dA, dB, c->dh, c->xd, dout, c->inp, c->h, c->A, c->B, c->scale, c->p, c->key, c->N, c->C, c->OC, c->R);
+}
+// attention over B sequences of the given lengths, every token's query; att and datt (NH T^2 per sequence)
+typedef struct { const float *q, *k, *v; float *att, *datt; int q_offsets[4], kv_offsets[4]; size_t att_offsets[4]; int B, C, NH; float p; uint64_t key; } AttCall;
+static void call_attention_forward(float* out, const AttCall* c) {
+    attention_forward(out, c->att, c->q, c->k, c->v, c->q_offsets, c->kv_offsets, c->att_offsets, c->B, c->C, c->NH, c->p, c->key);
+}
+static void call_attention_backward(float* dq, float* dk, float* dv, const float* dout, const AttCall* c) {
+    attention_backward(dq, dk, dv, c->datt, dout, c->att, c->q, c->k, c->v, c->q_offsets, c->kv_offsets, c->att_offsets,
+                       c->B, c->C, c->NH, c->p, c->key);
+}
+
+// Backward kernels ADD to their gradients (+=): the caller clears them once, and a tensor used
+// twice (an input that feeds a residual and a LayerNorm, a query row that all keys see) gets the
+// sum of its contributions. `=` instead passes every check that starts from zeroed gradients, so
+// each kernel runs twice on the same inputs: into zeros (giving g), and into random numbers r;
+// the second run must give r + g. Summing from r instead of 0 changes the rounding only (1e-7 of
+// the largest entry); `=` gives an error of about the size of r, near 1.
+#define ACCUMULATE_TOL 1e-5
+typedef struct { float* out; size_t n; const char* name; float *prefill, *zero_run; } GradOut;
+// outs[k].out holds the run into zeros: keep it, and fill out with random numbers (also kept)
+static void prefill_random(GradOut* outs, int n_outs) {
+    for (int k = 0; k < n_outs; k++) {
+        outs[k].zero_run = mallocCheck(outs[k].n * sizeof(float));
+        memcpy(outs[k].zero_run, outs[k].out, outs[k].n * sizeof(float));
+        outs[k].prefill = random_array(outs[k].n, 1.0f);
+        memcpy(outs[k].out, outs[k].prefill, outs[k].n * sizeof(float));
+    }
+}
+// after the second run: one check per gradient, out == prefill + zero run
+static void expect_accumulated(const char* kernel, GradOut* outs, int n_outs) {
+    for (int k = 0; k < n_outs; k++) {
+        size_t n = outs[k].n;
+        double* want = mallocCheck(n * sizeof(double));
+        for (size_t i = 0; i < n; i++) { want[i] = (double)outs[k].prefill[i] + outs[k].zero_run[i]; }
+        double e = tensor_error(outs[k].out, want, n);
+        expect(e <= ACCUMULATE_TOL, "accumulates: %s adds to %s (+=; pre-filled with random numbers): max rel err %.2e (bound %.0e)",
+               kernel, outs[k].name, e, ACCUMULATE_TOL);
+        free(want); free(outs[k].prefill); free(outs[k].zero_run);
+    }
+}
+
+static void test_gelu_accumulates(void) {
+    size_t n = 40;
+    float *inp = random_array(n, 3.0f), *dout = random_array(n, 1.0f), *dinp = zero_array(n);
+    GradOut g[1] = { { dinp, n, "dinp", NULL, NULL } };
+    call_gelu_backward(dinp, inp, dout, n);
+    prefill_random(g, 1);
+    call_gelu_backward(dinp, inp, dout, n);
+    expect_accumulated("gelu_backward", g, 1);
+    free(inp); free(dout); free(dinp);
+}
+
+static void test_crossentropy_accumulates(void) {
+    int B = 3, NL = 2, labels[3] = { 1, 0, 1 };
+    float *logits = random_array(B * NL, 2.0f), *probs = zero_array(B * NL), *losses = zero_array(B), *dlogits = zero_array(B * NL);
+    GradOut g[1] = { { dlogits, (size_t)B * NL, "dlogits", NULL, NULL } };
+    call_crossentropy_forward(losses, probs, logits, labels, B, NL);
+    call_crossentropy_backward(dlogits, probs, labels, B, NL);
+    prefill_random(g, 1);
+    call_crossentropy_backward(dlogits, probs, labels, B, NL);
+    expect_accumulated("crossentropy_backward", g, 1);
+    free(logits); free(probs); free(losses); free(dlogits);
+}
+
+static void test_layernorm_accumulates(void) {
+    int N = 5, C = 13;
+    float *inp = random_array(N * C, 2.0f), *w = random_array(C, 1.0f), *b = random_array(C, 1.0f), *dout = random_array(N * C, 1.0f);
+    float *out = zero_array(N * C), *mean = zero_array(N), *rstd = zero_array(N);
+    float *dinp = zero_array(N * C), *dw = zero_array(C), *db = zero_array(C);
+    GradOut g[3] = { { dinp, (size_t)N * C, "dinp", NULL, NULL }, { dw, (size_t)C, "dweight", NULL, NULL }, { db, (size_t)C, "dbias", NULL, NULL } };
+    call_layernorm_forward(out, mean, rstd, inp, w, b, N, C);
+    call_layernorm_backward(dinp, dw, db, dout, inp, w, mean, rstd, N, C);
+    prefill_random(g, 3);
+    call_layernorm_backward(dinp, dw, db, dout, inp, w, mean, rstd, N, C);
+    expect_accumulated("layernorm_backward", g, 3);
+    free(inp); free(w); free(b); free(dout); free(out); free(mean); free(rstd); free(dinp); free(dw); free(db);
+}
+
+static void test_lora_accumulates(float p) {
+    int N = 6, C = 11, OC = 7, R = 3;
+    float *inp = random_array(N * C, 1.0f), *A = random_array(R * C, 1.0f), *Bm = random_array(OC * R, 1.0f);
+    LoraCall c = { inp, A, Bm, zero_array(N * R), zero_array(N * C), zero_array(N * R), 8.0f / R, p, 77, N, C, OC, R };
+    float *out = random_array(N * OC, 1.0f), *dout = random_array(N * OC, 1.0f);
+    float *dinp = zero_array(N * C), *dA = zero_array(R * C), *dB = zero_array(OC * R);
+    GradOut g[3] = { { dinp, (size_t)N * C, "dinp", NULL, NULL }, { dA, (size_t)R * C, "dA", NULL, NULL }, { dB, (size_t)OC * R, "dB", NULL, NULL } };
+    call_lora_forward(out, &c);
+    call_lora_backward(dinp, dA, dB, dout, &c);
+    prefill_random(g, 3);
+    call_lora_backward(dinp, dA, dB, dout, &c);
+    char name[64];
+    snprintf(name, sizeof(name), "lora_backward (dropout %.1f)", p);
+    expect_accumulated(name, g, 3);
+    free(inp); free(A); free(Bm); free(c.h); free(c.xd); free(c.dh); free(out); free(dout); free(dinp); free(dA); free(dB);
+}
+
+static void test_attention_accumulates(void) {
+    int lengths[3] = { 4, 1, 9 }, B = 3, C = 8, NH = 2;
+    AttCall c;
+    memset(&c, 0, sizeof(c));
+    c.B = B; c.C = C; c.NH = NH; c.p = 0.2f; c.key = 99;
+    for (int b = 0; b < B; b++) {
+        c.kv_offsets[b + 1] = c.q_offsets[b + 1] = c.kv_offsets[b] + lengths[b];
+        c.att_offsets[b + 1] = c.att_offsets[b] + (size_t)NH * lengths[b] * lengths[b];
+    }
+    int N = c.kv_offsets[B];
+    size_t A = c.att_offsets[B];
+    float *q = random_array(N * C, 1.5f), *k = random_array(N * C, 1.5f), *v = random_array(N * C, 1.0f);
+    c.q = q; c.k = k; c.v = v; c.att = zero_array(A); c.datt = zero_array(A);
+    float *out = zero_array(N * C), *dout = random_array(N * C, 1.0f);
+    float *dq = zero_array(N * C), *dk = zero_array(N * C), *dv = zero_array(N * C);
+    GradOut g[3] = { { dq, (size_t)N * C, "dq", NULL, NULL }, { dk, (size_t)N * C, "dk", NULL, NULL }, { dv, (size_t)N * C, "dv", NULL, NULL } };
+    int saved_fast = use_fast_kernels;
+    use_fast_kernels = 0;  // the reference loops of Part 1 (the exercise's code)
+    call_attention_forward(out, &c);
+    call_attention_backward(dq, dk, dv, dout, &c);
+    prefill_random(g, 3);
+    call_attention_backward(dq, dk, dv, dout, &c);
+    use_fast_kernels = saved_fast;
+    expect_accumulated("attention_backward (lengths 4,1,9, dropout 0.2)", g, 3);
+    free(q); free(k); free(v); free(c.att); free(c.datt); free(out); free(dout); free(dq); free(dk); free(dv);
+}
+
+// rsLoRA's flag as PEFT writes it: "use_rslora": true, false or null, or no key at all (older
+// PEFT). Only true means alpha / sqrt(r); reading any other as true scales every plain adapter
+// wrong. And the scaling at ranks where sqrt(r) is not a whole number (2, 8) and where it is (16).
+static void test_rslora_config_values(void) {
+    const char* values[4] = { "true", "false", "null", NULL };
+    int want[4] = { 1, 0, 0, 0 };
+    make_dir(TEST_DIR "/rslora_cfg");
+    for (int k = 0; k < 4; k++) {
+        char json[512];
+        snprintf(json, sizeof(json), "{\"peft_type\": \"LORA\", \"r\": 4, \"lora_alpha\": 8, \"target_modules\": [\"q_lin\"]%s%s}",
+                 values[k] ? ", \"use_rslora\": " : "", values[k] ? values[k] : "");
+        write_bytes(TEST_DIR "/rslora_cfg/adapter_config.json", json, strlen(json));
+        LoraConfig lc;
+        int rc = lora_config_load(&lc, TEST_DIR "/rslora_cfg");
+        expect(rc == 0 && lc.use_rslora == want[k], "rslora: \"use_rslora\": %s in adapter_config.json reads as use_rslora = %d (want %d)",
+               values[k] ? values[k] : "(absent)", rc == 0 ? lc.use_rslora : -1, want[k]);
+    }
+    remove(TEST_DIR "/rslora_cfg/adapter_config.json");
+    remove(TEST_DIR "/rslora_cfg");
+    int ranks[3] = { 2, 8, 16 };
+    for (int k = 0; k < 3; k++) {
+        LoraConfig rs = { ranks[k], 8.0f, 0.0f, { 1, 0, 0, 0, 0, 0 }, 1 }, plain = rs;
+        plain.use_rslora = 0;
+        double want_rs = 8.0 / sqrt((double)ranks[k]), want_plain = 8.0 / ranks[k];
+        float got_rs = lora_scaling(&rs), got_plain = lora_scaling(&plain);
+        expect(fabs(got_rs - want_rs) <= 1e-6 * want_rs && fabs(got_plain - want_plain) <= 1e-6 * want_plain,
+               "rslora: r %d, alpha 8: lora_scaling is %.6g with use_rslora (want alpha / sqrt(r) = %.6g), %.6g without (want alpha / r = %.6g)",
+               ranks[k], got_rs, want_rs, got_plain, want_plain);
+    }
+}
+
+// a plain PEFT adapter ("use_rslora": false, dev/fixtures/hf_tiny): Hugging Face's logits
+static void test_rslora_plain_adapter(void) {
+    Model m;
+    SafeTensors ref;
+    int ids[256], lengths[16], labels[16];
+    int B = hf_open(&m, &ref, HF_DIR, ids, lengths, labels);
+    if (!expect(B > 0, "rslora: load the plain PEFT adapter (use_rslora false) of " HF_DIR)) { return; }
+    model_forward(&m, ids, lengths, B, labels);
+    float* want = read_reference(&ref, "logits", (size_t)B * m.config.num_labels);
+    double e = want ? tensor_error_f(m.acts.logits, want, (size_t)B * m.config.num_labels) : INFINITY;
+    expect(e <= 1e-4, "rslora: a plain PEFT adapter (" HF_DIR ", \"use_rslora\": false, scale alpha / r = %g): logits == Hugging Face's, max rel err %.2e (bound 1e-4)",
+           lora_scaling(&m.lora), e);
+    free(want);
+    safetensors_close(&ref);
+    model_free(&m);
+}
+
+// ----------------------------------------------------------------------------
 // test groups: ./test_lora runs them all, ./test_lora NAME... only those named (an exercise's
 // grader runs its own), ./test_lora --list prints the names
 
@@ -2062,17 +2280,18 @@ static void group_model(void) {
     test_reference_vs_fast();
     test_no_allocation_in_step();
 }
-static void group_layernorm(void) { test_layernorm_grad(); }
+static void group_layernorm(void) { test_layernorm_grad(); test_layernorm_accumulates(); }
 static void group_matmul(void) { test_matmul_grad(); test_matmul_fast_vs_naive(); }
-static void group_lora(void) { test_lora_grad(0.0f); test_lora_grad(0.3f); }
+static void group_lora(void) { test_lora_grad(0.0f); test_lora_grad(0.3f); test_lora_accumulates(0.0f); test_lora_accumulates(0.3f); }
 static void group_attention(void) {
     test_attention_grad(0.0f, 0);
     test_attention_grad(0.2f, 0);
     test_attention_grad(0.2f, 1);
+    test_attention_accumulates();
     test_attention_fast_vs_naive();
 }
-static void group_gelu(void) { test_exp_erf_accuracy(); test_elementwise_grad(); }
-static void group_crossentropy(void) { test_crossentropy_grad(); }
+static void group_gelu(void) { test_exp_erf_accuracy(); test_elementwise_grad(); test_gelu_accumulates(); }
+static void group_crossentropy(void) { test_crossentropy_grad(); test_crossentropy_accumulates(); }
 static void group_hf(void) { test_hf_parity(); }
 static void group_standin(void) { test_hf_standin_parity(); }
 static void group_checkpoints(void) { test_dtypes(); test_bad_checkpoints(); }
@@ -2082,7 +2301,7 @@ static void group_tokenizer(void) { test_tokenizer(); }
 static void group_adamw(void) { test_adamw(); test_hf_steps(); }
 static void group_schedule(void) { test_schedule_clip(); }
 static void group_merge(void) { test_merge(); }
-static void group_rslora(void) { test_rslora(); }
+static void group_rslora(void) { test_rslora_config_values(); test_rslora(); test_rslora_plain_adapter(); }
 
 // ----------------------------------------------------------------------------
 // data: TSV, CSV and JSON Lines files (dataset_load), labels 0..K-1 or words, K classes through
@@ -2549,6 +2768,7 @@ static const struct { const char* name; void (*run)(void); int one_thread; const
 #define NUM_GROUPS ((int)(sizeof(GROUPS) / sizeof(GROUPS[0])))
 
 int main(int argc, char** argv) {
+    setvbuf(stdout, NULL, _IOLBF, 0);  // every line out at once, also into a file: a crash loses none
     if (argc == 2 && (strcmp(argv[1], "--list") == 0 || strcmp(argv[1], "--help") == 0 || strcmp(argv[1], "-h") == 0)) {
         printf("usage: ./test_lora [GROUP ...]   (no group: all of them)\ngroups:\n");
         for (int g = 0; g < NUM_GROUPS; g++) { printf("  %-13s %s\n", GROUPS[g].name, GROUPS[g].what); }
