@@ -38,7 +38,8 @@ Legend for the shape comments:
   B = batch (sequences), T = tokens of one sequence, N = tokens of the whole batch (sum of T),
   C = channels (dim), H = FFN hidden channels, NH = heads, HS = head size (C / NH),
   OC = output channels, IC = input channels of a Linear, V = vocab size, P = max positions,
-  R = LoRA rank, L = layers, NL = labels (2), AT = attention entries of one layer (sum of NH * T * T)
+  R = LoRA rank, L = layers, NL = labels (2),
+  AT = attention entries of one layer (sum of NH * T * T)
 */
 
 #include <stdio.h>
@@ -90,10 +91,11 @@ static int model_set_batch(Model* m, const int* ids, const int* lengths, int B, 
 // train's set-up: model, datasets, --out checked, settings printed, --resume, progress, Ctrl-C
 static int train_start(const Options* o, Run* run);
 // evaluate (dropout off) over a whole dataset: loss, accuracy, precision, recall, F1
-static int evaluate(Model* m, const Dataset* d, int batch, Metrics* out, float* probs, Progress* pr);
+static int evaluate(Model* m, const Dataset* d, int batch, Metrics* out, float* probs,
+                    Progress* pr);
 // the live line; a printed line and a row of OUT/log.tsv every --log-every steps
-static void progress_step(Progress* pr, int epoch, int s, int step, float loss, float lr, float norm,
-                          int tokens, int log_now);
+static void progress_step(Progress* pr, int epoch, int s, int step, float loss, float lr,
+                          float norm, int tokens, int log_now);
 // the epoch's row (printed, and in OUT/log.tsv), and OUT/curves.svg drawn again
 static void progress_epoch(Progress* pr, int epoch, double train_loss, const Metrics* val,
                            int improved);
@@ -176,9 +178,10 @@ typedef struct {
 
 // --- embeddings: word embedding + learned position embedding (DistilBERT has no token types)
 
-// out (N, C) from ids (N), wte (V, C), wpe (P, C): HF's Embeddings.forward, word_embeddings(input_ids)
-// + position_embeddings(arange(T)) (LayerNorm and dropout follow in model_forward). Sequence b is rows
-// offsets[b] .. offsets[b+1]-1; its positions restart at 0, as HF's do in a right-padded batch.
+// out (N, C) from ids (N), wte (V, C), wpe (P, C): HF's Embeddings.forward,
+// word_embeddings(input_ids) + position_embeddings(arange(T)) (LayerNorm and dropout follow in
+// model_forward). Sequence b is rows offsets[b] .. offsets[b+1]-1; its positions restart at 0, as
+// HF's do in a right-padded batch.
 void embeddings_forward(float* out, const int* ids, const int* offsets, int B,
                         const float* wte, const float* wpe, int C) {
     for (int b = 0; b < B; b++) {
@@ -190,11 +193,11 @@ void embeddings_forward(float* out, const int* ids, const int* offsets, int B,
         }
     }
 }
-// backward, needed only when the tables train (--mode full): dwte (V, C) += dout at each token's id,
-// dwpe (P, C) += dout at each position; a repeated id adds twice (a scatter-add: serial). The [PAD]
-// row gets nothing: HF's nn.Embedding(V, C, padding_idx=pad_token_id) has no gradient there.
-void embeddings_backward(float* dwte, float* dwpe, const float* dout, const int* ids, const int* offsets,
-                         int B, int C, int pad_id) {
+// backward, needed only when the tables train (--mode full): dwte (V, C) += dout at each token's
+// id, dwpe (P, C) += dout at each position; a repeated id adds twice (a scatter-add: serial). The
+// [PAD] row gets nothing: HF's nn.Embedding(V, C, padding_idx=pad_token_id) has no gradient there.
+void embeddings_backward(float* dwte, float* dwpe, const float* dout, const int* ids,
+                         const int* offsets, int B, int C, int pad_id) {
     for (int b = 0; b < B; b++) {
         for (int n = offsets[b]; n < offsets[b + 1]; n++) {
             float* dw = dwte + (size_t)ids[n] * C;
@@ -296,7 +299,9 @@ void matmul_forward(float* out, const float* inp, const float* weight, const flo
         for (int o = 0; o < OC; o++) {
             // one output = the dot product of input row n with weight row o (PyTorch's layout)
             float sum = (bias != NULL) ? bias[o] : 0.0f;
-            for (int i = 0; i < C; i++) { sum += inp[(size_t)n * C + i] * weight[(size_t)o * C + i]; }
+            for (int i = 0; i < C; i++) {
+                sum += inp[(size_t)n * C + i] * weight[(size_t)o * C + i];
+            }
             out[(size_t)n * OC + o] = sum;
         }
     }
@@ -318,7 +323,9 @@ void matmul_backward(float* dinp, float* dweight, float* dbias,
         for (int n = 0; n < N; n++) {
             for (int o = 0; o < OC; o++) {
                 float d = dout[(size_t)n * OC + o];
-                for (int i = 0; i < C; i++) { dinp[(size_t)n * C + i] += d * weight[(size_t)o * C + i]; }
+                for (int i = 0; i < C; i++) {
+                    dinp[(size_t)n * C + i] += d * weight[(size_t)o * C + i];
+                }
             }
         }
     }
@@ -330,7 +337,9 @@ void matmul_backward(float* dinp, float* dweight, float* dbias,
                 float d = dout[(size_t)n * OC + o];
                 if (dbias != NULL) { dbias[o] += d; }
                 if (dweight != NULL) {
-                    for (int i = 0; i < C; i++) { dweight[(size_t)o * C + i] += d * inp[(size_t)n * C + i]; }
+                    for (int i = 0; i < C; i++) {
+                        dweight[(size_t)o * C + i] += d * inp[(size_t)n * C + i];
+                    }
                 }
             }
         }
@@ -382,7 +391,7 @@ void lora_forward(float* out, float* h, float* xd, const float* inp, const Lora*
     for (int n = 0; n < N; n++) {           // out += scale * h B^T: the up-projection back to OC
         float* o = out + (size_t)n * OC;
         for (int r = 0; r < R; r++) {
-            // out row n += scale * sum over r of h[n, r] * (column r of lora_B); R = 4: a short loop
+            // out row n += scale * sum over r of h[n, r] * (column r of lora_B); R = 4: short
             float hr = scale * h[(size_t)n * R + r];
             for (int j = 0; j < OC; j++) { o[j] += hr * lora_B[(size_t)j * R + r]; }
         }
@@ -415,7 +424,9 @@ void lora_backward(float* dinp, float* dh, float* xd, const float* dout, const f
     for (int n = 0; n < N; n++) {
         for (int r = 0; r < R; r++) {
             float sum = 0.0f;
-            for (int j = 0; j < OC; j++) { sum += dout[(size_t)n * OC + j] * lora_B[(size_t)j * R + r]; }
+            for (int j = 0; j < OC; j++) {
+                sum += dout[(size_t)n * OC + j] * lora_B[(size_t)j * R + r];
+            }
             dh[(size_t)n * R + r] = scale * sum;
         }
     }
@@ -447,7 +458,7 @@ void lora_backward(float* dinp, float* dh, float* xd, const float* dout, const f
 // probabilities of every (sequence, head): a Tq x T block each.
 // For one (sequence, head), with Q (Tq, HS), K, V (T, HS) this head's columns:
 //     S = Q K^T / sqrt(HS),   P = softmax(S) row by row,   Pd = dropout(P),   out = Pd V
-// (Vaswani et al. 2017, eq. 1), below row by row; attention_forward_fast does it as matrix products.
+// (Vaswani et al. 2017, eq. 1), here row by row; attention_forward_fast does matrix products.
 
 // softmax of one row (T) of scores S_i, in place (shifted by the max, for stability): row = P_i
 static void softmax_row(float* row, int T) {
@@ -543,7 +554,8 @@ static void attention_head_forward(float* out, float* att, const float* q, const
         for (int j = 0; j < T; j++) {
             float pij = row[j];
             if (p > 0.0f) {
-                pij = dropout_keep(key, key_offset + (size_t)i * T + j, p) ? pij * keep_scale : 0.0f;
+                int kept = dropout_keep(key, key_offset + (size_t)i * T + j, p);
+                pij = kept ? pij * keep_scale : 0.0f;
             }
             const float* vj = v + (size_t)j * C;
             for (int d = 0; d < HS; d++) { oi[d] += pij * vj[d]; }
@@ -569,9 +581,9 @@ void attention_forward(float* out, float* att, const float* q, const float* k, c
 // v; datt (Tq, T) is scratch. The forward, per query row i, was:  S_i = q_i K^T / sqrt(HS),
 // P_i = softmax(S_i),  Pd_i = dropout(P_i),  out_i = Pd_i V.  We go back through these four lines
 // in reverse order, using the P cached in att and recomputing the dropout mask from its key.
-static void attention_head_backward(float* dq, float* dk, float* dv, float* datt, const float* dout,
-                                    const float* att, const float* q, const float* k, const float* v,
-                                    const Head* hd) {
+static void attention_head_backward(float* dq, float* dk, float* dv, float* datt,
+                                    const float* dout, const float* att, const float* q,
+                                    const float* k, const float* v, const Head* hd) {
     int Tq = hd->Tq, T = hd->T, C = hd->C, HS = hd->HS;
     float p = hd->drop.p;
     uint64_t key = hd->drop.key;
@@ -590,7 +602,9 @@ static void attention_head_backward(float* dq, float* dk, float* dv, float* datt
             float dpd = 0.0f;
             for (int d = 0; d < HS; d++) { dpd += doi[d] * vj[d]; }
             float keep = 1.0f;
-            if (p > 0.0f) { keep = dropout_keep(key, key_offset + (size_t)i * T + j, p) ? keep_scale : 0.0f; }
+            if (p > 0.0f) {
+                keep = dropout_keep(key, key_offset + (size_t)i * T + j, p) ? keep_scale : 0.0f;
+            }
             drow[j] = dpd * keep;
             float pd = row[j] * keep;
             float* dvj = dv + (size_t)j * C;
@@ -599,7 +613,8 @@ static void attention_head_backward(float* dq, float* dk, float* dv, float* datt
         // softmax backward: dS_ij = P_ij (dP_ij - sum_k P_ik dP_ik), scaled by 1/sqrt(HS)
         // right here, once, for both dq and dk below
         softmax_row_backward(drow, row, T, scale);
-        // S_ij = (q_i . k_j) / sqrt(HS)  =>  dq_i += dS_ij k_j / sqrt(HS), dk_j += dS_ij q_i / sqrt(HS)
+        // S_ij = (q_i . k_j) / sqrt(HS)  =>  dq_i += dS_ij k_j / sqrt(HS),
+        //                                    dk_j += dS_ij q_i / sqrt(HS)
         const float* qi = q + (size_t)i * C;
         float* dqi = dq + (size_t)i * C;
         for (int j = 0; j < T; j++) {
@@ -702,7 +717,8 @@ void cls_scatter(float* dx, const float* dout, const int* offsets, int B, int C)
     }
 }
 
-// ReLU between pre_classifier and classifier (B * C numbers: serial); backward passes dout where inp > 0
+// ReLU between pre_classifier and classifier (B * C numbers: serial); backward passes dout where
+// inp > 0
 void relu_forward(float* out, const float* inp, size_t n) {
     for (size_t i = 0; i < n; i++) { out[i] = inp[i] > 0.0f ? inp[i] : 0.0f; }
 }
@@ -717,7 +733,7 @@ void crossentropy_forward(float* losses, float* probs, const float* logits, cons
                           int B, int NL) {
     for (int b = 0; b < B; b++) {
         // softmax(z)_i = exp(z_i - max) / sum_j exp(z_j - max): subtracting the max changes nothing
-        // mathematically and keeps exp from overflowing; the sum is in double (NL = 2: costs nothing)
+        // mathematically and keeps exp from overflowing; the sum is in double (NL = 2: it is cheap)
         const float* z = logits + (size_t)b * NL;
         float maxval = z[0];
         for (int i = 1; i < NL; i++) { if (z[i] > maxval) { maxval = z[i]; } }
@@ -748,7 +764,7 @@ void crossentropy_backward(float* dlogits, const float* probs, const int* labels
 // the model: DistilBERT (Sanh et al. 2019) + LoRA + the sequence-classification head
 
 // The tutorial's three ways to fine-tune (--mode), which differ only in what trains:
-//   lora  (the default) LoRA A and B of the chosen Linears + the head; the pretrained weights frozen
+//   lora  (the default) LoRA A and B of the chosen Linears + the head; pretrained weights frozen
 //   head  only the head (transfer learning): the body runs forward only, no backward at all
 //   full  every parameter: embeddings, every Linear and LayerNorm, the head
 // One training step, end to end, with the shapes (B = 4 reviews of T_b tokens, N = sum of T_b):
@@ -756,7 +772,8 @@ void crossentropy_backward(float* dlogits, const float* probs, const int* labels
 //   6 transformer blocks (layer_forward), x[l] (N, C) -> x[l+1] (N, C); the last keeps only B rows
 //   first token of each sequence (B, C) -> pre_classifier -> ReLU -> dropout -> classifier (B, NL)
 //   softmax + cross-entropy -> loss, the mean over the B sequences
-//   backward: the same path in reverse, down to layer 0's q_lin adapter (full: embeddings; head: the head)
+//   backward: the same path in reverse, down to the earliest tensor that trains: layer 0's q_lin
+//     adapter (full: the embeddings; head: the head)
 //   AdamW: updates the trainables (LoRA A, B and the head; full: every weight) and nothing else
 enum { MODE_LORA, MODE_HEAD, MODE_FULL };
 typedef struct {
@@ -776,9 +793,9 @@ typedef struct {
 // the six Linears of a transformer block (q_lin, k_lin, v_lin, out_lin, lin1, lin2, as PEFT's
 // target_modules name them), any of which can get a LoRA adapter
 enum { LIN_Q, LIN_K, LIN_V, LIN_OUT, LIN_1, LIN_2, NUM_LIN };
-// lin1 widens C -> H, lin2 narrows H -> C, the other four are C -> C
-static int lin_in(const Config* c, int lin) { return lin == LIN_2 ? c->hidden_dim : c->dim; }   // IC
-static int lin_out(const Config* c, int lin) { return lin == LIN_1 ? c->hidden_dim : c->dim; }  // OC
+// lin1 widens C -> H, lin2 narrows H -> C, the other four are C -> C: each one's IC and OC
+static int lin_in(const Config* c, int lin) { return lin == LIN_2 ? c->hidden_dim : c->dim; }
+static int lin_out(const Config* c, int lin) { return lin == LIN_1 ? c->hidden_dim : c->dim; }
 
 // PEFT's LoraConfig: which Linears get an adapter, of which rank and scale
 typedef struct {
@@ -807,7 +824,7 @@ typedef struct {
     float* wpe;              // (P, C)       distilbert.embeddings.position_embeddings.weight
     float* emb_lnw;          // (C)          distilbert.embeddings.LayerNorm.weight
     float* emb_lnb;          // (C)          distilbert.embeddings.LayerNorm.bias
-    float* lin_w[NUM_LIN];   // (L, OC, IC)  q/k/v/out_lin: (L, C, C), lin1: (L, H, C), lin2: (L, C, H)
+    float* lin_w[NUM_LIN];   // (L, OC, IC)  q/k/v/out_lin (L, C, C), lin1 (L, H, C), lin2 (L, C, H)
     float* lin_b[NUM_LIN];   // (L, OC)
     float* ln1w;             // (L, C)       sa_layer_norm.weight
     float* ln1b;             // (L, C)       sa_layer_norm.bias
@@ -831,7 +848,7 @@ typedef struct {
     char name[160];  // its name on disk: PEFT's key (lora mode), the checkpoint's (head, full mode)
     size_t offset;   // first float in the flat arrays
     int rows, cols;  // cols == 0 for a vector
-    int decay;       // 1: AdamW weight decay applies (HF Trainer exempts biases and LayerNorm weights)
+    int decay;       // 1: AdamW applies weight decay (HF Trainer spares biases, LayerNorm weights)
 } TensorInfo;
 
 // forward activations: everything backward needs is cached here, and each comment says why.
@@ -840,14 +857,14 @@ typedef struct {
     float* emb;       // (N, C)        word + position embeddings: the embeddings LayerNorm input
     float* emb_mean;  // (N)
     float* emb_rstd;  // (N)
-    float* x;         // (L+1, N, C)   residual stream: x[0] embeddings output, x[l+1] output of layer l
+    float* x;         // (L+1, N, C)   residual stream: x[0] from the embeddings, x[l+1] layer l's
     float* xcls;      // (B, C)        the last layer's query rows: its input at each first token
     float* q;         // (L, N, C)     queries (attention backward needs q, k, v)
     float* k;         // (L, N, C)
     float* v;         // (L, N, C)
     float* att;       // (L, AT)       softmax probabilities (softmax backward needs them)
     float* atty;      // (L, N, C)     attention output, input of out_lin (its LoRA needs it)
-    float* res1;      // (L, N, C)     out_lin(atty) + x: sa_layer_norm input (its backward needs it)
+    float* res1;      // (L, N, C)     out_lin(atty) + x: sa_layer_norm's input (its backward's too)
     float* ln1_mean;  // (L, N)
     float* ln1_rstd;  // (L, N)
     float* sa;        // (L, N, C)     sa_layer_norm output: input of lin1 and of the FFN residual
@@ -994,7 +1011,8 @@ static void linear_backward(Model* m, int l, int lin, float* dinp, const float* 
     Linear li = linear_of(m, l, lin);
     matmul_backward(dinp, li.dw, li.db, dout, inp, li.w, N, li.IC, li.OC);
     if (li.has_lora) {
-        lora_backward(dinp, m->acts.dlora_h, m->acts.xd, dout, inp, li.h, &li.lora, N, li.IC, li.OC);
+        lora_backward(dinp, m->acts.dlora_h, m->acts.xd, dout, inp, li.h, &li.lora, N, li.IC,
+                      li.OC);
     }
 }
 
@@ -1256,11 +1274,13 @@ float model_clip_grad_norm(Model* m, float max_norm) {
     // the norm over ALL trainable numbers at once, as if they were one long vector; the sum of
     // squares is in double because it adds up many terms (628,994 in the tutorial)
     double sum = 0.0;
-    for (size_t i = 0; i < m->num_trainable; i++) { sum += (double)m->grads_memory[i] * m->grads_memory[i]; }
+    for (size_t i = 0; i < m->num_trainable; i++) {
+        sum += (double)m->grads_memory[i] * m->grads_memory[i];
+    }
     float norm = (float)sqrt(sum);
     if (max_norm > 0.0f) {
-        // torch: clip_coef = max_norm / (total_norm + 1e-6), clamped to at most 1, grads *= clip_coef.
-        // Multiplying by 1 changes nothing, so we only scale when coef < 1.
+        // torch: clip_coef = max_norm / (total_norm + 1e-6), clamped to at most 1, then
+        // grads *= clip_coef. Multiplying by 1 changes nothing, so we only scale when coef < 1.
         float coef = max_norm / (norm + 1e-6f);
         if (coef < 1.0f) {
             for (size_t i = 0; i < m->num_trainable; i++) { m->grads_memory[i] *= coef; }
@@ -1481,7 +1501,8 @@ int train(const Options* o) {
             if (rc != 0) { break; }
             // the run moves on; the epoch's training loss is the mean of its steps' losses
             ts->step++; ts->step_in_epoch = s + 1; ts->epoch_loss += m->loss;
-            // the live line; a printed line and a log.tsv row every --log-every steps and at the end
+            // the live line; every --log-every steps and at the epoch's end also a printed line
+            // and a row of log.tsv
             progress_step(run.pr, epoch, s + 1, ts->step, m->loss, lr, norm, m->N,
                           ts->step % o->log_every == 0 || s + 1 == dl->num_batches);
             // Ctrl-C: save where we are in OUT/last, with everything --resume needs, then stop
@@ -1955,13 +1976,10 @@ static void attention_reserve(const Rows* r, int HS) {
 static void attention_head_forward_fast(float* out, float* att, const float* q, const float* k,
                                         const float* v, const Head* hd) {
     int Tq = hd->Tq, T = hd->T, C = hd->C, HS = hd->HS;
-    float p = hd->drop.p;
-    uint64_t key = hd->drop.key;
-    size_t key_offset = hd->att;
-    float* scratch = thread_scratch();
+    Dropout drop = hd->drop;  // its draws are numbered from hd->att on, as in the reference
     float scale = 1.0f / sqrtf((float)HS);
-    float keep_scale = 1.0f / (1.0f - p);
-    float* qs = scratch;                          // (Tq, HS)
+    float keep_scale = 1.0f / (1.0f - drop.p);
+    float* qs = thread_scratch();                 // (Tq, HS)
     float* pd_buf = qs + (size_t)Tq * HS;         // (Tq, T)
     float* pack = pd_buf + (size_t)Tq * T;
     // Qs (Tq, HS) = Q / sqrt(HS), scaled first as in the reference
@@ -1973,9 +1991,9 @@ static void attention_head_forward_fast(float* out, float* att, const float* q, 
     for (int i = 0; i < Tq; i++) { softmax_row(att + (size_t)i * T, T); }
     // Pd = dropout(P): a copy, because att must keep P for backward
     const float* pd = att;
-    if (p > 0.0f) {
+    if (drop.p > 0.0f) {
         for (size_t e = 0; e < (size_t)Tq * T; e++) {
-            pd_buf[e] = dropout_keep(key, key_offset + e, p) ? att[e] * keep_scale : 0.0f;
+            pd_buf[e] = dropout_keep(drop.key, hd->att + e, drop.p) ? att[e] * keep_scale : 0.0f;
         }
         pd = pd_buf;
     }
@@ -2004,22 +2022,18 @@ static void attention_head_backward_fast(float* dq, float* dk, float* dv, float*
                                          const float* dout, const float* att, const float* q,
                                          const float* k, const float* v, const Head* hd) {
     int Tq = hd->Tq, T = hd->T, C = hd->C, HS = hd->HS;
-    float p = hd->drop.p;
-    uint64_t key = hd->drop.key;
-    size_t key_offset = hd->att;
-    float* scratch = thread_scratch();
-    float scale = 1.0f / sqrtf((float)HS);
-    float keep_scale = 1.0f / (1.0f - p);
     size_t TT = (size_t)Tq * T;
-    float* pd_buf = scratch + (size_t)Tq * HS;   // (Tq, T), laid out as in the forward
+    Dropout drop = hd->drop;
+    float keep_scale = 1.0f / (1.0f - drop.p), scale = 1.0f / sqrtf((float)HS);
+    float* pd_buf = thread_scratch() + (size_t)Tq * HS;  // (Tq, T), laid out as in the forward
     float* pack = pd_buf + TT;
     // dPd (Tq, T) = dout (Tq, HS) @ V^T (HS, T)
     gemm_abt(datt, T, dout, C, v, C, NULL, Tq, HS, T, pack);
     // through the dropout: dP = dPd * mask / (1 - p) (keep holds mask / (1 - p)); and Pd again, for dV
     const float* pd = att;
-    if (p > 0.0f) {
+    if (drop.p > 0.0f) {
         for (size_t e = 0; e < TT; e++) {
-            float keep = dropout_keep(key, key_offset + e, p) ? keep_scale : 0.0f;
+            float keep = dropout_keep(drop.key, hd->att + e, drop.p) ? keep_scale : 0.0f;
             datt[e] *= keep;
             pd_buf[e] = att[e] * keep;
         }

@@ -1599,7 +1599,7 @@ static void test_adamw(void) {
                info->decay ? "decayed" : "no decay", short_name(info->name), e);
         free(got); free(want);
     }
-    expect(m.adam_step == 3, "adamw: model->adam_step counts the steps: %d after 3 (bound: exactly 3)", m.adam_step);
+    expect(m.adam_step == 3, "adamw: m->adam_step counts the steps: %d after 3 (bound: exactly 3)", m.adam_step);
     free(p); free(mo); free(v); free(start);
     model_free(&m);
 }
