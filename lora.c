@@ -970,7 +970,7 @@ typedef struct {
     const float* b;  // (OC)
     float* dw;       // (OC, IC)  full mode only; NULL: frozen, the gradient is skipped
     float* db;       // (OC)
-    int has_lora;    // 0: no adapter (lora and h are unset)
+    int has_lora;    // 0: no adapter (lora and h are zero)
     Lora lora;
     float* h;        // (N, R)    the adapter's down-projection, cached by the forward
 } Linear;
@@ -978,18 +978,18 @@ static Linear linear_of(const Model* m, int l, int lin) {
     Linear li = { 0 };
     li.IC = lin_in(&m->config, lin);
     li.OC = lin_out(&m->config, lin);
-    size_t w = (size_t)l * li.OC * li.IC, b = (size_t)l * li.OC;  // layer l's slices
-    li.w = m->w.lin_w[lin] + w;
-    li.b = m->w.lin_b[lin] + b;
-    li.dw = m->dw.lin_w[lin] ? m->dw.lin_w[lin] + w : NULL;
-    li.db = m->dw.lin_b[lin] ? m->dw.lin_b[lin] + b : NULL;
+    size_t at_w = (size_t)l * li.OC * li.IC, at_b = (size_t)l * li.OC;  // layer l's slices
+    li.w = m->w.lin_w[lin] + at_w;
+    li.b = m->w.lin_b[lin] + at_b;
+    li.dw = m->dw.lin_w[lin] ? m->dw.lin_w[lin] + at_w : NULL;
+    li.db = m->dw.lin_b[lin] ? m->dw.lin_b[lin] + at_b : NULL;
     li.has_lora = m->lora.targets[lin];
     if (li.has_lora) {
         int R = m->lora.rank;
-        size_t A = (size_t)l * R * li.IC, B = (size_t)l * li.OC * R;  // layer l's A and B
-        Lora lo = { m->params.lora_A[lin] + A, m->params.lora_B[lin] + B, m->grads.lora_A[lin] + A,
-                    m->grads.lora_B[lin] + B, lora_scaling(&m->lora), R,
-                    dropout_at(m, l, DROP_LORA + lin) };
+        size_t at_A = (size_t)l * R * li.IC, at_B = (size_t)l * li.OC * R;  // layer l's A, B
+        Lora lo = { m->params.lora_A[lin] + at_A, m->params.lora_B[lin] + at_B,
+                    m->grads.lora_A[lin] + at_A, m->grads.lora_B[lin] + at_B,
+                    lora_scaling(&m->lora), R, dropout_at(m, l, DROP_LORA + lin) };
         li.lora = lo;
         li.h = m->acts.lora_h + ((size_t)l * NUM_LIN + lin) * m->N * R;
     }
@@ -1037,15 +1037,16 @@ typedef struct {
 } LayerView;
 static LayerView layer_view(Model* m, int l) {
     const Config* c = &m->config;
-    size_t C = c->dim, H = c->hidden_dim, N = m->N, x = l * N * C;  // x: layer l's (N, C) slice
+    size_t C = c->dim, H = c->hidden_dim, N = m->N, sl = l * N * C;  // layer l's (N, C) slices
     Activations* a = &m->acts;
     Weights* dw = &m->dw;
     int full = dw->ln1w != NULL;
     const Rows* r = l == c->n_layers - 1 ? &m->last_rows : &m->rows;
     LayerView lv = {
-        .rows = r, .x = a->x + x, .xq = r->first_only ? a->xcls : a->x + x, .out = a->x + x + N * C,
-        .q = a->q + x, .k = a->k + x, .v = a->v + x, .att = a->att + l * m->cap_att,
-        .atty = a->atty + x, .res1 = a->res1 + x, .sa = a->sa + x, .res2 = a->res2 + x,
+        .rows = r, .x = a->x + sl, .out = a->x + sl + N * C,
+        .xq = r->first_only ? a->xcls : a->x + sl,
+        .q = a->q + sl, .k = a->k + sl, .v = a->v + sl, .att = a->att + l * m->cap_att,
+        .atty = a->atty + sl, .res1 = a->res1 + sl, .sa = a->sa + sl, .res2 = a->res2 + sl,
         .ffh = a->ffh + l * N * H, .ffg = a->ffg + l * N * H,
         .ln1_mean = a->ln1_mean + l * N, .ln1_rstd = a->ln1_rstd + l * N,
         .ln2_mean = a->ln2_mean + l * N, .ln2_rstd = a->ln2_rstd + l * N,
@@ -1053,7 +1054,7 @@ static LayerView layer_view(Model* m, int l) {
         .ln2w = m->w.ln2w + l * C, .ln2b = m->w.ln2b + l * C,
         .dln1w = full ? dw->ln1w + l * C : NULL, .dln1b = full ? dw->ln1b + l * C : NULL,
         .dln2w = full ? dw->ln2w + l * C : NULL, .dln2b = full ? dw->ln2b + l * C : NULL,
-        .dx = a->dx + x, .dxq = r->first_only ? a->dxcls : a->dx + x, .dout = a->dx + x + N * C,
+        .dx = a->dx + sl, .dxq = r->first_only ? a->dxcls : a->dx + sl, .dout = a->dx + sl + N * C,
         .attn = { r, c->dim, c->n_heads, dropout_at(m, l, DROP_ATT) },
         .drop_ffn = dropout_at(m, l, DROP_FFN),
     };
