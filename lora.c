@@ -2003,17 +2003,6 @@ static void attention_head_forward_fast(float* out, float* att, const float* q, 
     gemm_ab(out, C, pd, T, v, C, Tq, T, HS, pack);
 }
 
-void attention_forward_fast(float* out, float* att, const float* q, const float* k, const float* v,
-                            const Attention* at) {
-    int B = at->rows->B, NH = at->NH;
-    attention_reserve(at->rows, at->C / NH);  // nothing to do after model_reserve
-    #pragma omp parallel for schedule(dynamic)
-    for (int bh = 0; bh < B * NH; bh++) {
-        Head hd = head_of(at, bh / NH, bh % NH);
-        attention_head_forward_fast(out + hd.q, att + hd.att, q + hd.q, k + hd.kv, v + hd.kv, &hd);
-    }
-}
-
 // backward of one (sequence, head), fast: the four products of the forward give four more,
 //     dPd = dout V^T,   dV += Pd^T dout,   dQ += dS K / sqrt(HS),   dK += dS^T Q / sqrt(HS)
 // with dS = softmax backward of dP = dropout backward of dPd. Shapes as in the reference.
@@ -2046,6 +2035,19 @@ static void attention_head_backward_fast(float* dq, float* dk, float* dv, float*
     // dQ (Tq, HS) += dS (Tq, T) @ K (T, HS);  dK (T, HS) += dS^T (T, Tq) @ Q (Tq, HS)
     gemm_ab(dq, C, datt, T, k, C, Tq, T, HS, pack);
     gemm_atb(dk, C, datt, T, q, C, T, Tq, HS, pack);
+}
+
+// attention_forward and attention_backward, fast: the (sequence, head) pairs of the reference,
+// each on the kernels above, one thread per pair; the threads' scratch is model_reserve's
+void attention_forward_fast(float* out, float* att, const float* q, const float* k, const float* v,
+                            const Attention* at) {
+    int B = at->rows->B, NH = at->NH;
+    attention_reserve(at->rows, at->C / NH);  // nothing to do after model_reserve
+    #pragma omp parallel for schedule(dynamic)
+    for (int bh = 0; bh < B * NH; bh++) {
+        Head hd = head_of(at, bh / NH, bh % NH);
+        attention_head_forward_fast(out + hd.q, att + hd.att, q + hd.q, k + hd.kv, v + hd.kv, &hd);
+    }
 }
 
 void attention_backward_fast(float* dq, float* dk, float* dv, float* datt, const float* dout,
