@@ -17,7 +17,8 @@ Constraints, on purpose:
 How to read it. The file has two parts. Part 1, the story, is everything about training, in
 the order the model runs; Part 2 (after the "Part 2" banner) is machinery: fast kernels and
 file formats. To follow one training step, read these functions in this order:
-  train            the training loop: batches, forward, backward, clip, AdamW, evaluate, save
+  train            the training loop: set up, then for each epoch and batch a step; evaluate, save
+  train_step       one step: forward, zero_grad, backward, clip the gradient norm, AdamW
   model_forward    embeddings, the transformer layers, the classification head, the loss
   layer_forward    one transformer block, as transformers' TransformerBlock.forward
   linear_forward   a frozen Linear, plus lora_forward: the LoRA update (alpha/r) B A x
@@ -28,7 +29,8 @@ file formats. To follow one training step, read these functions in this order:
 The layers (layernorm, matmul, LoRA, attention, GELU, ...) come first, each a forward/backward
 pair. In release builds the first line of matmul_forward/backward and attention_forward/backward
 jumps to the fast versions in Part 2; `./lora ... --reference` and `make debug` stay in the
-plain loops of Part 1, so the debugger steps through exactly the code you read here.
+plain loops of Part 1, so the debugger steps through exactly the code you read here. What Part 1
+uses from Part 2 is declared in one block, right after the includes.
 Lines "// EXERCISE(name) BEGIN" / "END" mark the code that `make exercise EX=name` swaps for a
 TODO in a classroom exercise (exercises/README.md); what lies between them is the solution.
 
@@ -36,7 +38,8 @@ Legend for the shape comments:
   B = batch (sequences), T = tokens of one sequence, N = tokens of the whole batch (sum of T),
   C = channels (dim), H = FFN hidden channels, NH = heads, HS = head size (C / NH),
   OC = output channels, IC = input channels of a Linear, V = vocab size, P = max positions,
-  R = LoRA rank, L = layers, NL = labels (2, or K classes), AT = attention entries of one layer (sum of NH * T * T)
+  R = LoRA rank, L = layers, NL = labels (2 in the tutorial, or K classes),
+  AT = attention entries of one layer (sum of NH * T * T)
 */
 
 #include <stdio.h>
@@ -51,6 +54,59 @@ Legend for the shape comments:
 #ifdef OMP
 #include <omp.h>
 #endif
+
+// ----------------------------------------------------------------------------
+// What Part 1 uses from Part 2 (the machinery after the "Part 2" banner), declared once, here.
+// Part 1's own types that these name (defined below, where the story needs them):
+typedef struct Model Model;
+typedef struct Attention Attention;
+typedef struct Options Options;
+typedef struct Dataset Dataset;
+typedef struct Metrics Metrics;
+typedef struct TrainState TrainState;
+typedef struct Run Run;
+typedef struct Progress Progress;  // Part 2's own: what train shows while it runs
+// 1 (release builds): matmul_* and attention_* hand their work to the *_fast versions; 0 (make
+// debug, --reference): they run the plain loops of Part 1
+static int use_fast_kernels;
+// expf, as plain arithmetic that the compiler vectorizes (softmax, GELU)
+static inline float exp_vec(float x);
+// erff, likewise (GELU)
+static inline float erf_vec(float x);
+// matmul_forward, cache-blocked and vectorized (tested equal to the loops below)
+void matmul_forward_fast(float* out, const float* inp, const float* weight, const float* bias,
+                         int N, int C, int OC);
+// matmul_backward, likewise
+void matmul_backward_fast(float* dinp, float* dweight, float* dbias, const float* dout,
+                          const float* inp, const float* weight, int N, int C, int OC);
+// attention_forward as matrix products, one thread per (sequence, head) (tested equal)
+void attention_forward_fast(float* out, float* att, const float* q, const float* k, const float* v,
+                            const Attention* at);
+// attention_backward, likewise
+void attention_backward_fast(float* dq, float* dk, float* dv, float* datt, const float* dout,
+                             const float* att, const float* q, const float* k, const float* v,
+                             const Attention* at);
+// check a batch, make room for it (no allocation once the largest was seen), lay it out in m
+static int model_set_batch(Model* m, const int* ids, const int* lengths, int B, const int* labels);
+// train's set-up: model, datasets, --out checked, settings printed, --resume, progress, Ctrl-C
+static int train_start(const Options* o, Run* run);
+// evaluate (dropout off) over a whole dataset: loss, accuracy, precision, recall, F1
+static int evaluate(Model* m, const Dataset* d, int batch, Metrics* out, float* probs,
+                    Progress* pr);
+// the live line; a printed line and a row of OUT/log.tsv every --log-every steps
+static void progress_step(Progress* pr, int epoch, int s, int step, float loss, float lr,
+                          float norm, int tokens, int log_now);
+// the epoch's row (printed, and in OUT/log.tsv), and OUT/curves.svg drawn again
+static void progress_epoch(Progress* pr, int epoch, double train_loss, const Metrics* val,
+                           int improved);
+// 1 when train should stop after this step: Ctrl-C came (or LORA_TEST_STOP_AFTER_STEP, in tests)
+static int stop_requested_at(int step);
+// after Ctrl-C: end the progress display, save the run as it stands in OUT/last; returns 130
+static int train_interrupted(const Options* o, const Model* m, const TrainState* ts, Progress** pr);
+// an epoch's checkpoints: OUT/last (with ts, for --resume) always, OUT/best when improved
+static int train_save(const Options* o, const Model* m, const TrainState* ts, int improved);
+// train's end: the closing "saved:" line (rc 0), Ctrl-C let go, everything freed
+static void train_end(const Options* o, Run* run, int rc);
 
 // ----------------------------------------------------------------------------
 // error helpers: every failure says what failed and where, on one line on stderr.
@@ -107,6 +163,12 @@ static inline int dropout_keep(uint64_t key, size_t i, float p) {
     float u = (mix64(key + 0x9e3779b97f4a7c15ULL * (uint64_t)(i + 1)) >> 40) * (1.0f / 16777216.0f);
     return u >= p;
 }
+// one dropout site in one forward pass, what the kernels take: its drop probability (0: off, as in
+// evaluation) and its key (dropout_key), from which forward and backward draw the same masks
+typedef struct {
+    float p;
+    uint64_t key;
+} Dropout;
 
 // ----------------------------------------------------------------------------
 // all the layers: a forward and a backward function each, in the order the model uses them.
@@ -116,9 +178,10 @@ static inline int dropout_keep(uint64_t key, size_t i, float p) {
 
 // --- embeddings: word embedding + learned position embedding (DistilBERT has no token types)
 
-// out (N, C) from ids (N), wte (V, C), wpe (P, C): HF's Embeddings.forward, word_embeddings(input_ids)
-// + position_embeddings(arange(T)) (LayerNorm and dropout follow in model_forward). Sequence b is rows
-// offsets[b] .. offsets[b+1]-1; its positions restart at 0, as HF's do in a right-padded batch.
+// out (N, C) from ids (N), wte (V, C), wpe (P, C): HF's Embeddings.forward,
+// word_embeddings(input_ids) + position_embeddings(arange(T)) (LayerNorm and dropout follow in
+// model_forward). Sequence b is rows offsets[b] .. offsets[b+1]-1; its positions restart at 0, as
+// HF's do in a right-padded batch.
 void embeddings_forward(float* out, const int* ids, const int* offsets, int B,
                         const float* wte, const float* wpe, int C) {
     for (int b = 0; b < B; b++) {
@@ -130,11 +193,11 @@ void embeddings_forward(float* out, const int* ids, const int* offsets, int B,
         }
     }
 }
-// backward, needed only when the tables train (--mode full): dwte (V, C) += dout at each token's id,
-// dwpe (P, C) += dout at each position; a repeated id adds twice (a scatter-add: serial). The [PAD]
-// row gets nothing: HF's nn.Embedding(V, C, padding_idx=pad_token_id) has no gradient there.
-void embeddings_backward(float* dwte, float* dwpe, const float* dout, const int* ids, const int* offsets,
-                         int B, int C, int pad_id) {
+// backward, needed only when the tables train (--mode full): dwte (V, C) += dout at each token's
+// id, dwpe (P, C) += dout at each position; a repeated id adds twice (a scatter-add: serial). The
+// [PAD] row gets nothing: HF's nn.Embedding(V, C, padding_idx=pad_token_id) has no gradient there.
+void embeddings_backward(float* dwte, float* dwpe, const float* dout, const int* ids,
+                         const int* offsets, int B, int C, int pad_id) {
     for (int b = 0; b < B; b++) {
         for (int n = offsets[b]; n < offsets[b + 1]; n++) {
             float* dw = dwte + (size_t)ids[n] * C;
@@ -226,24 +289,6 @@ void layernorm_backward(float* dinp, float* dweight, float* dbias,
 // These loops are the reference, obviously right and slow. Unless use_fast_kernels is 0, the first
 // line of matmul_* and attention_* hands the work to the *_fast functions of Part 2 (tested equal);
 // exp_vec and erf_vec (Part 2) are expf and erff, written so that the compiler vectorizes them.
-#ifdef REFERENCE_KERNELS
-static int use_fast_kernels = 0;
-#else
-static int use_fast_kernels = 1;
-#endif
-void matmul_forward_fast(float* out, const float* inp, const float* weight, const float* bias,
-                         int N, int C, int OC);
-void matmul_backward_fast(float* dinp, float* dweight, float* dbias, const float* dout, const float* inp,
-                          const float* weight, int N, int C, int OC);
-void attention_forward_fast(float* out, float* att, const float* q, const float* k, const float* v,
-                            const int* q_offsets, const int* kv_offsets, const size_t* att_offsets,
-                            int B, int C, int NH, float p, uint64_t key);
-void attention_backward_fast(float* dq, float* dk, float* dv, float* datt, const float* dout,
-                             const float* att, const float* q, const float* k, const float* v,
-                             const int* q_offsets, const int* kv_offsets, const size_t* att_offsets,
-                             int B, int C, int NH, float p, uint64_t key);
-static inline float exp_vec(float x);
-static inline float erf_vec(float x);
 
 // out (N, OC) = inp (N, C) @ weight (OC, C)^T + bias (OC); bias may be NULL
 void matmul_forward(float* out, const float* inp, const float* weight, const float* bias,
@@ -254,7 +299,9 @@ void matmul_forward(float* out, const float* inp, const float* weight, const flo
         for (int o = 0; o < OC; o++) {
             // one output = the dot product of input row n with weight row o (PyTorch's layout)
             float sum = (bias != NULL) ? bias[o] : 0.0f;
-            for (int i = 0; i < C; i++) { sum += inp[(size_t)n * C + i] * weight[(size_t)o * C + i]; }
+            for (int i = 0; i < C; i++) {
+                sum += inp[(size_t)n * C + i] * weight[(size_t)o * C + i];
+            }
             out[(size_t)n * OC + o] = sum;
         }
     }
@@ -267,13 +314,18 @@ void matmul_forward(float* out, const float* inp, const float* weight, const flo
 void matmul_backward(float* dinp, float* dweight, float* dbias,
                      const float* dout, const float* inp, const float* weight,
                      int N, int C, int OC) {
-    if (use_fast_kernels) { matmul_backward_fast(dinp, dweight, dbias, dout, inp, weight, N, C, OC); return; }
+    if (use_fast_kernels) {
+        matmul_backward_fast(dinp, dweight, dbias, dout, inp, weight, N, C, OC);
+        return;
+    }
     if (dinp != NULL) {
         #pragma omp parallel for
         for (int n = 0; n < N; n++) {
             for (int o = 0; o < OC; o++) {
                 float d = dout[(size_t)n * OC + o];
-                for (int i = 0; i < C; i++) { dinp[(size_t)n * C + i] += d * weight[(size_t)o * C + i]; }
+                for (int i = 0; i < C; i++) {
+                    dinp[(size_t)n * C + i] += d * weight[(size_t)o * C + i];
+                }
             }
         }
     }
@@ -285,7 +337,9 @@ void matmul_backward(float* dinp, float* dweight, float* dbias,
                 float d = dout[(size_t)n * OC + o];
                 if (dbias != NULL) { dbias[o] += d; }
                 if (dweight != NULL) {
-                    for (int i = 0; i < C; i++) { dweight[(size_t)o * C + i] += d * inp[(size_t)n * C + i]; }
+                    for (int i = 0; i < C; i++) {
+                        dweight[(size_t)o * C + i] += d * inp[(size_t)n * C + i];
+                    }
                 }
             }
         }
@@ -299,29 +353,45 @@ void matmul_backward(float* dinp, float* dweight, float* dbias,
 
 // out = inp * keep / (1 - p), or a plain copy when p == 0. PEFT's lora_dropout acts on the input
 // of the LoRA path only (W0 x sees the clean x), so the dropped-out copy goes to scratch
-void dropout_copy(float* out, const float* inp, size_t n, float p, uint64_t key) {
-    float scale = 1.0f / (1.0f - p);
+void dropout_copy(float* out, const float* inp, size_t n, Dropout d) {
+    float scale = 1.0f / (1.0f - d.p);
     #pragma omp parallel for
     for (size_t i = 0; i < n; i++) {
-        out[i] = (p > 0.0f && !dropout_keep(key, i, p)) ? 0.0f : inp[i] * scale;
+        out[i] = (d.p > 0.0f && !dropout_keep(d.key, i, d.p)) ? 0.0f : inp[i] * scale;
     }
 }
 
+// one adapter, as the two LoRA kernels take it: what PEFT's lora.Linear holds for one Linear
+// (IC -> OC) of one layer (lora_A, lora_B, scaling, lora_dropout), and the gradients of A and B
+typedef struct {
+    const float* A;  // (R, IC)  lora_A.weight
+    const float* B;  // (OC, R)  lora_B.weight
+    float* dA;       // (R, IC)  their gradients: lora_backward adds to them
+    float* dB;       // (OC, R)
+    float scale;     // PEFT's `scaling`: alpha / R (lora_scaling)
+    int R;           // the rank
+    Dropout drop;    // lora_dropout, on the input of the LoRA path only
+} Lora;
+
 // out (N, OC) += scale * h @ lora_B^T, h (N, R) = dropout(inp) @ lora_A^T (cached for backward);
-// xd (N, C) is scratch; p = 0 means no dropout. PEFT's lora.Linear.forward: result = base_layer(x)
+// xd (N, C) is scratch. PEFT's lora.Linear.forward: result = base_layer(x)
 // + lora_B(lora_A(dropout(x))) * scaling, scaling = lora_alpha / r. Going through rank R costs
 // N*R*(C + OC) multiply-adds, tiny next to the frozen N*C*OC.
-void lora_forward(float* out, float* h, float* xd, const float* inp, const float* lora_A, const float* lora_B,
-                  float scale, float p, uint64_t key, int N, int C, int OC, int R) {
+void lora_forward(float* out, float* h, float* xd, const float* inp, const Lora* lo,
+                  int N, int C, int OC) {
+    const float *lora_A = lo->A, *lora_B = lo->B;
+    float scale = lo->scale;
+    int R = lo->R;
+    Dropout drop = lo->drop;  // p = 0 means no dropout
     // EXERCISE(lora_forward) BEGIN
     const float* x = inp;
-    if (p > 0.0f) { dropout_copy(xd, inp, (size_t)N * C, p, key); x = xd; }
+    if (drop.p > 0.0f) { dropout_copy(xd, inp, (size_t)N * C, drop); x = xd; }
     matmul_forward(h, x, lora_A, NULL, N, C, R);  // h = x lora_A^T: the down-projection to rank R
     #pragma omp parallel for
     for (int n = 0; n < N; n++) {           // out += scale * h B^T: the up-projection back to OC
         float* o = out + (size_t)n * OC;
         for (int r = 0; r < R; r++) {
-            // out row n += scale * sum over r of h[n, r] * (column r of lora_B); R = 4 so this loop is short
+            // out row n += scale * sum over r of h[n, r] * (column r of lora_B); R = 4: short
             float hr = scale * h[(size_t)n * R + r];
             for (int j = 0; j < OC; j++) { o[j] += hr * lora_B[(size_t)j * R + r]; }
         }
@@ -329,12 +399,15 @@ void lora_forward(float* out, float* h, float* xd, const float* inp, const float
     // EXERCISE(lora_forward) END
 }
 
-// backward of lora_forward. dlora_A (R, C), dlora_B (OC, R) += their gradients; dinp (N, C) += the LoRA
-// path's share of the input gradient (NULL: not needed). dh (N, R) and xd (N, C) are scratch.
-void lora_backward(float* dinp, float* dlora_A, float* dlora_B, float* dh, float* xd,
-                   const float* dout, const float* inp, const float* h,
-                   const float* lora_A, const float* lora_B,
-                   float scale, float p, uint64_t key, int N, int C, int OC, int R) {
+// backward of lora_forward. dlora_A (R, C), dlora_B (OC, R) += their gradients; dinp (N, C) += the
+// LoRA path's share of the input gradient (NULL: not needed). dh (N, R) and xd (N, C) are scratch.
+void lora_backward(float* dinp, float* dh, float* xd, const float* dout, const float* inp,
+                   const float* h, const Lora* lo, int N, int C, int OC) {
+    const float *lora_A = lo->A, *lora_B = lo->B;
+    float *dlora_A = lo->dA, *dlora_B = lo->dB;
+    float scale = lo->scale;
+    int R = lo->R;
+    Dropout drop = lo->drop;
     // EXERCISE(lora_backward) BEGIN
     // Two steps back through the two matmuls of the forward, the last one first.
     // Shapes: dout (N, OC), h (N, R), lora_B (OC, R), dh (N, R), lora_A (R, C), xd (N, C).
@@ -351,24 +424,26 @@ void lora_backward(float* dinp, float* dlora_A, float* dlora_B, float* dh, float
     for (int n = 0; n < N; n++) {
         for (int r = 0; r < R; r++) {
             float sum = 0.0f;
-            for (int j = 0; j < OC; j++) { sum += dout[(size_t)n * OC + j] * lora_B[(size_t)j * R + r]; }
+            for (int j = 0; j < OC; j++) {
+                sum += dout[(size_t)n * OC + j] * lora_B[(size_t)j * R + r];
+            }
             dh[(size_t)n * R + r] = scale * sum;
         }
     }
     // h = xd A^T  =>  dA += dh^T xd  and  dxd = dh A. The dropout mask is recomputed from its key.
     const float* x = inp;
-    if (p > 0.0f) { dropout_copy(xd, inp, (size_t)N * C, p, key); x = xd; }
+    if (drop.p > 0.0f) { dropout_copy(xd, inp, (size_t)N * C, drop); x = xd; }
     // dA (R, C) += dh^T (R, N) @ x (N, C): the same call as a Linear's weight gradient
     matmul_backward(NULL, dlora_A, NULL, dh, x, lora_A, N, C, R);
     if (dinp) {
-        if (p > 0.0f) {
+        if (drop.p > 0.0f) {
             // dxd into scratch, then through the dropout mask: dinp += dxd * keep / (1 - p)
             memset(xd, 0, (size_t)N * C * sizeof(float));
             matmul_backward(xd, NULL, NULL, dh, NULL, lora_A, N, C, R);
-            float keep_scale = 1.0f / (1.0f - p);
+            float keep_scale = 1.0f / (1.0f - drop.p);
             #pragma omp parallel for
             for (size_t i = 0; i < (size_t)N * C; i++) {
-                if (dropout_keep(key, i, p)) { dinp[i] += xd[i] * keep_scale; }
+                if (dropout_keep(drop.key, i, drop.p)) { dinp[i] += xd[i] * keep_scale; }
             }
         } else {
             matmul_backward(dinp, NULL, NULL, dh, NULL, lora_A, N, C, R);
@@ -378,14 +453,12 @@ void lora_backward(float* dinp, float* dlora_A, float* dlora_B, float* dh, float
 }
 
 // --- attention: multi-head self-attention, each sequence on its own (no padding, so no mask).
-// q, k, v, out hold all heads side by side; head h owns channels h*HS .. h*HS+HS-1. Sequence b
-// has its keys and values at rows kv_offsets[b] .. kv_offsets[b+1]-1 (T of them), its queries and
-// outputs at rows q_offsets[b] .. q_offsets[b+1]-1 (Tq): the same rows, except in the last layer,
-// where only the first token's query is needed (see layer_rows). att caches for backward the
-// softmax probabilities of every (sequence, head): a Tq x T block each, at att_offsets[b] + h*Tq*T.
+// q, k, v, out hold all heads side by side; head h owns channels h*HS .. h*HS+HS-1. Which rows are
+// sequence b's is said once per batch, by Rows (below). att caches for backward the softmax
+// probabilities of every (sequence, head): a Tq x T block each.
 // For one (sequence, head), with Q (Tq, HS), K, V (T, HS) this head's columns:
 //     S = Q K^T / sqrt(HS),   P = softmax(S) row by row,   Pd = dropout(P),   out = Pd V
-// (Vaswani et al. 2017, eq. 1), below row by row; attention_forward_fast does it as matrix products.
+// (Vaswani et al. 2017, eq. 1), here row by row; attention_forward_fast does matrix products.
 
 // softmax of one row (T) of scores S_i, in place (shifted by the max, for stability): row = P_i
 static void softmax_row(float* row, int T) {
@@ -406,25 +479,60 @@ static void softmax_row_backward(float* drow, const float* row, int T, float sca
     // EXERCISE(attention_backward.softmax) END
 }
 
-// where one (sequence b, head h) pair's data lies: Tq queries from element q on (T keys from kv),
-// and its Tq x T block of att. Every pair owns these, so threads can take pairs without racing.
-typedef struct { int Tq, T; size_t q, kv, att; } HeadBlock;
-static HeadBlock head_block(const int* q_offsets, const int* kv_offsets, const size_t* att_offsets,
-                            int b, int h, int C, int HS) {
-    HeadBlock hb;
-    hb.Tq = q_offsets[b + 1] - q_offsets[b];
-    hb.T = kv_offsets[b + 1] - kv_offsets[b];
-    hb.q = (size_t)q_offsets[b] * C + (size_t)h * HS;
-    hb.kv = (size_t)kv_offsets[b] * C + (size_t)h * HS;
-    hb.att = att_offsets[b] + (size_t)h * hb.Tq * hb.T;
-    return hb;
+// The rows of a batch that one layer works on; model_set_batch (Part 2) builds both kinds once per
+// batch. Sequence b's tokens are rows kv[b] .. kv[b+1]-1 of the layer's input x: every token is a
+// key and a value. Its queries, and every row after attention, are rows q[b] .. q[b+1]-1 (Tq of
+// them): the same rows in every layer but the last. The classifier reads the last layer's output
+// only at each sequence's first token ([CLS]), so there that token alone is a query, gathered from
+// x into one row per sequence (q[b] = b): about 14% less work for distilbert-base.
+typedef struct {
+    int B;              // sequences
+    int rows;           // query rows: N, or B in the last layer
+    int first_only;     // 1: the queries are each sequence's first token (the last layer)
+    const int* kv;      // (B + 1) sequence b's keys and values: rows kv[b] .. kv[b+1]-1
+    const int* q;       // (B + 1) its queries and outputs: rows q[b] .. q[b+1]-1
+    const size_t* att;  // (B + 1) where its NH blocks of att (Tq x T each) start
+} Rows;
+
+// one layer's attention apart from its arrays: what transformers' MultiHeadSelfAttention holds
+// (dim, n_heads, dropout), and the batch's rows, which take the place of its mask
+struct Attention {
+    const Rows* rows;  // which rows of q, k, v, out and which blocks of att are sequence b's
+    int C, NH;         // channels (q, k, v, out rows are C floats apart) and heads: HS = C / NH
+    Dropout drop;      // attention_dropout, on the probabilities
+};
+
+// one (sequence b, head h) pair, all its loops need: its Tq queries and T keys and values are the
+// HS columns of rows C floats apart that start at float q (q, out) and kv (k, v) of the layer's
+// arrays; its Tq x T block starts at entry att of att, which also numbers the block's dropout
+// draws within the layer. Every pair owns these, so threads can take pairs without racing.
+typedef struct {
+    int Tq, T, C, HS;
+    size_t q, kv, att;
+    Dropout drop;
+} Head;
+static Head head_of(const Attention* at, int b, int h) {
+    const Rows* r = at->rows;
+    Head hd;
+    hd.Tq = r->q[b + 1] - r->q[b];
+    hd.T = r->kv[b + 1] - r->kv[b];
+    hd.C = at->C;
+    hd.HS = at->C / at->NH;
+    hd.q = (size_t)r->q[b] * hd.C + (size_t)h * hd.HS;
+    hd.kv = (size_t)r->kv[b] * hd.C + (size_t)h * hd.HS;
+    hd.att = r->att[b] + (size_t)h * hd.Tq * hd.T;
+    hd.drop = at->drop;
+    return hd;
 }
 
 // one (sequence, head): q (Tq rows), k, v (T rows) are this head's HS columns of the (., C) arrays,
 // rows C floats apart; out (Tq rows, stride C) gets the result, att (Tq, T) the probabilities.
-// key_offset numbers this block's entries in the layer: each dropout element draws its own number.
-static void attention_head_forward(float* out, float* att, const float* q, const float* k, const float* v,
-                                   int Tq, int T, int C, int HS, float p, uint64_t key, size_t key_offset) {
+static void attention_head_forward(float* out, float* att, const float* q, const float* k,
+                                   const float* v, const Head* hd) {
+    int Tq = hd->Tq, T = hd->T, C = hd->C, HS = hd->HS;
+    float p = hd->drop.p;
+    uint64_t key = hd->drop.key;
+    size_t key_offset = hd->att;  // each dropout element draws its own number in the layer
     // the 1/sqrt(HS) scale is folded into q_i before the dot products (the same as scaling the
     // scores; transformers does it this way too); keep_scale = 1/(1-p) is dropout's rescaling
     float scale = 1.0f / sqrtf((float)HS);
@@ -446,7 +554,8 @@ static void attention_head_forward(float* out, float* att, const float* q, const
         for (int j = 0; j < T; j++) {
             float pij = row[j];
             if (p > 0.0f) {
-                pij = dropout_keep(key, key_offset + (size_t)i * T + j, p) ? pij * keep_scale : 0.0f;
+                int kept = dropout_keep(key, key_offset + (size_t)i * T + j, p);
+                pij = kept ? pij * keep_scale : 0.0f;
             }
             const float* vj = v + (size_t)j * C;
             for (int d = 0; d < HS; d++) { oi[d] += pij * vj[d]; }
@@ -454,22 +563,17 @@ static void attention_head_forward(float* out, float* att, const float* q, const
     }
 }
 
-// out (rows of q_offsets, C); att (AT entries of this layer); q rows as q_offsets, k, v (N, C)
-// rows as kv_offsets. No mask is needed: without padding every key is a real token.
+// out (rows->rows, C), queries q at the same rows, keys and values k, v (N, C); att (AT entries of
+// this layer). No mask is needed: without padding every key is a real token.
 void attention_forward(float* out, float* att, const float* q, const float* k, const float* v,
-                       const int* q_offsets, const int* kv_offsets, const size_t* att_offsets,
-                       int B, int C, int NH, float p, uint64_t key) {
-    if (use_fast_kernels) {
-        attention_forward_fast(out, att, q, k, v, q_offsets, kv_offsets, att_offsets, B, C, NH, p, key);
-        return;
-    }
-    int HS = C / NH;
+                       const Attention* at) {
+    if (use_fast_kernels) { attention_forward_fast(out, att, q, k, v, at); return; }
+    int B = at->rows->B, NH = at->NH;
     // every (sequence, head) pair writes its own rows/columns of out and its own att block
     #pragma omp parallel for schedule(dynamic)
     for (int bh = 0; bh < B * NH; bh++) {
-        HeadBlock hb = head_block(q_offsets, kv_offsets, att_offsets, bh / NH, bh % NH, C, HS);
-        attention_head_forward(out + hb.q, att + hb.att, q + hb.q, k + hb.kv, v + hb.kv,
-                               hb.Tq, hb.T, C, HS, p, key, hb.att);
+        Head hd = head_of(at, bh / NH, bh % NH);
+        attention_head_forward(out + hd.q, att + hd.att, q + hd.q, k + hd.kv, v + hd.kv, &hd);
     }
 }
 
@@ -478,9 +582,12 @@ void attention_forward(float* out, float* att, const float* q, const float* k, c
 // P_i = softmax(S_i),  Pd_i = dropout(P_i),  out_i = Pd_i V.  We go back through these four lines
 // in reverse order, using the P cached in att and recomputing the dropout mask from its key.
 static void attention_head_backward(float* dq, float* dk, float* dv, float* datt,
-                                    const float* dout, const float* att, const float* q, const float* k,
-                                    const float* v, int Tq, int T, int C, int HS, float p,
-                                    uint64_t key, size_t key_offset) {
+                                    const float* dout, const float* att, const float* q,
+                                    const float* k, const float* v, const Head* hd) {
+    int Tq = hd->Tq, T = hd->T, C = hd->C, HS = hd->HS;
+    float p = hd->drop.p;
+    uint64_t key = hd->drop.key;
+    size_t key_offset = hd->att;  // the forward's numbers of the dropout draws
     // EXERCISE(attention_backward.head) BEGIN
     float scale = 1.0f / sqrtf((float)HS);
     float keep_scale = 1.0f / (1.0f - p);
@@ -495,7 +602,9 @@ static void attention_head_backward(float* dq, float* dk, float* dv, float* datt
             float dpd = 0.0f;
             for (int d = 0; d < HS; d++) { dpd += doi[d] * vj[d]; }
             float keep = 1.0f;
-            if (p > 0.0f) { keep = dropout_keep(key, key_offset + (size_t)i * T + j, p) ? keep_scale : 0.0f; }
+            if (p > 0.0f) {
+                keep = dropout_keep(key, key_offset + (size_t)i * T + j, p) ? keep_scale : 0.0f;
+            }
             drow[j] = dpd * keep;
             float pd = row[j] * keep;
             float* dvj = dv + (size_t)j * C;
@@ -504,7 +613,8 @@ static void attention_head_backward(float* dq, float* dk, float* dv, float* datt
         // softmax backward: dS_ij = P_ij (dP_ij - sum_k P_ik dP_ik), scaled by 1/sqrt(HS)
         // right here, once, for both dq and dk below
         softmax_row_backward(drow, row, T, scale);
-        // S_ij = (q_i . k_j) / sqrt(HS)  =>  dq_i += dS_ij k_j / sqrt(HS), dk_j += dS_ij q_i / sqrt(HS)
+        // S_ij = (q_i . k_j) / sqrt(HS)  =>  dq_i += dS_ij k_j / sqrt(HS),
+        //                                    dk_j += dS_ij q_i / sqrt(HS)
         const float* qi = q + (size_t)i * C;
         float* dqi = dq + (size_t)i * C;
         for (int j = 0; j < T; j++) {
@@ -521,23 +631,21 @@ static void attention_head_backward(float* dq, float* dk, float* dv, float* datt
 }
 
 // dq, dk, dv += gradients (rows as in the forward); datt (same layout as att) is scratch.
-void attention_backward(float* dq, float* dk, float* dv, float* datt,
-                        const float* dout, const float* att, const float* q, const float* k, const float* v,
-                        const int* q_offsets, const int* kv_offsets, const size_t* att_offsets,
-                        int B, int C, int NH, float p, uint64_t key) {
+void attention_backward(float* dq, float* dk, float* dv, float* datt, const float* dout,
+                        const float* att, const float* q, const float* k, const float* v,
+                        const Attention* at) {
     if (use_fast_kernels) {
-        attention_backward_fast(dq, dk, dv, datt, dout, att, q, k, v, q_offsets, kv_offsets, att_offsets,
-                                B, C, NH, p, key);
+        attention_backward_fast(dq, dk, dv, datt, dout, att, q, k, v, at);
         return;
     }
     // parallel over (sequence, head), not over query rows: all rows i of a head add into the same
     // dk_j and dv_j, so threads splitting i would race; each pair owns its part of dq, dk, dv
-    int HS = C / NH;
+    int B = at->rows->B, NH = at->NH;
     #pragma omp parallel for schedule(dynamic)
     for (int bh = 0; bh < B * NH; bh++) {
-        HeadBlock hb = head_block(q_offsets, kv_offsets, att_offsets, bh / NH, bh % NH, C, HS);
-        attention_head_backward(dq + hb.q, dk + hb.kv, dv + hb.kv, datt + hb.att, dout + hb.q, att + hb.att,
-                                q + hb.q, k + hb.kv, v + hb.kv, hb.Tq, hb.T, C, HS, p, key, hb.att);
+        Head hd = head_of(at, bh / NH, bh % NH);
+        attention_head_backward(dq + hd.q, dk + hd.kv, dv + hd.kv, datt + hd.att, dout + hd.q,
+                                att + hd.att, q + hd.q, k + hd.kv, v + hd.kv, &hd);
     }
 }
 
@@ -583,13 +691,13 @@ void residual_backward(float* dinp, const float* dout, size_t n) {
 
 // in place: x = x * keep / (1 - p), inverted dropout as torch (kept elements are scaled up in
 // training, so evaluation, p = 0, needs no rescaling). No mask is stored: backward recomputes it.
-void dropout_forward(float* x, size_t n, float p, uint64_t key) {
-    if (p <= 0.0f) { return; }
-    dropout_copy(x, x, n, p, key);  // the same masks as the LoRA input's dropout, in place
+void dropout_forward(float* x, size_t n, Dropout d) {
+    if (d.p <= 0.0f) { return; }
+    dropout_copy(x, x, n, d);  // the same masks as the LoRA input's dropout, in place
 }
 // y = x * keep / (1 - p) is linear in x, so dx = dy * keep / (1 - p): the forward itself, in place
-void dropout_backward(float* dx, size_t n, float p, uint64_t key) {
-    dropout_forward(dx, n, p, key);
+void dropout_backward(float* dx, size_t n, Dropout d) {
+    dropout_forward(dx, n, d);
 }
 
 // --- the classification head of DistilBertForSequenceClassification:
@@ -609,7 +717,8 @@ void cls_scatter(float* dx, const float* dout, const int* offsets, int B, int C)
     }
 }
 
-// ReLU between pre_classifier and classifier (B * C numbers: serial); backward passes dout where inp > 0
+// ReLU between pre_classifier and classifier (B * C numbers: serial); backward passes dout where
+// inp > 0
 void relu_forward(float* out, const float* inp, size_t n) {
     for (size_t i = 0; i < n; i++) { out[i] = inp[i] > 0.0f ? inp[i] : 0.0f; }
 }
@@ -624,7 +733,7 @@ void crossentropy_forward(float* losses, float* probs, const float* logits, cons
                           int B, int NL) {
     for (int b = 0; b < B; b++) {
         // softmax(z)_i = exp(z_i - max) / sum_j exp(z_j - max): subtracting the max changes nothing
-        // mathematically and keeps exp from overflowing; the sum is in double (NL is small: costs nothing)
+        // mathematically and keeps exp from overflowing; the sum is in double (NL is small: cheap)
         const float* z = logits + (size_t)b * NL;
         float maxval = z[0];
         for (int i = 1; i < NL; i++) { if (z[i] > maxval) { maxval = z[i]; } }
@@ -655,7 +764,7 @@ void crossentropy_backward(float* dlogits, const float* probs, const int* labels
 // the model: DistilBERT (Sanh et al. 2019) + LoRA + the sequence-classification head
 
 // The tutorial's three ways to fine-tune (--mode), which differ only in what trains:
-//   lora  (the default) LoRA A and B of the chosen Linears + the head; the pretrained weights frozen
+//   lora  (the default) LoRA A and B of the chosen Linears + the head; pretrained weights frozen
 //   head  only the head (transfer learning): the body runs forward only, no backward at all
 //   full  every parameter: embeddings, every Linear and LayerNorm, the head
 // One training step, end to end, with the shapes (B = 4 reviews of T_b tokens, N = sum of T_b):
@@ -663,7 +772,8 @@ void crossentropy_backward(float* dlogits, const float* probs, const int* labels
 //   6 transformer blocks (layer_forward), x[l] (N, C) -> x[l+1] (N, C); the last keeps only B rows
 //   first token of each sequence (B, C) -> pre_classifier -> ReLU -> dropout -> classifier (B, NL)
 //   softmax + cross-entropy -> loss, the mean over the B sequences
-//   backward: the same path in reverse, down to layer 0's q_lin adapter (full: embeddings; head: the head)
+//   backward: the same path in reverse, down to the earliest tensor that trains: layer 0's q_lin
+//     adapter (full: the embeddings; head: the head)
 //   AdamW: updates the trainables (LoRA A, B and the head; full: every weight) and nothing else
 enum { MODE_LORA, MODE_HEAD, MODE_FULL };
 typedef struct {
@@ -684,18 +794,21 @@ typedef struct {
 // the six Linears of a transformer block (q_lin, k_lin, v_lin, out_lin, lin1, lin2, as PEFT's
 // target_modules name them), any of which can get a LoRA adapter
 enum { LIN_Q, LIN_K, LIN_V, LIN_OUT, LIN_1, LIN_2, NUM_LIN };
-// lin1 widens C -> H, lin2 narrows H -> C, the other four are C -> C
-static int lin_in(const Config* c, int lin) { return lin == LIN_2 ? c->hidden_dim : c->dim; }   // IC
-static int lin_out(const Config* c, int lin) { return lin == LIN_1 ? c->hidden_dim : c->dim; }  // OC
+// lin1 widens C -> H, lin2 narrows H -> C, the other four are C -> C: each one's IC and OC
+static int lin_in(const Config* c, int lin) { return lin == LIN_2 ? c->hidden_dim : c->dim; }
+static int lin_out(const Config* c, int lin) { return lin == LIN_1 ? c->hidden_dim : c->dim; }
 
-// LoraConfig(r=4, lora_alpha=32, lora_dropout=0.01, target_modules=["q_lin"]) in PEFT
+// PEFT's LoraConfig: which Linears get an adapter, of which rank and scale
 typedef struct {
-    int rank;               // R: 4
-    float alpha;            // 32: the update is scaled by alpha / R = 8
-    float dropout;          // 0.01: on the input of the LoRA path only
-    int targets[NUM_LIN];   // 1 = this Linear has an adapter in every layer (default: q_lin only)
-    int use_rslora;         // 0; 1 = rsLoRA's scaling alpha / sqrt(R) (PEFT's use_rslora=True)
+    int rank;               // R
+    float alpha;            // the update is scaled by alpha / R
+    float dropout;          // on the input of the LoRA path only
+    int targets[NUM_LIN];   // 1 = this Linear has an adapter in every layer
+    int use_rslora;         // 1 = rsLoRA's scaling alpha / sqrt(R) (PEFT's use_rslora=True)
 } LoraConfig;
+// the tutorial's LoraConfig(r=4, lora_alpha=32, lora_dropout=0.01, target_modules=["q_lin"]), the
+// one place these values are written: the defaults of --rank, --alpha, --lora-dropout, --targets
+const LoraConfig LORA_DEFAULTS = { 4, 32.0f, 0.01f, { [LIN_Q] = 1 }, 0 };  // alpha / R = 8
 
 // the factor of the LoRA update, PEFT's `scaling`: alpha / R, or with rsLoRA alpha / sqrt(R), which
 // keeps the update's size steady as the rank grows (Kalajdzievski 2023)
@@ -712,7 +825,7 @@ typedef struct {
     float* wpe;              // (P, C)       distilbert.embeddings.position_embeddings.weight
     float* emb_lnw;          // (C)          distilbert.embeddings.LayerNorm.weight
     float* emb_lnb;          // (C)          distilbert.embeddings.LayerNorm.bias
-    float* lin_w[NUM_LIN];   // (L, OC, IC)  q/k/v/out_lin: (L, C, C), lin1: (L, H, C), lin2: (L, C, H)
+    float* lin_w[NUM_LIN];   // (L, OC, IC)  q/k/v/out_lin (L, C, C), lin1 (L, H, C), lin2 (L, C, H)
     float* lin_b[NUM_LIN];   // (L, OC)
     float* ln1w;             // (L, C)       sa_layer_norm.weight
     float* ln1b;             // (L, C)       sa_layer_norm.bias
@@ -736,23 +849,23 @@ typedef struct {
     char name[160];  // its name on disk: PEFT's key (lora mode), the checkpoint's (head, full mode)
     size_t offset;   // first float in the flat arrays
     int rows, cols;  // cols == 0 for a vector
-    int decay;       // 1: AdamW weight decay applies (HF Trainer exempts biases and LayerNorm weights)
+    int decay;       // 1: AdamW applies weight decay (HF Trainer spares biases, LayerNorm weights)
 } TensorInfo;
 
 // forward activations: everything backward needs is cached here, and each comment says why.
-// (L, ...) arrays hold one slice per layer; in the last layer only B rows are used (layer_rows).
+// (L, ...) arrays hold one slice per layer; in the last layer only B rows are used (see Rows).
 typedef struct {
     float* emb;       // (N, C)        word + position embeddings: the embeddings LayerNorm input
     float* emb_mean;  // (N)
     float* emb_rstd;  // (N)
-    float* x;         // (L+1, N, C)   residual stream: x[0] embeddings output, x[l+1] output of layer l
-    float* xcls;      // (B, C)        the last layer's input at each sequence's first token
+    float* x;         // (L+1, N, C)   residual stream: x[0] from the embeddings, x[l+1] layer l's
+    float* xcls;      // (B, C)        the last layer's query rows: its input at each first token
     float* q;         // (L, N, C)     queries (attention backward needs q, k, v)
     float* k;         // (L, N, C)
     float* v;         // (L, N, C)
     float* att;       // (L, AT)       softmax probabilities (softmax backward needs them)
     float* atty;      // (L, N, C)     attention output, input of out_lin (its LoRA needs it)
-    float* res1;      // (L, N, C)     out_lin(atty) + x: sa_layer_norm input (layernorm backward needs it)
+    float* res1;      // (L, N, C)     out_lin(atty) + x: sa_layer_norm's input (its backward's too)
     float* ln1_mean;  // (L, N)
     float* ln1_rstd;  // (L, N)
     float* sa;        // (L, N, C)     sa_layer_norm output: input of lin1 and of the FFN residual
@@ -769,7 +882,7 @@ typedef struct {
     float* logits;    // (B, NL)
     float* probs;     // (B, NL)       softmax of the logits
     float* losses;    // (B)           cross-entropy of each sequence
-    // activation gradients, dL/d(the array without the d): one set reused by every layer, dx per layer
+    // activation gradients, dL/d(the array without the d): one set for every layer, dx per layer
     float* dx;        // (L+1, N, C)   dx[l] = dL/dx[l], the gradient at layer l's input
     float* dxcls;     // (B, C)        dL/dxcls: the last layer's query-side input
     float* dres2;     // (N, C)        at output_layer_norm's input
@@ -790,7 +903,7 @@ typedef struct {
     float* demb;      // (N, C)        at the embeddings LayerNorm's input (full mode)
 } Activations;
 
-typedef struct {
+struct Model {
     Config config;
     LoraConfig lora;
     int mode;                 // MODE_LORA, MODE_HEAD or MODE_FULL: what trains
@@ -802,8 +915,8 @@ typedef struct {
     Trainables grads;         // ... their gradients (no gradient memory exists for frozen weights)
     float* params_memory;
     float* grads_memory;
-    float* exp_avg;           // AdamW first moment m, trainables only (torch.optim.AdamW's name)
-    float* exp_avg_sq;        // AdamW second moment v, trainables only
+    float* exp_avg;           // AdamW's first moment (a running mean of the gradient), trainables
+    float* exp_avg_sq;        // ... and second moment (of its square); torch.optim.AdamW's names
     size_t num_trainable;
     TensorInfo* tensors;      // the trainable tensors, as saved in the adapter file
     int num_tensors;
@@ -812,193 +925,186 @@ typedef struct {
     float* acts_memory;
     size_t cap_tokens, cap_att;   // the largest N and AT reserved so far
     int cap_batch, cap_len;       // the largest B and T
-    // the current batch
+    // the current batch, laid out by model_set_batch (Part 2)
     int B, N;                 // sequences, tokens
     int* ids;                 // (N)      the batch's token ids (full mode's embedding gradient)
-    int* offsets;             // (B + 1)  sequence b is rows offsets[b] .. offsets[b+1]-1
-    size_t* att_offsets;      // (B + 1)  where sequence b's attention blocks start in att
-    int* cls_offsets;         // (B + 1)  0, 1, ..., B: the last layer keeps one row per sequence
-    size_t* cls_att_offsets;  // (B + 1)  the last layer's attention blocks (1 x T per head)
-    int full_last_layer;      // tests only: compute every token's row in the last layer too
     int* labels;              // (B)      the batch's labels; unused when has_labels is 0
     int has_labels;           // 0 when predicting: no loss is computed
+    Rows rows;                // the rows of layers 0 .. L-2: every token is a query
+    Rows last_rows;           // the last layer's: each sequence's first token only (see Rows)
+    int full_last_layer;      // tests only: last_rows = rows, the last layer on every token too
+    int* row_offsets;         // (2, B + 1)  what rows.kv and .q, last_rows.q point into (Part 2)
+    size_t* att_offsets;      // (2, B + 1)  what rows.att and last_rows.att point into
     float loss;               // mean cross-entropy of the batch
     // training state
     int training;             // 1: dropout on (training); 0: evaluation
-    int grad_to_input;        // tests only: also compute dL/dx[0] (into acts.dx)
     uint64_t seed;            // --seed
     uint64_t step_seed;       // dropout seed of the current forward pass
     uint64_t forward_count;   // training forward passes so far (each gets new dropout masks)
     int adam_step;            // AdamW steps taken (t in the bias corrections)
-} Model;
+};
 
 // dropout sites: dropout_key mixes one with the layer number, so every (layer, site) draws its own
 enum { DROP_EMB, DROP_ATT, DROP_FFN, DROP_HEAD, DROP_LORA };  // DROP_LORA + lin for each Linear
 
-// Memory, in Part 2: model_build points the structs above into one allocation each, model_set_batch
-// lays out a batch's activations, model_free frees it all; model_init_trainables starts LoRA as PEFT
-// does (A Kaiming-uniform, B zero) and a new head as transformers does (normal, std 0.02).
-static int model_set_batch(Model* m, const int* ids, const int* lengths, int B, const int* labels);
-void model_free(Model* m);
+// one dropout site of the current forward pass: its p, 0 unless training (evaluation has no
+// dropout), and its key; layer is -1 for the embeddings and the head
+static Dropout dropout_at(const Model* m, int layer, int site) {
+    const Config* c = &m->config;
+    float p = site == DROP_ATT ? c->attention_dropout : site == DROP_HEAD ? c->classif_dropout
+            : site >= DROP_LORA ? m->lora.dropout : c->dropout;  // (DROP_EMB and DROP_FFN)
+    Dropout d = { m->training ? p : 0.0f, dropout_key(m->step_seed, layer, site) };
+    return d;
+}
+
+// Memory is Part 2's: model_build points the structs above into one allocation each,
+// model_set_batch lays out a batch's activations, model_free frees it all; model_init_trainables
+// starts LoRA as PEFT does (A Kaiming-uniform, B zero) and a new head as transformers does (normal,
+// std 0.02).
+
+// layer l's Linear lin (IC -> OC), what linear_forward and linear_backward need: its slices of W0
+// and b, their gradients, and (when this Linear has an adapter) its LoRA adapter and h, its slot
+// of lora_h (L, NUM_LIN, N, R), N rows apart even when only B rows are used
+typedef struct {
+    int IC, OC;
+    const float* w;  // (OC, IC)
+    const float* b;  // (OC)
+    float* dw;       // (OC, IC)  full mode only; NULL: frozen, the gradient is skipped
+    float* db;       // (OC)
+    int has_lora;    // 0: no adapter (lora and h are zero)
+    Lora lora;
+    float* h;        // (N, R)    the adapter's down-projection, cached by the forward
+} Linear;
+static Linear linear_of(const Model* m, int l, int lin) {
+    Linear li = { 0 };
+    li.IC = lin_in(&m->config, lin);
+    li.OC = lin_out(&m->config, lin);
+    size_t at_w = (size_t)l * li.OC * li.IC, at_b = (size_t)l * li.OC;  // layer l's slices
+    li.w = m->w.lin_w[lin] + at_w;
+    li.b = m->w.lin_b[lin] + at_b;
+    li.dw = m->dw.lin_w[lin] ? m->dw.lin_w[lin] + at_w : NULL;
+    li.db = m->dw.lin_b[lin] ? m->dw.lin_b[lin] + at_b : NULL;
+    li.has_lora = m->lora.targets[lin];
+    if (li.has_lora) {
+        int R = m->lora.rank;
+        size_t at_A = (size_t)l * R * li.IC, at_B = (size_t)l * li.OC * R;  // layer l's A, B
+        Lora lo = { m->params.lora_A[lin] + at_A, m->params.lora_B[lin] + at_B,
+                    m->grads.lora_A[lin] + at_A, m->grads.lora_B[lin] + at_B,
+                    lora_scaling(&m->lora), R, dropout_at(m, l, DROP_LORA + lin) };
+        li.lora = lo;
+        li.h = m->acts.lora_h + ((size_t)l * NUM_LIN + lin) * m->N * R;
+    }
+    return li;
+}
 
 // one Linear of layer l: out = inp W^T + b, plus the LoRA update when this Linear has an adapter
 static void linear_forward(Model* m, int l, int lin, float* out, const float* inp, int N) {
-    const Config* c = &m->config;
-    int IC = lin_in(c, lin), OC = lin_out(c, lin), R = m->lora.rank;
-    const float* weight = m->w.lin_w[lin] + (size_t)l * OC * IC;  // layer l's (OC, IC) slice
-    const float* bias = m->w.lin_b[lin] + (size_t)l * OC;
-    matmul_forward(out, inp, weight, bias, N, IC, OC);
-    if (m->lora.targets[lin]) {
-        // this Linear's slot in lora_h (L, NUM_LIN, N, R), N apart even when only B rows are used;
-        // xd is shared scratch: lora_backward recomputes the dropped-out input from the same key
-        float* h = m->acts.lora_h + ((size_t)l * NUM_LIN + lin) * m->N * R;
-        float p = m->training ? m->lora.dropout : 0.0f;
-        lora_forward(out, h, m->acts.xd, inp, m->params.lora_A[lin] + (size_t)l * R * IC,
-                     m->params.lora_B[lin] + (size_t)l * OC * R, lora_scaling(&m->lora), p,
-                     dropout_key(m->step_seed, l, DROP_LORA + lin), N, IC, OC, R);
-    }
+    Linear li = linear_of(m, l, lin);
+    matmul_forward(out, inp, li.w, li.b, N, li.IC, li.OC);
+    // xd is shared scratch: lora_backward recomputes the dropped-out input from the same key
+    if (li.has_lora) { lora_forward(out, li.h, m->acts.xd, inp, &li.lora, N, li.IC, li.OC); }
 }
 
 // its backward: dinp += dout W (NULL: not needed); the adapter's A and B get their gradients, and
 // W and b only in full mode: frozen, their gradient (a product as large as the forward) is skipped
-static void linear_backward(Model* m, int l, int lin, float* dinp, const float* dout, const float* inp,
-                            int N) {
-    const Config* c = &m->config;
-    int IC = lin_in(c, lin), OC = lin_out(c, lin), R = m->lora.rank;
-    float* dweight = m->dw.lin_w[lin] ? m->dw.lin_w[lin] + (size_t)l * OC * IC : NULL;
-    float* dbias = m->dw.lin_b[lin] ? m->dw.lin_b[lin] + (size_t)l * OC : NULL;
-    matmul_backward(dinp, dweight, dbias, dout, inp, m->w.lin_w[lin] + (size_t)l * OC * IC, N, IC, OC);
-    if (m->lora.targets[lin]) {
-        const float* h = m->acts.lora_h + ((size_t)l * NUM_LIN + lin) * m->N * R;
-        float p = m->training ? m->lora.dropout : 0.0f;
-        lora_backward(dinp, m->grads.lora_A[lin] + (size_t)l * R * IC,
-                      m->grads.lora_B[lin] + (size_t)l * OC * R,
-                      m->acts.dlora_h, m->acts.xd, dout, inp, h,
-                      m->params.lora_A[lin] + (size_t)l * R * IC, m->params.lora_B[lin] + (size_t)l * OC * R,
-                      lora_scaling(&m->lora), p, dropout_key(m->step_seed, l, DROP_LORA + lin), N, IC, OC, R);
+static void linear_backward(Model* m, int l, int lin, float* dinp, const float* dout,
+                            const float* inp, int N) {
+    Linear li = linear_of(m, l, lin);
+    matmul_backward(dinp, li.dw, li.db, dout, inp, li.w, N, li.IC, li.OC);
+    if (li.has_lora) {
+        lora_backward(dinp, m->acts.dlora_h, m->acts.xd, dout, inp, li.h, &li.lora, N, li.IC,
+                      li.OC);
     }
 }
 
-// Which rows a transformer block works on. Every token is a key and a value, so k_lin and v_lin read
-// all N rows of x. The queries, and everything after attention, run on `rows` rows of xq: x itself
-// (rows = N), except in the last layer, where only each sequence's first token reaches the classifier.
+// one transformer block's share of everything, set up once for layer_forward and layer_backward:
+// its rows, input and output, its slice of every per-layer activation (att's slices are cap_att
+// apart), its LayerNorms' weights and (full mode) their gradients, and the gradients of its input
+// and output. The shapes are those of Activations, with rows rows where it says N.
 typedef struct {
-    const float* xq;           // (rows, C) the query-side input: x, or the first tokens' rows
-    int rows;                  // N, or B in the last layer
-    const int* q_offsets;      // (B + 1) sequence b's query rows in xq
-    const size_t* att_offsets; // (B + 1) where sequence b's attention blocks start in att
-} LayerRows;
-
-// one transformer block (DistilBERT's TransformerBlock, post-LayerNorm as BERT):
-// out (rows, C) from x (N, C). Layer l's slice of every per-layer activation is cached.
-void layer_forward(Model* m, int l, float* out, const float* x, LayerRows r) {
+    const Rows* rows;  // m->rows, or in the last layer m->last_rows
+    float* x;          // (N, C)     x[l]: every row is a key and a value
+    float* xq;         // (rows, C)  the queries' input: x itself, or in the last layer xcls
+    float* out;        // (rows, C)  x[l+1]
+    float *q, *k, *v, *att, *atty, *res1, *ln1_mean, *ln1_rstd, *sa, *ffh, *ffg, *res2;
+    float *ln2_mean, *ln2_rstd;
+    const float *ln1w, *ln1b, *ln2w, *ln2b;
+    float *dln1w, *dln1b, *dln2w, *dln2b;  // NULL unless mode is full: the LayerNorms are frozen
+    float* dx;         // (N, C)     dL/dx[l]
+    float* dxq;        // (rows, C)  dL/dxq: dx itself, or in the last layer dxcls
+    float* dout;       // (rows, C)  dL/dx[l+1]
+    Attention attn;    // its attention: the rows, the sizes, attention_dropout
+    Dropout drop_ffn;  // the dropout on the FFN output
+} LayerView;
+static LayerView layer_view(Model* m, int l) {
     const Config* c = &m->config;
-    int C = c->dim, H = c->hidden_dim, NH = c->n_heads, B = m->B;
-    size_t N = m->N, rows = r.rows;
-    float p_drop = m->training ? c->dropout : 0.0f;
-    float p_att = m->training ? c->attention_dropout : 0.0f;
+    size_t C = c->dim, H = c->hidden_dim, N = m->N, sl = l * N * C;  // layer l's (N, C) slices
     Activations* a = &m->acts;
-    // layer l's slice of every per-layer activation (att's slices are cap_att apart)
-    float* q = a->q + l * N * C;
-    float* k = a->k + l * N * C;
-    float* v = a->v + l * N * C;
-    float* att = a->att + l * m->cap_att;
-    float* atty = a->atty + l * N * C;
-    float* res1 = a->res1 + l * N * C;
-    float* ln1_mean = a->ln1_mean + l * N;
-    float* ln1_rstd = a->ln1_rstd + l * N;
-    float* sa = a->sa + l * N * C;
-    float* ffh = a->ffh + l * N * H;
-    float* ffg = a->ffg + l * N * H;
-    float* res2 = a->res2 + l * N * C;
-    float* ln2_mean = a->ln2_mean + l * N;
-    float* ln2_rstd = a->ln2_rstd + l * N;
-    const float* ln1w = m->w.ln1w + l * C;
-    const float* ln1b = m->w.ln1b + l * C;
-    const float* ln2w = m->w.ln2w + l * C;
-    const float* ln2b = m->w.ln2b + l * C;
+    Weights* dw = &m->dw;
+    int full = dw->ln1w != NULL;
+    const Rows* r = l == c->n_layers - 1 ? &m->last_rows : &m->rows;
+    LayerView lv = {
+        .rows = r, .x = a->x + sl, .out = a->x + sl + N * C,
+        .xq = r->first_only ? a->xcls : a->x + sl,
+        .q = a->q + sl, .k = a->k + sl, .v = a->v + sl, .att = a->att + l * m->cap_att,
+        .atty = a->atty + sl, .res1 = a->res1 + sl, .sa = a->sa + sl, .res2 = a->res2 + sl,
+        .ffh = a->ffh + l * N * H, .ffg = a->ffg + l * N * H,
+        .ln1_mean = a->ln1_mean + l * N, .ln1_rstd = a->ln1_rstd + l * N,
+        .ln2_mean = a->ln2_mean + l * N, .ln2_rstd = a->ln2_rstd + l * N,
+        .ln1w = m->w.ln1w + l * C, .ln1b = m->w.ln1b + l * C,
+        .ln2w = m->w.ln2w + l * C, .ln2b = m->w.ln2b + l * C,
+        .dln1w = full ? dw->ln1w + l * C : NULL, .dln1b = full ? dw->ln1b + l * C : NULL,
+        .dln2w = full ? dw->ln2w + l * C : NULL, .dln2b = full ? dw->ln2b + l * C : NULL,
+        .dx = a->dx + sl, .dxq = r->first_only ? a->dxcls : a->dx + sl, .dout = a->dx + sl + N * C,
+        .attn = { r, c->dim, c->n_heads, dropout_at(m, l, DROP_ATT) },
+        .drop_ffn = dropout_at(m, l, DROP_FFN),
+    };
+    return lv;
+}
+
+// one transformer block (DistilBERT's TransformerBlock, post-LayerNorm as BERT): x[l+1] from x[l],
+// on the rows of layer_view (every token, or in the last layer each sequence's first: see Rows).
+// Layer l's slice of every per-layer activation is cached for backward.
+void layer_forward(Model* m, int l) {
+    LayerView lv = layer_view(m, l);
+    const Rows* r = lv.rows;
+    int C = m->config.dim, H = m->config.hidden_dim, N = m->N, rows = r->rows;
+    // the queries' input xq: x itself, or in the last layer each sequence's first row, gathered
+    if (r->first_only) { cls_gather(lv.xq, lv.x, r->kv, r->B, C); }
     // transformers' TransformerBlock.forward, one line each:
     //   sa_output = attention(x); sa_output = sa_layer_norm(sa_output + x)
     //   ffn_output = ffn(sa_output); output = output_layer_norm(ffn_output + sa_output)
     // where attention = out_lin(softmax(q_lin(x) k_lin(x)^T / sqrt(HS)) v_lin(x)) and
     // ffn = dropout(lin2(gelu(lin1(.)))).
-    linear_forward(m, l, LIN_Q, q, r.xq, r.rows);
-    linear_forward(m, l, LIN_K, k, x, (int)N);
-    linear_forward(m, l, LIN_V, v, x, (int)N);
-    attention_forward(atty, att, q, k, v, r.q_offsets, m->offsets, r.att_offsets, B, C, NH,
-                      p_att, dropout_key(m->step_seed, l, DROP_ATT));
-    linear_forward(m, l, LIN_OUT, res1, atty, r.rows);
+    linear_forward(m, l, LIN_Q, lv.q, lv.xq, rows);
+    linear_forward(m, l, LIN_K, lv.k, lv.x, N);
+    linear_forward(m, l, LIN_V, lv.v, lv.x, N);
+    attention_forward(lv.atty, lv.att, lv.q, lv.k, lv.v, &lv.attn);
+    linear_forward(m, l, LIN_OUT, lv.res1, lv.atty, rows);
     // (transformers' DistilBERT has no dropout after out_lin: attention output goes straight in)
-    residual_forward(res1, res1, r.xq, rows * C);
-    layernorm_forward(sa, ln1_mean, ln1_rstd, res1, ln1w, ln1b, r.rows, C);
-    linear_forward(m, l, LIN_1, ffh, sa, r.rows);
-    gelu_forward(ffg, ffh, rows * H);
-    linear_forward(m, l, LIN_2, res2, ffg, r.rows);
-    dropout_forward(res2, rows * C, p_drop, dropout_key(m->step_seed, l, DROP_FFN));
-    residual_forward(res2, res2, sa, rows * C);
-    layernorm_forward(out, ln2_mean, ln2_rstd, res2, ln2w, ln2b, r.rows, C);
+    residual_forward(lv.res1, lv.res1, lv.xq, (size_t)rows * C);
+    layernorm_forward(lv.sa, lv.ln1_mean, lv.ln1_rstd, lv.res1, lv.ln1w, lv.ln1b, rows, C);
+    linear_forward(m, l, LIN_1, lv.ffh, lv.sa, rows);
+    gelu_forward(lv.ffg, lv.ffh, (size_t)rows * H);
+    linear_forward(m, l, LIN_2, lv.res2, lv.ffg, rows);
+    dropout_forward(lv.res2, (size_t)rows * C, lv.drop_ffn);
+    residual_forward(lv.res2, lv.res2, lv.sa, (size_t)rows * C);
+    layernorm_forward(lv.out, lv.ln2_mean, lv.ln2_rstd, lv.res2, lv.ln2w, lv.ln2b, rows, C);
 }
 
-// 1 for the last layer, which runs only on the first token of each sequence: only that row reaches
-// the classifier (about 14% less work for distilbert-base). full_last_layer: tests only.
-static int is_cls_layer(const Model* m, int l) { return l == m->config.n_layers - 1 && !m->full_last_layer; }
-
-// the rows of layer l: all N tokens, or in the last layer the first token of each sequence
-static LayerRows layer_rows(Model* m, int l) {
-    if (is_cls_layer(m, l)) {
-        LayerRows r = { m->acts.xcls, m->B, m->cls_offsets, m->cls_att_offsets };
-        return r;
-    }
-    LayerRows r = { m->acts.x + (size_t)l * m->N * m->config.dim, m->N, m->offsets, m->att_offsets };
-    return r;
-}
-
-void transformer_forward(Model* m);
-
-// the forward pass of DistilBertForSequenceClassification + LoRA on one batch: ids holds the B
-// sequences one after another, lengths[b] tokens each (no padding). labels (B) may be NULL
-// (prediction); with labels, m->loss is the mean cross-entropy. 0, or -1 after one error line.
-int model_forward(Model* m, const int* ids, const int* lengths, int B, const int* labels) {
+// the head, DistilBertForSequenceClassification.forward: pooled = hidden_state[:, 0];
+// pre_classifier; ReLU; dropout(seq_classif_dropout); classifier; CrossEntropyLoss. From x[L] to
+// the logits, their probabilities and, with labels, m->loss.
+void head_forward(Model* m) {
     const Config* c = &m->config;
-    int C = c->dim;
-    // check the batch, make room for it and lay it out: m->B, N, ids, labels, offsets (Part 2)
-    if (model_set_batch(m, ids, lengths, B, labels) != 0) { return -1; }
-    size_t N = m->N;
-    // a new dropout seed for each training forward; backward recomputes the same masks from it
-    if (m->training) { m->step_seed = mix64(m->seed ^ mix64(++m->forward_count)); }
-    float p_drop = m->training ? c->dropout : 0.0f;
+    int C = c->dim, NL = c->num_labels, B = m->B;
     Activations* a = &m->acts;
-    Weights* w = &m->w;
-    // embeddings: LayerNorm(word + position) -> dropout = x[0]; emb (N, C) is the LayerNorm input
-    embeddings_forward(a->emb, ids, m->offsets, B, w->wte, w->wpe, C);
-    layernorm_forward(a->x, a->emb_mean, a->emb_rstd, a->emb, w->emb_lnw, w->emb_lnb, (int)N, C);
-    dropout_forward(a->x, N * C, p_drop, dropout_key(m->step_seed, -1, DROP_EMB));
-    transformer_forward(m);
-    return 0;
-}
-
-// the rest of the forward pass, from the embeddings output x[0] to the loss (model_forward
-// calls it; the tests call it alone to take finite differences with respect to x[0])
-void transformer_forward(Model* m) {
-    const Config* c = &m->config;
-    int C = c->dim, L = c->n_layers, NL = c->num_labels, B = m->B;
-    size_t N = m->N;
-    float p_cls = m->training ? c->classif_dropout : 0.0f;
-    Activations* a = &m->acts;
-    for (int l = 0; l < L; l++) {
-        float* x = a->x + l * N * C;
-        // the last layer's queries: the first token of each sequence, gathered into xcls (B, C)
-        if (is_cls_layer(m, l)) { cls_gather(a->xcls, x, m->offsets, B, C); }
-        layer_forward(m, l, a->x + (l + 1) * N * C, x, layer_rows(m, l));
-    }
-    // the head, DistilBertForSequenceClassification.forward: pooled = hidden_state[:, 0];
-    // pre_classifier; ReLU; dropout(seq_classif_dropout); classifier; CrossEntropyLoss
     Trainables* p = &m->params;
-    // cls (B, C): each [CLS] hidden state, in the rows of the last layer's queries (its q_offsets)
-    cls_gather(a->cls, a->x + L * N * C, layer_rows(m, L - 1).q_offsets, B, C);
+    // cls (B, C): each [CLS] hidden state, in the rows of the last layer's queries (last_rows.q)
+    cls_gather(a->cls, a->x + (size_t)c->n_layers * m->N * C, m->last_rows.q, B, C);
     matmul_forward(a->pre, a->cls, p->pre_w, p->pre_b, B, C, C);
     relu_forward(a->hid, a->pre, (size_t)B * C);
-    dropout_forward(a->hid, (size_t)B * C, p_cls, dropout_key(m->step_seed, -1, DROP_HEAD));
+    dropout_forward(a->hid, (size_t)B * C, dropout_at(m, -1, DROP_HEAD));
     matmul_forward(a->logits, a->hid, p->cls_w, p->cls_b, B, C, NL);
     // probs are always computed (predict prints them); losses only when there are labels
     crossentropy_forward(a->losses, a->probs, a->logits, m->has_labels ? m->labels : NULL, B, NL);
@@ -1010,144 +1116,148 @@ void transformer_forward(Model* m) {
     }
 }
 
+// the forward pass of DistilBertForSequenceClassification + LoRA on one batch: ids holds the B
+// sequences one after another, lengths[b] tokens each (no padding). labels (B) may be NULL
+// (prediction); with labels, m->loss is the mean cross-entropy. 0, or -1 after one error line.
+int model_forward(Model* m, const int* ids, const int* lengths, int B, const int* labels) {
+    const Config* c = &m->config;
+    int C = c->dim;
+    // check the batch, make room for it and lay it out: m->B, N, ids, labels, rows (Part 2)
+    if (model_set_batch(m, ids, lengths, B, labels) != 0) { return -1; }
+    size_t N = m->N;
+    // a new dropout seed for each training forward; backward recomputes the same masks from it
+    if (m->training) { m->step_seed = mix64(m->seed ^ mix64(++m->forward_count)); }
+    Activations* a = &m->acts;
+    Weights* w = &m->w;
+    // embeddings: LayerNorm(word + position) -> dropout = x[0]; emb (N, C) is the LayerNorm input
+    embeddings_forward(a->emb, ids, m->rows.kv, B, w->wte, w->wpe, C);
+    layernorm_forward(a->x, a->emb_mean, a->emb_rstd, a->emb, w->emb_lnw, w->emb_lnb, (int)N, C);
+    dropout_forward(a->x, N * C, dropout_at(m, -1, DROP_EMB));
+    // the transformer blocks, x[l] -> x[l+1]; then the head, from x[L] to the loss
+    for (int l = 0; l < c->n_layers; l++) { layer_forward(m, l); }
+    head_forward(m);
+    return 0;
+}
+
 void model_zero_grad(Model* m) {
     memset(m->grads_memory, 0, m->num_trainable * sizeof(float));
 }
 
-// backward of one transformer block, the mirror of layer_forward: each call undoes the forward line
-// quoted above it, in reverse order. dout (rows, C) = dL/d(out). Accumulates (+=) into dx (N, C) the
-// gradient through keys and values, into dxq (rows, C) that through the queries and the residual
-// (dxq is dx but in the last layer); both NULL when nothing below needs them (layer 0 in lora mode).
-void layer_backward(Model* m, int l, float* dx, float* dxq, const float* dout, const float* x, LayerRows r) {
-    const Config* c = &m->config;
-    int C = c->dim, H = c->hidden_dim, NH = c->n_heads, B = m->B;
-    size_t N = m->N, rows = r.rows;
-    float p_drop = m->training ? c->dropout : 0.0f;
-    float p_att = m->training ? c->attention_dropout : 0.0f;
+// backward of one transformer block, the mirror of layer_forward: each call undoes the forward
+// line quoted above it, in reverse order. From dout = dL/dx[l+1] (rows, C): the gradients of the
+// layer's trainables and, with input_grad, dx = dL/dx[l] (N, C), through keys, values, queries
+// and the residual. Without it (layer 0, when nothing below trains) no input gradient is computed.
+void layer_backward(Model* m, int l, int input_grad) {
+    LayerView lv = layer_view(m, l);
+    const Rows* r = lv.rows;
+    int C = m->config.dim, H = m->config.hidden_dim, N = m->N, rows = r->rows;
     Activations* a = &m->acts;
-    // the same per-layer pointers as in layer_forward
-    const float* q = a->q + l * N * C;
-    const float* k = a->k + l * N * C;
-    const float* v = a->v + l * N * C;
-    const float* att = a->att + l * m->cap_att;
-    const float* atty = a->atty + l * N * C;
-    const float* res1 = a->res1 + l * N * C;
-    const float* ln1_mean = a->ln1_mean + l * N;
-    const float* ln1_rstd = a->ln1_rstd + l * N;
-    const float* sa = a->sa + l * N * C;
-    const float* ffh = a->ffh + l * N * H;
-    const float* ffg = a->ffg + l * N * H;
-    const float* res2 = a->res2 + l * N * C;
-    const float* ln2_mean = a->ln2_mean + l * N;
-    const float* ln2_rstd = a->ln2_rstd + l * N;
-    const float* ln1w = m->w.ln1w + l * C;
-    const float* ln2w = m->w.ln2w + l * C;
-    // the LayerNorms' gradients: in full mode only (layer l's slices); NULL when they are frozen
-    int full = m->dw.ln1w != NULL;
-    float* dln1w = full ? m->dw.ln1w + l * C : NULL;
-    float* dln1b = full ? m->dw.ln1b + l * C : NULL;
-    float* dln2w = full ? m->dw.ln2w + l * C : NULL;
-    float* dln2b = full ? m->dw.ln2b + l * C : NULL;
+    float* dx = input_grad ? lv.dx : NULL;
+    float* dxq = input_grad ? lv.dxq : NULL;
+    size_t RC = (size_t)rows * C, RH = (size_t)rows * H;
     // kernels accumulate (+=), so every activation gradient is cleared right before its first use.
-    // layernorm_forward(out, ln2_mean, ln2_rstd, res2, ...)
-    memset(a->dres2, 0, rows * C * sizeof(float));
-    layernorm_backward(a->dres2, dln2w, dln2b, dout, res2, ln2w, ln2_mean, ln2_rstd, r.rows, C);
-    // residual_forward(res2, res2, sa): the gradient flows to both branches. dsa starts as the
-    // residual share; lin1's backward below adds the FFN share on top
-    memcpy(a->dsa, a->dres2, rows * C * sizeof(float));
-    // dropout_forward(res2, ...): the lin2 branch passes through the same mask (in place: from
+    // layernorm_forward(lv.out, lv.ln2_mean, lv.ln2_rstd, lv.res2, ...)
+    memset(a->dres2, 0, RC * sizeof(float));
+    layernorm_backward(a->dres2, lv.dln2w, lv.dln2b, lv.dout, lv.res2, lv.ln2w, lv.ln2_mean,
+                       lv.ln2_rstd, rows, C);
+    // residual_forward(lv.res2, lv.res2, lv.sa): the gradient flows to both branches. dsa starts
+    // as the residual share; lin1's backward below adds the FFN share on top
+    memcpy(a->dsa, a->dres2, RC * sizeof(float));
+    // dropout_forward(lv.res2, ...): the lin2 branch passes through the same mask (in place: from
     // here on dres2 holds dL/d(lin2 output))
-    dropout_backward(a->dres2, rows * C, p_drop, dropout_key(m->step_seed, l, DROP_FFN));
-    // linear_forward(m, l, LIN_2, res2, ffg, rows)
-    memset(a->dffg, 0, rows * H * sizeof(float));
-    linear_backward(m, l, LIN_2, a->dffg, a->dres2, ffg, r.rows);
-    // gelu_forward(ffg, ffh)
-    memset(a->dffh, 0, rows * H * sizeof(float));
-    gelu_backward(a->dffh, ffh, a->dffg, rows * H);
-    // linear_forward(m, l, LIN_1, ffh, sa, rows): its dinp is dsa, the second path from sa to the loss
-    linear_backward(m, l, LIN_1, a->dsa, a->dffh, sa, r.rows);
-    // layernorm_forward(sa, ln1_mean, ln1_rstd, res1, ...)
-    memset(a->dres1, 0, rows * C * sizeof(float));
-    layernorm_backward(a->dres1, dln1w, dln1b, a->dsa, res1, ln1w, ln1_mean, ln1_rstd, r.rows, C);
-    // residual_forward(res1, res1, xq): the residual share of dL/dxq
-    if (dxq) { residual_backward(dxq, a->dres1, rows * C); }
-    // linear_forward(m, l, LIN_OUT, res1, atty, rows): the attention branch of that residual
-    memset(a->datty, 0, rows * C * sizeof(float));
-    linear_backward(m, l, LIN_OUT, a->datty, a->dres1, atty, r.rows);
-    // attention_forward(atty, att, q, k, v, ...): dq has rows rows, dk and dv all N (every token is a key)
-    memset(a->dq, 0, rows * C * sizeof(float));
-    memset(a->dk, 0, N * C * sizeof(float));
-    memset(a->dv, 0, N * C * sizeof(float));
-    attention_backward(a->dq, a->dk, a->dv, a->datt, a->datty, att, q, k, v,
-                       r.q_offsets, m->offsets, r.att_offsets, B, C, NH, p_att,
-                       dropout_key(m->step_seed, l, DROP_ATT));
-    // linear_forward(m, l, LIN_V / LIN_K, v / k, x, N) and (LIN_Q, q, xq, rows)
-    linear_backward(m, l, LIN_V, dx, a->dv, x, (int)N);
-    linear_backward(m, l, LIN_K, dx, a->dk, x, (int)N);
-    linear_backward(m, l, LIN_Q, dxq, a->dq, r.xq, r.rows);
+    dropout_backward(a->dres2, RC, lv.drop_ffn);
+    // linear_forward(m, l, LIN_2, lv.res2, lv.ffg, rows)
+    memset(a->dffg, 0, RH * sizeof(float));
+    linear_backward(m, l, LIN_2, a->dffg, a->dres2, lv.ffg, rows);
+    // gelu_forward(lv.ffg, lv.ffh, ...)
+    memset(a->dffh, 0, RH * sizeof(float));
+    gelu_backward(a->dffh, lv.ffh, a->dffg, RH);
+    // linear_forward(m, l, LIN_1, lv.ffh, lv.sa, rows): its dinp is dsa, the second path from sa
+    linear_backward(m, l, LIN_1, a->dsa, a->dffh, lv.sa, rows);
+    // layernorm_forward(lv.sa, lv.ln1_mean, lv.ln1_rstd, lv.res1, ...)
+    memset(a->dres1, 0, RC * sizeof(float));
+    layernorm_backward(a->dres1, lv.dln1w, lv.dln1b, a->dsa, lv.res1, lv.ln1w, lv.ln1_mean,
+                       lv.ln1_rstd, rows, C);
+    // residual_forward(lv.res1, lv.res1, lv.xq): the residual share of dL/dxq (dx, or dxcls)
+    if (dx) { memset(dx, 0, (size_t)N * C * sizeof(float)); }
+    if (dxq && dxq != dx) { memset(dxq, 0, RC * sizeof(float)); }
+    if (dxq) { residual_backward(dxq, a->dres1, RC); }
+    // linear_forward(m, l, LIN_OUT, lv.res1, lv.atty, rows): the attention branch of that residual
+    memset(a->datty, 0, RC * sizeof(float));
+    linear_backward(m, l, LIN_OUT, a->datty, a->dres1, lv.atty, rows);
+    // attention_forward(lv.atty, lv.att, lv.q, lv.k, lv.v, ...): dq has rows rows, dk and dv
+    // all N (every token is a key)
+    memset(a->dq, 0, RC * sizeof(float));
+    memset(a->dk, 0, (size_t)N * C * sizeof(float));
+    memset(a->dv, 0, (size_t)N * C * sizeof(float));
+    attention_backward(a->dq, a->dk, a->dv, a->datt, a->datty, lv.att, lv.q, lv.k, lv.v, &lv.attn);
+    // linear_forward(m, l, LIN_V / LIN_K, lv.v / lv.k, lv.x, N) and (LIN_Q, lv.q, lv.xq, rows)
+    linear_backward(m, l, LIN_V, dx, a->dv, lv.x, N);
+    linear_backward(m, l, LIN_K, dx, a->dk, lv.x, N);
+    linear_backward(m, l, LIN_Q, dxq, a->dq, lv.xq, rows);
+    // cls_gather(lv.xq, lv.x, ...) of the last layer: its queries' gradient goes to their rows
+    if (dx && r->first_only) { cls_scatter(dx, dxq, r->kv, r->B, C); }
 }
 
-// the backward pass: the exact mirror of model_forward, from the loss down to the earliest
-// trainable tensor. Gradients of the trainables are accumulated (+=) into m->grads (and m->dw).
-void model_backward(Model* m) {
+// backward of head_forward, each call undoing the forward line quoted above it: the head's
+// gradients (it always trains) and, with input_grad, dL/dx[L] (nonzero at the first tokens only)
+void head_backward(Model* m, int input_grad) {
     const Config* c = &m->config;
-    int C = c->dim, L = c->n_layers, NL = c->num_labels, B = m->B;
+    int C = c->dim, NL = c->num_labels, B = m->B;
     size_t N = m->N;
-    float p_cls = m->training ? c->classif_dropout : 0.0f;
     Activations* a = &m->acts;
     Trainables* p = &m->params;
     Trainables* g = &m->grads;
-    // the head, in reverse
     memset(a->dlogits, 0, (size_t)B * NL * sizeof(float));
     memset(a->dhid, 0, (size_t)B * C * sizeof(float));
     memset(a->dpre, 0, (size_t)B * C * sizeof(float));
     // crossentropy_forward(a->losses, a->probs, a->logits, ...) and the mean over the batch
     crossentropy_backward(a->dlogits, a->probs, m->labels, B, NL);
-    // matmul_forward(a->logits, a->hid, p->cls_w, p->cls_b, B, C, NL): the head trains: g gets dW, db
+    // matmul_forward(a->logits, a->hid, p->cls_w, p->cls_b, B, C, NL): g gets dW and db
     matmul_backward(a->dhid, g->cls_w, g->cls_b, a->dlogits, a->hid, p->cls_w, B, C, NL);
     // dropout_forward(a->hid, ..., DROP_HEAD): the same mask, from the same key
-    dropout_backward(a->dhid, (size_t)B * C, p_cls, dropout_key(m->step_seed, -1, DROP_HEAD));
+    dropout_backward(a->dhid, (size_t)B * C, dropout_at(m, -1, DROP_HEAD));
     // relu_forward(a->hid, a->pre)
     relu_backward(a->dpre, a->pre, a->dhid, (size_t)B * C);
-    // below the head, LoRA's A and B train (lora mode), or every weight (full mode), or nothing
-    // (head mode: the backward pass ends with the head, and dcls is not even computed)
-    int full = m->mode == MODE_FULL, body_trains = m->mode != MODE_HEAD || m->grad_to_input;
-    if (body_trains) { memset(a->dcls, 0, (size_t)B * C * sizeof(float)); }
-    // matmul_forward(a->pre, a->cls, p->pre_w, p->pre_b, B, C, C)
-    matmul_backward(body_trains ? a->dcls : NULL, g->pre_w, g->pre_b, a->dpre, a->cls, p->pre_w, B, C, C);
-    if (!body_trains) { return; }
-    // cls_gather(a->cls, x[L], ...): only the first tokens' rows of x[L] receive a gradient
-    memset(a->dx + L * N * C, 0, N * C * sizeof(float));
-    cls_scatter(a->dx + L * N * C, a->dcls, layer_rows(m, L - 1).q_offsets, B, C);
-    for (int l = L - 1; l >= 0; l--) {
-        LayerRows r = layer_rows(m, l);
-        // dx[l] = dL/dx[l] is needed only if a trainable lies below layer l
-        float* dx = (l > 0 || full || m->grad_to_input) ? a->dx + l * N * C : NULL;
-        if (dx) { memset(dx, 0, N * C * sizeof(float)); }
-        if (!is_cls_layer(m, l)) {
-            layer_backward(m, l, dx, dx, a->dx + (l + 1) * N * C, a->x + l * N * C, r);
-        } else {
-            // the last layer: its queries came from xcls, cls_gather(a->xcls, x[l], offsets):
-            // their gradient dxcls goes back to the first token's row of each sequence
-            float* dxcls = dx ? a->dxcls : NULL;
-            if (dxcls) { memset(dxcls, 0, (size_t)B * C * sizeof(float)); }
-            layer_backward(m, l, dx, dxcls, a->dx + (l + 1) * N * C, a->x + l * N * C, r);
-            if (dx) { cls_scatter(dx, dxcls, m->offsets, B, C); }
-        }
+    // matmul_forward(a->pre, a->cls, p->pre_w, p->pre_b, B, C, C): dcls only if the body needs it
+    float* dcls = input_grad ? a->dcls : NULL;
+    if (dcls) { memset(dcls, 0, (size_t)B * C * sizeof(float)); }
+    matmul_backward(dcls, g->pre_w, g->pre_b, a->dpre, a->cls, p->pre_w, B, C, C);
+    // cls_gather(a->cls, x[L], m->last_rows.q, ...): only those rows of x[L] get a gradient
+    if (dcls) {
+        float* dxL = a->dx + (size_t)c->n_layers * N * C;
+        memset(dxL, 0, N * C * sizeof(float));
+        cls_scatter(dxL, dcls, m->last_rows.q, B, C);
     }
-    // In LoRA mode nothing below x[0] is trainable (embeddings and their LayerNorm are frozen),
-    // so the backward ends here. The tests ask for dL/dx[0] to check the whole stack.
-    if (!full && !m->grad_to_input) { return; }
-    // dropout_forward(a->x, ...) after the embeddings: dx[0] becomes dL/d(LayerNorm output)
-    float p_drop = m->training ? c->dropout : 0.0f;
-    dropout_backward(a->dx, N * C, p_drop, dropout_key(m->step_seed, -1, DROP_EMB));
-    if (!full) { return; }
-    // layernorm_forward(a->x, a->emb_mean, a->emb_rstd, a->emb, w->emb_lnw, w->emb_lnb, N, C)
-    memset(a->demb, 0, N * C * sizeof(float));
-    layernorm_backward(a->demb, m->dw.emb_lnw, m->dw.emb_lnb, a->dx, a->emb, m->w.emb_lnw, a->emb_mean,
-                       a->emb_rstd, (int)N, C);
-    // embeddings_forward(a->emb, ids, ...): into the rows of the tokens' ids and positions
-    embeddings_backward(m->dw.wte, m->dw.wpe, a->demb, m->ids, m->offsets, B, C, c->pad_token_id);
+}
+
+// the backward pass, the mirror of model_forward: from the loss down to the earliest tensor that
+// trains. Gradients of the trainables are accumulated (+=) into m->grads (and m->dw).
+void model_backward(Model* m) {
+    const Config* c = &m->config;
+    int C = c->dim;
+    size_t N = m->N;
+    Activations* a = &m->acts;
+    // How far down backward goes is the mode's choice, made here: the head always trains; below
+    // it the layers in lora mode (LoRA's A and B) and full mode (every weight), the embeddings in
+    // full mode only. In head mode the body runs forward only: backward ends with the head.
+    int layers_train = m->mode != MODE_HEAD, embeddings_train = m->mode == MODE_FULL;
+    head_backward(m, layers_train);  // and dL/dx[L] when the layers need it
+    for (int l = c->n_layers - 1; l >= 0 && layers_train; l--) {
+        // dL/dx[l] only when something below layer l trains (in lora mode not for layer 0)
+        layer_backward(m, l, l > 0 || embeddings_train);
+    }
+    if (embeddings_train) {
+        // dropout_forward(a->x, ..., DROP_EMB): dx[0] becomes dL/d(LayerNorm output), in place
+        dropout_backward(a->dx, N * C, dropout_at(m, -1, DROP_EMB));
+        // layernorm_forward(a->x, a->emb_mean, a->emb_rstd, a->emb, w->emb_lnw, w->emb_lnb, N, C)
+        memset(a->demb, 0, N * C * sizeof(float));
+        layernorm_backward(a->demb, m->dw.emb_lnw, m->dw.emb_lnb, a->dx, a->emb, m->w.emb_lnw,
+                           a->emb_mean, a->emb_rstd, (int)N, C);
+        // embeddings_forward(a->emb, ids, ...): into the rows of the tokens' ids and positions
+        embeddings_backward(m->dw.wte, m->dw.wpe, a->demb, m->ids, m->rows.kv, m->B, C,
+                            c->pad_token_id);
+    }
 }
 
 // the learning rate of step `step` (0, 1, ..., total_steps - 1): linear decay from lr to 0 with no
@@ -1166,11 +1276,13 @@ float model_clip_grad_norm(Model* m, float max_norm) {
     // the norm over ALL trainable numbers at once, as if they were one long vector; the sum of
     // squares is in double because it adds up many terms (628,994 in the tutorial)
     double sum = 0.0;
-    for (size_t i = 0; i < m->num_trainable; i++) { sum += (double)m->grads_memory[i] * m->grads_memory[i]; }
+    for (size_t i = 0; i < m->num_trainable; i++) {
+        sum += (double)m->grads_memory[i] * m->grads_memory[i];
+    }
     float norm = (float)sqrt(sum);
     if (max_norm > 0.0f) {
-        // torch: clip_coef = max_norm / (total_norm + 1e-6), clamped to at most 1, grads *= clip_coef.
-        // Multiplying by 1 changes nothing, so we only scale when coef < 1.
+        // torch: clip_coef = max_norm / (total_norm + 1e-6), clamped to at most 1, then
+        // grads *= clip_coef. Multiplying by 1 changes nothing, so we only scale when coef < 1.
         float coef = max_norm / (norm + 1e-6f);
         if (coef < 1.0f) {
             for (size_t i = 0; i < m->num_trainable; i++) { m->grads_memory[i] *= coef; }
@@ -1182,39 +1294,40 @@ float model_clip_grad_norm(Model* m, float max_norm) {
 
 // one AdamW step (Loshchilov & Hutter 2019) exactly as torch.optim.AdamW: decoupled weight
 // decay first (not on biases: HF Trainer exempts biases and LayerNorm weights), then Adam.
-// For every trainable number theta with gradient g, at step t = 1, 2, ... (torch's algorithm):
-//   theta = theta - lr * wd * theta                    decoupled decay, not mixed into g
-//   m = beta1 * m + (1 - beta1) * g                    first moment (running mean of g): exp_avg
-//   v = beta2 * v + (1 - beta2) * g^2                  second moment (running mean of g^2): exp_avg_sq
-//   theta = theta - (lr / (1 - beta1^t)) * m / (sqrt(v) / sqrt(1 - beta2^t) + eps)
-// m and v start at 0, so early on they are biased towards 0; dividing by (1 - beta^t) corrects
-// that (Kingma and Ba 2015, section 3). eps is added after the correction, as torch does.
-void model_update(Model* model, float lr, float beta1, float beta2, float eps, float weight_decay) {
+// For every trainable number theta with gradient g, at step t = 1, 2, ... (torch's algorithm,
+// with torch's names for the two moments):
+//   theta = theta - lr * wd * theta                           decoupled decay, not mixed into g
+//   exp_avg = beta1 * exp_avg + (1 - beta1) * g               first moment: running mean of g
+//   exp_avg_sq = beta2 * exp_avg_sq + (1 - beta2) * g^2       second moment: running mean of g^2
+//   theta = theta - (lr / (1 - beta1^t)) * exp_avg / (sqrt(exp_avg_sq) / sqrt(1 - beta2^t) + eps)
+// Both moments start at 0, so early on they are biased towards 0; dividing by (1 - beta^t)
+// corrects that (Kingma and Ba 2015, section 3). eps is added after the correction, as torch does.
+void model_update(Model* m, float lr, float beta1, float beta2, float eps, float weight_decay) {
     // EXERCISE(adamw) BEGIN
     // t, the step number in the bias corrections; bc1 = 1 - beta1^t, bc2_sqrt = sqrt(1 - beta2^t)
-    model->adam_step++;
-    float bc1 = 1.0f - powf(beta1, (float)model->adam_step);
-    float bc2_sqrt = sqrtf(1.0f - powf(beta2, (float)model->adam_step));
-    for (int t = 0; t < model->num_tensors; t++) {
+    m->adam_step++;
+    float bc1 = 1.0f - powf(beta1, (float)m->adam_step);
+    float bc2_sqrt = sqrtf(1.0f - powf(beta2, (float)m->adam_step));
+    for (int k = 0; k < m->num_tensors; k++) {
         // tensor by tensor, because weight decay depends on the tensor; the numbers are contiguous
-        const TensorInfo* info = &model->tensors[t];
+        const TensorInfo* info = &m->tensors[k];
         size_t n = (size_t)info->rows * (info->cols ? info->cols : 1);
         // the two parameter groups of HF Trainer: decay for weights, none for biases
         float decay = info->decay ? weight_decay : 0.0f;
-        float* param = model->params_memory + info->offset;
-        float* grad = model->grads_memory + info->offset;
-        float* m = model->exp_avg + info->offset;
-        float* v = model->exp_avg_sq + info->offset;
+        float* param = m->params_memory + info->offset;
+        float* grad = m->grads_memory + info->offset;
+        float* exp_avg = m->exp_avg + info->offset;
+        float* exp_avg_sq = m->exp_avg_sq + info->offset;
         // (every number on its own: threads split them, with the same result for any thread count)
         #pragma omp parallel for
         for (size_t i = 0; i < n; i++) {
-            // torch.optim.AdamW line by line: param.mul_(1 - lr * weight_decay), then the moments, then
-            // param.addcdiv_(exp_avg, denom, value=-lr / bias_correction1)
+            // torch.optim.AdamW line by line: param.mul_(1 - lr * weight_decay), then the
+            // moments, then param.addcdiv_(exp_avg, denom, value=-lr / bias_correction1)
             param[i] *= 1.0f - lr * decay;
-            m[i] = beta1 * m[i] + (1.0f - beta1) * grad[i];
-            v[i] = beta2 * v[i] + (1.0f - beta2) * grad[i] * grad[i];
-            float denom = sqrtf(v[i]) / bc2_sqrt + eps;
-            param[i] -= (lr / bc1) * m[i] / denom;
+            exp_avg[i] = beta1 * exp_avg[i] + (1.0f - beta1) * grad[i];
+            exp_avg_sq[i] = beta2 * exp_avg_sq[i] + (1.0f - beta2) * grad[i] * grad[i];
+            float denom = sqrtf(exp_avg_sq[i]) / bc2_sqrt + eps;
+            param[i] -= (lr / bc1) * exp_avg[i] / denom;
         }
     }
     // EXERCISE(adamw) END
@@ -1225,7 +1338,7 @@ void model_update(Model* model, float lr, float beta1, float beta2, float eps, f
 // or 1 (positive) (or K classes; also CSV and JSON Lines: see dataset_load). Every text is tokenized once, up front: [CLS] text [SEP], cut from the LEFT to
 // max_len tokens (the tutorial sets truncation_side="left": the end of a review is kept).
 
-typedef struct {
+struct Dataset {
     int n;              // examples
     int* labels;        // (n)
     int* lengths;       // (n) tokens of each, [CLS] and [SEP] included
@@ -1234,10 +1347,10 @@ typedef struct {
     size_t num_tokens;  // total
     int num_labels;     // K: the labels are 0 .. K-1 (2 in the tutorial)
     char** label_names; // (K) their names, in order (Negative, Positive): config.json's id2label
-} Dataset;
+};
 
 // the settings of a run: ./lora's flags, with the tutorial's values
-typedef struct {
+struct Options {
     const char* model_dir;    // weights/distilbert-base-uncased
     const char* train_path;   // data/imdb/train_1k.tsv
     const char* val_path;     // data/imdb/validation_1k.tsv
@@ -1253,7 +1366,7 @@ typedef struct {
     float weight_decay;       // 0.01
     float max_grad_norm;      // 1.0
     int mode;                 // MODE_LORA (the tutorial), MODE_HEAD or MODE_FULL: what trains
-    LoraConfig lora;          // r 4, alpha 32, dropout 0.01, q_lin
+    LoraConfig lora;          // LORA_DEFAULTS, or --rank, --alpha, --lora-dropout, --targets
     uint64_t seed;            // 42
     const char* resume_dir;   // train --resume OUT/last: continue that run
     int overwrite;            // train --overwrite: replace the checkpoints already in --out
@@ -1261,146 +1374,162 @@ typedef struct {
     const char* labels;       // --labels a,b,c: the classes, in this order (default: from the data)
     const char* text_column;  // --text-column: the text's column of a CSV/JSONL file (default text)
     const char* label_column; // --label-column: the label's column (default label)
-} Options;
+};
 
-// what evaluate measures, dropout off: mean loss, accuracy, precision/recall/F1 of label 1 (Positive)
-// (K > 2 classes: their means over the classes, the macro averages), and the confusion matrix
+// what evaluate measures, dropout off: mean loss, accuracy, precision/recall/F1 of label 1
+// (Positive); with K > 2 classes their means over the classes (macro averages); the confusion matrix
 #define MAX_LABELS 128  // K at most
-typedef struct {
+struct Metrics {
     float loss, accuracy, precision, recall, f1;
     int num_labels;                          // K
     int confusion[MAX_LABELS * MAX_LABELS];  // (K, K): [label * K + predicted] counts examples
-} Metrics;
+};
 
 // Where a run stands, saved with every checkpoint (OUT/last) so that `./lora train --resume
 // OUT/last` goes on exactly where the run stopped: the same batches, dropout masks and numbers.
-typedef struct {
+struct TrainState {
     int epoch;            // the epoch in progress (1-based); its first step_in_epoch steps are done
     int step_in_epoch;
     int step;             // optimizer steps done in all (the learning-rate schedule's position)
     double epoch_loss;    // sum of the batch losses of this epoch's steps so far
     float best_val_loss;  // the lowest validation loss so far (INFINITY before the first) ...
     int best_epoch;       // ... and its epoch
-} TrainState;
+};
 
-// What train calls in Part 2 (files, printing, Ctrl-C): train_setup loads the model and both
-// datasets, checks --out and prints the settings; gather_batch copies a batch's sequences back to
-// back (model_forward's format); evaluate is model_forward without dropout over a dataset;
-// model_save writes the adapter (head, full: a whole checkpoint); progress_* the display.
-typedef struct Progress Progress;  // the progress display; NULL for none
-static int train_setup(const Options* o, Model* model, Dataset* train_set, Dataset* val_set, int* max_len);
-static int train_resume(const Options* o, Model* m, TrainState* ts);
-static int train_save_checkpoint(const Options* o, const Model* m, const char* dir, const TrainState* ts);
-static int model_save(const Model* m, const char* dir, const char* model_dir);
-static int evaluate(Model* m, const Dataset* d, int batch, Metrics* out, float* probs, Progress* pr);
-static void dataset_free(Dataset* d);
-static void gather_batch(const Dataset* d, const int* idx, int B, int* ids, int* lengths, int* labels);
-static void catch_ctrl_c(int on);        // on: the first Ctrl-C asks to stop after the current step
-static int stop_requested_at(int step);  // 1: Ctrl-C came (or the tests' LORA_TEST_STOP_AFTER_STEP)
-static int train_interrupted(const Options* o, const Model* m, const TrainState* now, Progress** pr);
-static Progress* progress_start(const Options* o, int total_steps, int steps_per_epoch,
-                                const Dataset* val_set, const TrainState* resumed);
-static void progress_step(Progress* pr, int epoch, int s, int step, float loss, float lr, float norm,
-                          int tokens, int log_now);
-static void progress_epoch(Progress* pr, int epoch, double train_loss, const Metrics* val, int improved);
-static void progress_end(Progress* pr);
-static double now_seconds(void);  // wall-clock seconds
+// one batch in model_forward's format: B sequences' ids back to back (no padding), their lengths
+// and labels
+typedef struct {
+    int B;
+    int* ids;      // (sum of the lengths)
+    int* lengths;  // (B)
+    int* labels;   // (B)
+} Batch;
 
-// the tutorial's fine-tuning as HF Trainer's loop does it: forward, zero_grad, backward, clip the
-// gradient norm to max_grad_norm BEFORE the AdamW step at this step's learning rate, then the
-// scheduler moves on. After each epoch: evaluate, print the epoch's mean training loss, save last/
-// and, when the validation loss is the lowest so far, best/ (load_best_model_at_end, metric "loss").
-int train(const Options* o) {
-    double t0 = now_seconds();
+// the training batches, as llm.c's DataLoader: the training set in a new order every epoch (HF's
+// RandomSampler), --batch examples at a time. An epoch's last batch may be short (the tutorial's
+// 1000 reviews make 250 batches of 4).
+typedef struct {
+    const Dataset* d;
+    int batch_size;   // --batch
+    int num_batches;  // in one epoch
+    int* order;       // (d->n) this epoch's permutation of the training set; batch s starts at
+                      // order[s * batch_size]
+    Rng rng;          // the shuffle's own generator: other random draws leave the order alone
+    Batch batch;      // the batch dataloader_batch gathered last
+} DataLoader;
+
+// a new order, the next epoch's (Fisher-Yates), drawn from the loader's generator
+void dataloader_shuffle(DataLoader* dl) {
+    for (int i = dl->d->n - 1; i > 0; i--) {
+        int j = (int)(rng_u64(&dl->rng) % (uint64_t)(i + 1));
+        int tmp = dl->order[i]; dl->order[i] = dl->order[j]; dl->order[j] = tmp;
+    }
+}
+
+// the training batches of d as they stand before epoch `epoch`'s shuffle: the shuffles of the
+// epochs before it are replayed, so a resumed run goes on in the order of a run never stopped.
+// The generator starts from --seed ^ "shuffle" (in ASCII).
+void dataloader_init(DataLoader* dl, const Dataset* d, int batch_size, uint64_t seed, int epoch) {
+    dl->d = d;
+    dl->batch_size = batch_size;
+    dl->num_batches = (d->n + batch_size - 1) / batch_size;
+    dl->order = mallocCheck(d->n * sizeof(int));
+    for (int i = 0; i < d->n; i++) { dl->order[i] = i; }
+    dl->rng.state = seed ^ 0x73687566666c65ULL;
+    for (int e = 1; e < epoch; e++) { dataloader_shuffle(dl); }
+    int longest = 0;
+    for (int i = 0; i < d->n; i++) { if (d->lengths[i] > longest) { longest = d->lengths[i]; } }
+    dl->batch.ids = mallocCheck((size_t)batch_size * longest * sizeof(int));
+    dl->batch.lengths = mallocCheck(batch_size * sizeof(int));
+    dl->batch.labels = mallocCheck(batch_size * sizeof(int));
+}
+
+// batch s of this epoch: its examples' ids, lengths and labels, copied into dl->batch
+const Batch* dataloader_batch(DataLoader* dl, int s) {
+    const Dataset* d = dl->d;
+    Batch* b = &dl->batch;
+    int start = s * dl->batch_size;
+    b->B = d->n - start < dl->batch_size ? d->n - start : dl->batch_size;
+    size_t n = 0;
+    for (int k = 0; k < b->B; k++) {
+        int i = dl->order[start + k];
+        memcpy(b->ids + n, d->ids + d->starts[i], d->lengths[i] * sizeof(int));
+        n += d->lengths[i];
+        b->lengths[k] = d->lengths[i];
+        b->labels[k] = d->labels[i];
+    }
+    return b;
+}
+
+void dataloader_free(DataLoader* dl) {
+    free(dl->order); free(dl->batch.ids); free(dl->batch.lengths); free(dl->batch.labels);
+}
+
+// one training step, as llm.c's and HF Trainer's: forward with dropout on (Trainer's
+// model.train()), zero_grad, backward, clip the gradient norm to max_grad_norm BEFORE the AdamW
+// step at this step's learning rate. *norm gets the norm before clipping, m->loss the batch's
+// loss. 0, or -1 after one error line.
+int train_step(Model* m, const Batch* b, float lr, const Options* o, float* norm) {
+    m->training = 1;
+    if (model_forward(m, b->ids, b->lengths, b->B, b->labels) != 0) { return -1; }
+    model_zero_grad(m);
+    model_backward(m);
+    *norm = model_clip_grad_norm(m, o->max_grad_norm);
+    model_update(m, lr, 0.9f, 0.999f, 1e-8f, o->weight_decay);
+    return 0;
+}
+
+// one run of train: what train_start sets up (Part 2), the loops use, and train_end frees
+struct Run {
     Model model;
     Dataset train_set, val_set;
-    int max_len;
-    // load the model and both datasets (tokenized), check --out, print the settings (Part 2)
-    if (train_setup(o, &model, &train_set, &val_set, &max_len) != 0) { return -1; }
+    DataLoader loader;  // the training batches, in a new order every epoch
+    TrainState ts;      // where the run stands: a new run at epoch 1, step 0; or --resume's
+    int total_steps;    // epochs * batches per epoch: the learning-rate schedule's length
+    Progress* pr;       // the progress display, OUT/log.tsv and OUT/curves.svg (Part 2)
+    double t0;          // when the run started
+};
 
-    // the last batch of an epoch may be short (1000 reviews / 4 = 250 full ones in the tutorial)
-    int steps_per_epoch = (train_set.n + o->batch - 1) / o->batch;
-    int total_steps = o->epochs * steps_per_epoch;
-    // order[] is the epoch's permutation of the training set; batch s takes order[4s .. 4s+3]
-    int* order = mallocCheck(train_set.n * sizeof(int));
-    for (int i = 0; i < train_set.n; i++) { order[i] = i; }
-    int* batch_ids = mallocCheck((size_t)o->batch * max_len * sizeof(int));
-    int batch_lengths[1024], batch_labels[1024];  // --batch is at most 1024 (see the flags in main)
-    // the shuffle's own generator (--seed ^ "shuffle" in ASCII): other random draws leave the order alone
-    Rng shuffle_rng = { o->seed ^ 0x73687566666c65ULL };
-    // a new run: epoch 1, step 0, no best yet; --resume puts back this state, trainables, AdamW moments
-    TrainState ts = { 1, 0, 0, 0.0, INFINITY, 0 };
+// The tutorial's fine-tuning, as HF Trainer's loop: each epoch a new order of the training set and
+// a train_step per batch at the schedule's learning rate; then evaluate on the validation set,
+// print the epoch's mean training loss, save last/ and, when the validation loss is the lowest so
+// far, best/ (load_best_model_at_end, metric "loss"). Both loops start where the run stands.
+int train(const Options* o) {
+    Run run;
+    // load the model and both datasets, check --out, print the settings and the plan; --resume
+    // puts back the trainables, AdamW's moments and the position run.ts (Part 2)
+    if (train_start(o, &run) != 0) { return -1; }
+    Model* m = &run.model;
+    DataLoader* dl = &run.loader;
+    TrainState* ts = &run.ts;
     int rc = 0;
-    if (o->resume_dir && train_resume(o, &model, &ts) != 0) { rc = -1; }
-    char best_dir[1024], last_dir[1024];
-    snprintf(best_dir, sizeof(best_dir), "%s/best", o->out_dir);
-    snprintf(last_dir, sizeof(last_dir), "%s/last", o->out_dir);
-    // the plan, printed; the progress display, OUT/log.tsv and OUT/curves.svg (Part 2)
-    Progress* pr = progress_start(o, total_steps, steps_per_epoch, &val_set, o->resume_dir ? &ts : NULL);
-    catch_ctrl_c(1);
-    for (int epoch = 1; epoch <= o->epochs && rc == 0; epoch++) {
-        // a new order every epoch (Fisher-Yates), drawn from the seed
-        for (int i = train_set.n - 1; i > 0; i--) {
-            int j = (int)(rng_u64(&shuffle_rng) % (uint64_t)(i + 1));
-            int tmp = order[i]; order[i] = order[j]; order[j] = tmp;
-        }
-        // an epoch finished before --resume: only its shuffle is replayed, for the same order
-        if (epoch < ts.epoch) { continue; }
-        model.training = 1;  // dropout on; evaluate turns it off and back on
-        int first = ts.epoch == epoch ? ts.step_in_epoch : 0;
-        double epoch_loss = ts.epoch == epoch ? ts.epoch_loss : 0.0;
-        int step = ts.step;
-        for (int s = first; s < steps_per_epoch && rc == 0; s++) {
-            int start = s * o->batch;
-            int B = train_set.n - start < o->batch ? train_set.n - start : o->batch;
-            gather_batch(&train_set, order + start, B, batch_ids, batch_lengths, batch_labels);
-            rc = model_forward(&model, batch_ids, batch_lengths, B, batch_labels);
+    for (int epoch = ts->epoch; epoch <= o->epochs && rc == 0; epoch++) {
+        dataloader_shuffle(dl);  // a new order every epoch
+        for (int s = ts->step_in_epoch; s < dl->num_batches && rc == 0; s++) {
+            float lr = lr_at_step(o->lr, ts->step, run.total_steps), norm = 0.0f;
+            rc = train_step(m, dataloader_batch(dl, s), lr, o, &norm);
             if (rc != 0) { break; }
-            model_zero_grad(&model);
-            model_backward(&model);
-            float norm = model_clip_grad_norm(&model, o->max_grad_norm);
-            float lr = lr_at_step(o->lr, step, total_steps);
-            model_update(&model, lr, 0.9f, 0.999f, 1e-8f, o->weight_decay);
-            step++;
-            epoch_loss += model.loss;  // the epoch's training loss: the mean of its steps' batch losses
-            // the live line; every --log-every steps (and at an epoch's end) a printed line and a log.tsv row
-            progress_step(pr, epoch, s + 1, step, model.loss, lr, norm, model.N,
-                          step % o->log_every == 0 || s == steps_per_epoch - 1);
+            // the run moves on; the epoch's training loss is the mean of its steps' losses
+            ts->step++; ts->step_in_epoch = s + 1; ts->epoch_loss += m->loss;
+            // the live line; every --log-every steps and at the epoch's end also a printed line
+            // and a row of log.tsv
+            progress_step(run.pr, epoch, s + 1, ts->step, m->loss, lr, norm, m->N,
+                          ts->step % o->log_every == 0 || s + 1 == dl->num_batches);
             // Ctrl-C: save where we are in OUT/last, with everything --resume needs, then stop
-            if (stop_requested_at(step)) {
-                TrainState now = { epoch, s + 1, step, epoch_loss, ts.best_val_loss, ts.best_epoch };
-                rc = train_interrupted(o, &model, &now, &pr);
-            }
+            if (stop_requested_at(ts->step)) { rc = train_interrupted(o, m, ts, &run.pr); }
         }
-        ts.step = step;
-        if (rc != 0) { break; }
-        Metrics val;
-        rc = evaluate(&model, &val_set, o->batch, &val, NULL, pr);  // Trainer's evaluation_strategy="epoch"
+        Metrics val;  // (Trainer's evaluation_strategy="epoch")
+        if (rc == 0) { rc = evaluate(m, &run.val_set, o->batch, &val, NULL, run.pr); }
         if (rc != 0) { break; }
         // strictly lower: on a tie the earlier epoch stays the best, as Trainer keeps it
-        int improved = val.loss < ts.best_val_loss;
-        // the epoch's row (printed, and in log.tsv), and curves.svg drawn again
-        progress_epoch(pr, epoch, epoch_loss / steps_per_epoch, &val, improved);
-        if (improved) { ts.best_val_loss = val.loss; ts.best_epoch = epoch; }
-        // the next epoch starts at its first step
-        ts.epoch = epoch + 1;
-        ts.step_in_epoch = 0;
-        ts.epoch_loss = 0.0;
-        // last/ (with the trainer state) is overwritten every epoch; best/ only when val loss improved
-        rc = train_save_checkpoint(o, &model, last_dir, &ts);
-        if (rc == 0 && improved) { rc = model_save(&model, best_dir, o->model_dir); }
+        int improved = val.loss < ts->best_val_loss;
+        progress_epoch(run.pr, epoch, ts->epoch_loss / dl->num_batches, &val, improved);
+        if (improved) { ts->best_val_loss = val.loss; ts->best_epoch = epoch; }
+        // the next epoch starts at its first step: where last/ says the run stands
+        ts->epoch = epoch + 1; ts->step_in_epoch = 0; ts->epoch_loss = 0.0;
+        rc = train_save(o, m, ts, improved);  // last/ every epoch, best/ when it improved
     }
-    if (rc == 0) {
-        printf("saved: %s (epoch %d, lowest validation loss %.4f) and %s (epoch %d) | total %.1f s\n",
-               best_dir, ts.best_epoch, ts.best_val_loss, last_dir, o->epochs, now_seconds() - t0);
-    }
-    catch_ctrl_c(0);
-    if (pr) { progress_end(pr); }
-    free(order);
-    free(batch_ids);
-    dataset_free(&train_set);
-    dataset_free(&val_set);
-    model_free(&model);
+    train_end(o, &run, rc);  // the closing "saved:" line, and everything freed
     return rc;
 }
 
@@ -1423,6 +1552,14 @@ static int fail(const char* fmt, ...) {
     va_end(ap);
     return -1;
 }
+
+// use_fast_kernels (declared at the top of Part 1): the fast kernels below, unless lora.c was built
+// with -DREFERENCE_KERNELS (make debug) or ./lora runs with --reference
+#ifdef REFERENCE_KERNELS
+static int use_fast_kernels = 0;
+#else
+static int use_fast_kernels = 1;
+#endif
 
 // --- exp and erf written so that the compiler can vectorize them.
 // libm's expf and erff are function calls, one number at a time, and gcc will not turn them into
@@ -1857,10 +1994,10 @@ static size_t attention_scratch_floats(int Tq, int T, int HS) {
     if (gemm_packed_floats(Tq, HS) > pack) { pack = gemm_packed_floats(Tq, HS); }
     return (size_t)Tq * HS + (size_t)Tq * T + pack;
 }
-static void attention_reserve(const int* q_offsets, const int* kv_offsets, int B, int HS) {
+static void attention_reserve(const Rows* r, int HS) {
     size_t need = 0;
-    for (int b = 0; b < B; b++) {
-        size_t n = attention_scratch_floats(q_offsets[b + 1] - q_offsets[b], kv_offsets[b + 1] - kv_offsets[b], HS);
+    for (int b = 0; b < r->B; b++) {
+        size_t n = attention_scratch_floats(r->q[b + 1] - r->q[b], r->kv[b + 1] - r->kv[b], HS);
         if (n > need) { need = n; }
     }
     thread_workspace_reserve(need);
@@ -1868,13 +2005,14 @@ static void attention_reserve(const int* q_offsets, const int* kv_offsets, int B
 
 // one (sequence, head), fast: the same sums as matrix products. Shapes as in
 // attention_head_forward: q, out (Tq, HS) and k, v (T, HS), all with row stride C; att (Tq, T).
-// scratch: attention_scratch_floats(Tq, T, HS) floats.
-static void attention_head_forward_fast(float* out, float* att, float* scratch, const float* q, const float* k,
-                                        const float* v, int Tq, int T, int C, int HS, float p,
-                                        uint64_t key, size_t key_offset) {
+// The thread's scratch: attention_scratch_floats(Tq, T, HS) floats.
+static void attention_head_forward_fast(float* out, float* att, const float* q, const float* k,
+                                        const float* v, const Head* hd) {
+    int Tq = hd->Tq, T = hd->T, C = hd->C, HS = hd->HS;
+    Dropout drop = hd->drop;  // its draws are numbered from hd->att on, as in the reference
     float scale = 1.0f / sqrtf((float)HS);
-    float keep_scale = 1.0f / (1.0f - p);
-    float* qs = scratch;                          // (Tq, HS)
+    float keep_scale = 1.0f / (1.0f - drop.p);
+    float* qs = thread_scratch();                 // (Tq, HS)
     float* pd_buf = qs + (size_t)Tq * HS;         // (Tq, T)
     float* pack = pd_buf + (size_t)Tq * T;
     // Qs (Tq, HS) = Q / sqrt(HS), scaled first as in the reference
@@ -1886,9 +2024,9 @@ static void attention_head_forward_fast(float* out, float* att, float* scratch, 
     for (int i = 0; i < Tq; i++) { softmax_row(att + (size_t)i * T, T); }
     // Pd = dropout(P): a copy, because att must keep P for backward
     const float* pd = att;
-    if (p > 0.0f) {
+    if (drop.p > 0.0f) {
         for (size_t e = 0; e < (size_t)Tq * T; e++) {
-            pd_buf[e] = dropout_keep(key, key_offset + e, p) ? att[e] * keep_scale : 0.0f;
+            pd_buf[e] = dropout_keep(drop.key, hd->att + e, drop.p) ? att[e] * keep_scale : 0.0f;
         }
         pd = pd_buf;
     }
@@ -1897,40 +2035,27 @@ static void attention_head_forward_fast(float* out, float* att, float* scratch, 
     gemm_ab(out, C, pd, T, v, C, Tq, T, HS, pack);
 }
 
-void attention_forward_fast(float* out, float* att, const float* q, const float* k, const float* v,
-                            const int* q_offsets, const int* kv_offsets, const size_t* att_offsets,
-                            int B, int C, int NH, float p, uint64_t key) {
-    int HS = C / NH;
-    attention_reserve(q_offsets, kv_offsets, B, HS);  // nothing to do after model_reserve
-    #pragma omp parallel for schedule(dynamic)
-    for (int bh = 0; bh < B * NH; bh++) {
-        HeadBlock hb = head_block(q_offsets, kv_offsets, att_offsets, bh / NH, bh % NH, C, HS);
-        attention_head_forward_fast(out + hb.q, att + hb.att, thread_scratch(), q + hb.q, k + hb.kv, v + hb.kv,
-                                    hb.Tq, hb.T, C, HS, p, key, hb.att);
-    }
-}
-
 // backward of one (sequence, head), fast: the four products of the forward give four more,
 //     dPd = dout V^T,   dV += Pd^T dout,   dQ += dS K / sqrt(HS),   dK += dS^T Q / sqrt(HS)
 // with dS = softmax backward of dP = dropout backward of dPd. Shapes as in the reference.
 // datt (Tq, T) ends holding dS / sqrt(HS) (softmax_row_backward folds the scale in, which is why
-// the last two products below have no 1/sqrt(HS)). scratch as in the forward.
-static void attention_head_backward_fast(float* dq, float* dk, float* dv, float* datt, float* scratch,
-                                         const float* dout, const float* att, const float* q, const float* k,
-                                         const float* v, int Tq, int T, int C, int HS, float p,
-                                         uint64_t key, size_t key_offset) {
-    float scale = 1.0f / sqrtf((float)HS);
-    float keep_scale = 1.0f / (1.0f - p);
+// the last two products below have no 1/sqrt(HS)). The thread's scratch as in the forward.
+static void attention_head_backward_fast(float* dq, float* dk, float* dv, float* datt,
+                                         const float* dout, const float* att, const float* q,
+                                         const float* k, const float* v, const Head* hd) {
+    int Tq = hd->Tq, T = hd->T, C = hd->C, HS = hd->HS;
     size_t TT = (size_t)Tq * T;
-    float* pd_buf = scratch + (size_t)Tq * HS;   // (Tq, T), laid out as in the forward
+    Dropout drop = hd->drop;
+    float keep_scale = 1.0f / (1.0f - drop.p), scale = 1.0f / sqrtf((float)HS);
+    float* pd_buf = thread_scratch() + (size_t)Tq * HS;  // (Tq, T), laid out as in the forward
     float* pack = pd_buf + TT;
     // dPd (Tq, T) = dout (Tq, HS) @ V^T (HS, T)
     gemm_abt(datt, T, dout, C, v, C, NULL, Tq, HS, T, pack);
     // through the dropout: dP = dPd * mask / (1 - p) (keep holds mask / (1 - p)); and Pd again, for dV
     const float* pd = att;
-    if (p > 0.0f) {
+    if (drop.p > 0.0f) {
         for (size_t e = 0; e < TT; e++) {
-            float keep = dropout_keep(key, key_offset + e, p) ? keep_scale : 0.0f;
+            float keep = dropout_keep(drop.key, hd->att + e, drop.p) ? keep_scale : 0.0f;
             datt[e] *= keep;
             pd_buf[e] = att[e] * keep;
         }
@@ -1944,19 +2069,30 @@ static void attention_head_backward_fast(float* dq, float* dk, float* dv, float*
     gemm_atb(dk, C, datt, T, q, C, T, Tq, HS, pack);
 }
 
-void attention_backward_fast(float* dq, float* dk, float* dv, float* datt,
-                             const float* dout, const float* att, const float* q, const float* k, const float* v,
-                             const int* q_offsets, const int* kv_offsets, const size_t* att_offsets,
-                             int B, int C, int NH, float p, uint64_t key) {
-    int HS = C / NH;
-    attention_reserve(q_offsets, kv_offsets, B, HS);
+// attention_forward and attention_backward, fast: the (sequence, head) pairs of the reference,
+// each on the kernels above, one thread per pair; the threads' scratch is model_reserve's
+void attention_forward_fast(float* out, float* att, const float* q, const float* k, const float* v,
+                            const Attention* at) {
+    int B = at->rows->B, NH = at->NH;
+    attention_reserve(at->rows, at->C / NH);  // nothing to do after model_reserve
+    #pragma omp parallel for schedule(dynamic)
+    for (int bh = 0; bh < B * NH; bh++) {
+        Head hd = head_of(at, bh / NH, bh % NH);
+        attention_head_forward_fast(out + hd.q, att + hd.att, q + hd.q, k + hd.kv, v + hd.kv, &hd);
+    }
+}
+
+void attention_backward_fast(float* dq, float* dk, float* dv, float* datt, const float* dout,
+                             const float* att, const float* q, const float* k, const float* v,
+                             const Attention* at) {
+    int B = at->rows->B, NH = at->NH;
+    attention_reserve(at->rows, at->C / NH);
     // parallel over (sequence, head), as attention_backward
     #pragma omp parallel for schedule(dynamic)
     for (int bh = 0; bh < B * NH; bh++) {
-        HeadBlock hb = head_block(q_offsets, kv_offsets, att_offsets, bh / NH, bh % NH, C, HS);
-        attention_head_backward_fast(dq + hb.q, dk + hb.kv, dv + hb.kv, datt + hb.att, thread_scratch(),
-                                     dout + hb.q, att + hb.att, q + hb.q, k + hb.kv, v + hb.kv,
-                                     hb.Tq, hb.T, C, HS, p, key, hb.att);
+        Head hd = head_of(at, bh / NH, bh % NH);
+        attention_head_backward_fast(dq + hd.q, dk + hd.kv, dv + hd.kv, datt + hd.att, dout + hd.q,
+                                     att + hd.att, q + hd.q, k + hd.kv, v + hd.kv, &hd);
     }
 }
 
@@ -2206,14 +2342,13 @@ static void model_reserve(Model* m, int B, size_t N, size_t AT, int T) {
     m->acts_memory = mallocCheck(total * sizeof(float));
     float* p = m->acts_memory;
     for (int i = 0; i < count; i++) { *table[i].ptr = p; p += table[i].size; }
-    // the small per-sequence arrays, B + 1 entries (prefix sums start with a 0)
-    free(m->ids); free(m->offsets); free(m->att_offsets); free(m->cls_offsets); free(m->cls_att_offsets); free(m->labels);
+    // the small per-sequence arrays: ids and labels, and the offsets of the two Rows, B + 1
+    // entries each (prefix sums start with a 0)
+    free(m->ids); free(m->labels); free(m->row_offsets); free(m->att_offsets);
     m->ids = mallocCheck(N * sizeof(int));
-    m->offsets = mallocCheck((B + 1) * sizeof(int));
-    m->att_offsets = mallocCheck((B + 1) * sizeof(size_t));
-    m->cls_offsets = mallocCheck((B + 1) * sizeof(int));
-    m->cls_att_offsets = mallocCheck((B + 1) * sizeof(size_t));
     m->labels = mallocCheck(B * sizeof(int));
+    m->row_offsets = mallocCheck(2 * (B + 1) * sizeof(int));
+    m->att_offsets = mallocCheck(2 * (B + 1) * sizeof(size_t));
     fast_kernels_reserve(c, (int)R, B, N, T);
 }
 
@@ -2242,19 +2377,24 @@ static int model_set_batch(Model* m, const int* ids, const int* lengths, int B, 
     model_reserve(m, B, N, AT, max_T);
     m->B = B;
     m->N = (int)N;
-    // the layout, prefix sums: offsets (token rows of sequence b), att_offsets (its NH blocks of
-    // T x T), and for the last layer, where only the first token of each sequence is a query:
-    // cls_offsets (row b) and cls_att_offsets (NH blocks of 1 x T)
-    m->offsets[0] = 0;
-    m->att_offsets[0] = 0;
-    m->cls_offsets[0] = 0;
-    m->cls_att_offsets[0] = 0;
+    // the two Rows, prefix sums. Every layer but the last: sequence b is token rows offsets[b] ..
+    // (its queries the same rows), its NH attention blocks T x T each. The last layer: the
+    // queries are row b alone (first[b] = b), its NH blocks 1 x T each.
+    int *offsets = m->row_offsets, *first = m->row_offsets + B + 1;
+    size_t *att = m->att_offsets, *first_att = m->att_offsets + B + 1;
+    offsets[0] = first[0] = 0;
+    att[0] = first_att[0] = 0;
     for (int b = 0; b < B; b++) {
-        m->offsets[b + 1] = m->offsets[b] + lengths[b];
-        m->att_offsets[b + 1] = m->att_offsets[b] + (size_t)NH * lengths[b] * lengths[b];
-        m->cls_offsets[b + 1] = b + 1;
-        m->cls_att_offsets[b + 1] = m->cls_att_offsets[b] + (size_t)NH * lengths[b];
+        offsets[b + 1] = offsets[b] + lengths[b];
+        att[b + 1] = att[b] + (size_t)NH * lengths[b] * lengths[b];
+        first[b + 1] = b + 1;
+        first_att[b + 1] = first_att[b] + (size_t)NH * lengths[b];
     }
+    Rows every_token = { B, (int)N, 0, offsets, offsets, att };
+    Rows first_token = { B, B, 1, offsets, first, first_att };
+    m->rows = every_token;
+    // (the tests compare the shortcut with the last layer run on every token: full_last_layer)
+    m->last_rows = m->full_last_layer ? every_token : first_token;
     m->has_labels = labels != NULL;
     if (labels) { memcpy(m->labels, labels, B * sizeof(int)); }
     memcpy(m->ids, ids, N * sizeof(int));
@@ -2270,11 +2410,9 @@ void model_free(Model* m) {
     free(m->tensors);
     free(m->acts_memory);
     free(m->ids);
-    free(m->offsets);
-    free(m->att_offsets);
-    free(m->cls_offsets);
-    free(m->cls_att_offsets);
     free(m->labels);
+    free(m->row_offsets);
+    free(m->att_offsets);
     free(m->config.id2label);
     memset(m, 0, sizeof(*m));
 }
@@ -3753,19 +3891,6 @@ static void dataset_free(Dataset* d) {
     memset(d, 0, sizeof(*d));
 }
 
-// copy the sequences idx[0..B) of d one after another into ids/lengths/labels
-// The batch format of model_forward: the B sequences' ids back to back, no padding
-static void gather_batch(const Dataset* d, const int* idx, int B, int* ids, int* lengths, int* labels) {
-    size_t n = 0;
-    for (int b = 0; b < B; b++) {
-        int i = idx[b];
-        memcpy(ids + n, d->ids + d->starts[i], d->lengths[i] * sizeof(int));
-        n += d->lengths[i];
-        lengths[b] = d->lengths[i];
-        labels[b] = d->labels[i];
-    }
-}
-
 // what dataset_load needs to know besides the file (NULL: the defaults)
 typedef struct {
     const char* text_column;   // CSV and JSON Lines: the field of the text (NULL: "text")
@@ -4302,10 +4427,12 @@ static int train_data_load(const Options* o, Dataset* train_set, Dataset* val_se
 // train's preparations: load the model and its vocabulary, tokenize both datasets, make sure
 // --out can be written (before hours of training, not after), print the run's settings.
 // 0, or -1 after one error line with nothing left allocated.
-static int train_setup(const Options* o, Model* model, Dataset* train_set, Dataset* val_set, int* max_len) {
-    if (train_data_load(o, train_set, val_set, max_len) != 0) { return -1; }
+static int train_setup(const Options* o, Model* model, Dataset* train_set, Dataset* val_set) {
+    int max_len;
+    if (train_data_load(o, train_set, val_set, &max_len) != 0) { return -1; }
     // the model, with a head of the training data's classes
-    if (model_load_labels(model, o->model_dir, &o->lora, o->mode, o->seed, train_set->num_labels, train_set->label_names) != 0) {
+    if (model_load_labels(model, o->model_dir, &o->lora, o->mode, o->seed, train_set->num_labels,
+                          train_set->label_names) != 0) {
         dataset_free(train_set); dataset_free(val_set); return -1;
     }
     // never replace a finished run's results by accident (Trainer's overwrite_output_dir): an
@@ -4947,6 +5074,53 @@ static int train_resume(const Options* o, Model* m, TrainState* ts) {
     m->adam_step = (int)adam_step;
     m->forward_count = forward_count;
     return 0;
+}
+
+// train's set-up: the model and both datasets (train_setup), then where the run stands: a new run
+// at epoch 1, step 0, no best yet; --resume puts back the trainables, AdamW's moments and the
+// position. Then the training batches in the order of that epoch, the plan printed, the progress
+// display started, Ctrl-C caught. 0, or -1 after one error line with nothing left allocated.
+static int train_start(const Options* o, Run* run) {
+    run->t0 = now_seconds();
+    if (train_setup(o, &run->model, &run->train_set, &run->val_set) != 0) { return -1; }
+    TrainState start = { 1, 0, 0, 0.0, INFINITY, 0 };
+    run->ts = start;
+    if (o->resume_dir && train_resume(o, &run->model, &run->ts) != 0) {
+        dataset_free(&run->train_set); dataset_free(&run->val_set); model_free(&run->model);
+        return -1;
+    }
+    dataloader_init(&run->loader, &run->train_set, o->batch, o->seed, run->ts.epoch);
+    run->total_steps = o->epochs * run->loader.num_batches;
+    run->pr = progress_start(o, run->total_steps, run->loader.num_batches, &run->val_set,
+                             o->resume_dir ? &run->ts : NULL);
+    catch_ctrl_c(1);
+    return 0;
+}
+
+// the checkpoints of an epoch: last/ (with the trainer state) is overwritten every epoch; best/
+// only when the validation loss improved
+static int train_save(const Options* o, const Model* m, const TrainState* ts, int improved) {
+    char dir[1024];
+    snprintf(dir, sizeof(dir), "%s/last", o->out_dir);
+    int rc = train_save_checkpoint(o, m, dir, ts);
+    snprintf(dir, sizeof(dir), "%s/best", o->out_dir);
+    if (rc == 0 && improved) { rc = model_save(m, dir, o->model_dir); }
+    return rc;
+}
+
+// train's end: after a whole run, the closing line; then Ctrl-C is let go and everything freed
+static void train_end(const Options* o, Run* run, int rc) {
+    if (rc == 0) {
+        printf("saved: %s/best (epoch %d, lowest validation loss %.4f) and %s/last (epoch %d) | total %.1f s\n",
+               o->out_dir, run->ts.best_epoch, run->ts.best_val_loss, o->out_dir, o->epochs,
+               now_seconds() - run->t0);
+    }
+    catch_ctrl_c(0);
+    if (run->pr) { progress_end(run->pr); }
+    dataloader_free(&run->loader);
+    dataset_free(&run->train_set);
+    dataset_free(&run->val_set);
+    model_free(&run->model);
 }
 
 // ----------------------------------------------------------------------------
@@ -5773,7 +5947,7 @@ int main(int argc, char** argv) {
     o.adapter_dir = is_eval ? "out/best" : NULL;
     o.epochs = 10; o.batch = 4; o.max_len = 512; o.threads = 0; o.log_every = 25;
     o.lr = 1e-3f; o.weight_decay = 0.01f; o.max_grad_norm = 1.0f;
-    o.lora.rank = 4; o.lora.alpha = 32.0f; o.lora.dropout = 0.01f; o.lora.targets[LIN_Q] = 1;
+    o.lora = LORA_DEFAULTS;
     o.seed = 42;
     BenchOptions bench = { 256, NULL, 10, "model" };
     const char* predictions_path = NULL;  // eval --predictions FILE

@@ -281,6 +281,13 @@ static double model_fd_all(Model* m, const int* ids, const char* what, double* f
     return worst;
 }
 
+// the forward pass from the embeddings output x[0] on: model_forward after its embeddings, for
+// finite differences with respect to x[0]
+static void forward_from_x0(Model* m) {
+    for (int l = 0; l < m->config.n_layers; l++) { layer_forward(m, l); }
+    head_forward(m);
+}
+
 static void test_model_grad(void) {
     Model m;
     tiny_model(&m, 1, 8);
@@ -289,15 +296,17 @@ static void test_model_grad(void) {
     for (int j = 0; j < m.config.dim; j++) { m.params.pre_b[j] = (j % 2) ? 4.0f : -4.0f; }
     for (int i = 0; i < 15; i++) { tiny_ids[i] = 1 + (int)(rng_u64(&test_rng) % 49); }
     m.training = 0;
-    m.grad_to_input = 1;
     model_forward(&m, tiny_ids, tiny_lengths, 3, tiny_labels);
     model_zero_grad(&m);
     model_backward(&m);
     // every trainable tensor, every element
     double worst = model_fd_all(&m, tiny_ids, "whole model", NULL);
     expect(worst <= MODEL_FD_TOL, "finite differences: whole model, all %d trainable tensors (LoRA on all 6 Linears): worst max rel err %.2e (bound %.0e)", m.num_tensors, worst, MODEL_FD_TOL);
-    // the gradient w.r.t. the embeddings output x[0] (through every layer)
+    // the gradient w.r.t. the embeddings output x[0] (through every layer). In lora mode
+    // model_backward stops at layer 0's adapters, so here backward goes down to x[0] step by step
     model_forward(&m, tiny_ids, tiny_lengths, 3, tiny_labels);
+    head_backward(&m, 1);
+    for (int l = m.config.n_layers - 1; l >= 0; l--) { layer_backward(&m, l, 1); }
     size_t nx = (size_t)m.N * m.config.dim;
     float* x0 = mallocCheck(nx * sizeof(float));
     float* dx0 = mallocCheck(nx * sizeof(float));
@@ -309,7 +318,7 @@ static void test_model_grad(void) {
         for (int k = 0; k < 4; k++) {
             memcpy(m.acts.x, x0, nx * sizeof(float));
             m.acts.x[i] = x0[i] + FD_STEPS[k] * FD_EPS;
-            transformer_forward(&m);
+            forward_from_x0(&m);
             f[k] = model_loss_double(&m);
         }
         g[i] = five_point(f);
@@ -427,10 +436,16 @@ static void test_matmul_fast_vs_naive(void) {
 // --- a Linear with a LoRA adapter: out = inp W^T + b + scale * B A dropout(inp), dropout ON
 // (the masks are a function of the key, so the finite differences see the same masks)
 typedef struct { float *inp, *weight, *bias, *A, *Bw, *h, *xd; float scale, p; uint64_t key; int N, C, OC, R; } LoraCtx;
+// the adapter of c, as the LoRA kernels take it; dA and dB receive the gradients
+static Lora lora_ctx(const LoraCtx* c, float* dA, float* dB) {
+    Lora lo = { c->A, c->Bw, dA, dB, c->scale, c->R, { c->p, c->key } };
+    return lo;
+}
 static void lora_fwd(void* p, float* out) {
     LoraCtx* c = p;
+    Lora lo = lora_ctx(c, NULL, NULL);
     matmul_forward(out, c->inp, c->weight, c->bias, c->N, c->C, c->OC);
-    lora_forward(out, c->h, c->xd, c->inp, c->A, c->Bw, c->scale, c->p, c->key, c->N, c->C, c->OC, c->R);
+    lora_forward(out, c->h, c->xd, c->inp, &lo, c->N, c->C, c->OC);
 }
 static void test_lora_grad(float p) {
     int N = 6, C = 11, OC = 7, R = 3;
@@ -440,7 +455,8 @@ static void test_lora_grad(float p) {
     float *dinp = zero_array(N * C), *dA = zero_array(R * C), *dB = zero_array(OC * R), *dh = zero_array(N * R);
     lora_fwd(&c, out);
     matmul_backward(dinp, NULL, NULL, w, c.inp, c.weight, N, C, OC);
-    lora_backward(dinp, dA, dB, dh, c.xd, w, c.inp, c.h, c.A, c.Bw, c.scale, c.p, c.key, N, C, OC, R);
+    Lora lo = lora_ctx(&c, dA, dB);
+    lora_backward(dinp, dh, c.xd, w, c.inp, c.h, &lo, N, C, OC);
     char name[64];
     snprintf(name, sizeof(name), "linear + LoRA dinp (dropout %.1f)", p);
     check_grad(name, lora_fwd, &c, c.inp, N * C, dinp, out, w, N * OC);
@@ -454,15 +470,14 @@ static void test_lora_grad(float p) {
 
 // --- attention over sequences of different lengths (1, 4 and 9 tokens), dropout on and off,
 // with every token's query, and with the first token's query only (as the last layer runs)
-typedef struct { float *q, *k, *v, *att; int q_offsets[4], offsets[4]; size_t att_offsets[4]; int B, C, NH; float p; } AttCtx;
+typedef struct { float *q, *k, *v, *att; int q_offsets[4], offsets[4]; size_t att_offsets[4]; Rows rows; Attention at; } AttCtx;
 static void att_fwd(void* p, float* out) {
     AttCtx* c = p;
-    attention_forward(out, c->att, c->q, c->k, c->v, c->q_offsets, c->offsets, c->att_offsets, c->B, c->C, c->NH, c->p, 99);
+    attention_forward(out, c->att, c->q, c->k, c->v, &c->at);
 }
 static void test_attention_grad(float p, int first_only) {
     int lengths[3] = { 4, 1, 9 }, B = 3, C = 8, NH = 2;
     AttCtx c;
-    c.B = B; c.C = C; c.NH = NH; c.p = p;
     c.offsets[0] = 0; c.q_offsets[0] = 0; c.att_offsets[0] = 0;
     for (int b = 0; b < B; b++) {
         int Tq = first_only ? 1 : lengths[b];
@@ -472,11 +487,15 @@ static void test_attention_grad(float p, int first_only) {
     }
     int N = c.offsets[B], NQ = c.q_offsets[B];
     size_t A = c.att_offsets[B];
+    Rows rows = { B, NQ, first_only, c.offsets, c.q_offsets, c.att_offsets };
+    c.rows = rows;
+    Attention at = { &c.rows, C, NH, { p, 99 } };
+    c.at = at;
     c.q = random_array(NQ * C, 1.5f); c.k = random_array(N * C, 1.5f); c.v = random_array(N * C, 1.0f); c.att = zero_array(A);
     float *out = zero_array(NQ * C), *w = random_array(NQ * C, 1.0f);
     float *dq = zero_array(NQ * C), *dk = zero_array(N * C), *dv = zero_array(N * C), *datt = zero_array(A);
     att_fwd(&c, out);
-    attention_backward(dq, dk, dv, datt, w, c.att, c.q, c.k, c.v, c.q_offsets, c.offsets, c.att_offsets, B, C, NH, p, 99);
+    attention_backward(dq, dk, dv, datt, w, c.att, c.q, c.k, c.v, &c.at);
     const char* which = first_only ? "first query only" : "lengths 4,1,9";
     char name[80];
     snprintf(name, sizeof(name), "attention dq (%s, dropout %.1f)", which, p);
@@ -557,6 +576,8 @@ static void test_attention_fast_vs_naive(void) {
                 att_off[b + 1] = att_off[b] + (size_t)NH * Tq * lengths[b];
             }
             size_t NQ = (size_t)q_off[B] * C, NKV = (size_t)kv_off[B] * C, A = att_off[B];
+            Rows rows = { B, q_off[B], first_only, kv_off, q_off, att_off };
+            Attention at = { &rows, C, NH, { p, 5 } };
             float *q = random_array(NQ, 2.0f), *k = random_array(NKV, 2.0f), *v = random_array(NKV, 1.0f);
             float *dout = random_array(NQ, 1.0f);
             float *out[2], *att[2], *dq[2], *dk[2], *dv[2];
@@ -572,14 +593,12 @@ static void test_attention_fast_vs_naive(void) {
                 if (naive) {
                     int saved_fast = use_fast_kernels;
                     use_fast_kernels = 0;  // the reference loops of Part 1
-                    attention_forward(out[1], att[1], q, k, v, q_off, kv_off, att_off, B, C, NH, p, 5);
-                    attention_backward(dq[1], dk[1], dv[1], datt, dout, att[1], q, k, v,
-                                       q_off, kv_off, att_off, B, C, NH, p, 5);
+                    attention_forward(out[1], att[1], q, k, v, &at);
+                    attention_backward(dq[1], dk[1], dv[1], datt, dout, att[1], q, k, v, &at);
                     use_fast_kernels = saved_fast;
                 } else {
-                    attention_forward_fast(out[0], att[0], q, k, v, q_off, kv_off, att_off, B, C, NH, p, 5);
-                    attention_backward_fast(dq[0], dk[0], dv[0], datt, dout, att[0], q, k, v,
-                                            q_off, kv_off, att_off, B, C, NH, p, 5);
+                    attention_forward_fast(out[0], att[0], q, k, v, &at);
+                    attention_backward_fast(dq[0], dk[0], dv[0], datt, dout, att[0], q, k, v, &at);
                 }
             }
             double e[5] = { tensor_error_f(out[0], out[1], NQ), tensor_error_f(att[0], att[1], A),
@@ -602,7 +621,7 @@ static void test_attention_fast_vs_naive(void) {
 // --- GELU and dropout (elementwise)
 typedef struct { float* inp; size_t n; } EwCtx;
 static void gelu_fwd(void* p, float* out) { EwCtx* c = p; gelu_forward(out, c->inp, c->n); }
-static void dropout_fwd(void* p, float* out) { EwCtx* c = p; memcpy(out, c->inp, c->n * sizeof(float)); dropout_forward(out, c->n, 0.3f, 5); }
+static void dropout_fwd(void* p, float* out) { EwCtx* c = p; memcpy(out, c->inp, c->n * sizeof(float)); Dropout d = { 0.3f, 5 }; dropout_forward(out, c->n, d); }
 static void test_elementwise_grad(void) {
     size_t n = 40;
     EwCtx c = { random_array(n, 3.0f), n };
@@ -611,7 +630,8 @@ static void test_elementwise_grad(void) {
     gelu_backward(dinp, c.inp, w, n);
     check_grad("gelu (exact erf)", gelu_fwd, &c, c.inp, n, dinp, out, w, n);
     memcpy(dinp, w, n * sizeof(float));
-    dropout_backward(dinp, n, 0.3f, 5);
+    Dropout d = { 0.3f, 5 };
+    dropout_backward(dinp, n, d);
     check_grad("dropout (p 0.3)", dropout_fwd, &c, c.inp, n, dinp, out, w, n);
     free(c.inp); free(out); free(w); free(dinp);
 }
@@ -1607,7 +1627,7 @@ static void test_adamw(void) {
                info->decay ? "decayed" : "no decay", short_name(info->name), e);
         free(got); free(want);
     }
-    expect(m.adam_step == 3, "adamw: model->adam_step counts the steps: %d after 3 (bound: exactly 3)", m.adam_step);
+    expect(m.adam_step == 3, "adamw: m->adam_step counts the steps: %d after 3 (bound: exactly 3)", m.adam_step);
     free(p); free(mo); free(v); free(start);
     model_free(&m);
 }
@@ -1780,19 +1800,24 @@ static void call_layernorm_backward(float* dinp, float* dweight, float* dbias, c
 // one Linear's LoRA path: x (N, C), A (R, C), B (OC, R); h (N, R) cached, xd (N, C) scratch
 typedef struct { const float *inp, *A, *B; float *h, *xd, *dh; float scale, p; uint64_t key; int N, C, OC, R; } LoraCall;
 static void call_lora_forward(float* out, const LoraCall* c) {
-    lora_forward(out, c->h, c->xd, c->inp, c->A, c->B, c->scale, c->p, c->key, c->N, c->C, c->OC, c->R);
+    Lora lo = { c->A, c->B, NULL, NULL, c->scale, c->R, { c->p, c->key } };
+    lora_forward(out, c->h, c->xd, c->inp, &lo, c->N, c->C, c->OC);
 }
 static void call_lora_backward(float* dinp, float* dA, float* dB, const float* dout, const LoraCall* c) {
-    lora_backward(dinp, dA, dB, c->dh, c->xd, dout, c->inp, c->h, c->A, c->B, c->scale, c->p, c->key, c->N, c->C, c->OC, c->R);
+    Lora lo = { c->A, c->B, dA, dB, c->scale, c->R, { c->p, c->key } };
+    lora_backward(dinp, c->dh, c->xd, dout, c->inp, c->h, &lo, c->N, c->C, c->OC);
 }
 // attention over B sequences of the given lengths, every token's query; att and datt (NH T^2 per sequence)
 typedef struct { const float *q, *k, *v; float *att, *datt; int q_offsets[4], kv_offsets[4]; size_t att_offsets[4]; int B, C, NH; float p; uint64_t key; } AttCall;
 static void call_attention_forward(float* out, const AttCall* c) {
-    attention_forward(out, c->att, c->q, c->k, c->v, c->q_offsets, c->kv_offsets, c->att_offsets, c->B, c->C, c->NH, c->p, c->key);
+    Rows rows = { c->B, c->q_offsets[c->B], 0, c->kv_offsets, c->q_offsets, c->att_offsets };
+    Attention at = { &rows, c->C, c->NH, { c->p, c->key } };
+    attention_forward(out, c->att, c->q, c->k, c->v, &at);
 }
 static void call_attention_backward(float* dq, float* dk, float* dv, const float* dout, const AttCall* c) {
-    attention_backward(dq, dk, dv, c->datt, dout, c->att, c->q, c->k, c->v, c->q_offsets, c->kv_offsets, c->att_offsets,
-                       c->B, c->C, c->NH, c->p, c->key);
+    Rows rows = { c->B, c->q_offsets[c->B], 0, c->kv_offsets, c->q_offsets, c->att_offsets };
+    Attention at = { &rows, c->C, c->NH, { c->p, c->key } };
+    attention_backward(dq, dk, dv, c->datt, dout, c->att, c->q, c->k, c->v, &at);
 }
 
 // Backward kernels ADD to their gradients (+=): the caller clears them once, and a tensor used

@@ -37,10 +37,10 @@ delete
 break model_update
 continue
 echo \n== before AdamW: layer 0's q_lin lora_B[0] and its gradient\n
-print model->params.lora_B[0][0]
-print model->grads.lora_B[0][0]
+print m->params.lora_B[0][0]
+print m->grads.lora_B[0][0]
 finish
 echo \n== after AdamW: the same number\n
-print model.params.lora_B[0][0]
+print m->params.lora_B[0][0]
 kill
 quit

@@ -43,9 +43,22 @@ check "the probabilities print as a pair" '^\$5 = \{0\.[0-9]+, 0\.[0-9]+\}$'
 check "gdb stops in layernorm_backward" 'Breakpoint 2, layernorm_backward \(dinp='
 check "info args names the layer's sizes" '^C = 32$'
 check "the cached rstd prints" '^\$7 = [0-9]+\.[0-9]+'
-check "gdb stops in model_update" 'Breakpoint 3, model_update \(model='
+check "gdb stops in model_update" 'Breakpoint 3, model_update \(m='
 check "lora_B starts at zero (PEFT's init)" '^\$8 = 0$'
 check "its gradient is not zero" '^\$9 = -?[0-9]\.[0-9]+e-?[0-9]+$|^\$9 = -?0\.[0-9]*[1-9]'
 # after one AdamW step from zero, |lora_B| = lr * |m_hat / sqrt(v_hat)| ~ lr = 1e-3
 check "AdamW moved lora_B by about the learning rate" '^\$10 = -?(0\.000[5-9]|0\.001[0-9]*|9\.[0-9]+e-04|[5-9]\.[0-9]+e-04|1\.[0-9]+e-03)'
+# doc/gdb.md shows what gdb printed: the places it stopped (every "at lora.c:N", in order) and the
+# source lines it listed ("N<TAB>text") must be those of this lora.c. They move whenever lora.c
+# changes above them; then doc/gdb.md must be updated from a new run (KEEP_LOG=FILE keeps it).
+want=$(grep -o 'at lora\.c:[0-9]*' doc/gdb.md | tr '\n' ' ')
+got=$(grep -o 'at lora\.c:[0-9]*' "$log" | tr '\n' ' ')
+if [ -n "$want" ] && [ "$want" = "$got" ]; then ok "doc/gdb.md stops where gdb stops: $got"
+else bad "doc/gdb.md says gdb stops $want; gdb stopped $got"; fi
+listed=$(awk '/^    [0-9]+\t/ { sub(/^    /, ""); print }' doc/gdb.md)
+stale=$(printf '%s\n' "$listed" | while IFS= read -r line; do
+    [ -n "$line" ] && ! grep -qxF -- "$line" "$log" && echo "$line"; done)
+if [ -n "$listed" ] && [ -z "$stale" ]; then ok "the $(printf '%s\n' "$listed" | wc -l | tr -d ' ') source lines doc/gdb.md lists are gdb's"
+else bad "doc/gdb.md lists lines gdb did not print: $(printf '%s' "$stale" | head -n 3)"; fi
+if [ -n "$KEEP_LOG" ]; then cp "$log" "$KEEP_LOG" && echo "(gdb's output kept in $KEEP_LOG)"; fi
 finish
