@@ -1403,9 +1403,20 @@ int train(const Options* o) {
 // formats (JSON, safetensors, config.json, PEFT adapters), the TSV reader, the progress display,
 // checkpoints and Ctrl-C, evaluation/prediction/bench and the command line.
 // ============================================================================
+// The live progress line of train (on a terminal) is rewritten in place and has no newline, so any
+// other line printed while it is on the screen would be glued to its end. Whatever prints a line
+// then clears it first: fail(), the step and epoch rows, the Ctrl-C message (progress_end).
+// live_line_columns: how many columns to blank, 0 when no live line is showing.
+static int live_line_columns = 0;
+static void live_line_clear(void) {
+    if (live_line_columns > 0) { printf("\r%*s\r", live_line_columns, ""); fflush(stdout); }
+    live_line_columns = 0;
+}
+
 // the error line of everything that reads user input (files, batches, flags): print one
 // "lora: error: ..." line and return -1, for the caller to pass up
 static int fail(const char* fmt, ...) {
+    live_line_clear();
     va_list ap;
     va_start(ap, fmt);
     fprintf(stderr, "lora: error: ");
@@ -2204,8 +2215,9 @@ void model_free(Model* m) {
 // ----------------------------------------------------------------------------
 // reading files
 
-// three things from outside C11: is a path a folder (below), making one (--out DIR), and asking
-// whether stdout or stdin is a terminal (the live progress line; predict reading the keyboard)
+// four things from outside C11: is a path a folder (below), making one (--out DIR), asking
+// whether stdout or stdin is a terminal (the live progress line; predict reading the keyboard),
+// and how wide the terminal is (terminal_columns, with the progress display)
 #ifdef _WIN32
 #include <direct.h>
 #include <io.h>
@@ -2213,6 +2225,7 @@ void model_free(Model* m) {
 #define stdout_is_terminal() _isatty(_fileno(stdout))
 #define stdin_is_terminal() _isatty(_fileno(stdin))
 #else
+#include <sys/ioctl.h>
 #include <sys/stat.h>
 #include <unistd.h>
 #define make_dir(path) mkdir(path, 0755)
@@ -3754,7 +3767,6 @@ struct Progress {
     int val_reviews;
     double val_tokens;
     int epoch;                    // the epoch being trained
-    int live;                     // a live line is on the screen
     int header_printed;           // the "epoch | train loss | ..." header
     FILE* log;                    // OUT/log.tsv
     char svg_path[1100];
@@ -3774,17 +3786,45 @@ static const char* hms(double seconds, char* buf) {
     return buf;
 }
 
-// clear the live line (before a permanent line is printed over it)
-static void progress_clear(Progress* pr) {
-    if (pr->tty && pr->live) { printf("\r%*s\r", 118, ""); pr->live = 0; }
+// the terminal's width in columns: the terminal's own answer (TIOCGWINSZ, on POSIX systems), else
+// $COLUMNS, else 80. Asked at every redraw, so a resized window is followed.
+static int terminal_columns(void) {
+#ifdef TIOCGWINSZ
+    struct winsize ws;
+    if (ioctl(STDOUT_FILENO, TIOCGWINSZ, &ws) == 0 && ws.ws_col > 0) { return ws.ws_col; }
+#endif
+    const char* env = getenv("COLUMNS");
+    int n = env ? atoi(env) : 0;
+    return n > 0 && n < 10000 ? n : 80;
 }
 
-// draw the live line: at most 118 characters, so that it fits a 120-column terminal
-static void progress_live(Progress* pr, const char* text) {
+// clear the live line (before a permanent line is printed over it)
+static void progress_clear(Progress* pr) {
+    (void)pr;
+    live_line_clear();
+}
+
+// draw the live line over the last one: the fields that fit the terminal, taken by rank (rank[i]
+// 1 = the most useful) and shown in their own order, joined by " | ". It never wraps: a wrapped
+// line would leave a copy of itself on the screen at every redraw. Three columns stay free, for
+// the "^C" a terminal echoes at the cursor; the most useful field alone is cut to fit.
+static void progress_live(Progress* pr, const char* const* field, const int* rank, int n) {
     if (!pr->tty) { return; }
-    printf("\r%-118.118s", text);
+    int columns = terminal_columns(), width = columns > 4 ? columns - 3 : 1, used = -3, take[8] = { 0 };
+    for (int r = 1; r <= n; r++) {
+        for (int i = 0; i < n && i < 8; i++) {
+            int len = (int)strlen(field[i]);
+            if (rank[i] == r && (used < 0 || used + 3 + len <= width)) { take[i] = 1; used += 3 + len; }
+        }
+    }
+    char line[512] = "";
+    for (int i = 0; i < n && i < 8; i++) {
+        size_t at = strlen(line);
+        if (take[i]) { snprintf(line + at, sizeof(line) - at, "%s%s", at ? " | " : "", field[i]); }
+    }
+    printf("\r%-*.*s", width, width, line);
     fflush(stdout);
-    pr->live = 1;
+    live_line_columns = columns - 1;  // clearing covers an echoed "^C" too, not the last column
 }
 
 // an estimate of one evaluation's duration: the last one, or from the training speed
@@ -3876,7 +3916,7 @@ static void progress_step(Progress* pr, int epoch, int s, int step, float loss, 
     double eta_epoch = per_step * (pr->steps_per_epoch - s) + progress_eval_estimate(pr);
     double eta_run = per_step * (pr->total_steps - step) + progress_eval_estimate(pr) * (pr->epochs - epoch + 1);
     double tok_s = pr->train_tokens / pr->train_seconds;
-    char a[64], b[64], c[64], line[512];
+    char a[64], b[64], c[64];
     if (log_now) {
         progress_clear(pr);
         printf("step %5d/%d | loss %.4f | lr %.2e | grad norm %.3f | %.0f ms/step | epoch %d/%d | %s elapsed, ETA %s\n",
@@ -3891,10 +3931,19 @@ static void progress_step(Progress* pr, int epoch, int s, int step, float loss, 
         pr->interval_loss = pr->interval_seconds = 0;
         pr->interval_steps = 0;
     }
-    snprintf(line, sizeof(line), "epoch %d/%d | step %d/%d | loss %.4f | lr %.2e | %.0f tok/s | %s | ETA epoch %s, run %s",
-             epoch, pr->epochs, s, pr->steps_per_epoch, loss, lr, tok_s, hms(t - pr->t0, a), hms(eta_epoch, b),
-             hms(eta_run, c));
-    progress_live(pr, line);
+    // the live line, as wide as the terminal allows; ranks: what goes last when it is narrow
+    char f[8][96];
+    snprintf(f[0], sizeof(f[0]), "epoch %d/%d", epoch, pr->epochs);
+    snprintf(f[1], sizeof(f[0]), "step %d/%d", s, pr->steps_per_epoch);
+    snprintf(f[2], sizeof(f[0]), "loss %.4f", loss);
+    snprintf(f[3], sizeof(f[0]), "lr %.2e", lr);
+    snprintf(f[4], sizeof(f[0]), "%.0f tok/s", tok_s);
+    snprintf(f[5], sizeof(f[0]), "%s elapsed", hms(t - pr->t0, a));
+    snprintf(f[6], sizeof(f[0]), "ETA epoch %s", hms(eta_epoch, b));
+    snprintf(f[7], sizeof(f[0]), "ETA run %s", hms(eta_run, c));
+    const char* fields[8] = { f[0], f[1], f[2], f[3], f[4], f[5], f[6], f[7] };
+    const int rank[8] = { 1, 2, 4, 8, 6, 7, 5, 3 };
+    progress_live(pr, fields, rank, 8);
 }
 
 static void progress_eval(Progress* pr, int done, int total) {
@@ -3902,13 +3951,18 @@ static void progress_eval(Progress* pr, int done, int total) {
     double t = now_seconds();
     if (done <= 0 || pr->eval_t0 == 0) { pr->eval_t0 = t; }
     double spent = t - pr->eval_t0, eta = done > 0 ? spent / done * (total - done) : 0;
-    char a[64], b[64], c[64], line[512];
+    char a[64], b[64], c[64], f[5][96];
     double eta_run = eta + pr->train_seconds / (pr->epoch * (double)pr->steps_per_epoch) *
                      (pr->total_steps - pr->epoch * (double)pr->steps_per_epoch) +
                      progress_eval_estimate(pr) * (pr->epochs - pr->epoch);
-    snprintf(line, sizeof(line), "epoch %d/%d | evaluating %d/%d reviews | %s | ETA evaluation %s, run %s",
-             pr->epoch, pr->epochs, done, total, hms(t - pr->t0, a), hms(eta, b), hms(eta_run, c));
-    progress_live(pr, line);
+    snprintf(f[0], sizeof(f[0]), "epoch %d/%d", pr->epoch, pr->epochs);
+    snprintf(f[1], sizeof(f[0]), "evaluating %d/%d", done, total);
+    snprintf(f[2], sizeof(f[0]), "%s elapsed", hms(t - pr->t0, a));
+    snprintf(f[3], sizeof(f[0]), "ETA evaluation %s", hms(eta, b));
+    snprintf(f[4], sizeof(f[0]), "ETA run %s", hms(eta_run, c));
+    const char* fields[5] = { f[0], f[1], f[2], f[3], f[4] };
+    const int rank[5] = { 1, 2, 5, 4, 3 };
+    progress_live(pr, fields, rank, 5);
     if (done >= total) { pr->eval_seconds = spent; pr->eval_t0 = 0; }
 }
 
