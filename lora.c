@@ -4236,7 +4236,7 @@ static int resume_settings(Options* o, Json** keep) {
     if (st == NULL || st->type != JSON_OBJECT) { return fail("%s: \"settings\" is missing", file); }
     uint64_t epochs, batch, max_len, seed, rank;
     double lr, wd, mgn, alpha, dropout;
-    const char* targets;
+    const char* targets = NULL;
     int rc = json_get_text(st, "model", &o->model_dir, file);
     if (rc == 0) { rc = json_get_text(st, "train", &o->train_path, file); }
     if (rc == 0) { rc = json_get_text(st, "val", &o->val_path, file); }
@@ -4959,42 +4959,251 @@ int tiny_command(const Options* o) {
 // the command line
 
 #ifndef TESTING
+#include <stddef.h>  // offsetof, for the table of flags
 
-static void usage(FILE* f) {
-    fprintf(f,
-        "usage: ./lora train   [--model DIR] [--train FILE] [--val FILE] [--out DIR] [flags]\n"
-        "       ./lora eval    [--adapter DIR] [--val FILE] [--predictions FILE] [flags]\n"
-        "       ./lora predict [--adapter DIR] \"text\" ...   (no text: one per line of stdin)\n"
-        "       ./lora merge   --adapter DIR --out DIR [--model DIR] [--dtype f32|f16|bf16]\n"
-        "       ./lora bench   [--model DIR] [--len N | --lengths FILE] [--batches K] | --what mm\n"
-        "       ./lora tiny    (write weights/tiny and data/tiny: a tiny random model and toy data)\n"
-        "./lora COMMAND --help lists the flags of COMMAND, with their defaults (the tutorial's recipe)\n");
+// Everything a command may take from the command line: the run's Options (the tutorial's recipe
+// unless a flag says otherwise), bench's own flags, eval's --predictions, predict's texts, and
+// the names of the flags given (a default may change quietly, a value the user gave may not).
+typedef struct {
+    Options o;
+    BenchOptions bench;
+    const char* predictions_path;  // eval --predictions FILE
+    const char* targets;           // --targets q_lin,v_lin: parsed into o.lora.targets
+    const char* mode;              // --mode lora|head|full: parsed into o.mode
+    int reference;                 // --reference: every product in the plain loops of Part 1
+    char** texts;                  // predict's texts (moved to argv[2 ..] while parsing)
+    int num_texts;
+    const char* seen[1024];        // the flags given, by name
+    int num_seen;
+    Json* resumed;                 // train --resume: the saved state (o's strings point into it)
+} Cli;
+
+// 1 if the flag `name` was on the command line
+static int flag_given(const Cli* cli, const char* name) {
+    for (int i = 0; i < cli->num_seen; i++) { if (strcmp(cli->seen[i], name) == 0) { return 1; } }
+    return 0;
 }
 
-// one flag of the command line: its name, the kind of value (i int, f float, s string, u seed,
-// b a switch with no value), where it goes, its range, the commands that take it (letters:
-// t train, e eval, p predict, m merge, b bench, y tiny), and its line of help (with the default)
-typedef struct { const char* name; char kind; void* dst; double min, max; const char* cmds; const char* help; } Flag;
+// eval, predict and merge: which folder is the adapter and which the model. A head or full run
+// saves whole checkpoints, not adapters: an --adapter (or eval's default out/best) that holds
+// one is the model itself. Without --model, the base model is the one the adapter's
+// adapter_config.json names (that folder when it exists, else weights/NAME).
+static int adapter_and_model(Cli* cli, int is_merge) {
+    static char base_dir[1024];
+    Options* o = &cli->o;
+    int model_given = flag_given(cli, "--model"), adapter_given = flag_given(cli, "--adapter");
+    char adapter_config[1100];
+    if (o->adapter_dir == NULL) { return 0; }
+    adapter_set_file(adapter_config, sizeof(adapter_config), o->adapter_dir, "adapter_config.json");
+    if (!file_is_there(adapter_config) && checkpoint_has_head(o->adapter_dir)) {
+        if (is_merge) {
+            return fail("--adapter %s is a whole model (a head or full run's), not an adapter: "
+                        "there is nothing to merge", o->adapter_dir);
+        }
+        if (model_given && adapter_given) {
+            return fail("--adapter %s is a whole model, not an adapter: pass it as --model %s "
+                        "alone", o->adapter_dir, o->adapter_dir);
+        }
+        if (!model_given) { o->model_dir = o->adapter_dir; }  // (eval --model M: M, not out/best)
+        o->adapter_dir = NULL;
+    }
+    if (!model_given && o->adapter_dir &&
+        adapter_base_model(o->adapter_dir, base_dir, sizeof(base_dir))) {
+        o->model_dir = base_dir;
+    }
+    return 0;
+}
 
-// the commands, their letters for Flag.cmds, and what each does
-#define NUM_COMMANDS 6
-static const char* COMMANDS[NUM_COMMANDS][3] = {
-    { "train", "t", "fine-tune (LoRA, the tutorial's recipe, by default; --mode head or full); saves OUT/best and OUT/last" },
-    { "eval", "e", "loss, accuracy, precision, recall, F1 and the confusion matrix of an adapter on a TSV" },
-    { "predict", "p", "classify texts (arguments, or one per line of stdin): label, P(positive), text" },
-    { "merge", "m", "fold an adapter into its base model's weights: one ordinary Hugging Face checkpoint" },
-    { "bench", "b", "time training steps and evaluation passes (tokens/s); --what mm: the matmul alone" },
-    { "tiny", "y", "write weights/tiny and data/tiny: a tiny random DistilBERT and a toy dataset" } };
+// --resume continues a run with the settings it was started with (trainer_state.json): a flag
+// that would change them is an error, not silently ignored
+static int run_train(Cli* cli) {
+    const char* fixed[] = { "--model", "--train", "--val", "--out", "--epochs", "--batch",
+                            "--max-len", "--lr", "--weight-decay", "--max-grad-norm", "--rank",
+                            "--alpha", "--lora-dropout", "--targets", "--seed", "--overwrite",
+                            "--mode" };
+    for (size_t k = 0; cli->o.resume_dir && k < sizeof(fixed) / sizeof(fixed[0]); k++) {
+        if (flag_given(cli, fixed[k])) {
+            return fail("--resume continues a run with its own settings (%s/trainer_state.json): "
+                        "drop %s", cli->o.resume_dir, fixed[k]);
+        }
+    }
+    if (cli->o.resume_dir && resume_settings(&cli->o, &cli->resumed) != 0) { return -1; }
+    return train(&cli->o);
+}
+static int run_eval(Cli* cli) {
+    if (adapter_and_model(cli, 0) != 0) { return -1; }
+    return eval_command(&cli->o, cli->predictions_path);
+}
+static int run_predict(Cli* cli) {
+    if (adapter_and_model(cli, 0) != 0) { return -1; }
+    return predict_command(&cli->o, cli->texts, cli->num_texts);
+}
+static int run_merge(Cli* cli) {
+    if (!cli->o.adapter_dir || !flag_given(cli, "--out")) {
+        return fail("merge needs --adapter DIR (the adapter) and --out DIR (the new model's "
+                    "folder)");
+    }
+    if (adapter_and_model(cli, 1) != 0) { return -1; }
+    return merge_command(&cli->o);
+}
+static int run_bench(Cli* cli) { return bench_command(&cli->o, &cli->bench); }
+static int run_tiny(Cli* cli) { return tiny_command(&cli->o); }
 
-// ./lora CMD --help: the command's flags, one line each, with their defaults
-static void command_help(int c, const Flag* flags, int num_flags) {
-    printf("usage: ./lora %s [flags]%s\n%s\nflags:\n", COMMANDS[c][0], c == 2 ? " [\"text\" ...]" : "", COMMANDS[c][2]);
-    for (int k = 0; k < num_flags; k++) {
-        if (!strchr(flags[k].cmds, COMMANDS[c][1][0])) { continue; }
-        const char* arg = flags[k].kind == 'b' ? "" : flags[k].kind == 's' ? " VALUE" : flags[k].kind == 'f' ? " X" : " N";
+// the commands: name, the letter that marks its flags in FLAGS, its usage line (the same words
+// for values as its flags' help: DIR, FILE, N, X), what it does, and what runs it
+typedef struct {
+    const char* name;
+    char letter;
+    const char* usage;
+    const char* what;
+    int (*run)(Cli* cli);  // 0, or -1 after one error line (train: 130 after Ctrl-C)
+} Command;
+static const Command COMMANDS[] = {
+    { "train", 't', "[--model DIR] [--train FILE] [--val FILE] [flags]",
+      "fine-tune: LoRA as the tutorial (--mode head or full: the head, or everything); saves "
+      "OUT/best and OUT/last", run_train },
+    { "eval", 'e', "[--adapter DIR] [--val FILE] [--predictions FILE] [flags]",
+      "loss, accuracy, precision, recall, F1 and the confusion matrix on a dataset", run_eval },
+    { "predict", 'p', "[--adapter DIR] [flags] \"text\" ...",
+      "classify texts: label, P(positive), text; with no text, one per line of stdin",
+      run_predict },
+    { "merge", 'm', "--adapter DIR --out DIR [--model DIR] [--dtype f32|f16|bf16]",
+      "fold an adapter into its base model's weights: one ordinary Hugging Face checkpoint",
+      run_merge },
+    { "bench", 'b', "[--model DIR] [--len N | --lengths FILE] [flags]",
+      "time training steps and evaluation passes (tokens/s); --what mm: the matmul alone",
+      run_bench },
+    { "tiny", 'y', "[--seed N]",
+      "write weights/tiny and data/tiny: a tiny random DistilBERT and a toy dataset (no "
+      "download)", run_tiny } };
+#define NUM_COMMANDS ((int)(sizeof(COMMANDS) / sizeof(COMMANDS[0])))
+
+// One flag of the command line. A flag may have one line per command (or group of commands)
+// when it means something else there; each command's --help shows only its own lines.
+typedef struct {
+    const char* name;   // --epochs
+    char kind;          // i an int, f a float, u the 64-bit seed, s a string, b a switch (no value)
+    const char* arg;    // its value as help and usage write it: DIR, FILE, N, X, LIST, the choices
+    size_t at;          // where the value goes: offsetof(Cli, ...)
+    double min, max;    // the range of a number, checked when it is read
+    const char* cmds;   // the commands that take it: letters of COMMANDS
+    const char* help;   // what it does, with the default
+} Flag;
+#define AT(field) offsetof(Cli, field)
+
+// The table of flags, one entry per flag (and per meaning); no getopt (it is not C11).
+static const Flag FLAGS[] = {
+    { "--model", 's', "DIR", AT(o.model_dir), 0, 0, "t",
+      "the base model: config.json, model.safetensors, vocab.txt (default: "
+      "weights/distilbert-base-uncased)" },
+    { "--model", 's', "DIR", AT(o.model_dir), 0, 0, "epm",
+      "the base model (default: the one the adapter's adapter_config.json names)" },
+    { "--model", 's', "DIR", AT(o.model_dir), 0, 0, "b",
+      "the model to time (default: random weights of distilbert-base-uncased's shape)" },
+    { "--mode", 's', "lora|head|full", AT(mode), 0, 0, "tb",
+      "what trains: lora (the adapters and the head; default), head (the head only) or full "
+      "(every parameter)" },
+    { "--train", 's', "FILE", AT(o.train_path), 0, 0, "t",
+      "training data, label<TAB>text per line (default: data/imdb/train_1k.tsv)" },
+    { "--val", 's', "FILE", AT(o.val_path), 0, 0, "t",
+      "validation data, evaluated after every epoch (default: data/imdb/validation_1k.tsv)" },
+    { "--val", 's', "FILE", AT(o.val_path), 0, 0, "e",
+      "the data to evaluate on (default: data/imdb/validation_1k.tsv)" },
+    { "--out", 's', "DIR", AT(o.out_dir), 0, 0, "t",
+      "where best/, last/, log.tsv and curves.svg go (default: out)" },
+    { "--out", 's', "DIR", AT(o.out_dir), 0, 0, "m",
+      "the merged model's folder (required; never overwritten)" },
+    { "--overwrite", 'b', "", AT(o.overwrite), 0, 0, "t",
+      "replace the checkpoints already in --out (else they are never touched)" },
+    { "--resume", 's', "DIR", AT(o.resume_dir), 0, 0, "t",
+      "continue the run saved in DIR (an OUT/last), with that run's settings" },
+    { "--adapter", 's', "DIR", AT(o.adapter_dir), 0, 0, "e",
+      "the adapter, or a head or full run's checkpoint (default: out/best)" },
+    { "--adapter", 's', "DIR", AT(o.adapter_dir), 0, 0, "p",
+      "the adapter, or a head or full run's checkpoint (default: none, an untrained head)" },
+    { "--adapter", 's', "DIR", AT(o.adapter_dir), 0, 0, "m",
+      "the adapter to fold in (required)" },
+    { "--dtype", 's', "f32|f16|bf16", AT(o.dtype), 0, 0, "m",
+      "the merged weights' type (default: f32)" },
+    { "--predictions", 's', "FILE", AT(predictions_path), 0, 0, "e",
+      "also write index, label and P(positive) of every text to FILE" },
+    { "--epochs", 'i', "N", AT(o.epochs), 1, 100000, "t",
+      "passes over the training data (default: 10)" },
+    { "--batch", 'i', "N", AT(o.batch), 1, 1024, "teb",
+      "sequences per batch (default: 4)" },
+    { "--max-len", 'i', "N", AT(o.max_len), 2, 1 << 20, "tep",
+      "tokens per text, cut from the left (default: 512, or the model's positions)" },
+    { "--lr", 'f', "X", AT(o.lr), 0, 10, "t",
+      "peak learning rate, decayed linearly to 0, no warmup (default: 1e-3)" },
+    { "--weight-decay", 'f', "X", AT(o.weight_decay), 0, 10, "t",
+      "AdamW's decoupled weight decay, not on biases and LayerNorm weights (default: 0.01)" },
+    { "--max-grad-norm", 'f', "X", AT(o.max_grad_norm), 0, 1e9, "t",
+      "clip the gradient's global norm to X; 0: no clipping (default: 1.0)" },
+    { "--rank", 'i', "N", AT(o.lora.rank), 1, 4096, "tb",
+      "LoRA rank r (default: 4)" },
+    { "--alpha", 'f', "X", AT(o.lora.alpha), 0, 1e9, "tb",
+      "LoRA alpha: the update is scaled by alpha / r (default: 32)" },
+    { "--lora-dropout", 'f', "X", AT(o.lora.dropout), 0, 0.999, "tb",
+      "dropout on the LoRA input (default: 0.01)" },
+    { "--targets", 's', "LIST", AT(targets), 0, 0, "tb",
+      "the Linears with an adapter, comma-separated, of q_lin k_lin v_lin out_lin lin1 lin2 "
+      "(default: q_lin)" },
+    { "--seed", 'u', "N", AT(o.seed), 0, 0, "t",
+      "random seed: initialisation, data order, dropout (default: 42)" },
+    { "--seed", 'u', "N", AT(o.seed), 0, 0, "b",
+      "random seed: initialisation and the random batches (default: 42)" },
+    { "--seed", 'u', "N", AT(o.seed), 0, 0, "y",
+      "random seed of the tiny model's weights and data (default: 42)" },
+    { "--threads", 'i', "N", AT(o.threads), 1, 4096, "tepb",
+      "OpenMP threads (default: all cores; the results are the same for any number)" },
+    { "--log-every", 'i', "N", AT(o.log_every), 1, 1 << 30, "t",
+      "print a step line every N steps (default: 25)" },
+    { "--reference", 'b', "", AT(reference), 0, 0, "tepb",
+      "run every matmul and attention in the plain reference loops of Part 1 (slow)" },
+    { "--len", 'i', "N", AT(bench.len), 1, 1 << 20, "b",
+      "tokens of every sequence, at most the model's positions (default: 256)" },
+    { "--lengths", 's', "FILE", AT(bench.lengths_path), 0, 0, "b",
+      "sequence lengths, one per line, used in order" },
+    { "--batches", 'i', "N", AT(bench.batches), 1, 1 << 20, "b",
+      "timed batches after one warm-up (default: 10)" },
+    { "--what", 's', "model|mm", AT(bench.what), 0, 0, "b",
+      "model (a training step and an evaluation pass; default) or mm (the matmul alone)" } };
+#define NUM_FLAGS ((int)(sizeof(FLAGS) / sizeof(FLAGS[0])))
+
+static void usage(FILE* f) {
+    for (int c = 0; c < NUM_COMMANDS; c++) {
+        fprintf(f, "%s ./lora %s %s\n", c == 0 ? "usage:" : "      ", COMMANDS[c].name,
+                COMMANDS[c].usage);
+    }
+    fprintf(f, "./lora COMMAND --help: its flags, with their defaults (the tutorial's recipe)\n");
+}
+
+// print `text` from column `at`, its words wrapped to end before column 80
+static void print_wrapped(const char* text, int at) {
+    int col = at;
+    while (*text) {
+        int len = (int)strcspn(text, " ");
+        if (col > at && col + 1 + len > 79) { printf("\n%*s", at, ""); col = at; }
+        else if (col > at) { putchar(' '); col++; }
+        printf("%.*s", len, text);
+        col += len;
+        text += len;
+        while (*text == ' ') { text++; }
+    }
+    putchar('\n');
+}
+
+// ./lora CMD --help: its usage line, what it does, and its flags, one each, with their defaults
+static void command_help(const Command* cmd) {
+    printf("usage: ./lora %s %s\n", cmd->name, cmd->usage);
+    print_wrapped(cmd->what, 0);
+    printf("flags:\n");
+    for (int k = 0; k < NUM_FLAGS; k++) {
+        if (!strchr(FLAGS[k].cmds, cmd->letter)) { continue; }
         char left[64];
-        snprintf(left, sizeof(left), "%s%s", flags[k].name, arg);
-        printf("  %-22s %s\n", left, flags[k].help);
+        snprintf(left, sizeof(left), "%s %s", FLAGS[k].name, FLAGS[k].arg);
+        printf("  %-21s ", left);
+        print_wrapped(FLAGS[k].help, 24);
     }
 }
 
@@ -5006,219 +5215,171 @@ static int parse_targets(LoraConfig* lc, const char* list) {
         const char* comma = strchr(s, ',');
         size_t len = comma ? (size_t)(comma - s) : strlen(s);
         int found = -1;
-        for (int i = 0; i < NUM_LIN; i++) { if (strlen(LIN_NAMES[i]) == len && strncmp(s, LIN_NAMES[i], len) == 0) { found = i; } }
-        if (found < 0) { return fail("--targets: '%.*s' is not one of q_lin, k_lin, v_lin, out_lin, lin1, lin2", (int)len, s); }
+        for (int i = 0; i < NUM_LIN; i++) {
+            if (strlen(LIN_NAMES[i]) == len && strncmp(s, LIN_NAMES[i], len) == 0) { found = i; }
+        }
+        if (found < 0) {
+            return fail("--targets: '%.*s' is not one of q_lin, k_lin, v_lin, out_lin, lin1, lin2",
+                        (int)len, s);
+        }
         lc->targets[found] = 1;
         s += len + (comma ? 1 : 0);
     }
     return 0;
 }
 
-// 1 if the flag `name` is among the n flags seen on the command line
-static int flag_given(const char* const* seen, int n, const char* name) {
-    for (int i = 0; i < n; i++) { if (strcmp(seen[i], name) == 0) { return 1; } }
+// store a flag's value where it goes, with the type its kind says. strtol/strtod/strtoull must
+// take the whole word (*end == 0) without overflow (errno), in the flag's range, or it is an error.
+static int flag_store(const Flag* f, Cli* cli, const char* value) {
+    void* dst = (char*)cli + f->at;
+    char* end = NULL;
+    errno = 0;
+    if (f->kind == 's') {
+        if (value[0] == '\0') { return fail("%s needs a non-empty value", f->name); }
+        *(const char**)dst = value;
+    } else if (f->kind == 'i') {
+        long v = strtol(value, &end, 10);
+        if (errno || end == value || *end != '\0' || v < f->min || v > f->max) {
+            return fail("%s: expected an integer from %.0f to %.0f, got '%s'", f->name, f->min,
+                        f->max, value);
+        }
+        *(int*)dst = (int)v;
+    } else if (f->kind == 'f') {
+        double v = strtod(value, &end);
+        if (errno || end == value || *end != '\0' || !(v >= f->min && v <= f->max)) {
+            return fail("%s: expected a number from %g to %g, got '%s'", f->name, f->min, f->max,
+                        value);
+        }
+        *(float*)dst = (float)v;
+    } else {  // 'u': the seed
+        unsigned long long v = strtoull(value, &end, 10);
+        if (errno || end == value || *end != '\0' || value[0] == '-') {
+            return fail("%s: expected a non-negative integer, got '%s'", f->name, value);
+        }
+        *(uint64_t*)dst = v;
+    }
     return 0;
 }
 
+// argv[2 ..]: flags (--name value, or a switch) and, for predict, texts. A lone "--" ends the
+// flags: all that follows is text, even if it starts with --. The texts are moved to argv[2 ..]
+// as we go (no allocation), so afterwards argv no longer says which flags were there: seen does.
+static int parse_flags(Cli* cli, const Command* cmd, int argc, char** argv) {
+    cli->texts = argv + 2;
+    for (int i = 2; i < argc; i++) {
+        if (strncmp(argv[i], "--", 2) != 0 || strcmp(argv[i], "--") == 0) {
+            if (strcmp(argv[i], "--") == 0) {
+                while (++i < argc) { cli->texts[cli->num_texts++] = argv[i]; }
+                break;
+            }
+            if (cmd->run != run_predict) {
+                return fail("unexpected argument '%s' (see ./lora --help)", argv[i]);
+            }
+            cli->texts[cli->num_texts++] = argv[i];
+            continue;
+        }
+        // the flag's line for this command; a flag of other commands only is named as such
+        const Flag *f = NULL, *other = NULL;
+        for (int k = 0; k < NUM_FLAGS; k++) {
+            if (strcmp(argv[i], FLAGS[k].name) != 0) { continue; }
+            if (strchr(FLAGS[k].cmds, cmd->letter)) { f = &FLAGS[k]; } else { other = &FLAGS[k]; }
+        }
+        if (f == NULL && other == NULL) {
+            return fail("unknown flag '%s' (see ./lora %s --help)", argv[i], cmd->name);
+        }
+        if (f == NULL) {
+            return fail("%s is not a flag of ./lora %s (see ./lora %s --help)", argv[i], cmd->name,
+                        cmd->name);
+        }
+        if (cli->num_seen < 1024) { cli->seen[cli->num_seen++] = f->name; }
+        if (f->kind == 'b') { *(int*)((char*)cli + f->at) = 1; continue; }
+        if (i + 1 >= argc) { return fail("%s needs a value", argv[i]); }
+        if (flag_store(f, cli, argv[++i]) != 0) { return -1; }
+    }
+    return 0;
+}
+
+// the flags that depend on each other: --targets and --mode parsed, the LoRA flags only with
+// --mode lora, --reference, and --threads against the machine's cores
+static int settings_check(Cli* cli) {
+    Options* o = &cli->o;
+    if (cli->targets && parse_targets(&o->lora, cli->targets) != 0) { return -1; }
+    o->mode = -1;
+    for (int k = 0; k < 3; k++) { if (strcmp(cli->mode, MODE_NAMES[k]) == 0) { o->mode = k; } }
+    if (o->mode < 0) { return fail("--mode: expected lora, head or full, got '%s'", cli->mode); }
+    const char* lora_flags[4] = { "--rank", "--alpha", "--lora-dropout", "--targets" };
+    for (int k = 0; k < 4 && o->mode != MODE_LORA; k++) {
+        if (flag_given(cli, lora_flags[k])) {
+            return fail("%s is a flag of --mode lora, not of --mode %s", lora_flags[k], cli->mode);
+        }
+    }
+    if (cli->reference) { use_fast_kernels = 0; }
+    // remember whether --max-len was given: the default may shrink quietly, an explicit one may not
+    o->max_len_given = flag_given(cli, "--max-len");
+#ifdef OMP
+    // --threads caps OpenMP's team size; without it OpenMP uses every core (or OMP_NUM_THREADS)
+    if (o->threads > 0) { omp_set_num_threads(o->threads); }
+    // more threads than cores only makes them wait for each other (a run can get 2x slower)
+    if (o->threads > omp_get_num_procs()) {
+        fprintf(stderr, "lora: warning: --threads %d is more than the %d cores of this machine: it "
+                "will run slower than --threads %d\n", o->threads, omp_get_num_procs(),
+                omp_get_num_procs());
+    }
+#else
+    if (o->threads > 1) {
+        fprintf(stderr, "lora: warning: built without OpenMP, --threads %d ignored (running on 1 "
+                "thread)\n", o->threads);
+    }
+#endif
+    return 0;
+}
+
+// the tutorial's recipe: the defaults of every flag
+static void cli_defaults(Cli* cli, const Command* cmd) {
+    memset(cli, 0, sizeof(*cli));  // every flag not set below starts as 0 or NULL
+    Options* o = &cli->o;
+    o->model_dir = cmd->run == run_bench ? NULL : "weights/distilbert-base-uncased";
+    o->train_path = "data/imdb/train_1k.tsv";
+    o->val_path = "data/imdb/validation_1k.tsv";
+    o->out_dir = "out";
+    o->adapter_dir = cmd->run == run_eval ? "out/best" : NULL;
+    o->epochs = 10; o->batch = 4; o->max_len = 512; o->threads = 0; o->log_every = 25;
+    o->lr = 1e-3f; o->weight_decay = 0.01f; o->max_grad_norm = 1.0f;
+    o->lora.rank = 4; o->lora.alpha = 32.0f; o->lora.dropout = 0.01f; o->lora.targets[LIN_Q] = 1;
+    o->seed = 42;
+    o->dtype = "f32";
+    cli->mode = "lora";
+    cli->bench = (BenchOptions){ 256, NULL, 10, "model" };
+}
+
+// ./lora COMMAND [flags]: find the command, read its flags, run it
 int main(int argc, char** argv) {
-    // The command line: ./lora COMMAND [flags]; see usage() for the commands and defaults.
     setvbuf(stdout, NULL, _IOLBF, 0);  // progress appears line by line, also through a pipe or tee
     if (argc < 2) { usage(stderr); return 1; }
     if (strcmp(argv[1], "--help") == 0 || strcmp(argv[1], "-h") == 0) { usage(stdout); return 0; }
-    const char* command = argv[1];
-    int cmd = -1;
-    for (int c = 0; c < NUM_COMMANDS; c++) { if (strcmp(command, COMMANDS[c][0]) == 0) { cmd = c; } }
-    if (cmd < 0) {
-        fail("unknown command '%s' (expected train, eval, predict, merge, bench or tiny; see ./lora --help)", command);
+    const Command* cmd = NULL;
+    for (int c = 0; c < NUM_COMMANDS; c++) {
+        if (strcmp(argv[1], COMMANDS[c].name) == 0) { cmd = &COMMANDS[c]; }
+    }
+    if (cmd == NULL) {
+        fail("unknown command '%s' (expected train, eval, predict, merge, bench or tiny; see "
+             "./lora --help)", argv[1]);
         return 1;
     }
-    int is_train = cmd == 0, is_eval = cmd == 1, is_predict = cmd == 2, is_merge = cmd == 3, is_bench = cmd == 4;
-    int is_tiny = cmd == 5;
-    // the tutorial's recipe is the default
-    // (Options is zeroed first, so every flag not set below starts as 0 or NULL)
-    Options o = { 0 };
-    o.model_dir = is_bench ? NULL : "weights/distilbert-base-uncased";
-    o.train_path = "data/imdb/train_1k.tsv";
-    o.val_path = "data/imdb/validation_1k.tsv";
-    o.out_dir = "out";
-    o.adapter_dir = is_eval ? "out/best" : NULL;
-    o.epochs = 10; o.batch = 4; o.max_len = 512; o.threads = 0; o.log_every = 25;
-    o.lr = 1e-3f; o.weight_decay = 0.01f; o.max_grad_norm = 1.0f;
-    o.lora.rank = 4; o.lora.alpha = 32.0f; o.lora.dropout = 0.01f; o.lora.targets[LIN_Q] = 1;
-    o.seed = 42;
-    BenchOptions bench = { 256, NULL, 10, "model" };
-    const char* predictions_path = NULL;  // eval --predictions FILE
-    o.dtype = "f32";
-    const char *targets = NULL, *mode = "lora";
-    // The table of flags: one line per flag and no getopt (not in C11). Ranges are checked at
-    // parse time so that a bad value gets one clear error line instead of a crash later.
-    Flag flags[] = {
-        { "--model", 's', &o.model_dir, 0, 0, "tepmb", "the base model folder: config.json, model.safetensors, vocab.txt (default: "
-          "weights/distilbert-base-uncased; eval/predict/merge: the adapter's base model; bench: random weights)" },
-        { "--mode", 's', &mode, 0, 0, "tb", "what trains: lora (adapters + head, the default), head (the head only) or full "
-          "(every parameter)" },
-        { "--train", 's', &o.train_path, 0, 0, "t", "training data, label<TAB>text per line (default: data/imdb/train_1k.tsv)" },
-        { "--val", 's', &o.val_path, 0, 0, "te", "validation data (default: data/imdb/validation_1k.tsv)" },
-        { "--out", 's', &o.out_dir, 0, 0, "tm", "train: where best/, last/, log.tsv and curves.svg go (default: out); "
-          "merge: the new model's folder (required, never overwritten)" },
-        { "--overwrite", 'b', &o.overwrite, 0, 0, "t", "replace the checkpoints already in --out (else they are never touched)" },
-        { "--resume", 's', &o.resume_dir, 0, 0, "t", "continue the run saved in DIR (an OUT/last), with that run's settings" },
-        { "--adapter", 's', &o.adapter_dir, 0, 0, "epm", "the trained adapter, or a head/full run's checkpoint (default: eval "
-          "out/best; predict none, an untrained head)" },
-        { "--dtype", 's', &o.dtype, 0, 0, "m", "the merged weights' type: f32 (default), f16 or bf16" },
-        { "--predictions", 's', &predictions_path, 0, 0, "e", "also write index, label, P(positive) of every review to FILE" },
-        { "--epochs", 'i', &o.epochs, 1, 100000, "t", "passes over the training data (default: 10)" },
-        { "--batch", 'i', &o.batch, 1, 1024, "teb", "sequences per step (default: 4)" },
-        { "--max-len", 'i', &o.max_len, 2, 1 << 20, "tep", "tokens per text, cut from the left (default: 512, or the model's positions)" },
-        { "--lr", 'f', &o.lr, 0, 10, "t", "peak learning rate, decayed linearly to 0, no warmup (default: 1e-3)" },
-        { "--weight-decay", 'f', &o.weight_decay, 0, 10, "t", "AdamW's decoupled weight decay, not on biases (default: 0.01)" },
-        { "--max-grad-norm", 'f', &o.max_grad_norm, 0, 1e9, "t", "clip the gradient's global norm to this; 0: no clipping (default: 1.0)" },
-        { "--rank", 'i', &o.lora.rank, 1, 4096, "tb", "LoRA rank r (default: 4)" },
-        { "--alpha", 'f', &o.lora.alpha, 0, 1e9, "tb", "LoRA alpha: the update is scaled by alpha / r (default: 32)" },
-        { "--lora-dropout", 'f', &o.lora.dropout, 0, 0.999, "tb", "dropout on the LoRA input (default: 0.01)" },
-        { "--targets", 's', &targets, 0, 0, "tb", "Linears with an adapter, comma-separated: q_lin k_lin v_lin out_lin lin1 lin2 "
-          "(default: q_lin)" },
-        { "--seed", 'u', &o.seed, 0, 0, "tby", "random seed: initialisation, data order, dropout (default: 42)" },
-        { "--threads", 'i', &o.threads, 1, 4096, "tepb", "OpenMP threads (default: all cores; results are the same for any number)" },
-        { "--log-every", 'i', &o.log_every, 1, 1 << 30, "t", "print a step line every N steps (default: 25)" },
-        { "--reference", 'b', &use_fast_kernels, 0, 0, "tepb", "run every matmul and attention in the plain reference loops (slow)" },
-        { "--len", 'i', &bench.len, 1, 1 << 20, "b", "tokens of every sequence (default: 256)" },
-        { "--lengths", 's', &bench.lengths_path, 0, 0, "b", "sequence lengths from FILE, one per line, used in order" },
-        { "--batches", 'i', &bench.batches, 1, 1 << 20, "b", "timed batches after one warm-up (default: 10)" },
-        { "--what", 's', &bench.what, 0, 0, "b", "model (a training step and an evaluation pass) or mm (the matmul alone)" } };
-    int num_flags = sizeof(flags) / sizeof(flags[0]);
-    // ./lora CMD --help (or -h): that command's flags
+    // ./lora CMD --help (or -h): that command's usage and flags
     for (int i = 2; i < argc && strcmp(argv[i], "--") != 0; i++) {
-        if (strcmp(argv[i], "--help") == 0 || strcmp(argv[i], "-h") == 0) { command_help(cmd, flags, num_flags); return 0; }
-    }
-    // positional arguments (predict's texts) are moved to argv[2 ..] as we go: no allocation. So
-    // after this loop argv no longer says which flags were there: `seen` keeps their names.
-    char** texts = argv + 2;
-    int num_texts = 0, num_seen = 0;
-    const char* seen[1024];
-    // argv[1] is the command; everything after is flags (--name value) or, for predict, texts.
-    // A lone "--" ends the flags: all that follows is text, even if it starts with --.
-    for (int i = 2; i < argc; i++) {
-        if (strncmp(argv[i], "--", 2) != 0 || strcmp(argv[i], "--") == 0) {
-            if (strcmp(argv[i], "--") == 0) { while (++i < argc) { texts[num_texts++] = argv[i]; } break; }
-            if (!is_predict) { fail("unexpected argument '%s' (see ./lora --help)", argv[i]); return 1; }
-            texts[num_texts++] = argv[i];
-            continue;
-        }
-        Flag* f = NULL;
-        // find the flag in the table; it must be one of this command's
-        for (int k = 0; k < num_flags; k++) { if (strcmp(argv[i], flags[k].name) == 0) { f = &flags[k]; } }
-        if (f == NULL) { fail("unknown flag '%s' (see ./lora %s --help)", argv[i], command); return 1; }
-        if (!strchr(f->cmds, COMMANDS[cmd][1][0])) {
-            fail("%s is not a flag of ./lora %s (see ./lora %s --help)", f->name, command, command);
-            return 1;
-        }
-        if (num_seen < 1024) { seen[num_seen++] = f->name; }
-        // a switch: --reference turns the fast kernels off, --overwrite on
-        if (f->kind == 'b') { *(int*)f->dst = f->dst != &use_fast_kernels; continue; }
-        if (i + 1 >= argc) { fail("%s needs a value", argv[i]); return 1; }
-        const char* value = argv[++i];
-        char* end = NULL;
-        // store the value through f->dst with the type its kind says. strtol/strtod/strtoull must
-        // consume the whole word (*end == 0) and not overflow (errno), else it is an error.
-        if (f->kind == 's') {
-            if (value[0] == '\0') { fail("%s needs a non-empty value", f->name); return 1; }
-            *(const char**)f->dst = value;
-        } else if (f->kind == 'i') {
-            errno = 0;
-            long v = strtol(value, &end, 10);
-            if (errno || end == value || *end != '\0' || v < f->min || v > f->max) {
-                fail("%s: expected an integer from %.0f to %.0f, got '%s'", f->name, f->min, f->max, value); return 1;
-            }
-            *(int*)f->dst = (int)v;
-        } else if (f->kind == 'f') {
-            errno = 0;
-            double v = strtod(value, &end);
-            if (errno || end == value || *end != '\0' || !(v >= f->min && v <= f->max)) {
-                fail("%s: expected a number from %g to %g, got '%s'", f->name, f->min, f->max, value); return 1;
-            }
-            *(float*)f->dst = (float)v;
-        } else {  // 'u': the seed
-            errno = 0;
-            unsigned long long v = strtoull(value, &end, 10);
-            if (errno || end == value || *end != '\0' || value[0] == '-') { fail("%s: expected a non-negative integer, got '%s'", f->name, value); return 1; }
-            *(uint64_t*)f->dst = v;
+        if (strcmp(argv[i], "--help") == 0 || strcmp(argv[i], "-h") == 0) {
+            command_help(cmd);
+            return 0;
         }
     }
-    if (targets && parse_targets(&o.lora, targets) != 0) { return 1; }
-    // --mode: what trains; the LoRA flags mean nothing without LoRA
-    o.mode = -1;
-    for (int k = 0; k < 3; k++) { if (strcmp(mode, MODE_NAMES[k]) == 0) { o.mode = k; } }
-    if (o.mode < 0) { fail("--mode: expected lora, head or full, got '%s'", mode); return 1; }
-    const char* lora_flags[4] = { "--rank", "--alpha", "--lora-dropout", "--targets" };
-    for (int k = 0; k < 4 && o.mode != MODE_LORA; k++) {
-        if (flag_given(seen, num_seen, lora_flags[k])) { fail("%s is a flag of --mode lora, not of --mode %s", lora_flags[k], mode); return 1; }
-    }
-    if (bench.len < 1) { bench.len = 1; }
-    // remember whether --max-len was given: the default may shrink quietly, an explicit one may not
-    o.max_len_given = flag_given(seen, num_seen, "--max-len");
-#ifdef OMP
-    // --threads caps OpenMP's team size; without it OpenMP uses every core (or OMP_NUM_THREADS)
-    if (o.threads > 0) { omp_set_num_threads(o.threads); }
-    // more threads than cores only makes them wait for each other (a run can get 2x slower)
-    if (o.threads > omp_get_num_procs()) {
-        fprintf(stderr, "lora: warning: --threads %d is more than the %d cores of this machine: it will run slower than --threads %d\n",
-                o.threads, omp_get_num_procs(), omp_get_num_procs());
-    }
-#else
-    if (o.threads > 1) { fprintf(stderr, "lora: warning: built without OpenMP, --threads %d ignored (running on 1 thread)\n", o.threads); }
-#endif
-    // eval and predict without --model: the base model the adapter was trained on, as its
-    // adapter_config.json names it (that folder when it exists, else weights/NAME)
-    int model_given = flag_given(seen, num_seen, "--model"), out_given = flag_given(seen, num_seen, "--out");
-    int adapter_given = flag_given(seen, num_seen, "--adapter");
-    if (is_merge && (!o.adapter_dir || !out_given)) { fail("merge needs --adapter DIR (the adapter) and --out DIR (the new model's folder)"); return 1; }
-    // a head or full run saves whole checkpoints, not adapters: an --adapter (or eval's default
-    // out/best) that holds one is the model itself
-    char adapter_config[1100];
-    if ((is_eval || is_predict || is_merge) && o.adapter_dir) {
-        adapter_set_file(adapter_config, sizeof(adapter_config), o.adapter_dir, "adapter_config.json");
-        if (!file_is_there(adapter_config) && checkpoint_has_head(o.adapter_dir)) {
-            if (is_merge) { fail("--adapter %s is a whole model (a head or full run's), not an adapter: there is nothing to merge", o.adapter_dir); return 1; }
-            if (model_given && adapter_given) {
-                fail("--adapter %s is a whole model, not an adapter: pass it as --model %s alone", o.adapter_dir, o.adapter_dir);
-                return 1;
-            }
-            if (!model_given) { o.model_dir = o.adapter_dir; }  // (eval --model M: M, not the default out/best)
-            o.adapter_dir = NULL;
-        }
-    }
-    char base_dir[1024];
-    if ((is_eval || is_predict || is_merge) && !model_given && o.adapter_dir && adapter_base_model(o.adapter_dir, base_dir, sizeof(base_dir))) {
-        o.model_dir = base_dir;
-    }
-    // --resume continues a run with the settings it was started with (trainer_state.json): a flag
-    // that would change them is an error, not silently ignored
-    Json* resumed = NULL;
-    if (o.resume_dir) {
-        const char* fixed[] = { "--model", "--train", "--val", "--out", "--epochs", "--batch", "--max-len", "--lr",
-                                "--weight-decay", "--max-grad-norm", "--rank", "--alpha", "--lora-dropout",
-                                "--targets", "--seed", "--overwrite", "--mode" };
-        for (size_t k = 0; k < sizeof(fixed) / sizeof(fixed[0]); k++) {
-            if (flag_given(seen, num_seen, fixed[k])) {
-                fail("--resume continues a run with its own settings (%s/trainer_state.json): drop %s",
-                     o.resume_dir, fixed[k]);
-                return 1;
-            }
-        }
-        if (!is_train) { fail("--resume is a flag of ./lora train"); return 1; }
-        if (resume_settings(&o, &resumed) != 0) { json_free(resumed); return 1; }
-    }
-    // every command returns 0 or -1 (after printing one error line); the exit code is 0 or 1,
-    // and 130 for a training run stopped by Ctrl-C (its checkpoint saved)
-    int rc;
-    if (is_train) { rc = train(&o); }
-    else if (is_eval) { rc = eval_command(&o, predictions_path); }
-    else if (is_predict) { rc = predict_command(&o, texts, num_texts); }
-    else if (is_merge) { rc = merge_command(&o); }
-    else if (is_tiny) { rc = tiny_command(&o); }
-    else { rc = bench_command(&o, &bench); }
-    json_free(resumed);  // (the resumed run's strings lived in it)
+    Cli cli;
+    cli_defaults(&cli, cmd);
+    if (parse_flags(&cli, cmd, argc, argv) != 0 || settings_check(&cli) != 0) { return 1; }
+    int rc = cmd->run(&cli);
+    json_free(cli.resumed);  // (a resumed run's strings lived in it)
+    // every command returns 0 or -1 (after one error line): exit 0 or 1; 130 for a training run
+    // stopped by Ctrl-C (its checkpoint saved)
     return rc == 130 ? 130 : rc == 0 ? 0 : 1;
 }
 

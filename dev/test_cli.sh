@@ -651,10 +651,36 @@ if [ -w /dev/full ]; then
 fi
 
 # 13. help per command, and flags that do not belong to the command
-for c in train eval predict bench tiny; do
+# help_clean CMD FILE: FILE (CMD's help) speaks of no other command ("train: ...", "eval/predict:"),
+# calls every value DIR, FILE, N, X, LIST or its choices (a|b), with the same word as the usage
+# line, and fits 80 columns
+help_clean() {
+    local c=$1 f=$2 o flag word
+    for o in train eval predict merge bench tiny; do
+        [ "$o" = "$c" ] && continue
+        grep -qE "(^|[ (/])$o(/[a-z]+)*:" "$f" && { echo "       speaks of $o"; return 1; }
+    done
+    awk 'length($0) > 80 { exit 1 }' "$f" || { echo "       a line over 80 columns"; return 1; }
+    awk '/^  --/ { n = split(substr($0, 3, 22), w, " ") }
+         /^  --/ && n > 1 && w[2] !~ /^(DIR|FILE|N|X|LIST|[a-z0-9]+(\|[a-z0-9]+)+)$/ { print "       " w[1] " " w[2]; bad = 1 }
+         END { exit bad }' "$f" || return 1
+    # each "--flag WORD" of the usage line is written so in the flag's own line
+    for flag in $(head -n 1 "$f" | grep -oE -- '--[a-z-]+ [A-Za-z0-9|]+' | tr ' ' '='); do
+        word=${flag#*=} flag=${flag%%=*}
+        grep -qE -- "^  $flag $word( |\$)" "$f" || { echo "       usage says $flag $word, its line does not"; return 1; }
+    done
+}
+for c in train eval predict merge bench tiny; do
     run "$LORA" $c --help
     check "help: ./lora $c --help exits 0 and prints that command's usage line" test "$RC" = 0 -a "$(grep -c "^usage: ./lora $c " "$T/stdout")" = 1
+    check "help: ./lora $c --help speaks of $c only, one word per kind of value (as its usage line), in 80 columns" \
+        help_clean $c "$T/stdout"
 done
+run "$LORA" merge --help
+check "help: ./lora merge --help shows no training text (best/, last/, log.tsv)" test "$(grep -cE 'best/|last/|log.tsv' "$T/stdout")" = 0
+run "$LORA" --help
+check "help: ./lora --help: one usage line per command, in 80 columns" \
+    test "$(grep -cE '^(usage:|      ) \./lora (train|eval|predict|merge|bench|tiny) ' "$T/stdout")" = 6 -a "$(awk 'length($0) > 80' "$T/stdout" | wc -l)" = 0
 run "$LORA" train -h
 check "help: ./lora train -h lists --epochs, --overwrite and --resume with one-line descriptions" \
     test "$RC" = 0 -a "$(grep -cE '^  --(epochs|overwrite|resume)' "$T/stdout")" = 3
