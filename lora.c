@@ -3810,11 +3810,15 @@ static void progress_clear(Progress* pr) {
 // the "^C" a terminal echoes at the cursor; the most useful field alone is cut to fit.
 static void progress_live(Progress* pr, const char* const* field, const int* rank, int n) {
     if (!pr->tty) { return; }
-    int columns = terminal_columns(), width = columns > 4 ? columns - 3 : 1, used = -3, take[8] = { 0 };
+    int columns = terminal_columns(), width = columns > 4 ? columns - 3 : 1;
+    int used = -3, take[8] = { 0 };  // columns taken (-3: no " | " before the first), fields taken
     for (int r = 1; r <= n; r++) {
         for (int i = 0; i < n && i < 8; i++) {
             int len = (int)strlen(field[i]);
-            if (rank[i] == r && (used < 0 || used + 3 + len <= width)) { take[i] = 1; used += 3 + len; }
+            if (rank[i] == r && (used < 0 || used + 3 + len <= width)) {
+                take[i] = 1;
+                used += 3 + len;
+            }
         }
     }
     char line[512] = "";
@@ -4701,9 +4705,81 @@ static const char* printable(const char* word, char* out, size_t cap) {
     return out;
 }
 
+// bench's sequence lengths: --len N for every sequence, or --lengths FILE (one per line, used in
+// order). A length beyond the model's positions is cut to them, as training cuts a text, and one
+// line says so. Returns how many (0 after an error line); *out is malloc'ed.
+static int bench_lengths(const BenchOptions* bo, int max_pos, int** out) {
+    int n = 0, cap = 1024, cut = 0;
+    int* lengths = mallocCheck(cap * sizeof(int));
+    FILE* f = bo->lengths_path ? fopen_check(bo->lengths_path, "r", NULL) : NULL;
+    char word[64], shown[64];
+    if (bo->lengths_path == NULL) { lengths[n++] = bo->len; }
+    while (f && fscanf(f, "%63s", word) == 1) {
+        char* end;
+        long v = strtol(word, &end, 10);
+        if (*end != '\0' || v < 1 || v > 1 << 20) {
+            fclose(f); free(lengths);
+            fail("%s: '%s' is not a sequence length (a whole number from 1 to %d)",
+                 bo->lengths_path, printable(word, shown, sizeof(shown)), 1 << 20);
+            return 0;
+        }
+        if (n == cap) {
+            cap *= 2;
+            lengths = realloc(lengths, cap * sizeof(int));
+            if (!lengths) { exit(EXIT_FAILURE); }
+        }
+        lengths[n++] = (int)v;
+    }
+    if (f) { fclose(f); }
+    if (bo->lengths_path && (f == NULL || n == 0)) {
+        if (f) { fail("%s: no lengths in the file", bo->lengths_path); }
+        free(lengths);
+        return 0;
+    }
+    for (int i = 0; i < n; i++) { if (lengths[i] > max_pos) { lengths[i] = max_pos; cut++; } }
+    if (cut && bo->lengths_path) {
+        printf("bench: %d of the %d lengths in %s are more than the model's %d positions: cut to "
+               "%d\n", cut, n, bo->lengths_path, max_pos, max_pos);
+    } else if (cut) {
+        printf("bench: --len %d is more than the model's %d positions: sequences of %d tokens\n",
+               bo->len, max_pos, max_pos);
+    }
+    *out = lengths;
+    return n;
+}
+
+// reps training steps on one batch (forward, backward, clip, AdamW; dropout off), or reps
+// evaluation passes (forward only): their seconds in all, -1 after an error line
+static double bench_time(Model* m, const int* ids, const int* lengths, int B, const int* labels,
+                         int train, int reps) {
+    double t = now_seconds();
+    for (int r = 0; r < reps; r++) {
+        if (model_forward(m, ids, lengths, B, labels) != 0) { return -1; }
+        if (!train) { continue; }
+        model_zero_grad(m);
+        model_backward(m);
+        model_clip_grad_norm(m, 1.0f);
+        model_update(m, 1e-5f, 0.9f, 0.999f, 1e-8f, 0.01f);
+    }
+    return now_seconds() - t;
+}
+
+// one of bench's lines: the mean time per batch (which the tokens/s and GFLOP/s come from: they
+// agree) and the median, over the K timed batches
+static void bench_report(const char* what, const char* per, double* seconds, int K, double tokens,
+                         double flops) {
+    double total = 0;
+    for (int k = 0; k < K; k++) { total += seconds[k]; }
+    qsort(seconds, K, sizeof(double), compare_doubles);
+    printf("%s %.2f ms/%s (mean; median %.2f) | %.0f tokens/s | %.1f GFLOP/s\n", what,
+           1000.0 * total / K, per, 1000.0 * seconds[K / 2], tokens / total, flops / total / 1e9);
+}
+
 int bench_command(const Options* o, const BenchOptions* bo) {
     if (strcmp(bo->what, "mm") == 0) { return bench_matmul(); }
-    if (strcmp(bo->what, "model") != 0) { return fail("--what: expected model or mm, got '%s'", bo->what); }
+    if (strcmp(bo->what, "model") != 0) {
+        return fail("--what: expected model or mm, got '%s'", bo->what);
+    }
     Model model;
     if (o->model_dir) {
         if (model_load(&model, o->model_dir, &o->lora, o->mode, o->seed) != 0) { return -1; }
@@ -4714,88 +4790,60 @@ int bench_command(const Options* o, const BenchOptions* bo) {
         model_init_random(&model, &c, &o->lora, o->mode, o->seed);
     }
     const Config* c = &model.config;
-    int max_pos = c->max_pos;  // the error lines below come after model_free, which clears c
-    // the sequence lengths: --len N for all, or --lengths FILE (one per line, used in order)
-    int num_lengths = 0, cap = 1024;
-    int* all_lengths = mallocCheck(cap * sizeof(int));
-    if (bo->lengths_path) {
-        FILE* f = fopen_check(bo->lengths_path, "r", NULL);
-        if (f == NULL) { free(all_lengths); model_free(&model); return -1; }
-        long v;
-        char word[64];
-        while (fscanf(f, "%63s", word) == 1) {
-            char* end;
-            v = strtol(word, &end, 10);
-            if (*end != '\0' || v < 1 || v > max_pos) {
-                char shown[64];
-                fclose(f); free(all_lengths); model_free(&model);
-                return fail("%s: '%s' is not a sequence length between 1 and %d", bo->lengths_path, printable(word, shown, sizeof(shown)), max_pos);
-            }
-            if (num_lengths == cap) { cap *= 2; all_lengths = realloc(all_lengths, cap * sizeof(int)); if (!all_lengths) { exit(EXIT_FAILURE); } }
-            all_lengths[num_lengths++] = (int)v;
-        }
-        fclose(f);
-        if (num_lengths == 0) { free(all_lengths); model_free(&model); return fail("%s: no lengths in the file", bo->lengths_path); }
-    } else {
-        if (bo->len > max_pos) { free(all_lengths); model_free(&model); return fail("--len %d is more than the model's %d positions", bo->len, max_pos); }
-        all_lengths[num_lengths++] = bo->len;
-    }
-    // K timed batches after one warm-up (first-touch page faults, model_reserve growing)
-    int B = o->batch, K = bo->batches;
+    int* all_lengths = NULL;
+    int num_lengths = bench_lengths(bo, c->max_pos, &all_lengths);
+    if (num_lengths == 0) { model_free(&model); return -1; }
+    int B = o->batch, K = bo->batches, lengths[1024], labels[1024], reps[2] = { 1, 1 }, rc = 0;
     int* ids = mallocCheck((size_t)B * c->max_pos * sizeof(int));
-    int lengths[1024], labels[1024];
+    double* seconds = mallocCheck(2 * (size_t)K * sizeof(double));  // training K, evaluation K
+    double tokens = 0.0, flops_train = 0.0, flops_eval = 0.0;
     Rng rng = { o->seed };
-    double* train_ms = mallocCheck((K + 1) * sizeof(double));
-    double* eval_ms = mallocCheck((K + 1) * sizeof(double));
-    double tokens = 0.0, flops_train = 0.0, flops_eval = 0.0, train_total = 0.0, eval_total = 0.0;
-    printf("bench: dim %d, %d layers, %d heads, FFN %d | mode %s | batch %d | %d batches after 1 warm-up | threads %d | %s\n",
-           c->dim, c->n_layers, c->n_heads, c->hidden_dim, MODE_NAMES[model.mode], B, K, max_threads(),
-           bo->lengths_path ? bo->lengths_path : "fixed length");
+    const char* source = bo->lengths_path ? bo->lengths_path : "fixed length";
+    printf("bench: dim %d, %d layers, %d heads, FFN %d | mode %s | batch %d | %d batches after 1 "
+           "warm-up | threads %d | %s\n", c->dim, c->n_layers, c->n_heads, c->hidden_dim,
+           MODE_NAMES[model.mode], B, K, max_threads(), source);
     print_parameter_count(&model);
-    for (int k = 0; k <= K; k++) {  // k == 0 is the warm-up
-        size_t n = 0;
-        for (int b = 0; b < B; b++) {
+    for (int k = 0; k <= K && rc == 0; k++) {
+        // batch k: its lengths in turn from the list, random ids (above 1000 in a real vocabulary,
+        // past [PAD], [unused..] and the specials) and labels
+        for (int b = 0, n = 0; b < B; b++) {
             lengths[b] = all_lengths[((size_t)k * B + b) % num_lengths];
             labels[b] = (int)(rng_u64(&rng) % 2);
-            // random ids; above 1000 in a real vocabulary, to skip [PAD], [unused..] and the specials
             int lo = c->vocab_size > 2000 ? 1000 : 0;
-            for (int t = 0; t < lengths[b]; t++) { ids[n++] = lo + (int)(rng_u64(&rng) % (uint64_t)(c->vocab_size - lo)); }
+            for (int t = 0; t < lengths[b]; t++) {
+                ids[n++] = lo + (int)(rng_u64(&rng) % (uint64_t)(c->vocab_size - lo));
+            }
         }
-        // a training step, dropout off
-        // dropout off; otherwise a real training step: forward, backward, clip, AdamW
-        model.training = 0;
-        double t = now_seconds();
-        if (model_forward(&model, ids, lengths, B, labels) != 0) { return -1; }
-        model_zero_grad(&model);
-        model_backward(&model);
-        model_clip_grad_norm(&model, 1.0f);
-        model_update(&model, 1e-5f, 0.9f, 0.999f, 1e-8f, 0.01f);
-        train_ms[k] = 1000.0 * (now_seconds() - t);
-        // an evaluation pass
-        t = now_seconds();
-        if (model_forward(&model, ids, lengths, B, labels) != 0) { return -1; }
-        eval_ms[k] = 1000.0 * (now_seconds() - t);
-        if (k == 0) { continue; }
-        for (int b = 0; b < B; b++) {
+        for (int train = 1; train >= 0; train--) {
+            // k == 0: a warm-up (first-touch page faults, model_reserve growing), then one run that
+            // sets how many times each timed batch runs: 0.1 s of work or more per timing, so
+            // that a tiny model's 0.5 ms step is not measured by the clock's jitter
+            if (k == 0 && bench_time(&model, ids, lengths, B, labels, train, 1) < 0) {
+                rc = -1;
+                break;
+            }
+            double s = bench_time(&model, ids, lengths, B, labels, train, reps[train]);
+            if (s < 0) { rc = -1; break; }
+            if (k == 0) { reps[train] = s >= 0.1 ? 1 : (int)ceil(0.1 / (s > 1e-6 ? s : 1e-6)); }
+            else { seconds[(train ? 0 : K) + k - 1] = s / reps[train]; }
+        }
+        for (int b = 0; b < B && k > 0; b++) {
             tokens += lengths[b];
             flops_train += train_flops(c, lengths[b], model.mode);
             flops_eval += forward_flops(c, lengths[b]);
         }
-        train_total += train_ms[k];
-        eval_total += eval_ms[k];
     }
-    // medians of the K timed batches (index 0, the warm-up, is left out); tokens/s and GFLOP/s
-    // come from the totals
-    qsort(train_ms + 1, K, sizeof(double), compare_doubles);
-    qsort(eval_ms + 1, K, sizeof(double), compare_doubles);
-    printf("train step: median %.1f ms/step | %.0f tokens/s | %.1f GFLOP/s\n", train_ms[1 + K / 2],
-           tokens / (train_total / 1000.0), flops_train / (train_total / 1000.0) / 1e9);
-    printf("eval pass:  median %.1f ms/batch | %.0f tokens/s | %.1f GFLOP/s\n", eval_ms[1 + K / 2],
-           tokens / (eval_total / 1000.0), flops_eval / (eval_total / 1000.0) / 1e9);
-    printf("tokens: %.0f in %d batches (%.1f per sequence) | peak memory %.0f MB\n", tokens, K, tokens / (K * B), peak_memory_mb());
-    free(train_ms); free(eval_ms); free(ids); free(all_lengths);
+    if (rc == 0) {
+        bench_report("train step:", "step", seconds, K, tokens, flops_train);
+        bench_report("eval pass: ", "batch", seconds + K, K, tokens, flops_eval);
+        printf("tokens: %.0f in %d batches (%.1f per sequence) | each batch timed over %d training "
+               "%s and %d evaluation %s | peak memory %.0f MB\n", tokens, K,
+               tokens / ((double)K * B), reps[1], reps[1] == 1 ? "step" : "steps", reps[0],
+               reps[0] == 1 ? "pass" : "passes", peak_memory_mb());
+    }
+    free(seconds); free(ids); free(all_lengths);
     model_free(&model);
-    return 0;
+    return rc;
 }
 
 // ----------------------------------------------------------------------------
