@@ -2913,9 +2913,21 @@ static int write_text_file(const char* path, const char* text) {
     return save_commit(&path, 1);
 }
 
-// the HINT for a missing model file: ./prepare_data.sh makes weights/..., not a folder of the user's
+// The HINTs for a missing model or dataset where ./prepare_data.sh or ./lora tiny puts them
+// (weights/..., data/...; not for a folder of the user's own): the download, and the tiny model
+// that needs none, with the one command that trains on it
+#define TINY_HINT "with no download: make tiny, then ./lora train --model weights/tiny " \
+                  "--train data/tiny/train.tsv --val data/tiny/val.tsv --out out/tiny"
+#define TINY_MADE "run make tiny: it writes weights/tiny and data/tiny (no download)"
 static const char* model_hint(const char* path) {
-    return strncmp(path, "weights/", 8) == 0 ? "run ./prepare_data.sh, or pass --model DIR" : NULL;
+    if (strncmp(path, "weights/tiny/", 13) == 0) { return TINY_MADE; }
+    if (strncmp(path, "weights/", 8) != 0) { return NULL; }
+    return "run ./prepare_data.sh (downloads the model and IMDB), or pass --model DIR; " TINY_HINT;
+}
+static const char* data_hint(const char* path) {
+    if (strncmp(path, "data/tiny/", 10) == 0) { return TINY_MADE; }
+    if (strncmp(path, "data/", 5) != 0) { return NULL; }
+    return "run ./prepare_data.sh (downloads the model and IMDB), or pass --train/--val FILE; " TINY_HINT;
 }
 
 // read config.json (Hugging Face's DistilBertConfig); the sizes of everything come from here
@@ -3559,7 +3571,7 @@ static int dataset_load(Dataset* d, const char* path, const Tokenizer* tok, int 
     memset(d, 0, sizeof(*d));
     size_t size;
     // (the HINT only for the files ./prepare_data.sh makes, not for a path the user gave)
-    char* text = read_file(path, &size, strncmp(path, "data/imdb/", 10) == 0 ? "run ./prepare_data.sh, or pass --train/--val FILE" : NULL);
+    char* text = read_file(path, &size, data_hint(path));
     if (text == NULL) { return -1; }
     // examples and token ids go into growing arrays (doubling), all ids in one flat array
     size_t cap = 1024, ids_cap = 1 << 20;

@@ -585,6 +585,26 @@ CMD="(cd $T/empty_cwd && $ABS_LORA train --model $M --max-len 40)"
 (cd "$T/empty_cwd" && "$ABS_LORA" train --model "$M" --max-len 40 >"$T/stdout" 2>"$T/stderr"); RC=$?
 check "HINT: the default --train (data/imdb/train_1k.tsv) missing gives the prepare_data.sh hint" \
     grep -qF "HINT: run ./prepare_data.sh" "$T/stderr"
+# offline, a first run's error leads to the tiny model: `make tiny` and the one command that
+# trains on it, beside ./prepare_data.sh; that command then works as written
+tiny_cmd="./lora train --model weights/tiny --train data/tiny/train.tsv --val data/tiny/val.tsv --out out/tiny"
+for what in "train" "predict x" "bench --model weights/distilbert-base-uncased"; do
+    (cd "$T/empty_cwd" && "$ABS_LORA" $what >"$T/stdout" 2>"$T/stderr"); RC=$?
+    check "HINT: ./lora ${what%% *} with no model names ./prepare_data.sh, make tiny and the command that trains on it" \
+        test "$RC" = 1 -a "$(lines "$T/stderr")" = 1 -a "$(grep -cF -e prepare_data.sh -e "make tiny, then $tiny_cmd" "$T/stderr")" = 1 \
+             -a "$(grep -oF -e prepare_data.sh -e "make tiny, then $tiny_cmd" "$T/stderr" | wc -l)" = 2
+done
+mkdir -p "$T/empty_cwd/weights" && cp -r "$M" "$T/empty_cwd/weights/tiny"
+(cd "$T/empty_cwd" && "$ABS_LORA" train --model weights/tiny >"$T/stdout" 2>"$T/stderr"); RC=$?
+check "HINT: the default data missing (a model there) names make tiny and the command too" \
+    grep -qF "make tiny, then $tiny_cmd" "$T/stderr"
+rm -rf "$T/empty_cwd/weights"
+(cd "$T/empty_cwd" && "$ABS_LORA" train --model weights/tiny --train data/tiny/train.tsv >"$T/stdout" 2>"$T/stderr"); RC=$?
+check "HINT: weights/tiny missing says: run make tiny" grep -qF "HINT: run make tiny" "$T/stderr"
+(cd "$T/empty_cwd" && mkdir -p weights data && "$ABS_LORA" tiny >/dev/null 2>&1 &&
+    ${tiny_cmd/.\/lora/"$ABS_LORA"} --threads 1 >"$T/stdout" 2>"$T/stderr"); RC=$?
+check "HINT: the command the hint names trains the tiny model, as written" \
+    test "$RC" = 0 -a "$(grep -c '^saved: out/tiny/best' "$T/stdout")" = 1
 # config.json against the checkpoint: every size, and the layers both ways
 B=$(bad_model fewer_layers); sed 's/"n_layers": 2/"n_layers": 1/' "$M/config.json" >"$B/config.json"
 expect_error "config vs weights: n_layers 1 for a 2-layer checkpoint names both numbers" "n_layers 1" "2 layers" -- \
