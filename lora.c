@@ -1426,6 +1426,9 @@ static int fail(const char* fmt, ...) {
     return -1;
 }
 
+// "s" after a count other than 1: printf("%d epoch%s", n, plural(n)) says "1 epoch", "2 epochs"
+static const char* plural(long n) { return n == 1 ? "" : "s"; }
+
 // --- exp and erf written so that the compiler can vectorize them.
 // libm's expf and erff are function calls, one number at a time, and gcc will not turn them into
 // SIMD instructions without -ffast-math. Softmax and GELU call them for every attention score and
@@ -2983,7 +2986,8 @@ static int config_load(Config* c, const char* path) {
     c->num_labels = 2;
     const Json* id2label = json_get(j, "id2label");
     if (rc == 0 && id2label && id2label->type == JSON_OBJECT && id2label->count != 2) {
-        rc = fail("%s: %d labels in id2label; lora.c classifies into 2 (negative, positive)", path, id2label->count);
+        rc = fail("%s: %d label%s in id2label; lora.c classifies into 2 (negative, positive)", path,
+                  id2label->count, plural(id2label->count));
     }
     json_free(j);
     return rc;
@@ -3070,8 +3074,8 @@ static int checkpoint_check(const SafeTensors* st, const Config* c, const char* 
         }
     }
     if (max_layer + 1 != c->n_layers) {
-        return fail("%s says n_layers %d, but %s has %ld layers (transformer.layer.0 .. %ld)",
-                    config_path, c->n_layers, st->path, max_layer + 1, max_layer);
+        return fail("%s says n_layers %d, but %s has %ld layer%s (transformer.layer.0 .. %ld)",
+                    config_path, c->n_layers, st->path, max_layer + 1, plural(max_layer + 1), max_layer);
     }
     return 0;
 }
@@ -3661,15 +3665,18 @@ static const char* base_model_name(const char* model_dir) {
 // the tokenizer's ids must all exist in the model's embedding table
 static int check_vocab(const Tokenizer* tok, const Model* m, const char* model_dir) {
     if (tok->vocab_size <= m->config.vocab_size) { return 0; }
-    return fail("%s/vocab.txt has %d tokens but %s/config.json says vocab_size %d", model_dir, tok->vocab_size,
-                model_dir, m->config.vocab_size);
+    return fail("%s/vocab.txt has %d token%s but %s/config.json says vocab_size %d", model_dir,
+                tok->vocab_size, plural(tok->vocab_size), model_dir, m->config.vocab_size);
 }
 
 // --max-len, but never more than the model's positions: an explicit --max-len that is too long
 // is an error, the default 512 just shrinks for a smaller model. -1 after an error.
 static int effective_max_len(const Options* o, const Model* m) {
     if (o->max_len <= m->config.max_pos) { return o->max_len; }
-    if (o->max_len_given) { return fail("--max-len %d is more than the model's %d positions", o->max_len, m->config.max_pos); }
+    if (o->max_len_given) {
+        return fail("--max-len %d is more than the model's %d position%s", o->max_len, m->config.max_pos,
+                    plural(m->config.max_pos));
+    }
     return m->config.max_pos;
 }
 
@@ -3725,10 +3732,12 @@ static int train_setup(const Options* o, Model* model, Dataset* train_set, Datas
     fclose(pf);
     remove(probe);
     const Config* c = &model->config;
-    printf("model: %s (dim %d, %d layers, %d heads, FFN %d, vocab %d) | threads: %d\n",
-           o->model_dir, c->dim, c->n_layers, c->n_heads, c->hidden_dim, c->vocab_size, max_threads());
-    printf("train: %s (%d reviews, %.1f tokens on average) | validation: %s (%d reviews)\n",
-           o->train_path, train_set->n, (double)train_set->num_tokens / train_set->n, o->val_path, val_set->n);
+    printf("model: %s (dim %d, %d layer%s, %d head%s, FFN %d, vocab %d) | threads: %d\n", o->model_dir,
+           c->dim, c->n_layers, plural(c->n_layers), c->n_heads, plural(c->n_heads), c->hidden_dim,
+           c->vocab_size, max_threads());
+    printf("train: %s (%d review%s, %.1f tokens on average) | validation: %s (%d review%s)\n",
+           o->train_path, train_set->n, plural(train_set->n), (double)train_set->num_tokens / train_set->n,
+           o->val_path, val_set->n, plural(val_set->n));
     char targets[128] = "", what[256];
     for (int i = 0; i < NUM_LIN; i++) { if (o->lora.targets[i]) { snprintf(targets + strlen(targets), sizeof(targets) - strlen(targets), "%s%s", targets[0] ? "," : "", LIN_NAMES[i]); } }
     if (o->mode == MODE_LORA) {
@@ -3855,7 +3864,8 @@ static double progress_eval_estimate(const Progress* pr) {
 // back into the curves
 static Progress* progress_start(const Options* o, int total_steps, int steps_per_epoch, const Dataset* val_set,
                                 const TrainState* resumed) {
-    printf("%d steps (%d epochs of %d)", total_steps, o->epochs, steps_per_epoch);
+    printf("%d step%s (%d epoch%s of %d)", total_steps, plural(total_steps), o->epochs, plural(o->epochs),
+           steps_per_epoch);
     if (resumed) { printf(", resuming at epoch %d after step %d", resumed->epoch, resumed->step); }
     printf(" | Ctrl-C stops after the current step and saves %s/last for --resume\n", o->out_dir);
     int start_step = resumed ? resumed->step : -1;
@@ -4039,8 +4049,8 @@ static void progress_write_svg(Progress* pr) {
     for (int i = 0; i <= 5; i++) { fprintf(f, "<text x=\"%.1f\" y=\"%.1f\">%.1f</text>\n", x1 + 6, SA(i / 5.0) + 4, i / 5.0); }
     fprintf(f, "</g>\n<g text-anchor=\"middle\">\n");
     for (double v = 0; v <= xmax + 1e-9; v += xtick) { fprintf(f, "<text x=\"%.1f\" y=\"%.1f\">%g</text>\n", SX(v), y0 + 18, v); }
-    fprintf(f, "<text x=\"%.1f\" y=\"%.1f\">training step (%d epochs of %d)</text>\n", (x0 + x1) / 2, y0 + 40,
-            pr->epochs, pr->steps_per_epoch);
+    fprintf(f, "<text x=\"%.1f\" y=\"%.1f\">training step (%d epoch%s of %d)</text>\n", (x0 + x1) / 2,
+            y0 + 40, pr->epochs, plural(pr->epochs), pr->steps_per_epoch);
     fprintf(f, "<text transform=\"translate(20 %.1f) rotate(-90)\">loss</text>\n", (y0 + y1) / 2);
     fprintf(f, "<text transform=\"translate(%.1f %.1f) rotate(90)\">validation accuracy</text>\n</g>\n", x1 + 45, (y0 + y1) / 2);
     // training loss, raw (every step, light) and smoothed (exponential moving average, 0.9)
@@ -4458,8 +4468,8 @@ int eval_command(const Options* o, const char* predictions_path) {
         probs = mallocCheck((size_t)d.n * sizeof(float));
         rc = evaluate(&model, &d, o->batch, &r, probs, NULL);
         if (rc == 0) {
-            printf("%s: %d reviews | loss %.4f | accuracy %.4f | %.1f s (%s%s)\n", o->val_path, d.n, r.loss,
-                   r.accuracy, now_seconds() - t0, o->adapter_dir ? "adapter: " : "model: ",
+            printf("%s: %d review%s | loss %.4f | accuracy %.4f | %.1f s (%s%s)\n", o->val_path, d.n,
+                   plural(d.n), r.loss, r.accuracy, now_seconds() - t0, o->adapter_dir ? "adapter: " : "model: ",
                    o->adapter_dir ? o->adapter_dir : checkpoint_has_head(o->model_dir) ? o->model_dir : "no adapter, untrained head");
             printf("precision %.4f | recall %.4f | F1 %.4f   (positive class: 1, Positive)\n", r.precision, r.recall, r.f1);
             printf("confusion matrix      predicted 0  predicted 1\n");
@@ -4599,8 +4609,8 @@ int merge_command(const Options* o) {
     int rc = make_dirs(o->out_dir) != 0 ? fail("cannot create directory %s: %s", o->out_dir, strerror(errno))
                                         : checkpoint_save(&m, o->out_dir, o->model_dir, NULL, dtype);
     if (rc == 0) {
-        printf("merged %s (r %d, scaling %g) of %d layers and the head of %s into %s\n", merged, R, scale,
-               c->n_layers, o->adapter_dir, o->model_dir);
+        printf("merged %s (r %d, scaling %g) of %d layer%s and the head of %s into %s\n", merged, R, scale,
+               c->n_layers, plural(c->n_layers), o->adapter_dir, o->model_dir);
         printf("saved: %s (config.json, model.safetensors in %s, vocab.txt) | try: ./lora predict --model %s \"a great movie\"\n",
                o->out_dir, dtype, o->out_dir);
     }
@@ -4750,11 +4760,12 @@ static int bench_lengths(const BenchOptions* bo, int max_pos, int** out) {
     }
     for (int i = 0; i < n; i++) { if (lengths[i] > max_pos) { lengths[i] = max_pos; cut++; } }
     if (cut && bo->lengths_path) {
-        printf("bench: %d of the %d lengths in %s are more than the model's %d positions: cut to "
-               "%d\n", cut, n, bo->lengths_path, max_pos, max_pos);
+        printf("bench: %d of the %d length%s in %s %s more than the model's %d position%s: cut to "
+               "%d\n", cut, n, plural(n), bo->lengths_path, cut == 1 ? "is" : "are", max_pos, plural(max_pos),
+               max_pos);
     } else if (cut) {
-        printf("bench: --len %d is more than the model's %d positions: sequences of %d tokens\n",
-               bo->len, max_pos, max_pos);
+        printf("bench: --len %d is more than the model's %d position%s: sequences of %d token%s\n",
+               bo->len, max_pos, plural(max_pos), max_pos, plural(max_pos));
     }
     *out = lengths;
     return n;
@@ -4811,9 +4822,10 @@ int bench_command(const Options* o, const BenchOptions* bo) {
     double tokens = 0.0, flops_train = 0.0, flops_eval = 0.0;
     Rng rng = { o->seed };
     const char* source = bo->lengths_path ? bo->lengths_path : "fixed length";
-    printf("bench: dim %d, %d layers, %d heads, FFN %d | mode %s | batch %d | %d batches after 1 "
-           "warm-up | threads %d | %s\n", c->dim, c->n_layers, c->n_heads, c->hidden_dim,
-           MODE_NAMES[model.mode], B, K, max_threads(), source);
+    printf("bench: dim %d, %d layer%s, %d head%s, FFN %d | mode %s | batch %d | %d batch%s after 1 "
+           "warm-up | threads %d | %s\n", c->dim, c->n_layers, plural(c->n_layers), c->n_heads,
+           plural(c->n_heads), c->hidden_dim, MODE_NAMES[model.mode], B, K, K == 1 ? "" : "es",
+           max_threads(), source);
     print_parameter_count(&model);
     for (int k = 0; k <= K && rc == 0; k++) {
         // batch k: its lengths in turn from the list, random ids (above 1000 in a real vocabulary,
@@ -4848,10 +4860,10 @@ int bench_command(const Options* o, const BenchOptions* bo) {
     if (rc == 0) {
         bench_report("train step:", "step", seconds, K, tokens, flops_train);
         bench_report("eval pass: ", "batch", seconds + K, K, tokens, flops_eval);
-        printf("tokens: %.0f in %d batches (%.1f per sequence) | each batch timed over %d training "
-               "%s and %d evaluation %s | peak memory %.0f MB\n", tokens, K,
-               tokens / ((double)K * B), reps[1], reps[1] == 1 ? "step" : "steps", reps[0],
-               reps[0] == 1 ? "pass" : "passes", peak_memory_mb());
+        printf("tokens: %.0f in %d batch%s (%.1f per sequence) | each batch timed over %d training "
+               "step%s and %d evaluation pass%s | peak memory %.0f MB\n", tokens, K, K == 1 ? "" : "es",
+               tokens / ((double)K * B), reps[1], plural(reps[1]), reps[0], reps[0] == 1 ? "" : "es",
+               peak_memory_mb());
     }
     free(seconds); free(ids); free(all_lengths);
     model_free(&model);
@@ -5381,9 +5393,9 @@ static int settings_check(Cli* cli) {
     if (o->threads > 0) { omp_set_num_threads(o->threads); }
     // more threads than cores only makes them wait for each other (a run can get 2x slower)
     if (o->threads > omp_get_num_procs()) {
-        fprintf(stderr, "lora: warning: --threads %d is more than the %d cores of this machine: it "
+        fprintf(stderr, "lora: warning: --threads %d is more than the %d core%s of this machine: it "
                 "will run slower than --threads %d\n", o->threads, omp_get_num_procs(),
-                omp_get_num_procs());
+                plural(omp_get_num_procs()), omp_get_num_procs());
     }
 #else
     if (o->threads > 1) {

@@ -512,6 +512,15 @@ echo '{"peft_type": "LORA", "r": ' >"$A/adapter_config.json"
 expect_error "bad adapter: an adapter_config.json that is not JSON is named" "$A/adapter_config.json" -- \
     "$LORA" eval --model "$M" --adapter "$A" --val "$VAL"
 
+# singular and plural: one epoch, one step, one review, one batch are not "1 epochs"
+head -n 1 "$TRAIN" >"$T/one.tsv"
+{ "$LORA" train "${TINY[@]}" --train "$T/one.tsv" --val "$T/one.tsv" --epochs 1 --out "$T/out_one" --threads 1
+  "$LORA" eval "${TINY[@]}" --adapter "$T/out_one/best" --val "$T/one.tsv" --threads 1
+  "$LORA" bench --model "$M" --len 8 --batches 1 --threads 1; } >"$T/one.txt" 2>&1
+check "one of a kind: no '1 epochs', '1 steps', '1 reviews', '1 batches' in train, eval and bench" \
+    sh -c "grep -q '^1 step (1 epoch of 1)' '$T/one.txt' && grep -q '(1 review, ' '$T/one.txt' &&
+           ! grep -qE '(^|[^0-9.,])1 (epochs|steps|reviews|batches|layers|heads|tokens|positions|lengths|passes)([^a-z]|$)' '$T/one.txt'"
+
 # ----------------------------------------------------------------------------
 # 10. bench
 
