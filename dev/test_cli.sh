@@ -437,7 +437,7 @@ check "TSV with CRLF line ends: the same loss and accuracy as with LF" \
          "$("$LORA" eval --model "$M" --adapter "$O/best" --val "$VAL" | sed 's/.*reviews | \(loss [0-9.]* | accuracy [0-9.]*\) .*/\1/')"
 printf '1\tthis film is good' >"$T/nonl.tsv"
 expect_ok "TSV whose last line has no newline is read" "$LORA" eval --model "$M" --adapter "$O/best" --val "$T/nonl.tsv"
-check "... and counts that line (1 review)" grep -qF "$T/nonl.tsv: 1 reviews" "$T/stdout"
+check "... and counts that line (1 review)" grep -qF "$T/nonl.tsv: 1 review | " "$T/stdout"
 
 # ----------------------------------------------------------------------------
 # 7. a failing run never touches a saved adapter
