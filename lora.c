@@ -3343,7 +3343,9 @@ static int trainables_read(Model* m, const char* path, int strict) {
 // the adapter's tensors, into a model built with the same LoRA settings
 static int model_load_adapter(Model* m, const char* dir) {
     char path[1024];
-    snprintf(path, sizeof(path), "%s/adapter_model.safetensors", dir);
+    if (snprintf(path, sizeof(path), "%s/adapter_model.safetensors", dir) >= (int)sizeof(path)) {
+        return fail("--adapter %.40s...: the folder's name is too long", dir);
+    }
     return trainables_read(m, path, 1);
 }
 
