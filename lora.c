@@ -2930,7 +2930,8 @@ static const char* model_hint(const char* path) {
 static const char* data_hint(const char* path) {
     if (strncmp(path, "data/tiny/", 10) == 0) { return TINY_MADE; }
     if (strncmp(path, "data/", 5) != 0) { return NULL; }
-    return "run ./prepare_data.sh (downloads the model and IMDB), or pass --train/--val FILE; " TINY_HINT;
+    return "run ./prepare_data.sh (downloads the model and IMDB), or pass --train/--val FILE; "
+           TINY_HINT;
 }
 
 // read config.json (Hugging Face's DistilBertConfig); the sizes of everything come from here
