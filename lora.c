@@ -4791,13 +4791,13 @@ static double bench_time(Model* m, const int* ids, const int* lengths, int B, co
 }
 
 // one of bench's lines: the mean time per batch (which the tokens/s and GFLOP/s come from: they
-// agree) and the median, over the K timed batches
+// agree, to the 4 digits printed) and the median, over the K timed batches
 static void bench_report(const char* what, const char* per, double* seconds, int K, double tokens,
                          double flops) {
     double total = 0;
     for (int k = 0; k < K; k++) { total += seconds[k]; }
     qsort(seconds, K, sizeof(double), compare_doubles);
-    printf("%s %.2f ms/%s (mean; median %.2f) | %.0f tokens/s | %.1f GFLOP/s\n", what,
+    printf("%s %.4g ms/%s (mean; median %.4g) | %.0f tokens/s | %.1f GFLOP/s\n", what,
            1000.0 * total / K, per, 1000.0 * seconds[K / 2], tokens / total, flops / total / 1e9);
 }
 
