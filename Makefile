@@ -153,11 +153,14 @@ MODEL_FILES = weights/distilbert-base-uncased/config.json weights/distilbert-bas
 DATA_FILES = data/imdb/train_1k.tsv data/imdb/validation_1k.tsv
 
 # the downloads only when the default model or data are missing and ARGS names no model, data or
-# run of its own (--model, --train, --resume)
+# run of its own (--model, --train, --resume); when they fail (no network), the way without one
+TINY_TRAIN = ./lora train --model weights/tiny --train data/tiny/train.tsv --val data/tiny/val.tsv --out out/tiny
 train: lora
 	@case " $(ARGS) " in *" --model "*|*" --train "*|*" --resume "*) ;; *) \
 	    for f in $(MODEL_FILES) $(DATA_FILES); do \
-	        if [ ! -f $$f ]; then echo "$$f is missing: running ./prepare_data.sh"; ./prepare_data.sh || exit 1; break; fi; \
+	        if [ ! -f $$f ]; then echo "$$f is missing: running ./prepare_data.sh"; \
+	            ./prepare_data.sh || { echo "make train: no model or data. With no download: make tiny, then $(TINY_TRAIN)" >&2; exit 1; }; \
+	            break; fi; \
 	    done ;; esac
 	./lora train $(ARGS)
 

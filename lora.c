@@ -1541,9 +1541,20 @@ int train(const Options* o) {
 // formats (JSON, safetensors, config.json, PEFT adapters), the TSV reader, the progress display,
 // checkpoints and Ctrl-C, evaluation/prediction/bench and the command line.
 // ============================================================================
+// The live progress line of train (on a terminal) is rewritten in place and has no newline, so any
+// other line printed while it is on the screen would be glued to its end. Whatever prints a line
+// then clears it first: fail(), the step and epoch rows, the Ctrl-C message (progress_end).
+// live_line_columns: how many columns to blank, 0 when no live line is showing.
+static int live_line_columns = 0;
+static void live_line_clear(void) {
+    if (live_line_columns > 0) { printf("\r%*s\r", live_line_columns, ""); fflush(stdout); }
+    live_line_columns = 0;
+}
+
 // the error line of everything that reads user input (files, batches, flags): print one
 // "lora: error: ..." line and return -1, for the caller to pass up
 static int fail(const char* fmt, ...) {
+    live_line_clear();
     va_list ap;
     va_start(ap, fmt);
     fprintf(stderr, "lora: error: ");
@@ -1560,6 +1571,8 @@ static int use_fast_kernels = 0;
 #else
 static int use_fast_kernels = 1;
 #endif
+// "s" after a count other than 1: printf("%d epoch%s", n, plural(n)) says "1 epoch", "2 epochs"
+static const char* plural(long n) { return n == 1 ? "" : "s"; }
 
 // --- exp and erf written so that the compiler can vectorize them.
 // libm's expf and erff are function calls, one number at a time, and gcc will not turn them into
@@ -2420,8 +2433,9 @@ void model_free(Model* m) {
 // ----------------------------------------------------------------------------
 // reading files
 
-// three things from outside C11: is a path a folder (below), making one (--out DIR), and asking
-// whether stdout or stdin is a terminal (the live progress line; predict reading the keyboard)
+// four things from outside C11: is a path a folder (below), making one (--out DIR), asking
+// whether stdout or stdin is a terminal (the live progress line; predict reading the keyboard),
+// and how wide the terminal is (terminal_columns, with the progress display)
 #ifdef _WIN32
 #include <direct.h>
 #include <io.h>
@@ -2429,6 +2443,7 @@ void model_free(Model* m) {
 #define stdout_is_terminal() _isatty(_fileno(stdout))
 #define stdin_is_terminal() _isatty(_fileno(stdin))
 #else
+#include <sys/ioctl.h>
 #include <sys/stat.h>
 #include <unistd.h>
 #define make_dir(path) mkdir(path, 0755)
@@ -3109,9 +3124,22 @@ static int write_text_file(const char* path, const char* text) {
     return save_commit(&path, 1);
 }
 
-// the HINT for a missing model file: ./prepare_data.sh makes weights/..., not a folder of the user's
+// The HINTs for a missing model or dataset where ./prepare_data.sh or ./lora tiny puts them
+// (weights/..., data/...; not for a folder of the user's own): the download, and the tiny model
+// that needs none, with the one command that trains on it
+#define TINY_HINT "with no download: make tiny, then ./lora train --model weights/tiny " \
+                  "--train data/tiny/train.tsv --val data/tiny/val.tsv --out out/tiny"
+#define TINY_MADE "run make tiny: it writes weights/tiny and data/tiny (no download)"
 static const char* model_hint(const char* path) {
-    return strncmp(path, "weights/", 8) == 0 ? "run ./prepare_data.sh, or pass --model DIR" : NULL;
+    if (strncmp(path, "weights/tiny/", 13) == 0) { return TINY_MADE; }
+    if (strncmp(path, "weights/", 8) != 0) { return NULL; }
+    return "run ./prepare_data.sh (downloads the model and IMDB), or pass --model DIR; " TINY_HINT;
+}
+static const char* data_hint(const char* path) {
+    if (strncmp(path, "data/tiny/", 10) == 0) { return TINY_MADE; }
+    if (strncmp(path, "data/", 5) != 0) { return NULL; }
+    return "run ./prepare_data.sh (downloads the model and IMDB), or pass --train/--val FILE; "
+           TINY_HINT;
 }
 
 // the labels of a config.json (j): K and their names from "id2label", {"0": "Negative", "1":
@@ -3294,8 +3322,8 @@ static int checkpoint_check(const SafeTensors* st, const Config* c, const char* 
         }
     }
     if (max_layer + 1 != c->n_layers) {
-        return fail("%s says n_layers %d, but %s has %ld layers (transformer.layer.0 .. %ld)",
-                    config_path, c->n_layers, st->path, max_layer + 1, max_layer);
+        return fail("%s says n_layers %d, but %s has %ld layer%s (transformer.layer.0 .. %ld)",
+                    config_path, c->n_layers, st->path, max_layer + 1, plural(max_layer + 1), max_layer);
     }
     return 0;
 }
@@ -3636,7 +3664,9 @@ static int base_fingerprint_check(const Model* m, const char* dir) {
 // the adapter's tensors, into a model built with the same LoRA settings
 static int model_load_adapter(Model* m, const char* dir) {
     char path[1024];
-    snprintf(path, sizeof(path), "%s/adapter_model.safetensors", dir);
+    if (snprintf(path, sizeof(path), "%s/adapter_model.safetensors", dir) >= (int)sizeof(path)) {
+        return fail("--adapter %.40s...: the folder's name is too long", dir);
+    }
     int rc = trainables_read(m, path, 1);
     if (rc == 0) { base_fingerprint_check(m, dir); }  // (a warning when it was made for another base)
     return rc;
@@ -4223,7 +4253,7 @@ static int dataset_load(Dataset* d, const char* path, const Tokenizer* tok, int 
     memset(d, 0, sizeof(*d));
     size_t size;
     // (the HINT only for the files ./prepare_data.sh makes, not for a path the user gave)
-    char* text = read_file(path, &size, strncmp(path, "data/imdb/", 10) == 0 ? "run ./prepare_data.sh, or pass --train/--val FILE" : NULL);
+    char* text = read_file(path, &size, data_hint(path));
     if (text == NULL) { return -1; }
     RowReader r = { path, text, size, 0, 1, FORMAT_TSV, f->text_column ? f->text_column : "text",
                     f->label_column ? f->label_column : "label", 0, 0, 0, NULL, "" };
@@ -4317,15 +4347,18 @@ static const char* base_model_name(const char* model_dir) {
 // the tokenizer's ids must all exist in the model's embedding table
 static int check_vocab(const Tokenizer* tok, const Config* c, const char* model_dir) {
     if (tok->vocab_size <= c->vocab_size) { return 0; }
-    return fail("%s/vocab.txt has %d tokens but %s/config.json says vocab_size %d", model_dir, tok->vocab_size,
-                model_dir, c->vocab_size);
+    return fail("%s/vocab.txt has %d token%s but %s/config.json says vocab_size %d", model_dir,
+                tok->vocab_size, plural(tok->vocab_size), model_dir, c->vocab_size);
 }
 
 // --max-len, but never more than the model's positions: an explicit --max-len that is too long
 // is an error, the default 512 just shrinks for a smaller model. -1 after an error.
 static int effective_max_len(const Options* o, const Config* c) {
     if (o->max_len <= c->max_pos) { return o->max_len; }
-    if (o->max_len_given) { return fail("--max-len %d is more than the model's %d positions", o->max_len, c->max_pos); }
+    if (o->max_len_given) {
+        return fail("--max-len %d is more than the model's %d position%s", o->max_len, c->max_pos,
+                    plural(c->max_pos));
+    }
     return c->max_pos;
 }
 
@@ -4460,10 +4493,12 @@ static int train_setup(const Options* o, Model* model, Dataset* train_set, Datas
     fclose(pf);
     remove(probe);
     const Config* c = &model->config;
-    printf("model: %s (dim %d, %d layers, %d heads, FFN %d, vocab %d) | threads: %d\n",
-           o->model_dir, c->dim, c->n_layers, c->n_heads, c->hidden_dim, c->vocab_size, max_threads());
-    printf("train: %s (%d reviews, %.1f tokens on average) | validation: %s (%d reviews)\n",
-           o->train_path, train_set->n, (double)train_set->num_tokens / train_set->n, o->val_path, val_set->n);
+    printf("model: %s (dim %d, %d layer%s, %d head%s, FFN %d, vocab %d) | threads: %d\n", o->model_dir,
+           c->dim, c->n_layers, plural(c->n_layers), c->n_heads, plural(c->n_heads), c->hidden_dim,
+           c->vocab_size, max_threads());
+    printf("train: %s (%d review%s, %.1f tokens on average) | validation: %s (%d review%s)\n",
+           o->train_path, train_set->n, plural(train_set->n), (double)train_set->num_tokens / train_set->n,
+           o->val_path, val_set->n, plural(val_set->n));
     if (c->num_labels != 2 || !labels_are_default(c->num_labels, c->id2label)) {
         char list[400];
         printf("classes: %d (%s)\n", c->num_labels, label_list(list, sizeof(list), c->num_labels, c->id2label));
@@ -4518,7 +4553,6 @@ struct Progress {
     int val_reviews;
     double val_tokens;
     int epoch;                    // the epoch being trained
-    int live;                     // a live line is on the screen
     int header_printed;           // the "epoch | train loss | ..." header
     FILE* log;                    // OUT/log.tsv
     int extra_columns;            // log.tsv's columns after elapsed_s (K > 2 classes: see log_header)
@@ -4539,17 +4573,49 @@ static const char* hms(double seconds, char* buf) {
     return buf;
 }
 
-// clear the live line (before a permanent line is printed over it)
-static void progress_clear(Progress* pr) {
-    if (pr->tty && pr->live) { printf("\r%*s\r", 118, ""); pr->live = 0; }
+// the terminal's width in columns: the terminal's own answer (TIOCGWINSZ, on POSIX systems), else
+// $COLUMNS, else 80. Asked at every redraw, so a resized window is followed.
+static int terminal_columns(void) {
+#ifdef TIOCGWINSZ
+    struct winsize ws;
+    if (ioctl(STDOUT_FILENO, TIOCGWINSZ, &ws) == 0 && ws.ws_col > 0) { return ws.ws_col; }
+#endif
+    const char* env = getenv("COLUMNS");
+    int n = env ? atoi(env) : 0;
+    return n > 0 && n < 10000 ? n : 80;
 }
 
-// draw the live line: at most 118 characters, so that it fits a 120-column terminal
-static void progress_live(Progress* pr, const char* text) {
+// clear the live line (before a permanent line is printed over it)
+static void progress_clear(Progress* pr) {
+    (void)pr;
+    live_line_clear();
+}
+
+// draw the live line over the last one: the fields that fit the terminal, taken by rank (rank[i]
+// 1 = the most useful) and shown in their own order, joined by " | ". It never wraps: a wrapped
+// line would leave a copy of itself on the screen at every redraw. Three columns stay free, for
+// the "^C" a terminal echoes at the cursor; the most useful field alone is cut to fit.
+static void progress_live(Progress* pr, const char* const* field, const int* rank, int n) {
     if (!pr->tty) { return; }
-    printf("\r%-118.118s", text);
+    int columns = terminal_columns(), width = columns > 4 ? columns - 3 : 1;
+    int used = -3, take[8] = { 0 };  // columns taken (-3: no " | " before the first), fields taken
+    for (int r = 1; r <= n; r++) {
+        for (int i = 0; i < n && i < 8; i++) {
+            int len = (int)strlen(field[i]);
+            if (rank[i] == r && (used < 0 || used + 3 + len <= width)) {
+                take[i] = 1;
+                used += 3 + len;
+            }
+        }
+    }
+    char line[512] = "";
+    for (int i = 0; i < n && i < 8; i++) {
+        size_t at = strlen(line);
+        if (take[i]) { snprintf(line + at, sizeof(line) - at, "%s%s", at ? " | " : "", field[i]); }
+    }
+    printf("\r%-*.*s", width, width, line);
     fflush(stdout);
-    pr->live = 1;
+    live_line_columns = columns - 1;  // clearing covers an echoed "^C" too, not the last column
 }
 
 // an estimate of one evaluation's duration: the last one, or from the training speed
@@ -4583,7 +4649,8 @@ static char* log_header(int K, char* const* names, int* extra) {
 // back into the curves
 static Progress* progress_start(const Options* o, int total_steps, int steps_per_epoch, const Dataset* val_set,
                                 const TrainState* resumed) {
-    printf("%d steps (%d epochs of %d)", total_steps, o->epochs, steps_per_epoch);
+    printf("%d step%s (%d epoch%s of %d)", total_steps, plural(total_steps), o->epochs, plural(o->epochs),
+           steps_per_epoch);
     if (resumed) { printf(", resuming at epoch %d after step %d", resumed->epoch, resumed->step); }
     printf(" | Ctrl-C stops after the current step and saves %s/last for --resume\n", o->out_dir);
     int start_step = resumed ? resumed->step : -1;
@@ -4661,7 +4728,7 @@ static void progress_step(Progress* pr, int epoch, int s, int step, float loss, 
     double eta_epoch = per_step * (pr->steps_per_epoch - s) + progress_eval_estimate(pr);
     double eta_run = per_step * (pr->total_steps - step) + progress_eval_estimate(pr) * (pr->epochs - epoch + 1);
     double tok_s = pr->train_tokens / pr->train_seconds;
-    char a[64], b[64], c[64], line[512];
+    char a[64], b[64], c[64];
     if (log_now) {
         progress_clear(pr);
         printf("step %5d/%d | loss %.4f | lr %.2e | grad norm %.3f | %.0f ms/step | epoch %d/%d | %s elapsed, ETA %s\n",
@@ -4678,10 +4745,19 @@ static void progress_step(Progress* pr, int epoch, int s, int step, float loss, 
         pr->interval_loss = pr->interval_seconds = 0;
         pr->interval_steps = 0;
     }
-    snprintf(line, sizeof(line), "epoch %d/%d | step %d/%d | loss %.4f | lr %.2e | %.0f tok/s | %s | ETA epoch %s, run %s",
-             epoch, pr->epochs, s, pr->steps_per_epoch, loss, lr, tok_s, hms(t - pr->t0, a), hms(eta_epoch, b),
-             hms(eta_run, c));
-    progress_live(pr, line);
+    // the live line, as wide as the terminal allows; ranks: what goes last when it is narrow
+    char f[8][96];
+    snprintf(f[0], sizeof(f[0]), "epoch %d/%d", epoch, pr->epochs);
+    snprintf(f[1], sizeof(f[0]), "step %d/%d", s, pr->steps_per_epoch);
+    snprintf(f[2], sizeof(f[0]), "loss %.4f", loss);
+    snprintf(f[3], sizeof(f[0]), "lr %.2e", lr);
+    snprintf(f[4], sizeof(f[0]), "%.0f tok/s", tok_s);
+    snprintf(f[5], sizeof(f[0]), "%s elapsed", hms(t - pr->t0, a));
+    snprintf(f[6], sizeof(f[0]), "ETA epoch %s", hms(eta_epoch, b));
+    snprintf(f[7], sizeof(f[0]), "ETA run %s", hms(eta_run, c));
+    const char* fields[8] = { f[0], f[1], f[2], f[3], f[4], f[5], f[6], f[7] };
+    const int rank[8] = { 1, 2, 4, 8, 6, 7, 5, 3 };
+    progress_live(pr, fields, rank, 8);
 }
 
 static void progress_eval(Progress* pr, int done, int total) {
@@ -4689,13 +4765,18 @@ static void progress_eval(Progress* pr, int done, int total) {
     double t = now_seconds();
     if (done <= 0 || pr->eval_t0 == 0) { pr->eval_t0 = t; }
     double spent = t - pr->eval_t0, eta = done > 0 ? spent / done * (total - done) : 0;
-    char a[64], b[64], c[64], line[512];
+    char a[64], b[64], c[64], f[5][96];
     double eta_run = eta + pr->train_seconds / (pr->epoch * (double)pr->steps_per_epoch) *
                      (pr->total_steps - pr->epoch * (double)pr->steps_per_epoch) +
                      progress_eval_estimate(pr) * (pr->epochs - pr->epoch);
-    snprintf(line, sizeof(line), "epoch %d/%d | evaluating %d/%d reviews | %s | ETA evaluation %s, run %s",
-             pr->epoch, pr->epochs, done, total, hms(t - pr->t0, a), hms(eta, b), hms(eta_run, c));
-    progress_live(pr, line);
+    snprintf(f[0], sizeof(f[0]), "epoch %d/%d", pr->epoch, pr->epochs);
+    snprintf(f[1], sizeof(f[0]), "evaluating %d/%d", done, total);
+    snprintf(f[2], sizeof(f[0]), "%s elapsed", hms(t - pr->t0, a));
+    snprintf(f[3], sizeof(f[0]), "ETA evaluation %s", hms(eta, b));
+    snprintf(f[4], sizeof(f[0]), "ETA run %s", hms(eta_run, c));
+    const char* fields[5] = { f[0], f[1], f[2], f[3], f[4] };
+    const int rank[5] = { 1, 2, 5, 4, 3 };
+    progress_live(pr, fields, rank, 5);
     if (done >= total) { pr->eval_seconds = spent; pr->eval_t0 = 0; }
 }
 
@@ -4756,8 +4837,8 @@ static void progress_write_svg(Progress* pr) {
     for (int i = 0; i <= 5; i++) { fprintf(f, "<text x=\"%.1f\" y=\"%.1f\">%.1f</text>\n", x1 + 6, SA(i / 5.0) + 4, i / 5.0); }
     fprintf(f, "</g>\n<g text-anchor=\"middle\">\n");
     for (double v = 0; v <= xmax + 1e-9; v += xtick) { fprintf(f, "<text x=\"%.1f\" y=\"%.1f\">%g</text>\n", SX(v), y0 + 18, v); }
-    fprintf(f, "<text x=\"%.1f\" y=\"%.1f\">training step (%d epochs of %d)</text>\n", (x0 + x1) / 2, y0 + 40,
-            pr->epochs, pr->steps_per_epoch);
+    fprintf(f, "<text x=\"%.1f\" y=\"%.1f\">training step (%d epoch%s of %d)</text>\n", (x0 + x1) / 2,
+            y0 + 40, pr->epochs, plural(pr->epochs), pr->steps_per_epoch);
     fprintf(f, "<text transform=\"translate(20 %.1f) rotate(-90)\">loss</text>\n", (y0 + y1) / 2);
     fprintf(f, "<text transform=\"translate(%.1f %.1f) rotate(90)\">validation accuracy</text>\n</g>\n", x1 + 45, (y0 + y1) / 2);
     // training loss, raw (every step, light) and smoothed (exponential moving average, 0.9)
@@ -4984,7 +5065,7 @@ static int resume_settings(Options* o, Json** keep) {
     if (st == NULL || st->type != JSON_OBJECT) { return fail("%s: \"settings\" is missing", file); }
     uint64_t epochs, batch, max_len, seed, rank;
     double lr, wd, mgn, alpha, dropout;
-    const char* targets;
+    const char* targets = NULL;
     int rc = json_get_text(st, "model", &o->model_dir, file);
     if (rc == 0) { rc = json_get_text(st, "train", &o->train_path, file); }
     if (rc == 0) { rc = json_get_text(st, "val", &o->val_path, file); }
@@ -5297,8 +5378,8 @@ int eval_command(const Options* o, const char* predictions_path) {
         probs = mallocCheck((size_t)d.n * K * sizeof(float));
         rc = evaluate(&model, &d, o->batch, r, probs, NULL);
         if (rc == 0) {
-            printf("%s: %d reviews | loss %.4f | accuracy %.4f | %.1f s (%s%s)\n", o->val_path, d.n, r->loss,
-                   r->accuracy, now_seconds() - t0, o->adapter_dir ? "adapter: " : "model: ",
+            printf("%s: %d review%s | loss %.4f | accuracy %.4f | %.1f s (%s%s)\n", o->val_path, d.n,
+                   plural(d.n), r->loss, r->accuracy, now_seconds() - t0, o->adapter_dir ? "adapter: " : "model: ",
                    o->adapter_dir ? o->adapter_dir : checkpoint_has_head(o->model_dir) ? o->model_dir : "no adapter, untrained head");
         }
         if (rc == 0 && K == 2) {
@@ -5464,8 +5545,8 @@ int merge_command(const Options* o) {
     int rc = make_dirs(o->out_dir) != 0 ? fail("cannot create directory %s: %s", o->out_dir, strerror(errno))
                                         : checkpoint_save(&m, o->out_dir, o->model_dir, NULL, dtype);
     if (rc == 0) {
-        printf("merged %s (r %d, scaling %g) of %d layers and the head of %s into %s\n", merged, R, scale,
-               c->n_layers, o->adapter_dir, o->model_dir);
+        printf("merged %s (r %d, scaling %g) of %d layer%s and the head of %s into %s\n", merged, R, scale,
+               c->n_layers, plural(c->n_layers), o->adapter_dir, o->model_dir);
         printf("saved: %s (config.json, model.safetensors in %s, vocab.txt) | try: ./lora predict --model %s \"a great movie\"\n",
                o->out_dir, dtype, o->out_dir);
     }
@@ -5582,9 +5663,82 @@ static const char* printable(const char* word, char* out, size_t cap) {
     return out;
 }
 
+// bench's sequence lengths: --len N for every sequence, or --lengths FILE (one per line, used in
+// order). A length beyond the model's positions is cut to them, as training cuts a text, and one
+// line says so. Returns how many (0 after an error line); *out is malloc'ed.
+static int bench_lengths(const BenchOptions* bo, int max_pos, int** out) {
+    int n = 0, cap = 1024, cut = 0;
+    int* lengths = mallocCheck(cap * sizeof(int));
+    FILE* f = bo->lengths_path ? fopen_check(bo->lengths_path, "r", NULL) : NULL;
+    char word[64], shown[64];
+    if (bo->lengths_path == NULL) { lengths[n++] = bo->len; }
+    while (f && fscanf(f, "%63s", word) == 1) {
+        char* end;
+        long v = strtol(word, &end, 10);
+        if (*end != '\0' || v < 1 || v > 1 << 20) {
+            fclose(f); free(lengths);
+            fail("%s: '%s' is not a sequence length (a whole number from 1 to %d)",
+                 bo->lengths_path, printable(word, shown, sizeof(shown)), 1 << 20);
+            return 0;
+        }
+        if (n == cap) {
+            cap *= 2;
+            lengths = realloc(lengths, cap * sizeof(int));
+            if (!lengths) { exit(EXIT_FAILURE); }
+        }
+        lengths[n++] = (int)v;
+    }
+    if (f) { fclose(f); }
+    if (bo->lengths_path && (f == NULL || n == 0)) {
+        if (f) { fail("%s: no lengths in the file", bo->lengths_path); }
+        free(lengths);
+        return 0;
+    }
+    for (int i = 0; i < n; i++) { if (lengths[i] > max_pos) { lengths[i] = max_pos; cut++; } }
+    if (cut && bo->lengths_path) {
+        printf("bench: %d of the %d length%s in %s %s more than the model's %d position%s: cut to "
+               "%d\n", cut, n, plural(n), bo->lengths_path, cut == 1 ? "is" : "are", max_pos, plural(max_pos),
+               max_pos);
+    } else if (cut) {
+        printf("bench: --len %d is more than the model's %d position%s: sequences of %d token%s\n",
+               bo->len, max_pos, plural(max_pos), max_pos, plural(max_pos));
+    }
+    *out = lengths;
+    return n;
+}
+
+// reps training steps on one batch (forward, backward, clip, AdamW; dropout off), or reps
+// evaluation passes (forward only): their seconds in all, -1 after an error line
+static double bench_time(Model* m, const int* ids, const int* lengths, int B, const int* labels,
+                         int train, int reps) {
+    double t = now_seconds();
+    for (int r = 0; r < reps; r++) {
+        if (model_forward(m, ids, lengths, B, labels) != 0) { return -1; }
+        if (!train) { continue; }
+        model_zero_grad(m);
+        model_backward(m);
+        model_clip_grad_norm(m, 1.0f);
+        model_update(m, 1e-5f, 0.9f, 0.999f, 1e-8f, 0.01f);
+    }
+    return now_seconds() - t;
+}
+
+// one of bench's lines: the mean time per batch (which the tokens/s and GFLOP/s come from: they
+// agree, to the 4 digits printed) and the median, over the K timed batches
+static void bench_report(const char* what, const char* per, double* seconds, int K, double tokens,
+                         double flops) {
+    double total = 0;
+    for (int k = 0; k < K; k++) { total += seconds[k]; }
+    qsort(seconds, K, sizeof(double), compare_doubles);
+    printf("%s %.4g ms/%s (mean; median %.4g) | %.0f tokens/s | %.1f GFLOP/s\n", what,
+           1000.0 * total / K, per, 1000.0 * seconds[K / 2], tokens / total, flops / total / 1e9);
+}
+
 int bench_command(const Options* o, const BenchOptions* bo) {
     if (strcmp(bo->what, "mm") == 0) { return bench_matmul(); }
-    if (strcmp(bo->what, "model") != 0) { return fail("--what: expected model or mm, got '%s'", bo->what); }
+    if (strcmp(bo->what, "model") != 0) {
+        return fail("--what: expected model or mm, got '%s'", bo->what);
+    }
     Model model;
     if (o->model_dir) {
         if (model_load(&model, o->model_dir, &o->lora, o->mode, o->seed) != 0) { return -1; }
@@ -5595,88 +5749,61 @@ int bench_command(const Options* o, const BenchOptions* bo) {
         model_init_random(&model, &c, &o->lora, o->mode, o->seed);
     }
     const Config* c = &model.config;
-    int max_pos = c->max_pos;  // the error lines below come after model_free, which clears c
-    // the sequence lengths: --len N for all, or --lengths FILE (one per line, used in order)
-    int num_lengths = 0, cap = 1024;
-    int* all_lengths = mallocCheck(cap * sizeof(int));
-    if (bo->lengths_path) {
-        FILE* f = fopen_check(bo->lengths_path, "r", NULL);
-        if (f == NULL) { free(all_lengths); model_free(&model); return -1; }
-        long v;
-        char word[64];
-        while (fscanf(f, "%63s", word) == 1) {
-            char* end;
-            v = strtol(word, &end, 10);
-            if (*end != '\0' || v < 1 || v > max_pos) {
-                char shown[64];
-                fclose(f); free(all_lengths); model_free(&model);
-                return fail("%s: '%s' is not a sequence length between 1 and %d", bo->lengths_path, printable(word, shown, sizeof(shown)), max_pos);
-            }
-            if (num_lengths == cap) { cap *= 2; all_lengths = realloc(all_lengths, cap * sizeof(int)); if (!all_lengths) { exit(EXIT_FAILURE); } }
-            all_lengths[num_lengths++] = (int)v;
-        }
-        fclose(f);
-        if (num_lengths == 0) { free(all_lengths); model_free(&model); return fail("%s: no lengths in the file", bo->lengths_path); }
-    } else {
-        if (bo->len > max_pos) { free(all_lengths); model_free(&model); return fail("--len %d is more than the model's %d positions", bo->len, max_pos); }
-        all_lengths[num_lengths++] = bo->len;
-    }
-    // K timed batches after one warm-up (first-touch page faults, model_reserve growing)
-    int B = o->batch, K = bo->batches;
+    int* all_lengths = NULL;
+    int num_lengths = bench_lengths(bo, c->max_pos, &all_lengths);
+    if (num_lengths == 0) { model_free(&model); return -1; }
+    int B = o->batch, K = bo->batches, lengths[1024], labels[1024], reps[2] = { 1, 1 }, rc = 0;
     int* ids = mallocCheck((size_t)B * c->max_pos * sizeof(int));
-    int lengths[1024], labels[1024];
+    double* seconds = mallocCheck(2 * (size_t)K * sizeof(double));  // training K, evaluation K
+    double tokens = 0.0, flops_train = 0.0, flops_eval = 0.0;
     Rng rng = { o->seed };
-    double* train_ms = mallocCheck((K + 1) * sizeof(double));
-    double* eval_ms = mallocCheck((K + 1) * sizeof(double));
-    double tokens = 0.0, flops_train = 0.0, flops_eval = 0.0, train_total = 0.0, eval_total = 0.0;
-    printf("bench: dim %d, %d layers, %d heads, FFN %d | mode %s | batch %d | %d batches after 1 warm-up | threads %d | %s\n",
-           c->dim, c->n_layers, c->n_heads, c->hidden_dim, MODE_NAMES[model.mode], B, K, max_threads(),
-           bo->lengths_path ? bo->lengths_path : "fixed length");
+    const char* source = bo->lengths_path ? bo->lengths_path : "fixed length";
+    printf("bench: dim %d, %d layer%s, %d head%s, FFN %d | mode %s | batch %d | %d batch%s after 1 "
+           "warm-up | threads %d | %s\n", c->dim, c->n_layers, plural(c->n_layers), c->n_heads,
+           plural(c->n_heads), c->hidden_dim, MODE_NAMES[model.mode], B, K, K == 1 ? "" : "es",
+           max_threads(), source);
     print_parameter_count(&model);
-    for (int k = 0; k <= K; k++) {  // k == 0 is the warm-up
-        size_t n = 0;
-        for (int b = 0; b < B; b++) {
+    for (int k = 0; k <= K && rc == 0; k++) {
+        // batch k: its lengths in turn from the list, random ids (above 1000 in a real vocabulary,
+        // past [PAD], [unused..] and the specials) and labels
+        for (int b = 0, n = 0; b < B; b++) {
             lengths[b] = all_lengths[((size_t)k * B + b) % num_lengths];
             labels[b] = (int)(rng_u64(&rng) % 2);
-            // random ids; above 1000 in a real vocabulary, to skip [PAD], [unused..] and the specials
             int lo = c->vocab_size > 2000 ? 1000 : 0;
-            for (int t = 0; t < lengths[b]; t++) { ids[n++] = lo + (int)(rng_u64(&rng) % (uint64_t)(c->vocab_size - lo)); }
+            for (int t = 0; t < lengths[b]; t++) {
+                ids[n++] = lo + (int)(rng_u64(&rng) % (uint64_t)(c->vocab_size - lo));
+            }
         }
-        // a training step, dropout off
-        // dropout off; otherwise a real training step: forward, backward, clip, AdamW
-        model.training = 0;
-        double t = now_seconds();
-        if (model_forward(&model, ids, lengths, B, labels) != 0) { return -1; }
-        model_zero_grad(&model);
-        model_backward(&model);
-        model_clip_grad_norm(&model, 1.0f);
-        model_update(&model, 1e-5f, 0.9f, 0.999f, 1e-8f, 0.01f);
-        train_ms[k] = 1000.0 * (now_seconds() - t);
-        // an evaluation pass
-        t = now_seconds();
-        if (model_forward(&model, ids, lengths, B, labels) != 0) { return -1; }
-        eval_ms[k] = 1000.0 * (now_seconds() - t);
-        if (k == 0) { continue; }
-        for (int b = 0; b < B; b++) {
+        for (int train = 1; train >= 0; train--) {
+            // k == 0: a warm-up (first-touch page faults, model_reserve growing), then one run that
+            // sets how many times each timed batch runs: 0.1 s of work or more per timing, so
+            // that a tiny model's 0.5 ms step is not measured by the clock's jitter
+            if (k == 0 && bench_time(&model, ids, lengths, B, labels, train, 1) < 0) {
+                rc = -1;
+                break;
+            }
+            double s = bench_time(&model, ids, lengths, B, labels, train, reps[train]);
+            if (s < 0) { rc = -1; break; }
+            if (k == 0) { reps[train] = s >= 0.1 ? 1 : (int)ceil(0.1 / (s > 1e-6 ? s : 1e-6)); }
+            else { seconds[(train ? 0 : K) + k - 1] = s / reps[train]; }
+        }
+        for (int b = 0; b < B && k > 0; b++) {
             tokens += lengths[b];
             flops_train += train_flops(c, lengths[b], model.mode);
             flops_eval += forward_flops(c, lengths[b]);
         }
-        train_total += train_ms[k];
-        eval_total += eval_ms[k];
     }
-    // medians of the K timed batches (index 0, the warm-up, is left out); tokens/s and GFLOP/s
-    // come from the totals
-    qsort(train_ms + 1, K, sizeof(double), compare_doubles);
-    qsort(eval_ms + 1, K, sizeof(double), compare_doubles);
-    printf("train step: median %.1f ms/step | %.0f tokens/s | %.1f GFLOP/s\n", train_ms[1 + K / 2],
-           tokens / (train_total / 1000.0), flops_train / (train_total / 1000.0) / 1e9);
-    printf("eval pass:  median %.1f ms/batch | %.0f tokens/s | %.1f GFLOP/s\n", eval_ms[1 + K / 2],
-           tokens / (eval_total / 1000.0), flops_eval / (eval_total / 1000.0) / 1e9);
-    printf("tokens: %.0f in %d batches (%.1f per sequence) | peak memory %.0f MB\n", tokens, K, tokens / (K * B), peak_memory_mb());
-    free(train_ms); free(eval_ms); free(ids); free(all_lengths);
+    if (rc == 0) {
+        bench_report("train step:", "step", seconds, K, tokens, flops_train);
+        bench_report("eval pass: ", "batch", seconds + K, K, tokens, flops_eval);
+        printf("tokens: %.0f in %d batch%s (%.1f per sequence) | each batch timed over %d training "
+               "step%s and %d evaluation pass%s | peak memory %.0f MB\n", tokens, K, K == 1 ? "" : "es",
+               tokens / ((double)K * B), reps[1], plural(reps[1]), reps[0], reps[0] == 1 ? "" : "es",
+               peak_memory_mb());
+    }
+    free(seconds); free(ids); free(all_lengths);
     model_free(&model);
-    return 0;
+    return rc;
 }
 
 // ----------------------------------------------------------------------------
@@ -5862,42 +5989,265 @@ int tiny_command(const Options* o) {
 // the command line
 
 #ifndef TESTING
+#include <stddef.h>  // offsetof, for the table of flags
 
-static void usage(FILE* f) {
-    fprintf(f,
-        "usage: ./lora train   [--model DIR] [--train FILE] [--val FILE] [--out DIR] [flags]\n"
-        "       ./lora eval    [--adapter DIR] [--val FILE] [--predictions FILE] [flags]\n"
-        "       ./lora predict [--adapter DIR] \"text\" ...   (no text: one per line of stdin)\n"
-        "       ./lora merge   --adapter DIR --out DIR [--model DIR] [--dtype f32|f16|bf16]\n"
-        "       ./lora bench   [--model DIR] [--len N | --lengths FILE] [--batches K] | --what mm\n"
-        "       ./lora tiny    (write weights/tiny and data/tiny: a tiny random model and toy data)\n"
-        "./lora COMMAND --help lists the flags of COMMAND, with their defaults (the tutorial's recipe)\n");
+// Everything a command may take from the command line: the run's Options (the tutorial's recipe
+// unless a flag says otherwise), bench's own flags, eval's --predictions, predict's texts, and
+// the names of the flags given (a default may change quietly, a value the user gave may not).
+typedef struct {
+    Options o;
+    BenchOptions bench;
+    const char* predictions_path;  // eval --predictions FILE
+    int show_all;                  // predict --all: every class's probability
+    const char* targets;           // --targets q_lin,v_lin: parsed into o.lora.targets
+    const char* mode;              // --mode lora|head|full: parsed into o.mode
+    int reference;                 // --reference: every product in the plain loops of Part 1
+    char** texts;                  // predict's texts (moved to argv[2 ..] while parsing)
+    int num_texts;
+    const char* seen[1024];        // the flags given, by name
+    int num_seen;
+    Json* resumed;                 // train --resume: the saved state (o's strings point into it)
+} Cli;
+
+// 1 if the flag `name` was on the command line
+static int flag_given(const Cli* cli, const char* name) {
+    for (int i = 0; i < cli->num_seen; i++) { if (strcmp(cli->seen[i], name) == 0) { return 1; } }
+    return 0;
 }
 
-// one flag of the command line: its name, the kind of value (i int, f float, s string, u seed,
-// b a switch with no value), where it goes, its range, the commands that take it (letters:
-// t train, e eval, p predict, m merge, b bench, y tiny), and its line of help (with the default)
-typedef struct { const char* name; char kind; void* dst; double min, max; const char* cmds; const char* help; } Flag;
+// eval, predict and merge: which folder is the adapter and which the model. A head or full run
+// saves whole checkpoints, not adapters: an --adapter (or eval's default out/best) that holds
+// one is the model itself. Without --model, the base model is the one the adapter's
+// adapter_config.json names (that folder when it exists, else weights/NAME).
+static int adapter_and_model(Cli* cli, int is_merge) {
+    static char base_dir[1024];
+    Options* o = &cli->o;
+    int model_given = flag_given(cli, "--model"), adapter_given = flag_given(cli, "--adapter");
+    char adapter_config[1100];
+    if (o->adapter_dir == NULL) { return 0; }
+    adapter_set_file(adapter_config, sizeof(adapter_config), o->adapter_dir, "adapter_config.json");
+    if (!file_is_there(adapter_config) && checkpoint_has_head(o->adapter_dir)) {
+        if (is_merge) {
+            return fail("--adapter %s is a whole model (a head or full run's), not an adapter: "
+                        "there is nothing to merge", o->adapter_dir);
+        }
+        if (model_given && adapter_given) {
+            return fail("--adapter %s is a whole model, not an adapter: pass it as --model %s "
+                        "alone", o->adapter_dir, o->adapter_dir);
+        }
+        if (!model_given) { o->model_dir = o->adapter_dir; }  // (eval --model M: M, not out/best)
+        o->adapter_dir = NULL;
+    }
+    if (!model_given && o->adapter_dir &&
+        adapter_base_model(o->adapter_dir, base_dir, sizeof(base_dir))) {
+        o->model_dir = base_dir;
+    }
+    return 0;
+}
 
-// the commands, their letters for Flag.cmds, and what each does
-#define NUM_COMMANDS 6
-static const char* COMMANDS[NUM_COMMANDS][3] = {
-    { "train", "t", "fine-tune (LoRA, the tutorial's recipe, by default; --mode head or full); saves OUT/best and OUT/last" },
-    { "eval", "e", "loss, accuracy, precision, recall, F1 and the confusion matrix of an adapter on a data file" },
-    { "predict", "p", "classify texts (arguments, or one per line of stdin): label, P(positive) (or P(label)), text" },
-    { "merge", "m", "fold an adapter into its base model's weights: one ordinary Hugging Face checkpoint" },
-    { "bench", "b", "time training steps and evaluation passes (tokens/s); --what mm: the matmul alone" },
-    { "tiny", "y", "write weights/tiny and data/tiny: a tiny random DistilBERT and a toy dataset" } };
+// --resume continues a run with the settings it was started with (trainer_state.json): a flag
+// that would change them is an error, not silently ignored
+static int run_train(Cli* cli) {
+    const char* fixed[] = { "--model", "--train", "--val", "--out", "--epochs", "--batch",
+                            "--max-len", "--lr", "--weight-decay", "--max-grad-norm", "--rank",
+                            "--alpha", "--lora-dropout", "--targets", "--seed", "--overwrite",
+                            "--mode", "--labels" };
+    for (size_t k = 0; cli->o.resume_dir && k < sizeof(fixed) / sizeof(fixed[0]); k++) {
+        if (flag_given(cli, fixed[k])) {
+            return fail("--resume continues a run with its own settings (%s/trainer_state.json): "
+                        "drop %s", cli->o.resume_dir, fixed[k]);
+        }
+    }
+    if (cli->o.resume_dir && resume_settings(&cli->o, &cli->resumed) != 0) { return -1; }
+    return train(&cli->o);
+}
+static int run_eval(Cli* cli) {
+    if (adapter_and_model(cli, 0) != 0) { return -1; }
+    return eval_command(&cli->o, cli->predictions_path);
+}
+static int run_predict(Cli* cli) {
+    if (adapter_and_model(cli, 0) != 0) { return -1; }
+    return predict_command(&cli->o, cli->texts, cli->num_texts, cli->show_all);
+}
+static int run_merge(Cli* cli) {
+    if (!cli->o.adapter_dir || !flag_given(cli, "--out")) {
+        return fail("merge needs --adapter DIR (the adapter) and --out DIR (the new model's "
+                    "folder)");
+    }
+    if (adapter_and_model(cli, 1) != 0) { return -1; }
+    return merge_command(&cli->o);
+}
+static int run_bench(Cli* cli) { return bench_command(&cli->o, &cli->bench); }
+static int run_tiny(Cli* cli) { return tiny_command(&cli->o); }
 
-// ./lora CMD --help: the command's flags, one line each, with their defaults
-static void command_help(int c, const Flag* flags, int num_flags) {
-    printf("usage: ./lora %s [flags]%s\n%s\nflags:\n", COMMANDS[c][0], c == 2 ? " [\"text\" ...]" : "", COMMANDS[c][2]);
-    for (int k = 0; k < num_flags; k++) {
-        if (!strchr(flags[k].cmds, COMMANDS[c][1][0])) { continue; }
-        const char* arg = flags[k].kind == 'b' ? "" : flags[k].kind == 's' ? " VALUE" : flags[k].kind == 'f' ? " X" : " N";
+// the commands: name, the letter that marks its flags in FLAGS, its usage line (the same words
+// for values as its flags' help: DIR, FILE, N, X), what it does, and what runs it
+typedef struct {
+    const char* name;
+    char letter;
+    const char* usage;
+    const char* what;
+    int (*run)(Cli* cli);  // 0, or -1 after one error line (train: 130 after Ctrl-C)
+} Command;
+static const Command COMMANDS[] = {
+    { "train", 't', "[--model DIR] [--train FILE] [--val FILE] [flags]",
+      "fine-tune: LoRA as the tutorial (--mode head or full: the head, or everything); saves "
+      "OUT/best and OUT/last", run_train },
+    { "eval", 'e', "[--adapter DIR] [--val FILE] [--predictions FILE] [flags]",
+      "loss, accuracy, precision, recall, F1 and the confusion matrix on a data file", run_eval },
+    { "predict", 'p', "[--adapter DIR] [flags] \"text\" ...",
+      "classify texts: label, P(positive) (more classes: P(label)), text; with no text, one per "
+      "line of stdin",
+      run_predict },
+    { "merge", 'm', "--adapter DIR --out DIR [--model DIR] [--dtype f32|f16|bf16]",
+      "fold an adapter into its base model's weights: one ordinary Hugging Face checkpoint",
+      run_merge },
+    { "bench", 'b', "[--model DIR] [--len N | --lengths FILE] [flags]",
+      "time training steps and evaluation passes (tokens/s); --what mm: the matmul alone",
+      run_bench },
+    { "tiny", 'y', "[--seed N]",
+      "write weights/tiny and data/tiny: a tiny random DistilBERT and a toy dataset (no "
+      "download)", run_tiny } };
+#define NUM_COMMANDS ((int)(sizeof(COMMANDS) / sizeof(COMMANDS[0])))
+
+// One flag of the command line. A flag may have one line per command (or group of commands)
+// when it means something else there; each command's --help shows only its own lines.
+typedef struct {
+    const char* name;   // --epochs
+    char kind;          // i an int, f a float, u the 64-bit seed, s a string, b a switch (no value)
+    const char* arg;    // its value as help and usage write it: DIR, FILE, N, X, LIST, the choices
+    size_t at;          // where the value goes: offsetof(Cli, ...)
+    double min, max;    // the range of a number, checked when it is read
+    const char* cmds;   // the commands that take it: letters of COMMANDS
+    const char* help;   // what it does, with the default
+} Flag;
+#define AT(field) offsetof(Cli, field)
+
+// The table of flags, one entry per flag (and per meaning); no getopt (it is not C11).
+static const Flag FLAGS[] = {
+    { "--model", 's', "DIR", AT(o.model_dir), 0, 0, "t",
+      "the base model: config.json, model.safetensors, vocab.txt (default: "
+      "weights/distilbert-base-uncased)" },
+    { "--model", 's', "DIR", AT(o.model_dir), 0, 0, "epm",
+      "the base model (default: the one the adapter's adapter_config.json names)" },
+    { "--model", 's', "DIR", AT(o.model_dir), 0, 0, "b",
+      "the model to time (default: random weights of distilbert-base-uncased's shape)" },
+    { "--mode", 's', "lora|head|full", AT(mode), 0, 0, "tb",
+      "what trains: lora (the adapters and the head; default), head (the head only) or full "
+      "(every parameter)" },
+    { "--train", 's', "FILE", AT(o.train_path), 0, 0, "t",
+      "training data: .tsv (label<TAB>text per line), .csv or .jsonl (default: "
+      "data/imdb/train_1k.tsv)" },
+    { "--val", 's', "FILE", AT(o.val_path), 0, 0, "t",
+      "validation data, evaluated after every epoch (default: data/imdb/validation_1k.tsv)" },
+    { "--val", 's', "FILE", AT(o.val_path), 0, 0, "e",
+      "the data to evaluate on (default: data/imdb/validation_1k.tsv)" },
+    { "--text-column", 's', "NAME", AT(o.text_column), 0, 0, "te",
+      "the text's column of a .csv or .jsonl file (default: text)" },
+    { "--label-column", 's', "NAME", AT(o.label_column), 0, 0, "te",
+      "the label's column of a .csv or .jsonl file (default: label)" },
+    { "--labels", 's', "LIST", AT(o.labels), 0, 0, "tep",
+      "the classes in this order, e.g. awful,bad,good,great (default: the data's 0..K-1, or "
+      "its words sorted)" },
+    { "--out", 's', "DIR", AT(o.out_dir), 0, 0, "t",
+      "where best/, last/, log.tsv and curves.svg go (default: out)" },
+    { "--out", 's', "DIR", AT(o.out_dir), 0, 0, "m",
+      "the merged model's folder (required; never overwritten)" },
+    { "--overwrite", 'b', "", AT(o.overwrite), 0, 0, "t",
+      "replace the checkpoints already in --out (else they are never touched)" },
+    { "--overwrite", 'b', "", AT(o.overwrite), 0, 0, "y",
+      "replace a weights/tiny or data/tiny that differs (else it is never touched)" },
+    { "--resume", 's', "DIR", AT(o.resume_dir), 0, 0, "t",
+      "continue the run saved in DIR (an OUT/last), with that run's settings" },
+    { "--adapter", 's', "DIR", AT(o.adapter_dir), 0, 0, "e",
+      "the adapter, or a head or full run's checkpoint (default: out/best)" },
+    { "--adapter", 's', "DIR", AT(o.adapter_dir), 0, 0, "p",
+      "the adapter, or a head or full run's checkpoint (default: none, an untrained head)" },
+    { "--adapter", 's', "DIR", AT(o.adapter_dir), 0, 0, "m",
+      "the adapter to fold in (required)" },
+    { "--dtype", 's', "f32|f16|bf16", AT(o.dtype), 0, 0, "m",
+      "the merged weights' type (default: f32)" },
+    { "--predictions", 's', "FILE", AT(predictions_path), 0, 0, "e",
+      "also write index, label and P(positive) of every text to FILE" },
+    { "--all", 'b', "", AT(show_all), 0, 0, "p",
+      "print every class's probability (name:P), not only the most likely label's" },
+    { "--epochs", 'i', "N", AT(o.epochs), 1, 100000, "t",
+      "passes over the training data (default: 10)" },
+    { "--batch", 'i', "N", AT(o.batch), 1, 1024, "teb",
+      "sequences per batch (default: 4)" },
+    { "--max-len", 'i', "N", AT(o.max_len), 2, 1 << 20, "tep",
+      "tokens per text, cut from the left (default: 512, or the model's positions)" },
+    { "--lr", 'f', "X", AT(o.lr), 0, 10, "t",
+      "peak learning rate, decayed linearly to 0, no warmup (default: 1e-3)" },
+    { "--weight-decay", 'f', "X", AT(o.weight_decay), 0, 10, "t",
+      "AdamW's decoupled weight decay, not on biases and LayerNorm weights (default: 0.01)" },
+    { "--max-grad-norm", 'f', "X", AT(o.max_grad_norm), 0, 1e9, "t",
+      "clip the gradient's global norm to X; 0: no clipping (default: 1.0)" },
+    { "--rank", 'i', "N", AT(o.lora.rank), 1, 4096, "tb",
+      "LoRA rank r (default: 4)" },
+    { "--alpha", 'f', "X", AT(o.lora.alpha), 0, 1e9, "tb",
+      "LoRA alpha: the update is scaled by alpha / r (default: 32)" },
+    { "--lora-dropout", 'f', "X", AT(o.lora.dropout), 0, 0.999, "tb",
+      "dropout on the LoRA input (default: 0.01)" },
+    { "--targets", 's', "LIST", AT(targets), 0, 0, "tb",
+      "the Linears with an adapter, comma-separated, of q_lin k_lin v_lin out_lin lin1 lin2 "
+      "(default: q_lin)" },
+    { "--seed", 'u', "N", AT(o.seed), 0, 0, "t",
+      "random seed: initialisation, data order, dropout (default: 42)" },
+    { "--seed", 'u', "N", AT(o.seed), 0, 0, "b",
+      "random seed: initialisation and the random batches (default: 42)" },
+    { "--seed", 'u', "N", AT(o.seed), 0, 0, "y",
+      "random seed of the tiny model's weights and data (default: 42)" },
+    { "--threads", 'i', "N", AT(o.threads), 1, 4096, "tepb",
+      "OpenMP threads (default: all cores; the results are the same for any number)" },
+    { "--log-every", 'i', "N", AT(o.log_every), 1, 1 << 30, "t",
+      "print a step line every N steps (default: 25)" },
+    { "--reference", 'b', "", AT(reference), 0, 0, "tepb",
+      "run every matmul and attention in the plain reference loops of Part 1 (slow)" },
+    { "--len", 'i', "N", AT(bench.len), 1, 1 << 20, "b",
+      "tokens of every sequence, at most the model's positions (default: 256)" },
+    { "--lengths", 's', "FILE", AT(bench.lengths_path), 0, 0, "b",
+      "sequence lengths, one per line, used in order" },
+    { "--batches", 'i', "N", AT(bench.batches), 1, 1 << 20, "b",
+      "timed batches after one warm-up (default: 10)" },
+    { "--what", 's', "model|mm", AT(bench.what), 0, 0, "b",
+      "model (a training step and an evaluation pass; default) or mm (the matmul alone)" } };
+#define NUM_FLAGS ((int)(sizeof(FLAGS) / sizeof(FLAGS[0])))
+
+static void usage(FILE* f) {
+    for (int c = 0; c < NUM_COMMANDS; c++) {
+        fprintf(f, "%s ./lora %s %s\n", c == 0 ? "usage:" : "      ", COMMANDS[c].name,
+                COMMANDS[c].usage);
+    }
+    fprintf(f, "./lora COMMAND --help: its flags, with their defaults (the tutorial's recipe)\n");
+}
+
+// print `text` from column `at`, its words wrapped to end before column 80
+static void print_wrapped(const char* text, int at) {
+    int col = at;
+    while (*text) {
+        int len = (int)strcspn(text, " ");
+        if (col > at && col + 1 + len > 79) { printf("\n%*s", at, ""); col = at; }
+        else if (col > at) { putchar(' '); col++; }
+        printf("%.*s", len, text);
+        col += len;
+        text += len;
+        while (*text == ' ') { text++; }
+    }
+    putchar('\n');
+}
+
+// ./lora CMD --help: its usage line, what it does, and its flags, one each, with their defaults
+static void command_help(const Command* cmd) {
+    printf("usage: ./lora %s %s\n", cmd->name, cmd->usage);
+    print_wrapped(cmd->what, 0);
+    printf("flags:\n");
+    for (int k = 0; k < NUM_FLAGS; k++) {
+        if (!strchr(FLAGS[k].cmds, cmd->letter)) { continue; }
         char left[64];
-        snprintf(left, sizeof(left), "%s%s", flags[k].name, arg);
-        printf("  %-22s %s\n", left, flags[k].help);
+        snprintf(left, sizeof(left), "%s %s", FLAGS[k].name, FLAGS[k].arg);
+        printf("  %-21s ", left);
+        print_wrapped(FLAGS[k].help, 24);
     }
 }
 
@@ -5909,224 +6259,171 @@ static int parse_targets(LoraConfig* lc, const char* list) {
         const char* comma = strchr(s, ',');
         size_t len = comma ? (size_t)(comma - s) : strlen(s);
         int found = -1;
-        for (int i = 0; i < NUM_LIN; i++) { if (strlen(LIN_NAMES[i]) == len && strncmp(s, LIN_NAMES[i], len) == 0) { found = i; } }
-        if (found < 0) { return fail("--targets: '%.*s' is not one of q_lin, k_lin, v_lin, out_lin, lin1, lin2", (int)len, s); }
+        for (int i = 0; i < NUM_LIN; i++) {
+            if (strlen(LIN_NAMES[i]) == len && strncmp(s, LIN_NAMES[i], len) == 0) { found = i; }
+        }
+        if (found < 0) {
+            return fail("--targets: '%.*s' is not one of q_lin, k_lin, v_lin, out_lin, lin1, lin2",
+                        (int)len, s);
+        }
         lc->targets[found] = 1;
         s += len + (comma ? 1 : 0);
     }
     return 0;
 }
 
-// 1 if the flag `name` is among the n flags seen on the command line
-static int flag_given(const char* const* seen, int n, const char* name) {
-    for (int i = 0; i < n; i++) { if (strcmp(seen[i], name) == 0) { return 1; } }
+// store a flag's value where it goes, with the type its kind says. strtol/strtod/strtoull must
+// take the whole word (*end == 0) without overflow (errno), in the flag's range, or it is an error.
+static int flag_store(const Flag* f, Cli* cli, const char* value) {
+    void* dst = (char*)cli + f->at;
+    char* end = NULL;
+    errno = 0;
+    if (f->kind == 's') {
+        if (value[0] == '\0') { return fail("%s needs a non-empty value", f->name); }
+        *(const char**)dst = value;
+    } else if (f->kind == 'i') {
+        long v = strtol(value, &end, 10);
+        if (errno || end == value || *end != '\0' || v < f->min || v > f->max) {
+            return fail("%s: expected an integer from %.0f to %.0f, got '%s'", f->name, f->min,
+                        f->max, value);
+        }
+        *(int*)dst = (int)v;
+    } else if (f->kind == 'f') {
+        double v = strtod(value, &end);
+        if (errno || end == value || *end != '\0' || !(v >= f->min && v <= f->max)) {
+            return fail("%s: expected a number from %g to %g, got '%s'", f->name, f->min, f->max,
+                        value);
+        }
+        *(float*)dst = (float)v;
+    } else {  // 'u': the seed
+        unsigned long long v = strtoull(value, &end, 10);
+        if (errno || end == value || *end != '\0' || value[0] == '-') {
+            return fail("%s: expected a non-negative integer, got '%s'", f->name, value);
+        }
+        *(uint64_t*)dst = v;
+    }
     return 0;
 }
 
+// argv[2 ..]: flags (--name value, or a switch) and, for predict, texts. A lone "--" ends the
+// flags: all that follows is text, even if it starts with --. The texts are moved to argv[2 ..]
+// as we go (no allocation), so afterwards argv no longer says which flags were there: seen does.
+static int parse_flags(Cli* cli, const Command* cmd, int argc, char** argv) {
+    cli->texts = argv + 2;
+    for (int i = 2; i < argc; i++) {
+        if (strncmp(argv[i], "--", 2) != 0 || strcmp(argv[i], "--") == 0) {
+            if (strcmp(argv[i], "--") == 0) {
+                while (++i < argc) { cli->texts[cli->num_texts++] = argv[i]; }
+                break;
+            }
+            if (cmd->run != run_predict) {
+                return fail("unexpected argument '%s' (see ./lora --help)", argv[i]);
+            }
+            cli->texts[cli->num_texts++] = argv[i];
+            continue;
+        }
+        // the flag's line for this command; a flag of other commands only is named as such
+        const Flag *f = NULL, *other = NULL;
+        for (int k = 0; k < NUM_FLAGS; k++) {
+            if (strcmp(argv[i], FLAGS[k].name) != 0) { continue; }
+            if (strchr(FLAGS[k].cmds, cmd->letter)) { f = &FLAGS[k]; } else { other = &FLAGS[k]; }
+        }
+        if (f == NULL && other == NULL) {
+            return fail("unknown flag '%s' (see ./lora %s --help)", argv[i], cmd->name);
+        }
+        if (f == NULL) {
+            return fail("%s is not a flag of ./lora %s (see ./lora %s --help)", argv[i], cmd->name,
+                        cmd->name);
+        }
+        if (cli->num_seen < 1024) { cli->seen[cli->num_seen++] = f->name; }
+        if (f->kind == 'b') { *(int*)((char*)cli + f->at) = 1; continue; }
+        if (i + 1 >= argc) { return fail("%s needs a value", argv[i]); }
+        if (flag_store(f, cli, argv[++i]) != 0) { return -1; }
+    }
+    return 0;
+}
+
+// the flags that depend on each other: --targets and --mode parsed, the LoRA flags only with
+// --mode lora, --reference, and --threads against the machine's cores
+static int settings_check(Cli* cli) {
+    Options* o = &cli->o;
+    if (cli->targets && parse_targets(&o->lora, cli->targets) != 0) { return -1; }
+    o->mode = -1;
+    for (int k = 0; k < 3; k++) { if (strcmp(cli->mode, MODE_NAMES[k]) == 0) { o->mode = k; } }
+    if (o->mode < 0) { return fail("--mode: expected lora, head or full, got '%s'", cli->mode); }
+    const char* lora_flags[4] = { "--rank", "--alpha", "--lora-dropout", "--targets" };
+    for (int k = 0; k < 4 && o->mode != MODE_LORA; k++) {
+        if (flag_given(cli, lora_flags[k])) {
+            return fail("%s is a flag of --mode lora, not of --mode %s", lora_flags[k], cli->mode);
+        }
+    }
+    if (cli->reference) { use_fast_kernels = 0; }
+    // remember whether --max-len was given: the default may shrink quietly, an explicit one may not
+    o->max_len_given = flag_given(cli, "--max-len");
+#ifdef OMP
+    // --threads caps OpenMP's team size; without it OpenMP uses every core (or OMP_NUM_THREADS)
+    if (o->threads > 0) { omp_set_num_threads(o->threads); }
+    // more threads than cores only makes them wait for each other (a run can get 2x slower)
+    if (o->threads > omp_get_num_procs()) {
+        fprintf(stderr, "lora: warning: --threads %d is more than the %d core%s of this machine: it "
+                "will run slower than --threads %d\n", o->threads, omp_get_num_procs(),
+                plural(omp_get_num_procs()), omp_get_num_procs());
+    }
+#else
+    if (o->threads > 1) {
+        fprintf(stderr, "lora: warning: built without OpenMP, --threads %d ignored (running on 1 "
+                "thread)\n", o->threads);
+    }
+#endif
+    return 0;
+}
+
+// the tutorial's recipe: the defaults of every flag
+static void cli_defaults(Cli* cli, const Command* cmd) {
+    memset(cli, 0, sizeof(*cli));  // every flag not set below starts as 0 or NULL
+    Options* o = &cli->o;
+    o->model_dir = cmd->run == run_bench ? NULL : "weights/distilbert-base-uncased";
+    o->train_path = "data/imdb/train_1k.tsv";
+    o->val_path = "data/imdb/validation_1k.tsv";
+    o->out_dir = "out";
+    o->adapter_dir = cmd->run == run_eval ? "out/best" : NULL;
+    o->epochs = 10; o->batch = 4; o->max_len = 512; o->threads = 0; o->log_every = 25;
+    o->lr = 1e-3f; o->weight_decay = 0.01f; o->max_grad_norm = 1.0f;
+    o->lora = LORA_DEFAULTS;
+    o->seed = 42;
+    o->dtype = "f32";
+    cli->mode = "lora";
+    cli->bench = (BenchOptions){ 256, NULL, 10, "model" };
+}
+
+// ./lora COMMAND [flags]: find the command, read its flags, run it
 int main(int argc, char** argv) {
-    // The command line: ./lora COMMAND [flags]; see usage() for the commands and defaults.
     setvbuf(stdout, NULL, _IOLBF, 0);  // progress appears line by line, also through a pipe or tee
     if (argc < 2) { usage(stderr); return 1; }
     if (strcmp(argv[1], "--help") == 0 || strcmp(argv[1], "-h") == 0) { usage(stdout); return 0; }
-    const char* command = argv[1];
-    int cmd = -1;
-    for (int c = 0; c < NUM_COMMANDS; c++) { if (strcmp(command, COMMANDS[c][0]) == 0) { cmd = c; } }
-    if (cmd < 0) {
-        fail("unknown command '%s' (expected train, eval, predict, merge, bench or tiny; see ./lora --help)", command);
+    const Command* cmd = NULL;
+    for (int c = 0; c < NUM_COMMANDS; c++) {
+        if (strcmp(argv[1], COMMANDS[c].name) == 0) { cmd = &COMMANDS[c]; }
+    }
+    if (cmd == NULL) {
+        fail("unknown command '%s' (expected train, eval, predict, merge, bench or tiny; see "
+             "./lora --help)", argv[1]);
         return 1;
     }
-    int is_train = cmd == 0, is_eval = cmd == 1, is_predict = cmd == 2, is_merge = cmd == 3, is_bench = cmd == 4;
-    int is_tiny = cmd == 5;
-    // the tutorial's recipe is the default
-    // (Options is zeroed first, so every flag not set below starts as 0 or NULL)
-    Options o = { 0 };
-    o.model_dir = is_bench ? NULL : "weights/distilbert-base-uncased";
-    o.train_path = "data/imdb/train_1k.tsv";
-    o.val_path = "data/imdb/validation_1k.tsv";
-    o.out_dir = "out";
-    o.adapter_dir = is_eval ? "out/best" : NULL;
-    o.epochs = 10; o.batch = 4; o.max_len = 512; o.threads = 0; o.log_every = 25;
-    o.lr = 1e-3f; o.weight_decay = 0.01f; o.max_grad_norm = 1.0f;
-    o.lora = LORA_DEFAULTS;
-    o.seed = 42;
-    BenchOptions bench = { 256, NULL, 10, "model" };
-    const char* predictions_path = NULL;  // eval --predictions FILE
-    int show_all = 0;                     // predict --all
-    o.dtype = "f32";
-    const char *targets = NULL, *mode = "lora";
-    // The table of flags: one line per flag and no getopt (not in C11). Ranges are checked at
-    // parse time so that a bad value gets one clear error line instead of a crash later.
-    Flag flags[] = {
-        { "--model", 's', &o.model_dir, 0, 0, "tepmb", "the base model folder: config.json, model.safetensors, vocab.txt (default: "
-          "weights/distilbert-base-uncased; eval/predict/merge: the adapter's base model; bench: random weights)" },
-        { "--mode", 's', &mode, 0, 0, "tb", "what trains: lora (adapters + head, the default), head (the head only) or full "
-          "(every parameter)" },
-        { "--train", 's', &o.train_path, 0, 0, "t", "training data: .tsv (label<TAB>text), .csv or .jsonl (default: data/imdb/train_1k.tsv)" },
-        { "--val", 's', &o.val_path, 0, 0, "te", "validation data (default: data/imdb/validation_1k.tsv)" },
-        { "--text-column", 's', &o.text_column, 0, 0, "te", "the text's column of a .csv or .jsonl file (default: text)" },
-        { "--label-column", 's', &o.label_column, 0, 0, "te", "the label's column of a .csv or .jsonl file (default: label)" },
-        { "--labels", 's', &o.labels, 0, 0, "tep", "the classes in this order, e.g. awful,bad,good,great (default: the data's 0..K-1 or sorted words)" },
-        { "--out", 's', &o.out_dir, 0, 0, "tm", "train: where best/, last/, log.tsv and curves.svg go (default: out); "
-          "merge: the new model's folder (required, never overwritten)" },
-        { "--overwrite", 'b', &o.overwrite, 0, 0, "ty", "train: replace the checkpoints already in --out (else they are never touched); tiny: replace a weights/tiny or data/tiny that differs" },
-        { "--resume", 's', &o.resume_dir, 0, 0, "t", "continue the run saved in DIR (an OUT/last), with that run's settings" },
-        { "--adapter", 's', &o.adapter_dir, 0, 0, "epm", "the trained adapter, or a head/full run's checkpoint (default: eval "
-          "out/best; predict none, an untrained head)" },
-        { "--dtype", 's', &o.dtype, 0, 0, "m", "the merged weights' type: f32 (default), f16 or bf16" },
-        { "--predictions", 's', &predictions_path, 0, 0, "e", "also write index, label, P(positive) of every review to FILE" },
-        { "--all", 'b', &show_all, 0, 0, "p", "print every class's probability (name:P), not only the top label's" },
-        { "--epochs", 'i', &o.epochs, 1, 100000, "t", "passes over the training data (default: 10)" },
-        { "--batch", 'i', &o.batch, 1, 1024, "teb", "sequences per step (default: 4)" },
-        { "--max-len", 'i', &o.max_len, 2, 1 << 20, "tep", "tokens per text, cut from the left (default: 512, or the model's positions)" },
-        { "--lr", 'f', &o.lr, 0, 10, "t", "peak learning rate, decayed linearly to 0, no warmup (default: 1e-3)" },
-        { "--weight-decay", 'f', &o.weight_decay, 0, 10, "t", "AdamW's decoupled weight decay, not on biases (default: 0.01)" },
-        { "--max-grad-norm", 'f', &o.max_grad_norm, 0, 1e9, "t", "clip the gradient's global norm to this; 0: no clipping (default: 1.0)" },
-        { "--rank", 'i', &o.lora.rank, 1, 4096, "tb", "LoRA rank r (default: 4)" },
-        { "--alpha", 'f', &o.lora.alpha, 0, 1e9, "tb", "LoRA alpha: the update is scaled by alpha / r (default: 32)" },
-        { "--lora-dropout", 'f', &o.lora.dropout, 0, 0.999, "tb", "dropout on the LoRA input (default: 0.01)" },
-        { "--targets", 's', &targets, 0, 0, "tb", "Linears with an adapter, comma-separated: q_lin k_lin v_lin out_lin lin1 lin2 "
-          "(default: q_lin)" },
-        { "--seed", 'u', &o.seed, 0, 0, "tby", "random seed: initialisation, data order, dropout (default: 42)" },
-        { "--threads", 'i', &o.threads, 1, 4096, "tepb", "OpenMP threads (default: all cores; results are the same for any number)" },
-        { "--log-every", 'i', &o.log_every, 1, 1 << 30, "t", "print a step line every N steps (default: 25)" },
-        { "--reference", 'b', &use_fast_kernels, 0, 0, "tepb", "run every matmul and attention in the plain reference loops (slow)" },
-        { "--len", 'i', &bench.len, 1, 1 << 20, "b", "tokens of every sequence (default: 256)" },
-        { "--lengths", 's', &bench.lengths_path, 0, 0, "b", "sequence lengths from FILE, one per line, used in order" },
-        { "--batches", 'i', &bench.batches, 1, 1 << 20, "b", "timed batches after one warm-up (default: 10)" },
-        { "--what", 's', &bench.what, 0, 0, "b", "model (a training step and an evaluation pass) or mm (the matmul alone)" } };
-    int num_flags = sizeof(flags) / sizeof(flags[0]);
-    // ./lora CMD --help (or -h): that command's flags
+    // ./lora CMD --help (or -h): that command's usage and flags
     for (int i = 2; i < argc && strcmp(argv[i], "--") != 0; i++) {
-        if (strcmp(argv[i], "--help") == 0 || strcmp(argv[i], "-h") == 0) { command_help(cmd, flags, num_flags); return 0; }
-    }
-    // positional arguments (predict's texts) are moved to argv[2 ..] as we go: no allocation. So
-    // after this loop argv no longer says which flags were there: `seen` keeps their names.
-    char** texts = argv + 2;
-    int num_texts = 0, num_seen = 0;
-    const char* seen[1024];
-    // argv[1] is the command; everything after is flags (--name value) or, for predict, texts.
-    // A lone "--" ends the flags: all that follows is text, even if it starts with --.
-    for (int i = 2; i < argc; i++) {
-        if (strncmp(argv[i], "--", 2) != 0 || strcmp(argv[i], "--") == 0) {
-            if (strcmp(argv[i], "--") == 0) { while (++i < argc) { texts[num_texts++] = argv[i]; } break; }
-            if (!is_predict) { fail("unexpected argument '%s' (see ./lora --help)", argv[i]); return 1; }
-            texts[num_texts++] = argv[i];
-            continue;
-        }
-        Flag* f = NULL;
-        // find the flag in the table; it must be one of this command's
-        for (int k = 0; k < num_flags; k++) { if (strcmp(argv[i], flags[k].name) == 0) { f = &flags[k]; } }
-        if (f == NULL) { fail("unknown flag '%s' (see ./lora %s --help)", argv[i], command); return 1; }
-        if (!strchr(f->cmds, COMMANDS[cmd][1][0])) {
-            fail("%s is not a flag of ./lora %s (see ./lora %s --help)", f->name, command, command);
-            return 1;
-        }
-        if (num_seen < 1024) { seen[num_seen++] = f->name; }
-        // a switch: --reference turns the fast kernels off, --overwrite on
-        if (f->kind == 'b') { *(int*)f->dst = f->dst != &use_fast_kernels; continue; }
-        if (i + 1 >= argc) { fail("%s needs a value", argv[i]); return 1; }
-        const char* value = argv[++i];
-        char* end = NULL;
-        // store the value through f->dst with the type its kind says. strtol/strtod/strtoull must
-        // consume the whole word (*end == 0) and not overflow (errno), else it is an error.
-        if (f->kind == 's') {
-            if (value[0] == '\0') { fail("%s needs a non-empty value", f->name); return 1; }
-            *(const char**)f->dst = value;
-        } else if (f->kind == 'i') {
-            errno = 0;
-            long v = strtol(value, &end, 10);
-            if (errno || end == value || *end != '\0' || v < f->min || v > f->max) {
-                fail("%s: expected an integer from %.0f to %.0f, got '%s'", f->name, f->min, f->max, value); return 1;
-            }
-            *(int*)f->dst = (int)v;
-        } else if (f->kind == 'f') {
-            errno = 0;
-            double v = strtod(value, &end);
-            if (errno || end == value || *end != '\0' || !(v >= f->min && v <= f->max)) {
-                fail("%s: expected a number from %g to %g, got '%s'", f->name, f->min, f->max, value); return 1;
-            }
-            *(float*)f->dst = (float)v;
-        } else {  // 'u': the seed
-            errno = 0;
-            unsigned long long v = strtoull(value, &end, 10);
-            if (errno || end == value || *end != '\0' || value[0] == '-') { fail("%s: expected a non-negative integer, got '%s'", f->name, value); return 1; }
-            *(uint64_t*)f->dst = v;
+        if (strcmp(argv[i], "--help") == 0 || strcmp(argv[i], "-h") == 0) {
+            command_help(cmd);
+            return 0;
         }
     }
-    if (targets && parse_targets(&o.lora, targets) != 0) { return 1; }
-    // --mode: what trains; the LoRA flags mean nothing without LoRA
-    o.mode = -1;
-    for (int k = 0; k < 3; k++) { if (strcmp(mode, MODE_NAMES[k]) == 0) { o.mode = k; } }
-    if (o.mode < 0) { fail("--mode: expected lora, head or full, got '%s'", mode); return 1; }
-    const char* lora_flags[4] = { "--rank", "--alpha", "--lora-dropout", "--targets" };
-    for (int k = 0; k < 4 && o.mode != MODE_LORA; k++) {
-        if (flag_given(seen, num_seen, lora_flags[k])) { fail("%s is a flag of --mode lora, not of --mode %s", lora_flags[k], mode); return 1; }
-    }
-    if (bench.len < 1) { bench.len = 1; }
-    // remember whether --max-len was given: the default may shrink quietly, an explicit one may not
-    o.max_len_given = flag_given(seen, num_seen, "--max-len");
-#ifdef OMP
-    // --threads caps OpenMP's team size; without it OpenMP uses every core (or OMP_NUM_THREADS)
-    if (o.threads > 0) { omp_set_num_threads(o.threads); }
-    // more threads than cores only makes them wait for each other (a run can get 2x slower)
-    if (o.threads > omp_get_num_procs()) {
-        fprintf(stderr, "lora: warning: --threads %d is more than the %d cores of this machine: it will run slower than --threads %d\n",
-                o.threads, omp_get_num_procs(), omp_get_num_procs());
-    }
-#else
-    if (o.threads > 1) { fprintf(stderr, "lora: warning: built without OpenMP, --threads %d ignored (running on 1 thread)\n", o.threads); }
-#endif
-    // eval and predict without --model: the base model the adapter was trained on, as its
-    // adapter_config.json names it (that folder when it exists, else weights/NAME)
-    int model_given = flag_given(seen, num_seen, "--model"), out_given = flag_given(seen, num_seen, "--out");
-    int adapter_given = flag_given(seen, num_seen, "--adapter");
-    if (is_merge && (!o.adapter_dir || !out_given)) { fail("merge needs --adapter DIR (the adapter) and --out DIR (the new model's folder)"); return 1; }
-    // a head or full run saves whole checkpoints, not adapters: an --adapter (or eval's default
-    // out/best) that holds one is the model itself
-    char adapter_config[1100];
-    if ((is_eval || is_predict || is_merge) && o.adapter_dir) {
-        adapter_set_file(adapter_config, sizeof(adapter_config), o.adapter_dir, "adapter_config.json");
-        if (!file_is_there(adapter_config) && checkpoint_has_head(o.adapter_dir)) {
-            if (is_merge) { fail("--adapter %s is a whole model (a head or full run's), not an adapter: there is nothing to merge", o.adapter_dir); return 1; }
-            if (model_given && adapter_given) {
-                fail("--adapter %s is a whole model, not an adapter: pass it as --model %s alone", o.adapter_dir, o.adapter_dir);
-                return 1;
-            }
-            if (!model_given) { o.model_dir = o.adapter_dir; }  // (eval --model M: M, not the default out/best)
-            o.adapter_dir = NULL;
-        }
-    }
-    char base_dir[1024];
-    if ((is_eval || is_predict || is_merge) && !model_given && o.adapter_dir && adapter_base_model(o.adapter_dir, base_dir, sizeof(base_dir))) {
-        o.model_dir = base_dir;
-    }
-    // --resume continues a run with the settings it was started with (trainer_state.json): a flag
-    // that would change them is an error, not silently ignored
-    Json* resumed = NULL;
-    if (o.resume_dir) {
-        const char* fixed[] = { "--model", "--train", "--val", "--out", "--epochs", "--batch", "--max-len", "--lr",
-                                "--weight-decay", "--max-grad-norm", "--rank", "--alpha", "--lora-dropout",
-                                "--targets", "--seed", "--overwrite", "--mode", "--labels" };
-        for (size_t k = 0; k < sizeof(fixed) / sizeof(fixed[0]); k++) {
-            if (flag_given(seen, num_seen, fixed[k])) {
-                fail("--resume continues a run with its own settings (%s/trainer_state.json): drop %s",
-                     o.resume_dir, fixed[k]);
-                return 1;
-            }
-        }
-        if (!is_train) { fail("--resume is a flag of ./lora train"); return 1; }
-        if (resume_settings(&o, &resumed) != 0) { json_free(resumed); return 1; }
-    }
-    // every command returns 0 or -1 (after printing one error line); the exit code is 0 or 1,
-    // and 130 for a training run stopped by Ctrl-C (its checkpoint saved)
-    int rc;
-    if (is_train) { rc = train(&o); }
-    else if (is_eval) { rc = eval_command(&o, predictions_path); }
-    else if (is_predict) { rc = predict_command(&o, texts, num_texts, show_all); }
-    else if (is_merge) { rc = merge_command(&o); }
-    else if (is_tiny) { rc = tiny_command(&o); }
-    else { rc = bench_command(&o, &bench); }
-    json_free(resumed);  // (the resumed run's strings lived in it)
+    Cli cli;
+    cli_defaults(&cli, cmd);
+    if (parse_flags(&cli, cmd, argc, argv) != 0 || settings_check(&cli) != 0) { return 1; }
+    int rc = cmd->run(&cli);
+    json_free(cli.resumed);  // (a resumed run's strings lived in it)
+    // every command returns 0 or -1 (after one error line): exit 0 or 1; 130 for a training run
+    // stopped by Ctrl-C (its checkpoint saved)
     return rc == 130 ? 130 : rc == 0 ? 0 : 1;
 }
 

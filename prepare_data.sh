@@ -167,7 +167,7 @@ download() {
         fi
         case $rc in
             0) ;;
-            6 | 7 | 28) die "cannot reach $url (curl error $rc): no network connection? Offline, copy the files from a machine that has them and run ./prepare_data.sh --local DIR (README: The data)" ;;
+            6 | 7 | 28) die "cannot reach $url (curl error $rc): no network connection? Offline, copy the files from a machine that has them and run ./prepare_data.sh --local DIR (doc/data.md), or try lora.c with no download at all: make tiny" ;;
             22) die "the server answered HTTP $http for $url" ;;
             23) die "could not write $TMP_FILE while downloading (disk full?)" ;;
             *) die "downloading $url failed (curl error $rc)" ;;
@@ -180,7 +180,7 @@ download() {
         fi
         case $rc in
             0) ;;
-            4) die "cannot reach $url (wget error 4): no network connection? Offline, copy the files from a machine that has them and run ./prepare_data.sh --local DIR (README: The data)" ;;
+            4) die "cannot reach $url (wget error 4): no network connection? Offline, copy the files from a machine that has them and run ./prepare_data.sh --local DIR (doc/data.md), or try lora.c with no download at all: make tiny" ;;
             8) die "the server answered with an HTTP error for $url" ;;
             3) die "could not write $TMP_FILE while downloading (disk full?)" ;;
             *) die "downloading $url failed (wget error $rc)" ;;

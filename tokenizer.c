@@ -1159,8 +1159,8 @@ int main(int argc, char** argv) {
     }
     FILE* probe = fopen(vocab_path, "rb");
     if (probe == NULL && strcmp(vocab_path, DEFAULT_VOCAB) == 0) {
-        fprintf(stderr, "error: cannot open vocab file %s: %s (run ./prepare_data.sh, or give --vocab FILE)\n",
-                vocab_path, strerror(errno));
+        fprintf(stderr, "error: cannot open vocab file %s: %s (run ./prepare_data.sh, or give --vocab FILE; "
+                "with no download: make tiny, then --vocab weights/tiny/vocab.txt)\n", vocab_path, strerror(errno));
         return 1;
     }
     if (probe != NULL) { fclose(probe); }

@@ -26,9 +26,57 @@ check "in a pipe: one row per epoch" test "$(grep -cE '^ +[12] \| +[0-9.]+ \| +[
 if command -v script >/dev/null 2>&1; then
     script -qec "$repo/lora train $args --epochs 2 --log-every 1000 --out out_tty" /dev/null >tty.txt 2>&1
     check "on a terminal: a live line rewritten with carriage returns" test "$(tr -cd '\r' <tty.txt | wc -c)" -gt 50
-    check "on a terminal: the live line has epoch, step, loss, lr, tokens/s and the ETAs" \
-        grep -qE 'epoch 1/2 \| step [0-9]+/50 \| loss [0-9.]+ \| lr [0-9.e+-]+ \| [0-9]+ tok/s \| [0-9:]+ \| ETA epoch [0-9:]+, run [0-9:]+' tty.txt
-    check "on a terminal: evaluation shows its progress too" grep -qE 'evaluating [0-9]+/100 reviews \| [0-9:]+ \| ETA evaluation [0-9:]+, run [0-9:]+' tty.txt
+    # a terminal of 0 columns (script's own): $COLUMNS, else 80
+    COLUMNS=200 script -qec "stty -onlcr; $repo/lora train $args --epochs 2 --log-every 1000 --out out_wide" \
+        /dev/null >wide.txt 2>&1
+    check "on a wide terminal (COLUMNS=200): every field: epoch, step, loss, lr, tokens/s, elapsed, ETAs" \
+        grep -qE 'epoch 1/2 \| step [0-9]+/50 \| loss [0-9.]+ \| lr [0-9.e+-]+ \| [0-9]+ tok/s \| [0-9:]+ elapsed \| ETA epoch [0-9:]+ \| ETA run [0-9:]+' wide.txt
+    check "on a wide terminal: evaluation shows its progress too" \
+        grep -qE 'epoch [12]/2 \| evaluating [0-9]+/100 \| [0-9:]+ elapsed \| ETA evaluation [0-9:]+ \| ETA run [0-9:]+' wide.txt
+    # live_fits FILE COLUMNS [MIN]: in FILE (a terminal's bytes, stty -onlcr), each line's pieces
+    # between carriage returns, but for the last (a printed line), are live lines or their erasure
+    # (more than MIN, default 50): none reaches the last column, and the live lines leave 3 columns
+    # free (for an echoed ^C); no printed line carries a piece of a live line ("| step", "ETA run")
+    live_fits() {
+        awk -F'\r' -v w="$2" -v min="${3:-50}" '{ for (i = 1; i < NF; i++) { n++; t = $i; gsub(/ +$/, "", t)
+                                  if (length($i) > w - 1 || length(t) > w - 3) bad++ }
+                              if ($NF ~ /\| step |ETA run/) bad++ }
+                            END { exit !(n > min && bad == 0) }' "$1"
+    }
+    check "with COLUMNS=200 (script's terminal has 0 columns): the live line fits 200 columns" live_fits wide.txt 200
+    env -u COLUMNS script -qec "stty -onlcr; $repo/lora train $args --epochs 2 --log-every 10 --out out_80" \
+        /dev/null >w80.txt 2>&1
+    check "on a terminal of 0 columns and no \$COLUMNS: the live line fits 80 columns" live_fits w80.txt 80
+    # the live lines of FILE, one per line
+    live_lines() { awk -F'\r' '{ for (i = 1; i < NF; i++) if ($i ~ /[^ ]/) print $i }' "$1"; }
+    live_lines w80.txt >w80_live.txt
+    check "in 80 columns: the least useful fields go first (no lr, no elapsed), epoch, step, ETA stay" \
+        sh -c "grep -qE '^epoch 1/2 \| step [0-9]+/50 \| loss [0-9.]+ \| ETA epoch [0-9:]+ \| ETA run [0-9:]+ *$' w80_live.txt &&
+               ! grep -qE 'lr |elapsed' w80_live.txt"
+    # the terminal's own width (TIOCGWINSZ) comes before $COLUMNS
+    COLUMNS=200 script -qec "stty -onlcr cols 40 rows 24; $repo/lora train $args --epochs 2 --log-every 10 --out out_40" \
+        /dev/null >w40.txt 2>&1
+    check "in a 40-column terminal (stty cols 40, COLUMNS=200): the live line fits 40 columns" live_fits w40.txt 40
+    check "in 40 columns: epoch and step are there" grep -qE 'epoch [12]/2 \| step [0-9]+/50' w40.txt
+    # Ctrl-C during the live line: its message starts a line of its own (a real SIGINT)
+    script -qec "stty -onlcr cols 60; $repo/lora train $args --epochs 1000 --out out_int & p=\$!;
+                 for i in \$(seq 1 200); do grep -q '^step' out_int/log.tsv 2>/dev/null && break; sleep 0.05; done;
+                 kill -INT \$p; wait \$p" /dev/null >int.txt 2>&1
+    check "Ctrl-C: the message starts a line of its own, with nothing of the live line before it" \
+        awk -F'\r' '$NF ~ /^lora: interrupted after step/ { ok = 1 } END { exit !ok }' int.txt
+    check "Ctrl-C: the live line was there, and fits 60 columns" live_fits int.txt 60 5
+    # a real terminal (tmux, 80x24): after a run no piece of a live line is left on the screen
+    if command -v tmux >/dev/null 2>&1; then
+        sock="lora_test_$$"
+        tmux -L "$sock" new-session -d -x 80 -y 24 -s t "cd $tmp && $repo/lora train $args --epochs 2 --out out_tmux; echo RUN-ENDED; sleep 60"
+        for i in $(seq 1 200); do tmux -L "$sock" capture-pane -p -S - -t t 2>/dev/null | grep -q RUN-ENDED && break; sleep 0.1; done
+        tmux -L "$sock" capture-pane -p -S - -t t >tmux.txt 2>/dev/null
+        tmux -L "$sock" kill-server 2>/dev/null
+        check "tmux 80x24: the run ended, and no line on the screen is a leftover of the live line" \
+            sh -c "grep -q '^saved: ' tmux.txt && ! grep -qE '\| step |ETA run|ETA epoch|^ *[0-9:]+ *$' tmux.txt"
+    else
+        echo "SKIP   a real terminal: tmux is not installed"; skipped=$((skipped + 1))
+    fi
 else
     echo "SKIP   on a terminal: script(1) is not installed"; skipped=$((skipped + 1))
 fi
