@@ -6,16 +6,18 @@ of lora.c's readers and must return without a crash, a sanitizer report or a lea
 bytes are. The readers take paths, so the input is first written to a file in $FUZZ_TMP
 (default test_tmp/), named after the harness: two different harnesses may run at once.
 
-lora.c is #included with TESTING defined (no main), as test_lora.c does, so the static readers are
-reachable. dev/fuzz/replay.c builds all harnesses into one ordinary program (no libFuzzer, any
-compiler) that `make test` uses to replay the regression files in dev/fixtures/fuzz_regressions/.
+lora.c is #included whole, so that its static readers are reachable; its main is renamed lora_main
+(libFuzzer brings its own main; fuzz_cli.c calls lora_main). dev/fuzz/replay.c builds all harnesses
+into one ordinary program (no libFuzzer, any compiler) that `make test` uses to replay the
+regression files in dev/fixtures/fuzz_regressions/.
 */
 #ifndef FUZZ_COMMON_H
 #define FUZZ_COMMON_H
 
 #ifndef FUZZ_ONE_BINARY
-#define TESTING
+#define main lora_main
 #include "../../lora.c"
+#undef main
 #endif
 
 // path = $FUZZ_TMP/name (the folder is created the first time)
