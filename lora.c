@@ -39,7 +39,7 @@ Legend for the shape comments:
   R = LoRA rank, L = layers, NL = labels (2), AT = attention entries of one layer (sum of NH * T * T)
 */
 
-// the POSIX functions of Part 2 (stat, lstat, fcntl's lock, isatty, mkdir), declared also under -std=c11
+// the POSIX functions of Part 2 (stat, lstat, fcntl's lock, isatty, mkdir), declared under -std=c11
 #define _POSIX_C_SOURCE 200809L
 #include <stdio.h>
 #include <stdlib.h>
@@ -68,8 +68,8 @@ static const char* out_of_memory_hint = "use a smaller --batch or --max-len";
 static void* malloc_check(size_t size, const char* file, int line) {
     void* ptr = malloc(size > 0 ? size : 1);
     if (ptr == NULL) {
-        fprintf(stderr, "lora: error: out of memory allocating %zu bytes at %s:%d ---> HINT: %s\n", size, file, line,
-                out_of_memory_hint);
+        fprintf(stderr, "lora: error: out of memory allocating %zu bytes at %s:%d ---> HINT: %s\n",
+                size, file, line, out_of_memory_hint);
         exit(EXIT_FAILURE);
     }
     return ptr;
@@ -1294,7 +1294,7 @@ static void train_report_saved(const Options* o, const TrainState* ts, double se
 static int evaluate(Model* m, const Dataset* d, int batch, Metrics* out, float* probs, Progress* pr);
 static void dataset_free(Dataset* d);
 static void gather_batch(const Dataset* d, const int* idx, int B, int* ids, int* lengths, int* labels);
-static void catch_ctrl_c(int on);        // on: a first Ctrl-C, SIGTERM or SIGHUP asks to stop after the step
+static void catch_ctrl_c(int on);        // on: Ctrl-C, SIGTERM, SIGHUP ask to stop after the step
 static int stop_requested_at(int step);  // that signal (0: none): then train saves last/ and stops
 static int train_interrupted(const Options* o, const Model* m, const TrainState* now, Progress** pr);
 static Progress* progress_start(const Options* o, int total_steps, int steps_per_epoch,
@@ -1332,7 +1332,8 @@ int train(const Options* o) {
     int rc = 0;
     if (o->resume_dir && train_resume(o, &model, &ts, steps_per_epoch) != 0) { rc = -1; }
     // the plan, printed; the progress display, OUT/log.tsv and OUT/curves.svg (Part 2)
-    Progress* pr = rc == 0 ? progress_start(o, total_steps, steps_per_epoch, &val_set, o->resume_dir ? &ts : NULL) : NULL;
+    const TrainState* resumed = o->resume_dir ? &ts : NULL;
+    Progress* pr = rc ? NULL : progress_start(o, total_steps, steps_per_epoch, &val_set, resumed);
     catch_ctrl_c(1);
     for (int epoch = 1; epoch <= o->epochs && rc == 0; epoch++) {
         // a new order every epoch (Fisher-Yates), drawn from the seed
@@ -1363,7 +1364,7 @@ int train(const Options* o) {
             // the live line; every --log-every steps (and at an epoch's end) a printed line and a log.tsv row
             progress_step(pr, epoch, s + 1, step, model.loss, lr, norm, model.N,
                           step % o->log_every == 0 || s == steps_per_epoch - 1);
-            // Ctrl-C (or SIGTERM, SIGHUP): save where we are in OUT/last, with everything --resume needs, then stop
+            // Ctrl-C (SIGTERM, SIGHUP): save where we are in OUT/last for --resume, then stop
             if (stop_requested_at(step)) {
                 TrainState now = { epoch, s + 1, step, epoch_loss, ts.best_val_loss, ts.best_epoch };
                 rc = train_interrupted(o, &model, &now, &pr);
@@ -2250,12 +2251,18 @@ static FILE* fopen_check(const char* path, const char* mode, const char* hint) {
 // The most bytes a file of each kind may have, all in one place. A bigger one is refused with one
 // error line: a config.json that is a link to /dev/zero must not fill the memory until the kernel
 // kills us. The limits are far above any real file (named in each comment) and far below memory.
-#define MAX_JSON_BYTES ((size_t)16 << 20)          // config.json, adapter_config.json, trainer_state.json: 1 KB
-#define MAX_LOG_BYTES ((size_t)1 << 30)            // OUT/log.tsv, read back by --resume: 100 bytes a logged step
-#define MAX_DATASET_BYTES ((size_t)1 << 30)        // a TSV dataset: IMDB's 25,000 training reviews are 33 MB
-#define MAX_LINE_BYTES ((size_t)1 << 20)           // one line (review) of it: IMDB's longest is 14 KB
-#define MAX_SAFETENSORS_HEADER ((uint64_t)100000000)  // the JSON header of a .safetensors: as the reference reader
-#define TOKENIZER_MAX_VOCAB_BYTES ((size_t)64 << 20)  // vocab.txt (tokenizer.c reads it): BERT's is 226 KB
+//   config.json, adapter_config.json, trainer_state.json: 1 KB each in real life
+#define MAX_JSON_BYTES ((size_t)16 << 20)
+//   vocab.txt (tokenizer.c reads it): BERT's is 226 KB
+#define TOKENIZER_MAX_VOCAB_BYTES ((size_t)64 << 20)
+//   OUT/log.tsv, read back by --resume: 100 bytes a logged step
+#define MAX_LOG_BYTES ((size_t)1 << 30)
+//   a TSV dataset, and one line (review) of it: IMDB's 25,000 training reviews are 33 MB, the
+//   longest one 14 KB
+#define MAX_DATASET_BYTES ((size_t)1 << 30)
+#define MAX_LINE_BYTES ((size_t)1 << 20)
+//   the JSON header of a .safetensors file (as the reference reader; tensors are read one by one)
+#define MAX_SAFETENSORS_HEADER ((uint64_t)100000000)
 
 // read a whole file (at most max_bytes) into a NUL-terminated buffer; *size gets its length.
 // NULL on failure, after one error line.
@@ -2286,7 +2293,8 @@ static char* read_file(const char* path, size_t max_bytes, size_t* size, const c
     if (bad) { free(buf); fail("error reading %s: %s", path, strerror(why)); return NULL; }
     if (n > max_bytes) {
         free(buf);
-        fail("%s is bigger than %zu MB, far more than such a file holds: is it the right file?", path, max_bytes >> 20);
+        fail("%s is bigger than %zu MB, far more than such a file holds: is it the right file?",
+             path, max_bytes >> 20);
         return NULL;
     }
     buf[n] = '\0';
@@ -3251,7 +3259,8 @@ static int lora_config_load(LoraConfig* lc, const char* dir) {
     size_t n;
     // (a save killed between its renames left the new config as .tmp: adapter_set_file finds it)
     adapter_set_file(path, sizeof(path), dir, "adapter_config.json");
-    char* text = read_file(path, MAX_JSON_BYTES, &n, "train one with ./lora train, or check --adapter DIR");
+    const char* hint = "train one with ./lora train, or check --adapter DIR";
+    char* text = read_file(path, MAX_JSON_BYTES, &n, hint);
     if (text == NULL) { return -1; }
     Json* j = json_parse(text, n, path);
     free(text);
@@ -3580,7 +3589,9 @@ static int dataset_load(Dataset* d, const char* path, const Tokenizer* tok, int 
     memset(d, 0, sizeof(*d));
     size_t size;
     // (the HINT only for the files ./prepare_data.sh makes, not for a path the user gave)
-    char* text = read_file(path, MAX_DATASET_BYTES, &size, strncmp(path, "data/imdb/", 10) == 0 ? "run ./prepare_data.sh, or pass --train/--val FILE" : NULL);
+    const char* hint = strncmp(path, "data/imdb/", 10) != 0 ? NULL
+                       : "run ./prepare_data.sh, or pass --train/--val FILE";
+    char* text = read_file(path, MAX_DATASET_BYTES, &size, hint);
     if (text == NULL) { return -1; }
     // examples and token ids go into growing arrays (doubling), all ids in one flat array
     size_t cap = 1024, ids_cap = 1 << 20;
@@ -3606,7 +3617,8 @@ static int dataset_load(Dataset* d, const char* path, const Tokenizer* tok, int 
         long bad = utf8_first_invalid(s, len);
         if (len == 0) { rc = fail("%s:%d: empty line (expected label<TAB>text)", path, line); break; }
         if (len > MAX_LINE_BYTES) {  // (a review is some KB; this is a file that is not a dataset)
-            rc = fail("%s:%d: the line has %zu bytes, more than the %zu MB a review may have", path, line, len, MAX_LINE_BYTES >> 20);
+            rc = fail("%s:%d: the line has %zu bytes, more than the %zu MB a review may have",
+                      path, line, len, MAX_LINE_BYTES >> 20);
             break;
         }
         if (len < 2 || s[1] != '\t') { rc = fail("%s:%d: expected label<TAB>text, with label 0 or 1 and one TAB after it", path, line); break; }
@@ -3676,8 +3688,8 @@ static const char* base_model_name(const char* model_dir) {
 // other words), e.g. a vocab.txt cut short by a failed copy.
 static int check_vocab(const Tokenizer* tok, const Model* m, const char* model_dir) {
     if (tok->vocab_size == m->config.vocab_size) { return 0; }
-    return fail("%s/vocab.txt has %d tokens but %s/config.json says vocab_size %d: they do not belong together",
-                model_dir, tok->vocab_size, model_dir, m->config.vocab_size);
+    return fail("%s/vocab.txt has %d tokens but %s/config.json says vocab_size %d: they do not "
+                "belong together", model_dir, tok->vocab_size, model_dir, m->config.vocab_size);
 }
 
 // --max-len, but never more than the model's positions: an explicit --max-len that is too long
@@ -3704,7 +3716,8 @@ static int make_dirs(const char* path) {
 // A run owns its --out: OUT/lora.lock, locked with fcntl (POSIX) for as long as the process lives,
 // holds its pid. The kernel drops the lock when the process ends, however it ends, so the file of a
 // run that was killed is not locked and is simply taken over; a second run on the same --out finds
-// it locked and stops at once, naming the first. The file is removed at exit (atexit), still locked.
+// it locked and stops at once, naming the first. The file is removed at exit (atexit), still
+// locked.
 #ifndef _WIN32
 #include <fcntl.h>
 #endif
@@ -3721,35 +3734,40 @@ static int out_lock(const char* out_dir) {
     (void)out_dir;
     return 0;  // (no fcntl locks on Windows: two runs on one --out are not stopped there)
 #else
-    out_unlock();  // (the lock of an earlier run in this process: the tests and fuzzers train again)
+    out_unlock();  // (the lock of an earlier run in this process: tests and fuzzers train again)
     char path[1100];
     snprintf(path, sizeof(path), "%s/lora.lock", out_dir);
     for (int attempt = 0; attempt < 100; attempt++) {
         int fd = open(path, O_RDWR | O_CREAT, 0644);
-        if (fd < 0) { return fail("--out %s: cannot create %s: %s", out_dir, path, strerror(errno)); }
+        if (fd < 0) {
+            return fail("--out %s: cannot create %s: %s", out_dir, path, strerror(errno));
+        }
         struct flock lock = { 0 };
         lock.l_type = F_WRLCK;
         lock.l_whence = SEEK_SET;  // (l_start 0, l_len 0: the whole file)
         if (fcntl(fd, F_SETLK, &lock) != 0) {
             // held: by whom (F_GETLK fills in the holder; its pid is also in the file)
             struct flock holder = lock;
-            long pid = fcntl(fd, F_GETLK, &holder) == 0 && holder.l_type != F_UNLCK ? (long)holder.l_pid : 0;
+            int known = fcntl(fd, F_GETLK, &holder) == 0 && holder.l_type != F_UNLCK;
+            long pid = known ? (long)holder.l_pid : 0;
             char text[32] = "";
             if (pid <= 0 && read(fd, text, sizeof(text) - 1) > 0) { pid = atol(text); }
             close(fd);
             if (holder.l_type == F_UNLCK) { continue; }  // released meanwhile: try again
-            return fail("--out %s is in use by another ./lora train (pid %ld) ---> HINT: wait for it to end, stop it "
-                        "(kill %ld), or choose another --out", out_dir, pid, pid);
+            return fail("--out %s is in use by another ./lora train (pid %ld) ---> HINT: wait "
+                        "for it to end, stop it (kill %ld), or choose another --out", out_dir, pid,
+                        pid);
         }
-        // locked. But the run that held it may have removed the file between our open and our lock:
-        // then this lock is on a file no one else sees, and we try again with the file that is there
+        // locked. But the run that held it may have removed the file between our open and our
+        // lock: then this lock is on a file no one else sees, and we try again with the new file
         struct stat locked, there;
-        if (fstat(fd, &locked) != 0 || stat(path, &there) != 0 || locked.st_ino != there.st_ino || locked.st_dev != there.st_dev) {
+        if (fstat(fd, &locked) != 0 || stat(path, &there) != 0 || locked.st_ino != there.st_ino ||
+            locked.st_dev != there.st_dev) {
             close(fd);
             continue;
         }
-        char pid[32];
-        int n = snprintf(pid, sizeof(pid), "%-20ld\n", (long)getpid());  // (fixed width: no old digits stay)
+        char pid[32];  // (fixed width, so that no digit of an older pid stays)
+        int n = snprintf(pid, sizeof(pid), "%-20ld\n", (long)getpid());
         if (write(fd, pid, (size_t)n) != n) { /* the pid is only for the message of another run */ }
         // fd stays open until exit: closing it would drop the lock
         static int at_exit = 0;
@@ -3768,7 +3786,8 @@ static int out_lock(const char* out_dir) {
 static int train_out_check(const Options* o) {
     const char* out = o->out_dir;
     if (make_dirs(out) != 0 || !is_directory(out)) {
-        return fail("--out %s is not a directory that can be written: %s", out, is_directory(out) ? strerror(errno) : "it is a file");
+        return fail("--out %s is not a directory that can be written: %s", out,
+                    is_directory(out) ? strerror(errno) : "it is a file");
     }
     if (out_lock(out) != 0) { return -1; }
     char path[1200];
@@ -3776,12 +3795,17 @@ static int train_out_check(const Options* o) {
     const char* dirs[3] = { "", "/best", "/last" };
     for (int k = 0; k < 3; k++) {
         snprintf(path, sizeof(path), "%s%s", out, dirs[k]);
-        if (!path_exists(path)) { continue; }  // (made by the first save, in OUT, which can be written)
-        if (!is_directory(path)) { return fail("--out %s: %s is not a folder: move it away, or choose another --out", out, path); }
+        if (!path_exists(path)) { continue; }  // (the first save makes it, in OUT: writable)
+        if (!is_directory(path)) {
+            return fail("--out %s: %s is not a folder: move it away, or choose another --out", out,
+                        path);
+        }
         char probe[1300];
         snprintf(probe, sizeof(probe), "%s/.lora_write_test.%ld", path, (long)getpid());
         FILE* pf = fopen(probe, "wx");
-        if (pf == NULL) { return fail("--out %s: cannot write in %s: %s", out, path, strerror(errno)); }
+        if (pf == NULL) {
+            return fail("--out %s: cannot write in %s: %s", out, path, strerror(errno));
+        }
         fclose(pf);
         remove(probe);
     }
@@ -3794,14 +3818,16 @@ static int train_out_check(const Options* o) {
 static int train_out_results(const Options* o) {
     const char* results[5] = { "last/adapter_model.safetensors", "best/adapter_model.safetensors",
                                "last/model.safetensors", "best/model.safetensors", "log.tsv" };
-    char path[1200], state[1200];
+    char path[1200], state[1200], resume[1300] = "";
     snprintf(state, sizeof(state), "%s/last/trainer_state.json", o->out_dir);
-    int resumable = file_is_there(state);
+    if (file_is_there(state)) {
+        snprintf(resume, sizeof(resume), "--resume %s/last to continue it, ", o->out_dir);
+    }
     for (int k = 0; k < 5 && !o->overwrite && !o->resume_dir; k++) {
         snprintf(path, sizeof(path), "%s/%s", o->out_dir, results[k]);
         if (path_exists(path)) {
-            return fail("--out %s already holds a run (%s): pass --overwrite to replace it, %s%s%sor another --out", o->out_dir,
-                        path, resumable ? "--resume " : "", resumable ? o->out_dir : "", resumable ? "/last to continue that run, " : "");
+            return fail("--out %s already holds a run (%s): pass --overwrite to replace it, %sor "
+                        "another --out", o->out_dir, path, resume);
         }
     }
     return 0;
@@ -3823,13 +3849,15 @@ static int train_setup(const Options* o, Model* model, Dataset* train_set, Datas
     if (dataset_load(train_set, o->train_path, &tok, *max_len) != 0) { tokenizer_free(&tok); model_free(model); return -1; }
     if (dataset_load(val_set, o->val_path, &tok, *max_len) != 0) { dataset_free(train_set); tokenizer_free(&tok); model_free(model); return -1; }
     tokenizer_free(&tok);  // every text is tokenized now: training needs no tokenizer
-    if (train_out_results(o) != 0) { dataset_free(train_set); dataset_free(val_set); model_free(model); return -1; }
     // the steps of the whole run are counted in an int: at most 2^31 - 1 (at 1 ms a step, 25 days)
-    long long steps = (long long)o->epochs * ((train_set->n + o->batch - 1) / o->batch);
+    int steps_per_epoch = (train_set->n + o->batch - 1) / o->batch;
+    long long steps = (long long)o->epochs * steps_per_epoch;
     if (steps > INT_MAX) {
-        fail("--epochs %d of %d steps (%d reviews, --batch %d) make %lld steps, more than the %d a run can count "
-             "---> HINT: fewer --epochs or a larger --batch", o->epochs, (train_set->n + o->batch - 1) / o->batch,
-             train_set->n, o->batch, steps, INT_MAX);
+        fail("--epochs %d of %d steps (%d reviews, --batch %d) make %lld steps, more than the %d a "
+             "run can count ---> HINT: fewer --epochs or a larger --batch", o->epochs,
+             steps_per_epoch, train_set->n, o->batch, steps, INT_MAX);
+    }
+    if (steps > INT_MAX || train_out_results(o) != 0) {
         dataset_free(train_set); dataset_free(val_set); model_free(model); return -1;
     }
     const Config* c = &model->config;
@@ -3936,9 +3964,11 @@ static double progress_eval_estimate(const Progress* pr) {
 static char* progress_log_rows(Progress* pr, const char* path, const char* header, int start_step) {
     size_t n = 0;
     char* old = NULL;
-    if (path_exists(path) && (old = read_file(path, MAX_LOG_BYTES, &n, NULL)) == NULL) { return NULL; }
+    if (path_exists(path) && (old = read_file(path, MAX_LOG_BYTES, &n, NULL)) == NULL) {
+        return NULL;
+    }
     size_t nkept = strlen(header);
-    char* kept = mallocCheck(nkept + n + 2);  // the header, the rows, the "\n" a last row may lack, NUL
+    char* kept = mallocCheck(nkept + n + 2);  // header, rows, the "\n" a last row may lack, NUL
     memcpy(kept, header, nkept);
     for (size_t pos = 0; pos < n;) {
         char* line = old + pos;
@@ -3952,10 +3982,14 @@ static char* progress_log_rows(Progress* pr, const char* path, const char* heade
         if ((!is_step && !is_epoch) || strlen(line) != len) { continue; }
         const char* field[9];
         int nf = 0;
-        for (const char* f = line; f && nf < 9; f = strchr(f, '\t') ? strchr(f, '\t') + 1 : NULL) { field[nf++] = f; }
+        for (const char* f = line; f && nf < 9; f = strchr(f, '\t') ? strchr(f, '\t') + 1 : NULL) {
+            field[nf++] = f;
+        }
+        if (nf < 4) { continue; }
         char *end, *end_epoch;
-        long epoch = nf >= 4 ? strtol(field[1], &end_epoch, 10) : 0, step = nf >= 4 ? strtol(field[2], &end, 10) : -1;
-        if (nf < 4 || end_epoch == field[1] || epoch < 1 || end == field[2] || step < 0 || step > start_step) { continue; }
+        long epoch = strtol(field[1], &end_epoch, 10), step = strtol(field[2], &end, 10);
+        int numbers = end_epoch != field[1] && epoch >= 1 && end != field[2] && step >= 0;
+        if (!numbers || step > start_step) { continue; }
         float loss = strtof(field[3], NULL);
         if (is_step && step >= 1 && step <= pr->n_steps) { pr->step_loss[step - 1] = loss; }
         if (is_epoch && nf == 9 && pr->n_epochs < pr->epochs) {
@@ -3989,7 +4023,8 @@ static Progress* progress_start(const Options* o, int total_steps, int steps_per
     pr->t0 = pr->t_interval = now_seconds();
     pr->val_reviews = val_set->n;
     pr->val_tokens = (double)val_set->num_tokens;
-    pr->step_loss = mallocCheck((size_t)(total_steps < CURVE_MAX_STEPS ? total_steps : CURVE_MAX_STEPS) * sizeof(float));
+    size_t curve_steps = (size_t)(total_steps < CURVE_MAX_STEPS ? total_steps : CURVE_MAX_STEPS);
+    pr->step_loss = mallocCheck(curve_steps * sizeof(float));
     pr->ep_train = mallocCheck((size_t)o->epochs * sizeof(float));
     pr->ep_val = mallocCheck((size_t)o->epochs * sizeof(float));
     pr->ep_acc = mallocCheck((size_t)o->epochs * sizeof(float));
@@ -4002,10 +4037,11 @@ static Progress* progress_start(const Options* o, int total_steps, int steps_per
     // or over the epoch (epoch rows); tokens_per_s counts real tokens (no padding).
     const char* header = "kind\tepoch\tstep\tloss\tlr\tgrad_norm\ttokens_per_s\tval_loss\taccuracy\tprecision\trecall\tf1\telapsed_s\n";
     if (start_step < 0) {
-        // a new run: a new log.tsv (train_out_check made sure no other run's is there, or --overwrite)
+        // a new run: a new log.tsv (train_out_results made sure no other run's is there)
         pr->log = fopen(path, "w");
         if (pr->log == NULL) {
-            fprintf(stderr, "lora: warning: cannot write %s (%s): training goes on without it\n", path, strerror(errno));
+            fprintf(stderr, "lora: warning: cannot write %s (%s): training goes on without it\n",
+                    path, strerror(errno));
         } else {
             fputs(header, pr->log);
             fflush(pr->log);
@@ -4020,8 +4056,9 @@ static Progress* progress_start(const Options* o, int total_steps, int steps_per
     for (int i = 0; i < pr->n_steps; i++) { pr->step_loss[i] = NAN; }
     char* kept = progress_log_rows(pr, path, header, start_step);
     if (kept == NULL || write_text_file(path, kept) != 0 || (pr->log = fopen(path, "a")) == NULL) {
-        fprintf(stderr, "lora: warning: cannot read and write %s back%s%s: training goes on without it\n", path,
-                kept ? ": " : " (left as it is)", kept ? strerror(errno) : "");
+        fprintf(stderr, "lora: warning: cannot read and write %s back%s%s: training goes on "
+                "without it\n", path, kept ? ": " : " (left as it is)",
+                kept ? strerror(errno) : "");
     }
     free(kept);
     return pr;
@@ -4037,7 +4074,9 @@ static void progress_step(Progress* pr, int epoch, int s, int step, float loss, 
     pr->train_tokens += tokens;
     pr->interval_loss += loss;
     pr->interval_steps++;
-    if (pr->n_steps < pr->total_steps && pr->n_steps < CURVE_MAX_STEPS) { pr->step_loss[pr->n_steps++] = loss; }
+    if (pr->n_steps < pr->total_steps && pr->n_steps < CURVE_MAX_STEPS) {
+        pr->step_loss[pr->n_steps++] = loss;
+    }
     double per_step = pr->train_seconds / step;
     double eta_epoch = per_step * (pr->steps_per_epoch - s) + progress_eval_estimate(pr);
     double eta_run = per_step * (pr->total_steps - step) + progress_eval_estimate(pr) * (pr->epochs - epoch + 1);
@@ -4245,7 +4284,7 @@ static const char* signal_name(int sig) {
     return sig == SIGINT ? "Ctrl-C (SIGINT)" : sig == SIGTERM ? "SIGTERM" : "SIGHUP";
 }
 // the signal that asks train to stop after step `step`, 0 for none. In a test build
-// (-DLORA_TEST_HOOKS) LORA_TEST_STOP_AFTER_STEP=k stops after exactly step k, as if Ctrl-C came then.
+// (-DLORA_TEST_HOOKS) LORA_TEST_STOP_AFTER_STEP=k stops after step k, as if Ctrl-C came then.
 static int stop_requested_at(int step) {
 #ifdef LORA_TEST_HOOKS
     const char* env = getenv("LORA_TEST_STOP_AFTER_STEP");
@@ -4300,11 +4339,12 @@ static int train_save_epoch(const Options* o, const Model* m, const TrainState* 
 // validation loss)
 static void train_report_saved(const Options* o, const TrainState* ts, double seconds) {
     if (ts->best_epoch > 0) {
-        printf("saved: %s/best (epoch %d, lowest validation loss %.4f) and %s/last (epoch %d) | total %.1f s\n",
-               o->out_dir, ts->best_epoch, ts->best_val_loss, o->out_dir, o->epochs, seconds);
+        printf("saved: %s/best (epoch %d, lowest validation loss %.4f) and %s/last (epoch %d) | "
+               "total %.1f s\n", o->out_dir, ts->best_epoch, ts->best_val_loss, o->out_dir,
+               o->epochs, seconds);
     } else {
-        printf("saved: %s/last (epoch %d); no epoch had a finite validation loss, so there is no best/ | total %.1f s\n",
-               o->out_dir, o->epochs, seconds);
+        printf("saved: %s/last (epoch %d); no epoch had a finite validation loss, so there is no "
+               "best/ | total %.1f s\n", o->out_dir, o->epochs, seconds);
     }
 }
 
@@ -4314,9 +4354,11 @@ static void train_report_saved(const Options* o, const TrainState* ts, double se
 static int train_check_finite(const Options* o, Progress* pr, int step, float loss, float norm) {
     if (isfinite(loss) && isfinite(norm)) { return 0; }
     if (pr) { progress_clear(pr); }
-    return fail("step %d: the %s is %g, not a finite number: training stopped before its update; %s/last and "
-                "%s/best keep the last good checkpoints ---> HINT: a lower --lr, or --max-grad-norm 1 (clipping)",
-                step, isfinite(loss) ? "gradient norm" : "loss", isfinite(loss) ? norm : loss, o->out_dir, o->out_dir);
+    int loss_ok = isfinite(loss);
+    return fail("step %d: the %s is %g, not a finite number: training stopped before its update; "
+                "%s/last and %s/best keep the last good checkpoints ---> HINT: a lower --lr, or "
+                "--max-grad-norm 1", step, loss_ok ? "gradient norm" : "loss",
+                loss_ok ? norm : loss, o->out_dir, o->out_dir);
 }
 
 // train after a stop signal: end the progress display (*pr becomes NULL), save the run as it
@@ -4328,9 +4370,9 @@ static int train_interrupted(const Options* o, const Model* m, const TrainState*
     progress_end(*pr);
     *pr = NULL;
     if (train_save_checkpoint(o, m, dir, now) == 0) {
-        fprintf(stderr, "lora: interrupted by %s after step %d (epoch %d, step %d of %d); saved %s\n"
-                "resume with: ./lora train --resume %s\n", signal_name(sig), now->step, now->epoch,
-                now->step_in_epoch, steps_per_epoch, dir, dir);
+        fprintf(stderr, "lora: interrupted by %s after step %d (epoch %d, step %d of %d); saved "
+                "%s\nresume with: ./lora train --resume %s\n", signal_name(sig), now->step,
+                now->epoch, now->step_in_epoch, steps_per_epoch, dir, dir);
     }
     return 128 + sig;
 }
@@ -4432,10 +4474,13 @@ static int resume_settings(Options* o, Json** keep) {
     for (const char* t = targets; ; t++) {
         int len = (int)strcspn(t, ","), found = 0;
         for (int i = 0; i < NUM_LIN; i++) {
-            if ((int)strlen(LIN_NAMES[i]) == len && strncmp(t, LIN_NAMES[i], len) == 0) { o->lora.targets[i] = found = 1; }
+            if ((int)strlen(LIN_NAMES[i]) == len && strncmp(t, LIN_NAMES[i], len) == 0) {
+                o->lora.targets[i] = found = 1;
+            }
         }
         if (!found) {
-            return fail("%s: \"targets\" names '%.*s%s', not a Linear of DistilBERT", file, len < 80 ? len : 80, t, len < 80 ? "" : "...");
+            return fail("%s: \"targets\" names '%.*s%s', not a Linear of DistilBERT", file,
+                        len < 80 ? len : 80, t, len < 80 ? "" : "...");
         }
         t += len;
         if (*t == '\0') { break; }
@@ -4451,10 +4496,11 @@ static int resume_settings(Options* o, Json** keep) {
     // a finished run: its epoch is the one after the last. Nothing to continue; say what is there
     // and how to train more
     if (epoch > epochs) {
-        return fail("--resume %s: that run has finished all its %d epochs; its results are in %s/best and %s/last "
-                    "---> HINT: --resume continues a run that was stopped; to train more, start a new run with more "
-                    "--epochs (its other settings are in %s) and another --out", o->resume_dir, o->epochs, out_dir,
-                    out_dir, file);
+        return fail("--resume %s: that run has finished all its %d epochs; its results are in "
+                    "%s/best and %s/last ---> HINT: --resume continues a run that was stopped; to "
+                    "train more, start a new run with more --epochs (its other settings are in %s) "
+                    "and another --out",
+                    o->resume_dir, o->epochs, out_dir, out_dir, file);
     }
     return 0;
 }
@@ -4468,7 +4514,8 @@ static long long first_non_finite(const float* x, size_t n) {
 // the position of a resumed run from DIR/trainer_state.json into ts (and m's AdamW and dropout
 // counters). Each number must be one this run can reach: the step count is where epoch and
 // step_in_epoch put the run with steps_per_epoch steps an epoch (the run's, from its data: a
-// changed --train file no longer fits), and AdamW stepped once a step. 0, or -1 after one error line.
+// changed --train file no longer fits), and AdamW stepped once a step. 0, or -1 after one error
+// line.
 static int trainer_state_position(const Options* o, Model* m, TrainState* ts, int steps_per_epoch) {
     Json* j = trainer_state_read(o->resume_dir);
     if (j == NULL) { return -1; }
@@ -4477,7 +4524,7 @@ static int trainer_state_position(const Options* o, Model* m, TrainState* ts, in
     uint64_t epoch, in_epoch, step, adam_step, forward_count, best_epoch;
     double loss_sum = 0.0;
     int rc = json_get_u64(j, "epoch", 1, (uint64_t)o->epochs + 1, &epoch, file);
-    if (rc == 0) { rc = json_get_u64(j, "step_in_epoch", 0, (uint64_t)steps_per_epoch, &in_epoch, file); }
+    if (rc == 0) { rc = json_get_u64(j, "step_in_epoch", 0, steps_per_epoch, &in_epoch, file); }
     if (rc == 0) { rc = json_get_u64(j, "step", 0, INT_MAX, &step, file); }
     if (rc == 0) { rc = json_get_u64(j, "adam_step", 0, INT_MAX, &adam_step, file); }
     if (rc == 0) { rc = json_get_u64(j, "forward_count", 0, UINT64_MAX, &forward_count, file); }
@@ -4493,10 +4540,11 @@ static int trainer_state_position(const Options* o, Model* m, TrainState* ts, in
     // the steps before this one: the epochs done, then this epoch's (no overflow: both are < 2^31)
     uint64_t at = (epoch - 1) * (uint64_t)steps_per_epoch + in_epoch;
     if (step != at || adam_step != at || best_epoch >= epoch || (best_epoch == 0) != no_best) {
-        return fail("%s: \"step\" %llu, \"adam_step\" %llu and \"best_epoch\" %llu do not fit epoch %llu, step %llu, "
-                    "of %d steps an epoch: not a state of this run (was its --train file changed?)", file,
-                    (unsigned long long)step, (unsigned long long)adam_step, (unsigned long long)best_epoch,
-                    (unsigned long long)epoch, (unsigned long long)in_epoch, steps_per_epoch);
+        typedef unsigned long long ull;
+        return fail("%s: \"step\" %llu, \"adam_step\" %llu and \"best_epoch\" %llu do not fit "
+                    "epoch %llu, step %llu, of %d steps an epoch: not a state of this run (was its "
+                    "--train file changed?)", file, (ull)step, (ull)adam_step, (ull)best_epoch,
+                    (ull)epoch, (ull)in_epoch, steps_per_epoch);
     }
     ts->epoch = (int)epoch;
     ts->step_in_epoch = (int)in_epoch;
@@ -4516,14 +4564,19 @@ static int trainer_state_position(const Options* o, Model* m, TrainState* ts, in
 static int train_resume_best(const Options* o, const Model* m, TrainState* ts) {
     char dir[1100], first[1200];
     snprintf(dir, sizeof(dir), "%s/best", o->out_dir);
-    snprintf(first, sizeof(first), "%s/%s", dir, m->mode == MODE_LORA ? "adapter_model.safetensors" : "model.safetensors");
+    const char* name = m->mode == MODE_LORA ? "adapter_model.safetensors" : "model.safetensors";
+    snprintf(first, sizeof(first), "%s/%s", dir, name);
     int missing = !file_is_there(first);
     if (ts->best_epoch > 0 && ts->best_epoch == ts->epoch - 1 && ts->step_in_epoch == 0) {
         if (model_save(m, dir, o->model_dir) != 0) { return -1; }
-        if (missing) { fprintf(stderr, "lora: note: %s was missing: written again from %s (epoch %d)\n", dir, o->resume_dir, ts->best_epoch); }
+        if (missing) {
+            fprintf(stderr, "lora: note: %s was missing: written again from %s (epoch %d)\n", dir,
+                    o->resume_dir, ts->best_epoch);
+        }
     } else if (ts->best_epoch > 0 && missing) {
-        fprintf(stderr, "lora: warning: %s (epoch %d) is missing and %s cannot rebuild it: the best of the epochs still to "
-                "run will be saved there\n", dir, ts->best_epoch, o->resume_dir);
+        fprintf(stderr, "lora: warning: %s (epoch %d) is missing and %s cannot rebuild it: the "
+                "best of the epochs still to run will be saved there\n", dir, ts->best_epoch,
+                o->resume_dir);
         ts->best_val_loss = INFINITY;
         ts->best_epoch = 0;
     }
@@ -4538,13 +4591,13 @@ static int train_resume_best(const Options* o, const Model* m, TrainState* ts) {
 static int train_resume(const Options* o, Model* m, TrainState* ts, int steps_per_epoch) {
     char file[1100];
     snprintf(file, sizeof(file), "%s/model.safetensors", o->resume_dir);
-    if (o->mode == MODE_LORA ? model_load_adapter(m, o->resume_dir) : trainables_read(m, file, o->mode == MODE_FULL)) {
-        return -1;
-    }
+    int loaded = o->mode == MODE_LORA ? model_load_adapter(m, o->resume_dir)
+                                      : trainables_read(m, file, o->mode == MODE_FULL);
+    if (loaded != 0) { return -1; }
     long long bad = first_non_finite(m->params_memory, m->num_trainable);
     if (bad >= 0) {
-        return fail("--resume %s: trainable number %lld of the checkpoint is %g: the checkpoint is damaged", o->resume_dir,
-                    bad, m->params_memory[bad]);
+        return fail("--resume %s: trainable number %lld of the checkpoint is %g: the checkpoint is "
+                    "damaged", o->resume_dir, bad, m->params_memory[bad]);
     }
     adapter_set_file(file, sizeof(file), o->resume_dir, "optimizer.safetensors");
     SafeTensors st;
@@ -4559,8 +4612,9 @@ static int train_resume(const Options* o, Model* m, TrainState* ts, int steps_pe
         const float* moment = k == 0 ? m->exp_avg : m->exp_avg_sq;
         for (size_t i = 0; i < m->num_trainable; i++) {
             if (isnan(moment[i]) || (k == 1 && moment[i] < 0.0f)) {
-                return fail("%s: %s[%zu] is %g: AdamW's moments are numbers (exp_avg_sq never negative), so the file is "
-                            "damaged", file, k == 0 ? "exp_avg" : "exp_avg_sq", i, moment[i]);
+                return fail("%s: %s[%zu] is %g: AdamW's moments are numbers (exp_avg_sq never "
+                            "negative), so the file is damaged", file,
+                            k == 0 ? "exp_avg" : "exp_avg_sq", i, moment[i]);
             }
         }
     }
@@ -4685,27 +4739,34 @@ static FILE* predictions_open(const Options* o, const char* path, int* via_tmp) 
     // what path is (stat follows a link to its target; lstat tells whether it is a link)
     struct stat out, link, in;
     int exists = stat(path, &out) == 0, is_link = lstat(path, &link) == 0 && S_ISLNK(link.st_mode);
-    if (exists && S_ISDIR(out.st_mode)) { fail("--predictions %s is a directory, not a file", path); return NULL; }
+    if (exists && S_ISDIR(out.st_mode)) {
+        fail("--predictions %s is a directory, not a file", path);
+        return NULL;
+    }
     if (exists && !S_ISREG(out.st_mode) && !S_ISFIFO(out.st_mode) && !S_ISCHR(out.st_mode)) {
         fail("--predictions %s is not a file, a pipe or a terminal", path);
         return NULL;
     }
     // the inputs: the same file (device and inode) is refused, whatever its name
     char input[6][1200];
-    const char* role[6] = { "the --val file", "the model's config.json", "the model's weights", "the model's vocab.txt",
-                            "the adapter's weights", "the adapter's config" };
-    snprintf(input[0], sizeof(input[0]), "%s", o->val_path);
+    const char* role[6] = { "the --val file", "the model's config.json", "the model's weights",
+                            "the model's vocab.txt", "the adapter's weights",
+                            "the adapter's config" };
     const char* model_files[3] = { "config.json", "model.safetensors", "vocab.txt" };
-    for (int k = 0; k < 3; k++) { snprintf(input[1 + k], sizeof(input[1 + k]), "%s/%s", o->model_dir, model_files[k]); }
+    snprintf(input[0], sizeof(input[0]), "%s", o->val_path);
+    for (int k = 0; k < 3; k++) {
+        snprintf(input[1 + k], sizeof(input[0]), "%s/%s", o->model_dir, model_files[k]);
+    }
     int inputs = 4;
+    const char* adapter_files[2] = { "adapter_model.safetensors", "adapter_config.json" };
     for (int k = 0; o->adapter_dir && k < 2; k++) {
-        adapter_set_file(input[inputs++], sizeof(input[0]), o->adapter_dir, k == 0 ? "adapter_model.safetensors" : "adapter_config.json");
+        adapter_set_file(input[inputs++], sizeof(input[0]), o->adapter_dir, adapter_files[k]);
     }
     for (int k = 0; k < inputs && exists; k++) {
         if (stat(input[k], &in) == 0 && in.st_dev == out.st_dev && in.st_ino == out.st_ino) {
             int same_name = strcmp(path, input[k]) == 0;
-            fail("--predictions %s is %s%s%s%s, an input of this eval: choose another FILE", path, role[k],
-                 same_name ? "" : " (", same_name ? "" : input[k], same_name ? "" : ")");
+            fail("--predictions %s is %s%s%s%s, an input of this eval: choose another FILE", path,
+                 role[k], same_name ? "" : " (", same_name ? "" : input[k], same_name ? "" : ")");
             return NULL;
         }
     }
@@ -4713,18 +4774,23 @@ static FILE* predictions_open(const Options* o, const char* path, int* via_tmp) 
     char dir[1100];
     snprintf(dir, sizeof(dir), "%s", path);
     char* slash = strrchr(dir, '/');
-    if (slash == NULL) { snprintf(dir, sizeof(dir), "."); } else if (slash == dir) { dir[1] = '\0'; } else { *slash = '\0'; }
-    const char* marks[5] = { "adapter_model.safetensors", "adapter_config.json", "model.safetensors", "config.json", "trainer_state.json" };
+    if (slash == NULL) { snprintf(dir, sizeof(dir), "."); }
+    else if (slash == dir) { dir[1] = '\0'; }
+    else { *slash = '\0'; }
+    const char* marks[5] = { "adapter_model.safetensors", "adapter_config.json",
+                             "model.safetensors", "config.json", "trainer_state.json" };
     for (int k = 0; k < 5; k++) {
         char mark[1200];
         snprintf(mark, sizeof(mark), "%s/%s", dir, marks[k]);
         if (file_is_there(mark)) {
-            fail("--predictions %s is in %s, a checkpoint folder (it holds %s): write it somewhere else", path, dir, marks[k]);
+            fail("--predictions %s is in %s, a checkpoint folder (it holds %s): write it somewhere "
+                 "else", path, dir, marks[k]);
             return NULL;
         }
     }
     if (exists && S_ISREG(out.st_mode) && !o->overwrite) {
-        fail("--predictions %s already exists: pass --overwrite to replace it, or choose another FILE", path);
+        fail("--predictions %s already exists: pass --overwrite to replace it, or choose another "
+             "FILE", path);
         return NULL;
     }
     // a pipe, a terminal, a device, or a link (to any of those or to a file): written through
@@ -4735,7 +4801,8 @@ static FILE* predictions_open(const Options* o, const char* path, int* via_tmp) 
     }
 #else
     if (file_is_there(path) && !o->overwrite) {
-        fail("--predictions %s already exists: pass --overwrite to replace it, or choose another FILE", path);
+        fail("--predictions %s already exists: pass --overwrite to replace it, or choose another "
+             "FILE", path);
         return NULL;
     }
 #endif
@@ -4744,7 +4811,8 @@ static FILE* predictions_open(const Options* o, const char* path, int* via_tmp) 
     snprintf(tmp, sizeof(tmp), "%s.tmp", path);
     FILE* f = fopen(tmp, "wx");
     if (f == NULL && errno == EEXIST) {
-        fail("--predictions %s: %s is in the way (left by an eval that was stopped?): remove it, or choose another FILE", path, tmp);
+        fail("--predictions %s: %s is in the way (left by an eval that was stopped?): remove it, "
+             "or choose another FILE", path, tmp);
     } else if (f == NULL) {
         fail("cannot write --predictions %s: %s", path, strerror(errno));
     }
@@ -4773,7 +4841,10 @@ int eval_command(const Options* o, const char* predictions_path) {
     FILE* out = predictions_path ? predictions_open(o, predictions_path, &via_tmp) : NULL;
     if (predictions_path && out == NULL) { return -1; }
     Model model;
-    if (load_for_inference(&model, o) != 0) { if (out) { predictions_close(out, predictions_path, via_tmp, 0); } return -1; }
+    if (load_for_inference(&model, o) != 0) {
+        if (out) { predictions_close(out, predictions_path, via_tmp, 0); }
+        return -1;
+    }
     Tokenizer tok;
     char path[1024];
     snprintf(path, sizeof(path), "%s/vocab.txt", o->model_dir);
@@ -4798,12 +4869,14 @@ int eval_command(const Options* o, const char* predictions_path) {
         // --predictions FILE: one line per review, in the order of the file: index, label, P(positive)
         if (rc == 0 && out) {
             int ok = fprintf(out, "index\tlabel\tp_positive\n") > 0;
-            for (int i = 0; ok && i < d.n; i++) { ok = fprintf(out, "%d\t%d\t%.6f\n", i, d.labels[i], probs[i]) > 0; }
+            for (int i = 0; ok && i < d.n; i++) {
+                ok = fprintf(out, "%d\t%d\t%.6f\n", i, d.labels[i], probs[i]) > 0;
+            }
             rc = predictions_close(out, predictions_path, via_tmp, ok);
             out = NULL;
         }
     }
-    if (out) { predictions_close(out, predictions_path, via_tmp, 0); }  // (an error came first: FILE.tmp goes)
+    if (out) { predictions_close(out, predictions_path, via_tmp, 0); }  // (an error: FILE.tmp goes)
     free(probs);
     dataset_free(&d);  // safe also when nothing was loaded
     tokenizer_free(&tok);
@@ -4902,16 +4975,23 @@ int merge_command(const Options* o) {
     const char* dtype = NULL;
     for (int k = 0; k < 3; k++) { if (strcmp(o->dtype, dtypes[k][0]) == 0) { dtype = dtypes[k][1]; } }
     if (dtype == NULL) { return fail("--dtype: expected f32, f16 or bf16, got '%s'", o->dtype); }
-    out_of_memory_hint = "merge holds the whole model in memory: close other programs, or merge on a bigger machine";
+    out_of_memory_hint = "merge holds the whole model in memory: close other programs, or use a "
+                         "bigger machine";
     // before any work: never replace a model that is already there, nor any file merge would write
     // (vocab.txt too, and their .tmp files, which a save would take for its own)
-    if (path_exists(o->out_dir) && !is_directory(o->out_dir)) { return fail("--out %s is a file, not a folder", o->out_dir); }
-    const char* names[8] = { "model.safetensors", "config.json", "adapter_model.safetensors", "vocab.txt",
-                             "model.safetensors.tmp", "config.json.tmp", "vocab.txt.tmp", "adapter_config.json" };
+    if (path_exists(o->out_dir) && !is_directory(o->out_dir)) {
+        return fail("--out %s is a file, not a folder", o->out_dir);
+    }
+    const char* names[8] = { "model.safetensors", "config.json", "adapter_model.safetensors",
+                             "vocab.txt", "model.safetensors.tmp", "config.json.tmp",
+                             "vocab.txt.tmp", "adapter_config.json" };
     for (int k = 0; k < 8; k++) {
         char path[1100];
         snprintf(path, sizeof(path), "%s/%s", o->out_dir, names[k]);
-        if (path_exists(path)) { return fail("--out %s already holds %s: merge never overwrites; choose another --out", o->out_dir, names[k]); }
+        if (path_exists(path)) {
+            return fail("--out %s already holds %s: merge never overwrites; choose another --out",
+                        o->out_dir, names[k]);
+        }
     }
     Model m;
     if (load_for_inference(&m, o) != 0) { return -1; }
@@ -5413,7 +5493,8 @@ int main(int argc, char** argv) {
         { "--val", 's', &o.val_path, 0, 0, "te", "validation data (default: data/imdb/validation_1k.tsv)" },
         { "--out", 's', &o.out_dir, 0, 0, "tm", "train: where best/, last/, log.tsv and curves.svg go (default: out); "
           "merge: the new model's folder (required, never overwritten)" },
-        { "--overwrite", 'b', &o.overwrite, 0, 0, "te", "train: replace the run already in --out; eval: an existing --predictions FILE" },
+        { "--overwrite", 'b', &o.overwrite, 0, 0, "te",
+          "train: replace the run in --out; eval: the --predictions FILE" },
         { "--resume", 's', &o.resume_dir, 0, 0, "t", "continue the run saved in DIR (an OUT/last), with that run's settings" },
         { "--adapter", 's', &o.adapter_dir, 0, 0, "epm", "the trained adapter, or a head/full run's checkpoint (default: eval "
           "out/best; predict none, an untrained head)" },

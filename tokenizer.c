@@ -742,7 +742,7 @@ int tokenizer_init(Tokenizer* tok, const char* vocab_path) {
         size_t want = cap - n - 1, left = TOKENIZER_MAX_VOCAB_BYTES + 1 - n;
         size_t got = fread(tok->text + n, 1, want < left ? want : left, f);
         n += got;
-        if (got < want) { break; }       // short read: end of file, the limit (or an error, checked below)
+        if (got < want) { break; }  // short read: end of file or the limit (or an error: see below)
         char* bigger = realloc(tok->text, cap * 2);
         if (bigger == NULL) { free(tok->text); }
         tok->text = bigger;
@@ -761,8 +761,8 @@ int tokenizer_init(Tokenizer* tok, const char* vocab_path) {
     }
     tok->text[n] = '\0';
     if (n > TOKENIZER_MAX_VOCAB_BYTES) {  // (this also keeps the counts below in range)
-        fprintf(stderr, TOKENIZER_ERROR "vocab file %s is bigger than %zu MB: not a vocab.txt\n", vocab_path,
-                (size_t)TOKENIZER_MAX_VOCAB_BYTES >> 20);
+        fprintf(stderr, TOKENIZER_ERROR "vocab file %s is bigger than %zu MB: not a vocab.txt\n",
+                vocab_path, (size_t)TOKENIZER_MAX_VOCAB_BYTES >> 20);
         tokenizer_free(tok);
         return -1;
     }

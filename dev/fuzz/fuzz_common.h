@@ -37,6 +37,19 @@ static int fuzz_write(const char* path, const uint8_t* data, size_t size) {
     return ok ? 0 : -1;
 }
 
+// dir/name: the bytes [from, to), or, when from is NULL, a copy of the file `fixture`; 0 on success
+static int fuzz_put(const char* dir, const char* name, const uint8_t* from, const uint8_t* to, const char* fixture) {
+    char path[1200];
+    snprintf(path, sizeof(path), "%s/%s", dir, name);
+    if (from) { return fuzz_write(path, from, (size_t)(to - from)); }
+    size_t n;
+    char* text = read_file(fixture, (size_t)1 << 20, &n, NULL);
+    if (text == NULL) { fprintf(stderr, "run from the repository root\n"); exit(1); }
+    int rc = fuzz_write(path, (const uint8_t*)text, n);
+    free(text);
+    return rc;
+}
+
 // the first occurrence of the separator line in data, or NULL (used to pack two files into one input)
 #define FUZZ_SEPARATOR "\n--8<--\n"
 static const uint8_t* fuzz_split(const uint8_t* data, size_t size) {

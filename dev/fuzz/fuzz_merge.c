@@ -5,19 +5,6 @@
 // load as a model (config.json, model.safetensors, vocab.txt) and run a forward pass.
 #include "fuzz_common.h"
 
-// dir/name: the bytes [from, to), or the fixture file when from is NULL; 0 on success
-static int fuzz_merge_put(const char* dir, const char* name, const uint8_t* from, const uint8_t* to, const char* fixture) {
-    char path[1200];
-    snprintf(path, sizeof(path), "%s/%s", dir, name);
-    if (from) { return fuzz_write(path, from, (size_t)(to - from)); }
-    size_t n;
-    char* text = read_file(fixture, (size_t)1 << 20, &n, NULL);
-    if (text == NULL) { fprintf(stderr, "run from the repository root\n"); exit(1); }
-    int rc = fuzz_write(path, (const uint8_t*)text, n);
-    free(text);
-    return rc;
-}
-
 static int fuzz_merge(const uint8_t* data, size_t size) {
     if (size < 1) { return 0; }
     const char* dtypes[3] = { "f32", "f16", "bf16" };
@@ -36,13 +23,13 @@ static int fuzz_merge(const uint8_t* data, size_t size) {
     const uint8_t* st = sep ? sep + strlen(FUZZ_SEPARATOR) : NULL;
     const uint8_t* sep2 = st ? fuzz_split(st, (size_t)(data + size - st)) : NULL;
     const uint8_t* vocab = sep2 ? sep2 + strlen(FUZZ_SEPARATOR) : NULL;
-    int bad = fuzz_merge_put(adapter, "adapter_config.json", sep ? data : NULL, sep, "dev/fixtures/hf_tiny/adapter/adapter_config.json");
-    bad |= fuzz_merge_put(adapter, "adapter_model.safetensors", st, sep2 ? sep2 : data + size,
+    int bad = fuzz_put(adapter, "adapter_config.json", sep ? data : NULL, sep, "dev/fixtures/hf_tiny/adapter/adapter_config.json");
+    bad |= fuzz_put(adapter, "adapter_model.safetensors", st, sep2 ? sep2 : data + size,
                           "dev/fixtures/hf_tiny/adapter/adapter_model.safetensors");
-    bad |= fuzz_merge_put(model, "vocab.txt", vocab, data + size, "dev/fixtures/resume/vocab.txt");
-    bad |= fuzz_merge_put(model, "config.json", NULL, NULL, "dev/fixtures/hf_tiny/config.json");
+    bad |= fuzz_put(model, "vocab.txt", vocab, data + size, "dev/fixtures/resume/vocab.txt");
+    bad |= fuzz_put(model, "config.json", NULL, NULL, "dev/fixtures/hf_tiny/config.json");
     snprintf(path, sizeof(path), "%s/model.safetensors", model);
-    if (!file_is_there(path)) { bad |= fuzz_merge_put(model, "model.safetensors", NULL, NULL, "dev/fixtures/hf_tiny/model.safetensors"); }
+    if (!file_is_there(path)) { bad |= fuzz_put(model, "model.safetensors", NULL, NULL, "dev/fixtures/hf_tiny/model.safetensors"); }
     if (bad) { return 0; }
     Options o = { 0 };
     o.model_dir = model;

@@ -5,19 +5,6 @@
 // look at log.tsv), then progress_start (log.tsv read back and written again) and progress_end.
 #include "fuzz_common.h"
 
-// a fixture file into dir/name, or the bytes [from, to) when from is not NULL; 0 on success
-static int fuzz_resume_put(const char* dir, const char* name, const uint8_t* from, const uint8_t* to, const char* fixture) {
-    char path[1200];
-    snprintf(path, sizeof(path), "%s/%s", dir, name);
-    if (from) { return fuzz_write(path, from, (size_t)(to - from)); }
-    size_t n;
-    char* text = read_file(fixture, (size_t)1 << 20, &n, NULL);
-    if (text == NULL) { fprintf(stderr, "run from the repository root\n"); exit(1); }
-    int rc = fuzz_write(path, (const uint8_t*)text, n);
-    free(text);
-    return rc;
-}
-
 static int fuzz_resume(const uint8_t* data, size_t size) {
     char run[500], last[600], best[600];
     fuzz_path(run, sizeof(run), "fuzz_resume");
@@ -40,14 +27,14 @@ static int fuzz_resume(const uint8_t* data, size_t size) {
     snprintf(f[1], sizeof(f[1]), "%s/last/optimizer.safetensors", fx);
     snprintf(f[2], sizeof(f[2]), "%s/log.tsv", fx);
     snprintf(f[3], sizeof(f[3]), "%s/last/adapter_model.safetensors", fx);
-    int bad = fuzz_resume_put(last, "trainer_state.json", data, end0, f[0]);
-    bad |= fuzz_resume_put(last, "optimizer.safetensors", part[1], part[1] ? end1 : NULL, f[1]);
-    bad |= fuzz_resume_put(run, "log.tsv", part[2], part[3], f[2]);
-    bad |= fuzz_resume_put(last, "adapter_model.safetensors", NULL, NULL, f[3]);
+    int bad = fuzz_put(last, "trainer_state.json", data, end0, f[0]);
+    bad |= fuzz_put(last, "optimizer.safetensors", part[1], part[1] ? end1 : NULL, f[1]);
+    bad |= fuzz_put(run, "log.tsv", part[2], part[3], f[2]);
+    bad |= fuzz_put(last, "adapter_model.safetensors", NULL, NULL, f[3]);
     snprintf(f[3], sizeof(f[3]), "%s/last/adapter_config.json", fx);
-    bad |= fuzz_resume_put(last, "adapter_config.json", NULL, NULL, f[3]);
+    bad |= fuzz_put(last, "adapter_config.json", NULL, NULL, f[3]);
     snprintf(f[3], sizeof(f[3]), "%s/best/adapter_model.safetensors", fx);
-    bad |= fuzz_resume_put(best, "adapter_model.safetensors", NULL, NULL, f[3]);
+    bad |= fuzz_put(best, "adapter_model.safetensors", NULL, NULL, f[3]);
     if (bad) { return 0; }
     Options o = { 0 };
     o.resume_dir = last;
