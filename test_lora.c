@@ -2311,18 +2311,22 @@ static void test_read_limits(void) {
         expect(tokenizer_init(&tok, "/dev/zero") == -1, "limits: /dev/zero as vocab.txt is refused (64 MB)");
         expect(read_file("/dev/zero", MAX_LOG_BYTES >> 6, &n, NULL) == NULL, "limits: /dev/zero read as a log is refused");
     }
-    // one TSV line over MAX_LINE_BYTES: refused, naming the line
+    // one TSV line over MAX_LINE_BYTES (128 MB): refused, naming the line
     Tokenizer tok;
     if (tokenizer_init(&tok, "dev/fixtures/resume/vocab.txt") == 0) {
         FILE* f = fopen(TEST_DIR "/long.tsv", "wb");
+        char* words = mallocCheck(1 << 20);
+        for (size_t i = 0; i < (1 << 20); i++) { words[i] = "bad "[i % 4]; }
         if (f) {
             fputs("1\tgood\n0\t", f);
-            for (size_t i = 0; i < MAX_LINE_BYTES / 4; i++) { fputs("bad ", f); }
+            for (size_t i = 0; i < MAX_LINE_BYTES >> 20; i++) { fwrite(words, 1, 1 << 20, f); }
             fputs("bad\n", f);
             fclose(f);
         }
+        free(words);
         Dataset d;
-        expect(dataset_load(&d, TEST_DIR "/long.tsv", &tok, 40) == -1, "limits: a TSV line of more than 1 MB is refused");
+        expect(dataset_load(&d, TEST_DIR "/long.tsv", &tok, 40) == -1, "limits: a TSV line of more than 128 MB is refused");
+        remove(TEST_DIR "/long.tsv");
         tokenizer_free(&tok);
     } else {
         expect(0, "limits: load dev/fixtures/resume/vocab.txt");
