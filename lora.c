@@ -4029,7 +4029,7 @@ static Progress* progress_start(const Options* o, int total_steps, int steps_per
     pr->ep_val = mallocCheck((size_t)o->epochs * sizeof(float));
     pr->ep_acc = mallocCheck((size_t)o->epochs * sizeof(float));
     snprintf(pr->title, sizeof(pr->title), "%s, %s", o->model_dir, o->train_path);
-    char path[1100];
+    char path[1024];  // (log.tsv's; its .tmp name must fit the save functions' 1100 bytes)
     snprintf(path, sizeof(path), "%s/log.tsv", o->out_dir);
     snprintf(pr->svg_path, sizeof(pr->svg_path), "%s/curves.svg", o->out_dir);
     // log.tsv: a header, then one row per logged step ("step") and per epoch ("epoch"); a field
