@@ -896,6 +896,7 @@ static void test_hf_standin_parity(void) {
     Options o = { 0 };
     o.model_dir = dir; o.adapter_dir = STANDIN_FIXTURE "/adapter"; o.out_dir = TEST_DIR "/standin_merged"; o.dtype = "f32";
     remove(TEST_DIR "/standin_merged/model.safetensors"); remove(TEST_DIR "/standin_merged/config.json");
+    remove(TEST_DIR "/standin_merged/vocab.txt");  // (merge writes it too, and never over one that is there)
     LoraConfig none = { 4, 8.0f, 0.0f, { 0 }, 0 };
     Model merged;
     int ok = merge_command(&o) == 0 && model_load(&merged, TEST_DIR "/standin_merged", &none, MODE_LORA, 0) == 0;
