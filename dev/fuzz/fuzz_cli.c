@@ -70,7 +70,9 @@ static int fuzz_cli(const uint8_t* data, size_t size) {
         if (getcwd(repo, sizeof(repo)) == NULL) { exit(1); }
         char dir[490];
         fuzz_path(dir, sizeof(dir), "fuzz_cli");
-        snprintf(scratch, sizeof(scratch), "%s/%s", repo, dir);
+        // (absolute: main runs in it, and the fixtures are read from the repository)
+        if (dir[0] == '/') { snprintf(scratch, sizeof(scratch), "%s", dir); }
+        else { snprintf(scratch, sizeof(scratch), "%s/%s", repo, dir); }
         for (int k = 0; k < FUZZ_CLI_NUM_FILES; k++) {
             fixture[k] = read_file(FUZZ_CLI_FILES[k][1], (size_t)1 << 20, &fixture_size[k], NULL);
             if (fixture[k] == NULL) { fprintf(stderr, "run from the repository root\n"); exit(1); }
