@@ -101,7 +101,7 @@ static int safetensors_write(const char* path, const SaveTensor* tensors, int co
 }
 static int copy_file(const char* from, const char* to) {
     size_t n;
-    char* data = read_file(from, &n, NULL);
+    char* data = read_file(from, (size_t)1 << 30, &n, NULL);
     if (!data) { return -1; }
     int rc = write_bytes(to, data, n);
     free(data);
@@ -943,6 +943,7 @@ static void test_hf_standin_parity(void) {
     Options o = { 0 };
     o.model_dir = dir; o.adapter_dir = STANDIN_FIXTURE "/adapter"; o.out_dir = TEST_DIR "/standin_merged"; o.dtype = "f32";
     remove(TEST_DIR "/standin_merged/model.safetensors"); remove(TEST_DIR "/standin_merged/config.json");
+    remove(TEST_DIR "/standin_merged/vocab.txt");  // (merge writes it too, and never over one that is there)
     LoraConfig none = { 4, 8.0f, 0.0f, { 0 }, 0 };
     Model merged;
     int ok = merge_command(&o) == 0 && model_load(&merged, TEST_DIR "/standin_merged", &none, MODE_LORA, 0) == 0;
@@ -990,7 +991,7 @@ static void test_dtypes(void) {
 static void test_bad_checkpoints(void) {
     LoraConfig lc = { 4, 8.0f, 0.0f, { 1, 0, 0, 0, 0, 0 }, 0 };
     size_t n;
-    char* good = read_file(HF_DIR "/model.safetensors", &n, NULL);
+    char* good = read_file(HF_DIR "/model.safetensors", (size_t)1 << 30, &n, NULL);
     if (!good) { expect(0, "read the fixture model"); return; }
     copy_file(HF_DIR "/config.json", TEST_DIR "/config.json");
     Model m;
@@ -2216,7 +2217,7 @@ static void test_merge_command(void) {
     make_dir(TEST_DIR "/merge_base");
     copy_file(HF_DIR "/config.json", TEST_DIR "/merge_base/config.json");
     copy_file(HF_DIR "/model.safetensors", TEST_DIR "/merge_base/model.safetensors");
-    copy_file("dev/fixtures/tokenizer_small_vocab.txt", TEST_DIR "/merge_base/vocab.txt");
+    copy_file("dev/fixtures/resume/vocab.txt", TEST_DIR "/merge_base/vocab.txt");  // (100 tokens, as the model)
     const char* dtypes[3] = { "f32", "f16", "bf16" };
     double bounds[3] = { 1e-5, 2e-2, 1e-1 };
     for (int k = 0; k < 3; k++) {
@@ -2722,7 +2723,7 @@ static void test_hardening(void) {
     remove(tpath);
     // a checkpoint with a tensor config.json has no place for
     size_t size;
-    char* good = read_file(HF_DIR "/model.safetensors", &size, NULL);
+    char* good = read_file(HF_DIR "/model.safetensors", (size_t)1 << 30, &size, NULL);
     if (good) {
         uint64_t hl = 0;
         for (int i = 7; i >= 0; i--) { hl = (hl << 8) | (unsigned char)good[i]; }
@@ -2766,6 +2767,228 @@ static void test_hardening(void) {
     fprintf(stderr, "--- end of expected errors\n");
 }
 
+// ----------------------------------------------------------------------------
+// files (issue 19): every read has a size limit, --resume reads back only what a run can have
+// written, log.tsv comes back whole, --predictions never replaces what it must not
+
+#define RESUME_FIXTURE "dev/fixtures/resume/run"
+
+// a copy of the stopped run of dev/fixtures/resume in TEST_DIR/run (last/, best/, log.tsv)
+static int resume_fixture_copy(void) {
+    const char* files[7] = { "last/trainer_state.json", "last/optimizer.safetensors", "last/adapter_model.safetensors",
+                             "last/adapter_config.json", "best/adapter_model.safetensors", "best/adapter_config.json", "log.tsv" };
+    make_dir(TEST_DIR "/run"); make_dir(TEST_DIR "/run/last"); make_dir(TEST_DIR "/run/best");
+    for (int k = 0; k < 7; k++) {
+        char from[256], to[256];
+        snprintf(from, sizeof(from), RESUME_FIXTURE "/%s", files[k]);
+        snprintf(to, sizeof(to), TEST_DIR "/run/%s", files[k]);
+        if (copy_file(from, to) != 0) { return -1; }
+    }
+    return 0;
+}
+
+// --resume TEST_DIR/run/last as train does it, with the fixture's model and steps_per_epoch
+// steps an epoch: resume_settings, model_load, train_resume. 0 when it resumes; ts/o get the position
+static int resume_fixture(int steps_per_epoch, TrainState* ts, Options* o) {
+    memset(o, 0, sizeof(*o));
+    o->resume_dir = TEST_DIR "/run/last";
+    Json* keep = NULL;
+    int rc = resume_settings(o, &keep);
+    if (rc == 0) {
+        o->model_dir = HF_DIR;  // (the state names m/, the fixture's folder when it was made)
+        Model m;
+        rc = model_load(&m, o->model_dir, &o->lora, o->mode, o->seed);
+        if (rc == 0) {
+            TrainState start = { 1, 0, 0, 0.0, INFINITY, 0 };
+            *ts = start;
+            rc = train_resume(o, &m, ts, steps_per_epoch);
+            if (rc == 0 && m.adam_step != ts->step) { rc = -2; }
+            model_free(&m);
+        }
+    }
+    json_free(keep);
+    return rc;
+}
+
+// the fixture's trainer_state.json with the first `from` replaced by `to`
+static int resume_state_edit(const char* from, const char* to) {
+    size_t n;
+    char* text = read_file(RESUME_FIXTURE "/last/trainer_state.json", MAX_JSON_BYTES, &n, NULL);
+    char* at = text ? strstr(text, from) : NULL;
+    if (at == NULL) { free(text); return -1; }
+    char* edited = mallocCheck(n + strlen(to) + 1);
+    size_t head = (size_t)(at - text);
+    memcpy(edited, text, head);
+    snprintf(edited + head, n + strlen(to) + 1 - head, "%s%s", to, at + strlen(from));
+    int rc = write_bytes(TEST_DIR "/run/last/trainer_state.json", edited, strlen(edited));
+    free(text);
+    free(edited);
+    return rc;
+}
+
+static void test_read_limits(void) {
+    make_dir(TEST_DIR);
+    fprintf(stderr, "--- the next lines on stderr are expected: files over their size limits being refused\n");
+    char hundred[100];
+    memset(hundred, 'x', sizeof(hundred));
+    write_bytes(TEST_DIR "/hundred", hundred, sizeof(hundred));
+    size_t n = 0;
+    char* text = read_file(TEST_DIR "/hundred", 100, &n, NULL);
+    expect(text && n == 100 && text[100] == '\0', "limits: a 100-byte file is read whole with a limit of 100 bytes");
+    free(text);
+    expect(read_file(TEST_DIR "/hundred", 99, &n, NULL) == NULL, "limits: ... and refused with a limit of 99");
+    // endless files: a link to /dev/zero as config.json, vocab.txt, trainer_state.json (all refused
+    // after their limit, where the reader used to grow until the kernel killed it)
+    FILE* zero = fopen("/dev/zero", "rb");
+    if (zero == NULL) {
+        skip("limits: no /dev/zero here");
+    } else {
+        fclose(zero);
+        Config c;
+        expect(config_load(&c, "/dev/zero") == -1, "limits: /dev/zero as config.json is refused (16 MB)");
+        Tokenizer tok;
+        expect(tokenizer_init(&tok, "/dev/zero") == -1, "limits: /dev/zero as vocab.txt is refused (64 MB)");
+        expect(read_file("/dev/zero", MAX_LOG_BYTES >> 6, &n, NULL) == NULL, "limits: /dev/zero read as a log is refused");
+    }
+    // one TSV line over MAX_LINE_BYTES (128 MB): refused, naming the line
+    Tokenizer tok;
+    if (tokenizer_init(&tok, "dev/fixtures/resume/vocab.txt") == 0) {
+        FILE* f = fopen(TEST_DIR "/long.tsv", "wb");
+        char* words = mallocCheck(1 << 20);
+        for (size_t i = 0; i < (1 << 20); i++) { words[i] = "bad "[i % 4]; }
+        if (f) {
+            fputs("1\tgood\n0\t", f);
+            for (size_t i = 0; i < MAX_LINE_BYTES >> 20; i++) { fwrite(words, 1, 1 << 20, f); }
+            fputs("bad\n", f);
+            fclose(f);
+        }
+        free(words);
+        Dataset d;
+        expect(dataset_load(&d, TEST_DIR "/long.tsv", &tok, 40, NULL) == -1, "limits: a TSV line of more than 128 MB is refused");
+        remove(TEST_DIR "/long.tsv");
+        tokenizer_free(&tok);
+    } else {
+        expect(0, "limits: load dev/fixtures/resume/vocab.txt");
+    }
+    fprintf(stderr, "--- end of expected errors\n");
+}
+
+static void test_resume_state(void) {
+    make_dir(TEST_DIR);
+    if (resume_fixture_copy() != 0) { expect(0, "resume: copy " RESUME_FIXTURE); return; }
+    TrainState ts;
+    Options o;
+    int rc = resume_fixture(3, &ts, &o);
+    expect(rc == 0 && ts.epoch == 2 && ts.step_in_epoch == 2 && ts.step == 5 && ts.best_epoch == 1 && o.epochs == 3,
+           "resume: the fixture's run resumes at epoch 2, step 2 of 3 (step 5), best epoch 1");
+    fprintf(stderr, "--- the next lines on stderr are expected: trainer states that no run can have written\n");
+    // numbers beyond what the run can reach, or that do not fit together
+    const char* edits[][3] = {
+        { "\"adam_step\": 5", "\"adam_step\": 2147483648", "adam_step 2^31 (was accepted and overflowed the int)" },
+        { "\"adam_step\": 5", "\"adam_step\": 6", "adam_step 6 at step 5" },
+        { "\"step\": 5", "\"step\": 2147483647", "step 2^31 - 1 at epoch 2, step 2" },
+        { "\"best_epoch\": 1", "\"best_epoch\": 2", "best_epoch 2 during epoch 2" },
+        { "\"best_val_loss\": 0.", "\"best_val_loss\": null, \"x\": 0.", "a best_epoch with a null best_val_loss" },
+        { "\"epoch\": 2", "\"epoch\": 4", "epoch 4 of a 3-epoch run (finished: refused before anything loads)" },
+        { "\"targets\": \"q_lin\"", "\"targets\": \"q_lin,v_lin,q_lin,k_lin,q_lin,v_lin,q_lin,v_lin,q_lin,k_lin,q_lin,v_lin,"
+          "q_lin,v_lin,q_lin,k_lin,q_lin,v_lin,q_lin,v_lin,q_lin,k_lin,q_lin,v_lin,out_linx\"", "an unknown target at the end of a long list" },
+    };
+    for (size_t k = 0; k < sizeof(edits) / sizeof(edits[0]); k++) {
+        if (resume_state_edit(edits[k][0], edits[k][1]) != 0) { expect(0, "resume: edit the state (%s)", edits[k][2]); continue; }
+        expect(resume_fixture(3, &ts, &o) == -1, "resume: refused: %s", edits[k][2]);
+    }
+    resume_state_edit("\"step\": 5", "\"step\": 5");  // (the fixture's state again)
+    expect(resume_fixture(4, &ts, &o) == -1, "resume: refused when an epoch has 4 steps, not the run's 3 (--train changed)");
+    // AdamW's moments with a NaN in them: refused (a run went on with them and saved NaN weights)
+    size_t n;
+    char* optim = read_file(RESUME_FIXTURE "/last/optimizer.safetensors", (size_t)1 << 20, &n, NULL);
+    if (optim && n > 16) {
+        uint32_t nan_bits = 0x7fc00000u;
+        memcpy(optim + n - 4, &nan_bits, 4);  // the last number of exp_avg_sq
+        write_bytes(TEST_DIR "/run/last/optimizer.safetensors", optim, n);
+        expect(resume_fixture(3, &ts, &o) == -1, "resume: refused: a NaN in exp_avg_sq");
+        float negative = -1.0f;
+        memcpy(optim + n - 4, &negative, 4);
+        write_bytes(TEST_DIR "/run/last/optimizer.safetensors", optim, n);
+        expect(resume_fixture(3, &ts, &o) == -1, "resume: refused: a negative exp_avg_sq");
+    } else {
+        expect(0, "resume: read the fixture's optimizer.safetensors");
+    }
+    free(optim);
+    fprintf(stderr, "--- end of expected errors\n");
+}
+
+// log.tsv read back by --resume: the header and the rows up to the step it resumes after, whatever
+// the file looks like (no header, no final newline, junk, NUL bytes)
+static void test_log_rows(void) {
+    make_dir(TEST_DIR);
+    const char* header = "kind\tepoch\tstep\tloss\n";
+    struct { const char* file; size_t len; const char* kept; const char* what; } cases[] = {
+        { "step\t1\t1\t0.5", 0, "step\t1\t1\t0.5\n", "no header, no final newline (read 1 byte past the buffer before)" },
+        { "kind\tepoch\tstep\tloss\nstep\t1\t1\t0.5\nstep\t1\t2\t0.4\nstep\t1\t3\t0.3\n", 0, "step\t1\t1\t0.5\nstep\t1\t2\t0.4\n",
+          "the rows after the resumed step go" },
+        { "epoch\t1\t2\t0.6\t\t\t\t0.5\t0.9\t1\t1\t1\t3\n", 0, "epoch\t1\t2\t0.6\t\t\t\t0.5\t0.9\t1\t1\t1\t3\n", "an epoch row stays" },
+        { "junk\nstep\tx\t1\t0.5\nstep\t1\t99999999999999999999\t0.5\n\n", 0, "", "junk, a step that is not a number or too big" },
+        { "step\t1\t1\t0.5\0tail\nstep\t1\t2\t0.4\n", sizeof("step\t1\t1\t0.5\0tail\nstep\t1\t2\t0.4\n") - 1,
+          "step\t1\t2\t0.4\n", "a row with a NUL byte goes" },
+    };
+    for (size_t k = 0; k < sizeof(cases) / sizeof(cases[0]); k++) {
+        size_t len = cases[k].len ? cases[k].len : strlen(cases[k].file);
+        write_bytes(TEST_DIR "/log.tsv", cases[k].file, len);
+        Progress pr = { 0 };
+        float losses[4];
+        float ep[3][4];
+        pr.step_loss = losses; pr.n_steps = 2; pr.epochs = 4;
+        pr.ep_train = ep[0]; pr.ep_val = ep[1]; pr.ep_acc = ep[2];
+        char* kept = progress_log_rows(&pr, TEST_DIR "/log.tsv", header, 2);
+        char want[256];
+        snprintf(want, sizeof(want), "%s%s", header, cases[k].kept);
+        expect(kept && strcmp(kept, want) == 0, "log.tsv on --resume: %s", cases[k].what);
+        free(kept);
+    }
+}
+
+// eval --predictions FILE: refused before any work when it would replace an input, a file in a
+// checkpoint folder or (without --overwrite) any file; written through to devices, via FILE.tmp else
+static void test_predictions_path(void) {
+    make_dir(TEST_DIR);
+    make_dir(TEST_DIR "/ckpt");
+    write_bytes(TEST_DIR "/ckpt/adapter_config.json", "{}", 2);
+    write_bytes(TEST_DIR "/val.tsv", "1\tgood\n", 7);
+    write_bytes(TEST_DIR "/old.tsv", "old\n", 4);
+    remove(TEST_DIR "/new.tsv");
+    Options o = { 0 };
+    o.val_path = TEST_DIR "/val.tsv";
+    o.model_dir = HF_DIR;
+    o.adapter_dir = HF_DIR "/adapter";
+    int via_tmp;
+    fprintf(stderr, "--- the next lines on stderr are expected: --predictions paths being refused\n");
+    expect(predictions_open(&o, TEST_DIR "/val.tsv", &via_tmp) == NULL, "predictions: the --val file is refused");
+    o.overwrite = 1;
+    expect(predictions_open(&o, TEST_DIR "/val.tsv", &via_tmp) == NULL, "predictions: ... also with --overwrite");
+    expect(predictions_open(&o, HF_DIR "/adapter/adapter_model.safetensors", &via_tmp) == NULL,
+           "predictions: the adapter's weights are refused (also with --overwrite)");
+    expect(predictions_open(&o, TEST_DIR "/ckpt/p.tsv", &via_tmp) == NULL, "predictions: a new file in a checkpoint folder is refused");
+    expect(predictions_open(&o, TEST_DIR, &via_tmp) == NULL, "predictions: a folder is refused");
+    o.overwrite = 0;
+    expect(predictions_open(&o, TEST_DIR "/old.tsv", &via_tmp) == NULL, "predictions: an existing file needs --overwrite");
+    fprintf(stderr, "--- end of expected errors\n");
+    FILE* f = predictions_open(&o, TEST_DIR "/new.tsv", &via_tmp);
+    int ok = f && via_tmp && fputs("new\n", f) >= 0 && file_exists(TEST_DIR "/new.tsv.tmp");
+    ok = predictions_close(f, TEST_DIR "/new.tsv", via_tmp, ok) == 0 && ok;
+    expect(ok && file_exists(TEST_DIR "/new.tsv") && !file_exists(TEST_DIR "/new.tsv.tmp"),
+           "predictions: a new file is written as FILE.tmp, then renamed");
+    f = fopen("/dev/null", "rb");
+    if (f) {
+        fclose(f);
+        f = predictions_open(&o, "/dev/null", &via_tmp);
+        expect(f && !via_tmp && predictions_close(f, "/dev/null", via_tmp, 1) == 0, "predictions: /dev/null is written directly");
+    }
+    remove(TEST_DIR "/new.tsv");
+}
+
+static void group_files(void) { test_read_limits(); test_resume_state(); test_log_rows(); test_predictions_path(); }
+
 // threads: the tiny models run on one thread (see set_threads); 0 = leave the default
 static const struct { const char* name; void (*run)(void); int one_thread; const char* what; } GROUPS[] = {
     { "model", group_model, 1, "whole-model gradient vs finite differences, last-layer pruning, --reference == fast" },
@@ -2789,6 +3012,7 @@ static const struct { const char* name; void (*run)(void); int one_thread; const
     { "export", group_export, 1, "whole checkpoints: save -> load, ./lora merge (F32/F16/BF16) gives the adapter's logits" },
     { "rslora", group_rslora, 1, "rsLoRA (alpha/sqrt(r)) vs a PEFT use_rslora=True fixture" },
     { "data", group_data, 1, "TSV/CSV/JSONL data, labels 0..K-1 or words, K-class metrics and labels in config.json, HF parity K = 3, 4" },
+    { "files", group_files, 1, "size limits of every read, --resume's checks and log.tsv, --predictions' paths" },
 };
 #define NUM_GROUPS ((int)(sizeof(GROUPS) / sizeof(GROUPS[0])))
 

@@ -25,6 +25,7 @@ export LC_ALL=C
 export OMP_NUM_THREADS=1
 export OMP_WAIT_POLICY=${OMP_WAIT_POLICY:-passive}
 LORA=${LORA:-./lora}
+LORA_HOOKS=${LORA_HOOKS:-./lora_hooks}  # ./lora with the tests' fault-injection hooks (make lora_hooks)
 FIXTURE=dev/fixtures/hf_tiny
 
 passed=0 failed=0
@@ -32,7 +33,7 @@ ok() { echo "OK     $*"; passed=$((passed + 1)); }
 not_ok() { echo "NOT OK $*"; failed=$((failed + 1)); }
 finish() { echo "$passed passed, $failed failed"; [ "$failed" = 0 ]; exit $?; }
 
-for f in "$LORA" "$FIXTURE/config.json" "$FIXTURE/model.safetensors"; do
+for f in "$LORA" "$LORA_HOOKS" "$FIXTURE/config.json" "$FIXTURE/model.safetensors"; do
     if [ ! -f "$f" ]; then
         not_ok "lora CLI: $f is there (run make lora from the repository root)"
         finish
@@ -666,7 +667,7 @@ old_or_new() { local p; p=$(predict_of "$1"); [ -n "$p" ] && { [ "$p" = "$old_pr
 k=0 points=0 bad=""
 while [ $k -lt 500 ]; do
     fresh_out
-    LORA_TEST_ABORT_AFTER_WRITES=$k "$LORA" "${NEW[@]}" --out "$K/run" >/dev/null 2>&1
+    LORA_TEST_ABORT_AFTER_WRITES=$k "$LORA_HOOKS" "${NEW[@]}" --out "$K/run" >/dev/null 2>&1
     rc=$?
     for d in best last; do old_or_new "$K/run/$d" || bad="$bad $d@$k"; done
     [ $rc = 0 ] && break   # k is past the last write step: both saves completed
@@ -680,7 +681,7 @@ check_eq "crash safety: with no kill the run saved the new adapter" "$new_pred" 
 bad=""
 for ((k = 1; k <= points; k++)); do
     fresh_out
-    LORA_TEST_FAIL_WRITE=$k "$LORA" "${NEW[@]}" --out "$K/run" >/dev/null 2>"$T/stderr"
+    LORA_TEST_FAIL_WRITE=$k "$LORA_HOOKS" "${NEW[@]}" --out "$K/run" >/dev/null 2>"$T/stderr"
     rc=$?
     [ $rc = 1 ] || bad="$bad exit$rc@$k"
     [ "$(lines "$T/stderr")" = 1 ] || bad="$bad stderr@$k"
