@@ -732,13 +732,14 @@ static void hf_check_steps(Model* m, SafeTensors* ref, const int* ids, const int
     float* want_norms = read_reference(ref, "grad_norms", 3);
     float* want_lrs = read_reference(ref, "lr_steps", 3);
     float losses[3], norms[3], lrs[3];
+    Schedule linear3 = { SCHED_LINEAR, 3, 0 };  // (TrainingArguments' default: linear, no warm-up)
     for (int step = 0; step < 3; step++) {
         model_forward(m, ids, lengths, B, labels);
         losses[step] = m->loss;
         model_zero_grad(m);
         model_backward(m);
         norms[step] = model_clip_grad_norm(m, 1.0f);
-        lrs[step] = lr_at_step(1e-3f, step, 3);
+        lrs[step] = lr_at_step(1e-3f, step, &linear3);
         model_update(m, lrs[step], 0.9f, 0.999f, 1e-8f, 0.01f);
     }
     if (want_losses && want_norms && want_lrs) {
@@ -1639,14 +1640,16 @@ static void test_schedule_clip(void) {
     double worst = 0.0;
     int totals[4] = { 1, 3, 10, 2500 };
     for (int k = 0; k < 4; k++) {
+        Schedule sc = { SCHED_LINEAR, totals[k], 0 };
         for (int s = 0; s < totals[k]; s++) {
             double want = 1e-3 * (totals[k] - s) / totals[k];
-            double e = fabs(lr_at_step(1e-3f, s, totals[k]) - want) / 1e-3;
+            double e = fabs(lr_at_step(1e-3f, s, &sc) - want) / 1e-3;
             if (e > worst || e != e) { worst = e != e ? INFINITY : e; }
         }
     }
     expect(worst <= 1e-6, "schedule: lr_at_step(1e-3, step, total) == 1e-3 (total - step) / total for totals 1, 3, 10, 2500: max err %.2e of lr (bound 1e-6)", worst);
-    expect(lr_at_step(1e-3f, 0, 10) == 1e-3f, "schedule: the first step uses the full lr: lr_at_step(1e-3, 0, 10) = %.3g (want 0.001)", lr_at_step(1e-3f, 0, 10));
+    Schedule ten = { SCHED_LINEAR, 10, 0 };
+    expect(lr_at_step(1e-3f, 0, &ten) == 1e-3f, "schedule: the first step uses the full lr: lr_at_step(1e-3, 0, 10) = %.3g (want 0.001)", lr_at_step(1e-3f, 0, &ten));
     // clipping: made-up gradients with a known norm
     Model m;
     tiny_model(&m, 0, 22);
@@ -2799,7 +2802,7 @@ static int resume_fixture(int steps_per_epoch, TrainState* ts, Options* o) {
         Model m;
         rc = model_load(&m, o->model_dir, &o->lora, o->mode, o->seed);
         if (rc == 0) {
-            TrainState start = { 1, 0, 0, 0.0, INFINITY, 0 };
+            TrainState start = { 1, 0, 0, 0.0, INFINITY, 0, 0 };
             *ts = start;
             rc = train_resume(o, &m, ts, steps_per_epoch);
             if (rc == 0 && m.adam_step != ts->step) { rc = -2; }
