@@ -3414,7 +3414,7 @@ static const struct { const char* name; void (*run)(void); int one_thread; const
     { "training", group_training, 0, "tiny training runs learn, determinism across thread counts, --grad-accum, early stopping" },
     { "tokenizer", group_tokenizer, 0, "WordPiece tokenizer vs Hugging Face fixtures" },
     { "adamw", group_adamw, 1, "AdamW alone: 3 steps vs double precision, and the Trainer's 3 steps (HF fixture)" },
-    { "schedule", group_schedule, 1, "the linear lr schedule and gradient clipping alone, and the Trainer's 3 steps" },
+    { "schedule", group_schedule, 1, "the lr schedules (warm-up, linear, cosine, constant) by hand and vs get_scheduler, clipping, the Trainer's 3 steps" },
     { "merge", group_merge, 1, "lora_merge: merged weights give the adapter's logits (tiny model, HF fixture)" },
     { "modes", group_modes, 1, "--mode full and head: finite differences, Hugging Face parity (gradients, 3 Trainer steps)" },
     { "export", group_export, 1, "whole checkpoints: save -> load, ./lora merge (F32/F16/BF16) gives the adapter's logits" },

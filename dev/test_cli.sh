@@ -712,8 +712,10 @@ help_clean() {
         grep -qE "(^|[ (/])$o(/[a-z]+)*:" "$f" && { echo "       speaks of $o"; return 1; }
     done
     awk 'length($0) > 80 { exit 1 }' "$f" || { echo "       a line over 80 columns"; return 1; }
-    awk '/^  --/ { n = split(substr($0, 3, 22), w, " ") }
-         /^  --/ && n > 1 && w[2] !~ /^(DIR|FILE|N|X|LIST|NAME|[a-z0-9]+(\|[a-z0-9]+)+)$/ { print "       " w[1] " " w[2]; bad = 1 }
+    # (the flag and its value: up to the padding, or the whole line when they are longer than
+    # the column and the text starts on the next line)
+    awk '/^  --/ { left = substr($0, 3); sub(/  .*/, "", left); n = split(left, w, " ") }
+         /^  --/ && n > 1 && w[2] !~ /^(DIR|FILE|N|X|LIST|NAME|[a-z0-9_]+(\|[a-z0-9_]+)+)$/ { print "       " w[1] " " w[2]; bad = 1 }
          END { exit bad }' "$f" || return 1
     # each "--flag WORD" of the usage line is written so in the flag's own line
     for flag in $(head -n 1 "$f" | grep -oE -- '--[a-z-]+ [A-Za-z0-9|]+' | tr ' ' '='); do
