@@ -4751,9 +4751,9 @@ static void train_print_options(const Options* o, long long steps) {
                       o->batch, o->grad_accum * o->batch);
     }
     if (o->patience > 0) {
-        n += snprintf(line + n, sizeof(line) - n, " | early stopping: %d epoch%s without improvement", o->patience,
-                      plural(o->patience));
-        if (o->patience_threshold > 0) { n += snprintf(line + n, sizeof(line) - n, " of more than %g", o->patience_threshold); }
+        n += snprintf(line + n, sizeof(line) - n, " | early stopping after %d epoch%s without a lower validation loss",
+                      o->patience, plural(o->patience));
+        if (o->patience_threshold > 0) { n += snprintf(line + n, sizeof(line) - n, " (lower by more than %g)", o->patience_threshold); }
     }
     if (n > 0) { printf("%s\n", line + 3); }
 }
@@ -4805,8 +4805,9 @@ static int train_setup(const Options* o, Model* model, Dataset* train_set, Datas
     char targets[128] = "", what[256];
     for (int i = 0; i < NUM_LIN; i++) { if (o->lora.targets[i]) { snprintf(targets + strlen(targets), sizeof(targets) - strlen(targets), "%s%s", targets[0] ? "," : "", LIN_NAMES[i]); } }
     if (o->mode == MODE_LORA) {
-        snprintf(what, sizeof(what), "LoRA r %d, alpha %g, dropout %g, targets %s, and the head", o->lora.rank,
-                 o->lora.alpha, o->lora.dropout, targets);
+        snprintf(what, sizeof(what), "LoRA r %d, alpha %g%s, dropout %g, targets %s, and the head%s%.100s", o->lora.rank,
+                 o->lora.alpha, o->lora.use_rslora ? " (rsLoRA: alpha / sqrt(r))" : "", o->lora.dropout, targets,
+                 o->init_adapter && !o->resume_dir ? ", from " : "", o->init_adapter && !o->resume_dir ? o->init_adapter : "");
     } else {
         snprintf(what, sizeof(what), "%s", o->mode == MODE_HEAD ? "pre_classifier and classifier; the body is frozen"
                                                                  : "every parameter, embeddings to head");
