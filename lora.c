@@ -459,14 +459,15 @@ void lora_backward(float* dinp, float* dh, float* xd, const float* dout, const f
 // m = lora_magnitude_vector (OC), trained beside A and B, sets each row's length. It starts as
 // ||W0[o]|| (B is 0), so W' = W0 at the start, as with LoRA. With g = m / ||V|| (OC) and
 // xd = dropout(x), PEFT's DoraLinearLayer.forward adds to the frozen Linear's W0 x + b
-//     (g - 1) * W0 xd + g * s B A xd     `(mag_norm_scale - 1) * base_result + mag_norm_scale * lora_result * scaling`
+//     (g - 1) * W0 xd + g * s B A xd
+// (`result_dora = (mag_norm_scale - 1) * base_result + mag_norm_scale * lora_result * scaling`).
 // Without dropout (evaluation, lora_dropout 0) xd = x and the sum is g V x + b = W' x + b, the
 // paper's layer. With dropout PEFT computes W0 xd as a product of its own and the output is
 // W0 x + b + (g - 1) W0 xd + g s B A xd: we do the same, with the same masks as LoRA's.
 // The norm is a constant in backward: PEFT computes it from a detached B A and detaches it again
-// (`weight_norm = weight_norm.detach()`, section 4.3 of the paper), so no gradient flows through
-// ||V|| into A and B; it saves memory and time, and changes what they learn only a little
-// (test_lora's dora group measures the difference). So the norm is an input of dora_forward and
+// (`weight_norm = weight_norm.detach()`, as section 4.3 of the paper suggests: it saves memory,
+// and the paper reports no loss of accuracy), so no gradient flows through ||V|| into A and B
+// (test_lora's dora group shows the path left out). The norm is an input of dora_forward and
 // dora_backward, computed before them by dora_norm, once per forward.
 
 // DoRA's part of one adapter (Lora holds the rest: A, B, the scale, the dropout): the frozen
@@ -492,7 +493,9 @@ void dora_norm(float* norm, const float* w0, const Lora* lo, int C, int OC) {
         double sum = 0.0;  // (C terms: in double, as a long sum should be)
         for (int i = 0; i < C; i++) {
             float ba = 0.0f;  // (B A)[o, i], then V[o, i] = W0[o, i] + s (B A)[o, i]
-            for (int r = 0; r < R; r++) { ba += lora_B[(size_t)o * R + r] * lora_A[(size_t)r * C + i]; }
+            for (int r = 0; r < R; r++) {
+                ba += lora_B[(size_t)o * R + r] * lora_A[(size_t)r * C + i];
+            }
             float v = w0[(size_t)o * C + i] + lo->scale * ba;
             sum += (double)v * v;
         }
@@ -519,7 +522,9 @@ void dora_forward(float* out, float* h, float* xd, const float* inp, const Lora*
     } else {
         #pragma omp parallel for
         for (int n = 0; n < N; n++) {
-            for (int o = 0; o < OC; o++) { base[(size_t)n * OC + o] = out[(size_t)n * OC + o] - (bias ? bias[o] : 0.0f); }
+            for (int o = 0; o < OC; o++) {
+                base[(size_t)n * OC + o] = out[(size_t)n * OC + o] - (bias ? bias[o] : 0.0f);
+            }
         }
     }
     // out += (g - 1) base + g lora, row o of the weight rescaled by g[o]; z = base + lora = V xd
@@ -561,14 +566,18 @@ void dora_backward(float* dinp, float* dh, float* xd, const float* dout, const f
     // the LoRA path, g * lora: lora_backward with g dout (dA, dB, its share of dinp)
     #pragma omp parallel for
     for (int n = 0; n < N; n++) {
-        for (int o = 0; o < OC; o++) { gdout[(size_t)n * OC + o] = mag[o] / norm[o] * dout[(size_t)n * OC + o]; }
+        for (int o = 0; o < OC; o++) {
+            gdout[(size_t)n * OC + o] = mag[o] / norm[o] * dout[(size_t)n * OC + o];
+        }
     }
     lora_backward(dinp, dh, xd, gdout, inp, h, lo, N, C, OC);
     // the base path, (g - 1) * xd W0^T: d xd = ((g - 1) dout) W0, then dropout's mask into dinp
     if (dinp) {
         #pragma omp parallel for
         for (int n = 0; n < N; n++) {
-            for (int o = 0; o < OC; o++) { gdout[(size_t)n * OC + o] = (mag[o] / norm[o] - 1.0f) * dout[(size_t)n * OC + o]; }
+            for (int o = 0; o < OC; o++) {
+                gdout[(size_t)n * OC + o] = (mag[o] / norm[o] - 1.0f) * dout[(size_t)n * OC + o];
+            }
         }
         if (drop.p > 0.0f) {
             memset(xd, 0, (size_t)N * C * sizeof(float));
@@ -1018,7 +1027,7 @@ typedef struct {
     // before each row is rescaled to its magnitude (the magnitude's gradient needs it)
     float* dora_norm[NUM_LIN];  // (L, OC)
     float* dora_z[NUM_LIN];     // (L, N, OC)
-    float* dora_tmp;  // (N, max(C, H))      scratch: W0 dropout(x) in forward, scaled dout in backward
+    float* dora_tmp;  // (N, max(C, H))      scratch: W0 dropout(x) forward, scaled dout backward
     float* cls;       // (B, C)        hidden state of each sequence's first token ([CLS])
     float* pre;       // (B, C)        pre_classifier output (ReLU backward needs it)
     float* hid;       // (B, C)        dropout(ReLU(pre)): the classifier's input
@@ -1142,7 +1151,8 @@ static Linear linear_of(const Model* m, int l, int lin) {
     if (li.has_lora && m->lora.use_dora) {
         size_t at_m = (size_t)l * li.OC;  // layer l's magnitude, norm, and z (N rows apart)
         Dora d = { li.w, li.b, m->params.lora_m[lin] + at_m, m->grads.lora_m[lin] + at_m,
-                   m->acts.dora_norm[lin] + at_m, m->acts.dora_z[lin] + at_m * m->N, m->acts.dora_tmp };
+                   m->acts.dora_norm[lin] + at_m, m->acts.dora_z[lin] + at_m * m->N,
+                   m->acts.dora_tmp };
         li.dora = d;
     }
     return li;
@@ -1154,7 +1164,9 @@ static void linear_forward(Model* m, int l, int lin, float* out, const float* in
     Linear li = linear_of(m, l, lin);
     matmul_forward(out, inp, li.w, li.b, N, li.IC, li.OC);
     // xd is shared scratch: lora_backward recomputes the dropped-out input from the same key
-    if (li.has_lora && !li.dora.m) { lora_forward(out, li.h, m->acts.xd, inp, &li.lora, N, li.IC, li.OC); }
+    if (li.has_lora && !li.dora.m) {
+        lora_forward(out, li.h, m->acts.xd, inp, &li.lora, N, li.IC, li.OC);
+    }
     if (li.dora.m) {
         dora_norm(li.dora.norm, li.w, &li.lora, li.IC, li.OC);
         dora_forward(out, li.h, m->acts.xd, inp, &li.lora, &li.dora, N, li.IC, li.OC);
