@@ -287,7 +287,9 @@ static double model_fd_all(Model* m, const int* ids, const char* what, double* f
         if (strstr(info->name, "k_lin.bias")) { err = zero_grad_error(m, m->grads_memory + info->offset, g, n); }
         if (t == 0 && first_err) { *first_err = err; }
         if (err > worst) { worst = err; }
-        if (err > MODEL_FD_TOL) { expect(0, "finite differences: %s, %s: max rel err %.2e", what, short_name(info->name), err); }
+        // (a detail, not a check: the caller's one check covers every tensor, so that a grade has
+        // as many checks when it fails as when it passes)
+        if (err > MODEL_FD_TOL) { detail("finite differences: %s, %s: max rel err %.2e", what, short_name(info->name), err); }
         free(g);
     }
     return worst;
