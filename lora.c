@@ -571,7 +571,9 @@ void dora_backward(float* dinp, float* dh, float* xd, const float* dout, const f
         }
     }
     lora_backward(dinp, dh, xd, gdout, inp, h, lo, N, C, OC);
-    // the base path, (g - 1) * xd W0^T: d xd = ((g - 1) dout) W0, then dropout's mask into dinp
+    // the base path, (g - 1) * xd W0^T: d xd = ((g - 1) dout) W0 into the scratch xd, back through
+    // dropout's mask (x * keep / (1 - p) is linear in x: its backward is itself, dropout_copy with
+    // the forward's key: the same masks), then added to dinp
     if (dinp) {
         #pragma omp parallel for
         for (int n = 0; n < N; n++) {
@@ -579,17 +581,11 @@ void dora_backward(float* dinp, float* dh, float* xd, const float* dout, const f
                 gdout[(size_t)n * OC + o] = (mag[o] / norm[o] - 1.0f) * dout[(size_t)n * OC + o];
             }
         }
-        if (drop.p > 0.0f) {
-            memset(xd, 0, (size_t)N * C * sizeof(float));
-            matmul_backward(xd, NULL, NULL, gdout, NULL, w0, N, C, OC);
-            float keep_scale = 1.0f / (1.0f - drop.p);
-            #pragma omp parallel for
-            for (size_t i = 0; i < (size_t)N * C; i++) {
-                if (dropout_keep(drop.key, i, drop.p)) { dinp[i] += xd[i] * keep_scale; }
-            }
-        } else {
-            matmul_backward(dinp, NULL, NULL, gdout, NULL, w0, N, C, OC);
-        }
+        memset(xd, 0, (size_t)N * C * sizeof(float));
+        matmul_backward(xd, NULL, NULL, gdout, NULL, w0, N, C, OC);
+        dropout_copy(xd, xd, (size_t)N * C, drop);
+        #pragma omp parallel for
+        for (size_t i = 0; i < (size_t)N * C; i++) { dinp[i] += xd[i]; }
     }
     // EXERCISE(dora_backward) END
 }
