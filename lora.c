@@ -463,6 +463,144 @@ void lora_backward(float* dinp, float* dh, float* xd, const float* dout, const f
     // EXERCISE(lora_backward) END
 }
 
+// --- DoRA (Liu et al. 2024, "DoRA: Weight-Decomposed Low-Rank Adaptation"), PEFT's use_dora:
+// the adapted weight is split into a length and a direction for each output row o,
+//     W'[o] = m[o] * V[o] / ||V[o]||,   V = W0 + s B A,   ||V[o]|| = sqrt(sum over i of V[o,i]^2)
+// (s = lora_scaling, the norm over the IC inputs of a row): LoRA's B A turns the direction, and
+// m = lora_magnitude_vector (OC), trained beside A and B, sets each row's length. It starts as
+// ||W0[o]|| (B is 0), so W' = W0 at the start, as with LoRA. With g = m / ||V|| (OC) and
+// xd = dropout(x), PEFT's DoraLinearLayer.forward adds to the frozen Linear's W0 x + b
+//     (g - 1) * W0 xd + g * s B A xd
+// (`result_dora = (mag_norm_scale - 1) * base_result + mag_norm_scale * lora_result * scaling`).
+// Without dropout (evaluation, lora_dropout 0) xd = x and the sum is g V x + b = W' x + b, the
+// paper's layer. With dropout PEFT computes W0 xd as a product of its own and the output is
+// W0 x + b + (g - 1) W0 xd + g s B A xd: we do the same, with the same masks as LoRA's.
+// The norm is a constant in backward: PEFT computes it from a detached B A and detaches it again
+// (`weight_norm = weight_norm.detach()`, as section 4.3 of the paper suggests: it saves memory,
+// and the paper reports no loss of accuracy), so no gradient flows through ||V|| into A and B
+// (test_lora's dora group shows the path left out). The norm is an input of dora_forward and
+// dora_backward, computed before them by dora_norm, once per forward.
+
+// DoRA's part of one adapter (Lora holds the rest: A, B, the scale, the dropout): the frozen
+// Linear it adapts, the magnitude, and what the forward caches for the backward
+typedef struct {
+    const float* w;     // (OC, IC)  W0, the frozen weight: V and W0 xd need it (no gradient)
+    const float* b;     // (OC)      its bias (NULL: none)
+    const float* m;     // (OC)      lora_magnitude_vector: each row's length
+    float* dm;          // (OC)      its gradient: dora_backward adds to it
+    float* norm;        // (OC)      ||W0 + s B A|| of each row, from dora_norm: a constant here
+    float* z;           // (N, OC)   V xd = W0 xd + s B A xd, cached by the forward (dm needs it)
+    float* tmp;         // (N, OC)   scratch
+} Dora;
+
+// norm (OC) = ||W0 + s B A|| of each row (over the C inputs) from W0 (OC, C) and lo's A (R, C),
+// B (OC, R), s: PEFT's DoraLinearLayer.get_weight_norm, torch.linalg.norm(weight + scaling *
+// lora_weight, dim=1). OC * C * R multiply-adds: about what R tokens cost through the Linear.
+void dora_norm(float* norm, const float* w0, const Lora* lo, int C, int OC) {
+    const float *lora_A = lo->A, *lora_B = lo->B;
+    int R = lo->R;
+    #pragma omp parallel for
+    for (int o = 0; o < OC; o++) {
+        double sum = 0.0;  // (C terms: in double, as a long sum should be)
+        for (int i = 0; i < C; i++) {
+            float ba = 0.0f;  // (B A)[o, i], then V[o, i] = W0[o, i] + s (B A)[o, i]
+            for (int r = 0; r < R; r++) {
+                ba += lora_B[(size_t)o * R + r] * lora_A[(size_t)r * C + i];
+            }
+            float v = w0[(size_t)o * C + i] + lo->scale * ba;
+            sum += (double)v * v;
+        }
+        norm[o] = (float)sqrt(sum);
+    }
+}
+
+// out (N, OC), holding the frozen Linear's inp W0^T + b, += (g - 1) W0 xd + g s B A xd, with
+// g = m / norm (d->norm from dora_norm), xd = dropout(inp). Caches h (N, R) as lora_forward does
+// and d->z (N, OC) = W0 xd + s B A xd; xd (N, C) and d->tmp are scratch.
+void dora_forward(float* out, float* h, float* xd, const float* inp, const Lora* lo, const Dora* d,
+                  int N, int C, int OC) {
+    const float *w0 = d->w, *bias = d->b, *mag = d->m, *norm = d->norm;
+    float *z = d->z, *base = d->tmp;
+    Dropout drop = lo->drop;
+    // lora = s B A xd: lora_forward's update, alone in z (PEFT's lora_result * scaling)
+    memset(z, 0, (size_t)N * OC * sizeof(float));
+    lora_forward(z, h, xd, inp, lo, N, C, OC);
+    // base = W0 xd. With dropout a product of its own on the dropped-out input (the masks of
+    // lora_forward: the same key); without, out - b is W0 x already (PEFT: result - bias)
+    if (drop.p > 0.0f) {
+        dropout_copy(xd, inp, (size_t)N * C, drop);
+        matmul_forward(base, xd, w0, NULL, N, C, OC);
+    } else {
+        #pragma omp parallel for
+        for (int n = 0; n < N; n++) {
+            for (int o = 0; o < OC; o++) {
+                base[(size_t)n * OC + o] = out[(size_t)n * OC + o] - (bias ? bias[o] : 0.0f);
+            }
+        }
+    }
+    // out += (g - 1) base + g lora, row o of the weight rescaled by g[o]; z = base + lora = V xd
+    #pragma omp parallel for
+    for (int n = 0; n < N; n++) {
+        for (int o = 0; o < OC; o++) {
+            size_t i = (size_t)n * OC + o;
+            float g = mag[o] / norm[o];
+            out[i] += (g - 1.0f) * base[i] + g * z[i];
+            z[i] += base[i];
+        }
+    }
+}
+
+// backward of dora_forward, the norm a constant: dm (OC), lo's dA (R, C) and dB (OC, R) += their
+// gradients; dinp (N, C) += the DoRA path's share of the input gradient (NULL: not needed; the
+// frozen W0 x + b of the Linear is matmul_backward's). dh (N, R), xd (N, C), d->tmp are scratch.
+// Derivation: the forward added, element [n, o], with g[o] = m[o] / norm[o] and z = base + lora,
+//     (g[o] - 1) * base[n, o] + g[o] * lora[n, o],   base = xd W0^T,   lora = s h B^T,  h = xd A^T
+//   m:    only g depends on it, dg[o]/dm[o] = 1 / norm[o], and d(out)/dg = base + lora = z:
+//         dm[o] += sum over n of dout[n, o] z[n, o] / norm[o]
+//   lora: scaled by g: exactly LoRA's backward with dout[n, o] replaced by g[o] dout[n, o]
+//         (dA, dB, and the input gradient through A and the dropout mask)
+//   base: scaled by g - 1: d xd += ((g - 1) dout) W0, then through the same dropout mask
+// Nothing flows into A and B through the norm: PEFT detaches it (see above).
+void dora_backward(float* dinp, float* dh, float* xd, const float* dout, const float* inp,
+                   const float* h, const Lora* lo, const Dora* d, int N, int C, int OC) {
+    const float *w0 = d->w, *mag = d->m, *norm = d->norm, *z = d->z;
+    float *dm = d->dm, *gdout = d->tmp;
+    Dropout drop = lo->drop;
+    // EXERCISE(dora_backward) BEGIN
+    // dm[o] += sum_n dout[n, o] z[n, o] / norm[o]: threads split the rows o
+    #pragma omp parallel for
+    for (int o = 0; o < OC; o++) {
+        float sum = 0.0f;
+        for (int n = 0; n < N; n++) { sum += dout[(size_t)n * OC + o] * z[(size_t)n * OC + o]; }
+        dm[o] += sum / norm[o];
+    }
+    // the LoRA path, g * lora: lora_backward with g dout (dA, dB, its share of dinp)
+    #pragma omp parallel for
+    for (int n = 0; n < N; n++) {
+        for (int o = 0; o < OC; o++) {
+            gdout[(size_t)n * OC + o] = mag[o] / norm[o] * dout[(size_t)n * OC + o];
+        }
+    }
+    lora_backward(dinp, dh, xd, gdout, inp, h, lo, N, C, OC);
+    // the base path, (g - 1) * xd W0^T: d xd = ((g - 1) dout) W0 into the scratch xd, back through
+    // dropout's mask (x * keep / (1 - p) is linear in x: its backward is itself, dropout_copy with
+    // the forward's key: the same masks), then added to dinp
+    if (dinp) {
+        #pragma omp parallel for
+        for (int n = 0; n < N; n++) {
+            for (int o = 0; o < OC; o++) {
+                gdout[(size_t)n * OC + o] = (mag[o] / norm[o] - 1.0f) * dout[(size_t)n * OC + o];
+            }
+        }
+        memset(xd, 0, (size_t)N * C * sizeof(float));
+        matmul_backward(xd, NULL, NULL, gdout, NULL, w0, N, C, OC);
+        dropout_copy(xd, xd, (size_t)N * C, drop);
+        #pragma omp parallel for
+        for (size_t i = 0; i < (size_t)N * C; i++) { dinp[i] += xd[i]; }
+    }
+    // EXERCISE(dora_backward) END
+}
+
 // --- attention: multi-head self-attention, each sequence on its own (no padding, so no mask).
 // q, k, v, out hold all heads side by side; head h owns channels h*HS .. h*HS+HS-1. Which rows are
 // sequence b's is said once per batch, by Rows (below). att caches for backward the softmax
@@ -816,10 +954,12 @@ typedef struct {
     float dropout;          // on the input of the LoRA path only
     int targets[NUM_LIN];   // 1 = this Linear has an adapter in every layer
     int use_rslora;         // 1 = rsLoRA's scaling alpha / sqrt(R) (PEFT's use_rslora=True)
+    int use_dora;           // 1 = DoRA: a trainable length for each row of the adapted weight
+                            // (PEFT's use_dora=True; see dora_forward)
 } LoraConfig;
 // the tutorial's LoraConfig(r=4, lora_alpha=32, lora_dropout=0.01, target_modules=["q_lin"]), the
 // one place these values are written: the defaults of --rank, --alpha, --lora-dropout, --targets
-const LoraConfig LORA_DEFAULTS = { 4, 32.0f, 0.01f, { [LIN_Q] = 1 }, 0 };  // alpha / R = 8
+const LoraConfig LORA_DEFAULTS = { 4, 32.0f, 0.01f, { [LIN_Q] = 1 }, 0, 0 };  // alpha / R = 8
 
 // the factor of the LoRA update, PEFT's `scaling`: alpha / R, or with rsLoRA alpha / sqrt(R), which
 // keeps the update's size steady as the rank grows (Kalajdzievski 2023)
@@ -849,6 +989,7 @@ typedef struct {
 typedef struct {
     float* lora_A[NUM_LIN];  // (L, R, IC)  NULL where that Linear has no adapter
     float* lora_B[NUM_LIN];  // (L, OC, R)
+    float* lora_m[NUM_LIN];  // (L, OC)     DoRA's lora_magnitude_vector; NULL without DoRA
     float* pre_w;            // (C, C)      pre_classifier.weight
     float* pre_b;            // (C)         pre_classifier.bias
     float* cls_w;            // (NL, C)     classifier.weight
@@ -887,6 +1028,13 @@ typedef struct {
     float* ln2_rstd;  // (L, N)
     float* lora_h;    // (L, NUM_LIN, N, R)  LoRA down-projections A dropout(x) (dB needs them)
     float* xd;        // (N, max(C, H))      scratch: the dropped-out LoRA input
+    // DoRA only (else empty), for each adapted Linear lin one block after another: the norm of
+    // every row of W0 + s B A, computed once per forward from that step's A and B (backward needs
+    // it, and PEFT treats it as a constant there), and z = (W0 + s B A) dropout(x), the output
+    // before each row is rescaled to its magnitude (the magnitude's gradient needs it)
+    float* dora_norm[NUM_LIN];  // (L, OC)
+    float* dora_z[NUM_LIN];     // (L, N, OC)
+    float* dora_tmp;  // (N, max(C, H))      scratch: W0 dropout(x) forward, scaled dout backward
     float* cls;       // (B, C)        hidden state of each sequence's first token ([CLS])
     float* pre;       // (B, C)        pre_classifier output (ReLU backward needs it)
     float* hid;       // (B, C)        dropout(ReLU(pre)): the classifier's input
@@ -975,16 +1123,18 @@ static Dropout dropout_at(const Model* m, int layer, int site) {
 
 // layer l's Linear lin (IC -> OC), what linear_forward and linear_backward need: its slices of W0
 // and b, their gradients, and (when this Linear has an adapter) its LoRA adapter and h, its slot
-// of lora_h (L, NUM_LIN, N, R), N rows apart even when only B rows are used
+// of lora_h (L, NUM_LIN, N, R), N rows apart even when only B rows are used; with DoRA also the
+// adapter's magnitude and its slots of dora_norm and dora_z
 typedef struct {
     int IC, OC;
     const float* w;  // (OC, IC)
     const float* b;  // (OC)
     float* dw;       // (OC, IC)  full mode only; NULL: frozen, the gradient is skipped
     float* db;       // (OC)
-    int has_lora;    // 0: no adapter (lora and h are zero)
+    int has_lora;    // 0: no adapter (lora, h and dora are zero)
     Lora lora;
     float* h;        // (N, R)    the adapter's down-projection, cached by the forward
+    Dora dora;       // DoRA's part of the adapter; dora.m NULL: plain LoRA
 } Linear;
 static Linear linear_of(const Model* m, int l, int lin) {
     Linear li = { 0 };
@@ -1005,26 +1155,45 @@ static Linear linear_of(const Model* m, int l, int lin) {
         li.lora = lo;
         li.h = m->acts.lora_h + ((size_t)l * NUM_LIN + lin) * m->N * R;
     }
+    if (li.has_lora && m->lora.use_dora) {
+        size_t at_m = (size_t)l * li.OC;  // layer l's magnitude, norm, and z (N rows apart)
+        Dora d = { li.w, li.b, m->params.lora_m[lin] + at_m, m->grads.lora_m[lin] + at_m,
+                   m->acts.dora_norm[lin] + at_m, m->acts.dora_z[lin] + at_m * m->N,
+                   m->acts.dora_tmp };
+        li.dora = d;
+    }
     return li;
 }
 
 // one Linear of layer l: out = inp W^T + b, plus the LoRA update when this Linear has an adapter
+// (with DoRA: the norms of W0 + s B A from this step's A and B, then the DoRA update)
 static void linear_forward(Model* m, int l, int lin, float* out, const float* inp, int N) {
     Linear li = linear_of(m, l, lin);
     matmul_forward(out, inp, li.w, li.b, N, li.IC, li.OC);
     // xd is shared scratch: lora_backward recomputes the dropped-out input from the same key
-    if (li.has_lora) { lora_forward(out, li.h, m->acts.xd, inp, &li.lora, N, li.IC, li.OC); }
+    if (li.has_lora && !li.dora.m) {
+        lora_forward(out, li.h, m->acts.xd, inp, &li.lora, N, li.IC, li.OC);
+    }
+    if (li.dora.m) {
+        dora_norm(li.dora.norm, li.w, &li.lora, li.IC, li.OC);
+        dora_forward(out, li.h, m->acts.xd, inp, &li.lora, &li.dora, N, li.IC, li.OC);
+    }
 }
 
-// its backward: dinp += dout W (NULL: not needed); the adapter's A and B get their gradients, and
-// W and b only in full mode: frozen, their gradient (a product as large as the forward) is skipped
+// its backward: dinp += dout W (NULL: not needed); the adapter's A and B (and DoRA's magnitude)
+// get their gradients, and W and b only in full mode: frozen, their gradient (a product as large
+// as the forward) is skipped
 static void linear_backward(Model* m, int l, int lin, float* dinp, const float* dout,
                             const float* inp, int N) {
     Linear li = linear_of(m, l, lin);
     matmul_backward(dinp, li.dw, li.db, dout, inp, li.w, N, li.IC, li.OC);
-    if (li.has_lora) {
+    if (li.has_lora && !li.dora.m) {
         lora_backward(dinp, m->acts.dlora_h, m->acts.xd, dout, inp, li.h, &li.lora, N, li.IC,
                       li.OC);
+    }
+    if (li.dora.m) {
+        dora_backward(dinp, m->acts.dlora_h, m->acts.xd, dout, inp, li.h, &li.lora, &li.dora, N,
+                      li.IC, li.OC);
     }
 }
 
@@ -2271,10 +2440,11 @@ static void point_trainables(Trainables* t, float* base, const Model* m) {
     const Config* c = &m->config;
     size_t off = m->mode == MODE_FULL ? m->num_weights : 0;  // (full mode: after the weights)
     for (int i = 0; i < NUM_LIN; i++) {
-        t->lora_A[i] = t->lora_B[i] = NULL;
+        t->lora_A[i] = t->lora_B[i] = t->lora_m[i] = NULL;
         if (!m->lora.targets[i]) { continue; }
         t->lora_A[i] = base + off; off += (size_t)c->n_layers * m->lora.rank * lin_in(c, i);
         t->lora_B[i] = base + off; off += (size_t)c->n_layers * lin_out(c, i) * m->lora.rank;
+        if (m->lora.use_dora) { t->lora_m[i] = base + off; off += (size_t)c->n_layers * lin_out(c, i); }
     }
     t->pre_w = base + off; off += (size_t)c->dim * c->dim;
     t->pre_b = base + off; off += c->dim;
@@ -2341,7 +2511,7 @@ static void model_build(Model* m, const Config* c, const LoraConfig* lc, int mod
     m->lora = *lc;
     m->mode = mode;
     // only lora mode has adapters (head and full train no LoRA matrices)
-    if (mode != MODE_LORA) { memset(m->lora.targets, 0, sizeof(m->lora.targets)); }
+    if (mode != MODE_LORA) { memset(m->lora.targets, 0, sizeof(m->lora.targets)); m->lora.use_dora = 0; }
     m->seed = seed;
     m->num_weights = point_weights(&m->w, NULL, c);
     // trainables: parameters, gradients and AdamW state, nothing for frozen weights
@@ -2372,7 +2542,8 @@ static float rng_normal(Rng* rng) {
 }
 
 // initialise the head as transformers does (normal std 0.02, zero bias) and LoRA as PEFT does
-// (A: Kaiming-uniform with a = sqrt(5), i.e. U(-1/sqrt(IC), 1/sqrt(IC)); B: zeros)
+// (A: Kaiming-uniform with a = sqrt(5), i.e. U(-1/sqrt(IC), 1/sqrt(IC)); B: zeros; DoRA's
+// magnitude: ||W0 + s B A|| of each row, which with B = 0 is ||W0||, so that W' = W0 at first)
 static void model_init_trainables(Model* m, int init_head) {
     const Config* c = &m->config;
     // (one generator for all of it, so a --seed fixes the head and every A; B is 0 either way)
@@ -2394,6 +2565,13 @@ static void model_init_trainables(Model* m, int init_head) {
             m->params.lora_A[i][j] = bound * (2.0f * rng_uniform(&rng) - 1.0f);
         }
         memset(m->params.lora_B[i], 0, (size_t)c->n_layers * lin_out(c, i) * m->lora.rank * sizeof(float));
+        for (int l = 0; l < c->n_layers && m->lora.use_dora; l++) {
+            // (the weights must be loaded by now: the magnitude is measured on W0)
+            int IC = lin_in(c, i), OC = lin_out(c, i), R = m->lora.rank;
+            Lora lo = { m->params.lora_A[i] + (size_t)l * R * IC, m->params.lora_B[i] + (size_t)l * OC * R,
+                        NULL, NULL, lora_scaling(&m->lora), R, { 0.0f, 0 } };
+            dora_norm(m->params.lora_m[i] + (size_t)l * OC, m->w.lin_w[i] + (size_t)l * OC * IC, &lo, IC, OC);
+        }
     }
 }
 
@@ -2415,6 +2593,9 @@ static void model_reserve(Model* m, int B, size_t N, size_t AT, int T) {
     const Config* c = &m->config;
     size_t C = c->dim, H = c->hidden_dim, L = c->n_layers, NL = c->num_labels, R = m->lora.rank;
     size_t XD = H > C ? H : C;  // xd is the LoRA input scratch of any Linear: IC is C, or H for lin2
+    // DoRA's norms and z: one block per adapted Linear (the first here, the others after it below)
+    size_t dora_out = 0;  // the OC of every adapted Linear, summed
+    for (int i = 0; i < NUM_LIN && m->lora.use_dora; i++) { if (m->lora.targets[i]) { dora_out += lin_out(c, i); } }
     Activations* a = &m->acts;
     // one line per tensor: where its pointer goes, and how many floats it takes
     struct { float** ptr; size_t size; } table[] = {
@@ -2426,6 +2607,7 @@ static void model_reserve(Model* m, int B, size_t N, size_t AT, int T) {
         { &a->ffh, L * N * H }, { &a->ffg, L * N * H },
         { &a->res2, L * N * C }, { &a->ln2_mean, L * N }, { &a->ln2_rstd, L * N },
         { &a->lora_h, L * NUM_LIN * N * R }, { &a->xd, N * XD },
+        { &a->dora_norm[0], L * dora_out }, { &a->dora_z[0], L * N * dora_out }, { &a->dora_tmp, dora_out ? N * XD : 0 },
         { &a->cls, B * C }, { &a->pre, B * C }, { &a->hid, B * C },
         { &a->logits, B * NL }, { &a->probs, B * NL }, { &a->losses, B },
         { &a->dx, (L + 1) * N * C }, { &a->dxcls, B * C },
@@ -2442,6 +2624,11 @@ static void model_reserve(Model* m, int B, size_t N, size_t AT, int T) {
     m->acts_memory = mallocCheck(total * sizeof(float));
     float* p = m->acts_memory;
     for (int i = 0; i < count; i++) { *table[i].ptr = p; p += table[i].size; }
+    for (int i = 1; i < NUM_LIN; i++) {  // DoRA's blocks of Linear i start where those of i - 1 end
+        size_t OC = m->lora.use_dora && m->lora.targets[i - 1] ? lin_out(c, i - 1) : 0;
+        a->dora_norm[i] = a->dora_norm[i - 1] + L * OC;
+        a->dora_z[i] = a->dora_z[i - 1] + L * N * OC;
+    }
     // the small per-sequence arrays: ids and labels, and the offsets of the two Rows, B + 1
     // entries each (prefix sums start with a 0)
     free(m->ids); free(m->labels); free(m->row_offsets); free(m->att_offsets);
@@ -3591,30 +3778,43 @@ static int weight_tensor_table(const Config* c, TensorInfo* out) {
     return n;
 }
 
+// DoRA's magnitude of layer l's Linear `path` as PEFT saves it: the parameter is
+// "...<path>.lora_magnitude_vector.default.weight" in the model, and PEFT's LoraModel drops the
+// adapter name and, for the magnitude only, the ".weight" (_get_adapter_state_dict: the key of
+// the older DoRA, whose magnitude was a parameter of its own; loading adds ".weight" back)
+static void dora_magnitude_name(char* out, size_t cap, int l, const char* path) {
+    snprintf(out, cap, "base_model.model.distilbert.transformer.layer.%d.%s.lora_magnitude_vector", l, path);
+}
+
 // build the table of trainable tensors with PEFT's key names, in the flat layout above
 // (head and full mode: the names of a DistilBertForSequenceClassification checkpoint)
 static void build_tensor_table(Model* m) {
     const Config* c = &m->config;
     int R = m->lora.rank, n = 0;
-    m->tensors = mallocCheck(sizeof(TensorInfo) * (2 * NUM_LIN * c->n_layers + 4 * c->n_layers + 8));
+    m->tensors = mallocCheck(sizeof(TensorInfo) * (3 * NUM_LIN * c->n_layers + 4 * c->n_layers + 8));
     size_t off = 0;
     // full mode: every weight first, as laid out by point_weights
     if (m->mode == MODE_FULL) { n = weight_tensor_table(c, m->tensors); off = m->num_weights; }
     for (int i = 0; i < NUM_LIN; i++) {
         if (!m->lora.targets[i]) { continue; }
         // so lora_A[i] is one (L, R, IC) block and lora_B[i] one (L, OC, R) block, as in Trainables
-        for (int ab = 0; ab < 2; ab++) {  // all layers' A, then all layers' B
+        // (and DoRA's lora_m[i] one (L, OC) block)
+        for (int ab = 0; ab < (m->lora.use_dora ? 3 : 2); ab++) {  // all layers' A, then B (then m)
             for (int l = 0; l < c->n_layers; l++) {
                 TensorInfo* t = &m->tensors[n++];
-                snprintf(t->name, sizeof(t->name), "base_model.model.distilbert.transformer.layer.%d.%s.lora_%c.weight",
-                         l, LIN_PATHS[i], ab == 0 ? 'A' : 'B');
+                if (ab < 2) {
+                    snprintf(t->name, sizeof(t->name), "base_model.model.distilbert.transformer.layer.%d.%s.lora_%c.weight",
+                             l, LIN_PATHS[i], ab == 0 ? 'A' : 'B');
+                } else {
+                    dora_magnitude_name(t->name, sizeof(t->name), l, LIN_PATHS[i]);
+                }
                 t->rows = ab == 0 ? R : lin_out(c, i);
-                t->cols = ab == 0 ? lin_in(c, i) : R;
+                t->cols = ab == 0 ? lin_in(c, i) : ab == 1 ? R : 0;
                 t->offset = off;
                 // LoRA matrices are weights: HF Trainer decays every parameter whose name is not a bias or
-                // a LayerNorm weight
+                // a LayerNorm weight (DoRA's magnitude too: it is lora_magnitude_vector.default.weight)
                 t->decay = 1;
-                off += (size_t)t->rows * t->cols;
+                off += (size_t)t->rows * (t->cols ? t->cols : 1);
             }
         }
     }
@@ -3648,8 +3848,8 @@ static int lora_config_load(LoraConfig* lc, const char* dir) {
     free(text);
     if (j == NULL) { return -1; }
     // Refuse every PEFT option that would change the math we implement, rather than silently
-    // compute something else: fan_in_fan_out (transposed weights), DoRA, a subset of layers, or
-    // trainable biases. rsLoRA (scale alpha/sqrt(r)) is implemented: see lora_scaling.
+    // compute something else: fan_in_fan_out (transposed weights), a subset of layers, or
+    // trainable biases. rsLoRA (scale alpha/sqrt(r)) is implemented: see lora_scaling; DoRA too.
     int rc = 0;
     const Json* type = json_get(j, "peft_type");
     const Json* r = json_get(j, "r");
@@ -3667,10 +3867,10 @@ static int lora_config_load(LoraConfig* lc, const char* dir) {
     else if (!alpha || alpha->type != JSON_NUMBER) { rc = fail("%s: \"lora_alpha\" must be a number", path); }
     else if (drop && (drop->type != JSON_NUMBER || drop->number < 0 || drop->number >= 1)) { rc = fail("%s: \"lora_dropout\" must be in [0, 1)", path); }
     else if (rslora && rslora->type != JSON_BOOL && rslora->type != JSON_NULL) { rc = fail("%s: \"use_rslora\" must be true or false", path); }
-    else if ((fifo && fifo->type == JSON_BOOL && fifo->number) ||
-             (dora && dora->type == JSON_BOOL && dora->number) || (layers && layers->type != JSON_NULL) ||
+    else if (dora && dora->type != JSON_BOOL && dora->type != JSON_NULL) { rc = fail("%s: \"use_dora\" must be true or false", path); }
+    else if ((fifo && fifo->type == JSON_BOOL && fifo->number) || (layers && layers->type != JSON_NULL) ||
              (bias && bias->type == JSON_STRING && strcmp(bias->string, "none") != 0)) {
-        rc = fail("%s: fan_in_fan_out, use_dora, layers_to_transform and bias other than \"none\" are not supported", path);
+        rc = fail("%s: fan_in_fan_out, layers_to_transform and bias other than \"none\" are not supported", path);
     } else if (!targets || (targets->type != JSON_ARRAY && targets->type != JSON_STRING)) {
         rc = fail("%s: \"target_modules\" must be a list of module names", path);
     }
@@ -3682,6 +3882,8 @@ static int lora_config_load(LoraConfig* lc, const char* dir) {
         // "use_rslora": true selects the scaling alpha / sqrt(r); false, null or absent: alpha / r
         lc->use_rslora = rslora != NULL && rslora->type == JSON_BOOL && rslora->number != 0;
         // EXERCISE(rslora.config) END
+        // "use_dora": true adds DoRA's magnitude vectors (the file must have them); else plain LoRA
+        lc->use_dora = dora != NULL && dora->type == JSON_BOOL && dora->number != 0;
         // target_modules may be a list of names or one string (PEFT accepts both)
         int count = targets->type == JSON_ARRAY ? targets->count : 1;
         for (int i = 0; i < count && rc == 0; i++) {
@@ -3902,14 +4104,15 @@ static int adapter_save(const Model* m, const char* dir, const char* base_model,
              "  \"inference_mode\": true,\n"
              "  \"init_lora_weights\": true,\n"
              "  \"use_rslora\": %s,\n"
-             "  \"use_dora\": false,\n"
+             "  \"use_dora\": %s,\n"
              "  \"layers_to_transform\": null,\n"
              "  \"layers_pattern\": null,\n"
              "  \"rank_pattern\": {},\n"
              "  \"alpha_pattern\": {},\n"
              "  \"revision\": null\n"
              "}\n",
-             base_escaped, m->lora.rank, m->lora.alpha, m->lora.dropout, targets, m->lora.use_rslora ? "true" : "false");
+             base_escaped, m->lora.rank, m->lora.alpha, m->lora.dropout, targets, m->lora.use_rslora ? "true" : "false",
+             m->lora.use_dora ? "true" : "false");
     if (text_write_tmp(config_path, json) != 0) { save_abandon(set, nset); return -1; }
     rc = save_commit(set, nset);
     // (a config.json of an earlier save with other labels must not name these)
@@ -4802,12 +5005,13 @@ static int train_setup(const Options* o, Model* model, Dataset* train_set, Datas
         char list[400];
         printf("classes: %d (%s)\n", c->num_labels, label_list(list, sizeof(list), c->num_labels, c->id2label));
     }
-    char targets[128] = "", what[256];
+    char targets[128] = "", what[400];
     for (int i = 0; i < NUM_LIN; i++) { if (o->lora.targets[i]) { snprintf(targets + strlen(targets), sizeof(targets) - strlen(targets), "%s%s", targets[0] ? "," : "", LIN_NAMES[i]); } }
     if (o->mode == MODE_LORA) {
-        snprintf(what, sizeof(what), "LoRA r %d, alpha %g%s, dropout %g, targets %s, and the head%s%.100s", o->lora.rank,
-                 o->lora.alpha, o->lora.use_rslora ? " (rsLoRA: alpha / sqrt(r))" : "", o->lora.dropout, targets,
-                 o->init_adapter && !o->resume_dir ? ", from " : "", o->init_adapter && !o->resume_dir ? o->init_adapter : "");
+        snprintf(what, sizeof(what), "LoRA r %d, alpha %g%s, dropout %g, targets %s, %sand the head%s%.100s",
+                 o->lora.rank, o->lora.alpha, o->lora.use_rslora ? " (rsLoRA: alpha / sqrt(r))" : "", o->lora.dropout,
+                 targets, o->lora.use_dora ? "DoRA's magnitudes, " : "", o->init_adapter && !o->resume_dir ? ", from " : "",
+                 o->init_adapter && !o->resume_dir ? o->init_adapter : "");
     } else {
         snprintf(what, sizeof(what), "%s", o->mode == MODE_HEAD ? "pre_classifier and classifier; the body is frozen"
                                                                  : "every parameter, embeddings to head");
@@ -5344,16 +5548,17 @@ static int train_save_checkpoint(const Options* o, const Model* m, const char* d
              "  \"settings\": {\n    \"model\": \"%s\",\n    \"train\": \"%s\",\n    \"val\": \"%s\",\n"
              "    \"epochs\": %d,\n    \"batch\": %d,\n    \"max_len\": %d,\n    \"lr\": %.9g,\n    \"weight_decay\": %.9g,\n"
              "    \"max_grad_norm\": %.9g,\n    \"seed\": \"%llu\",\n    \"rank\": %d,\n    \"alpha\": %.9g,\n"
-             "    \"lora_dropout\": %.9g,\n    \"targets\": \"%s\",\n    \"use_rslora\": %s,\n    \"mode\": \"%s\",\n"
+             "    \"lora_dropout\": %.9g,\n    \"targets\": \"%s\",\n    \"use_rslora\": %s,\n    \"use_dora\": %s,\n"
+             "    \"mode\": \"%s\",\n"
              "    \"lr_scheduler\": \"%s\",\n    \"warmup_steps\": %d,\n    \"warmup_ratio\": %.17g,\n    \"grad_accum\": %d,\n"
              "    \"early_stopping_patience\": %d,\n    \"early_stopping_threshold\": %.17g,\n    \"init_adapter\": %s\n  }\n}\n",
              ts->epoch, ts->step_in_epoch, ts->step, ts->epoch_loss, best, ts->best_epoch,
              ts->epochs_without_improvement, m->adam_step,
              (unsigned long long)m->forward_count, esc[0], esc[1], esc[2], o->epochs, o->batch, o->max_len, o->lr,
              o->weight_decay, o->max_grad_norm, (unsigned long long)o->seed, o->lora.rank, o->lora.alpha,
-             o->lora.dropout, targets, o->lora.use_rslora ? "true" : "false", MODE_NAMES[o->mode],
-             SCHED_NAMES[o->lr_scheduler], o->warmup_steps, o->warmup_ratio, o->grad_accum, o->patience,
-             o->patience_threshold, init);
+             o->lora.dropout, targets, o->lora.use_rslora ? "true" : "false", o->lora.use_dora ? "true" : "false",
+             MODE_NAMES[o->mode], SCHED_NAMES[o->lr_scheduler], o->warmup_steps, o->warmup_ratio, o->grad_accum,
+             o->patience, o->patience_threshold, init);
     return model_save_set(m, dir, o->model_dir, json);
 }
 
@@ -5540,6 +5745,8 @@ static int resume_settings(Options* o, Json** keep) {
     o->lora.rank = (int)rank; o->lora.alpha = (float)alpha; o->lora.dropout = (float)dropout;
     const Json* rs = json_get(st, "use_rslora");
     o->lora.use_rslora = rs && rs->type == JSON_BOOL && rs->number != 0;
+    const Json* dora = json_get(st, "use_dora");
+    o->lora.use_dora = dora && dora->type == JSON_BOOL && dora->number != 0;
     // the mode (a state without one comes from a LoRA run)
     const Json* mode = json_get(st, "mode");
     o->mode = MODE_LORA;
@@ -6195,19 +6402,30 @@ int predict_command(const Options* o, char** texts, int count, int all) {
 
 // ----------------------------------------------------------------------------
 // fold every adapter of m into its frozen weights, layer by layer (lora_merge), and switch LoRA
-// off: from then on linear_forward is W x + b alone and gives what W0 x + b + scale B A x gave
+// off: from then on linear_forward is W x + b alone and gives what W0 x + b + scale B A x gave.
+// DoRA (PEFT's DoraLinearVariant.merge_safe): W = m / ||W0 + s B A|| * (W0 + s B A), row by row,
+// with the norm dora_forward uses, measured before the merge
 static void model_merge_adapters(Model* m) {
     const Config* c = &m->config;
     int R = m->lora.rank;
+    float* norm = mallocCheck((size_t)(c->dim > c->hidden_dim ? c->dim : c->hidden_dim) * sizeof(float));
     for (int lin = 0; lin < NUM_LIN; lin++) {
         if (!m->lora.targets[lin]) { continue; }
         int IC = lin_in(c, lin), OC = lin_out(c, lin);
         for (int l = 0; l < c->n_layers; l++) {
-            lora_merge(m->w.lin_w[lin] + (size_t)l * OC * IC, m->params.lora_A[lin] + (size_t)l * R * IC,
-                       m->params.lora_B[lin] + (size_t)l * OC * R, lora_scaling(&m->lora), OC, IC, R);
+            float* W = m->w.lin_w[lin] + (size_t)l * OC * IC;
+            Lora lo = { m->params.lora_A[lin] + (size_t)l * R * IC, m->params.lora_B[lin] + (size_t)l * OC * R,
+                        NULL, NULL, lora_scaling(&m->lora), R, { 0.0f, 0 } };
+            if (m->lora.use_dora) { dora_norm(norm, W, &lo, IC, OC); }
+            lora_merge(W, lo.A, lo.B, lo.scale, OC, IC, R);
+            for (int o = 0; o < OC && m->lora.use_dora; o++) {
+                float g = m->params.lora_m[lin][(size_t)l * OC + o] / norm[o];
+                for (int i = 0; i < IC; i++) { W[(size_t)o * IC + i] *= g; }
+            }
         }
         m->lora.targets[lin] = 0;
     }
+    free(norm);
 }
 
 // merge: fold an adapter into its base model (PEFT's merge_and_unload) and save an ordinary
@@ -6250,6 +6468,7 @@ int merge_command(const Options* o) {
     const Config* c = &m.config;
     int R = m.lora.rank;
     float scale = lora_scaling(&m.lora);
+    int dora = m.lora.use_dora;
     char merged[128] = "";
     for (int lin = 0; lin < NUM_LIN; lin++) {
         if (m.lora.targets[lin]) { snprintf(merged + strlen(merged), sizeof(merged) - strlen(merged), "%s%s", merged[0] ? ", " : "", LIN_NAMES[lin]); }
@@ -6258,8 +6477,8 @@ int merge_command(const Options* o) {
     int rc = make_dirs(o->out_dir) != 0 ? fail("cannot create directory %s: %s", o->out_dir, strerror(errno))
                                         : checkpoint_save(&m, o->out_dir, o->model_dir, NULL, dtype);
     if (rc == 0) {
-        printf("merged %s (r %d, scaling %g) of %d layer%s and the head of %s into %s\n", merged, R, scale,
-               c->n_layers, plural(c->n_layers), o->adapter_dir, o->model_dir);
+        printf("merged %s (r %d, scaling %g%s) of %d layer%s and the head of %s into %s\n", merged, R, scale,
+               dora ? ", DoRA" : "", c->n_layers, plural(c->n_layers), o->adapter_dir, o->model_dir);
         printf("saved: %s (config.json, model.safetensors in %s, vocab.txt) | try: ./lora predict --model %s \"a great movie\"\n",
                o->out_dir, dtype, o->out_dir);
     }
@@ -6760,9 +6979,9 @@ static int adapter_and_model(Cli* cli, int is_merge) {
 }
 
 // --init-adapter DIR: the LoRA settings are the adapter's own (its adapter_config.json: r,
-// lora_alpha, lora_dropout, target_modules, use_rslora), and a flag that says otherwise is refused
-// rather than ignored; without --model, the base model is the one the adapter names (as eval's).
-// 0, or -1 after one error line.
+// lora_alpha, lora_dropout, target_modules, use_rslora, use_dora), and a flag that says otherwise
+// is refused rather than ignored; without --model, the base model is the one the adapter names (as
+// eval's). 0, or -1 after one error line.
 static int init_adapter_settings(Cli* cli) {
     static char base_dir[1024];
     Options* o = &cli->o;
@@ -6783,6 +7002,8 @@ static int init_adapter_settings(Cli* cli) {
         for (int i = 0; i < NUM_LIN; i++) { if (lc.targets[i]) { snprintf(theirs + strlen(theirs), sizeof(theirs) - strlen(theirs), " %s", LIN_NAMES[i]); } }
     } else if (flag_given(cli, "--rslora") && !lc.use_rslora) {
         flag = "--rslora"; snprintf(theirs, sizeof(theirs), "use_rslora false");
+    } else if (flag_given(cli, "--dora") && !lc.use_dora) {
+        flag = "--dora"; snprintf(theirs, sizeof(theirs), "use_dora false");
     }
     if (flag) {
         return fail("%s%s contradicts the adapter --init-adapter starts from (%s in %s/adapter_config.json): drop %s",
@@ -6801,7 +7022,7 @@ static int init_adapter_settings(Cli* cli) {
 static int run_train(Cli* cli) {
     const char* fixed[] = { "--model", "--train", "--val", "--out", "--epochs", "--batch",
                             "--max-len", "--lr", "--weight-decay", "--max-grad-norm", "--rank",
-                            "--alpha", "--lora-dropout", "--targets", "--seed", "--overwrite",
+                            "--alpha", "--lora-dropout", "--targets", "--dora", "--seed", "--overwrite",
                             "--mode", "--labels", "--lr-scheduler", "--warmup-steps",
                             "--warmup-ratio", "--grad-accum", "--early-stopping-patience",
                             "--early-stopping-threshold", "--init-adapter", "--rslora" };
@@ -6970,6 +7191,9 @@ static const Flag FLAGS[] = {
     { "--init-adapter", 's', "DIR", AT(o.init_adapter), 0, 0, "t",
       "start from this adapter (PEFT's or lora.c's): its LoRA settings, A, B and head, the base "
       "model it names (unless --model); AdamW and the schedule start fresh (default: none)" },
+    { "--dora", 'b', "", AT(o.lora.use_dora), 0, 0, "tb",
+      "DoRA (PEFT's use_dora): each adapted Linear also trains the length of its weight's rows "
+      "(default: off)" },
     { "--seed", 'u', "N", AT(o.seed), 0, 0, "t",
       "random seed: initialisation, data order, dropout (default: 42)" },
     { "--seed", 'u', "N", AT(o.seed), 0, 0, "b",
@@ -7154,8 +7378,9 @@ static int settings_check(Cli* cli) {
     o->mode = -1;
     for (int k = 0; k < 3; k++) { if (strcmp(cli->mode, MODE_NAMES[k]) == 0) { o->mode = k; } }
     if (o->mode < 0) { return fail("--mode: expected lora, head or full, got '%s'", cli->mode); }
-    const char* lora_flags[6] = { "--rank", "--alpha", "--lora-dropout", "--targets", "--rslora", "--init-adapter" };
-    for (int k = 0; k < 6 && o->mode != MODE_LORA; k++) {
+    const char* lora_flags[7] = { "--rank", "--alpha", "--lora-dropout", "--targets", "--dora", "--rslora",
+                                  "--init-adapter" };
+    for (int k = 0; k < 7 && o->mode != MODE_LORA; k++) {
         if (flag_given(cli, lora_flags[k])) {
             return fail("%s is a flag of --mode lora, not of --mode %s", lora_flags[k], cli->mode);
         }
