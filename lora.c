@@ -1690,20 +1690,22 @@ typedef struct { float loss, norm; long tokens; } StepStats;
 
 // one optimizer step t of this epoch, as llm.c's and HF Trainer's: zero_grad, then for each of
 // its batches (one in the tutorial; --grad-accum N: N micro-batches, Trainer's
-// gradient_accumulation_steps) a forward pass with dropout on (Trainer's model.train()) and a
-// backward pass, the gradients adding up (+=); then clip the gradient norm to max_grad_norm
-// BEFORE the AdamW step at this step's learning rate. The Trainer divides each micro-batch's loss
-// by the number of micro-batches in the step (fewer in an epoch's last step, when they do not come
-// out even), so the gradient is the mean of theirs: with batches of one size, --batch 2
-// --grad-accum 2 trains as --batch 4. A loss or norm that is NaN or infinite stops the run before
-// the update would spread it into the weights. `step` (1, 2, ...) only names the step in that
-// error. 0, or -1 after one error line.
+// gradient_accumulation_steps; fewer in an epoch's last step when they do not come out even) a
+// forward pass with dropout on (Trainer's model.train()) and a backward pass, the gradients adding
+// up (+=); then clip the gradient norm to max_grad_norm BEFORE the AdamW step at this step's
+// learning rate. A loss or norm that is NaN or infinite stops the run before the update would
+// spread it into the weights. `step` (1, 2, ...) only names the step in that error. 0, or -1 after
+// one error line.
 int train_step(Model* m, DataLoader* dl, int t, float lr, const Options* o, StepStats* st, int step) {
     int first = t * dl->accum, n = dl->num_batches - first < dl->accum ? dl->num_batches - first : dl->accum;
     double loss = 0.0;
     st->tokens = 0;
     m->training = 1;
     model_zero_grad(m);
+    // The gradient is the SUM of the micro-batches' mean-loss gradients, not their mean: so does
+    // the Trainer of transformers 5 for DistilBERT, whose forward takes loss kwargs (so the Trainer
+    // does not divide by N) but whose loss ignores them. Clipping and AdamW make this train almost
+    // as --batch N*B would (doc/training.md).
     for (int s = first; s < first + n; s++) {
         const Batch* b = dataloader_batch(dl, s);
         if (model_forward(m, b->ids, b->lengths, b->B, b->labels) != 0) { return -1; }
@@ -1711,9 +1713,7 @@ int train_step(Model* m, DataLoader* dl, int t, float lr, const Options* o, Step
         loss += m->loss;
         st->tokens += m->N;
     }
-    // (the loss of each micro-batch divided by n: its gradient too)
-    for (size_t i = 0; n > 1 && i < m->num_trainable; i++) { m->grads_memory[i] /= (float)n; }
-    st->loss = (float)(loss / n);  // what the Trainer logs for the step
+    st->loss = (float)(loss / n);  // (the mean, for the logs: comparable across --grad-accum)
     st->norm = model_clip_grad_norm(m, o->max_grad_norm);
     if (train_check_finite(o, step, st->loss, st->norm) != 0) { return -1; }
     model_update(m, lr, 0.9f, 0.999f, 1e-8f, o->weight_decay);
@@ -7165,8 +7165,8 @@ static const Flag FLAGS[] = {
     { "--warmup-ratio", 'd', "X", AT(o.warmup_ratio), 0, 1, "t",
       "or warm up for ceil(X * the run's optimizer steps) steps, as Trainer (default: 0)" },
     { "--grad-accum", 'i', "N", AT(o.grad_accum), 1, 1024, "t",
-      "batches per optimizer step: their gradients add up, each loss divided by their number, as "
-      "Trainer's gradient_accumulation_steps (default: 1)" },
+      "batches per optimizer step: their gradients add up (not divided by N, as the Trainer does "
+      "for DistilBERT), Trainer's gradient_accumulation_steps (default: 1)" },
     { "--early-stopping-patience", 'i', "N", AT(o.patience), 0, 100000, "t",
       "stop after N epochs in a row without a lower validation loss, as EarlyStoppingCallback; "
       "best/ keeps the best epoch (default: 0, never)" },
