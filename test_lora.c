@@ -1297,7 +1297,7 @@ static void test_accumulation(void) {
     }
     double e = change_error(&m, &ref, start);
     expect(rc == 0 && e_loss <= 1e-6 && e_norm <= 1e-5 && e <= 1e-4,
-           "accumulation: 7 sequences, --batch 2 --grad-accum 3 (steps of 3 micro-batches, then 1): train_step == the mean of the "
+           "accumulation: 7 sequences, --batch 2 --grad-accum 3 (steps of 3 micro-batches, then 1): train_step == the sum of the "
            "micro-batches' gradients, each alone: %d steps, rel errs: losses %.1e, norms %.1e (bound 1e-5), change of the trainables %.1e (bound 1e-4)",
            dl.num_steps, e_loss, e_norm, e);
     dataloader_free(&dl); dataloader_free(&dl_ref);
