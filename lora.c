@@ -7189,8 +7189,9 @@ static const Flag FLAGS[] = {
     { "--rslora", 'b', "", AT(o.lora.use_rslora), 0, 0, "tb",
       "rsLoRA: scale the update by alpha / sqrt(r), PEFT's use_rslora (default: alpha / r)" },
     { "--init-adapter", 's', "DIR", AT(o.init_adapter), 0, 0, "t",
-      "start from this adapter (PEFT's or lora.c's): its LoRA settings, A, B and head, the base "
-      "model it names (unless --model); AdamW and the schedule start fresh (default: none)" },
+      "start from this adapter (PEFT's or lora.c's): its LoRA settings (r, alpha, targets, rsLoRA, "
+      "DoRA), weights and head, the base model it names (unless --model); AdamW and the schedule "
+      "start fresh (default: none)" },
     { "--dora", 'b', "", AT(o.lora.use_dora), 0, 0, "tb",
       "DoRA (PEFT's use_dora): each adapted Linear also trains the length of its weight's rows "
       "(default: off)" },
