@@ -825,7 +825,7 @@ check "merge of a DoRA adapter: exits 0 and says DoRA" test "$RC" = 0 -a "$(grep
 run "$LORA" predict --model "$T/dora_merged" "the movie was good" "the movie was bad"
 check_eq "merge of a DoRA adapter: predict with the merged model prints what predict with the adapter prints" "$dora_out" "$(cat "$T/stdout")"
 rm -rf "$T/dora_resumed"
-LORA_TEST_STOP_AFTER_STEP=7 "$LORA" train "${TINY[@]}" --train "$TRAIN" --val "$VAL" --out "$T/dora_resumed" --epochs 4 --lr 1e-2 --threads 1 --dora >/dev/null 2>&1
+LORA_TEST_STOP_AFTER_STEP=7 "$LORA_HOOKS" train "${TINY[@]}" --train "$TRAIN" --val "$VAL" --out "$T/dora_resumed" --epochs 4 --lr 1e-2 --threads 1 --dora >/dev/null 2>&1
 run "$LORA" train --resume "$T/dora_resumed/last" --threads 1
 check "train --dora stopped at step 7, then --resume: exits 0, still DoRA" test "$RC" = 0 -a "$(grep -c "^mode lora: .*DoRA" "$T/stdout")" = 1
 check_eq "... and its last/ adapter is the uninterrupted run's, byte for byte" "$(sha "$D/last/adapter_model.safetensors")" "$(sha "$T/dora_resumed/last/adapter_model.safetensors")"
@@ -914,7 +914,7 @@ check "train --grad-accum 2: log.tsv's first step ran at lr 0 (the warm-up start
 state=$(tr -d ' \n' <"$G/last/trainer_state.json")
 check "trainer_state.json keeps the Trainer's options" \
     contains "$state" '"lr_scheduler":"cosine"' '"warmup_ratio":0.2' '"grad_accum":2' '"early_stopping_patience":0' '"init_adapter":null'
-LORA_TEST_STOP_AFTER_STEP=4 "$LORA" train "${TINY[@]}" --train "$TRAIN" --val "$VAL" --out "$T/accum_resumed" --epochs 3 --lr 1e-2 \
+LORA_TEST_STOP_AFTER_STEP=4 "$LORA_HOOKS" train "${TINY[@]}" --train "$TRAIN" --val "$VAL" --out "$T/accum_resumed" --epochs 3 --lr 1e-2 \
     --threads 1 --grad-accum 2 --lr-scheduler cosine --warmup-ratio 0.2 >/dev/null 2>&1
 run "$LORA" train --resume "$T/accum_resumed/last" --threads 1
 check "train --grad-accum 2 stopped at step 4 (in epoch 2), then --resume: exits 0" test "$RC" = 0 -a ! -s "$T/stderr"
