@@ -861,6 +861,9 @@ expect_error "--init-adapter with --resume is refused" "--resume" "--init-adapte
 expect_error "--init-adapter with --mode head is refused" "--init-adapter" "--mode head" -- \
     "$LORA" train "${TINY[@]}" --mode head --init-adapter "$FIXTURE/adapter"
 check "no --out folder was made by a refused run" test ! -e "$T/ia0"
+expect_error "--init-adapter: an adapter with a head of 3 classes, on data of 2, is refused" "3 classes" "this run has 2" -- \
+    "$LORA" train "${TINY[@]}" --train "$TRAIN" --val "$VAL" --out "$T/ia3" --epochs 1 --threads 1 \
+    --init-adapter dev/fixtures/hf_multiclass/k3/adapter
 
 # config_value DIR KEY: KEY's value in DIR/adapter_config.json, a list's items sorted ("q_lin v_lin")
 config_value() {
