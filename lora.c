@@ -2353,6 +2353,10 @@ static void model_reserve(Model* m, int B, size_t N, size_t AT, int T) {
     for (int i = 0; i < count; i++) { total += table[i].size; }
     free(m->acts_memory);
     m->acts_memory = mallocCheck(total * sizeof(float));
+    // touch every page now: the system maps fresh memory page by page at its first write, and a
+    // batch larger than all before it would otherwise pay for that inside its kernels (seconds
+    // for a gigabyte on some virtual machines, and on every thread count alike)
+    memset(m->acts_memory, 0, total * sizeof(float));
     float* p = m->acts_memory;
     for (int i = 0; i < count; i++) { *table[i].ptr = p; p += table[i].size; }
     // the small per-sequence arrays: ids and labels, and the offsets of the two Rows, B + 1
@@ -5757,6 +5761,22 @@ int bench_command(const Options* o, const BenchOptions* bo) {
     double* seconds = mallocCheck(2 * (size_t)K * sizeof(double));  // training K, evaluation K
     double tokens = 0.0, flops_train = 0.0, flops_eval = 0.0;
     Rng rng = { o->seed };
+    // room for the largest of the batches before the first one: otherwise the first batch larger
+    // than all before it lays the activations out again in the middle of the timing
+    size_t max_N = 0, max_AT = 0;
+    int max_T = 0;
+    for (int k = 0; k <= K; k++) {
+        size_t n = 0, at = 0;
+        for (int b = 0; b < B; b++) {
+            int T = all_lengths[((size_t)k * B + b) % num_lengths];
+            n += T;
+            at += (size_t)c->n_heads * T * T;
+            if (T > max_T) { max_T = T; }
+        }
+        if (n > max_N) { max_N = n; }
+        if (at > max_AT) { max_AT = at; }
+    }
+    model_reserve(&model, B, max_N, max_AT, max_T);
     const char* source = bo->lengths_path ? bo->lengths_path : "fixed length";
     printf("bench: dim %d, %d layer%s, %d head%s, FFN %d | mode %s | batch %d | %d batch%s after 1 "
            "warm-up | threads %d | %s\n", c->dim, c->n_layers, plural(c->n_layers), c->n_heads,
