@@ -11,7 +11,8 @@
 #   make sanitize -O1 -g with AddressSanitizer and UndefinedBehaviorSanitizer (and OpenMP):
 #                 lora_sanitize, test_lora_sanitize, tokenizer_sanitize (run ./test_lora_sanitize)
 #   make fuzz     build the libFuzzer harnesses of dev/fuzz/ (clang) and run each for FUZZ_SECONDS
-#                 (default 120; FUZZ=safetensors runs one of safetensors json tokenizer tsv adapter)
+#                 (default 120; FUZZ=safetensors runs one of safetensors json tokenizer tsv adapter
+#                 resume cli merge)
 #   make clean    remove everything make built
 #
 # Classroom exercises (exercises/README.md; for the teacher: doc/teaching.md):
@@ -118,6 +119,11 @@ lora: lora.c tokenizer.c
 tokenizer: tokenizer.c
 	$(CC) $(CFLAGS) -o $@ tokenizer.c $(LDLIBS)
 
+# ./lora with the fault-injection hooks of the tests (-DLORA_TEST_HOOKS: a kill or a full disk at
+# the k-th file write, a stop after step k; see save_step in lora.c), which ./lora never has
+lora_hooks: lora.c tokenizer.c
+	$(CC) $(CFLAGS) -DLORA_TEST_HOOKS $(OMP_CFLAGS) -o $@ lora.c $(LDLIBS) $(OMP_LDLIBS)
+
 # test_lora.c #includes lora.c (with TESTING defined, so lora.c has no main)
 test_lora: test_lora.c lora.c tokenizer.c
 	$(CC) $(CFLAGS) $(OMP_CFLAGS) -o $@ test_lora.c $(LDLIBS) $(OMP_LDLIBS)
@@ -133,13 +139,14 @@ test_lora_avx2: test_lora.c lora.c tokenizer.c
 
 # dev/run_tests.sh runs ./test_lora and every dev/test_*.sh (which use ./lora and ./tokenizer),
 # then prints the summed total; dev/test_kernels.sh runs the KERNEL_TESTS builds
-test: test_lora lora tokenizer dev/fuzz/build/replay $(KERNEL_TESTS)
+test: test_lora lora lora_hooks tokenizer dev/fuzz/build/replay $(KERNEL_TESTS)
 	@KERNEL_TESTS="$(KERNEL_TESTS)" sh dev/run_tests.sh
 
 # the fuzz harnesses as one ordinary program (release flags, no libFuzzer): dev/test_fuzz_regressions.sh
 # feeds it every file of dev/fixtures/fuzz_regressions/ (inputs that once crashed a reader)
 FUZZ_SOURCES = dev/fuzz/replay.c dev/fuzz/fuzz_common.h dev/fuzz/fuzz_safetensors.c dev/fuzz/fuzz_json.c \
-               dev/fuzz/fuzz_tokenizer.c dev/fuzz/fuzz_tsv.c dev/fuzz/fuzz_adapter.c
+               dev/fuzz/fuzz_tokenizer.c dev/fuzz/fuzz_tsv.c dev/fuzz/fuzz_adapter.c dev/fuzz/fuzz_resume.c \
+               dev/fuzz/fuzz_cli.c dev/fuzz/fuzz_merge.c
 dev/fuzz/build/replay: $(FUZZ_SOURCES) lora.c tokenizer.c
 	@mkdir -p dev/fuzz/build
 	$(CC) $(CFLAGS) $(OMP_CFLAGS) -o $@ dev/fuzz/replay.c $(LDLIBS) $(OMP_LDLIBS)
@@ -221,7 +228,7 @@ tiny: lora
 	./lora tiny$(if $(filter 1,$(FORCE)), --overwrite)
 
 clean:
-	rm -f lora tokenizer test_lora test_lora_portable test_lora_avx2 lora_debug tokenizer_debug test_lora_debug .omp_try
+	rm -f lora lora_hooks tokenizer test_lora test_lora_portable test_lora_avx2 lora_debug tokenizer_debug test_lora_debug .omp_try
 	rm -f lora_sanitize tokenizer_sanitize test_lora_sanitize
 	rm -f dev/fuzz/build/replay dev/fuzz/build/fuzz_* dev/fuzz/build/probe*
 	rm -f test_lora_grade lora_grade

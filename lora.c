@@ -42,6 +42,8 @@ Legend for the shape comments:
   AT = attention entries of one layer (sum of NH * T * T)
 */
 
+// the POSIX functions of Part 2 (stat, lstat, fcntl's lock, isatty, mkdir), declared under -std=c11
+#define _POSIX_C_SOURCE 200809L
 #include <stdio.h>
 #include <stdlib.h>
 #include <stdint.h>
@@ -50,6 +52,7 @@ Legend for the shape comments:
 #include <math.h>
 #include <time.h>
 #include <errno.h>
+#include <limits.h>
 #include <signal.h>
 #ifdef OMP
 #include <omp.h>
@@ -99,12 +102,17 @@ static void progress_step(Progress* pr, int epoch, int s, int step, float loss, 
 // the epoch's row (printed, and in OUT/log.tsv), and OUT/curves.svg drawn again
 static void progress_epoch(Progress* pr, int epoch, double train_loss, const Metrics* val,
                            int improved);
-// 1 when train should stop after this step: Ctrl-C came (or LORA_TEST_STOP_AFTER_STEP, in tests)
+// 0 when the step's loss and gradient norm are finite, else -1 after one line naming the step
+static int train_check_finite(const Options* o, int step, float loss, float norm);
+// 1 when train should stop after this step: Ctrl-C, SIGTERM or SIGHUP came (or, in the tests'
+// build, LORA_TEST_STOP_AFTER_STEP)
 static int stop_requested_at(int step);
-// after Ctrl-C: end the progress display, save the run as it stands in OUT/last; returns 130
+// after that signal: end the progress display, save the run as it stands in OUT/last; returns
+// 128 + the signal (130 for Ctrl-C)
 static int train_interrupted(const Options* o, const Model* m, const TrainState* ts, Progress** pr);
-// an epoch's checkpoints: OUT/last (with ts, for --resume) always, OUT/best when improved
-static int train_save(const Options* o, const Model* m, const TrainState* ts, int improved);
+// an epoch's checkpoints: OUT/best when improved, then OUT/last (with ts, for --resume), so that
+// last/ never names a best/ that is not on disk
+static int train_save_epoch(const Options* o, const Model* m, const TrainState* ts, int improved);
 // train's end: the closing "saved:" line (rc 0), Ctrl-C let go, everything freed
 static void train_end(const Options* o, Run* run, int rc);
 
@@ -115,11 +123,14 @@ static void train_end(const Options* o, Run* run, int rc);
 
 // malloc that never returns NULL: on failure it names the size and the line that asked (through
 // the mallocCheck macro below) and exits. malloc(0) may legally return NULL, so ask for 1 byte.
+// The HINT says what needs less memory: the batch's activations, except in ./lora merge, which
+// holds only the model (it sets its own hint).
+static const char* out_of_memory_hint = "use a smaller --batch or --max-len";
 static void* malloc_check(size_t size, const char* file, int line) {
     void* ptr = malloc(size > 0 ? size : 1);
     if (ptr == NULL) {
-        fprintf(stderr, "lora: error: out of memory allocating %zu bytes at %s:%d"
-                " ---> HINT: use a smaller --batch or --max-len\n", size, file, line);
+        fprintf(stderr, "lora: error: out of memory allocating %zu bytes at %s:%d ---> HINT: %s\n",
+                size, file, line, out_of_memory_hint);
         exit(EXIT_FAILURE);
     }
     return ptr;
@@ -450,6 +461,144 @@ void lora_backward(float* dinp, float* dh, float* xd, const float* dout, const f
         }
     }
     // EXERCISE(lora_backward) END
+}
+
+// --- DoRA (Liu et al. 2024, "DoRA: Weight-Decomposed Low-Rank Adaptation"), PEFT's use_dora:
+// the adapted weight is split into a length and a direction for each output row o,
+//     W'[o] = m[o] * V[o] / ||V[o]||,   V = W0 + s B A,   ||V[o]|| = sqrt(sum over i of V[o,i]^2)
+// (s = lora_scaling, the norm over the IC inputs of a row): LoRA's B A turns the direction, and
+// m = lora_magnitude_vector (OC), trained beside A and B, sets each row's length. It starts as
+// ||W0[o]|| (B is 0), so W' = W0 at the start, as with LoRA. With g = m / ||V|| (OC) and
+// xd = dropout(x), PEFT's DoraLinearLayer.forward adds to the frozen Linear's W0 x + b
+//     (g - 1) * W0 xd + g * s B A xd
+// (`result_dora = (mag_norm_scale - 1) * base_result + mag_norm_scale * lora_result * scaling`).
+// Without dropout (evaluation, lora_dropout 0) xd = x and the sum is g V x + b = W' x + b, the
+// paper's layer. With dropout PEFT computes W0 xd as a product of its own and the output is
+// W0 x + b + (g - 1) W0 xd + g s B A xd: we do the same, with the same masks as LoRA's.
+// The norm is a constant in backward: PEFT computes it from a detached B A and detaches it again
+// (`weight_norm = weight_norm.detach()`, as section 4.3 of the paper suggests: it saves memory,
+// and the paper reports no loss of accuracy), so no gradient flows through ||V|| into A and B
+// (test_lora's dora group shows the path left out). The norm is an input of dora_forward and
+// dora_backward, computed before them by dora_norm, once per forward.
+
+// DoRA's part of one adapter (Lora holds the rest: A, B, the scale, the dropout): the frozen
+// Linear it adapts, the magnitude, and what the forward caches for the backward
+typedef struct {
+    const float* w;     // (OC, IC)  W0, the frozen weight: V and W0 xd need it (no gradient)
+    const float* b;     // (OC)      its bias (NULL: none)
+    const float* m;     // (OC)      lora_magnitude_vector: each row's length
+    float* dm;          // (OC)      its gradient: dora_backward adds to it
+    float* norm;        // (OC)      ||W0 + s B A|| of each row, from dora_norm: a constant here
+    float* z;           // (N, OC)   V xd = W0 xd + s B A xd, cached by the forward (dm needs it)
+    float* tmp;         // (N, OC)   scratch
+} Dora;
+
+// norm (OC) = ||W0 + s B A|| of each row (over the C inputs) from W0 (OC, C) and lo's A (R, C),
+// B (OC, R), s: PEFT's DoraLinearLayer.get_weight_norm, torch.linalg.norm(weight + scaling *
+// lora_weight, dim=1). OC * C * R multiply-adds: about what R tokens cost through the Linear.
+void dora_norm(float* norm, const float* w0, const Lora* lo, int C, int OC) {
+    const float *lora_A = lo->A, *lora_B = lo->B;
+    int R = lo->R;
+    #pragma omp parallel for
+    for (int o = 0; o < OC; o++) {
+        double sum = 0.0;  // (C terms: in double, as a long sum should be)
+        for (int i = 0; i < C; i++) {
+            float ba = 0.0f;  // (B A)[o, i], then V[o, i] = W0[o, i] + s (B A)[o, i]
+            for (int r = 0; r < R; r++) {
+                ba += lora_B[(size_t)o * R + r] * lora_A[(size_t)r * C + i];
+            }
+            float v = w0[(size_t)o * C + i] + lo->scale * ba;
+            sum += (double)v * v;
+        }
+        norm[o] = (float)sqrt(sum);
+    }
+}
+
+// out (N, OC), holding the frozen Linear's inp W0^T + b, += (g - 1) W0 xd + g s B A xd, with
+// g = m / norm (d->norm from dora_norm), xd = dropout(inp). Caches h (N, R) as lora_forward does
+// and d->z (N, OC) = W0 xd + s B A xd; xd (N, C) and d->tmp are scratch.
+void dora_forward(float* out, float* h, float* xd, const float* inp, const Lora* lo, const Dora* d,
+                  int N, int C, int OC) {
+    const float *w0 = d->w, *bias = d->b, *mag = d->m, *norm = d->norm;
+    float *z = d->z, *base = d->tmp;
+    Dropout drop = lo->drop;
+    // lora = s B A xd: lora_forward's update, alone in z (PEFT's lora_result * scaling)
+    memset(z, 0, (size_t)N * OC * sizeof(float));
+    lora_forward(z, h, xd, inp, lo, N, C, OC);
+    // base = W0 xd. With dropout a product of its own on the dropped-out input (the masks of
+    // lora_forward: the same key); without, out - b is W0 x already (PEFT: result - bias)
+    if (drop.p > 0.0f) {
+        dropout_copy(xd, inp, (size_t)N * C, drop);
+        matmul_forward(base, xd, w0, NULL, N, C, OC);
+    } else {
+        #pragma omp parallel for
+        for (int n = 0; n < N; n++) {
+            for (int o = 0; o < OC; o++) {
+                base[(size_t)n * OC + o] = out[(size_t)n * OC + o] - (bias ? bias[o] : 0.0f);
+            }
+        }
+    }
+    // out += (g - 1) base + g lora, row o of the weight rescaled by g[o]; z = base + lora = V xd
+    #pragma omp parallel for
+    for (int n = 0; n < N; n++) {
+        for (int o = 0; o < OC; o++) {
+            size_t i = (size_t)n * OC + o;
+            float g = mag[o] / norm[o];
+            out[i] += (g - 1.0f) * base[i] + g * z[i];
+            z[i] += base[i];
+        }
+    }
+}
+
+// backward of dora_forward, the norm a constant: dm (OC), lo's dA (R, C) and dB (OC, R) += their
+// gradients; dinp (N, C) += the DoRA path's share of the input gradient (NULL: not needed; the
+// frozen W0 x + b of the Linear is matmul_backward's). dh (N, R), xd (N, C), d->tmp are scratch.
+// Derivation: the forward added, element [n, o], with g[o] = m[o] / norm[o] and z = base + lora,
+//     (g[o] - 1) * base[n, o] + g[o] * lora[n, o],   base = xd W0^T,   lora = s h B^T,  h = xd A^T
+//   m:    only g depends on it, dg[o]/dm[o] = 1 / norm[o], and d(out)/dg = base + lora = z:
+//         dm[o] += sum over n of dout[n, o] z[n, o] / norm[o]
+//   lora: scaled by g: exactly LoRA's backward with dout[n, o] replaced by g[o] dout[n, o]
+//         (dA, dB, and the input gradient through A and the dropout mask)
+//   base: scaled by g - 1: d xd += ((g - 1) dout) W0, then through the same dropout mask
+// Nothing flows into A and B through the norm: PEFT detaches it (see above).
+void dora_backward(float* dinp, float* dh, float* xd, const float* dout, const float* inp,
+                   const float* h, const Lora* lo, const Dora* d, int N, int C, int OC) {
+    const float *w0 = d->w, *mag = d->m, *norm = d->norm, *z = d->z;
+    float *dm = d->dm, *gdout = d->tmp;
+    Dropout drop = lo->drop;
+    // EXERCISE(dora_backward) BEGIN
+    // dm[o] += sum_n dout[n, o] z[n, o] / norm[o]: threads split the rows o
+    #pragma omp parallel for
+    for (int o = 0; o < OC; o++) {
+        float sum = 0.0f;
+        for (int n = 0; n < N; n++) { sum += dout[(size_t)n * OC + o] * z[(size_t)n * OC + o]; }
+        dm[o] += sum / norm[o];
+    }
+    // the LoRA path, g * lora: lora_backward with g dout (dA, dB, its share of dinp)
+    #pragma omp parallel for
+    for (int n = 0; n < N; n++) {
+        for (int o = 0; o < OC; o++) {
+            gdout[(size_t)n * OC + o] = mag[o] / norm[o] * dout[(size_t)n * OC + o];
+        }
+    }
+    lora_backward(dinp, dh, xd, gdout, inp, h, lo, N, C, OC);
+    // the base path, (g - 1) * xd W0^T: d xd = ((g - 1) dout) W0 into the scratch xd, back through
+    // dropout's mask (x * keep / (1 - p) is linear in x: its backward is itself, dropout_copy with
+    // the forward's key: the same masks), then added to dinp
+    if (dinp) {
+        #pragma omp parallel for
+        for (int n = 0; n < N; n++) {
+            for (int o = 0; o < OC; o++) {
+                gdout[(size_t)n * OC + o] = (mag[o] / norm[o] - 1.0f) * dout[(size_t)n * OC + o];
+            }
+        }
+        memset(xd, 0, (size_t)N * C * sizeof(float));
+        matmul_backward(xd, NULL, NULL, gdout, NULL, w0, N, C, OC);
+        dropout_copy(xd, xd, (size_t)N * C, drop);
+        #pragma omp parallel for
+        for (size_t i = 0; i < (size_t)N * C; i++) { dinp[i] += xd[i]; }
+    }
+    // EXERCISE(dora_backward) END
 }
 
 // --- attention: multi-head self-attention, each sequence on its own (no padding, so no mask).
@@ -805,10 +954,12 @@ typedef struct {
     float dropout;          // on the input of the LoRA path only
     int targets[NUM_LIN];   // 1 = this Linear has an adapter in every layer
     int use_rslora;         // 1 = rsLoRA's scaling alpha / sqrt(R) (PEFT's use_rslora=True)
+    int use_dora;           // 1 = DoRA: a trainable length for each row of the adapted weight
+                            // (PEFT's use_dora=True; see dora_forward)
 } LoraConfig;
 // the tutorial's LoraConfig(r=4, lora_alpha=32, lora_dropout=0.01, target_modules=["q_lin"]), the
 // one place these values are written: the defaults of --rank, --alpha, --lora-dropout, --targets
-const LoraConfig LORA_DEFAULTS = { 4, 32.0f, 0.01f, { [LIN_Q] = 1 }, 0 };  // alpha / R = 8
+const LoraConfig LORA_DEFAULTS = { 4, 32.0f, 0.01f, { [LIN_Q] = 1 }, 0, 0 };  // alpha / R = 8
 
 // the factor of the LoRA update, PEFT's `scaling`: alpha / R, or with rsLoRA alpha / sqrt(R), which
 // keeps the update's size steady as the rank grows (Kalajdzievski 2023)
@@ -838,6 +989,7 @@ typedef struct {
 typedef struct {
     float* lora_A[NUM_LIN];  // (L, R, IC)  NULL where that Linear has no adapter
     float* lora_B[NUM_LIN];  // (L, OC, R)
+    float* lora_m[NUM_LIN];  // (L, OC)     DoRA's lora_magnitude_vector; NULL without DoRA
     float* pre_w;            // (C, C)      pre_classifier.weight
     float* pre_b;            // (C)         pre_classifier.bias
     float* cls_w;            // (NL, C)     classifier.weight
@@ -876,6 +1028,13 @@ typedef struct {
     float* ln2_rstd;  // (L, N)
     float* lora_h;    // (L, NUM_LIN, N, R)  LoRA down-projections A dropout(x) (dB needs them)
     float* xd;        // (N, max(C, H))      scratch: the dropped-out LoRA input
+    // DoRA only (else empty), for each adapted Linear lin one block after another: the norm of
+    // every row of W0 + s B A, computed once per forward from that step's A and B (backward needs
+    // it, and PEFT treats it as a constant there), and z = (W0 + s B A) dropout(x), the output
+    // before each row is rescaled to its magnitude (the magnitude's gradient needs it)
+    float* dora_norm[NUM_LIN];  // (L, OC)
+    float* dora_z[NUM_LIN];     // (L, N, OC)
+    float* dora_tmp;  // (N, max(C, H))      scratch: W0 dropout(x) forward, scaled dout backward
     float* cls;       // (B, C)        hidden state of each sequence's first token ([CLS])
     float* pre;       // (B, C)        pre_classifier output (ReLU backward needs it)
     float* hid;       // (B, C)        dropout(ReLU(pre)): the classifier's input
@@ -964,16 +1123,18 @@ static Dropout dropout_at(const Model* m, int layer, int site) {
 
 // layer l's Linear lin (IC -> OC), what linear_forward and linear_backward need: its slices of W0
 // and b, their gradients, and (when this Linear has an adapter) its LoRA adapter and h, its slot
-// of lora_h (L, NUM_LIN, N, R), N rows apart even when only B rows are used
+// of lora_h (L, NUM_LIN, N, R), N rows apart even when only B rows are used; with DoRA also the
+// adapter's magnitude and its slots of dora_norm and dora_z
 typedef struct {
     int IC, OC;
     const float* w;  // (OC, IC)
     const float* b;  // (OC)
     float* dw;       // (OC, IC)  full mode only; NULL: frozen, the gradient is skipped
     float* db;       // (OC)
-    int has_lora;    // 0: no adapter (lora and h are zero)
+    int has_lora;    // 0: no adapter (lora, h and dora are zero)
     Lora lora;
     float* h;        // (N, R)    the adapter's down-projection, cached by the forward
+    Dora dora;       // DoRA's part of the adapter; dora.m NULL: plain LoRA
 } Linear;
 static Linear linear_of(const Model* m, int l, int lin) {
     Linear li = { 0 };
@@ -994,26 +1155,45 @@ static Linear linear_of(const Model* m, int l, int lin) {
         li.lora = lo;
         li.h = m->acts.lora_h + ((size_t)l * NUM_LIN + lin) * m->N * R;
     }
+    if (li.has_lora && m->lora.use_dora) {
+        size_t at_m = (size_t)l * li.OC;  // layer l's magnitude, norm, and z (N rows apart)
+        Dora d = { li.w, li.b, m->params.lora_m[lin] + at_m, m->grads.lora_m[lin] + at_m,
+                   m->acts.dora_norm[lin] + at_m, m->acts.dora_z[lin] + at_m * m->N,
+                   m->acts.dora_tmp };
+        li.dora = d;
+    }
     return li;
 }
 
 // one Linear of layer l: out = inp W^T + b, plus the LoRA update when this Linear has an adapter
+// (with DoRA: the norms of W0 + s B A from this step's A and B, then the DoRA update)
 static void linear_forward(Model* m, int l, int lin, float* out, const float* inp, int N) {
     Linear li = linear_of(m, l, lin);
     matmul_forward(out, inp, li.w, li.b, N, li.IC, li.OC);
     // xd is shared scratch: lora_backward recomputes the dropped-out input from the same key
-    if (li.has_lora) { lora_forward(out, li.h, m->acts.xd, inp, &li.lora, N, li.IC, li.OC); }
+    if (li.has_lora && !li.dora.m) {
+        lora_forward(out, li.h, m->acts.xd, inp, &li.lora, N, li.IC, li.OC);
+    }
+    if (li.dora.m) {
+        dora_norm(li.dora.norm, li.w, &li.lora, li.IC, li.OC);
+        dora_forward(out, li.h, m->acts.xd, inp, &li.lora, &li.dora, N, li.IC, li.OC);
+    }
 }
 
-// its backward: dinp += dout W (NULL: not needed); the adapter's A and B get their gradients, and
-// W and b only in full mode: frozen, their gradient (a product as large as the forward) is skipped
+// its backward: dinp += dout W (NULL: not needed); the adapter's A and B (and DoRA's magnitude)
+// get their gradients, and W and b only in full mode: frozen, their gradient (a product as large
+// as the forward) is skipped
 static void linear_backward(Model* m, int l, int lin, float* dinp, const float* dout,
                             const float* inp, int N) {
     Linear li = linear_of(m, l, lin);
     matmul_backward(dinp, li.dw, li.db, dout, inp, li.w, N, li.IC, li.OC);
-    if (li.has_lora) {
+    if (li.has_lora && !li.dora.m) {
         lora_backward(dinp, m->acts.dlora_h, m->acts.xd, dout, inp, li.h, &li.lora, N, li.IC,
                       li.OC);
+    }
+    if (li.dora.m) {
+        dora_backward(dinp, m->acts.dlora_h, m->acts.xd, dout, inp, li.h, &li.lora, &li.dora, N,
+                      li.IC, li.OC);
     }
 }
 
@@ -1468,13 +1648,15 @@ void dataloader_free(DataLoader* dl) {
 // one training step, as llm.c's and HF Trainer's: forward with dropout on (Trainer's
 // model.train()), zero_grad, backward, clip the gradient norm to max_grad_norm BEFORE the AdamW
 // step at this step's learning rate. *norm gets the norm before clipping, m->loss the batch's
-// loss. 0, or -1 after one error line.
-int train_step(Model* m, const Batch* b, float lr, const Options* o, float* norm) {
+// loss. A loss or norm that is NaN or infinite stops the run before the update would spread it
+// into the weights. `step` (1, 2, ...) only names the step in that error. 0, or -1 after one error line.
+int train_step(Model* m, const Batch* b, float lr, const Options* o, float* norm, int step) {
     m->training = 1;
     if (model_forward(m, b->ids, b->lengths, b->B, b->labels) != 0) { return -1; }
     model_zero_grad(m);
     model_backward(m);
     *norm = model_clip_grad_norm(m, o->max_grad_norm);
+    if (train_check_finite(o, step, m->loss, *norm) != 0) { return -1; }
     model_update(m, lr, 0.9f, 0.999f, 1e-8f, o->weight_decay);
     return 0;
 }
@@ -1507,7 +1689,7 @@ int train(const Options* o) {
         dataloader_shuffle(dl);  // a new order every epoch
         for (int s = ts->step_in_epoch; s < dl->num_batches && rc == 0; s++) {
             float lr = lr_at_step(o->lr, ts->step, run.total_steps), norm = 0.0f;
-            rc = train_step(m, dataloader_batch(dl, s), lr, o, &norm);
+            rc = train_step(m, dataloader_batch(dl, s), lr, o, &norm, ts->step + 1);
             if (rc != 0) { break; }
             // the run moves on; the epoch's training loss is the mean of its steps' losses
             ts->step++; ts->step_in_epoch = s + 1; ts->epoch_loss += m->loss;
@@ -1527,7 +1709,7 @@ int train(const Options* o) {
         if (improved) { ts->best_val_loss = val.loss; ts->best_epoch = epoch; }
         // the next epoch starts at its first step: where last/ says the run stands
         ts->epoch = epoch + 1; ts->step_in_epoch = 0; ts->epoch_loss = 0.0;
-        rc = train_save(o, m, ts, improved);  // last/ every epoch, best/ when it improved
+        rc = train_save_epoch(o, m, ts, improved);  // best/ when it improved, then last/
     }
     train_end(o, &run, rc);  // the closing "saved:" line, and everything freed
     return rc;
@@ -2184,10 +2366,11 @@ static void point_trainables(Trainables* t, float* base, const Model* m) {
     const Config* c = &m->config;
     size_t off = m->mode == MODE_FULL ? m->num_weights : 0;  // (full mode: after the weights)
     for (int i = 0; i < NUM_LIN; i++) {
-        t->lora_A[i] = t->lora_B[i] = NULL;
+        t->lora_A[i] = t->lora_B[i] = t->lora_m[i] = NULL;
         if (!m->lora.targets[i]) { continue; }
         t->lora_A[i] = base + off; off += (size_t)c->n_layers * m->lora.rank * lin_in(c, i);
         t->lora_B[i] = base + off; off += (size_t)c->n_layers * lin_out(c, i) * m->lora.rank;
+        if (m->lora.use_dora) { t->lora_m[i] = base + off; off += (size_t)c->n_layers * lin_out(c, i); }
     }
     t->pre_w = base + off; off += (size_t)c->dim * c->dim;
     t->pre_b = base + off; off += c->dim;
@@ -2254,7 +2437,7 @@ static void model_build(Model* m, const Config* c, const LoraConfig* lc, int mod
     m->lora = *lc;
     m->mode = mode;
     // only lora mode has adapters (head and full train no LoRA matrices)
-    if (mode != MODE_LORA) { memset(m->lora.targets, 0, sizeof(m->lora.targets)); }
+    if (mode != MODE_LORA) { memset(m->lora.targets, 0, sizeof(m->lora.targets)); m->lora.use_dora = 0; }
     m->seed = seed;
     m->num_weights = point_weights(&m->w, NULL, c);
     // trainables: parameters, gradients and AdamW state, nothing for frozen weights
@@ -2285,7 +2468,8 @@ static float rng_normal(Rng* rng) {
 }
 
 // initialise the head as transformers does (normal std 0.02, zero bias) and LoRA as PEFT does
-// (A: Kaiming-uniform with a = sqrt(5), i.e. U(-1/sqrt(IC), 1/sqrt(IC)); B: zeros)
+// (A: Kaiming-uniform with a = sqrt(5), i.e. U(-1/sqrt(IC), 1/sqrt(IC)); B: zeros; DoRA's
+// magnitude: ||W0 + s B A|| of each row, which with B = 0 is ||W0||, so that W' = W0 at first)
 static void model_init_trainables(Model* m, int init_head) {
     const Config* c = &m->config;
     // (one generator for all of it, so a --seed fixes the head and every A; B is 0 either way)
@@ -2307,6 +2491,13 @@ static void model_init_trainables(Model* m, int init_head) {
             m->params.lora_A[i][j] = bound * (2.0f * rng_uniform(&rng) - 1.0f);
         }
         memset(m->params.lora_B[i], 0, (size_t)c->n_layers * lin_out(c, i) * m->lora.rank * sizeof(float));
+        for (int l = 0; l < c->n_layers && m->lora.use_dora; l++) {
+            // (the weights must be loaded by now: the magnitude is measured on W0)
+            int IC = lin_in(c, i), OC = lin_out(c, i), R = m->lora.rank;
+            Lora lo = { m->params.lora_A[i] + (size_t)l * R * IC, m->params.lora_B[i] + (size_t)l * OC * R,
+                        NULL, NULL, lora_scaling(&m->lora), R, { 0.0f, 0 } };
+            dora_norm(m->params.lora_m[i] + (size_t)l * OC, m->w.lin_w[i] + (size_t)l * OC * IC, &lo, IC, OC);
+        }
     }
 }
 
@@ -2328,6 +2519,9 @@ static void model_reserve(Model* m, int B, size_t N, size_t AT, int T) {
     const Config* c = &m->config;
     size_t C = c->dim, H = c->hidden_dim, L = c->n_layers, NL = c->num_labels, R = m->lora.rank;
     size_t XD = H > C ? H : C;  // xd is the LoRA input scratch of any Linear: IC is C, or H for lin2
+    // DoRA's norms and z: one block per adapted Linear (the first here, the others after it below)
+    size_t dora_out = 0;  // the OC of every adapted Linear, summed
+    for (int i = 0; i < NUM_LIN && m->lora.use_dora; i++) { if (m->lora.targets[i]) { dora_out += lin_out(c, i); } }
     Activations* a = &m->acts;
     // one line per tensor: where its pointer goes, and how many floats it takes
     struct { float** ptr; size_t size; } table[] = {
@@ -2339,6 +2533,7 @@ static void model_reserve(Model* m, int B, size_t N, size_t AT, int T) {
         { &a->ffh, L * N * H }, { &a->ffg, L * N * H },
         { &a->res2, L * N * C }, { &a->ln2_mean, L * N }, { &a->ln2_rstd, L * N },
         { &a->lora_h, L * NUM_LIN * N * R }, { &a->xd, N * XD },
+        { &a->dora_norm[0], L * dora_out }, { &a->dora_z[0], L * N * dora_out }, { &a->dora_tmp, dora_out ? N * XD : 0 },
         { &a->cls, B * C }, { &a->pre, B * C }, { &a->hid, B * C },
         { &a->logits, B * NL }, { &a->probs, B * NL }, { &a->losses, B },
         { &a->dx, (L + 1) * N * C }, { &a->dxcls, B * C },
@@ -2359,6 +2554,11 @@ static void model_reserve(Model* m, int B, size_t N, size_t AT, int T) {
     memset(m->acts_memory, 0, total * sizeof(float));
     float* p = m->acts_memory;
     for (int i = 0; i < count; i++) { *table[i].ptr = p; p += table[i].size; }
+    for (int i = 1; i < NUM_LIN; i++) {  // DoRA's blocks of Linear i start where those of i - 1 end
+        size_t OC = m->lora.use_dora && m->lora.targets[i - 1] ? lin_out(c, i - 1) : 0;
+        a->dora_norm[i] = a->dora_norm[i - 1] + L * OC;
+        a->dora_z[i] = a->dora_z[i - 1] + L * N * OC;
+    }
     // the small per-sequence arrays: ids and labels, and the offsets of the two Rows, B + 1
     // entries each (prefix sums start with a 0)
     free(m->ids); free(m->labels); free(m->row_offsets); free(m->att_offsets);
@@ -2480,12 +2680,32 @@ static FILE* fopen_check(const char* path, const char* mode, const char* hint) {
     return f;
 }
 
-// read a whole file into a NUL-terminated buffer; *size gets its length. NULL on failure.
-static char* read_file(const char* path, size_t* size, const char* hint) {
+// The most bytes a file of each kind may have, all in one place. A bigger one is refused with one
+// error line: a config.json that is a link to /dev/zero must not fill the memory until the kernel
+// kills us. The limits are far above any real file (named in each comment) and far below memory.
+//   config.json, adapter_config.json, trainer_state.json: 1 KB each in real life
+#define MAX_JSON_BYTES ((size_t)16 << 20)
+//   vocab.txt (tokenizer.c reads it): BERT's is 226 KB
+#define TOKENIZER_MAX_VOCAB_BYTES ((size_t)64 << 20)
+//   OUT/log.tsv, read back by --resume: 100 bytes a logged step
+#define MAX_LOG_BYTES ((size_t)1 << 30)
+//   a TSV dataset, and one line (review) of it: IMDB's 25,000 training reviews are 33 MB, the
+//   longest one 14 KB (a line of 100 MB still loads, cut to --max-len tokens: test_hardening)
+#define MAX_DATASET_BYTES ((size_t)1 << 30)
+#define MAX_LINE_BYTES ((size_t)128 << 20)
+//   ./lora tiny's files, compared with those already in weights/tiny and data/tiny: 100 KB
+#define MAX_TINY_BYTES ((size_t)16 << 20)
+//   the JSON header of a .safetensors file (as the reference reader; tensors are read one by one)
+#define MAX_SAFETENSORS_HEADER ((uint64_t)100000000)
+
+// read a whole file (at most max_bytes) into a NUL-terminated buffer; *size gets its length.
+// NULL on failure, after one error line.
+static char* read_file(const char* path, size_t max_bytes, size_t* size, const char* hint) {
     FILE* f = fopen_check(path, "rb", hint);
     if (f == NULL) { return NULL; }
     // we cannot trust ftell for every kind of file (pipes, /dev/stdin), so read in a loop and
-    // double the buffer when it fills; one byte is always kept free for the final NUL
+    // double the buffer when it fills; one byte is always kept free for the final NUL. Reading
+    // stops one byte past max_bytes: enough to know the file is too big.
     size_t cap = 1 << 16, n = 0;
     char* buf = mallocCheck(cap);
     for (;;) {
@@ -2495,14 +2715,22 @@ static char* read_file(const char* path, size_t* size, const char* hint) {
             if (bigger == NULL) { free(buf); fclose(f); fail("out of memory reading %s", path); return NULL; }
             buf = bigger;
         }
-        size_t got = fread(buf + n, 1, cap - n - 1, f);
+        size_t want = cap - n - 1;
+        if (want > max_bytes + 1 - n) { want = max_bytes + 1 - n; }
+        size_t got = fread(buf + n, 1, want, f);
         n += got;
-        if (got == 0) { break; }
+        if (got == 0 || n > max_bytes) { break; }
     }
     // fread returning 0 means end of file OR an error: ferror tells which
     int bad = ferror(f), why = errno;
     fclose(f);
     if (bad) { free(buf); fail("error reading %s: %s", path, strerror(why)); return NULL; }
+    if (n > max_bytes) {
+        free(buf);
+        fail("%s is bigger than %zu MB, far more than such a file holds: is it the right file?",
+             path, max_bytes >> 20);
+        return NULL;
+    }
     buf[n] = '\0';
     if (size) { *size = n; }
     return buf;
@@ -2786,7 +3014,7 @@ static int safetensors_open(SafeTensors* st, const char* path, const char* hint)
     uint64_t n = 0;
     for (int i = 7; i >= 0; i--) { n = (n << 8) | len_bytes[i]; }
     // the reference implementation refuses headers above 100 MB too; n must also fit in the file
-    if (n == 0 || n > 100000000ULL || (long long)n > file_size - 8) {
+    if (n == 0 || n > MAX_SAFETENSORS_HEADER || (long long)n > file_size - 8) {
         fclose(st->file); st->file = NULL;
         return fail("%s: not a safetensors file or truncated (header says %llu bytes, file has %lld)",
                     path, (unsigned long long)n, file_size);
@@ -2976,16 +3204,19 @@ static int safetensors_read(SafeTensors* st, const char* name, float* dst, int n
 // saved_path() lets readers pick up those files, and the next save finishes the renames first.
 // A failed write (full disk) removes the set's .tmp files, the first one last, and changes nothing.
 
-// Tests stop the process dead (as a kill would, buffered bytes lost) before write step k+1 with
+// In a test build (make lora_hooks: -DLORA_TEST_HOOKS; never in ./lora), tests stop the process
+// dead (as a kill would, buffered bytes lost) before write step k+1 with
 // LORA_TEST_ABORT_AFTER_WRITES=k, or make write step k fail as on a full disk with
 // LORA_TEST_FAIL_WRITE=k. A step is one file operation: open, fwrite, fclose or rename.
-static int save_steps = 0;
 static int save_step(void) {
+#ifdef LORA_TEST_HOOKS
+    static int save_steps = 0;
     save_steps++;
     const char* abort_after = getenv("LORA_TEST_ABORT_AFTER_WRITES");
     if (abort_after && save_steps > atoi(abort_after)) { _Exit(137); }
     const char* fail_at = getenv("LORA_TEST_FAIL_WRITE");
     if (fail_at && save_steps == atoi(fail_at)) { errno = ENOSPC; return -1; }
+#endif
     return 0;
 }
 
@@ -2993,6 +3224,16 @@ static int file_is_there(const char* path) {
     FILE* f = fopen(path, "rb");
     if (f) { fclose(f); }
     return f != NULL;
+}
+
+// 1 when path names something (a file, a folder, a link...) even if it cannot be opened
+static int path_exists(const char* path) {
+#ifdef _WIN32
+    return file_is_there(path) || is_directory(path);
+#else
+    struct stat sb;
+    return stat(path, &sb) == 0 || errno != ENOENT;
+#endif
 }
 
 // the file a reader should open for member `path` of a set whose first member is `first`
@@ -3192,7 +3433,7 @@ static int labels_from_json(const Json* j, const char* path, int* K, char*** nam
 static int config_load(Config* c, const char* path) {
     c->id2label = NULL;
     size_t n;
-    char* text = read_file(path, &n, model_hint(path));
+    char* text = read_file(path, MAX_JSON_BYTES, &n, model_hint(path));
     if (text == NULL) { return -1; }
     Json* j = json_parse(text, n, path);
     free(text);
@@ -3467,30 +3708,43 @@ static int weight_tensor_table(const Config* c, TensorInfo* out) {
     return n;
 }
 
+// DoRA's magnitude of layer l's Linear `path` as PEFT saves it: the parameter is
+// "...<path>.lora_magnitude_vector.default.weight" in the model, and PEFT's LoraModel drops the
+// adapter name and, for the magnitude only, the ".weight" (_get_adapter_state_dict: the key of
+// the older DoRA, whose magnitude was a parameter of its own; loading adds ".weight" back)
+static void dora_magnitude_name(char* out, size_t cap, int l, const char* path) {
+    snprintf(out, cap, "base_model.model.distilbert.transformer.layer.%d.%s.lora_magnitude_vector", l, path);
+}
+
 // build the table of trainable tensors with PEFT's key names, in the flat layout above
 // (head and full mode: the names of a DistilBertForSequenceClassification checkpoint)
 static void build_tensor_table(Model* m) {
     const Config* c = &m->config;
     int R = m->lora.rank, n = 0;
-    m->tensors = mallocCheck(sizeof(TensorInfo) * (2 * NUM_LIN * c->n_layers + 4 * c->n_layers + 8));
+    m->tensors = mallocCheck(sizeof(TensorInfo) * (3 * NUM_LIN * c->n_layers + 4 * c->n_layers + 8));
     size_t off = 0;
     // full mode: every weight first, as laid out by point_weights
     if (m->mode == MODE_FULL) { n = weight_tensor_table(c, m->tensors); off = m->num_weights; }
     for (int i = 0; i < NUM_LIN; i++) {
         if (!m->lora.targets[i]) { continue; }
         // so lora_A[i] is one (L, R, IC) block and lora_B[i] one (L, OC, R) block, as in Trainables
-        for (int ab = 0; ab < 2; ab++) {  // all layers' A, then all layers' B
+        // (and DoRA's lora_m[i] one (L, OC) block)
+        for (int ab = 0; ab < (m->lora.use_dora ? 3 : 2); ab++) {  // all layers' A, then B (then m)
             for (int l = 0; l < c->n_layers; l++) {
                 TensorInfo* t = &m->tensors[n++];
-                snprintf(t->name, sizeof(t->name), "base_model.model.distilbert.transformer.layer.%d.%s.lora_%c.weight",
-                         l, LIN_PATHS[i], ab == 0 ? 'A' : 'B');
+                if (ab < 2) {
+                    snprintf(t->name, sizeof(t->name), "base_model.model.distilbert.transformer.layer.%d.%s.lora_%c.weight",
+                             l, LIN_PATHS[i], ab == 0 ? 'A' : 'B');
+                } else {
+                    dora_magnitude_name(t->name, sizeof(t->name), l, LIN_PATHS[i]);
+                }
                 t->rows = ab == 0 ? R : lin_out(c, i);
-                t->cols = ab == 0 ? lin_in(c, i) : R;
+                t->cols = ab == 0 ? lin_in(c, i) : ab == 1 ? R : 0;
                 t->offset = off;
                 // LoRA matrices are weights: HF Trainer decays every parameter whose name is not a bias or
-                // a LayerNorm weight
+                // a LayerNorm weight (DoRA's magnitude too: it is lora_magnitude_vector.default.weight)
                 t->decay = 1;
-                off += (size_t)t->rows * t->cols;
+                off += (size_t)t->rows * (t->cols ? t->cols : 1);
             }
         }
     }
@@ -3517,14 +3771,15 @@ static int lora_config_load(LoraConfig* lc, const char* dir) {
     size_t n;
     // (a save killed between its renames left the new config as .tmp: adapter_set_file finds it)
     adapter_set_file(path, sizeof(path), dir, "adapter_config.json");
-    char* text = read_file(path, &n, "train one with ./lora train, or check --adapter DIR");
+    const char* hint = "train one with ./lora train, or check --adapter DIR";
+    char* text = read_file(path, MAX_JSON_BYTES, &n, hint);
     if (text == NULL) { return -1; }
     Json* j = json_parse(text, n, path);
     free(text);
     if (j == NULL) { return -1; }
     // Refuse every PEFT option that would change the math we implement, rather than silently
-    // compute something else: fan_in_fan_out (transposed weights), DoRA, a subset of layers, or
-    // trainable biases. rsLoRA (scale alpha/sqrt(r)) is implemented: see lora_scaling.
+    // compute something else: fan_in_fan_out (transposed weights), a subset of layers, or
+    // trainable biases. rsLoRA (scale alpha/sqrt(r)) is implemented: see lora_scaling; DoRA too.
     int rc = 0;
     const Json* type = json_get(j, "peft_type");
     const Json* r = json_get(j, "r");
@@ -3542,10 +3797,10 @@ static int lora_config_load(LoraConfig* lc, const char* dir) {
     else if (!alpha || alpha->type != JSON_NUMBER) { rc = fail("%s: \"lora_alpha\" must be a number", path); }
     else if (drop && (drop->type != JSON_NUMBER || drop->number < 0 || drop->number >= 1)) { rc = fail("%s: \"lora_dropout\" must be in [0, 1)", path); }
     else if (rslora && rslora->type != JSON_BOOL && rslora->type != JSON_NULL) { rc = fail("%s: \"use_rslora\" must be true or false", path); }
-    else if ((fifo && fifo->type == JSON_BOOL && fifo->number) ||
-             (dora && dora->type == JSON_BOOL && dora->number) || (layers && layers->type != JSON_NULL) ||
+    else if (dora && dora->type != JSON_BOOL && dora->type != JSON_NULL) { rc = fail("%s: \"use_dora\" must be true or false", path); }
+    else if ((fifo && fifo->type == JSON_BOOL && fifo->number) || (layers && layers->type != JSON_NULL) ||
              (bias && bias->type == JSON_STRING && strcmp(bias->string, "none") != 0)) {
-        rc = fail("%s: fan_in_fan_out, use_dora, layers_to_transform and bias other than \"none\" are not supported", path);
+        rc = fail("%s: fan_in_fan_out, layers_to_transform and bias other than \"none\" are not supported", path);
     } else if (!targets || (targets->type != JSON_ARRAY && targets->type != JSON_STRING)) {
         rc = fail("%s: \"target_modules\" must be a list of module names", path);
     }
@@ -3557,6 +3812,8 @@ static int lora_config_load(LoraConfig* lc, const char* dir) {
         // "use_rslora": true selects the scaling alpha / sqrt(r); false, null or absent: alpha / r
         lc->use_rslora = rslora != NULL && rslora->type == JSON_BOOL && rslora->number != 0;
         // EXERCISE(rslora.config) END
+        // "use_dora": true adds DoRA's magnitude vectors (the file must have them); else plain LoRA
+        lc->use_dora = dora != NULL && dora->type == JSON_BOOL && dora->number != 0;
         // target_modules may be a list of names or one string (PEFT accepts both)
         int count = targets->type == JSON_ARRAY ? targets->count : 1;
         for (int i = 0; i < count && rc == 0; i++) {
@@ -3646,7 +3903,7 @@ static int base_fingerprint_check(const Model* m, const char* dir) {
     snprintf(path, sizeof(path), "%s/base_fingerprint.json", dir);
     if (!file_is_there(path)) { return -1; }
     size_t n;
-    char* text = read_file(path, &n, NULL);
+    char* text = read_file(path, MAX_JSON_BYTES, &n, NULL);
     Json* j = text ? json_parse(text, n, path) : NULL;
     free(text);
     const Json* fp = j ? json_get(j, "base_model_fingerprint") : NULL;
@@ -3777,14 +4034,15 @@ static int adapter_save(const Model* m, const char* dir, const char* base_model,
              "  \"inference_mode\": true,\n"
              "  \"init_lora_weights\": true,\n"
              "  \"use_rslora\": %s,\n"
-             "  \"use_dora\": false,\n"
+             "  \"use_dora\": %s,\n"
              "  \"layers_to_transform\": null,\n"
              "  \"layers_pattern\": null,\n"
              "  \"rank_pattern\": {},\n"
              "  \"alpha_pattern\": {},\n"
              "  \"revision\": null\n"
              "}\n",
-             base_escaped, m->lora.rank, m->lora.alpha, m->lora.dropout, targets, m->lora.use_rslora ? "true" : "false");
+             base_escaped, m->lora.rank, m->lora.alpha, m->lora.dropout, targets, m->lora.use_rslora ? "true" : "false",
+             m->lora.use_dora ? "true" : "false");
     if (text_write_tmp(config_path, json) != 0) { save_abandon(set, nset); return -1; }
     rc = save_commit(set, nset);
     // (a config.json of an earlier save with other labels must not name these)
@@ -3855,7 +4113,7 @@ static int checkpoint_save(const Model* m, const char* dir, const char* vocab_di
     const Config* c = &m->config;
     char vocab_path[1100];
     snprintf(vocab_path, sizeof(vocab_path), "%s/vocab.txt", vocab_dir);
-    char* vocab = read_file(vocab_path, NULL, NULL);
+    char* vocab = read_file(vocab_path, TOKENIZER_MAX_VOCAB_BYTES, NULL, NULL);
     if (vocab == NULL) { return -1; }
     // every weight (the table of weight_tensor_table, offsets into w_memory), then the head
     TensorInfo* infos = mallocCheck(sizeof(TensorInfo) * (4 + (2 * NUM_LIN + 4) * c->n_layers));
@@ -4257,7 +4515,7 @@ static int dataset_load(Dataset* d, const char* path, const Tokenizer* tok, int 
     memset(d, 0, sizeof(*d));
     size_t size;
     // (the HINT only for the files ./prepare_data.sh makes, not for a path the user gave)
-    char* text = read_file(path, &size, data_hint(path));
+    char* text = read_file(path, MAX_DATASET_BYTES, &size, data_hint(path));
     if (text == NULL) { return -1; }
     RowReader r = { path, text, size, 0, 1, FORMAT_TSV, f->text_column ? f->text_column : "text",
                     f->label_column ? f->label_column : "label", 0, 0, 0, NULL, "" };
@@ -4283,6 +4541,11 @@ static int dataset_load(Dataset* d, const char* path, const Tokenizer* tok, int 
         long bad = utf8_first_invalid(row.text, row.text_len);
         if (label < 0) { rc = -1; break; }
         if (row.text_len == 0) { rc = fail("%s:%d: the text is empty", path, line); break; }
+        if (row.text_len > MAX_LINE_BYTES) {  // (a review is some KB; this is a file that is not a dataset)
+            rc = fail("%s:%d: the text has %zu bytes, more than the %zu MB a review may have",
+                      path, line, row.text_len, MAX_LINE_BYTES >> 20);
+            break;
+        }
         if (bad >= 0) { rc = fail("%s:%d: invalid UTF-8 at byte %ld of the text", path, line, bad); break; }
         if ((size_t)d->n == cap) {
             cap *= 2;
@@ -4348,11 +4611,16 @@ static const char* base_model_name(const char* model_dir) {
     return strcmp(base, "distilbert-base-uncased") == 0 ? "distilbert-base-uncased" : model_dir;
 }
 
-// the tokenizer's ids must all exist in the model's embedding table
+// vocab.txt and the model's embedding table must be made for each other: one row per token. More
+// tokens than rows would index past the table; fewer means another vocabulary (ids that name
+// other words), e.g. a vocab.txt cut short by a failed copy.
+static int check_vocab_size(int tokens, const Config* c, const char* model_dir) {
+    if (tokens == c->vocab_size) { return 0; }
+    return fail("%s/vocab.txt has %d token%s but %s/config.json says vocab_size %d: they do not "
+                "belong together", model_dir, tokens, plural(tokens), model_dir, c->vocab_size);
+}
 static int check_vocab(const Tokenizer* tok, const Config* c, const char* model_dir) {
-    if (tok->vocab_size <= c->vocab_size) { return 0; }
-    return fail("%s/vocab.txt has %d token%s but %s/config.json says vocab_size %d", model_dir,
-                tok->vocab_size, plural(tok->vocab_size), model_dir, c->vocab_size);
+    return check_vocab_size(tok->vocab_size, c, model_dir);
 }
 
 // --max-len, but never more than the model's positions: an explicit --max-len that is too long
@@ -4377,7 +4645,7 @@ static int saved_labels(const char* dir, int* K, char*** names) {
     adapter_set_file(path, sizeof(path), dir, "config.json");
     if (file_is_there(path)) {
         size_t n;
-        char* text = read_file(path, &n, NULL);
+        char* text = read_file(path, MAX_JSON_BYTES, &n, NULL);
         Json* j = text ? json_parse(text, n, path) : NULL;
         free(text);
         int rc = j ? labels_from_json(j, path, K, names) : -1;
@@ -4435,8 +4703,10 @@ static int train_classes(const Options* o, Config* c, DataFormat* f, char*** nam
 }
 
 // train's data: the vocabulary and the model's config.json (for --max-len), then both files,
-// tokenized; the validation labels must be among the training data's. 0, or -1 after an error.
-static int train_data_load(const Options* o, Dataset* train_set, Dataset* val_set, int* max_len) {
+// tokenized; the validation labels must be among the training data's. *vocab_tokens gets the
+// vocabulary's size (train_setup checks it against the model once the model is loaded, so that a
+// config.json that does not fit its weights is named first). 0, or -1 after an error.
+static int train_data_load(const Options* o, Dataset* train_set, Dataset* val_set, int* vocab_tokens) {
     char path[1024];
     Config c;
     Tokenizer tok;
@@ -4449,11 +4719,12 @@ static int train_data_load(const Options* o, Dataset* train_set, Dataset* val_se
     f.names = names;
     snprintf(path, sizeof(path), "%s/vocab.txt", o->model_dir);
     if (tokenizer_init(&tok, path) != 0) { free(names); return -1; }
-    *max_len = effective_max_len(o, &c);
-    rc = *max_len < 0 || check_vocab(&tok, &c, o->model_dir) != 0 ? -1 : dataset_load(train_set, o->train_path, &tok, *max_len, &f);
+    int max_len = effective_max_len(o, &c);
+    *vocab_tokens = tok.vocab_size;
+    rc = max_len < 0 ? -1 : dataset_load(train_set, o->train_path, &tok, max_len, &f);
     if (rc == 0) {
         DataFormat fv = { o->text_column, o->label_column, train_set->num_labels, train_set->label_names, "the training data" };
-        rc = dataset_load(val_set, o->val_path, &tok, *max_len, &fv);
+        rc = dataset_load(val_set, o->val_path, &tok, max_len, &fv);
         if (rc != 0) { dataset_free(train_set); }
     }
     tokenizer_free(&tok);  // every text is tokenized now: training needs no tokenizer
@@ -4461,41 +4732,152 @@ static int train_data_load(const Options* o, Dataset* train_set, Dataset* val_se
     return rc;
 }
 
-// train's preparations: load the model and its vocabulary, tokenize both datasets, make sure
-// --out can be written (before hours of training, not after), print the run's settings.
+// A run owns its --out: OUT/lora.lock, locked with fcntl (POSIX) for as long as the process lives,
+// holds its pid. The kernel drops the lock when the process ends, however it ends, so the file of a
+// run that was killed is not locked and is simply taken over; a second run on the same --out finds
+// it locked and stops at once, naming the first. The file is removed at exit (atexit), still
+// locked.
+#ifndef _WIN32
+#include <fcntl.h>
+#endif
+static char out_lock_path[1100];  // the lock this process holds ("" for none) ...
+static int out_lock_fd = -1;      // ... and the open file that holds it
+static void out_unlock(void) {
+    if (out_lock_path[0]) { remove(out_lock_path); out_lock_path[0] = '\0'; }
+#ifndef _WIN32
+    if (out_lock_fd >= 0) { close(out_lock_fd); out_lock_fd = -1; }
+#endif
+}
+static int out_lock(const char* out_dir) {
+#ifdef _WIN32
+    (void)out_dir;
+    return 0;  // (no fcntl locks on Windows: two runs on one --out are not stopped there)
+#else
+    out_unlock();  // (the lock of an earlier run in this process: tests and fuzzers train again)
+    char path[1100];
+    snprintf(path, sizeof(path), "%s/lora.lock", out_dir);
+    for (int attempt = 0; attempt < 100; attempt++) {
+        int fd = open(path, O_RDWR | O_CREAT, 0644);
+        if (fd < 0) {
+            return fail("--out %s: cannot create %s: %s", out_dir, path, strerror(errno));
+        }
+        struct flock lock = { 0 };
+        lock.l_type = F_WRLCK;
+        lock.l_whence = SEEK_SET;  // (l_start 0, l_len 0: the whole file)
+        if (fcntl(fd, F_SETLK, &lock) != 0) {
+            // held: by whom (F_GETLK fills in the holder; its pid is also in the file)
+            struct flock holder = lock;
+            int known = fcntl(fd, F_GETLK, &holder) == 0 && holder.l_type != F_UNLCK;
+            long pid = known ? (long)holder.l_pid : 0;
+            char text[32] = "";
+            if (pid <= 0 && read(fd, text, sizeof(text) - 1) > 0) { pid = atol(text); }
+            close(fd);
+            if (holder.l_type == F_UNLCK) { continue; }  // released meanwhile: try again
+            return fail("--out %s is in use by another ./lora train (pid %ld) ---> HINT: wait "
+                        "for it to end, stop it (kill %ld), or choose another --out", out_dir, pid,
+                        pid);
+        }
+        // locked. But the run that held it may have removed the file between our open and our
+        // lock: then this lock is on a file no one else sees, and we try again with the new file
+        struct stat locked, there;
+        if (fstat(fd, &locked) != 0 || stat(path, &there) != 0 || locked.st_ino != there.st_ino ||
+            locked.st_dev != there.st_dev) {
+            close(fd);
+            continue;
+        }
+        char pid[32];  // (fixed width, so that no digit of an older pid stays)
+        int n = snprintf(pid, sizeof(pid), "%-20ld\n", (long)getpid());
+        if (write(fd, pid, (size_t)n) != n) { /* the pid is only for the message of another run */ }
+        // fd stays open until exit: closing it would drop the lock
+        static int at_exit = 0;
+        if (!at_exit) { atexit(out_unlock); at_exit = 1; }
+        snprintf(out_lock_path, sizeof(out_lock_path), "%s", path);
+        out_lock_fd = fd;
+        return 0;
+    }
+    return fail("--out %s: cannot lock %s", out_dir, path);
+#endif
+}
+
+// train's --out, before any work (loading a model takes seconds, training hours): created (with
+// the folders above it) and locked for this run (out_lock); OUT, OUT/best and OUT/last must be
+// folders this process can write in. 0, or -1 after one error line.
+static int train_out_check(const Options* o) {
+    const char* out = o->out_dir;
+    if (make_dirs(out) != 0 || !is_directory(out)) {
+        return fail("--out %s is not a directory that can be written: %s", out,
+                    is_directory(out) ? strerror(errno) : "it is a file");
+    }
+    if (out_lock(out) != 0) { return -1; }
+    char path[1200];
+    // the folders the saves write in: folders, and writable (a probe file, made and removed)
+    const char* dirs[3] = { "", "/best", "/last" };
+    for (int k = 0; k < 3; k++) {
+        snprintf(path, sizeof(path), "%s%s", out, dirs[k]);
+        if (!path_exists(path)) { continue; }  // (the first save makes it, in OUT: writable)
+        if (!is_directory(path)) {
+            return fail("--out %s: %s is not a folder: move it away, or choose another --out", out,
+                        path);
+        }
+        char probe[1300];
+        snprintf(probe, sizeof(probe), "%s/.lora_write_test.%ld", path, (long)getpid());
+        FILE* pf = fopen(probe, "wx");
+        if (pf == NULL) {
+            return fail("--out %s: cannot write in %s: %s", out, path, strerror(errno));
+        }
+        fclose(pf);
+        remove(probe);
+    }
+    return 0;
+}
+
+// never replace a finished run's results by accident (Trainer's overwrite_output_dir): an adapter
+// (lora mode) or a whole checkpoint (head, full) in OUT/last or OUT/best, or a run's log.tsv, needs
+// --overwrite (or --resume, to continue that run). 0, or -1 after one error line.
+static int train_out_results(const Options* o) {
+    const char* results[5] = { "last/adapter_model.safetensors", "best/adapter_model.safetensors",
+                               "last/model.safetensors", "best/model.safetensors", "log.tsv" };
+    char path[1200], state[1200], resume[1300] = "";
+    snprintf(state, sizeof(state), "%s/last/trainer_state.json", o->out_dir);
+    if (file_is_there(state)) {
+        snprintf(resume, sizeof(resume), "--resume %s/last to continue it, ", o->out_dir);
+    }
+    for (int k = 0; k < 5 && !o->overwrite && !o->resume_dir; k++) {
+        snprintf(path, sizeof(path), "%s/%s", o->out_dir, results[k]);
+        if (path_exists(path)) {
+            return fail("--out %s already holds a run (%s): pass --overwrite to replace it, %sor "
+                        "another --out", o->out_dir, path, resume);
+        }
+    }
+    return 0;
+}
+
+// train's preparations: check and lock --out first (train_out_check), load the model's vocabulary
+// and tokenize both datasets (train_data_load), then the model with a head of the data's classes;
+// make sure --out holds no other run (train_out_results); print the run's settings.
 // 0, or -1 after one error line with nothing left allocated.
 static int train_setup(const Options* o, Model* model, Dataset* train_set, Dataset* val_set) {
-    int max_len;
-    if (train_data_load(o, train_set, val_set, &max_len) != 0) { return -1; }
-    // the model, with a head of the training data's classes
+    if (train_out_check(o) != 0) { return -1; }
+    int vocab_tokens;
+    if (train_data_load(o, train_set, val_set, &vocab_tokens) != 0) { return -1; }
     if (model_load_labels(model, o->model_dir, &o->lora, o->mode, o->seed, train_set->num_labels,
                           train_set->label_names) != 0) {
         dataset_free(train_set); dataset_free(val_set); return -1;
     }
-    // never replace a finished run's results by accident (Trainer's overwrite_output_dir): an
-    // --out that already holds a checkpoint needs --overwrite (or --resume, to continue it)
-    char existing[1100];
-    for (int k = 0; k < 4 && !o->overwrite && !o->resume_dir; k++) {
-        // an adapter (lora mode) or a whole checkpoint (head, full) in last/ or best/
-        snprintf(existing, sizeof(existing), "%s/%s/%s", o->out_dir, k % 2 == 0 ? "last" : "best",
-                 k < 2 ? "adapter_model.safetensors" : "model.safetensors");
-        if (file_is_there(existing)) {
-            fail("--out %s already holds a checkpoint (%s): pass --overwrite to replace it, --resume %s/last "
-                 "to continue that run, or another --out", o->out_dir, existing, o->out_dir);
-            dataset_free(train_set); dataset_free(val_set); model_free(model); return -1;
-        }
-    }
-    // make sure the output folder can be written before spending hours training: create it
-    // (if needed) and a probe file inside it
-    char probe[1100];
-    snprintf(probe, sizeof(probe), "%s/.lora_write_test", o->out_dir);
-    FILE* pf = NULL;
-    if (make_dirs(o->out_dir) != 0 || (pf = fopen(probe, "wb")) == NULL) {
-        fail("--out %s is not a directory that can be written: %s", o->out_dir, strerror(errno));
+    if (check_vocab_size(vocab_tokens, &model->config, o->model_dir) != 0) {
         dataset_free(train_set); dataset_free(val_set); model_free(model); return -1;
     }
-    fclose(pf);
-    remove(probe);
+    // the steps of the whole run are counted in an int: at most 2^31 - 1 (at 1 ms a step, 25 days)
+    int steps_per_epoch = (train_set->n + o->batch - 1) / o->batch;
+    long long steps = (long long)o->epochs * steps_per_epoch;
+    if (steps > INT_MAX) {
+        fail("--epochs %d of %d steps (%d reviews, --batch %d) make %lld steps, more than the %d a "
+             "run can count ---> HINT: fewer --epochs or a larger --batch", o->epochs,
+             steps_per_epoch, train_set->n, o->batch, steps, INT_MAX);
+    }
+    if (steps > INT_MAX || train_out_results(o) != 0) {
+        dataset_free(train_set); dataset_free(val_set); model_free(model); return -1;
+    }
     const Config* c = &model->config;
     printf("model: %s (dim %d, %d layer%s, %d head%s, FFN %d, vocab %d) | threads: %d\n", o->model_dir,
            c->dim, c->n_layers, plural(c->n_layers), c->n_heads, plural(c->n_heads), c->hidden_dim,
@@ -4510,8 +4892,8 @@ static int train_setup(const Options* o, Model* model, Dataset* train_set, Datas
     char targets[128] = "", what[256];
     for (int i = 0; i < NUM_LIN; i++) { if (o->lora.targets[i]) { snprintf(targets + strlen(targets), sizeof(targets) - strlen(targets), "%s%s", targets[0] ? "," : "", LIN_NAMES[i]); } }
     if (o->mode == MODE_LORA) {
-        snprintf(what, sizeof(what), "LoRA r %d, alpha %g, dropout %g, targets %s, and the head", o->lora.rank,
-                 o->lora.alpha, o->lora.dropout, targets);
+        snprintf(what, sizeof(what), "LoRA r %d, alpha %g, dropout %g, targets %s, %sand the head", o->lora.rank,
+                 o->lora.alpha, o->lora.dropout, targets, o->lora.use_dora ? "DoRA's magnitudes, " : "");
     } else {
         snprintf(what, sizeof(what), "%s", o->mode == MODE_HEAD ? "pre_classifier and classifier; the body is frozen"
                                                                  : "every parameter, embeddings to head");
@@ -4648,6 +5030,57 @@ static char* log_header(int K, char* const* names, int* extra) {
     return header;
 }
 
+// the training losses curves.svg draws: every step's, up to this many (4 million steps; 16 MB)
+#define CURVE_MAX_STEPS (1 << 22)
+
+// --resume: the rows of OUT/log.tsv up to step start_step (later ones were written after the
+// checkpoint: the resumed run logs those steps again), read back into the curves. Returns the text
+// to keep, the header and those rows; NULL when log.tsv cannot be read (it is then left alone).
+static char* progress_log_rows(Progress* pr, const char* path, const char* header, int start_step) {
+    size_t n = 0;
+    char* old = NULL;
+    if (path_exists(path) && (old = read_file(path, MAX_LOG_BYTES, &n, NULL)) == NULL) {
+        return NULL;
+    }
+    size_t nkept = strlen(header);
+    char* kept = mallocCheck(nkept + n + 2);  // header, rows, the "\n" a last row may lack, NUL
+    memcpy(kept, header, nkept);
+    for (size_t pos = 0; pos < n;) {
+        char* line = old + pos;
+        char* nl = memchr(line, '\n', n - pos);
+        size_t len = nl ? (size_t)(nl - line) : n - pos;
+        pos += len + 1;
+        line[len] = '\0';  // (at n: the NUL read_file put after the text)
+        // a step or an epoch row (as written below), with no NUL byte in it: kind, epoch, step,
+        // loss, lr, grad_norm, tokens_per_s, val_loss, accuracy, ... separated by tabs
+        int is_step = strncmp(line, "step\t", 5) == 0, is_epoch = strncmp(line, "epoch\t", 6) == 0;
+        if ((!is_step && !is_epoch) || strlen(line) != len) { continue; }
+        const char* field[9];
+        int nf = 0;
+        for (const char* f = line; f && nf < 9; f = strchr(f, '\t') ? strchr(f, '\t') + 1 : NULL) {
+            field[nf++] = f;
+        }
+        if (nf < 4) { continue; }
+        char *end, *end_epoch;
+        long epoch = strtol(field[1], &end_epoch, 10), step = strtol(field[2], &end, 10);
+        int numbers = end_epoch != field[1] && epoch >= 1 && end != field[2] && step >= 0;
+        if (!numbers || step > start_step) { continue; }
+        float loss = strtof(field[3], NULL);
+        if (is_step && step >= 1 && step <= pr->n_steps) { pr->step_loss[step - 1] = loss; }
+        if (is_epoch && nf == 9 && pr->n_epochs < pr->epochs) {
+            pr->ep_train[pr->n_epochs] = loss;
+            pr->ep_val[pr->n_epochs] = strtof(field[7], NULL);
+            pr->ep_acc[pr->n_epochs++] = strtof(field[8], NULL);
+        }
+        memcpy(kept + nkept, line, len);
+        kept[nkept + len] = '\n';
+        nkept += len + 1;
+    }
+    kept[nkept] = '\0';
+    free(old);
+    return kept;
+}
+
 // start_step: -1 for a new run (a new log.tsv); for --resume, the step it continues after: the
 // rows of log.tsv up to there are kept (later ones, from after the checkpoint, dropped) and read
 // back into the curves
@@ -4666,51 +5099,43 @@ static Progress* progress_start(const Options* o, int total_steps, int steps_per
     pr->t0 = pr->t_interval = now_seconds();
     pr->val_reviews = val_set->n;
     pr->val_tokens = (double)val_set->num_tokens;
-    pr->step_loss = mallocCheck((size_t)total_steps * sizeof(float));
+    size_t curve_steps = (size_t)(total_steps < CURVE_MAX_STEPS ? total_steps : CURVE_MAX_STEPS);
+    pr->step_loss = mallocCheck(curve_steps * sizeof(float));
     pr->ep_train = mallocCheck((size_t)o->epochs * sizeof(float));
     pr->ep_val = mallocCheck((size_t)o->epochs * sizeof(float));
     pr->ep_acc = mallocCheck((size_t)o->epochs * sizeof(float));
     snprintf(pr->title, sizeof(pr->title), "%s, %s", o->model_dir, o->train_path);
-    char path[1100];
+    char path[1024];  // (log.tsv's; its .tmp name must fit the save functions' 1100 bytes)
     snprintf(path, sizeof(path), "%s/log.tsv", o->out_dir);
     snprintf(pr->svg_path, sizeof(pr->svg_path), "%s/curves.svg", o->out_dir);
     // log.tsv: a header, then one row per logged step ("step") and per epoch ("epoch"); a field
     // that does not apply to the row is empty. loss is the mean over the logged steps (step rows)
     // or over the epoch (epoch rows); tokens_per_s counts real tokens (no padding).
     char* header = log_header(val_set->num_labels, val_set->label_names, &pr->extra_columns);
-    char* kept = NULL;
-    size_t nkept = 0;
-    if (start_step >= 0) {
-        // resumed: the steps before start_step have no loss of their own in the curves (NaN,
-        // not drawn) except those log.tsv has
-        pr->n_steps = start_step < total_steps ? start_step : total_steps;
-        for (int i = 0; i < pr->n_steps; i++) { pr->step_loss[i] = NAN; }
-        size_t n = 0;
-        char* old = file_is_there(path) ? read_file(path, &n, NULL) : NULL;
-        kept = mallocCheck(n + strlen(header) + 1);
-        nkept = (size_t)sprintf(kept, "%s", header);
-        for (char* line = old ? strtok(old, "\n") : NULL; line; line = strtok(NULL, "\n")) {
-            char kind[16];
-            int epoch = 0, step = 0;
-            float loss = 0, val_loss = 0, acc = 0;
-            if (sscanf(line, "%15s %d %d %f", kind, &epoch, &step, &loss) != 4 || step > start_step) { continue; }
-            if (strcmp(kind, "step") == 0 && step >= 1 && step <= pr->n_steps) { pr->step_loss[step - 1] = loss; }
-            else if (strcmp(kind, "epoch") == 0 && sscanf(line, "%*s %*d %*d %*f %f %f", &val_loss, &acc) == 2 &&
-                     pr->n_epochs < pr->epochs) {
-                pr->ep_train[pr->n_epochs] = loss;
-                pr->ep_val[pr->n_epochs] = val_loss;
-                pr->ep_acc[pr->n_epochs++] = acc;
-            } else if (strcmp(kind, "epoch") != 0 && strcmp(kind, "step") != 0) { continue; }
-            nkept += (size_t)sprintf(kept + nkept, "%s\n", line);
+    if (start_step < 0) {
+        // a new run: a new log.tsv (train_out_results made sure no other run's is there)
+        pr->log = fopen(path, "w");
+        if (pr->log == NULL) {
+            fprintf(stderr, "lora: warning: cannot write %s (%s): training goes on without it\n",
+                    path, strerror(errno));
+        } else {
+            fputs(header, pr->log);
+            fflush(pr->log);
         }
-        free(old);
+        free(header);
+        return pr;
     }
-    pr->log = fopen(path, "w");
-    if (pr->log == NULL) {
-        fprintf(stderr, "lora: warning: cannot write %s (%s): training goes on without it\n", path, strerror(errno));
-    } else {
-        fputs(kept ? kept : header, pr->log);
-        fflush(pr->log);
+    // resumed: the steps before start_step have no loss of their own in the curves (NaN, not
+    // drawn) except those log.tsv has. The kept rows replace log.tsv in one step (a kill cannot
+    // leave half of it), then the new rows are appended.
+    pr->n_steps = start_step < total_steps ? start_step : total_steps;
+    if (pr->n_steps > CURVE_MAX_STEPS) { pr->n_steps = CURVE_MAX_STEPS; }
+    for (int i = 0; i < pr->n_steps; i++) { pr->step_loss[i] = NAN; }
+    char* kept = progress_log_rows(pr, path, header, start_step);
+    if (kept == NULL || write_text_file(path, kept) != 0 || (pr->log = fopen(path, "a")) == NULL) {
+        fprintf(stderr, "lora: warning: cannot read and write %s back%s%s: training goes on "
+                "without it\n", path, kept ? ": " : " (left as it is)",
+                kept ? strerror(errno) : "");
     }
     free(kept);
     free(header);
@@ -4727,7 +5152,9 @@ static void progress_step(Progress* pr, int epoch, int s, int step, float loss, 
     pr->train_tokens += tokens;
     pr->interval_loss += loss;
     pr->interval_steps++;
-    if (pr->n_steps < pr->total_steps) { pr->step_loss[pr->n_steps++] = loss; }
+    if (pr->n_steps < pr->total_steps && pr->n_steps < CURVE_MAX_STEPS) {
+        pr->step_loss[pr->n_steps++] = loss;
+    }
     double per_step = pr->train_seconds / step;
     double eta_epoch = per_step * (pr->steps_per_epoch - s) + progress_eval_estimate(pr);
     double eta_run = per_step * (pr->total_steps - step) + progress_eval_estimate(pr) * (pr->epochs - epoch + 1);
@@ -4944,22 +5371,37 @@ static void progress_end(Progress* pr) {
 // order of adapter_model.safetensors' tensors. The data order needs no saving: it is replayed
 // from --seed.
 
-// Ctrl-C (SIGINT) during train: the first asks train to stop after the current step (it then
-// saves OUT/last for --resume), the second quits at once (nothing half-saved: see save_commit)
-static volatile sig_atomic_t stop_requested = 0;
-static void on_sigint(int sig) {
-    (void)sig;
-    if (stop_requested) { _Exit(130); }
-    stop_requested = 1;
-    signal(SIGINT, on_sigint);
+// SIGINT (Ctrl-C), SIGTERM (what timeout, systemd and SLURM send) and SIGHUP (the terminal was
+// closed) during train: the first asks train to stop after the current step; it then saves
+// OUT/last for --resume and exits with 128 + the signal's number, as a shell reports a process
+// that the signal ended. A second signal ends the process at once (nothing is half-saved: see
+// save_commit). A SIGHUP that is ignored stays ignored (nohup ./lora train ...).
+static volatile sig_atomic_t stop_signal = 0;  // the signal that asked to stop; 0: none so far
+static void on_stop_signal(int sig) {
+    if (stop_signal) { _Exit(128 + sig); }
+    stop_signal = sig;
+    signal(sig, on_stop_signal);  // (some systems reset a handler to the default when it runs)
 }
-static void catch_ctrl_c(int on) { signal(SIGINT, on ? on_sigint : SIG_DFL); }
-// 1 when train should stop after step `step`: Ctrl-C came, or the tests ask for a stop at exactly
-// this step with LORA_TEST_STOP_AFTER_STEP=k, as if Ctrl-C came then
+static void catch_ctrl_c(int on) {
+    signal(SIGINT, on ? on_stop_signal : SIG_DFL);
+    signal(SIGTERM, on ? on_stop_signal : SIG_DFL);
+#ifdef SIGHUP  // (POSIX, not C11)
+    if (signal(SIGHUP, on ? on_stop_signal : SIG_DFL) == SIG_IGN) { signal(SIGHUP, SIG_IGN); }
+#endif
+}
+static const char* signal_name(int sig) {
+    return sig == SIGINT ? "Ctrl-C (SIGINT)" : sig == SIGTERM ? "SIGTERM" : "SIGHUP";
+}
+// the signal that asks train to stop after step `step`, 0 for none. In a test build
+// (-DLORA_TEST_HOOKS) LORA_TEST_STOP_AFTER_STEP=k stops after step k, as if Ctrl-C came then.
 static int stop_requested_at(int step) {
+#ifdef LORA_TEST_HOOKS
     const char* env = getenv("LORA_TEST_STOP_AFTER_STEP");
-    if (env && atoi(env) > 0 && step == atoi(env)) { stop_requested = 1; }
-    return stop_requested;
+    if (env && atoi(env) > 0 && step == atoi(env)) { stop_signal = SIGINT; }
+#else
+    (void)step;
+#endif
+    return stop_signal;
 }
 
 // the settings a resumed run must keep, and where the run stands, as JSON
@@ -4982,28 +5424,67 @@ static int train_save_checkpoint(const Options* o, const Model* m, const char* d
              "  \"settings\": {\n    \"model\": \"%s\",\n    \"train\": \"%s\",\n    \"val\": \"%s\",\n"
              "    \"epochs\": %d,\n    \"batch\": %d,\n    \"max_len\": %d,\n    \"lr\": %.9g,\n    \"weight_decay\": %.9g,\n"
              "    \"max_grad_norm\": %.9g,\n    \"seed\": \"%llu\",\n    \"rank\": %d,\n    \"alpha\": %.9g,\n"
-             "    \"lora_dropout\": %.9g,\n    \"targets\": \"%s\",\n    \"use_rslora\": %s,\n    \"mode\": \"%s\"\n  }\n}\n",
+             "    \"lora_dropout\": %.9g,\n    \"targets\": \"%s\",\n    \"use_rslora\": %s,\n    \"use_dora\": %s,\n"
+             "    \"mode\": \"%s\"\n  }\n}\n",
              ts->epoch, ts->step_in_epoch, ts->step, ts->epoch_loss, best, ts->best_epoch, m->adam_step,
              (unsigned long long)m->forward_count, esc[0], esc[1], esc[2], o->epochs, o->batch, o->max_len, o->lr,
              o->weight_decay, o->max_grad_norm, (unsigned long long)o->seed, o->lora.rank, o->lora.alpha,
-             o->lora.dropout, targets, o->lora.use_rslora ? "true" : "false", MODE_NAMES[o->mode]);
+             o->lora.dropout, targets, o->lora.use_rslora ? "true" : "false", o->lora.use_dora ? "true" : "false",
+             MODE_NAMES[o->mode]);
     return model_save_set(m, dir, o->model_dir, json);
 }
 
-// train after Ctrl-C: end the progress display (*pr becomes NULL), save the run as it stands now
-// in OUT/last and say how to resume it. Returns 130, the exit status of a Ctrl-C.
-static int train_interrupted(const Options* o, const Model* m, const TrainState* now, Progress** pr) {
-    char dir[1024];
+// the checkpoints after an epoch: best/ first (when the epoch improved on the validation loss),
+// then last/, whose trainer state names best/'s epoch. So the state in last/ never points at a
+// best/ that is not on disk: a kill or a full disk between the two leaves last/ one epoch behind,
+// and --resume redoes that epoch and saves best/ again (the same numbers: the same files).
+static int train_save_epoch(const Options* o, const Model* m, const TrainState* ts, int improved) {
+    char dir[1100];
+    snprintf(dir, sizeof(dir), "%s/best", o->out_dir);
+    if (improved && model_save(m, dir, o->model_dir) != 0) { return -1; }
     snprintf(dir, sizeof(dir), "%s/last", o->out_dir);
-    int steps_per_epoch = (*pr)->steps_per_epoch;
+    return train_save_checkpoint(o, m, dir, ts);
+}
+
+// train's last line: what is on disk now (best/ is missing only if no epoch had a finite
+// validation loss)
+static void train_report_saved(const Options* o, const TrainState* ts, double seconds) {
+    if (ts->best_epoch > 0) {
+        printf("saved: %s/best (epoch %d, lowest validation loss %.4f) and %s/last (epoch %d) | "
+               "total %.1f s\n", o->out_dir, ts->best_epoch, ts->best_val_loss, o->out_dir,
+               o->epochs, seconds);
+    } else {
+        printf("saved: %s/last (epoch %d); no epoch had a finite validation loss, so there is no "
+               "best/ | total %.1f s\n", o->out_dir, o->epochs, seconds);
+    }
+}
+
+// A step whose loss or gradient norm is not a finite number (NaN or infinity) ends the run, before
+// its update would turn the weights into NaN: the checkpoints on disk (last/, best/) stay the last
+// good ones. 0 when both are finite, else -1 after one error line naming the step.
+static int train_check_finite(const Options* o, int step, float loss, float norm) {
+    if (isfinite(loss) && isfinite(norm)) { return 0; }  // (fail clears the live line first)
+    int loss_ok = isfinite(loss);
+    return fail("step %d: the %s is %g, not a finite number: training stopped before its update; "
+                "%s/last and %s/best keep the last good checkpoints ---> HINT: a lower --lr, or "
+                "--max-grad-norm 1", step, loss_ok ? "gradient norm" : "loss",
+                loss_ok ? norm : loss, o->out_dir, o->out_dir);
+}
+
+// train after a stop signal: end the progress display (*pr becomes NULL), save the run as it
+// stands now in OUT/last and say how to resume it. Returns 128 + the signal: 130 for Ctrl-C.
+static int train_interrupted(const Options* o, const Model* m, const TrainState* now, Progress** pr) {
+    char dir[1100];
+    snprintf(dir, sizeof(dir), "%s/last", o->out_dir);
+    int steps_per_epoch = (*pr)->steps_per_epoch, sig = stop_signal;
     progress_end(*pr);
     *pr = NULL;
     if (train_save_checkpoint(o, m, dir, now) == 0) {
-        fprintf(stderr, "lora: interrupted after step %d (epoch %d, step %d of %d); saved %s\n"
-                "resume with: ./lora train --resume %s\n", now->step, now->epoch, now->step_in_epoch,
-                steps_per_epoch, dir, dir);
+        fprintf(stderr, "lora: interrupted by %s after step %d (epoch %d, step %d of %d); saved "
+                "%s\nresume with: ./lora train --resume %s\n", signal_name(sig), now->step,
+                now->epoch, now->step_in_epoch, steps_per_epoch, dir, dir);
     }
-    return 130;
+    return 128 + sig;
 }
 
 // read dir/trainer_state.json; NULL (after one error line) if it is missing or not one
@@ -5015,7 +5496,7 @@ static Json* trainer_state_read(const char* dir) {
         return NULL;
     }
     size_t n;
-    char* text = read_file(file, &n, NULL);
+    char* text = read_file(file, MAX_JSON_BYTES, &n, NULL);
     if (text == NULL) { return NULL; }
     Json* j = json_parse(text, n, file);
     free(text);
@@ -5049,7 +5530,6 @@ static int json_get_float(const Json* obj, const char* key, double lo, double hi
     return fail("%s: \"%s\" is missing or out of range", file, key);
 }
 
-#ifndef TESTING  // (main is their only caller)
 static int json_get_text(const Json* obj, const char* key, const char** out, const char* file) {
     const Json* v = json_get(obj, key);
     if (v && v->type == JSON_STRING && v->string[0] != '\0') { *out = v->string; return 0; }
@@ -5059,6 +5539,7 @@ static int json_get_text(const Json* obj, const char* key, const char** out, con
 // --resume DIR, before anything is loaded: the run's settings from DIR/trainer_state.json go into
 // o (the model, data, schedule, LoRA and seed must be the run's own for it to continue as it
 // would have), and --out becomes DIR's parent. The strings stay in *keep (freed by the caller).
+// A run that has done all its epochs is refused here, with what to do instead.
 static int resume_settings(Options* o, Json** keep) {
     Json* j = trainer_state_read(o->resume_dir);
     if (j == NULL) { return -1; }
@@ -5067,7 +5548,7 @@ static int resume_settings(Options* o, Json** keep) {
     char file[1100];
     snprintf(file, sizeof(file), "%s/trainer_state.json", o->resume_dir);
     if (st == NULL || st->type != JSON_OBJECT) { return fail("%s: \"settings\" is missing", file); }
-    uint64_t epochs, batch, max_len, seed, rank;
+    uint64_t epochs, batch, max_len, seed, rank, epoch;
     double lr, wd, mgn, alpha, dropout;
     const char* targets = NULL;
     int rc = json_get_text(st, "model", &o->model_dir, file);
@@ -5084,12 +5565,15 @@ static int resume_settings(Options* o, Json** keep) {
     if (rc == 0) { rc = json_get_float(st, "alpha", 0, 1e9, &alpha, file); }
     if (rc == 0) { rc = json_get_float(st, "lora_dropout", 0, 0.999, &dropout, file); }
     if (rc == 0) { rc = json_get_text(st, "targets", &targets, file); }
+    if (rc == 0) { rc = json_get_u64(j, "epoch", 1, epochs + 1, &epoch, file); }
     if (rc != 0) { return -1; }
     o->epochs = (int)epochs; o->batch = (int)batch; o->max_len = (int)max_len; o->max_len_given = 0;
     o->seed = seed; o->lr = (float)lr; o->weight_decay = (float)wd; o->max_grad_norm = (float)mgn;
     o->lora.rank = (int)rank; o->lora.alpha = (float)alpha; o->lora.dropout = (float)dropout;
     const Json* rs = json_get(st, "use_rslora");
     o->lora.use_rslora = rs && rs->type == JSON_BOOL && rs->number != 0;
+    const Json* dora = json_get(st, "use_dora");
+    o->lora.use_dora = dora && dora->type == JSON_BOOL && dora->number != 0;
     // the mode (a state without one comes from a LoRA run)
     const Json* mode = json_get(st, "mode");
     o->mode = MODE_LORA;
@@ -5097,13 +5581,21 @@ static int resume_settings(Options* o, Json** keep) {
     if (mode && (mode->type != JSON_STRING || strcmp(mode->string, MODE_NAMES[o->mode]) != 0)) {
         return fail("%s: \"mode\" must be \"lora\", \"head\" or \"full\"", file);
     }
+    // the targets: names between commas, each one of LIN_NAMES (an error names the whole name)
     for (int i = 0; i < NUM_LIN; i++) { o->lora.targets[i] = 0; }
-    char list[128];
-    snprintf(list, sizeof(list), "%s", targets);
-    for (char* t = strtok(list, ","); t; t = strtok(NULL, ",")) {
-        int found = 0;
-        for (int i = 0; i < NUM_LIN; i++) { if (strcmp(t, LIN_NAMES[i]) == 0) { o->lora.targets[i] = found = 1; } }
-        if (!found) { return fail("%s: \"targets\" names '%s', not a Linear of DistilBERT", file, t); }
+    for (const char* t = targets; ; t++) {
+        int len = (int)strcspn(t, ","), found = 0;
+        for (int i = 0; i < NUM_LIN; i++) {
+            if ((int)strlen(LIN_NAMES[i]) == len && strncmp(t, LIN_NAMES[i], len) == 0) {
+                o->lora.targets[i] = found = 1;
+            }
+        }
+        if (!found) {
+            return fail("%s: \"targets\" names '%.*s%s', not a Linear of DistilBERT", file,
+                        len < 80 ? len : 80, t, len < 80 ? "" : "...");
+        }
+        t += len;
+        if (*t == '\0') { break; }
     }
     // --out: the folder that holds DIR (out/last -> out)
     static char out_dir[1024];
@@ -5113,17 +5605,111 @@ static int resume_settings(Options* o, Json** keep) {
     char* slash = strrchr(out_dir, '/');
     if (slash == NULL) { snprintf(out_dir, sizeof(out_dir), "."); } else if (slash == out_dir) { out_dir[1] = '\0'; } else { *slash = '\0'; }
     o->out_dir = out_dir;
+    // a finished run: its epoch is the one after the last. Nothing to continue; say what is there
+    // and how to train more
+    if (epoch > epochs) {
+        return fail("--resume %s: that run has finished all its %d epochs; its results are in "
+                    "%s/best and %s/last ---> HINT: --resume continues a run that was stopped; to "
+                    "train more, start a new run with more --epochs (its other settings are in %s) "
+                    "and another --out",
+                    o->resume_dir, o->epochs, out_dir, out_dir, file);
+    }
     return 0;
 }
-#endif
+
+// the index of the first number of x[0..n) that is NaN or infinite, -1 if there is none
+static long long first_non_finite(const float* x, size_t n) {
+    for (size_t i = 0; i < n; i++) { if (!isfinite(x[i])) { return (long long)i; } }
+    return -1;
+}
+
+// the position of a resumed run from DIR/trainer_state.json into ts (and m's AdamW and dropout
+// counters). Each number must be one this run can reach: the step count is where epoch and
+// step_in_epoch put the run with steps_per_epoch steps an epoch (the run's, from its data: a
+// changed --train file no longer fits), and AdamW stepped once a step. 0, or -1 after one error
+// line.
+static int trainer_state_position(const Options* o, Model* m, TrainState* ts, int steps_per_epoch) {
+    Json* j = trainer_state_read(o->resume_dir);
+    if (j == NULL) { return -1; }
+    char file[1100];
+    snprintf(file, sizeof(file), "%s/trainer_state.json", o->resume_dir);
+    uint64_t epoch, in_epoch, step, adam_step, forward_count, best_epoch;
+    double loss_sum = 0.0;
+    int rc = json_get_u64(j, "epoch", 1, (uint64_t)o->epochs + 1, &epoch, file);
+    if (rc == 0) { rc = json_get_u64(j, "step_in_epoch", 0, steps_per_epoch, &in_epoch, file); }
+    if (rc == 0) { rc = json_get_u64(j, "step", 0, INT_MAX, &step, file); }
+    if (rc == 0) { rc = json_get_u64(j, "adam_step", 0, INT_MAX, &adam_step, file); }
+    if (rc == 0) { rc = json_get_u64(j, "forward_count", 0, UINT64_MAX, &forward_count, file); }
+    if (rc == 0) { rc = json_get_u64(j, "best_epoch", 0, (uint64_t)o->epochs, &best_epoch, file); }
+    if (rc == 0) { rc = json_get_float(j, "epoch_loss_sum", 0, 1e30, &loss_sum, file); }
+    const Json* best = json_get(j, "best_val_loss");
+    int no_best = best && best->type == JSON_NULL;  // (null: no epoch was evaluated yet)
+    if (rc == 0 && best && best->type == JSON_NUMBER) { ts->best_val_loss = (float)best->number; }
+    else if (rc == 0 && !no_best) { rc = fail("%s: \"best_val_loss\" is missing", file); }
+    json_free(j);
+    if (rc != 0) { return -1; }
+    if ((int)epoch > o->epochs) { return fail("--resume %s: that run has finished all its %d epochs", o->resume_dir, o->epochs); }
+    // the steps before this one: the epochs done, then this epoch's (no overflow: both are < 2^31)
+    uint64_t at = (epoch - 1) * (uint64_t)steps_per_epoch + in_epoch;
+    if (step != at || adam_step != at || best_epoch >= epoch || (best_epoch == 0) != no_best) {
+        typedef unsigned long long ull;
+        return fail("%s: \"step\" %llu, \"adam_step\" %llu and \"best_epoch\" %llu do not fit "
+                    "epoch %llu, step %llu, of %d steps an epoch: not a state of this run (was its "
+                    "--train file changed?)", file, (ull)step, (ull)adam_step, (ull)best_epoch,
+                    (ull)epoch, (ull)in_epoch, steps_per_epoch);
+    }
+    ts->epoch = (int)epoch;
+    ts->step_in_epoch = (int)in_epoch;
+    ts->step = (int)step;
+    ts->epoch_loss = loss_sum;
+    ts->best_epoch = (int)best_epoch;
+    m->adam_step = (int)adam_step;
+    m->forward_count = forward_count;
+    return 0;
+}
+
+// best/ must hold the epoch the state names. This lora.c commits best/ before last/
+// (train_save_epoch), but a run saved by an older one, or a best/ removed by hand, may disagree.
+// When last/ was saved right after the best epoch, its trainables are best/'s: best/ is written
+// again from them (the same files, or the missing ones). Otherwise a missing best/ cannot be
+// rebuilt: the best starts over (the best of the epochs still to run goes there), with a warning.
+static int train_resume_best(const Options* o, const Model* m, TrainState* ts) {
+    char dir[1100], first[1200];
+    snprintf(dir, sizeof(dir), "%s/best", o->out_dir);
+    const char* name = m->mode == MODE_LORA ? "adapter_model.safetensors" : "model.safetensors";
+    snprintf(first, sizeof(first), "%s/%s", dir, name);
+    int missing = !file_is_there(first);
+    if (ts->best_epoch > 0 && ts->best_epoch == ts->epoch - 1 && ts->step_in_epoch == 0) {
+        if (model_save(m, dir, o->model_dir) != 0) { return -1; }
+        if (missing) {
+            fprintf(stderr, "lora: note: %s was missing: written again from %s (epoch %d)\n", dir,
+                    o->resume_dir, ts->best_epoch);
+        }
+    } else if (ts->best_epoch > 0 && missing) {
+        fprintf(stderr, "lora: warning: %s (epoch %d) is missing and %s cannot rebuild it: the "
+                "best of the epochs still to run will be saved there\n", dir, ts->best_epoch,
+                o->resume_dir);
+        ts->best_val_loss = INFINITY;
+        ts->best_epoch = 0;
+    }
+    return 0;
+}
 
 // after the model is loaded: the trainables from DIR's adapter (or, head and full mode, its
-// model.safetensors, where a head run's frozen body is too), AdamW's moments, the position
-static int train_resume(const Options* o, Model* m, TrainState* ts) {
+// model.safetensors, where a head run's frozen body is too), AdamW's moments (every one a number,
+// exp_avg_sq never negative), the position (trainer_state_position), best/ (train_resume_best),
+// and a look at OUT/log.tsv, which progress_start reads back and writes again: an unreadable one is
+// an error now rather than a log lost later. 0, or -1 after one error line, with nothing written.
+static int train_resume(const Options* o, Model* m, TrainState* ts, int steps_per_epoch) {
     char file[1100];
     snprintf(file, sizeof(file), "%s/model.safetensors", o->resume_dir);
-    if (o->mode == MODE_LORA ? model_load_adapter(m, o->resume_dir) : trainables_read(m, file, o->mode == MODE_FULL)) {
-        return -1;
+    int loaded = o->mode == MODE_LORA ? model_load_adapter(m, o->resume_dir)
+                                      : trainables_read(m, file, o->mode == MODE_FULL);
+    if (loaded != 0) { return -1; }
+    long long bad = first_non_finite(m->params_memory, m->num_trainable);
+    if (bad >= 0) {
+        return fail("--resume %s: trainable number %lld of the checkpoint is %g: the checkpoint is "
+                    "damaged", o->resume_dir, bad, m->params_memory[bad]);
     }
     adapter_set_file(file, sizeof(file), o->resume_dir, "optimizer.safetensors");
     SafeTensors st;
@@ -5133,32 +5719,25 @@ static int train_resume(const Options* o, Model* m, TrainState* ts) {
     if (rc == 0) { rc = safetensors_read(&st, "exp_avg_sq", m->exp_avg_sq, 1, &n); }
     safetensors_close(&st);
     if (rc != 0) { return -1; }
-    Json* j = trainer_state_read(o->resume_dir);
-    if (j == NULL) { return -1; }
-    snprintf(file, sizeof(file), "%s/trainer_state.json", o->resume_dir);
-    uint64_t epoch, in_epoch, step, adam_step, forward_count, best_epoch;
-    double loss_sum = 0.0;
-    rc = json_get_u64(j, "epoch", 1, (uint64_t)o->epochs + 1, &epoch, file);
-    if (rc == 0) { rc = json_get_u64(j, "step_in_epoch", 0, 1 << 30, &in_epoch, file); }
-    if (rc == 0) { rc = json_get_u64(j, "step", 0, 1u << 31, &step, file); }
-    if (rc == 0) { rc = json_get_u64(j, "adam_step", 0, 1u << 31, &adam_step, file); }
-    if (rc == 0) { rc = json_get_u64(j, "forward_count", 0, UINT64_MAX, &forward_count, file); }
-    if (rc == 0) { rc = json_get_u64(j, "best_epoch", 0, 100000, &best_epoch, file); }
-    if (rc == 0) { rc = json_get_float(j, "epoch_loss_sum", 0, 1e30, &loss_sum, file); }
-    const Json* best = json_get(j, "best_val_loss");
-    if (rc == 0 && best && best->type == JSON_NUMBER) { ts->best_val_loss = (float)best->number; }
-    else if (rc == 0 && (!best || best->type != JSON_NULL)) { rc = fail("%s: \"best_val_loss\" is missing", file); }
-    json_free(j);
-    if (rc != 0) { return -1; }
-    if ((int)epoch > o->epochs) { return fail("--resume %s: that run has finished all its %d epochs", o->resume_dir, o->epochs); }
-    ts->epoch = (int)epoch;
-    ts->step_in_epoch = (int)in_epoch;
-    ts->step = (int)step;
-    ts->epoch_loss = loss_sum;
-    ts->best_epoch = (int)best_epoch;
-    m->adam_step = (int)adam_step;
-    m->forward_count = forward_count;
-    return 0;
+    // (a moment of infinity can be real, after a huge gradient with --max-grad-norm 0; NaN cannot)
+    for (int k = 0; k < 2; k++) {
+        const float* moment = k == 0 ? m->exp_avg : m->exp_avg_sq;
+        for (size_t i = 0; i < m->num_trainable; i++) {
+            if (isnan(moment[i]) || (k == 1 && moment[i] < 0.0f)) {
+                return fail("%s: %s[%zu] is %g: AdamW's moments are numbers (exp_avg_sq never "
+                            "negative), so the file is damaged", file,
+                            k == 0 ? "exp_avg" : "exp_avg_sq", i, moment[i]);
+            }
+        }
+    }
+    if (trainer_state_position(o, m, ts, steps_per_epoch) != 0) { return -1; }
+    snprintf(file, sizeof(file), "%s/log.tsv", o->out_dir);
+    if (path_exists(file)) {
+        char* text = read_file(file, MAX_LOG_BYTES, NULL, NULL);
+        if (text == NULL) { return -1; }
+        free(text);
+    }
+    return train_resume_best(o, m, ts);
 }
 
 // train's set-up: the model and both datasets (train_setup), then where the run stands: a new run
@@ -5170,7 +5749,8 @@ static int train_start(const Options* o, Run* run) {
     if (train_setup(o, &run->model, &run->train_set, &run->val_set) != 0) { return -1; }
     TrainState start = { 1, 0, 0, 0.0, INFINITY, 0 };
     run->ts = start;
-    if (o->resume_dir && train_resume(o, &run->model, &run->ts) != 0) {
+    int steps_per_epoch = (run->train_set.n + o->batch - 1) / o->batch;  // (as the loader's)
+    if (o->resume_dir && train_resume(o, &run->model, &run->ts, steps_per_epoch) != 0) {
         dataset_free(&run->train_set); dataset_free(&run->val_set); model_free(&run->model);
         return -1;
     }
@@ -5182,24 +5762,9 @@ static int train_start(const Options* o, Run* run) {
     return 0;
 }
 
-// the checkpoints of an epoch: last/ (with the trainer state) is overwritten every epoch; best/
-// only when the validation loss improved
-static int train_save(const Options* o, const Model* m, const TrainState* ts, int improved) {
-    char dir[1024];
-    snprintf(dir, sizeof(dir), "%s/last", o->out_dir);
-    int rc = train_save_checkpoint(o, m, dir, ts);
-    snprintf(dir, sizeof(dir), "%s/best", o->out_dir);
-    if (rc == 0 && improved) { rc = model_save(m, dir, o->model_dir); }
-    return rc;
-}
-
 // train's end: after a whole run, the closing line; then Ctrl-C is let go and everything freed
 static void train_end(const Options* o, Run* run, int rc) {
-    if (rc == 0) {
-        printf("saved: %s/best (epoch %d, lowest validation loss %.4f) and %s/last (epoch %d) | total %.1f s\n",
-               o->out_dir, run->ts.best_epoch, run->ts.best_val_loss, o->out_dir, o->epochs,
-               now_seconds() - run->t0);
-    }
+    if (rc == 0) { train_report_saved(o, &run->ts, now_seconds() - run->t0); }
     catch_ctrl_c(0);
     if (run->pr) { progress_end(run->pr); }
     dataloader_free(&run->loader);
@@ -5280,7 +5845,7 @@ static int adapter_base_model(const char* adapter_dir, char* out, size_t cap) {
     adapter_set_file(file, sizeof(file), adapter_dir, "adapter_config.json");
     if (!file_is_there(file)) { return 0; }
     size_t n;
-    char* text = read_file(file, &n, NULL);
+    char* text = read_file(file, MAX_JSON_BYTES, &n, NULL);
     Json* j = text ? json_parse(text, n, file) : NULL;
     free(text);
     const Json* base = j ? json_get(j, "base_model_name_or_path") : NULL;
@@ -5360,10 +5925,126 @@ static void print_class_report(const Metrics* r, char* const* names) {
     }
 }
 
+// eval --predictions FILE, opened before any work, and written as the user asked with nothing else
+// touched: "-" and /dev/stdout are the standard output; a pipe (FIFO), a terminal or another
+// character device, or a symbolic link, is written through, never renamed over; a regular file is
+// written whole as FILE.tmp and renamed over FILE at the end (*via_tmp = 1), and only when FILE is
+// new or --overwrite says it may go. Never an input of this eval (the --val file, the model's and
+// the adapter's files, by any name or link) and never a file in a folder that holds a model, an
+// adapter or a trainer state. NULL after one error line.
+static FILE* predictions_open(const Options* o, const char* path, int* via_tmp) {
+    *via_tmp = 0;
+    if (strcmp(path, "-") == 0 || strcmp(path, "/dev/stdout") == 0) { return stdout; }
+#ifndef _WIN32
+    // what path is (stat follows a link to its target; lstat tells whether it is a link)
+    struct stat out, link, in;
+    int exists = stat(path, &out) == 0, is_link = lstat(path, &link) == 0 && S_ISLNK(link.st_mode);
+    if (exists && S_ISDIR(out.st_mode)) {
+        fail("--predictions %s is a directory, not a file", path);
+        return NULL;
+    }
+    if (exists && !S_ISREG(out.st_mode) && !S_ISFIFO(out.st_mode) && !S_ISCHR(out.st_mode)) {
+        fail("--predictions %s is not a file, a pipe or a terminal", path);
+        return NULL;
+    }
+    // the inputs: the same file (device and inode) is refused, whatever its name
+    char input[6][1200];
+    const char* role[6] = { "the --val file", "the model's config.json", "the model's weights",
+                            "the model's vocab.txt", "the adapter's weights",
+                            "the adapter's config" };
+    const char* model_files[3] = { "config.json", "model.safetensors", "vocab.txt" };
+    snprintf(input[0], sizeof(input[0]), "%s", o->val_path);
+    for (int k = 0; k < 3; k++) {
+        snprintf(input[1 + k], sizeof(input[0]), "%s/%s", o->model_dir, model_files[k]);
+    }
+    int inputs = 4;
+    const char* adapter_files[2] = { "adapter_model.safetensors", "adapter_config.json" };
+    for (int k = 0; o->adapter_dir && k < 2; k++) {
+        adapter_set_file(input[inputs++], sizeof(input[0]), o->adapter_dir, adapter_files[k]);
+    }
+    for (int k = 0; k < inputs && exists; k++) {
+        if (stat(input[k], &in) == 0 && in.st_dev == out.st_dev && in.st_ino == out.st_ino) {
+            int same_name = strcmp(path, input[k]) == 0;
+            fail("--predictions %s is %s%s%s%s, an input of this eval: choose another FILE", path,
+                 role[k], same_name ? "" : " (", same_name ? "" : input[k], same_name ? "" : ")");
+            return NULL;
+        }
+    }
+    // the folder path is in: not a model's, an adapter's or a run's checkpoint
+    char dir[1100];
+    snprintf(dir, sizeof(dir), "%s", path);
+    char* slash = strrchr(dir, '/');
+    if (slash == NULL) { snprintf(dir, sizeof(dir), "."); }
+    else if (slash == dir) { dir[1] = '\0'; }
+    else { *slash = '\0'; }
+    const char* marks[5] = { "adapter_model.safetensors", "adapter_config.json",
+                             "model.safetensors", "config.json", "trainer_state.json" };
+    for (int k = 0; k < 5; k++) {
+        char mark[1200];
+        snprintf(mark, sizeof(mark), "%s/%s", dir, marks[k]);
+        if (file_is_there(mark)) {
+            fail("--predictions %s is in %s, a checkpoint folder (it holds %s): write it somewhere "
+                 "else", path, dir, marks[k]);
+            return NULL;
+        }
+    }
+    if (exists && S_ISREG(out.st_mode) && !o->overwrite) {
+        fail("--predictions %s already exists: pass --overwrite to replace it, or choose another "
+             "FILE", path);
+        return NULL;
+    }
+    // a pipe, a terminal, a device, or a link (to any of those or to a file): written through
+    if (is_link || (exists && !S_ISREG(out.st_mode))) {
+        FILE* f = fopen(path, "w");
+        if (f == NULL) { fail("cannot write --predictions %s: %s", path, strerror(errno)); }
+        return f;
+    }
+#else
+    if (file_is_there(path) && !o->overwrite) {
+        fail("--predictions %s already exists: pass --overwrite to replace it, or choose another "
+             "FILE", path);
+        return NULL;
+    }
+#endif
+    // a new or replaced file: FILE.tmp first ("x": never over a file that is there already)
+    char tmp[1100];
+    snprintf(tmp, sizeof(tmp), "%s.tmp", path);
+    FILE* f = fopen(tmp, "wx");
+    if (f == NULL && errno == EEXIST) {
+        fail("--predictions %s: %s is in the way (left by an eval that was stopped?): remove it, "
+             "or choose another FILE", path, tmp);
+    } else if (f == NULL) {
+        fail("cannot write --predictions %s: %s", path, strerror(errno));
+    }
+    *via_tmp = f != NULL;
+    return f;
+}
+
+// the end of --predictions: close the file (ok: everything was written) and, for a regular file,
+// rename FILE.tmp over FILE; or, after an error, remove FILE.tmp. 0, or -1 after one error line.
+static int predictions_close(FILE* f, const char* path, int via_tmp, int ok) {
+    char tmp[1100];
+    snprintf(tmp, sizeof(tmp), "%s.tmp", path);
+    int why = ok ? 0 : errno;
+    if (f == stdout) { ok = fflush(stdout) == 0 && ok; }
+    else if (fclose(f) != 0) { ok = 0; }
+    if (ok && via_tmp && rename(tmp, path) != 0) { ok = 0; }
+    if (!ok && why == 0) { why = errno; }
+    if (via_tmp && !ok) { remove(tmp); }
+    return ok ? 0 : fail("cannot write --predictions %s: %s", path, strerror(why));
+}
+
 int eval_command(const Options* o, const char* predictions_path) {
     double t0 = now_seconds();
+    // --predictions FILE first: a bad one is found before any work
+    int via_tmp = 0;
+    FILE* out = predictions_path ? predictions_open(o, predictions_path, &via_tmp) : NULL;
+    if (predictions_path && out == NULL) { return -1; }
     Model model;
-    if (load_for_inference(&model, o) != 0) { return -1; }
+    if (load_for_inference(&model, o) != 0) {
+        if (out) { predictions_close(out, predictions_path, via_tmp, 0); }
+        return -1;
+    }
     Tokenizer tok;
     char path[1024];
     snprintf(path, sizeof(path), "%s/vocab.txt", o->model_dir);
@@ -5397,30 +6078,27 @@ int eval_command(const Options* o, const char* predictions_path) {
         }
         // --predictions FILE: one line per review, in the order of the file: index, label, P(positive)
         // (K > 2: index, label, predicted class, and the probability of each class)
-        if (rc == 0 && predictions_path) {
-            char tmp[1100];
-            snprintf(tmp, sizeof(tmp), "%s.tmp", predictions_path);
-            FILE* f = fopen(tmp, "w");  // (one error line below names the file and the reason)
-            int ok = f != NULL;
-            if (ok && K == 2) { ok = fprintf(f, "index\tlabel\tp_positive\n") > 0; }
-            for (int k = 0; ok && K > 2 && k <= K; k++) { ok = fprintf(f, k ? "\tp_%s" : "index\tlabel\tpredicted", k ? names[k - 1] : "") > 0; }
-            if (ok && K > 2) { ok = fprintf(f, "\n") > 0; }
+        if (rc == 0 && out) {
+            int ok = 1;
+            if (K == 2) { ok = fprintf(out, "index\tlabel\tp_positive\n") > 0; }
+            for (int k = 0; ok && K > 2 && k <= K; k++) {
+                ok = fprintf(out, k ? "\tp_%s" : "index\tlabel\tpredicted", k ? names[k - 1] : "") > 0;
+            }
+            if (ok && K > 2) { ok = fprintf(out, "\n") > 0; }
             for (int i = 0; ok && i < d.n; i++) {
                 const float* p = probs + (size_t)i * K;
-                if (K == 2) { ok = fprintf(f, "%d\t%d\t%.6f\n", i, d.labels[i], p[1]) > 0; continue; }
+                if (K == 2) { ok = fprintf(out, "%d\t%d\t%.6f\n", i, d.labels[i], p[1]) > 0; continue; }
                 int pred = 0;
                 for (int k = 1; k < K; k++) { if (p[k] > p[pred]) { pred = k; } }
-                ok = fprintf(f, "%d\t%s\t%s", i, names[d.labels[i]], names[pred]) > 0;
-                for (int k = 0; ok && k < K; k++) { ok = fprintf(f, "\t%.6f", p[k]) > 0; }
-                if (ok) { ok = fprintf(f, "\n") > 0; }
+                ok = fprintf(out, "%d\t%s\t%s", i, names[d.labels[i]], names[pred]) > 0;
+                for (int k = 0; ok && k < K; k++) { ok = fprintf(out, "\t%.6f", p[k]) > 0; }
+                if (ok) { ok = fprintf(out, "\n") > 0; }
             }
-            if (f && fclose(f) != 0) { ok = 0; }
-            if (!ok || rename(tmp, predictions_path) != 0) {
-                remove(tmp);
-                rc = fail("cannot write --predictions %s: %s", predictions_path, strerror(errno));
-            }
+            rc = predictions_close(out, predictions_path, via_tmp, ok);
+            out = NULL;
         }
     }
+    if (out) { predictions_close(out, predictions_path, via_tmp, 0); }  // (an error: FILE.tmp goes)
     free(probs);
     free(r);
     dataset_free(&d);  // safe also when nothing was loaded
@@ -5506,19 +6184,30 @@ int predict_command(const Options* o, char** texts, int count, int all) {
 
 // ----------------------------------------------------------------------------
 // fold every adapter of m into its frozen weights, layer by layer (lora_merge), and switch LoRA
-// off: from then on linear_forward is W x + b alone and gives what W0 x + b + scale B A x gave
+// off: from then on linear_forward is W x + b alone and gives what W0 x + b + scale B A x gave.
+// DoRA (PEFT's DoraLinearVariant.merge_safe): W = m / ||W0 + s B A|| * (W0 + s B A), row by row,
+// with the norm dora_forward uses, measured before the merge
 static void model_merge_adapters(Model* m) {
     const Config* c = &m->config;
     int R = m->lora.rank;
+    float* norm = mallocCheck((size_t)(c->dim > c->hidden_dim ? c->dim : c->hidden_dim) * sizeof(float));
     for (int lin = 0; lin < NUM_LIN; lin++) {
         if (!m->lora.targets[lin]) { continue; }
         int IC = lin_in(c, lin), OC = lin_out(c, lin);
         for (int l = 0; l < c->n_layers; l++) {
-            lora_merge(m->w.lin_w[lin] + (size_t)l * OC * IC, m->params.lora_A[lin] + (size_t)l * R * IC,
-                       m->params.lora_B[lin] + (size_t)l * OC * R, lora_scaling(&m->lora), OC, IC, R);
+            float* W = m->w.lin_w[lin] + (size_t)l * OC * IC;
+            Lora lo = { m->params.lora_A[lin] + (size_t)l * R * IC, m->params.lora_B[lin] + (size_t)l * OC * R,
+                        NULL, NULL, lora_scaling(&m->lora), R, { 0.0f, 0 } };
+            if (m->lora.use_dora) { dora_norm(norm, W, &lo, IC, OC); }
+            lora_merge(W, lo.A, lo.B, lo.scale, OC, IC, R);
+            for (int o = 0; o < OC && m->lora.use_dora; o++) {
+                float g = m->params.lora_m[lin][(size_t)l * OC + o] / norm[o];
+                for (int i = 0; i < IC; i++) { W[(size_t)o * IC + i] *= g; }
+            }
         }
         m->lora.targets[lin] = 0;
     }
+    free(norm);
 }
 
 // merge: fold an adapter into its base model (PEFT's merge_and_unload) and save an ordinary
@@ -5529,18 +6218,39 @@ int merge_command(const Options* o) {
     const char* dtype = NULL;
     for (int k = 0; k < 3; k++) { if (strcmp(o->dtype, dtypes[k][0]) == 0) { dtype = dtypes[k][1]; } }
     if (dtype == NULL) { return fail("--dtype: expected f32, f16 or bf16, got '%s'", o->dtype); }
-    // never replace a model that is already there
-    const char* names[3] = { "model.safetensors", "config.json", "adapter_model.safetensors" };
-    for (int k = 0; k < 3; k++) {
+    out_of_memory_hint = "merge holds the whole model in memory: close other programs, or use a "
+                         "bigger machine";
+    // before any work: never replace a model that is already there, nor any file merge would write
+    // (vocab.txt too, and their .tmp files, which a save would take for its own)
+    if (path_exists(o->out_dir) && !is_directory(o->out_dir)) {
+        return fail("--out %s is a file, not a folder", o->out_dir);
+    }
+    const char* names[8] = { "model.safetensors", "config.json", "adapter_model.safetensors",
+                             "vocab.txt", "model.safetensors.tmp", "config.json.tmp",
+                             "vocab.txt.tmp", "adapter_config.json" };
+    for (int k = 0; k < 8; k++) {
         char path[1100];
         snprintf(path, sizeof(path), "%s/%s", o->out_dir, names[k]);
-        if (file_is_there(path)) { return fail("--out %s already holds %s: merge never overwrites; choose another --out", o->out_dir, names[k]); }
+        if (path_exists(path)) {
+            return fail("--out %s already holds %s: merge never overwrites; choose another --out",
+                        o->out_dir, names[k]);
+        }
     }
     Model m;
     if (load_for_inference(&m, o) != 0) { return -1; }
+    // the base model's vocab.txt goes into the merged model as it is: it must be one that loads,
+    // with a token for every embedding row, or the merged model would not
+    char vocab_path[1100];
+    snprintf(vocab_path, sizeof(vocab_path), "%s/vocab.txt", o->model_dir);
+    Tokenizer tok;
+    if (tokenizer_init(&tok, vocab_path) != 0) { model_free(&m); return -1; }
+    int vocab_bad = check_vocab(&tok, &m.config, o->model_dir);
+    tokenizer_free(&tok);
+    if (vocab_bad) { model_free(&m); return -1; }
     const Config* c = &m.config;
     int R = m.lora.rank;
     float scale = lora_scaling(&m.lora);
+    int dora = m.lora.use_dora;
     char merged[128] = "";
     for (int lin = 0; lin < NUM_LIN; lin++) {
         if (m.lora.targets[lin]) { snprintf(merged + strlen(merged), sizeof(merged) - strlen(merged), "%s%s", merged[0] ? ", " : "", LIN_NAMES[lin]); }
@@ -5549,8 +6259,8 @@ int merge_command(const Options* o) {
     int rc = make_dirs(o->out_dir) != 0 ? fail("cannot create directory %s: %s", o->out_dir, strerror(errno))
                                         : checkpoint_save(&m, o->out_dir, o->model_dir, NULL, dtype);
     if (rc == 0) {
-        printf("merged %s (r %d, scaling %g) of %d layer%s and the head of %s into %s\n", merged, R, scale,
-               c->n_layers, plural(c->n_layers), o->adapter_dir, o->model_dir);
+        printf("merged %s (r %d, scaling %g%s) of %d layer%s and the head of %s into %s\n", merged, R, scale,
+               dora ? ", DoRA" : "", c->n_layers, plural(c->n_layers), o->adapter_dir, o->model_dir);
         printf("saved: %s (config.json, model.safetensors in %s, vocab.txt) | try: ./lora predict --model %s \"a great movie\"\n",
                o->out_dir, dtype, o->out_dir);
     }
@@ -5907,8 +6617,8 @@ static float* tiny_tensor(Rng* rng, int rows, int cols, float std, float fill) {
 // 1 if the files a and b hold the same bytes (both readable)
 static int same_bytes(const char* a, const char* b) {
     size_t na, nb;
-    char* x = read_file(a, &na, NULL);
-    char* y = x ? read_file(b, &nb, NULL) : NULL;
+    char* x = read_file(a, MAX_TINY_BYTES, &na, NULL);
+    char* y = x ? read_file(b, MAX_TINY_BYTES, &nb, NULL) : NULL;
     int same = x && y && na == nb && memcmp(x, y, na) == 0;
     free(x); free(y);
     return same;
@@ -6070,7 +6780,7 @@ static int adapter_and_model(Cli* cli, int is_merge) {
 static int run_train(Cli* cli) {
     const char* fixed[] = { "--model", "--train", "--val", "--out", "--epochs", "--batch",
                             "--max-len", "--lr", "--weight-decay", "--max-grad-norm", "--rank",
-                            "--alpha", "--lora-dropout", "--targets", "--seed", "--overwrite",
+                            "--alpha", "--lora-dropout", "--targets", "--dora", "--seed", "--overwrite",
                             "--mode", "--labels" };
     for (size_t k = 0; cli->o.resume_dir && k < sizeof(fixed) / sizeof(fixed[0]); k++) {
         if (flag_given(cli, fixed[k])) {
@@ -6175,6 +6885,8 @@ static const Flag FLAGS[] = {
       "the merged model's folder (required; never overwritten)" },
     { "--overwrite", 'b', "", AT(o.overwrite), 0, 0, "t",
       "replace the checkpoints already in --out (else they are never touched)" },
+    { "--overwrite", 'b', "", AT(o.overwrite), 0, 0, "e",
+      "replace an existing --predictions FILE (else it is never touched)" },
     { "--overwrite", 'b', "", AT(o.overwrite), 0, 0, "y",
       "replace a weights/tiny or data/tiny that differs (else it is never touched)" },
     { "--resume", 's', "DIR", AT(o.resume_dir), 0, 0, "t",
@@ -6212,6 +6924,9 @@ static const Flag FLAGS[] = {
     { "--targets", 's', "LIST", AT(targets), 0, 0, "tb",
       "the Linears with an adapter, comma-separated, of q_lin k_lin v_lin out_lin lin1 lin2 "
       "(default: q_lin)" },
+    { "--dora", 'b', "", AT(o.lora.use_dora), 0, 0, "tb",
+      "DoRA (PEFT's use_dora): each adapted Linear also trains the length of its weight's rows "
+      "(default: off)" },
     { "--seed", 'u', "N", AT(o.seed), 0, 0, "t",
       "random seed: initialisation, data order, dropout (default: 42)" },
     { "--seed", 'u', "N", AT(o.seed), 0, 0, "b",
@@ -6371,8 +7086,8 @@ static int settings_check(Cli* cli) {
     o->mode = -1;
     for (int k = 0; k < 3; k++) { if (strcmp(cli->mode, MODE_NAMES[k]) == 0) { o->mode = k; } }
     if (o->mode < 0) { return fail("--mode: expected lora, head or full, got '%s'", cli->mode); }
-    const char* lora_flags[4] = { "--rank", "--alpha", "--lora-dropout", "--targets" };
-    for (int k = 0; k < 4 && o->mode != MODE_LORA; k++) {
+    const char* lora_flags[5] = { "--rank", "--alpha", "--lora-dropout", "--targets", "--dora" };
+    for (int k = 0; k < 5 && o->mode != MODE_LORA; k++) {
         if (flag_given(cli, lora_flags[k])) {
             return fail("%s is a flag of --mode lora, not of --mode %s", lora_flags[k], cli->mode);
         }
@@ -6442,9 +7157,9 @@ int main(int argc, char** argv) {
     if (parse_flags(&cli, cmd, argc, argv) != 0 || settings_check(&cli) != 0) { return 1; }
     int rc = cmd->run(&cli);
     json_free(cli.resumed);  // (a resumed run's strings lived in it)
-    // every command returns 0 or -1 (after one error line): exit 0 or 1; 130 for a training run
-    // stopped by Ctrl-C (its checkpoint saved)
-    return rc == 130 ? 130 : rc == 0 ? 0 : 1;
+    // every command returns 0 or -1 (after one error line): exit 0 or 1; 128 + the signal for a
+    // training run stopped by one, its checkpoint saved (130 Ctrl-C, 143 SIGTERM, 129 SIGHUP)
+    return rc > 128 ? rc : rc == 0 ? 0 : 1;
 }
 
 #endif

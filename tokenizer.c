@@ -717,6 +717,11 @@ void tokenizer_free(Tokenizer* tok) {
 #define TOKENIZER_ERROR "error: "
 #define TOKENIZER_LINE_ERROR "%s:%d: error: "
 #endif
+// The biggest vocab.txt read (BERT's has 226 KB): past it the file is refused, so that a link to
+// /dev/zero is an error and not a process that grows until it is killed. lora.c sets its own.
+#ifndef TOKENIZER_MAX_VOCAB_BYTES
+#define TOKENIZER_MAX_VOCAB_BYTES ((size_t)64 << 20)
+#endif
 
 // Loads vocab.txt. On failure prints one line naming the file (and line) to stderr, frees what
 // it had allocated and returns -1; else returns 0. A vocab is malformed if a line is empty, is not
@@ -733,8 +738,11 @@ int tokenizer_init(Tokenizer* tok, const char* vocab_path) {
     size_t cap = 1 << 16, n = 0;
     tok->text = malloc(cap);
     while (tok->text != NULL) {
-        n += fread(tok->text + n, 1, cap - n - 1, f);
-        if (n < cap - 1) { break; }      // short read: end of file (or an error, checked below)
+        // (never more than one byte past the limit: enough to know that the file is too big)
+        size_t want = cap - n - 1, left = TOKENIZER_MAX_VOCAB_BYTES + 1 - n;
+        size_t got = fread(tok->text + n, 1, want < left ? want : left, f);
+        n += got;
+        if (got < want) { break; }  // short read: end of file or the limit (or an error: see below)
         char* bigger = realloc(tok->text, cap * 2);
         if (bigger == NULL) { free(tok->text); }
         tok->text = bigger;
@@ -752,8 +760,9 @@ int tokenizer_init(Tokenizer* tok, const char* vocab_path) {
         return -1;
     }
     tok->text[n] = '\0';
-    if (n > (1u << 28)) {  // a real vocab.txt has some 200 KB; this also keeps the counts below in range
-        fprintf(stderr, TOKENIZER_ERROR "vocab file %s is too big (%zu bytes) to be a vocab.txt\n", vocab_path, n);
+    if (n > TOKENIZER_MAX_VOCAB_BYTES) {  // (this also keeps the counts below in range)
+        fprintf(stderr, TOKENIZER_ERROR "vocab file %s is bigger than %zu MB: not a vocab.txt\n",
+                vocab_path, (size_t)TOKENIZER_MAX_VOCAB_BYTES >> 20);
         tokenizer_free(tok);
         return -1;
     }

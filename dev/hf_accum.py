@@ -93,7 +93,8 @@ def run_case(base, examples, batch, accum):
             logging_steps=1, remove_unused_columns=False, seed=0, dataloader_drop_last=False)
         trainer = SequentialTrainer(model=pmodel, args=targs, train_dataset=list_dataset(data),
                                     data_collator=lambda ex: collate(ex, 0), callbacks=[Recorder()])
-        print("model_accepts_loss_kwargs:", getattr(trainer, "model_accepts_loss_kwargs", "?"))
+        rec["accepts_loss_kwargs"] = bool(getattr(trainer, "model_accepts_loss_kwargs", False))
+        print("model_accepts_loss_kwargs:", rec["accepts_loss_kwargs"])
         trainer.train()
         rec["log"] = [e for e in trainer.state.log_history if "loss" in e]
     return rec
@@ -134,6 +135,7 @@ def main():
             for name, t in params.items():
                 ref[f"{case}.step{k + 1}.{name}"] = t
 
+    recs["model_accepts_loss_kwargs"] = recs["even"]["accepts_loss_kwargs"]
     n_micro = len(recs["uneven"]["micro_losses"])
     check(n_micro == 5, f"uneven: {n_micro} micro-batches in 3 optimizer steps (2 + 1 + 2 expected)")
     # the batch-2 x 2 run equals the batch-4 run (means over equal micro-batches)
@@ -146,7 +148,19 @@ def main():
     # the even case against plain's (equal when each micro-batch mean is divided by 2)
     ratio = recs["even"]["grad_norms"][0] / recs["plain"]["grad_norms"][0]
     print(f"first-step gradient norm, even / plain: {ratio:.6f} (1: loss / accumulation steps; 2: no division)")
-    check(abs(ratio - 1) < 1e-4, "the Trainer divides each micro-batch loss by the accumulation steps")
+    # Trainer.training_step divides the loss by the accumulation steps only when the model does not
+    # take loss kwargs (num_items_in_batch). DistilBERT's forward takes **kwargs in transformers 5
+    # (so no division) but its loss ignores num_items_in_batch: the micro-batch means are summed.
+    # Record which rule this version followed, and check the numbers agree with it.
+    divides = not recs["model_accepts_loss_kwargs"]
+    want = 1.0 if divides else 2.0
+    check(abs(ratio - want) < 1e-4, f"the first step's gradient norm ratio {ratio:.6f} is {want:g}: "
+          f"the Trainer {'divides' if divides else 'does not divide'} each micro-batch's loss by the accumulation steps")
+    # its logged loss per optimizer step is the sum of the (scaled) micro-batch losses
+    scale = 0.5 if divides else 1.0
+    logged = recs["even"]["log"][0]["loss"]
+    summed = scale * sum(recs["even"]["micro_losses"][:2])
+    check(abs(logged - summed) < 1e-5, f"even step 1: the logged loss {logged:.6f} is {scale:g} x the sum of its micro-batch losses {summed:.6f}")
 
     ref = {k: v.float().contiguous() for k, v in ref.items()}
     save_file(ref, os.path.join(args.out, "reference.safetensors"), metadata={"format": "pt"})
@@ -164,7 +178,10 @@ def main():
                 "it), <case>.logged_losses (the Trainer's logged loss per optimizer step), <case>.lr_steps, "
                 "<case>.grad_norms (per optimizer step, before clipping), <case>.step<k>.<adapter key> (after step k).\n"
                 f"First-step gradient norm even / plain = {ratio:.6f} (1: the Trainer divides each micro-batch loss by "
-                f"the number of micro-batches; 2: it does not). Micro-batches in the uneven case's 3 steps: {n_micro}.\n"
+                f"the number of micro-batches; 2: it does not: with this transformers DistilBERT takes loss kwargs, "
+                f"model_accepts_loss_kwargs = {recs['model_accepts_loss_kwargs']}, and its loss ignores "
+                f"num_items_in_batch, so each optimizer step's gradient is the SUM of its micro-batches' mean-loss "
+                f"gradients and the logged loss their sum). Micro-batches in the uneven case's 3 steps: {n_micro}.\n"
                 "Made by `CUDA_VISIBLE_DEVICES= python3 dev/hf_accum.py --base dev/fixtures/hf_tiny --out "
                 "dev/fixtures/hf_accum`. Versions: " + versions_text(versions) + ".\n")
     finish()

@@ -152,9 +152,19 @@ def main():
         print(f"merge_and_unload logits vs DoRA logits: max abs diff {dm:.3e}")
         check(dm < 1e-5, "the merged model gives the DoRA logits")
         plain = copy.deepcopy(pmodel)
+        switched = 0
         for _, m in plain.named_modules():
-            if hasattr(m, "use_dora") and isinstance(m.use_dora, dict) and "default" in m.use_dora:
+            # PEFT since 0.15 runs DoRA as a variant of lora.Linear (module.lora_variant[adapter],
+            # a plain dict; lora.Linear.forward does vanilla LoRA for an adapter without one) and no
+            # longer reads use_dora in forward; older PEFT did: switch both off
+            variants = getattr(m, "lora_variant", None)
+            if isinstance(variants, dict) and "default" in variants:
+                del variants["default"]
+                switched += 1
+            if hasattr(m, "use_dora") and isinstance(m.use_dora, dict) and m.use_dora.get("default"):
                 m.use_dora["default"] = False
+                switched += 1
+        check(switched >= 4, f"DoRA switched off in the copy ({switched} switches for 4 adapted Linears)")
         logits_lora = plain(**batch).logits
         gap = (logits_lora - logits.detach()).abs().max().item() / logits.detach().abs().max().item()
         print(f"the same A, B as plain LoRA: logits max rel diff {gap:.3e}")

@@ -25,6 +25,7 @@ export LC_ALL=C
 export OMP_NUM_THREADS=1
 export OMP_WAIT_POLICY=${OMP_WAIT_POLICY:-passive}
 LORA=${LORA:-./lora}
+LORA_HOOKS=${LORA_HOOKS:-./lora_hooks}  # ./lora with the tests' fault-injection hooks (make lora_hooks)
 FIXTURE=dev/fixtures/hf_tiny
 
 passed=0 failed=0
@@ -32,7 +33,7 @@ ok() { echo "OK     $*"; passed=$((passed + 1)); }
 not_ok() { echo "NOT OK $*"; failed=$((failed + 1)); }
 finish() { echo "$passed passed, $failed failed"; [ "$failed" = 0 ]; exit $?; }
 
-for f in "$LORA" "$FIXTURE/config.json" "$FIXTURE/model.safetensors"; do
+for f in "$LORA" "$LORA_HOOKS" "$FIXTURE/config.json" "$FIXTURE/model.safetensors"; do
     if [ ! -f "$f" ]; then
         not_ok "lora CLI: $f is there (run make lora from the repository root)"
         finish
@@ -666,7 +667,7 @@ old_or_new() { local p; p=$(predict_of "$1"); [ -n "$p" ] && { [ "$p" = "$old_pr
 k=0 points=0 bad=""
 while [ $k -lt 500 ]; do
     fresh_out
-    LORA_TEST_ABORT_AFTER_WRITES=$k "$LORA" "${NEW[@]}" --out "$K/run" >/dev/null 2>&1
+    LORA_TEST_ABORT_AFTER_WRITES=$k "$LORA_HOOKS" "${NEW[@]}" --out "$K/run" >/dev/null 2>&1
     rc=$?
     for d in best last; do old_or_new "$K/run/$d" || bad="$bad $d@$k"; done
     [ $rc = 0 ] && break   # k is past the last write step: both saves completed
@@ -680,7 +681,7 @@ check_eq "crash safety: with no kill the run saved the new adapter" "$new_pred" 
 bad=""
 for ((k = 1; k <= points; k++)); do
     fresh_out
-    LORA_TEST_FAIL_WRITE=$k "$LORA" "${NEW[@]}" --out "$K/run" >/dev/null 2>"$T/stderr"
+    LORA_TEST_FAIL_WRITE=$k "$LORA_HOOKS" "${NEW[@]}" --out "$K/run" >/dev/null 2>"$T/stderr"
     rc=$?
     [ $rc = 1 ] || bad="$bad exit$rc@$k"
     [ "$(lines "$T/stderr")" = 1 ] || bad="$bad stderr@$k"
@@ -800,5 +801,37 @@ expect_error "predict TEXT after --model NOWHERE --adapter A: --model is still h
 expect_error "predict TEXT after --max-len 4000: still too long for the model's 40 positions" "--max-len 4000" -- \
     "$LORA" predict --max-len 4000 --model "$M" "the movie was good"
 expect_ok "bench --mode full (tiny) --len 8 --batches 2: exits 0" "$LORA" bench --model "$M" --mode full --len 8 --batches 2 --threads 1
+
+# 16. DoRA (--dora, PEFT's use_dora): train, the files, eval, predict, merge, resume, refusals
+D=$T/dora
+CMD="$LORA train ${TINY[*]} --train $TRAIN --val $VAL --out $D --epochs 4 --lr 1e-2 --threads 1 --dora"
+run "$LORA" train "${TINY[@]}" --train "$TRAIN" --val "$VAL" --out "$D" --epochs 4 --lr 1e-2 --threads 1 --dora
+cp "$T/stdout" "$T/dora_train.txt"
+# LoRA's 1,634 and a magnitude of 32 (q_lin's OC) in each of the 2 layers
+check "train --dora: exits 0, says DoRA, 1,634 + 2 * 32 = 1,698 trainable" \
+    test "$RC" = 0 -a "$(grep -c "^mode lora: .*DoRA" "$T/dora_train.txt")" = 1 -a "$(grep -c '^trainable params: 1,698 ' "$T/dora_train.txt")" = 1
+check "train --dora: adapter_config.json says \"use_dora\": true" grep -qF '"use_dora":true' <<<"$(tr -d ' \n' <"$D/best/adapter_config.json")"
+header=$(tr -d ' ' <<<"$(safetensors_header "$D/best/adapter_model.safetensors")")
+e=$(grep -oE "\"$P\.1\.attention\.q_lin\.lora_magnitude_vector\":\{[^}]*\}" <<<"$header")
+check "train --dora: the magnitude is saved under PEFT's key ($P.1.attention.q_lin.lora_magnitude_vector), F32 [32]" \
+    contains "$e" '"shape":[32]' '"dtype":"F32"'
+expect_ok "eval loads the DoRA adapter" "$LORA" eval --model "$M" --adapter "$D/best" --val "$VAL" --max-len 40 --threads 1
+run "$LORA" predict --model "$M" --adapter "$D/best" "the movie was good" "the movie was bad"
+dora_out=$(cat "$T/stdout")
+run "$LORA" merge --adapter "$D/best" --model "$M" --out "$T/dora_merged"
+check "merge of a DoRA adapter: exits 0 and says DoRA" test "$RC" = 0 -a "$(grep -c 'scaling 8, DoRA)' "$T/stdout")" = 1
+run "$LORA" predict --model "$T/dora_merged" "the movie was good" "the movie was bad"
+check_eq "merge of a DoRA adapter: predict with the merged model prints what predict with the adapter prints" "$dora_out" "$(cat "$T/stdout")"
+rm -rf "$T/dora_resumed"
+LORA_TEST_STOP_AFTER_STEP=7 "$LORA" train "${TINY[@]}" --train "$TRAIN" --val "$VAL" --out "$T/dora_resumed" --epochs 4 --lr 1e-2 --threads 1 --dora >/dev/null 2>&1
+run "$LORA" train --resume "$T/dora_resumed/last" --threads 1
+check "train --dora stopped at step 7, then --resume: exits 0, still DoRA" test "$RC" = 0 -a "$(grep -c "^mode lora: .*DoRA" "$T/stdout")" = 1
+check_eq "... and its last/ adapter is the uninterrupted run's, byte for byte" "$(sha "$D/last/adapter_model.safetensors")" "$(sha "$T/dora_resumed/last/adapter_model.safetensors")"
+expect_error "--dora with --mode head is refused" "--dora" "--mode head" -- "$LORA" train --model "$M" --mode head --dora
+expect_error "--dora with --resume is refused (the run keeps its own)" "drop --dora" -- "$LORA" train --resume "$D/last" --dora
+mkdir -p "$T/dora_as_lora" && cp "$D/best/adapter_model.safetensors" "$T/dora_as_lora/"
+sed 's/"use_dora": true/"use_dora": false/' "$D/best/adapter_config.json" >"$T/dora_as_lora/adapter_config.json"
+expect_error "a DoRA adapter whose adapter_config.json says \"use_dora\": false is refused, naming a magnitude" "lora_magnitude_vector" -- \
+    "$LORA" eval --model "$M" --adapter "$T/dora_as_lora" --val "$VAL" --max-len 40
 
 finish

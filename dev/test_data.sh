@@ -136,7 +136,7 @@ check "merge of a 4-class adapter: its config.json carries the names" grep -qF '
 check "predict --model merged4 gives the adapter's labels and probabilities" test "$(cat pred4m.txt)" = "$(cat pred4.txt)"
 
 # --resume of a 4-class run (stopped after step 40): the same adapter as the straight run
-LORA_TEST_STOP_AFTER_STEP=40 "$LORA" train $M --train train.csv --val val.jsonl --epochs 2 --lr 1e-2 --out stop4 >/dev/null 2>&1
+LORA_TEST_STOP_AFTER_STEP=40 "$repo/lora_hooks" train $M --train train.csv --val val.jsonl --epochs 2 --lr 1e-2 --out stop4 >/dev/null 2>&1
 "$LORA" train --resume stop4/last --threads 1 >/dev/null 2>&1
 check "--resume of a 4-class run exits 0" test $? = 0
 "$LORA" train $M --train train.csv --val val.jsonl --epochs 2 --lr 1e-2 --out straight4 >/dev/null 2>&1

@@ -4,7 +4,8 @@
 # runs it after building dev/fuzz/build/replay with the release flags).
 # dev/fixtures/fuzz_regressions/HARNESS/FILE goes to the harness HARNESS (dev/fuzz/fuzz_HARNESS.c),
 # which hands it to the reader (safetensors_open/read, json_parse/config_load/lora_config_load,
-# tokenizer_init/encode, dataset_load, model_load_adapter). Each file must be accepted or refused
+# tokenizer_init/encode, dataset_load, model_load_adapter, --resume's readers, main's command line,
+# merge_command). Each file must be accepted or refused
 # cleanly: exit status 0 and no signal. One OK / NOT OK line per file, then "N passed, M failed".
 
 set -u

@@ -63,7 +63,7 @@ if command -v script >/dev/null 2>&1; then
                  for i in \$(seq 1 200); do grep -q '^step' out_int/log.tsv 2>/dev/null && break; sleep 0.05; done;
                  kill -INT \$p; wait \$p" /dev/null >int.txt 2>&1
     check "Ctrl-C: the message starts a line of its own, with nothing of the live line before it" \
-        awk -F'\r' '$NF ~ /^lora: interrupted after step/ { ok = 1 } END { exit !ok }' int.txt
+        awk -F'\r' '$NF ~ /^lora: interrupted by Ctrl-C \(SIGINT\) after step/ { ok = 1 } END { exit !ok }' int.txt
     check "Ctrl-C: the live line was there, and fits 60 columns" live_fits int.txt 60 5
     # a real terminal (tmux, 80x24): after a run no piece of a live line is left on the screen
     if command -v tmux >/dev/null 2>&1; then

@@ -24,7 +24,7 @@ check "last/ holds the adapter and the trainer state" test -s straight/last/adap
 # stopped mid-epoch (step 30 of 50), at an epoch's last step (50: before its evaluation), and
 # after a whole epoch (60), then resumed: the same losses, and the same files to the byte
 for k in 30 50 60; do
-    LORA_TEST_STOP_AFTER_STEP=$k "$repo/lora" train $args --out stop$k >part1.txt 2>part1.err
+    LORA_TEST_STOP_AFTER_STEP=$k "$repo/lora_hooks" train $args --out stop$k >part1.txt 2>part1.err
     rc=$?
     check "stopped after step $k: exit 130 and a resume line on stderr" test $rc = 130 -a "$(grep -c "resume with: ./lora train --resume stop$k/last" part1.err)" = 1
     "$repo/lora" train --resume stop$k/last --threads 1 --log-every 10 >part2.txt 2>&1
@@ -61,7 +61,7 @@ for mode in head full; do
     "$repo/lora" train $args --mode $mode --out straight_$mode >straight_$mode.txt 2>&1
     check "--mode $mode: a straight run exits 0 and last/ is a whole checkpoint with the trainer state" \
         test $? = 0 -a -s straight_$mode/last/model.safetensors -a -s straight_$mode/last/config.json -a -s straight_$mode/last/vocab.txt -a -s straight_$mode/last/trainer_state.json
-    LORA_TEST_STOP_AFTER_STEP=30 "$repo/lora" train $args --mode $mode --out stop_$mode >part1.txt 2>/dev/null
+    LORA_TEST_STOP_AFTER_STEP=30 "$repo/lora_hooks" train $args --mode $mode --out stop_$mode >part1.txt 2>/dev/null
     "$repo/lora" train --resume stop_$mode/last --threads 1 --log-every 10 >part2.txt 2>&1
     check "--mode $mode: stopped after step 30 and resumed: exit 0, the same step and epoch lines" \
         test $? = 0 -a "$(cat part1.txt part2.txt | rows)" = "$(rows straight_$mode.txt)"

@@ -18,7 +18,7 @@ static int fuzz_adapter(const uint8_t* data, size_t size) {
         st_size = size - (size_t)(st_bytes - data);
     } else {
         size_t n;
-        char* cfg = read_file("dev/fixtures/hf_tiny/adapter/adapter_config.json", &n, NULL);
+        char* cfg = read_file("dev/fixtures/hf_tiny/adapter/adapter_config.json", MAX_JSON_BYTES, &n, NULL);
         if (cfg == NULL) { fprintf(stderr, "run from the repository root\n"); exit(1); }
         int bad = fuzz_write(path, (const uint8_t*)cfg, n);
         free(cfg);

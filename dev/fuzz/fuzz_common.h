@@ -6,16 +6,18 @@ of lora.c's readers and must return without a crash, a sanitizer report or a lea
 bytes are. The readers take paths, so the input is first written to a file in $FUZZ_TMP
 (default test_tmp/), named after the harness: two different harnesses may run at once.
 
-lora.c is #included with TESTING defined (no main), as test_lora.c does, so the static readers are
-reachable. dev/fuzz/replay.c builds all harnesses into one ordinary program (no libFuzzer, any
-compiler) that `make test` uses to replay the regression files in dev/fixtures/fuzz_regressions/.
+lora.c is #included whole, so that its static readers are reachable; its main is renamed lora_main
+(libFuzzer brings its own main; fuzz_cli.c calls lora_main). dev/fuzz/replay.c builds all harnesses
+into one ordinary program (no libFuzzer, any compiler) that `make test` uses to replay the
+regression files in dev/fixtures/fuzz_regressions/.
 */
 #ifndef FUZZ_COMMON_H
 #define FUZZ_COMMON_H
 
 #ifndef FUZZ_ONE_BINARY
-#define TESTING
+#define main lora_main
 #include "../../lora.c"
+#undef main
 #endif
 
 // path = $FUZZ_TMP/name (the folder is created the first time)
@@ -33,6 +35,19 @@ static int fuzz_write(const char* path, const uint8_t* data, size_t size) {
     int ok = fwrite(data, 1, size, f) == size;
     if (fclose(f) != 0) { ok = 0; }
     return ok ? 0 : -1;
+}
+
+// dir/name: the bytes [from, to), or, when from is NULL, a copy of the file `fixture`; 0 on success
+static int fuzz_put(const char* dir, const char* name, const uint8_t* from, const uint8_t* to, const char* fixture) {
+    char path[1200];
+    snprintf(path, sizeof(path), "%s/%s", dir, name);
+    if (from) { return fuzz_write(path, from, (size_t)(to - from)); }
+    size_t n;
+    char* text = read_file(fixture, (size_t)1 << 20, &n, NULL);
+    if (text == NULL) { fprintf(stderr, "run from the repository root\n"); exit(1); }
+    int rc = fuzz_write(path, (const uint8_t*)text, n);
+    free(text);
+    return rc;
 }
 
 // the first occurrence of the separator line in data, or NULL (used to pack two files into one input)
