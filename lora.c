@@ -2000,6 +2000,7 @@ typedef float vfloat;                            // a "vector" of one float: pla
 _Static_assert(NC % NR == 0, "NC must be a multiple of NR");
 
 // Copy B into panels: Bp[p][k][jj] = B(k, p*NR + jj), zero where p*NR + jj >= NN.
+#define PACK_KB 16  // steps of k copied at once from a transposed B (below)
 static void pack_panels(float* Bp, const float* B, size_t bk, size_t bj, int K, int NN, int threaded) {
     int panels = (NN + NR - 1) / NR;
     (void)threaded;  // only read by the pragma, which a build without OpenMP ignores
@@ -2011,6 +2012,18 @@ static void pack_panels(float* Bp, const float* B, size_t bk, size_t bj, int K, 
             const float* src = B + (size_t)k * bk + (size_t)p * NR * bj;  // B(k, p*NR)
             if (full && bj == 1) {  // the panel's row k is NR floats side by side in B: one copy
                 memcpy(dst + (size_t)k * NR, src, NR * sizeof(float));
+                continue;
+            }
+            if (full && bk == 1 && k + PACK_KB <= K) {
+                // B is a weight read as W^T (a Linear's forward): column jj of the panel is row
+                // p*NR + jj of W, contiguous along k. Copy PACK_KB steps of k at once, along those
+                // rows (one straight read each), into the panel's PACK_KB x NR block, which stays
+                // in the L1 cache; the same floats as the loop below, in fewer, vectorized reads
+                for (int jj = 0; jj < NR; jj++) {
+                    const float* row = src + (size_t)jj * bj;
+                    for (int kk = 0; kk < PACK_KB; kk++) { dst[(size_t)(k + kk) * NR + jj] = row[kk]; }
+                }
+                k += PACK_KB - 1;
                 continue;
             }
             for (int jj = 0; jj < NR; jj++) {
@@ -2081,14 +2094,14 @@ static void tile_acc(float* out, size_t ldo, const float* A, size_t am, size_t a
     }
 }
 
-// One MC x NC block of out (rows m0.., columns j0.., clipped at M and NN), all of k.
+// One mc x NC block of out (rows m0.., columns j0.., clipped at M and NN), all of k.
 // With init, the block first starts from the bias (or zero): forward's "=".
 // It is a function of its own so that, inside the OpenMP loop below, every size
 // and pointer arrives as a plain value (this helps clang vectorize the tile).
 static void gemm_block(float* out, size_t ldo, const float* A, size_t am, size_t ak,
                        const float* Bp, int init, const float* bias,
-                       int M, int K, int NN, int m0, int j0) {
-    int m1 = (m0 + MC < M) ? m0 + MC : M;
+                       int M, int K, int NN, int m0, int j0, int mc) {
+    int m1 = (m0 + mc < M) ? m0 + mc : M;
     int j1 = (j0 + NC < NN) ? j0 + NC : NN;
     if (init) {
         for (int m = m0; m < m1; m++) {
@@ -2132,6 +2145,8 @@ static void gemm_reserve(size_t floats) {
     gemm_workspace_floats = floats;
 }
 
+static int max_threads(void);  // (with the threads' scratch, below)
+
 // out (M, NN) (row stride ldo) += A (M, K) @ B (K, NN), strides as described above.
 // With init, out = bias + A @ B instead (bias (NN) may be NULL: zero).
 // pack == NULL: a top-level product; threads may share it and B is packed into gemm_workspace.
@@ -2170,13 +2185,22 @@ static void gemm_acc(float* out, size_t ldo, const float* A, size_t am, size_t a
     size_t packed = (size_t)((NN + NR - 1) / NR) * K * NR;
     pack_panels(Bp, B, bk, bj, K, NN, threaded);
     memset(Bp + packed, 0, NR * sizeof(float));  // the spare zero row
-    int mblocks = (M + MC - 1) / MC;
-    int nblocks = (NN + NC - 1) / NC;
+    // Blocks of MC rows, or fewer when that leaves some threads without work for the last part
+    // of the product: 1,100 rows x 768 columns are 12 x 3 = 36 blocks, which 16 threads take in
+    // three rounds, the last one with 4 threads busy; aim at 4 blocks per thread or more (rows in
+    // multiples of MR, at least 2 MR). Each out(i, j) still sums its k in the same order: the
+    // same result for any block height and any thread count.
+    int mc = MC, nblocks = (NN + NC - 1) / NC;
+    if (threaded) {
+        int want = 4 * max_threads();
+        while (mc > 2 * MR && (size_t)((M + mc - 1) / mc) * nblocks < (size_t)want) { mc -= MR; }
+    }
+    int mblocks = (M + mc - 1) / mc;
     // one iteration = one block of out, owned by exactly one thread
     #pragma omp parallel for collapse(2) schedule(dynamic) if (threaded)
     for (int mb = 0; mb < mblocks; mb++) {
         for (int nb = 0; nb < nblocks; nb++) {
-            gemm_block(out, ldo, A, am, ak, Bp, init, bias, M, K, NN, mb * MC, nb * NC);
+            gemm_block(out, ldo, A, am, ak, Bp, init, bias, M, K, NN, mb * mc, nb * NC, mc);
         }
     }
 }
@@ -2263,6 +2287,18 @@ static size_t attention_scratch_floats(int Tq, int T, int HS) {
     if (gemm_packed_floats(Tq, HS) > pack) { pack = gemm_packed_floats(Tq, HS); }
     return (size_t)Tq * HS + (size_t)Tq * T + pack;
 }
+// The sequences of a batch, the most work first (Tq x T, then b): the (sequence, head) pairs are
+// handed to threads in this order, so that the long ones start first and the short ones fill the
+// gaps at the end, rather than one long sequence's heads starting last while the other threads
+// wait. Each pair writes only its own rows and columns: any order gives the same result.
+static int* attention_order = NULL;
+static int attention_order_count = 0;
+static void attention_order_reserve(int B) {
+    if (B <= attention_order_count) { return; }
+    free(attention_order);
+    attention_order = mallocCheck((size_t)B * sizeof(int));
+    attention_order_count = B;
+}
 static void attention_reserve(const Rows* r, int HS) {
     size_t need = 0;
     for (int b = 0; b < r->B; b++) {
@@ -2270,6 +2306,18 @@ static void attention_reserve(const Rows* r, int HS) {
         if (n > need) { need = n; }
     }
     thread_workspace_reserve(need);
+    attention_order_reserve(r->B);
+    // insertion sort of 0..B-1 by work, largest first (ties keep b's order)
+    for (int b = 0; b < r->B; b++) {
+        size_t work = (size_t)(r->q[b + 1] - r->q[b]) * (size_t)(r->kv[b + 1] - r->kv[b]);
+        int i = b;
+        for (; i > 0; i--) {
+            int o = attention_order[i - 1];
+            if ((size_t)(r->q[o + 1] - r->q[o]) * (size_t)(r->kv[o + 1] - r->kv[o]) >= work) { break; }
+            attention_order[i] = o;
+        }
+        attention_order[i] = b;
+    }
 }
 
 // one (sequence, head), fast: the same sums as matrix products. Shapes as in
@@ -2346,7 +2394,7 @@ void attention_forward_fast(float* out, float* att, const float* q, const float*
     attention_reserve(at->rows, at->C / NH);  // nothing to do after model_reserve
     #pragma omp parallel for schedule(dynamic)
     for (int bh = 0; bh < B * NH; bh++) {
-        Head hd = head_of(at, bh / NH, bh % NH);
+        Head hd = head_of(at, attention_order[bh / NH], bh % NH);
         attention_head_forward_fast(out + hd.q, att + hd.att, q + hd.q, k + hd.kv, v + hd.kv, &hd);
     }
 }
@@ -2359,7 +2407,7 @@ void attention_backward_fast(float* dq, float* dk, float* dv, float* datt, const
     // parallel over (sequence, head), as attention_backward
     #pragma omp parallel for schedule(dynamic)
     for (int bh = 0; bh < B * NH; bh++) {
-        Head hd = head_of(at, bh / NH, bh % NH);
+        Head hd = head_of(at, attention_order[bh / NH], bh % NH);
         attention_head_backward_fast(dq + hd.q, dk + hd.kv, dv + hd.kv, datt + hd.att, dout + hd.q,
                                      att + hd.att, q + hd.q, k + hd.kv, v + hd.kv, &hd);
     }
@@ -2388,6 +2436,7 @@ void fast_kernels_reserve(const Config* c, int R, int B, size_t N, int max_T) {
     }
     gemm_reserve(need);
     thread_workspace_reserve(attention_scratch_floats(max_T, max_T, C / c->n_heads));
+    attention_order_reserve(B);
 }
 
 // ----------------------------------------------------------------------------
@@ -2622,6 +2671,10 @@ static void model_reserve(Model* m, int B, size_t N, size_t AT, int T) {
     for (int i = 0; i < count; i++) { total += table[i].size; }
     free(m->acts_memory);
     m->acts_memory = mallocCheck(total * sizeof(float));
+    // touch every page now: the system maps fresh memory page by page at its first write, and a
+    // batch larger than all before it would otherwise pay for that inside its kernels (seconds
+    // for a gigabyte on some virtual machines, and on every thread count alike)
+    memset(m->acts_memory, 0, total * sizeof(float));
     float* p = m->acts_memory;
     for (int i = 0; i < count; i++) { *table[i].ptr = p; p += table[i].size; }
     for (int i = 1; i < NUM_LIN; i++) {  // DoRA's blocks of Linear i start where those of i - 1 end
@@ -6689,6 +6742,22 @@ int bench_command(const Options* o, const BenchOptions* bo) {
     double* seconds = mallocCheck(2 * (size_t)K * sizeof(double));  // training K, evaluation K
     double tokens = 0.0, flops_train = 0.0, flops_eval = 0.0;
     Rng rng = { o->seed };
+    // room for the largest of the batches before the first one: otherwise the first batch larger
+    // than all before it lays the activations out again in the middle of the timing
+    size_t max_N = 0, max_AT = 0;
+    int max_T = 0;
+    for (int k = 0; k <= K; k++) {
+        size_t n = 0, at = 0;
+        for (int b = 0; b < B; b++) {
+            int T = all_lengths[((size_t)k * B + b) % num_lengths];
+            n += T;
+            at += (size_t)c->n_heads * T * T;
+            if (T > max_T) { max_T = T; }
+        }
+        if (n > max_N) { max_N = n; }
+        if (at > max_AT) { max_AT = at; }
+    }
+    model_reserve(&model, B, max_N, max_AT, max_T);
     const char* source = bo->lengths_path ? bo->lengths_path : "fixed length";
     printf("bench: dim %d, %d layer%s, %d head%s, FFN %d | mode %s | batch %d | %d batch%s after 1 "
            "warm-up | threads %d | %s\n", c->dim, c->n_layers, plural(c->n_layers), c->n_heads,

@@ -414,9 +414,11 @@ static void test_matmul_fast_vs_naive(void) {
     int sizes[][3] = { { 1, 1, 1 }, { 7, 33, 5 }, { 33, 7, 769 }, { 769, 33, 7 }, { 1, 769, 33 }, { 50, 3, 4 },
                        { 17, 129, 33 }, { 15, 300, 47 }, { 49, 257, 97 }, { 99, 385, 65 }, { 13, 40, 520 },
                        { 25, 253, 13 },
-                       { 97, 768, 4 }, { 97, 4, 768 }, { 300, 768, 768 }, { 130, 768, 3072 }, { 130, 3072, 768 } };
+                       { 97, 768, 4 }, { 97, 4, 768 }, { 300, 768, 768 }, { 130, 768, 3072 }, { 130, 3072, 768 },
+                       { 200, 768, 256 } };  // (threaded, and few blocks: gemm_acc's lower blocks)
     int count = sizeof(sizes) / sizeof(sizes[0]);
     double worst[4] = { 0, 0, 0, 0 };
+    int same_threads = 1;
     for (int s = 0; s < count; s++) {
         int N = sizes[s][0], C = sizes[s][1], OC = sizes[s][2];
         float *inp = random_array((size_t)N * C, 1.0f), *w = random_array((size_t)OC * C, 1.0f), *b = random_array(OC, 1.0f);
@@ -435,6 +437,13 @@ static void test_matmul_fast_vs_naive(void) {
         use_fast_kernels = saved_fast;  // ... and the fast kernels of Part 2
         matmul_forward_fast(o2, inp, w, b, N, C, OC);
         matmul_backward_fast(di2, dw2, db2, dout, inp, w, N, C, OC);
+        // and the fast forward on one thread: bit for bit what the threads computed
+        float* o3 = zero_array((size_t)N * OC);
+        int threads = set_threads(1);
+        matmul_forward_fast(o3, inp, w, b, N, C, OC);
+        set_threads(threads);
+        same_threads &= memcmp(o3, o2, (size_t)N * OC * sizeof(float)) == 0;
+        free(o3);
         double e[4] = { tensor_error_f(o2, o1, (size_t)N * OC), tensor_error_f(di2, di1, (size_t)N * C),
                         tensor_error_f(dw2, dw1, (size_t)OC * C), tensor_error_f(db2, db1, OC) };
         for (int k = 0; k < 4; k++) { if (e[k] > worst[k]) { worst[k] = e[k]; } }
@@ -445,6 +454,7 @@ static void test_matmul_fast_vs_naive(void) {
         expect(worst[k] <= 1e-5, "fast matmul (%s) == naive matmul, %-7s (%d shapes from 1x1x1 to 130x3072x768): max rel err %.1e",
                GEMM_KERNEL, what[k], count, worst[k]);
     }
+    expect(same_threads, "fast matmul forward on %d threads == on 1 thread, bit for bit, all %d shapes", max_threads(), count);
 }
 
 // --- a Linear with a LoRA adapter: out = inp W^T + b + scale * B A dropout(inp), dropout ON
@@ -2901,6 +2911,7 @@ static void test_no_allocation_in_step(void) {
     // start from no scratch at all, so that only model_reserve can size it
     free(gemm_workspace); gemm_workspace = NULL; gemm_workspace_floats = 0;
     free(thread_workspace); thread_workspace = NULL; thread_workspace_each = 0; thread_workspace_count = 0;
+    free(attention_order); attention_order = NULL; attention_order_count = 0;
     Model m;
     tiny_model(&m, 1, 11);
     m.training = 1;
@@ -2915,7 +2926,7 @@ static void test_no_allocation_in_step(void) {
         if (tiny_lengths[b] > max_T) { max_T = tiny_lengths[b]; }
     }
     model_reserve(&m, 3, N, AT, max_T);
-    const void* before[3] = { m.acts_memory, gemm_workspace, thread_workspace };
+    const void* before[4] = { m.acts_memory, gemm_workspace, thread_workspace, attention_order };
     size_t sizes[2] = { gemm_workspace_floats, thread_workspace_each };
     int same = 1;
     for (int step = 0; step < 3; step++) {
@@ -2923,10 +2934,11 @@ static void test_no_allocation_in_step(void) {
         model_zero_grad(&m);
         model_backward(&m);
         same &= m.acts_memory == before[0] && gemm_workspace == before[1] && thread_workspace == before[2];
+        same &= attention_order == before[3];
         same &= gemm_workspace_floats == sizes[0] && thread_workspace_each == sizes[1];
     }
     expect(same && sizes[0] > 0 && sizes[1] > 0, "no allocation inside a training step: activations, packing "
-           "and attention scratch stay where model_reserve put them (%zu + %zu floats)", sizes[0], sizes[1]);
+           "and attention scratch (and order) stay where model_reserve put them (%zu + %zu floats)", sizes[0], sizes[1]);
     model_free(&m);
 }
 

@@ -10,13 +10,18 @@ LoRA (r=4, alpha=32 on q_lin; trainable: LoRA A/B + pre_classifier + classifier;
 clipping 1.0) and dropout off, as `./lora bench` does.
 
 The batches are the ones `./lora bench --lengths FILE` times: batch k holds the lengths k*4 ...
-k*4+3 of the file (one sequence length per line, [CLS] and [SEP] included), batch 0 is a warm-up,
-then --batches batches are timed. Each batch is padded to its longest sequence, as the tutorial's
-DataCollatorWithPadding does; lora.c skips the padding instead. Both report real (unpadded)
-tokens per second: total real tokens / total time, for a training step (forward, backward, clip,
-AdamW) and for an evaluation pass (forward, no gradients).
+k*4+3 of the file (one sequence length per line, [CLS] and [SEP] included). The method is bench's:
+batch 0 runs twice untimed (bench's warm-up and calibration runs), then each of --batches batches
+is timed once, its training step and then its evaluation pass (--order phases: all training
+steps first, then all evaluation passes; --no-clip: no gradient clipping; both only to measure
+what such differences of method do). Each batch is padded to its longest sequence, as the
+tutorial's DataCollatorWithPadding does; lora.c skips the padding instead. Both report real
+(unpadded) tokens per second: total real tokens / total time, for a training step (forward,
+backward, clip, AdamW) and for an evaluation pass (forward, no gradients). The threads are
+--threads (default: all cores); pin them as bench's with taskset (dev/scaling.sh does).
 
-The lengths of the tutorial's training reviews come from lora.c's own tokenizer:
+The lengths of the tutorial's training reviews come from lora.c's own tokenizer (they are in
+dev/fixtures/train_1k_lengths.txt):
     cut -f2- data/imdb/train_1k.tsv | ./tokenizer | awk '{print NF}' > train_1k_lengths.txt
 
 --what mm times torch.mm on the shapes of `./lora bench --what mm` (distilbert-base's Linear
@@ -200,7 +205,13 @@ def padded_batch(lengths, g):
     return ids, mask, labels
 
 
-def bench_model(lengths, batches, batch_size, seed):
+def bench_model(lengths, batches, batch_size, seed, order="interleaved", clip=True):
+    """Times what ./lora bench times, in the same way: batch k holds the lengths k*B ... k*B+B-1
+    of the list; batch 0 runs twice untimed (bench's warm-up and its calibration run), then each
+    of the next `batches` batches is timed once. order "interleaved" (bench's): each batch's
+    training step, then its evaluation pass; "phases": every training step, then every evaluation
+    pass (the earlier team script's order). clip=False leaves out clip_grad_norm_ (that script
+    had none; bench clips)."""
     m = make_model(seed)
     params = trainable(m)
     # weight decay on weights, not on biases, as Hugging Face Trainer; lr as ./lora bench
@@ -209,30 +220,49 @@ def bench_model(lengths, batches, batch_size, seed):
     opt = torch.optim.AdamW([{"params": decay, "weight_decay": 0.01}, {"params": no_decay, "weight_decay": 0.0}],
                             lr=1e-5, betas=(0.9, 0.999), eps=1e-8)
     g = torch.Generator().manual_seed(seed)
-    train_ms, eval_ms, tokens, padded = [], [], 0, 0
-    for k in range(batches + 1):  # k == 0 is the warm-up
+    batch = []  # (lengths, ids, mask, labels) of batch 0 (the warm-up) ... batches
+    for k in range(batches + 1):
         lens = [lengths[(k * batch_size + b) % len(lengths)] for b in range(batch_size)]
-        ids, mask, labels = padded_batch(lens, g)
+        batch.append((lens,) + padded_batch(lens, g))
+
+    def train_step(ids, mask, labels):
         t = time.perf_counter()
         opt.zero_grad(set_to_none=True)
         loss = F.cross_entropy(forward(m, ids, mask), labels)
         loss.backward()
-        torch.nn.utils.clip_grad_norm_(params, 1.0)
+        if clip:
+            torch.nn.utils.clip_grad_norm_(params, 1.0)
         opt.step()
-        t1 = time.perf_counter()
+        return time.perf_counter() - t
+
+    def eval_pass(ids, mask, labels):
+        t = time.perf_counter()
         with torch.no_grad():
             forward(m, ids, mask)
-        t2 = time.perf_counter()
+        return time.perf_counter() - t
+
+    runs = [train_step, eval_pass]
+    if order == "interleaved":
+        plan = [(k, run) for k in range(batches + 1) for run in runs]
+    else:
+        plan = [(k, run) for run in runs for k in range(batches + 1)]
+    seconds = {train_step: [], eval_pass: []}
+    for k, run in plan:
+        lens, ids, mask, labels = batch[k]
         if k == 0:
+            run(ids, mask, labels)  # the warm-up, then (as bench) the run that is not timed either
+            run(ids, mask, labels)
             continue
-        train_ms.append(1000 * (t1 - t))
-        eval_ms.append(1000 * (t2 - t1))
-        tokens += sum(lens)
-        padded += len(lens) * max(lens)
+        seconds[run].append(run(ids, mask, labels))
+    tokens = sum(sum(lens) for lens, *_ in batch[1:])
+    padded = sum(len(lens) * max(lens) for lens, *_ in batch[1:])
+    train_ms = [1000 * s for s in seconds[train_step]]
+    eval_ms = [1000 * s for s in seconds[eval_pass]]
     print(f"train step: median {statistics.median(train_ms):.1f} ms/step | {tokens / (sum(train_ms) / 1000):.0f} tokens/s")
     print(f"eval pass:  median {statistics.median(eval_ms):.1f} ms/batch | {tokens / (sum(eval_ms) / 1000):.0f} tokens/s")
     print(f"tokens: {tokens} real in {batches} batches ({tokens / (batches * batch_size):.1f} per sequence), "
-          f"{padded} with padding ({100.0 * (padded - tokens) / padded:.0f}% padding)")
+          f"{padded} with padding ({100.0 * (padded - tokens) / padded:.0f}% padding) | order {order}, "
+          f"{'with' if clip else 'no'} gradient clipping")
 
 
 # the shapes of ./lora bench --what mm: (M, K, N), out (M, N) = x (M, K) @ W (N, K)^T
@@ -350,6 +380,11 @@ def main():
     ap.add_argument("--batch", type=int, default=4, help="sequences per batch (default 4, the tutorial's)")
     ap.add_argument("--threads", type=int, default=os.cpu_count(), help="threads (default: all cores)")
     ap.add_argument("--seed", type=int, default=42)
+    ap.add_argument("--order", default="interleaved", choices=["interleaved", "phases"],
+                    help="interleaved (default, as ./lora bench): each batch's training step, then its "
+                         "evaluation pass; phases: all training steps, then all evaluation passes")
+    ap.add_argument("--no-clip", action="store_true",
+                    help="no gradient clipping (./lora bench clips to norm 1.0, as the Trainer)")
     ap.add_argument("--side-by-side", nargs="*", metavar="LORA_C",
                     help="with --what mm: also time lora.c's matmul (built from the given lora.c files, "
                          "default the repository's), taking turns with torch.mm in this process")
@@ -380,7 +415,7 @@ def main():
         lengths = [args.len]
     print(f"model: dim {DIM}, {LAYERS} layers, {HEADS} heads, FFN {FFN} | batch {args.batch} | "
           f"{args.batches} batches after 1 warm-up | {args.lengths or 'fixed length'}")
-    bench_model(lengths, args.batches, args.batch, args.seed)
+    bench_model(lengths, args.batches, args.batch, args.seed, args.order, not args.no_clip)
 
 
 if __name__ == "__main__":

@@ -1,0 +1,215 @@
+#!/bin/sh
+#
+# dev/scaling.sh: training and evaluation tokens/s of lora.c and of PyTorch at 1, 2, 4, 8 and 16
+# threads, side by side, in one command; the table says how well each uses more cores.
+#
+#   dev/scaling.sh [--threads "1 2 4 8 16"] [--batches 4] [--rounds 3] [--budget 450]
+#                  [--lengths FILE] [--no-torch] [--dry-run]
+#   LORA_OLD=REV dev/scaling.sh        also an older lora.c (a git revision, or a lora.c file)
+#   OUT=DIR dev/scaling.sh             also write the table to DIR/scaling.md
+#
+# At each thread count n (those above the cores this process may use are skipped, with a note)
+# every program runs pinned to cores 0..n-1 (`taskset -c 0-(n-1)`) with OMP_NUM_THREADS=n:
+#   lora.c     ./lora bench --lengths FILE --batches B --threads n (built with make)
+#   lora.c old the same, built from LORA_OLD (git show REV:lora.c and its tokenizer.c and
+#              Makefile, made in a temporary folder; or LORA_OLD=path/to/lora.c)
+#   PyTorch    python3 dev/torch_compare.py --lengths FILE --batches B --threads n (the same
+#              batches, the same method as bench: see the top of that script)
+#   TORCH_REF=FILE  another PyTorch script that takes `bench --what imdb --lengths FILE
+#              --batches B --threads n` and prints "imdb train: ... X tokens/s" and "imdb fwd:"
+#              lines (the team's earlier one), at 2 threads only: its numbers beside ours
+# in turns (lora.c, old lora.c, PyTorch, lora.c, ...), so that a drift of the machine's speed
+# hits all alike; each cell of the table is the median of the rounds. A round at n threads takes
+# about 1/n of a round at 1 thread, so the rounds are fitted to --budget seconds (default 450,
+# the whole run): round 1 always runs, a later one only if the time left allows it and the
+# rounds still owed at the higher thread counts. The parallel efficiency of n threads is
+# tokens/s(n) / (n x tokens/s(1)).
+# PYTHON=... picks the interpreter (default python3; Debian's torch: /usr/bin/python3).
+# --dry-run: one round of lora.c alone on a small shape (--len 16, 1 batch), at 1 thread unless
+# --threads says more, to check that everything builds and the table comes out (make test runs
+# it: dev/test_speed_tools.sh).
+
+cd "$(dirname "$0")/.." || exit 1
+threads="1 2 4 8 16"
+batches=4
+rounds=3
+budget=450
+lengths=dev/fixtures/train_1k_lengths.txt
+torch=1
+dry=0
+while [ $# -gt 0 ]; do
+    case "$1" in
+        --threads) threads=$2; threads_given=1; shift 2 ;;
+        --batches) batches=$2; shift 2 ;;
+        --rounds) rounds=$2; shift 2 ;;
+        --budget) budget=$2; shift 2 ;;
+        --lengths) lengths=$2; shift 2 ;;
+        --no-torch) torch=0; shift ;;
+        --dry-run) dry=1; shift ;;
+        *) echo "dev/scaling.sh: unknown argument '$1' (see the top of dev/scaling.sh)" >&2; exit 2 ;;
+    esac
+done
+for v in "$batches" "$rounds" "$budget" $threads; do
+    case "$v" in ''|*[!0-9]*|0) echo "dev/scaling.sh: expected whole numbers >= 1, got '$v'" >&2; exit 2 ;; esac
+done
+[ -f "$lengths" ] || { echo "dev/scaling.sh: $lengths: no such file" >&2; exit 1; }
+py=${PYTHON:-python3}
+if [ $dry = 1 ]; then
+    [ "$threads_given" = 1 ] || threads=1
+    rounds=1; torch=0
+    bench_args="--len 16 --batches 1"
+else
+    bench_args="--lengths $lengths --batches $batches"
+fi
+pin=1
+command -v taskset >/dev/null 2>&1 || { pin=0; echo "note: no taskset here: threads are not pinned"; }
+
+work=$(mktemp -d "${TMPDIR:-/tmp}/lora_scaling.XXXXXX") || exit 1
+trap 'rm -rf "$work"' EXIT
+export OMP_WAIT_POLICY=${OMP_WAIT_POLICY:-PASSIVE}
+
+# the programs: name and command (the thread count is appended)
+make -s lora >"$work/make.log" 2>&1 || { cat "$work/make.log" >&2; echo "dev/scaling.sh: make lora failed" >&2; exit 1; }
+cp lora "$work/lora_new"
+kernel=$(sed -n "s/^matmul kernel: \([^(]*[^ (]\).*/\1/p" "$work/make.log" | head -n 1)
+progs="new"
+if [ -n "$LORA_OLD" ]; then
+    mkdir -p "$work/old"
+    if [ -f "$LORA_OLD" ]; then
+        cp "$LORA_OLD" "$work/old/lora.c"
+        cp "$(dirname "$LORA_OLD")/tokenizer.c" "$work/old/" 2>/dev/null || cp tokenizer.c "$work/old/"
+        cp Makefile "$work/old/"
+    elif ! git archive "$LORA_OLD" lora.c tokenizer.c Makefile 2>"$work/git.log" | tar -x -C "$work/old"; then
+        echo "dev/scaling.sh: LORA_OLD=$LORA_OLD: neither a file nor a git revision here ($(head -n 1 "$work/git.log"))" >&2
+        exit 1
+    fi
+    make -s -C "$work/old" lora >"$work/make_old.log" 2>&1 || { cat "$work/make_old.log" >&2; echo "dev/scaling.sh: building LORA_OLD failed" >&2; exit 1; }
+    progs="$progs old"
+fi
+if [ $torch = 1 ]; then
+    if "$py" -c 'import torch' 2>/dev/null; then
+        progs="$progs torch"
+    else
+        echo "note: $py has no torch: lora.c alone (PYTHON=... for another interpreter; --no-torch to say so)"
+        torch=0
+    fi
+fi
+if [ -n "$TORCH_REF" ] && [ $torch = 1 ]; then
+    [ -f "$TORCH_REF" ] || { echo "dev/scaling.sh: TORCH_REF=$TORCH_REF: no such file" >&2; exit 1; }
+    progs="$progs ref"
+fi
+
+cores=$(nproc 2>/dev/null || getconf _NPROCESSORS_ONLN)
+cpu=$(lscpu 2>/dev/null | sed -n 's/^Model name: *//p' | head -n 1)
+[ -n "$cpu" ] || cpu=$(sed -n 's/^model name[^:]*: *//p' /proc/cpuinfo 2>/dev/null | head -n 1)
+physical=$(lscpu -p=core,socket 2>/dev/null | grep -v '^#' | sort -u | wc -l)
+counts=""
+for n in $threads; do
+    if [ "$n" -gt "$cores" ]; then
+        echo "note: $n threads skipped: this process may use $cores core(s)"
+    else
+        counts="$counts $n"
+    fi
+done
+[ -n "$counts" ] || { echo "dev/scaling.sh: no thread count fits $cores core(s)" >&2; exit 1; }
+
+# one run: prints "prog n train_tokens_s eval_tokens_s" into results, or stops on a failure
+run() {
+    prog=$1; n=$2
+    set -- env OMP_NUM_THREADS="$n"
+    [ $pin = 1 ] && set -- taskset -c "0-$((n - 1))" "$@"
+    case $prog in
+        new) set -- "$@" "$work/lora_new" bench $bench_args --threads "$n" ;;
+        old) set -- "$@" "$work/old/lora" bench $bench_args --threads "$n" ;;
+        torch) set -- "$@" "$py" dev/torch_compare.py $bench_args --threads "$n" ;;
+        ref) set -- "$@" "$py" "$TORCH_REF" bench --what imdb --lengths "$lengths" --batches "$batches" --threads "$n" ;;
+    esac
+    if ! "$@" >"$work/out" 2>&1; then
+        cat "$work/out" >&2
+        echo "dev/scaling.sh: failed: $*" >&2
+        exit 1
+    fi
+    cat "$work/out" >>"$work/log"
+    # the number before "tokens/s" on the training line and on the evaluation line
+    awk -v prog="$prog" -v n="$n" '
+        function tps(   i) { for (i = 2; i <= NF; i++) if ($i ~ /^tokens\/s/) return $(i - 1) + 0; return -1 }
+        /^train step:/ || /imdb train:/ { train = tps() }
+        /^eval pass:/ || /imdb fwd:/ { ev = tps() }
+        END { if (train > 0 && ev > 0) print prog, n, train, ev; else exit 1 }' "$work/out" >>"$work/results" || {
+        cat "$work/out" >&2
+        echo "dev/scaling.sh: no tokens/s lines in the output of: $*" >&2
+        exit 1
+    }
+}
+
+echo "dev/scaling.sh: $cpu | $cores core(s) for this process, $physical physical | lora.c kernel: $kernel"
+echo "threads:$counts | programs: $progs | $bench_args | up to $rounds round(s) in about $budget s"
+start=$(date +%s)
+: >"$work/results"
+for n in $counts; do
+    r=0
+    while [ $r -lt "$rounds" ]; do
+        t0=$(date +%s)
+        for prog in $progs; do
+            [ "$prog" = ref ] && [ "$n" != 2 ] && continue
+            run "$prog" "$n"
+        done
+        r=$((r + 1))
+        now=$(date +%s)
+        # another round only if the time left covers it and the rounds owed at the higher
+        # counts (a round at m threads costs about n/m of this one; counted at 1.5x that)
+        more=$(echo "$counts" | awk -v n="$n" -v d="$((now - t0))" -v left="$((budget - (now - start)))" -v rounds="$rounds" '
+            { owed = 0; for (i = 1; i <= NF; i++) if ($i > n) owed += rounds * 1.5 * d * n / $i
+              print (d + owed <= left) ? 1 : 0 }')
+        [ "$more" = 1 ] || break
+    done
+    echo "  $n thread(s): $r round(s), $(( $(date +%s) - start )) s so far"
+done
+
+# the table: medians over the rounds
+awk -v cpu="$cpu" -v progs="$progs" -v elapsed="$(( $(date +%s) - start ))" '
+    function median(list,   a, k, i, j, t) {
+        k = split(list, a, " ")
+        for (i = 2; i <= k; i++) for (j = i; j > 1 && a[j - 1] + 0 > a[j] + 0; j--) { t = a[j]; a[j] = a[j - 1]; a[j - 1] = t }
+        return k % 2 ? a[(k + 1) / 2] : (a[k / 2] + a[k / 2 + 1]) / 2
+    }
+    function cell(p, n, w) { return ((p, n) in cnt) ? median(v[w, p, n]) : "" }
+    function fmt(x) { return x == "" ? "-" : sprintf("%.0f", x) }
+    function ratio(a, b) { return (a == "" || b == "" || b == 0) ? "-" : sprintf("%.2fx", a / b) }
+    function eff(p, n, w,   one) { one = cell(p, 1, w); return (one == "" || cell(p, n, w) == "") ? "-" : sprintf("%.0f%%", 100 * cell(p, n, w) / (n * one)) }
+    {
+        p = $1; n = $2; cnt[p, n]++; v["t", p, n] = v["t", p, n] " " $3; v["e", p, n] = v["e", p, n] " " $4
+        if (!(n in seen)) { seen[n] = 1; order[++nn] = n }
+    }
+    END {
+        has_old = progs ~ /old/; has_torch = progs ~ /torch/; has_ref = progs ~ /ref/
+        printf "\nreal tokens/s, median of the rounds, on %s\n\n", cpu
+        printf "| threads | rounds | train lora.c | PyTorch | ratio | eval lora.c | PyTorch | ratio | lora.c efficiency train / eval | PyTorch efficiency train / eval |"
+        if (has_old) printf " train old lora.c | new / old | eval old lora.c | new / old |"
+        printf "\n|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|"
+        if (has_old) printf "---:|---:|---:|---:|"
+        printf "\n"
+        for (i = 1; i <= nn; i++) {
+            n = order[i]
+            tn = cell("new", n, "t"); tt = cell("torch", n, "t"); en = cell("new", n, "e"); et = cell("torch", n, "e")
+            printf "| %d | %d | %s | %s | %s | %s | %s | %s | %s / %s | %s / %s |", n, cnt["new", n], fmt(tn), fmt(tt), ratio(tn, tt),
+                   fmt(en), fmt(et), ratio(en, et), eff("new", n, "t"), eff("new", n, "e"), eff("torch", n, "t"), eff("torch", n, "e")
+            if (has_old) {
+                to = cell("old", n, "t"); eo = cell("old", n, "e")
+                printf " %s | %s | %s | %s |", fmt(to), ratio(tn, to), fmt(eo), ratio(en, eo)
+            }
+            printf "\n"
+        }
+        if (has_ref && ((("ref", 2) in cnt))) {
+            printf "\nAt 2 threads, the same rounds: TORCH_REF (its own method) %s / %s tokens/s (train / eval), " \
+                   "dev/torch_compare.py %s / %s; lora.c / TORCH_REF %s / %s\n", fmt(cell("ref", 2, "t")), fmt(cell("ref", 2, "e")),
+                   fmt(cell("torch", 2, "t")), fmt(cell("torch", 2, "e")), ratio(cell("new", 2, "t"), cell("ref", 2, "t")),
+                   ratio(cell("new", 2, "e"), cell("ref", 2, "e"))
+        }
+        printf "\n(%d s in all; every run: taskset -c 0-(n-1), OMP_NUM_THREADS=n)\n", elapsed
+    }' "$work/results" >"$work/table"
+cat "$work/table"
+if [ -n "$OUT" ]; then
+    mkdir -p "$OUT" && { echo "$(date -u '+%Y-%m-%d %H:%M UTC') dev/scaling.sh $bench_args, lora.c kernel $kernel"; cat "$work/table"; echo; echo "## the runs' output"; cat "$work/log"; } >"$OUT/scaling.md"
+    echo "written: $OUT/scaling.md"
+fi
