@@ -98,7 +98,7 @@ static int evaluate(Model* m, const Dataset* d, int batch, Metrics* out, float* 
                     Progress* pr);
 // the live line; a printed line and a row of OUT/log.tsv every --log-every steps
 static void progress_step(Progress* pr, int epoch, int s, int step, float loss, float lr,
-                          float norm, int tokens, int log_now);
+                          float norm, long tokens, int log_now);
 // the epoch's row (printed, and in OUT/log.tsv), and OUT/curves.svg drawn again
 static void progress_epoch(Progress* pr, int epoch, double train_loss, const Metrics* val,
                            int improved);
@@ -1440,12 +1440,38 @@ void model_backward(Model* m) {
     }
 }
 
-// the learning rate of step `step` (0, 1, ..., total_steps - 1): linear decay from lr to 0 with no
-// warmup, HF's get_linear_schedule_with_warmup(num_warmup_steps=0). The first step uses the full
-// lr, the last lr / total_steps; the value 0 would come at step total_steps, which never runs.
-float lr_at_step(float lr, int step, int total_steps) {
+// The learning-rate schedules of transformers' get_scheduler(name, optimizer, num_warmup_steps,
+// num_training_steps) (--lr-scheduler, --warmup-steps, --warmup-ratio). Each gives the factor of
+// the peak lr that optimizer step `step` (0, 1, ..., T - 1) uses: the Trainer calls the
+// scheduler's step() after the optimizer's, so step 0 runs at the factor of step 0.
+enum { SCHED_LINEAR, SCHED_COSINE, SCHED_CONSTANT, SCHED_CONSTANT_WARMUP };
+static const char* const SCHED_NAMES[] = { "linear", "cosine", "constant", "constant_with_warmup" };
+typedef struct {
+    int kind;          // SCHED_LINEAR (the tutorial's), SCHED_COSINE, SCHED_CONSTANT, ...
+    int total_steps;   // T: the optimizer steps of the whole run
+    int warmup_steps;  // W: the first W steps rise from 0 (0 in the tutorial: no warm-up)
+} Schedule;
+
+// the learning rate of step `step` of sc, from the peak lr. The tutorial's: linear, W = 0, that
+// is lr (T - step) / T: the first step uses the full lr, the last lr / T.
+float lr_at_step(float lr, int step, const Schedule* sc) {
+    int T = sc->total_steps;
+    // "constant" is get_constant_schedule(optimizer): get_scheduler does not pass it the warm-up
+    int W = sc->kind == SCHED_CONSTANT ? 0 : sc->warmup_steps;
+    // the warm-up of every other schedule: step / max(1, W), from 0 (the first step has lr 0)
+    if (step < W) { return lr * (float)step / (float)(W > 1 ? W : 1); }
+    if (sc->kind == SCHED_COSINE) {
+        // get_cosine_schedule_with_warmup, num_cycles 0.5: half a cosine wave from 1 down to 0,
+        // 0.5 (1 + cos(pi progress)) with progress = (step - W) / max(1, T - W)
+        double progress = (double)(step - W) / (double)(T - W > 1 ? T - W : 1);
+        return (float)(lr * 0.5 * (1.0 + cos(3.14159265358979323846 * progress)));
+    }
+    // get_constant_schedule(_with_warmup): the peak lr after the warm-up
+    if (sc->kind != SCHED_LINEAR) { return lr; }
+    // get_linear_schedule_with_warmup: from the full lr at step W down to 0 at step T (which
+    // never runs), (T - step) / (T - W); W < T here, since step >= W and step < T
     // EXERCISE(schedule_clip.lr) BEGIN
-    return lr * (float)(total_steps - step) / (float)total_steps;
+    return lr * (float)(T - step) / (float)(T - W);
     // EXERCISE(schedule_clip.lr) END
 }
 
@@ -1542,13 +1568,20 @@ struct Options {
     int threads;              // all cores
     int log_every;            // print the loss every this many steps
     int max_len_given;        // --max-len was on the command line
-    float lr;                 // 1e-3, decayed linearly to 0 with no warmup
+    float lr;                 // 1e-3, the peak of the learning-rate schedule
+    int lr_scheduler;         // SCHED_LINEAR (decay to 0), or --lr-scheduler cosine, constant, ...
+    int warmup_steps;         // 0 (no warm-up), or --warmup-steps N ...
+    double warmup_ratio;      // ... or --warmup-ratio X: ceil(X * the run's optimizer steps)
+    int grad_accum;           // 1: --grad-accum N batches make one optimizer step
+    int patience;             // 0 (never stop early), or --early-stopping-patience N epochs ...
+    double patience_threshold; // ... without lowering the best validation loss by more than this
     float weight_decay;       // 0.01
     float max_grad_norm;      // 1.0
     int mode;                 // MODE_LORA (the tutorial), MODE_HEAD or MODE_FULL: what trains
     LoraConfig lora;          // LORA_DEFAULTS, or --rank, --alpha, --lora-dropout, --targets
     uint64_t seed;            // 42
     const char* resume_dir;   // train --resume OUT/last: continue that run
+    const char* init_adapter; // train --init-adapter DIR: start from that adapter (a new run)
     int overwrite;            // train --overwrite: replace the checkpoints already in --out
     const char* dtype;        // merge --dtype: f32 (default), f16 or bf16
     const char* labels;       // --labels a,b,c: the classes, in this order (default: from the data)
@@ -1574,6 +1607,7 @@ struct TrainState {
     double epoch_loss;    // sum of the batch losses of this epoch's steps so far
     float best_val_loss;  // the lowest validation loss so far (INFINITY before the first) ...
     int best_epoch;       // ... and its epoch
+    int epochs_without_improvement;  // EarlyStoppingCallback's patience counter
 };
 
 // one batch in model_forward's format: B sequences' ids back to back (no padding), their lengths
@@ -1587,11 +1621,14 @@ typedef struct {
 
 // the training batches, as llm.c's DataLoader: the training set in a new order every epoch (HF's
 // RandomSampler), --batch examples at a time. An epoch's last batch may be short (the tutorial's
-// 1000 reviews make 250 batches of 4).
+// 1000 reviews make 250 batches of 4). An optimizer step takes --grad-accum of them (1 in the
+// tutorial), the epoch's last step what is left, as the Trainer's gradient accumulation does.
 typedef struct {
     const Dataset* d;
     int batch_size;   // --batch
     int num_batches;  // in one epoch
+    int accum;        // --grad-accum: batches (micro-batches) per optimizer step
+    int num_steps;    // optimizer steps in one epoch: num_batches / accum, rounded up
     int* order;       // (d->n) this epoch's permutation of the training set; batch s starts at
                       // order[s * batch_size]
     Rng rng;          // the shuffle's own generator: other random draws leave the order alone
@@ -1609,10 +1646,12 @@ void dataloader_shuffle(DataLoader* dl) {
 // the training batches of d as they stand before epoch `epoch`'s shuffle: the shuffles of the
 // epochs before it are replayed, so a resumed run goes on in the order of a run never stopped.
 // The generator starts from --seed ^ "shuffle" (in ASCII).
-void dataloader_init(DataLoader* dl, const Dataset* d, int batch_size, uint64_t seed, int epoch) {
+void dataloader_init(DataLoader* dl, const Dataset* d, int batch_size, int accum, uint64_t seed, int epoch) {
     dl->d = d;
     dl->batch_size = batch_size;
     dl->num_batches = (d->n + batch_size - 1) / batch_size;
+    dl->accum = accum;
+    dl->num_steps = (dl->num_batches + accum - 1) / accum;
     dl->order = mallocCheck(d->n * sizeof(int));
     for (int i = 0; i < d->n; i++) { dl->order[i] = i; }
     dl->rng.state = seed ^ 0x73687566666c65ULL;
@@ -1645,20 +1684,52 @@ void dataloader_free(DataLoader* dl) {
     free(dl->order); free(dl->batch.ids); free(dl->batch.lengths); free(dl->batch.labels);
 }
 
-// one training step, as llm.c's and HF Trainer's: forward with dropout on (Trainer's
-// model.train()), zero_grad, backward, clip the gradient norm to max_grad_norm BEFORE the AdamW
-// step at this step's learning rate. *norm gets the norm before clipping, m->loss the batch's
-// loss. A loss or norm that is NaN or infinite stops the run before the update would spread it
-// into the weights. `step` (1, 2, ...) only names the step in that error. 0, or -1 after one error line.
-int train_step(Model* m, const Batch* b, float lr, const Options* o, float* norm, int step) {
+// what one training step did: its loss (the mean of its batches'), the gradient norm before
+// clipping, the tokens it trained on
+typedef struct { float loss, norm; long tokens; } StepStats;
+
+// one optimizer step t of this epoch, as llm.c's and HF Trainer's: zero_grad, then for each of
+// its batches (one in the tutorial; --grad-accum N: N micro-batches, Trainer's
+// gradient_accumulation_steps; fewer in an epoch's last step when they do not come out even) a
+// forward pass with dropout on (Trainer's model.train()) and a backward pass, the gradients adding
+// up (+=); then clip the gradient norm to max_grad_norm BEFORE the AdamW step at this step's
+// learning rate. A loss or norm that is NaN or infinite stops the run before the update would
+// spread it into the weights. `step` (1, 2, ...) only names the step in that error. 0, or -1 after
+// one error line.
+int train_step(Model* m, DataLoader* dl, int t, float lr, const Options* o, StepStats* st, int step) {
+    int first = t * dl->accum, n = dl->num_batches - first < dl->accum ? dl->num_batches - first : dl->accum;
+    double loss = 0.0;
+    st->tokens = 0;
     m->training = 1;
-    if (model_forward(m, b->ids, b->lengths, b->B, b->labels) != 0) { return -1; }
     model_zero_grad(m);
-    model_backward(m);
-    *norm = model_clip_grad_norm(m, o->max_grad_norm);
-    if (train_check_finite(o, step, m->loss, *norm) != 0) { return -1; }
+    // The gradient is the SUM of the micro-batches' mean-loss gradients, not their mean: so does
+    // the Trainer of transformers 5 for DistilBERT, whose forward takes loss kwargs (so the Trainer
+    // does not divide by N) but whose loss ignores them. Clipping and AdamW make this train almost
+    // as --batch N*B would (doc/training.md).
+    for (int s = first; s < first + n; s++) {
+        const Batch* b = dataloader_batch(dl, s);
+        if (model_forward(m, b->ids, b->lengths, b->B, b->labels) != 0) { return -1; }
+        model_backward(m);
+        loss += m->loss;
+        st->tokens += m->N;
+    }
+    st->loss = (float)(loss / n);  // (the mean, for the logs: comparable across --grad-accum)
+    st->norm = model_clip_grad_norm(m, o->max_grad_norm);
+    if (train_check_finite(o, step, st->loss, st->norm) != 0) { return -1; }
     model_update(m, lr, 0.9f, 0.999f, 1e-8f, o->weight_decay);
     return 0;
+}
+
+// EarlyStoppingCallback (--early-stopping-patience N, --early-stopping-threshold X), after an
+// epoch's evaluation, against the best validation loss of the epochs before it: an epoch improves
+// when there is no best yet, or when its loss is lower and by more than X (the callback's
+// operator(metric, best) and abs(metric - best) > threshold); any other epoch adds one to the
+// count, an improvement sets it back to 0. 1 when the count reaches N: the run stops.
+int early_stopping(const Options* o, TrainState* ts, float val_loss) {
+    int better = ts->best_epoch == 0 ||
+                 (val_loss < ts->best_val_loss && fabs((double)val_loss - ts->best_val_loss) > o->patience_threshold);
+    ts->epochs_without_improvement = better ? 0 : ts->epochs_without_improvement + 1;
+    return o->patience > 0 && ts->epochs_without_improvement >= o->patience;
 }
 
 // one run of train: what train_start sets up (Part 2), the loops use, and train_end frees
@@ -1667,15 +1738,16 @@ struct Run {
     Dataset train_set, val_set;
     DataLoader loader;  // the training batches, in a new order every epoch
     TrainState ts;      // where the run stands: a new run at epoch 1, step 0; or --resume's
-    int total_steps;    // epochs * batches per epoch: the learning-rate schedule's length
+    Schedule schedule;  // the learning rate of each of the run's epochs * num_steps optimizer steps
     Progress* pr;       // the progress display, OUT/log.tsv and OUT/curves.svg (Part 2)
     double t0;          // when the run started
 };
 
 // The tutorial's fine-tuning, as HF Trainer's loop: each epoch a new order of the training set and
-// a train_step per batch at the schedule's learning rate; then evaluate on the validation set,
-// print the epoch's mean training loss, save last/ and, when the validation loss is the lowest so
-// far, best/ (load_best_model_at_end, metric "loss"). Both loops start where the run stands.
+// a train_step per batch (per --grad-accum batches) at the schedule's learning rate; then evaluate
+// on the validation set, print the epoch's mean training loss, save last/ and, when the validation
+// loss is the lowest so far, best/ (load_best_model_at_end, metric "loss"); stop early when
+// --early-stopping-patience says so. Both loops start where the run stands.
 int train(const Options* o) {
     Run run;
     // load the model and both datasets, check --out, print the settings and the plan; --resume
@@ -1684,19 +1756,20 @@ int train(const Options* o) {
     Model* m = &run.model;
     DataLoader* dl = &run.loader;
     TrainState* ts = &run.ts;
-    int rc = 0;
-    for (int epoch = ts->epoch; epoch <= o->epochs && rc == 0; epoch++) {
+    int rc = 0, stop = 0;
+    for (int epoch = ts->epoch; epoch <= o->epochs && rc == 0 && !stop; epoch++) {
         dataloader_shuffle(dl);  // a new order every epoch
-        for (int s = ts->step_in_epoch; s < dl->num_batches && rc == 0; s++) {
-            float lr = lr_at_step(o->lr, ts->step, run.total_steps), norm = 0.0f;
-            rc = train_step(m, dataloader_batch(dl, s), lr, o, &norm, ts->step + 1);
+        for (int t = ts->step_in_epoch; t < dl->num_steps && rc == 0; t++) {
+            float lr = lr_at_step(o->lr, ts->step, &run.schedule);
+            StepStats st;
+            rc = train_step(m, dl, t, lr, o, &st, ts->step + 1);
             if (rc != 0) { break; }
             // the run moves on; the epoch's training loss is the mean of its steps' losses
-            ts->step++; ts->step_in_epoch = s + 1; ts->epoch_loss += m->loss;
+            ts->step++; ts->step_in_epoch = t + 1; ts->epoch_loss += st.loss;
             // the live line; every --log-every steps and at the epoch's end also a printed line
             // and a row of log.tsv
-            progress_step(run.pr, epoch, s + 1, ts->step, m->loss, lr, norm, m->N,
-                          ts->step % o->log_every == 0 || s + 1 == dl->num_batches);
+            progress_step(run.pr, epoch, t + 1, ts->step, st.loss, lr, st.norm, st.tokens,
+                          ts->step % o->log_every == 0 || t + 1 == dl->num_steps);
             // Ctrl-C: save where we are in OUT/last, with everything --resume needs, then stop
             if (stop_requested_at(ts->step)) { rc = train_interrupted(o, m, ts, &run.pr); }
         }
@@ -1705,13 +1778,14 @@ int train(const Options* o) {
         if (rc != 0) { break; }
         // strictly lower: on a tie the earlier epoch stays the best, as Trainer keeps it
         int improved = val.loss < ts->best_val_loss;
-        progress_epoch(run.pr, epoch, ts->epoch_loss / dl->num_batches, &val, improved);
+        stop = early_stopping(o, ts, val.loss);  // (before the best moves to this epoch)
+        progress_epoch(run.pr, epoch, ts->epoch_loss / dl->num_steps, &val, improved);
         if (improved) { ts->best_val_loss = val.loss; ts->best_epoch = epoch; }
         // the next epoch starts at its first step: where last/ says the run stands
         ts->epoch = epoch + 1; ts->step_in_epoch = 0; ts->epoch_loss = 0.0;
         rc = train_save_epoch(o, m, ts, improved);  // best/ when it improved, then last/
     }
-    train_end(o, &run, rc);  // the closing "saved:" line, and everything freed
+    train_end(o, &run, rc);  // the closing lines (an early stop, "saved:"), and everything freed
     return rc;
 }
 
@@ -4733,21 +4807,27 @@ static int make_dirs(const char* path) {
 }
 
 // the classes of a training run, before the data is read: --labels names them; else those of the
-// run --resume continues, or those --model's config.json names (a fine-tuned model's id2label);
-// else (K = 0) the training data decides. 0, or -1 after an error line.
+// run --resume continues, or of the adapter --init-adapter starts from, or those --model's
+// config.json names (a fine-tuned model's id2label); else (K = 0) the training data decides.
+// 0, or -1 after an error line.
 static int train_classes(const Options* o, Config* c, DataFormat* f, char*** names) {
     *names = NULL;
     f->num_labels = 0;
     if (o->labels) { f->names_from = "--labels"; return labels_parse(o->labels, &f->num_labels, names); }
-    f->names_from = o->resume_dir ? "the run resumed" : "the model";
-    if (o->resume_dir && saved_labels(o->resume_dir, &f->num_labels, names) != 0) { return -1; }
-    if (!o->resume_dir && (c->id2label || c->num_labels != 2)) {
+    const char* saved = o->resume_dir ? o->resume_dir : o->init_adapter;
+    f->names_from = o->resume_dir ? "the run resumed" : o->init_adapter ? "the --init-adapter" : "the model";
+    if (saved && saved_labels(saved, &f->num_labels, names) != 0) { return -1; }
+    if (!saved && (c->id2label || c->num_labels != 2)) {
         f->num_labels = c->num_labels;
         *names = c->id2label;
         c->id2label = NULL;
     }
-    // (the tutorial's two, Negative and Positive: the data decides, as it did for the run before)
-    if (f->num_labels == 2 && labels_are_default(2, *names)) { free(*names); *names = NULL; f->num_labels = 0; }
+    // (the tutorial's two, Negative and Positive: the data decides, as it did for the run before;
+    // an adapter that does not name its classes only says how many: train_init_adapter checks that)
+    int unnamed = o->init_adapter && !o->resume_dir && (*names == NULL || labels_are_default(f->num_labels, *names));
+    if ((f->num_labels == 2 && labels_are_default(2, *names)) || unnamed) {
+        free(*names); *names = NULL; f->num_labels = 0;
+    }
     return 0;
 }
 
@@ -4901,6 +4981,46 @@ static int train_out_results(const Options* o) {
     return 0;
 }
 
+// the run's learning-rate schedule over its `total` optimizer steps: --warmup-ratio X becomes
+// ceil(X * total) warm-up steps, as TrainingArguments.get_warmup_steps computes it (in double, X
+// as written: 0.07 * 100 is 7.000000000000001 there and here, so 8 steps), else --warmup-steps
+static Schedule train_schedule(const Options* o, int total) {
+    int warmup = o->warmup_ratio > 0 ? (int)ceil(o->warmup_ratio * total) : o->warmup_steps;
+    Schedule sc = { o->lr_scheduler, total, warmup };
+    return sc;
+}
+
+// the Trainer's options that are not the tutorial's, in one line (nothing when all are)
+static void train_print_options(const Options* o, long long steps) {
+    char line[600] = "";
+    size_t n = 0;
+    Schedule sc = train_schedule(o, steps > INT_MAX ? INT_MAX : (int)steps);
+    if (o->lr_scheduler != SCHED_LINEAR || sc.warmup_steps > 0) {
+        n += snprintf(line + n, sizeof(line) - n, " | lr schedule %s", SCHED_NAMES[o->lr_scheduler]);
+    }
+    if (sc.warmup_steps > 0) {
+        n += snprintf(line + n, sizeof(line) - n, ", warm-up %d step%s%s", sc.warmup_steps, plural(sc.warmup_steps),
+                      o->lr_scheduler == SCHED_CONSTANT ? " (ignored by constant)" : "");
+    }
+    if (o->grad_accum > 1) {
+        n += snprintf(line + n, sizeof(line) - n, " | %d batches of %d per optimizer step (%d examples)", o->grad_accum,
+                      o->batch, o->grad_accum * o->batch);
+    }
+    if (o->patience > 0) {
+        n += snprintf(line + n, sizeof(line) - n, " | early stopping after %d epoch%s without a lower validation loss",
+                      o->patience, plural(o->patience));
+        if (o->patience_threshold > 0) { n += snprintf(line + n, sizeof(line) - n, " (lower by more than %g)", o->patience_threshold); }
+    }
+    if (n > 0) { printf("%s\n", line + 3); }
+}
+
+// the optimizer steps of one epoch: its batches of --batch examples (the last may be short), one
+// step per --grad-accum of them (the last may have fewer), as the DataLoader makes them
+static int train_steps_per_epoch(const Options* o, const Dataset* train_set) {
+    int batches = (train_set->n + o->batch - 1) / o->batch;
+    return (batches + o->grad_accum - 1) / o->grad_accum;
+}
+
 // train's preparations: check and lock --out first (train_out_check), load the model's vocabulary
 // and tokenize both datasets (train_data_load), then the model with a head of the data's classes;
 // make sure --out holds no other run (train_out_results); print the run's settings.
@@ -4917,7 +5037,7 @@ static int train_setup(const Options* o, Model* model, Dataset* train_set, Datas
         dataset_free(train_set); dataset_free(val_set); model_free(model); return -1;
     }
     // the steps of the whole run are counted in an int: at most 2^31 - 1 (at 1 ms a step, 25 days)
-    int steps_per_epoch = (train_set->n + o->batch - 1) / o->batch;
+    int steps_per_epoch = train_steps_per_epoch(o, train_set);
     long long steps = (long long)o->epochs * steps_per_epoch;
     if (steps > INT_MAX) {
         fail("--epochs %d of %d steps (%d reviews, --batch %d) make %lld steps, more than the %d a "
@@ -4938,11 +5058,13 @@ static int train_setup(const Options* o, Model* model, Dataset* train_set, Datas
         char list[400];
         printf("classes: %d (%s)\n", c->num_labels, label_list(list, sizeof(list), c->num_labels, c->id2label));
     }
-    char targets[128] = "", what[256];
+    char targets[128] = "", what[400];
     for (int i = 0; i < NUM_LIN; i++) { if (o->lora.targets[i]) { snprintf(targets + strlen(targets), sizeof(targets) - strlen(targets), "%s%s", targets[0] ? "," : "", LIN_NAMES[i]); } }
     if (o->mode == MODE_LORA) {
-        snprintf(what, sizeof(what), "LoRA r %d, alpha %g, dropout %g, targets %s, %sand the head", o->lora.rank,
-                 o->lora.alpha, o->lora.dropout, targets, o->lora.use_dora ? "DoRA's magnitudes, " : "");
+        snprintf(what, sizeof(what), "LoRA r %d, alpha %g%s, dropout %g, targets %s, %sand the head%s%.100s",
+                 o->lora.rank, o->lora.alpha, o->lora.use_rslora ? " (rsLoRA: alpha / sqrt(r))" : "", o->lora.dropout,
+                 targets, o->lora.use_dora ? "DoRA's magnitudes, " : "", o->init_adapter && !o->resume_dir ? ", from " : "",
+                 o->init_adapter && !o->resume_dir ? o->init_adapter : "");
     } else {
         snprintf(what, sizeof(what), "%s", o->mode == MODE_HEAD ? "pre_classifier and classifier; the body is frozen"
                                                                  : "every parameter, embeddings to head");
@@ -4950,6 +5072,7 @@ static int train_setup(const Options* o, Model* model, Dataset* train_set, Datas
     printf("mode %s: %s | epochs %d, batch %d, lr %g, weight decay %g, max grad norm %g, seed %llu\n",
            MODE_NAMES[o->mode], what, o->epochs, o->batch, o->lr, o->weight_decay, o->max_grad_norm,
            (unsigned long long)o->seed);
+    train_print_options(o, steps);
     print_parameter_count(model);
     return 0;
 }
@@ -5191,7 +5314,7 @@ static Progress* progress_start(const Options* o, int total_steps, int steps_per
     return pr;
 }
 
-static void progress_step(Progress* pr, int epoch, int s, int step, float loss, float lr, float norm, int tokens,
+static void progress_step(Progress* pr, int epoch, int s, int step, float loss, float lr, float norm, long tokens,
                           int log_now) {
     double t = now_seconds();
     pr->epoch = epoch;
@@ -5455,7 +5578,7 @@ static int stop_requested_at(int step) {
 
 // the settings a resumed run must keep, and where the run stands, as JSON
 static int train_save_checkpoint(const Options* o, const Model* m, const char* dir, const TrainState* ts) {
-    char targets[128] = "", best[32], esc[3][1024];
+    char targets[128] = "", best[32], esc[4][1024], init[1100] = "null";
     for (int i = 0; i < NUM_LIN; i++) {
         if (o->lora.targets[i]) { snprintf(targets + strlen(targets), sizeof(targets) - strlen(targets), "%s%s", targets[0] ? "," : "", LIN_NAMES[i]); }
     }
@@ -5463,23 +5586,32 @@ static int train_save_checkpoint(const Options* o, const Model* m, const char* d
     json_escape(esc[0], sizeof(esc[0]), o->model_dir);
     json_escape(esc[1], sizeof(esc[1]), o->train_path);
     json_escape(esc[2], sizeof(esc[2]), o->val_path);
+    if (o->init_adapter) {
+        json_escape(esc[3], sizeof(esc[3]), o->init_adapter);
+        snprintf(init, sizeof(init), "\"%s\"", esc[3]);
+    }
     char json[8192];
     // floats with 9 significant digits and doubles with 17 come back bit for bit; the seed is a
     // string because a JSON number (a double) cannot hold every 64-bit integer
     snprintf(json, sizeof(json),
              "{\n  \"format\": \"lora.c trainer state 1\",\n"
              "  \"epoch\": %d,\n  \"step_in_epoch\": %d,\n  \"step\": %d,\n  \"epoch_loss_sum\": %.17g,\n"
-             "  \"best_val_loss\": %s,\n  \"best_epoch\": %d,\n  \"adam_step\": %d,\n  \"forward_count\": \"%llu\",\n"
+             "  \"best_val_loss\": %s,\n  \"best_epoch\": %d,\n  \"epochs_without_improvement\": %d,\n"
+             "  \"adam_step\": %d,\n  \"forward_count\": \"%llu\",\n"
              "  \"settings\": {\n    \"model\": \"%s\",\n    \"train\": \"%s\",\n    \"val\": \"%s\",\n"
              "    \"epochs\": %d,\n    \"batch\": %d,\n    \"max_len\": %d,\n    \"lr\": %.9g,\n    \"weight_decay\": %.9g,\n"
              "    \"max_grad_norm\": %.9g,\n    \"seed\": \"%llu\",\n    \"rank\": %d,\n    \"alpha\": %.9g,\n"
              "    \"lora_dropout\": %.9g,\n    \"targets\": \"%s\",\n    \"use_rslora\": %s,\n    \"use_dora\": %s,\n"
-             "    \"mode\": \"%s\"\n  }\n}\n",
-             ts->epoch, ts->step_in_epoch, ts->step, ts->epoch_loss, best, ts->best_epoch, m->adam_step,
+             "    \"mode\": \"%s\",\n"
+             "    \"lr_scheduler\": \"%s\",\n    \"warmup_steps\": %d,\n    \"warmup_ratio\": %.17g,\n    \"grad_accum\": %d,\n"
+             "    \"early_stopping_patience\": %d,\n    \"early_stopping_threshold\": %.17g,\n    \"init_adapter\": %s\n  }\n}\n",
+             ts->epoch, ts->step_in_epoch, ts->step, ts->epoch_loss, best, ts->best_epoch,
+             ts->epochs_without_improvement, m->adam_step,
              (unsigned long long)m->forward_count, esc[0], esc[1], esc[2], o->epochs, o->batch, o->max_len, o->lr,
              o->weight_decay, o->max_grad_norm, (unsigned long long)o->seed, o->lora.rank, o->lora.alpha,
              o->lora.dropout, targets, o->lora.use_rslora ? "true" : "false", o->lora.use_dora ? "true" : "false",
-             MODE_NAMES[o->mode]);
+             MODE_NAMES[o->mode], SCHED_NAMES[o->lr_scheduler], o->warmup_steps, o->warmup_ratio, o->grad_accum,
+             o->patience, o->patience_threshold, init);
     return model_save_set(m, dir, o->model_dir, json);
 }
 
@@ -5498,13 +5630,21 @@ static int train_save_epoch(const Options* o, const Model* m, const TrainState* 
 // train's last line: what is on disk now (best/ is missing only if no epoch had a finite
 // validation loss)
 static void train_report_saved(const Options* o, const TrainState* ts, double seconds) {
+    int last = ts->epoch - 1;  // (o->epochs, unless the run stopped early)
+    if (last < o->epochs) {
+        char by[64] = "";
+        if (o->patience_threshold > 0) { snprintf(by, sizeof(by), " by more than %g", o->patience_threshold); }
+        printf("early stopping: %d epoch%s without lowering the best validation loss (%.4f, epoch %d)%s: "
+               "stopped after epoch %d of %d\n", ts->epochs_without_improvement,
+               plural(ts->epochs_without_improvement), ts->best_val_loss, ts->best_epoch, by, last, o->epochs);
+    }
     if (ts->best_epoch > 0) {
         printf("saved: %s/best (epoch %d, lowest validation loss %.4f) and %s/last (epoch %d) | "
                "total %.1f s\n", o->out_dir, ts->best_epoch, ts->best_val_loss, o->out_dir,
-               o->epochs, seconds);
+               last, seconds);
     } else {
         printf("saved: %s/last (epoch %d); no epoch had a finite validation loss, so there is no "
-               "best/ | total %.1f s\n", o->out_dir, o->epochs, seconds);
+               "best/ | total %.1f s\n", o->out_dir, last, seconds);
     }
 }
 
@@ -5585,6 +5725,41 @@ static int json_get_text(const Json* obj, const char* key, const char** out, con
     return fail("%s: \"%s\" is missing or not a string", file, key);
 }
 
+// the Trainer's options of a state (lr_scheduler ... init_adapter, and the patience counter) that
+// older lora.c versions did not write: a missing key is the option's default, one that is there
+// must be right. 0, or -1 after one error line.
+static int resume_options(Options* o, const Json* st, const Json* j, const char* file, uint64_t* counter) {
+    uint64_t warmup = 0, accum = 1, patience = 0;
+    double ratio = 0.0, threshold = 0.0;
+    const char* sched = SCHED_NAMES[SCHED_LINEAR];
+    const Json* init = json_get(st, "init_adapter");
+    *counter = 0;
+    int rc = 0;
+    if (json_get(st, "lr_scheduler")) { rc = json_get_text(st, "lr_scheduler", &sched, file); }
+    if (rc == 0 && json_get(st, "warmup_steps")) { rc = json_get_u64(st, "warmup_steps", 0, INT_MAX, &warmup, file); }
+    if (rc == 0 && json_get(st, "warmup_ratio")) { rc = json_get_float(st, "warmup_ratio", 0, 1, &ratio, file); }
+    if (rc == 0 && json_get(st, "grad_accum")) { rc = json_get_u64(st, "grad_accum", 1, 1024, &accum, file); }
+    if (rc == 0 && json_get(st, "early_stopping_patience")) {
+        rc = json_get_u64(st, "early_stopping_patience", 0, 100000, &patience, file);
+    }
+    if (rc == 0 && json_get(st, "early_stopping_threshold")) {
+        rc = json_get_float(st, "early_stopping_threshold", 0, 1e9, &threshold, file);
+    }
+    if (rc == 0 && json_get(j, "epochs_without_improvement")) {
+        rc = json_get_u64(j, "epochs_without_improvement", 0, 100000, counter, file);
+    }
+    if (rc == 0 && init && init->type != JSON_NULL) { rc = json_get_text(st, "init_adapter", &o->init_adapter, file); }
+    if (rc != 0) { return -1; }
+    o->lr_scheduler = -1;
+    for (int k = 0; k < 4; k++) { if (strcmp(sched, SCHED_NAMES[k]) == 0) { o->lr_scheduler = k; } }
+    if (o->lr_scheduler < 0) {
+        return fail("%s: \"lr_scheduler\" must be linear, cosine, constant or constant_with_warmup", file);
+    }
+    o->warmup_steps = (int)warmup; o->warmup_ratio = ratio; o->grad_accum = (int)accum;
+    o->patience = (int)patience; o->patience_threshold = threshold;
+    return 0;
+}
+
 // --resume DIR, before anything is loaded: the run's settings from DIR/trainer_state.json go into
 // o (the model, data, schedule, LoRA and seed must be the run's own for it to continue as it
 // would have), and --out becomes DIR's parent. The strings stay in *keep (freed by the caller).
@@ -5615,6 +5790,8 @@ static int resume_settings(Options* o, Json** keep) {
     if (rc == 0) { rc = json_get_float(st, "lora_dropout", 0, 0.999, &dropout, file); }
     if (rc == 0) { rc = json_get_text(st, "targets", &targets, file); }
     if (rc == 0) { rc = json_get_u64(j, "epoch", 1, epochs + 1, &epoch, file); }
+    uint64_t counter;
+    if (rc == 0) { rc = resume_options(o, st, j, file, &counter); }
     if (rc != 0) { return -1; }
     o->epochs = (int)epochs; o->batch = (int)batch; o->max_len = (int)max_len; o->max_len_given = 0;
     o->seed = seed; o->lr = (float)lr; o->weight_decay = (float)wd; o->max_grad_norm = (float)mgn;
@@ -5663,6 +5840,14 @@ static int resume_settings(Options* o, Json** keep) {
                     "and another --out",
                     o->resume_dir, o->epochs, out_dir, out_dir, file);
     }
+    // a run that stopped early (--early-stopping-patience) has finished too
+    if (o->patience > 0 && counter >= (uint64_t)o->patience) {
+        return fail("--resume %s: that run stopped early after epoch %llu (%llu epochs without improvement, "
+                    "--early-stopping-patience %d); its results are in %s/best and %s/last ---> HINT: to train "
+                    "more, start a new run (its settings are in %s) with another --out",
+                    o->resume_dir, (unsigned long long)epoch - 1, (unsigned long long)counter, o->patience,
+                    out_dir, out_dir, file);
+    }
     return 0;
 }
 
@@ -5682,7 +5867,7 @@ static int trainer_state_position(const Options* o, Model* m, TrainState* ts, in
     if (j == NULL) { return -1; }
     char file[1100];
     snprintf(file, sizeof(file), "%s/trainer_state.json", o->resume_dir);
-    uint64_t epoch, in_epoch, step, adam_step, forward_count, best_epoch;
+    uint64_t epoch, in_epoch, step, adam_step, forward_count, best_epoch, counter = 0;
     double loss_sum = 0.0;
     int rc = json_get_u64(j, "epoch", 1, (uint64_t)o->epochs + 1, &epoch, file);
     if (rc == 0) { rc = json_get_u64(j, "step_in_epoch", 0, steps_per_epoch, &in_epoch, file); }
@@ -5691,6 +5876,10 @@ static int trainer_state_position(const Options* o, Model* m, TrainState* ts, in
     if (rc == 0) { rc = json_get_u64(j, "forward_count", 0, UINT64_MAX, &forward_count, file); }
     if (rc == 0) { rc = json_get_u64(j, "best_epoch", 0, (uint64_t)o->epochs, &best_epoch, file); }
     if (rc == 0) { rc = json_get_float(j, "epoch_loss_sum", 0, 1e30, &loss_sum, file); }
+    // (the patience counter: epochs without improvement are among the epochs done; none in older states)
+    if (rc == 0 && json_get(j, "epochs_without_improvement")) {
+        rc = json_get_u64(j, "epochs_without_improvement", 0, epoch - 1, &counter, file);
+    }
     const Json* best = json_get(j, "best_val_loss");
     int no_best = best && best->type == JSON_NULL;  // (null: no epoch was evaluated yet)
     if (rc == 0 && best && best->type == JSON_NUMBER) { ts->best_val_loss = (float)best->number; }
@@ -5712,6 +5901,7 @@ static int trainer_state_position(const Options* o, Model* m, TrainState* ts, in
     ts->step = (int)step;
     ts->epoch_loss = loss_sum;
     ts->best_epoch = (int)best_epoch;
+    ts->epochs_without_improvement = (int)counter;
     m->adam_step = (int)adam_step;
     m->forward_count = forward_count;
     return 0;
@@ -5789,6 +5979,36 @@ static int train_resume(const Options* o, Model* m, TrainState* ts, int steps_pe
     return train_resume_best(o, m, ts);
 }
 
+// --init-adapter DIR, once the model is built with DIR's LoRA settings (run_train took them from its
+// adapter_config.json): its LoRA A and B and its head are where the new run starts (AdamW's
+// moments start at 0, the schedule at step 0: a new run, not a resume). Its classes must be the
+// run's: as many, and the same names when it names them. 0, or -1 after one error line.
+static int train_init_adapter(const Options* o, Model* m) {
+    int K;
+    char** names;
+    if (saved_labels(o->init_adapter, &K, &names) != 0) { return -1; }
+    const Config* c = &m->config;
+    int named = names && !labels_are_default(K, names), same = 1;
+    for (int k = 0; named && K == c->num_labels && k < K; k++) { same &= strcmp(names[k], c->id2label[k]) == 0; }
+    char list[2][400];
+    if (K > 0 && K != c->num_labels) {
+        fail("--init-adapter %s has a classifier of %d classes, but this run has %d (%s)", o->init_adapter, K,
+             c->num_labels, label_list(list[0], sizeof(list[0]), c->num_labels, c->id2label));
+    } else if (!same) {
+        fail("--init-adapter %s has the classes %s, but this run names them %s ---> HINT: drop --labels, or give "
+             "the adapter's", o->init_adapter, label_list(list[0], sizeof(list[0]), K, names),
+             label_list(list[1], sizeof(list[1]), c->num_labels, c->id2label));
+    }
+    free(names);
+    if ((K > 0 && K != c->num_labels) || !same || model_load_adapter(m, o->init_adapter) != 0) { return -1; }
+    long long bad = first_non_finite(m->params_memory, m->num_trainable);
+    if (bad >= 0) {
+        return fail("--init-adapter %s: trainable number %lld of the adapter is %g: the adapter is damaged",
+                    o->init_adapter, bad, m->params_memory[bad]);
+    }
+    return 0;
+}
+
 // train's set-up: the model and both datasets (train_setup), then where the run stands: a new run
 // at epoch 1, step 0, no best yet; --resume puts back the trainables, AdamW's moments and the
 // position. Then the training batches in the order of that epoch, the plan printed, the progress
@@ -5796,16 +6016,18 @@ static int train_resume(const Options* o, Model* m, TrainState* ts, int steps_pe
 static int train_start(const Options* o, Run* run) {
     run->t0 = now_seconds();
     if (train_setup(o, &run->model, &run->train_set, &run->val_set) != 0) { return -1; }
-    TrainState start = { 1, 0, 0, 0.0, INFINITY, 0 };
+    TrainState start = { 1, 0, 0, 0.0, INFINITY, 0, 0 };
     run->ts = start;
-    int steps_per_epoch = (run->train_set.n + o->batch - 1) / o->batch;  // (as the loader's)
-    if (o->resume_dir && train_resume(o, &run->model, &run->ts, steps_per_epoch) != 0) {
+    int steps_per_epoch = train_steps_per_epoch(o, &run->train_set);  // (as the loader's)
+    int rc = o->resume_dir ? train_resume(o, &run->model, &run->ts, steps_per_epoch)
+           : o->init_adapter ? train_init_adapter(o, &run->model) : 0;
+    if (rc != 0) {
         dataset_free(&run->train_set); dataset_free(&run->val_set); model_free(&run->model);
         return -1;
     }
-    dataloader_init(&run->loader, &run->train_set, o->batch, o->seed, run->ts.epoch);
-    run->total_steps = o->epochs * run->loader.num_batches;
-    run->pr = progress_start(o, run->total_steps, run->loader.num_batches, &run->val_set,
+    dataloader_init(&run->loader, &run->train_set, o->batch, o->grad_accum, o->seed, run->ts.epoch);
+    run->schedule = train_schedule(o, o->epochs * run->loader.num_steps);
+    run->pr = progress_start(o, run->schedule.total_steps, run->loader.num_steps, &run->val_set,
                              o->resume_dir ? &run->ts : NULL);
     catch_ctrl_c(1);
     return 0;
@@ -6780,6 +7002,7 @@ typedef struct {
     int show_all;                  // predict --all: every class's probability
     const char* targets;           // --targets q_lin,v_lin: parsed into o.lora.targets
     const char* mode;              // --mode lora|head|full: parsed into o.mode
+    const char* lr_scheduler;      // --lr-scheduler linear|cosine|...: parsed into o.lr_scheduler
     int reference;                 // --reference: every product in the plain loops of Part 1
     char** texts;                  // predict's texts (moved to argv[2 ..] while parsing)
     int num_texts;
@@ -6824,13 +7047,54 @@ static int adapter_and_model(Cli* cli, int is_merge) {
     return 0;
 }
 
+// --init-adapter DIR: the LoRA settings are the adapter's own (its adapter_config.json: r,
+// lora_alpha, lora_dropout, target_modules, use_rslora, use_dora), and a flag that says otherwise
+// is refused rather than ignored; without --model, the base model is the one the adapter names (as
+// eval's). 0, or -1 after one error line.
+static int init_adapter_settings(Cli* cli) {
+    static char base_dir[1024];
+    Options* o = &cli->o;
+    LoraConfig lc;
+    if (lora_config_load(&lc, o->init_adapter) != 0) { return -1; }
+    char mine[200] = "", theirs[200] = "";
+    const char* flag = NULL;
+    if (flag_given(cli, "--rank") && o->lora.rank != lc.rank) {
+        flag = "--rank"; snprintf(mine, sizeof(mine), " %d", o->lora.rank); snprintf(theirs, sizeof(theirs), "r %d", lc.rank);
+    } else if (flag_given(cli, "--alpha") && o->lora.alpha != lc.alpha) {
+        flag = "--alpha"; snprintf(mine, sizeof(mine), " %g", o->lora.alpha); snprintf(theirs, sizeof(theirs), "lora_alpha %g", lc.alpha);
+    } else if (flag_given(cli, "--lora-dropout") && o->lora.dropout != lc.dropout) {
+        flag = "--lora-dropout"; snprintf(mine, sizeof(mine), " %g", o->lora.dropout);
+        snprintf(theirs, sizeof(theirs), "lora_dropout %g", lc.dropout);
+    } else if (flag_given(cli, "--targets") && memcmp(o->lora.targets, lc.targets, sizeof(lc.targets)) != 0) {
+        flag = "--targets"; snprintf(mine, sizeof(mine), " %.100s", cli->targets);
+        snprintf(theirs, sizeof(theirs), "target_modules");
+        for (int i = 0; i < NUM_LIN; i++) { if (lc.targets[i]) { snprintf(theirs + strlen(theirs), sizeof(theirs) - strlen(theirs), " %s", LIN_NAMES[i]); } }
+    } else if (flag_given(cli, "--rslora") && !lc.use_rslora) {
+        flag = "--rslora"; snprintf(theirs, sizeof(theirs), "use_rslora false");
+    } else if (flag_given(cli, "--dora") && !lc.use_dora) {
+        flag = "--dora"; snprintf(theirs, sizeof(theirs), "use_dora false");
+    }
+    if (flag) {
+        return fail("%s%s contradicts the adapter --init-adapter starts from (%s in %s/adapter_config.json): drop %s",
+                    flag, mine, theirs, o->init_adapter, flag);
+    }
+    o->lora = lc;
+    if (!flag_given(cli, "--model") && adapter_base_model(o->init_adapter, base_dir, sizeof(base_dir))) {
+        o->model_dir = base_dir;
+    }
+    return 0;
+}
+
 // --resume continues a run with the settings it was started with (trainer_state.json): a flag
-// that would change them is an error, not silently ignored
+// that would change them is an error, not silently ignored. --init-adapter starts a new run from
+// an adapter, with its settings.
 static int run_train(Cli* cli) {
     const char* fixed[] = { "--model", "--train", "--val", "--out", "--epochs", "--batch",
                             "--max-len", "--lr", "--weight-decay", "--max-grad-norm", "--rank",
                             "--alpha", "--lora-dropout", "--targets", "--dora", "--seed", "--overwrite",
-                            "--mode", "--labels" };
+                            "--mode", "--labels", "--lr-scheduler", "--warmup-steps",
+                            "--warmup-ratio", "--grad-accum", "--early-stopping-patience",
+                            "--early-stopping-threshold", "--init-adapter", "--rslora" };
     for (size_t k = 0; cli->o.resume_dir && k < sizeof(fixed) / sizeof(fixed[0]); k++) {
         if (flag_given(cli, fixed[k])) {
             return fail("--resume continues a run with its own settings (%s/trainer_state.json): "
@@ -6838,6 +7102,7 @@ static int run_train(Cli* cli) {
         }
     }
     if (cli->o.resume_dir && resume_settings(&cli->o, &cli->resumed) != 0) { return -1; }
+    if (!cli->o.resume_dir && cli->o.init_adapter && init_adapter_settings(cli) != 0) { return -1; }
     return train(&cli->o);
 }
 static int run_eval(Cli* cli) {
@@ -6893,7 +7158,7 @@ static const Command COMMANDS[] = {
 // when it means something else there; each command's --help shows only its own lines.
 typedef struct {
     const char* name;   // --epochs
-    char kind;          // i an int, f a float, u the 64-bit seed, s a string, b a switch (no value)
+    char kind;          // i an int, f a float, d a double, u the 64-bit seed, s a string, b a switch
     const char* arg;    // its value as help and usage write it: DIR, FILE, N, X, LIST, the choices
     size_t at;          // where the value goes: offsetof(Cli, ...)
     double min, max;    // the range of a number, checked when it is read
@@ -6959,7 +7224,24 @@ static const Flag FLAGS[] = {
     { "--max-len", 'i', "N", AT(o.max_len), 2, 1 << 20, "tep",
       "tokens per text, cut from the left (default: 512, or the model's positions)" },
     { "--lr", 'f', "X", AT(o.lr), 0, 10, "t",
-      "peak learning rate, decayed linearly to 0, no warmup (default: 1e-3)" },
+      "peak learning rate, of the --lr-scheduler's schedule (default: 1e-3)" },
+    { "--lr-scheduler", 's', "linear|cosine|constant|constant_with_warmup", AT(lr_scheduler), 0, 0, "t",
+      "the lr of each optimizer step, as transformers' get_scheduler: linear decay to 0, half a cosine "
+      "to 0, or constant, each after the warm-up; constant ignores the warm-up, as there (default: "
+      "linear)" },
+    { "--warmup-steps", 'i', "N", AT(o.warmup_steps), 0, INT_MAX, "t",
+      "the first N optimizer steps raise the lr linearly from 0 (default: 0)" },
+    { "--warmup-ratio", 'd', "X", AT(o.warmup_ratio), 0, 1, "t",
+      "or warm up for ceil(X * the run's optimizer steps) steps, as Trainer (default: 0)" },
+    { "--grad-accum", 'i', "N", AT(o.grad_accum), 1, 1024, "t",
+      "batches per optimizer step: their gradients add up (not divided by N, as the Trainer does "
+      "for DistilBERT), Trainer's gradient_accumulation_steps (default: 1)" },
+    { "--early-stopping-patience", 'i', "N", AT(o.patience), 0, 100000, "t",
+      "stop after N epochs in a row without a lower validation loss, as EarlyStoppingCallback; "
+      "best/ keeps the best epoch (default: 0, never)" },
+    { "--early-stopping-threshold", 'd', "X", AT(o.patience_threshold), 0, 1e9, "t",
+      "with --early-stopping-patience: an epoch improves only when it lowers the best validation "
+      "loss by more than X (default: 0)" },
     { "--weight-decay", 'f', "X", AT(o.weight_decay), 0, 10, "t",
       "AdamW's decoupled weight decay, not on biases and LayerNorm weights (default: 0.01)" },
     { "--max-grad-norm", 'f', "X", AT(o.max_grad_norm), 0, 1e9, "t",
@@ -6973,6 +7255,12 @@ static const Flag FLAGS[] = {
     { "--targets", 's', "LIST", AT(targets), 0, 0, "tb",
       "the Linears with an adapter, comma-separated, of q_lin k_lin v_lin out_lin lin1 lin2 "
       "(default: q_lin)" },
+    { "--rslora", 'b', "", AT(o.lora.use_rslora), 0, 0, "tb",
+      "rsLoRA: scale the update by alpha / sqrt(r), PEFT's use_rslora (default: alpha / r)" },
+    { "--init-adapter", 's', "DIR", AT(o.init_adapter), 0, 0, "t",
+      "start from this adapter (PEFT's or lora.c's): its LoRA settings (r, alpha, targets, rsLoRA, "
+      "DoRA), weights and head, the base model it names (unless --model); AdamW and the schedule "
+      "start fresh (default: none)" },
     { "--dora", 'b', "", AT(o.lora.use_dora), 0, 0, "tb",
       "DoRA (PEFT's use_dora): each adapted Linear also trains the length of its weight's rows "
       "(default: off)" },
@@ -7028,9 +7316,10 @@ static void command_help(const Command* cmd) {
     printf("flags:\n");
     for (int k = 0; k < NUM_FLAGS; k++) {
         if (!strchr(FLAGS[k].cmds, cmd->letter)) { continue; }
-        char left[64];
+        char left[128];
         snprintf(left, sizeof(left), "%s %s", FLAGS[k].name, FLAGS[k].arg);
-        printf("  %-21s ", left);
+        // (a flag and value longer than the column: on a line of their own, the text below)
+        if (strlen(left) > 21) { printf("  %s\n%24s", left, ""); } else { printf("  %-21s ", left); }
         print_wrapped(FLAGS[k].help, 24);
     }
 }
@@ -7072,13 +7361,13 @@ static int flag_store(const Flag* f, Cli* cli, const char* value) {
                         f->max, value);
         }
         *(int*)dst = (int)v;
-    } else if (f->kind == 'f') {
+    } else if (f->kind == 'f' || f->kind == 'd') {
         double v = strtod(value, &end);
         if (errno || end == value || *end != '\0' || !(v >= f->min && v <= f->max)) {
             return fail("%s: expected a number from %g to %g, got '%s'", f->name, f->min, f->max,
                         value);
         }
-        *(float*)dst = (float)v;
+        if (f->kind == 'f') { *(float*)dst = (float)v; } else { *(double*)dst = v; }
     } else {  // 'u': the seed
         unsigned long long v = strtoull(value, &end, 10);
         if (errno || end == value || *end != '\0' || value[0] == '-') {
@@ -7127,20 +7416,46 @@ static int parse_flags(Cli* cli, const Command* cmd, int argc, char** argv) {
     return 0;
 }
 
+// --lr-scheduler parsed; the warm-up given one way; the early-stopping threshold only with a patience
+static int schedule_check(Cli* cli) {
+    Options* o = &cli->o;
+    o->lr_scheduler = -1;
+    for (int k = 0; k < 4; k++) { if (strcmp(cli->lr_scheduler, SCHED_NAMES[k]) == 0) { o->lr_scheduler = k; } }
+    if (o->lr_scheduler < 0) {
+        return fail("--lr-scheduler: expected linear, cosine, constant or constant_with_warmup, got '%s'",
+                    cli->lr_scheduler);
+    }
+    if (flag_given(cli, "--warmup-steps") && flag_given(cli, "--warmup-ratio")) {
+        return fail("--warmup-steps and --warmup-ratio both say how long the warm-up is: give one");
+    }
+    if (flag_given(cli, "--early-stopping-threshold") && o->patience == 0) {
+        return fail("--early-stopping-threshold needs --early-stopping-patience N (N epochs without an "
+                    "improvement stop the run)");
+    }
+    int warmup = flag_given(cli, "--warmup-steps") || flag_given(cli, "--warmup-ratio");
+    if (o->lr_scheduler == SCHED_CONSTANT && warmup && (o->warmup_steps > 0 || o->warmup_ratio > 0)) {
+        fprintf(stderr, "lora: warning: --lr-scheduler constant has no warm-up (transformers' get_scheduler "
+                "ignores it too): the warm-up is ignored ---> HINT: --lr-scheduler constant_with_warmup\n");
+    }
+    return 0;
+}
+
 // the flags that depend on each other: --targets and --mode parsed, the LoRA flags only with
-// --mode lora, --reference, and --threads against the machine's cores
+// --mode lora, the schedule's, --reference, and --threads against the machine's cores
 static int settings_check(Cli* cli) {
     Options* o = &cli->o;
     if (cli->targets && parse_targets(&o->lora, cli->targets) != 0) { return -1; }
     o->mode = -1;
     for (int k = 0; k < 3; k++) { if (strcmp(cli->mode, MODE_NAMES[k]) == 0) { o->mode = k; } }
     if (o->mode < 0) { return fail("--mode: expected lora, head or full, got '%s'", cli->mode); }
-    const char* lora_flags[5] = { "--rank", "--alpha", "--lora-dropout", "--targets", "--dora" };
-    for (int k = 0; k < 5 && o->mode != MODE_LORA; k++) {
+    const char* lora_flags[7] = { "--rank", "--alpha", "--lora-dropout", "--targets", "--dora", "--rslora",
+                                  "--init-adapter" };
+    for (int k = 0; k < 7 && o->mode != MODE_LORA; k++) {
         if (flag_given(cli, lora_flags[k])) {
             return fail("%s is a flag of --mode lora, not of --mode %s", lora_flags[k], cli->mode);
         }
     }
+    if (schedule_check(cli) != 0) { return -1; }
     if (cli->reference) { use_fast_kernels = 0; }
     // remember whether --max-len was given: the default may shrink quietly, an explicit one may not
     o->max_len_given = flag_given(cli, "--max-len");
@@ -7173,10 +7488,12 @@ static void cli_defaults(Cli* cli, const Command* cmd) {
     o->adapter_dir = cmd->run == run_eval ? "out/best" : NULL;
     o->epochs = 10; o->batch = 4; o->max_len = 512; o->threads = 0; o->log_every = 25;
     o->lr = 1e-3f; o->weight_decay = 0.01f; o->max_grad_norm = 1.0f;
+    o->lr_scheduler = SCHED_LINEAR; o->grad_accum = 1;  // (no warm-up, no early stopping: 0)
     o->lora = LORA_DEFAULTS;
     o->seed = 42;
     o->dtype = "f32";
     cli->mode = "lora";
+    cli->lr_scheduler = "linear";
     cli->bench = (BenchOptions){ 256, NULL, 10, "model" };
 }
 

@@ -756,13 +756,14 @@ static void hf_check_steps(Model* m, SafeTensors* ref, const int* ids, const int
     float* want_norms = read_reference(ref, "grad_norms", 3);
     float* want_lrs = read_reference(ref, "lr_steps", 3);
     float losses[3], norms[3], lrs[3];
+    Schedule linear3 = { SCHED_LINEAR, 3, 0 };  // (TrainingArguments' default: linear, no warm-up)
     for (int step = 0; step < 3; step++) {
         model_forward(m, ids, lengths, B, labels);
         losses[step] = m->loss;
         model_zero_grad(m);
         model_backward(m);
         norms[step] = model_clip_grad_norm(m, 1.0f);
-        lrs[step] = lr_at_step(1e-3f, step, 3);
+        lrs[step] = lr_at_step(1e-3f, step, &linear3);
         model_update(m, lrs[step], 0.9f, 0.999f, 1e-8f, 0.01f);
     }
     if (want_losses && want_norms && want_lrs) {
@@ -1197,6 +1198,313 @@ static void test_training(void) {
     expect(memcmp(losses, again, 20 * sizeof(float)) == 0, "determinism: same seed, different thread count, 20 steps with dropout: identical losses");
     free(losses);
     free(again);
+}
+
+// ----------------------------------------------------------------------------
+// the Trainer's steps: gradient accumulation (--grad-accum) and early stopping
+
+// a Dataset of n sequences held in memory (ids back to back, as Dataset keeps them), K classes
+static void dataset_of(Dataset* d, const int* ids, const int* lengths, const int* labels, int n, int K) {
+    memset(d, 0, sizeof(*d));
+    d->n = n;
+    d->num_labels = K;
+    d->labels = mallocCheck(n * sizeof(int));
+    d->lengths = mallocCheck(n * sizeof(int));
+    d->starts = mallocCheck(n * sizeof(size_t));
+    for (int i = 0; i < n; i++) {
+        d->labels[i] = labels[i];
+        d->lengths[i] = lengths[i];
+        d->starts[i] = d->num_tokens;
+        d->num_tokens += lengths[i];
+    }
+    d->ids = mallocCheck(d->num_tokens * sizeof(int));
+    memcpy(d->ids, ids, d->num_tokens * sizeof(int));
+    d->label_names = labels_copy(K, NULL);
+}
+
+// the tiny model of the finite-difference checks with every dropout off (as the Trainer's
+// fixtures have it): then a step's gradient depends on its examples only
+static void tiny_model_no_dropout(Model* m, uint64_t seed) {
+    tiny_model(m, 0, seed);
+    m->config.dropout = m->config.attention_dropout = m->config.classif_dropout = 0.0f;
+    m->lora.dropout = 0.0f;
+}
+
+// What one optimizer step of n micro-batches must do, written out without train_step: each
+// micro-batch's gradient on its own (zero_grad, forward, backward), their sum in double (not
+// divided by n: the Trainer of transformers 5 does not divide DistilBERT's), clipping at 1.0,
+// AdamW. *loss gets the mean of the micro-batches' losses, *norm the norm before clipping.
+static void accumulated_step(Model* m, DataLoader* dl, int first, int n, float lr, float* loss, float* norm) {
+    double* g = callocCheck(m->num_trainable, sizeof(double));
+    double sum = 0.0;
+    m->training = 1;
+    for (int k = 0; k < n; k++) {
+        const Batch* b = dataloader_batch(dl, first + k);
+        model_forward(m, b->ids, b->lengths, b->B, b->labels);
+        model_zero_grad(m);
+        model_backward(m);
+        for (size_t i = 0; i < m->num_trainable; i++) { g[i] += m->grads_memory[i]; }
+        sum += m->loss;
+    }
+    for (size_t i = 0; i < m->num_trainable; i++) { m->grads_memory[i] = (float)g[i]; }
+    *loss = (float)(sum / n);
+    *norm = model_clip_grad_norm(m, 1.0f);
+    model_update(m, lr, 0.9f, 0.999f, 1e-8f, 0.01f);
+    free(g);
+}
+
+// the largest relative error of the change of the trainables (from start) of a against b's
+static double change_error(const Model* a, const Model* b, const float* start) {
+    size_t n = a->num_trainable;
+    float *da = mallocCheck(n * sizeof(float)), *db = mallocCheck(n * sizeof(float));
+    for (size_t i = 0; i < n; i++) { da[i] = a->params_memory[i] - start[i]; db[i] = b->params_memory[i] - start[i]; }
+    double e = tensor_error_f(da, db, n);
+    free(da); free(db);
+    return e;
+}
+
+// --grad-accum: train_step over a step's micro-batches against accumulated_step (the same model
+// and data, 7 sequences, batch 2: batches of 2, 2, 2 and 1; with --grad-accum 3, optimizer step 1
+// is three of them, step 2 the last one alone, its mean as it is), then --batch 2 --grad-accum 2
+// against --batch 4 on 8 sequences. The first agrees within float rounding, not to the bit: a sum
+// over the same rows comes out in another order when they are split in micro-batches (each
+// micro-batch's matmul adds its own rows). In the second the gradient is twice --batch 4's (the
+// sum of two means over halves), so the norms differ by 2 and the trainables only by what that
+// leaves after clipping and AdamW: when every step is clipped in both runs, both clip to the same
+// norm and the gradients agree to rounding; when none is, AdamW's m / (sqrt(v) + eps) cancels the
+// 2 but for eps. Both cases are run (a step clipped in one run only would differ: at
+// --max-grad-norm 1 this toy's --batch 4 norms straddle 1, and the trainables differ by 4e-2).
+static void test_accumulation(void) {
+    Rng rng = { 31 };
+    int ids[128], lengths[8], labels[8];
+    toy_batch(&rng, 8, ids, lengths, labels);
+    Options o;
+    memset(&o, 0, sizeof(o));
+    o.max_grad_norm = 1.0f;
+    o.weight_decay = 0.01f;
+    o.out_dir = TEST_DIR;
+    // 1. uneven: 7 sequences, --batch 2 --grad-accum 3
+    Dataset d7;
+    dataset_of(&d7, ids, lengths, labels, 7, 2);
+    Model m, ref;
+    tiny_model_no_dropout(&m, 41);
+    tiny_model_no_dropout(&ref, 41);
+    float* start = mallocCheck(m.num_trainable * sizeof(float));
+    memcpy(start, m.params_memory, m.num_trainable * sizeof(float));
+    DataLoader dl, dl_ref;
+    dataloader_init(&dl, &d7, 2, 3, 1, 1);      // (epoch 1, never shuffled: the examples in order)
+    dataloader_init(&dl_ref, &d7, 2, 1, 1, 1);
+    int firsts[2] = { 0, 3 }, counts[2] = { 3, 1 };
+    double e_loss = 0.0, e_norm = 0.0;
+    int rc = dl.num_steps == 2 ? 0 : -1;
+    for (int t = 0; t < 2 && rc == 0; t++) {
+        float lr = 1e-2f * (2 - t) / 2, loss, norm;
+        StepStats st;
+        rc = train_step(&m, &dl, t, lr, &o, &st, t + 1);
+        accumulated_step(&ref, &dl_ref, firsts[t], counts[t], lr, &loss, &norm);
+        e_loss = fmax(e_loss, fabs(st.loss - loss) / loss);
+        e_norm = fmax(e_norm, fabs(st.norm - norm) / norm);
+    }
+    double e = change_error(&m, &ref, start);
+    expect(rc == 0 && e_loss <= 1e-6 && e_norm <= 1e-5 && e <= 1e-4,
+           "accumulation: 7 sequences, --batch 2 --grad-accum 3 (steps of 3 micro-batches, then 1): train_step == the sum of the "
+           "micro-batches' gradients, each alone: %d steps, rel errs: losses %.1e, norms %.1e (bound 1e-5), change of the trainables %.1e (bound 1e-4)",
+           dl.num_steps, e_loss, e_norm, e);
+    dataloader_free(&dl); dataloader_free(&dl_ref);
+    model_free(&m); model_free(&ref);
+    dataset_free(&d7);
+    // 2. --batch 2 --grad-accum 2 == --batch 4: 8 sequences, 2 optimizer steps an epoch, 3 steps;
+    // with --max-grad-norm 0.1 (every step clipped in both runs), then 0 (no clipping)
+    Dataset d8;
+    dataset_of(&d8, ids, lengths, labels, 8, 2);
+    for (int r = 0; r < 2; r++) {
+        o.max_grad_norm = r == 0 ? 0.1f : 0.0f;
+        Model m4, m22;
+        tiny_model_no_dropout(&m4, 43);
+        tiny_model_no_dropout(&m22, 43);
+        memcpy(start, m4.params_memory, m4.num_trainable * sizeof(float));
+        DataLoader dl4, dl22;
+        dataloader_init(&dl4, &d8, 4, 1, 1, 1);
+        dataloader_init(&dl22, &d8, 2, 2, 1, 1);
+        e_loss = e_norm = 0.0;
+        int clipped[2] = { 0, 0 };  // steps clipped in the --batch 4 run, in the 2 x 2 run
+        rc = dl4.num_steps == 2 && dl22.num_steps == 2 ? 0 : -1;
+        for (int k = 0; k < 3 && rc == 0; k++) {
+            Schedule sc = { SCHED_LINEAR, 3, 0 };
+            float lr = lr_at_step(1e-2f, k, &sc);
+            StepStats s4, s22;
+            rc = train_step(&m4, &dl4, k % 2, lr, &o, &s4, k + 1) | train_step(&m22, &dl22, k % 2, lr, &o, &s22, k + 1);
+            e_loss = fmax(e_loss, fabs(s4.loss - s22.loss) / s4.loss);
+            e_norm = fmax(e_norm, fabs(2.0 * s4.norm - s22.norm) / (2.0 * s4.norm));
+            clipped[0] += o.max_grad_norm > 0 && s4.norm > o.max_grad_norm;
+            clipped[1] += o.max_grad_norm > 0 && s22.norm > o.max_grad_norm;
+        }
+        e = change_error(&m22, &m4, start);
+        // (clipped: rounding, 1.5e-6 here; not: AdamW's eps against the halved gradient's smallest
+        // entries, 3.6e-5 here)
+        double bound = r == 0 ? 1e-5 : 2e-4;
+        expect(rc == 0 && clipped[0] == 3 * (1 - r) && clipped[1] == 3 * (1 - r) && e_loss <= 1e-6 && e_norm <= 1e-5 && e <= bound,
+               "accumulation: --batch 2 --grad-accum 2 trains as --batch 4 (dropout off, 3 steps, --max-grad-norm %g: clipped %d and %d times of 3): "
+               "rel errs: losses %.1e, norms %.1e (2 x --batch 4's; bound 1e-5), change of the trainables %.1e (bound %.0e)",
+               o.max_grad_norm, clipped[1], clipped[0], e_loss, e_norm, e, bound);
+        dataloader_free(&dl4); dataloader_free(&dl22);
+        model_free(&m4); model_free(&m22);
+    }
+    dataset_free(&d8);
+    free(start);
+}
+
+// dev/fixtures/hf_accum (made by dev/hf_accum.py with transformers and peft): 3 optimizer steps of
+// the Trainer with gradient_accumulation_steps, on the tiny model and PEFT adapter of hf_tiny, the
+// examples in file order (its sequential sampler; ours: a DataLoader never shuffled). Cases
+// (examples, batch, accumulation): even (4, 2, 2): each step [0,1]+[2,3]; uneven (6, 2, 2): an epoch
+// is 3 micro-batches, so its second step is [4,5] alone; plain (4, 4, 1). Linear decay from 1e-3
+// over 3 steps, clipping at 1.0, weight decay 0.01, dropout 0. Compared: each micro-batch's loss
+// (compute_loss's), the loss the Trainer logs per step (the SUM of its micro-batches': it does not
+// divide them for DistilBERT; ours is their mean times their number), the lrs, the gradient norms
+// before clipping (of the summed gradient: twice plain's in even's first step), and every
+// trainable after each step (its change, as hf_check_steps; every step here is clipped, so these
+// agree whether or not the gradient is divided: the norms and logged losses tell that); and plain
+// against hf_tiny's own 3-step reference, which the Trainer made with its shuffled sampler (same
+// batch, other order).
+#define ACCUM_DIR "dev/fixtures/hf_accum"
+static void test_hf_accum(void) {
+    if (!file_exists(ACCUM_DIR "/reference.safetensors") || !file_exists(ACCUM_DIR "/batch6.txt")) {
+        skip("HF accumulation: no " ACCUM_DIR " yet (dev/hf_accum.py makes it where torch, transformers and peft are): 17 checks");
+        return;
+    }
+    int ids[512], lengths[16], labels[16];
+    int n6 = read_batch(ACCUM_DIR "/batch6.txt", ids, lengths, labels, 16, 512);
+    SafeTensors ref;
+    if (!expect(n6 == 6 && safetensors_open(&ref, ACCUM_DIR "/reference.safetensors", NULL) == 0,
+                "HF accumulation: " ACCUM_DIR "/batch6.txt has 6 sequences (%d), reference.safetensors opens", n6)) { return; }
+    const struct { const char* name; int n, batch, accum, micro; } cases[3] = {
+        { "even", 4, 2, 2, 6 }, { "uneven", 6, 2, 2, 5 }, { "plain", 4, 4, 1, 3 } };
+    for (int c = 0; c < 3; c++) {
+        Model m;
+        LoraConfig lc;
+        if (lora_config_load(&lc, HF_DIR "/adapter") != 0 || model_load(&m, HF_DIR, &lc, MODE_LORA, 0) != 0 ||
+            model_load_adapter(&m, HF_DIR "/adapter") != 0) {
+            expect(0, "HF accumulation: %s: load the model and adapter of " HF_DIR, cases[c].name);
+            continue;
+        }
+        Dataset d;
+        dataset_of(&d, ids, lengths, labels, cases[c].n, 2);
+        DataLoader dl;
+        dataloader_init(&dl, &d, cases[c].batch, cases[c].accum, 0, 1);  // (never shuffled: in order)
+        Options o;
+        memset(&o, 0, sizeof(o));
+        o.max_grad_norm = 1.0f; o.weight_decay = 0.01f; o.out_dir = TEST_DIR;
+        Schedule sc = { SCHED_LINEAR, 3, 0 };
+        size_t P = m.num_trainable;
+        float* params = mallocCheck(4 * P * sizeof(float));  // before the first step, after each
+        memcpy(params, m.params_memory, P * sizeof(float));
+        float micro[8], logged[3], lrs[3], norms[3];
+        int nmicro = 0, rc = 0;
+        for (int k = 0, t = 0; k < 3 && rc == 0; k++, t = (t + 1) % dl.num_steps) {
+            // each micro-batch's loss on its own (dropout is 0: a forward pass gives what the step's gives)
+            int in_step = 0;
+            for (int s = t * dl.accum; s < (t + 1) * dl.accum && s < dl.num_batches && nmicro < 8; s++, in_step++) {
+                const Batch* b = dataloader_batch(&dl, s);
+                m.training = 0;
+                rc |= model_forward(&m, b->ids, b->lengths, b->B, b->labels);
+                micro[nmicro++] = m.loss;
+            }
+            lrs[k] = lr_at_step(1e-3f, k, &sc);
+            StepStats st;
+            rc |= train_step(&m, &dl, t, lrs[k], &o, &st, k + 1);
+            logged[k] = st.loss * in_step;  // (we log the mean, the Trainer the sum of the micro-batches')
+            norms[k] = st.norm;
+            memcpy(params + (k + 1) * P, m.params_memory, P * sizeof(float));
+        }
+        char name[256];
+        const char* what[4] = { "step_losses", "logged_losses", "lr_steps", "grad_norms" };
+        float* got[4] = { micro, logged, lrs, norms };
+        int count[4] = { nmicro, 3, 3, 3 };
+        double bound[4] = { 1e-4, 1e-4, 1e-6, 1e-4 };
+        for (int q = 0; q < 4; q++) {
+            snprintf(name, sizeof(name), "%s.%s", cases[c].name, what[q]);
+            float* want = rc == 0 && nmicro == cases[c].micro ? read_reference(&ref, name, count[q]) : NULL;
+            double e = want ? tensor_error_f(got[q], want, count[q]) : INFINITY;
+            expect(e <= bound[q], "HF accumulation: %s (%d examples, batch %d, accumulation %d): %s (%d) == the Trainer's: max rel err %.2e (bound %.0e)",
+                   cases[c].name, cases[c].n, cases[c].batch, cases[c].accum, what[q], count[q], e, bound[q]);
+            free(want);
+        }
+        // every trainable after each step: its change since the start, as hf_check_steps compares it
+        double worst = rc == 0 ? 0.0 : INFINITY;
+        int missing = 0;
+        for (int k = 1; k <= 3; k++) {
+            for (int ti = 0; ti < m.num_tensors; ti++) {
+                const TensorInfo* info = &m.tensors[ti];
+                size_t n = (size_t)info->rows * (info->cols ? info->cols : 1);
+                snprintf(name, sizeof(name), "%s.step%d.%s", cases[c].name, k, info->name);
+                float* want = read_reference(&ref, name, n);
+                if (!want) { missing++; continue; }
+                float* delta = mallocCheck(n * sizeof(float));
+                for (size_t i = 0; i < n; i++) {
+                    delta[i] = params[k * P + info->offset + i] - params[info->offset + i];
+                    want[i] -= params[info->offset + i];
+                }
+                double e = tensor_error_f(delta, want, n);
+                if (e > 1e-3) { detail("%s step %d: change of %s: max rel err %.2e (bound 1e-3)", cases[c].name, k, short_name(info->name), e); }
+                worst = fmax(worst, e);
+                free(delta); free(want);
+            }
+        }
+        expect(missing == 0 && worst <= 1e-3, "HF accumulation: %s: every trainable after each of the 3 steps == the Trainer's: change since the start, worst max rel err %.2e (bound 1e-3), %d missing",
+               cases[c].name, worst, missing);
+        if (c == 2) {
+            // plain (the sequential sampler) against hf_tiny's reference (the shuffled one): the
+            // Trainer's own two runs of the same 3 steps, compared as above
+            SafeTensors tiny;
+            int opened = safetensors_open(&tiny, HF_DIR "/reference.safetensors", NULL) == 0;
+            worst = opened ? 0.0 : INFINITY;
+            for (int ti = 0; ti < m.num_tensors && worst < INFINITY; ti++) {
+                const TensorInfo* info = &m.tensors[ti];
+                size_t n = (size_t)info->rows * (info->cols ? info->cols : 1);
+                snprintf(name, sizeof(name), "plain.step3.%s", info->name);
+                float* a = read_reference(&ref, name, n);
+                snprintf(name, sizeof(name), "step3.%s", info->name);
+                float* b = read_reference(&tiny, name, n);
+                for (size_t i = 0; a && b && i < n; i++) { a[i] -= params[info->offset + i]; b[i] -= params[info->offset + i]; }
+                worst = a && b ? fmax(worst, tensor_error_f(a, b, n)) : INFINITY;
+                free(a); free(b);
+            }
+            if (opened) { safetensors_close(&tiny); }
+            expect(worst <= 1e-3, "HF accumulation: plain's trainables after 3 steps == " HF_DIR "'s 3-step reference (the Trainer's shuffled sampler, the same batch): change since the start, max rel err %.2e (bound 1e-3)", worst);
+        }
+        free(params);
+        dataloader_free(&dl);
+        dataset_free(&d);
+        model_free(&m);
+    }
+    safetensors_close(&ref);
+}
+
+// early_stopping against EarlyStoppingCallback's rule, worked out by hand for patience 2 and
+// threshold 0.01, in train's order (the check before the best moves): validation losses
+// 1.0 (no best yet: improves), 0.995 (lower, but by 0.005: counts 1; best/ still moves to it),
+// 0.98 (lower than 0.995 by 0.015: back to 0), 0.99 (not lower: 1), 0.975 (lower by only 0.005
+// than 0.98: 2 = the patience: stop after epoch 5). Threshold 0: 0.995 improves (0 < 0.005).
+static void test_early_stopping(void) {
+    const float losses[5] = { 1.0f, 0.995f, 0.98f, 0.99f, 0.975f };
+    const int want_count[2][5] = { { 0, 1, 0, 1, 2 }, { 0, 0, 0, 1, 0 } };
+    const int want_stop[2][5] = { { 0, 0, 0, 0, 1 }, { 0, 0, 0, 0, 0 } };
+    for (int k = 0; k < 2; k++) {
+        Options o;
+        memset(&o, 0, sizeof(o));
+        o.patience = 2;
+        o.patience_threshold = k == 0 ? 0.01 : 0.0;
+        TrainState ts = { 1, 0, 0, 0.0, INFINITY, 0, 0 };
+        int right = 1;
+        for (int e = 0; e < 5; e++) {
+            int stop = early_stopping(&o, &ts, losses[e]);
+            right &= stop == want_stop[k][e] && ts.epochs_without_improvement == want_count[k][e];
+            if (losses[e] < ts.best_val_loss) { ts.best_val_loss = losses[e]; ts.best_epoch = e + 1; }
+        }
+        expect(right, "early stopping: patience 2, threshold %g, validation losses 1.0 0.995 0.98 0.99 0.975: counts %s, %s",
+               o.patience_threshold, k == 0 ? "0 1 0 1 2" : "0 0 0 1 0", k == 0 ? "stops after epoch 5" : "never stops");
+    }
 }
 
 // ----------------------------------------------------------------------------
@@ -1663,14 +1971,16 @@ static void test_schedule_clip(void) {
     double worst = 0.0;
     int totals[4] = { 1, 3, 10, 2500 };
     for (int k = 0; k < 4; k++) {
+        Schedule sc = { SCHED_LINEAR, totals[k], 0 };
         for (int s = 0; s < totals[k]; s++) {
             double want = 1e-3 * (totals[k] - s) / totals[k];
-            double e = fabs(lr_at_step(1e-3f, s, totals[k]) - want) / 1e-3;
+            double e = fabs(lr_at_step(1e-3f, s, &sc) - want) / 1e-3;
             if (e > worst || e != e) { worst = e != e ? INFINITY : e; }
         }
     }
     expect(worst <= 1e-6, "schedule: lr_at_step(1e-3, step, total) == 1e-3 (total - step) / total for totals 1, 3, 10, 2500: max err %.2e of lr (bound 1e-6)", worst);
-    expect(lr_at_step(1e-3f, 0, 10) == 1e-3f, "schedule: the first step uses the full lr: lr_at_step(1e-3, 0, 10) = %.3g (want 0.001)", lr_at_step(1e-3f, 0, 10));
+    Schedule ten = { SCHED_LINEAR, 10, 0 };
+    expect(lr_at_step(1e-3f, 0, &ten) == 1e-3f, "schedule: the first step uses the full lr: lr_at_step(1e-3, 0, 10) = %.3g (want 0.001)", lr_at_step(1e-3f, 0, &ten));
     // clipping: made-up gradients with a known norm
     Model m;
     tiny_model(&m, 0, 22);
@@ -1697,6 +2007,118 @@ static void test_schedule_clip(void) {
     free(g0);
     model_free(&m);
     test_hf_steps();
+}
+
+// the other schedules and the warm-up, against factors worked out by hand (peak lr 1e-3; W the
+// warm-up steps, T the total). Warm-up: step s < W runs at s / max(1, W). After it: linear
+// (T - s) / (T - W); cosine 0.5 (1 + cos(pi (s - W) / (T - W))); constant(_with_warmup) 1.
+static void test_schedules(void) {
+    const double third = 1.0 / 3.0;
+    struct { int kind, T, W; double factor[10]; const char* what; } cases[] = {
+        // s = 0, 1, 2 warm up: 0, 1/3, 2/3; then (10 - s) / 7 for s = 3 .. 9: 7/7 down to 1/7
+        { SCHED_LINEAR, 10, 3, { 0, third, 2 * third, 1, 6 / 7.0, 5 / 7.0, 4 / 7.0, 3 / 7.0, 2 / 7.0, 1 / 7.0 },
+          "linear, 10 steps, warm-up 3" },
+        // s = 0, 1: 0, 1/2; then progress (s - 2) / 8: cos of 0, pi/8, pi/4, 3pi/8, pi/2, 5pi/8, 3pi/4, 7pi/8
+        // (cos(pi/8) = 0.92387953, cos(pi/4) = 0.70710678, cos(3pi/8) = 0.38268343)
+        { SCHED_COSINE, 10, 2, { 0, 0.5, 1, 0.5 * (1 + 0.9238795325112867), 0.5 * (1 + 0.7071067811865476),
+          0.5 * (1 + 0.3826834323650898), 0.5, 0.5 * (1 - 0.3826834323650898), 0.5 * (1 - 0.7071067811865476),
+          0.5 * (1 - 0.9238795325112867) }, "cosine, 10 steps, warm-up 2" },
+        // 0, 1/3, 2/3, then 1
+        { SCHED_CONSTANT_WARMUP, 7, 3, { 0, third, 2 * third, 1, 1, 1, 1 }, "constant_with_warmup, 7 steps, warm-up 3" },
+        // get_scheduler gives "constant" no warm-up: 1 from the first step
+        { SCHED_CONSTANT, 7, 3, { 1, 1, 1, 1, 1, 1, 1 }, "constant, 7 steps, warm-up 3 (ignored)" },
+        // W = 1: the first step alone at 0, then (4 - s) / 3
+        { SCHED_LINEAR, 4, 1, { 0, 1, 2 * third, third }, "linear, 4 steps, warm-up 1" },
+        // W > T: the run ends inside the warm-up, s / 5
+        { SCHED_LINEAR, 2, 5, { 0, 0.2 }, "linear, 2 steps, warm-up 5 (longer than the run)" },
+        // one step, no warm-up: progress 0 / max(1, 1) = 0, cos 0 = 1
+        { SCHED_COSINE, 1, 0, { 1 }, "cosine, 1 step" },
+    };
+    for (size_t k = 0; k < sizeof(cases) / sizeof(cases[0]); k++) {
+        Schedule sc = { cases[k].kind, cases[k].T, cases[k].W };
+        double worst = 0.0;
+        for (int s = 0; s < sc.total_steps; s++) {
+            double e = fabs(lr_at_step(1e-3f, s, &sc) - 1e-3 * cases[k].factor[s]) / 1e-3;
+            if (e > worst || e != e) { worst = e != e ? INFINITY : e; }
+        }
+        expect(worst <= 1e-6, "schedule: %s: every step's lr == the factor worked out by hand x 1e-3: max err %.2e of lr (bound 1e-6)",
+               cases[k].what, worst);
+    }
+    // --warmup-ratio X: ceil(X * total) warm-up steps, X * total in double as Python computes it
+    // (0.07 * 100 = 7.000000000000001 there: 8 steps; 0.06 * 37 = 2.2199999999999998: 3; 0.5 * 7 =
+    // 3.5: 4; 0.99 * 7 = 6.93: 7; 0.1 * 10 = 1.0 exactly: 1); --warmup-steps N: N
+    struct { double ratio; int steps, total, want; } w[] = { { 0.07, 0, 100, 8 }, { 0.06, 0, 37, 3 }, { 0.5, 0, 7, 4 },
+                                                             { 0.99, 0, 7, 7 }, { 0.1, 0, 10, 1 }, { 0, 12, 37, 12 } };
+    int wrong = 0;
+    for (size_t k = 0; k < sizeof(w) / sizeof(w[0]); k++) {
+        Options o;
+        memset(&o, 0, sizeof(o));
+        o.warmup_ratio = w[k].ratio;
+        o.warmup_steps = w[k].steps;
+        Schedule sc = train_schedule(&o, w[k].total);
+        if (sc.warmup_steps != w[k].want || sc.total_steps != w[k].total) {
+            wrong++;
+            detail("ratio %g, steps %d, total %d: %d warm-up steps (want %d)", w[k].ratio, w[k].steps, w[k].total, sc.warmup_steps, w[k].want);
+        }
+    }
+    expect(wrong == 0, "schedule: --warmup-ratio X gives ceil(X * total) steps as the Trainer (0.07 of 100: 8), --warmup-steps N gives N: %d of 6 wrong", wrong);
+}
+
+// dev/fixtures/hf_schedules/lrs.txt (made by dev/hf_schedules.py with transformers): one case a
+// line, scheduler<TAB>total<TAB>warm-up as given ("-", steps, or a fraction: the ratio)<TAB>the
+// warm-up steps the Trainer derived<TAB>the lr of every step, peak 1e-3. Every case through the
+// same road as ./lora's flags: Options -> train_schedule -> lr_at_step.
+#define SCHEDULES_FIXTURE "dev/fixtures/hf_schedules/lrs.txt"
+static void test_hf_schedules(void) {
+    FILE* f = fopen(SCHEDULES_FIXTURE, "r");
+    if (f == NULL) {
+        skip("HF schedules: no " SCHEDULES_FIXTURE " yet (dev/hf_schedules.py makes it where torch and transformers are): 3 checks");
+        return;
+    }
+    static char line[1 << 16];
+    int cases = 0, malformed = 0, warmup_wrong = 0;
+    double worst = 0.0;
+    while (fgets(line, sizeof(line), f)) {
+        if (line[0] == '\n' || line[0] == '\0') { continue; }
+        char* field[5];
+        int nf = 0;
+        line[strcspn(line, "\n")] = '\0';
+        for (char* t = line; t && nf < 5; t = strchr(t, '\t') ? strchr(t, '\t') + 1 : NULL) { field[nf++] = t; }
+        for (int k = 0; k + 1 < nf; k++) { field[k][strcspn(field[k], "\t")] = '\0'; }
+        int kind = -1;
+        for (int k = 0; k < 4 && nf == 5; k++) { if (strcmp(field[0], SCHED_NAMES[k]) == 0) { kind = k; } }
+        int total = nf == 5 ? atoi(field[1]) : 0;
+        if (kind < 0 || total < 1) { malformed++; continue; }
+        Options o;
+        memset(&o, 0, sizeof(o));
+        o.lr_scheduler = kind;
+        if (strpbrk(field[2], ".eE")) { o.warmup_ratio = strtod(field[2], NULL); }  // a fraction: --warmup-ratio
+        else if (strcmp(field[2], "-") != 0) { o.warmup_steps = atoi(field[2]); }    // a whole number: --warmup-steps
+        Schedule sc = train_schedule(&o, total);
+        if (sc.warmup_steps != atoi(field[3])) {
+            if (warmup_wrong++ < 3) { detail("%s %d steps, warm-up %s: %d warm-up steps, the Trainer %s", field[0], total, field[2], sc.warmup_steps, field[3]); }
+        }
+        char* s = field[4];
+        int steps = 0;
+        for (;;) {
+            char* end;
+            double want = strtod(s, &end);
+            if (end == s) { break; }
+            double e = steps < total ? fabs(lr_at_step(1e-3f, steps, &sc) - want) / 1e-3 : INFINITY;
+            if (e > worst || e != e) {
+                worst = e != e ? INFINITY : e;
+                if (e > 1e-6) { detail("%s %d steps, warm-up %s: step %d: lr %.9g, the Trainer's %.9g", field[0], total, field[2], steps, lr_at_step(1e-3f, steps, &sc), want); }
+            }
+            steps++;
+            s = end;
+        }
+        if (steps != total) { malformed++; }
+        cases++;
+    }
+    fclose(f);
+    expect(cases > 0 && malformed == 0, "HF schedules: " SCHEDULES_FIXTURE ": %d cases, each with one lr per step (%d lines malformed)", cases, malformed);
+    expect(cases > 0 && warmup_wrong == 0, "HF schedules: the warm-up steps of every case == the Trainer's (get_warmup_steps: ceil for a ratio): %d of %d differ", warmup_wrong, cases);
+    expect(cases > 0 && worst <= 1e-6, "HF schedules: every step's lr of every case == get_scheduler's: max err %.2e of the peak lr (bound 1e-6)", worst);
 }
 
 // lora_merge: W + scale B A on a small odd-shaped matrix, against double precision
@@ -2785,10 +3207,10 @@ static void group_hf(void) { test_hf_parity(); }
 static void group_standin(void) { test_hf_standin_parity(); }
 static void group_checkpoints(void) { test_dtypes(); test_bad_checkpoints(); }
 static void group_adapter(void) { test_adapter_round_trip(); }
-static void group_training(void) { test_training(); }
+static void group_training(void) { test_training(); test_accumulation(); test_hf_accum(); test_early_stopping(); }
 static void group_tokenizer(void) { test_tokenizer(); }
 static void group_adamw(void) { test_adamw(); test_hf_steps(); }
-static void group_schedule(void) { test_schedule_clip(); }
+static void group_schedule(void) { test_schedule_clip(); test_schedules(); test_hf_schedules(); }
 static void group_merge(void) { test_merge(); }
 static void group_rslora(void) { test_rslora_config_values(); test_rslora(); test_rslora_plain_adapter(); }
 static void group_dora(void) {
@@ -3266,7 +3688,7 @@ static int resume_fixture(int steps_per_epoch, TrainState* ts, Options* o) {
         Model m;
         rc = model_load(&m, o->model_dir, &o->lora, o->mode, o->seed);
         if (rc == 0) {
-            TrainState start = { 1, 0, 0, 0.0, INFINITY, 0 };
+            TrainState start = { 1, 0, 0, 0.0, INFINITY, 0, 0 };
             *ts = start;
             rc = train_resume(o, &m, ts, steps_per_epoch);
             if (rc == 0 && m.adam_step != ts->step) { rc = -2; }
@@ -3470,10 +3892,10 @@ static const struct { const char* name; void (*run)(void); int one_thread; const
     { "checkpoints", group_checkpoints, 1, "F16/BF16 checkpoints, bad checkpoint files" },
     { "adapter", group_adapter, 1, "PEFT adapter save -> load round trip" },
     { "hardening", test_hardening, 1, "hostile sizes refused or handled in bounded memory; the checkpoint must match config.json" },
-    { "training", group_training, 0, "tiny training runs learn, determinism across thread counts" },
+    { "training", group_training, 0, "tiny training runs learn, determinism across thread counts, --grad-accum, early stopping" },
     { "tokenizer", group_tokenizer, 0, "WordPiece tokenizer vs Hugging Face fixtures" },
     { "adamw", group_adamw, 1, "AdamW alone: 3 steps vs double precision, and the Trainer's 3 steps (HF fixture)" },
-    { "schedule", group_schedule, 1, "the linear lr schedule and gradient clipping alone, and the Trainer's 3 steps" },
+    { "schedule", group_schedule, 1, "the lr schedules (warm-up, linear, cosine, constant) by hand and vs get_scheduler, clipping, the Trainer's 3 steps" },
     { "merge", group_merge, 1, "lora_merge: merged weights give the adapter's logits (tiny model, HF fixture)" },
     { "modes", group_modes, 1, "--mode full and head: finite differences, Hugging Face parity (gradients, 3 Trainer steps)" },
     { "export", group_export, 1, "whole checkpoints: save -> load, ./lora merge (F32/F16/BF16) gives the adapter's logits" },

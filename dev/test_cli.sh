@@ -712,8 +712,10 @@ help_clean() {
         grep -qE "(^|[ (/])$o(/[a-z]+)*:" "$f" && { echo "       speaks of $o"; return 1; }
     done
     awk 'length($0) > 80 { exit 1 }' "$f" || { echo "       a line over 80 columns"; return 1; }
-    awk '/^  --/ { n = split(substr($0, 3, 22), w, " ") }
-         /^  --/ && n > 1 && w[2] !~ /^(DIR|FILE|N|X|LIST|NAME|[a-z0-9]+(\|[a-z0-9]+)+)$/ { print "       " w[1] " " w[2]; bad = 1 }
+    # (the flag and its value: up to the padding, or the whole line when they are longer than
+    # the column and the text starts on the next line)
+    awk '/^  --/ { left = substr($0, 3); sub(/  .*/, "", left); n = split(left, w, " ") }
+         /^  --/ && n > 1 && w[2] !~ /^(DIR|FILE|N|X|LIST|NAME|[a-z0-9_]+(\|[a-z0-9_]+)+)$/ { print "       " w[1] " " w[2]; bad = 1 }
          END { exit bad }' "$f" || return 1
     # each "--flag WORD" of the usage line is written so in the flag's own line
     for flag in $(head -n 1 "$f" | grep -oE -- '--[a-z-]+ [A-Za-z0-9|]+' | tr ' ' '='); do
@@ -823,7 +825,7 @@ check "merge of a DoRA adapter: exits 0 and says DoRA" test "$RC" = 0 -a "$(grep
 run "$LORA" predict --model "$T/dora_merged" "the movie was good" "the movie was bad"
 check_eq "merge of a DoRA adapter: predict with the merged model prints what predict with the adapter prints" "$dora_out" "$(cat "$T/stdout")"
 rm -rf "$T/dora_resumed"
-LORA_TEST_STOP_AFTER_STEP=7 "$LORA" train "${TINY[@]}" --train "$TRAIN" --val "$VAL" --out "$T/dora_resumed" --epochs 4 --lr 1e-2 --threads 1 --dora >/dev/null 2>&1
+LORA_TEST_STOP_AFTER_STEP=7 "$LORA_HOOKS" train "${TINY[@]}" --train "$TRAIN" --val "$VAL" --out "$T/dora_resumed" --epochs 4 --lr 1e-2 --threads 1 --dora >/dev/null 2>&1
 run "$LORA" train --resume "$T/dora_resumed/last" --threads 1
 check "train --dora stopped at step 7, then --resume: exits 0, still DoRA" test "$RC" = 0 -a "$(grep -c "^mode lora: .*DoRA" "$T/stdout")" = 1
 check_eq "... and its last/ adapter is the uninterrupted run's, byte for byte" "$(sha "$D/last/adapter_model.safetensors")" "$(sha "$T/dora_resumed/last/adapter_model.safetensors")"
@@ -833,5 +835,97 @@ mkdir -p "$T/dora_as_lora" && cp "$D/best/adapter_model.safetensors" "$T/dora_as
 sed 's/"use_dora": true/"use_dora": false/' "$D/best/adapter_config.json" >"$T/dora_as_lora/adapter_config.json"
 expect_error "a DoRA adapter whose adapter_config.json says \"use_dora\": false is refused, naming a magnitude" "lora_magnitude_vector" -- \
     "$LORA" eval --model "$M" --adapter "$T/dora_as_lora" --val "$VAL" --max-len 40
+
+# 17. the Trainer's options (issue 22): schedules, --grad-accum, early stopping, --init-adapter, --rslora
+run "$LORA" train --help
+check "help: train --help lists the Trainer's options, each on its own line in the table" \
+    test "$(grep -cE '^  --(lr-scheduler linear\|cosine\|constant\|constant_with_warmup|warmup-steps N|warmup-ratio X|grad-accum N|early-stopping-patience N|early-stopping-threshold X|rslora|init-adapter DIR)( |$)' "$T/stdout")" = 8
+expect_error "--grad-accum 0 is refused" "--grad-accum" "from 1" -- "$LORA" train "${TINY[@]}" --grad-accum 0
+expect_error "--warmup-ratio 1.5 is refused" "--warmup-ratio" "from 0 to 1" -- "$LORA" train "${TINY[@]}" --warmup-ratio 1.5
+expect_error "--warmup-steps with --warmup-ratio is refused" "--warmup-steps and --warmup-ratio" -- \
+    "$LORA" train "${TINY[@]}" --warmup-steps 3 --warmup-ratio 0.1
+expect_error "an unknown --lr-scheduler is refused, naming the four" "--lr-scheduler" "constant_with_warmup" "'step'" -- \
+    "$LORA" train "${TINY[@]}" --lr-scheduler step
+expect_error "--early-stopping-threshold without a patience is refused" "--early-stopping-patience" -- \
+    "$LORA" train "${TINY[@]}" --early-stopping-threshold 0.1
+expect_error "--init-adapter to a missing folder is refused, naming it" "$T/no_adapter" -- \
+    "$LORA" train "${TINY[@]}" --train "$TRAIN" --val "$VAL" --out "$T/ia0" --init-adapter "$T/no_adapter"
+expect_error "--init-adapter: --rank that contradicts the adapter's r is refused" "--rank 8" "r 4" "drop --rank" -- \
+    "$LORA" train "${TINY[@]}" --train "$TRAIN" --val "$VAL" --out "$T/ia0" --init-adapter "$FIXTURE/adapter" --rank 8
+expect_error "--init-adapter: --dora on a plain LoRA adapter is refused" "--dora" "use_dora false" -- \
+    "$LORA" train "${TINY[@]}" --train "$TRAIN" --val "$VAL" --out "$T/ia0" --init-adapter "$FIXTURE/adapter" --dora
+expect_error "--init-adapter: --rslora on an adapter without it is refused" "--rslora" "use_rslora false" -- \
+    "$LORA" train "${TINY[@]}" --train "$TRAIN" --val "$VAL" --out "$T/ia0" --init-adapter "$FIXTURE/adapter" --rslora
+expect_error "--init-adapter with --resume is refused" "--resume" "--init-adapter" -- \
+    "$LORA" train --resume "$O/last" --init-adapter "$FIXTURE/adapter"
+expect_error "--init-adapter with --mode head is refused" "--init-adapter" "--mode head" -- \
+    "$LORA" train "${TINY[@]}" --mode head --init-adapter "$FIXTURE/adapter"
+check "no --out folder was made by a refused run" test ! -e "$T/ia0"
+expect_error "--init-adapter: an adapter with a head of 3 classes, on data of 2, is refused" "3 classes" "this run has 2" -- \
+    "$LORA" train "${TINY[@]}" --train "$TRAIN" --val "$VAL" --out "$T/ia3" --epochs 1 --threads 1 \
+    --init-adapter dev/fixtures/hf_multiclass/k3/adapter
+
+# config_value DIR KEY: KEY's value in DIR/adapter_config.json, a list's items sorted ("q_lin v_lin")
+config_value() {
+    tr -d ' \n\r\t' <"$1/adapter_config.json" | grep -oE "\"$2\":(\[[^]]*\]|[^],}]*)" | sed 's/^[^:]*://' | tr -d '[]"' | tr ',' '\n' | sort | paste -sd ' ' -
+}
+# --init-adapter with --lr 0: the saved adapter is the one it started from (AdamW moves nothing,
+# weight decay included), for PEFT-made adapters (plain LoRA on q_lin and v_lin; DoRA): the same
+# settings, the same predictions, and merged into the model, the same bytes. --early-stopping-patience 1
+# stops such a run after epoch 2 (its validation loss cannot go down), best/ at epoch 1.
+for a in "$FIXTURE/adapter" "$FIXTURE/../hf_dora/adapter"; do
+    n=$(basename "$(dirname "$a")")
+    rm -rf "$T/ia_$n"
+    run "$LORA" train "${TINY[@]}" --train "$TRAIN" --val "$VAL" --out "$T/ia_$n" --epochs 4 --lr 0 --threads 1 \
+        --init-adapter "$a" --early-stopping-patience 1
+    cp "$T/stdout" "$T/ia_$n.txt"
+    check "train --init-adapter $n --lr 0: exits 0 with nothing on stderr, names the adapter" \
+        test "$RC" = 0 -a ! -s "$T/stderr" -a "$(grep -c "^mode lora: .*from $a" "$T/ia_$n.txt")" = 1
+    check "... early stopping: stopped after epoch 2 of 4, best/ is epoch 1" \
+        test "$(grep -c '^early stopping: .*stopped after epoch 2 of 4' "$T/ia_$n.txt")" = 1 -a "$(grep -c "best (epoch 1," "$T/ia_$n.txt")" = 1
+    for key in r lora_alpha target_modules use_dora use_rslora; do
+        check_eq "... last/adapter_config.json has the adapter's $key" "$(config_value "$a" $key)" "$(config_value "$T/ia_$n/last" $key)"
+    done
+    run "$LORA" predict --model "$M" --adapter "$a" --all "the movie was good" "this film is very bad" "the plot was dull"
+    want=$(cat "$T/stdout")
+    run "$LORA" predict --model "$M" --adapter "$T/ia_$n/last" --all "the movie was good" "this film is very bad" "the plot was dull"
+    check_eq "... predict with last/ prints what predict with the adapter it started from prints" "$want" "$(cat "$T/stdout")"
+    run "$LORA" merge --adapter "$a" --model "$M" --out "$T/ia_${n}_m0"
+    run "$LORA" merge --adapter "$T/ia_$n/last" --model "$M" --out "$T/ia_${n}_m1"
+    check "... merged into the model, last/ and the adapter give the same model.safetensors, byte for byte" \
+        cmp -s "$T/ia_${n}_m0/model.safetensors" "$T/ia_${n}_m1/model.safetensors"
+done
+expect_error "--resume of a run that stopped early is refused" "stopped early" -- "$LORA" train --resume "$T/ia_hf_tiny/last"
+rm -rf "$T/ia_dora2"
+run "$LORA" train "${TINY[@]}" --train "$TRAIN" --val "$VAL" --out "$T/ia_dora2" --epochs 1 --lr 1e-2 --threads 1 \
+    --init-adapter "$FIXTURE/../hf_dora/adapter" --dora --rank 4 --alpha 8
+check "train --init-adapter of a DoRA adapter with --dora --rank 4 --alpha 8 (its own): accepted, DoRA, 1,122 + 2 layers x 2 Linears x (256 + 32) = 2,274 trainable" \
+    test "$RC" = 0 -a "$(grep -c "^mode lora: .*DoRA" "$T/stdout")" = 1 -a "$(grep -c '^trainable params: 2,274 ' "$T/stdout")" = 1
+check "... and what it saves is still DoRA" grep -qF '"use_dora":true' <<<"$(tr -d ' \n' <"$T/ia_dora2/last/adapter_config.json")"
+
+# --grad-accum 2: 24 examples, batch 4: 6 batches, 3 optimizer steps an epoch; a stopped and resumed
+# run ends where the uninterrupted one does, byte for byte; trainer_state.json keeps the options
+G=$T/accum
+rm -rf "$G" "$T/accum_resumed"
+run "$LORA" train "${TINY[@]}" --train "$TRAIN" --val "$VAL" --out "$G" --epochs 3 --lr 1e-2 --threads 1 --log-every 1 \
+    --grad-accum 2 --lr-scheduler cosine --warmup-ratio 0.2
+check "train --grad-accum 2: exits 0, 3 optimizer steps an epoch (9 step lines), says 2 batches of 4 per step and the schedule" \
+    test "$RC" = 0 -a "$(grep -cE '^step +[0-9]+/9 \|' "$T/stdout")" = 9 -a "$(grep -c '2 batches of 4 per optimizer step' "$T/stdout")" = 1 \
+         -a "$(grep -c 'lr schedule cosine, warm-up 2 steps' "$T/stdout")" = 1
+check "train --grad-accum 2: log.tsv's first step ran at lr 0 (the warm-up starts from 0)" \
+    awk -F '\t' 'NR == 1 { for (i = 1; i <= NF; i++) c[$i] = i } $c["kind"] == "step" { exit !($c["lr"] == 0) }' "$G/log.tsv"
+state=$(tr -d ' \n' <"$G/last/trainer_state.json")
+check "trainer_state.json keeps the Trainer's options" \
+    contains "$state" '"lr_scheduler":"cosine"' '"warmup_ratio":0.2' '"grad_accum":2' '"early_stopping_patience":0' '"init_adapter":null'
+LORA_TEST_STOP_AFTER_STEP=4 "$LORA_HOOKS" train "${TINY[@]}" --train "$TRAIN" --val "$VAL" --out "$T/accum_resumed" --epochs 3 --lr 1e-2 \
+    --threads 1 --grad-accum 2 --lr-scheduler cosine --warmup-ratio 0.2 >/dev/null 2>&1
+run "$LORA" train --resume "$T/accum_resumed/last" --threads 1
+check "train --grad-accum 2 stopped at step 4 (in epoch 2), then --resume: exits 0" test "$RC" = 0 -a ! -s "$T/stderr"
+check_eq "... and its last/ adapter is the uninterrupted run's, byte for byte" "$(sha "$G/last/adapter_model.safetensors")" "$(sha "$T/accum_resumed/last/adapter_model.safetensors")"
+expect_error "--grad-accum with --resume is refused (the run keeps its own)" "drop --grad-accum" -- "$LORA" train --resume "$G/last" --grad-accum 4
+rm -rf "$T/rs"
+run "$LORA" train "${TINY[@]}" --train "$TRAIN" --val "$VAL" --out "$T/rs" --epochs 1 --threads 1 --rslora --rank 16
+check "train --rslora: exits 0, says rsLoRA, adapter_config.json has \"use_rslora\": true" \
+    test "$RC" = 0 -a "$(grep -c "^mode lora: .*rsLoRA" "$T/stdout")" = 1 -a "$(tr -d ' \n' <"$T/rs/last/adapter_config.json" | grep -c '"use_rslora":true')" = 1
 
 finish
