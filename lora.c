@@ -491,6 +491,8 @@ typedef struct {
     float* norm;        // (OC)      ||W0 + s B A|| of each row, from dora_norm: a constant here
     float* z;           // (N, OC)   V xd = W0 xd + s B A xd, cached by the forward (dm needs it)
     float* tmp;         // (N, OC)   scratch
+    float* xd;          // (N, IC)   scratch: the dropped-out input (LoRA's, shared)
+    float* dh;          // (N, R)    scratch: LoRA's dh in the backward
 } Dora;
 
 // norm (OC) = ||W0 + s B A|| of each row (over the C inputs) from W0 (OC, C) and lo's A (R, C),
@@ -516,11 +518,11 @@ void dora_norm(float* norm, const float* w0, const Lora* lo, int C, int OC) {
 
 // out (N, OC), holding the frozen Linear's inp W0^T + b, += (g - 1) W0 xd + g s B A xd, with
 // g = m / norm (d->norm from dora_norm), xd = dropout(inp). Caches h (N, R) as lora_forward does
-// and d->z (N, OC) = W0 xd + s B A xd; xd (N, C) and d->tmp are scratch.
-void dora_forward(float* out, float* h, float* xd, const float* inp, const Lora* lo, const Dora* d,
-                  int N, int C, int OC) {
+// and d->z (N, OC) = W0 xd + s B A xd; d->xd (N, C) and d->tmp are scratch.
+void dora_forward(float* out, float* h, const float* inp, const Lora* lo, const Dora* d, int N,
+                  int C, int OC) {
     const float *w0 = d->w, *bias = d->b, *mag = d->m, *norm = d->norm;
-    float *z = d->z, *base = d->tmp;
+    float *z = d->z, *base = d->tmp, *xd = d->xd;
     Dropout drop = lo->drop;
     // lora = s B A xd: lora_forward's update, alone in z (PEFT's lora_result * scaling)
     memset(z, 0, (size_t)N * OC * sizeof(float));
@@ -552,7 +554,8 @@ void dora_forward(float* out, float* h, float* xd, const float* inp, const Lora*
 
 // backward of dora_forward, the norm a constant: dm (OC), lo's dA (R, C) and dB (OC, R) += their
 // gradients; dinp (N, C) += the DoRA path's share of the input gradient (NULL: not needed; the
-// frozen W0 x + b of the Linear is matmul_backward's). dh (N, R), xd (N, C), d->tmp are scratch.
+// frozen W0 x + b of the Linear is matmul_backward's). d->dh (N, R), d->xd (N, C), d->tmp are
+// scratch.
 // Derivation: the forward added, element [n, o], with g[o] = m[o] / norm[o] and z = base + lora,
 //     (g[o] - 1) * base[n, o] + g[o] * lora[n, o],   base = xd W0^T,   lora = s h B^T,  h = xd A^T
 //   m:    only g depends on it, dg[o]/dm[o] = 1 / norm[o], and d(out)/dg = base + lora = z:
@@ -561,10 +564,10 @@ void dora_forward(float* out, float* h, float* xd, const float* inp, const Lora*
 //         (dA, dB, and the input gradient through A and the dropout mask)
 //   base: scaled by g - 1: d xd += ((g - 1) dout) W0, then through the same dropout mask
 // Nothing flows into A and B through the norm: PEFT detaches it (see above).
-void dora_backward(float* dinp, float* dh, float* xd, const float* dout, const float* inp,
-                   const float* h, const Lora* lo, const Dora* d, int N, int C, int OC) {
+void dora_backward(float* dinp, const float* dout, const float* inp, const float* h, const Lora* lo,
+                   const Dora* d, int N, int C, int OC) {
     const float *w0 = d->w, *mag = d->m, *norm = d->norm, *z = d->z;
-    float *dm = d->dm, *gdout = d->tmp;
+    float *dm = d->dm, *gdout = d->tmp, *xd = d->xd, *dh = d->dh;
     Dropout drop = lo->drop;
     // EXERCISE(dora_backward) BEGIN
     // dm[o] += sum_n dout[n, o] z[n, o] / norm[o]: threads split the rows o
@@ -932,7 +935,7 @@ typedef struct {
     int n_layers;             // L: 6
     int n_heads;              // NH: 12
     int hidden_dim;           // H: 3072, the FFN's inner size
-    int num_labels;           // NL: 2 (0 = negative, 1 = positive); K classes from the training data
+    int num_labels;  // NL: 2 (0 = negative, 1 = positive); K classes from the training data
     float dropout;            // 0.1: after the embeddings and on the FFN output
     float attention_dropout;  // 0.1: on the attention probabilities
     float classif_dropout;    // 0.2: seq_classif_dropout, in the head
@@ -1159,7 +1162,7 @@ static Linear linear_of(const Model* m, int l, int lin) {
         size_t at_m = (size_t)l * li.OC;  // layer l's magnitude, norm, and z (N rows apart)
         Dora d = { li.w, li.b, m->params.lora_m[lin] + at_m, m->grads.lora_m[lin] + at_m,
                    m->acts.dora_norm[lin] + at_m, m->acts.dora_z[lin] + at_m * m->N,
-                   m->acts.dora_tmp };
+                   m->acts.dora_tmp, m->acts.xd, m->acts.dlora_h };
         li.dora = d;
     }
     return li;
@@ -1176,7 +1179,7 @@ static void linear_forward(Model* m, int l, int lin, float* out, const float* in
     }
     if (li.dora.m) {
         dora_norm(li.dora.norm, li.w, &li.lora, li.IC, li.OC);
-        dora_forward(out, li.h, m->acts.xd, inp, &li.lora, &li.dora, N, li.IC, li.OC);
+        dora_forward(out, li.h, inp, &li.lora, &li.dora, N, li.IC, li.OC);
     }
 }
 
@@ -1192,8 +1195,7 @@ static void linear_backward(Model* m, int l, int lin, float* dinp, const float* 
                       li.OC);
     }
     if (li.dora.m) {
-        dora_backward(dinp, m->acts.dlora_h, m->acts.xd, dout, inp, li.h, &li.lora, &li.dora, N,
-                      li.IC, li.OC);
+        dora_backward(dinp, dout, inp, li.h, &li.lora, &li.dora, N, li.IC, li.OC);
     }
 }
 
@@ -1541,8 +1543,9 @@ void model_update(Model* m, float lr, float beta1, float beta2, float eps, float
 
 // ----------------------------------------------------------------------------
 // training. The data: a TSV file, one example per line, "label<TAB>text" with label 0 (negative)
-// or 1 (positive) (or K classes; also CSV and JSON Lines: see dataset_load). Every text is tokenized once, up front: [CLS] text [SEP], cut from the LEFT to
-// max_len tokens (the tutorial sets truncation_side="left": the end of a review is kept).
+// or 1 (positive) (or K classes; also CSV and JSON Lines: see dataset_load). Every text is
+// tokenized once, up front: [CLS] text [SEP], cut from the LEFT to max_len tokens (the tutorial
+// sets truncation_side="left": the end of a review is kept).
 
 struct Dataset {
     int n;              // examples
@@ -1590,7 +1593,8 @@ struct Options {
 };
 
 // what evaluate measures, dropout off: mean loss, accuracy, precision/recall/F1 of label 1
-// (Positive); with K > 2 classes their means over the classes (macro averages); the confusion matrix
+// (Positive); with K > 2 classes their means over the classes (macro averages); the confusion
+// matrix
 #define MAX_LABELS 128  // K at most
 struct Metrics {
     float loss, accuracy, precision, recall, f1;
@@ -1646,7 +1650,8 @@ void dataloader_shuffle(DataLoader* dl) {
 // the training batches of d as they stand before epoch `epoch`'s shuffle: the shuffles of the
 // epochs before it are replayed, so a resumed run goes on in the order of a run never stopped.
 // The generator starts from --seed ^ "shuffle" (in ASCII).
-void dataloader_init(DataLoader* dl, const Dataset* d, int batch_size, int accum, uint64_t seed, int epoch) {
+void dataloader_init(DataLoader* dl, const Dataset* d, int batch_size, int accum, uint64_t seed,
+                     int epoch) {
     dl->d = d;
     dl->batch_size = batch_size;
     dl->num_batches = (d->n + batch_size - 1) / batch_size;
@@ -1696,8 +1701,10 @@ typedef struct { float loss, norm; long tokens; } StepStats;
 // learning rate. A loss or norm that is NaN or infinite stops the run before the update would
 // spread it into the weights. `step` (1, 2, ...) only names the step in that error. 0, or -1 after
 // one error line.
-int train_step(Model* m, DataLoader* dl, int t, float lr, const Options* o, StepStats* st, int step) {
-    int first = t * dl->accum, n = dl->num_batches - first < dl->accum ? dl->num_batches - first : dl->accum;
+int train_step(Model* m, DataLoader* dl, int t, float lr, const Options* o, StepStats* st,
+               int step) {
+    int first = t * dl->accum,
+        n = dl->num_batches - first < dl->accum ? dl->num_batches - first : dl->accum;
     double loss = 0.0;
     st->tokens = 0;
     m->training = 1;
@@ -1727,7 +1734,8 @@ int train_step(Model* m, DataLoader* dl, int t, float lr, const Options* o, Step
 // count, an improvement sets it back to 0. 1 when the count reaches N: the run stops.
 int early_stopping(const Options* o, TrainState* ts, float val_loss) {
     int better = ts->best_epoch == 0 ||
-                 (val_loss < ts->best_val_loss && fabs((double)val_loss - ts->best_val_loss) > o->patience_threshold);
+        (val_loss < ts->best_val_loss &&
+         fabs((double)val_loss - ts->best_val_loss) > o->patience_threshold);
     ts->epochs_without_improvement = better ? 0 : ts->epochs_without_improvement + 1;
     return o->patience > 0 && ts->epochs_without_improvement >= o->patience;
 }
@@ -2001,7 +2009,8 @@ _Static_assert(NC % NR == 0, "NC must be a multiple of NR");
 
 // Copy B into panels: Bp[p][k][jj] = B(k, p*NR + jj), zero where p*NR + jj >= NN.
 #define PACK_KB 16  // steps of k copied at once from a transposed B (below)
-static void pack_panels(float* Bp, const float* B, size_t bk, size_t bj, int K, int NN, int threaded) {
+static void pack_panels(float* Bp, const float* B, size_t bk, size_t bj, int K, int NN,
+                        int threaded) {
     int panels = (NN + NR - 1) / NR;
     (void)threaded;  // only read by the pragma, which a build without OpenMP ignores
     #pragma omp parallel for if (threaded)
@@ -2021,7 +2030,9 @@ static void pack_panels(float* Bp, const float* B, size_t bk, size_t bj, int K, 
                 // in the L1 cache; the same floats as the loop below, in fewer, vectorized reads
                 for (int jj = 0; jj < NR; jj++) {
                     const float* row = src + (size_t)jj * bj;
-                    for (int kk = 0; kk < PACK_KB; kk++) { dst[(size_t)(k + kk) * NR + jj] = row[kk]; }
+                    for (int kk = 0; kk < PACK_KB; kk++) {
+                        dst[(size_t)(k + kk) * NR + jj] = row[kk];
+                    }
                 }
                 k += PACK_KB - 1;
                 continue;
@@ -2313,7 +2324,9 @@ static void attention_reserve(const Rows* r, int HS) {
         int i = b;
         for (; i > 0; i--) {
             int o = attention_order[i - 1];
-            if ((size_t)(r->q[o + 1] - r->q[o]) * (size_t)(r->kv[o + 1] - r->kv[o]) >= work) { break; }
+            if ((size_t)(r->q[o + 1] - r->q[o]) * (size_t)(r->kv[o + 1] - r->kv[o]) >= work) {
+                break;
+            }
             attention_order[i] = o;
         }
         attention_order[i] = b;
@@ -2368,7 +2381,8 @@ static void attention_head_backward_fast(float* dq, float* dk, float* dv, float*
     float* pack = pd_buf + TT;
     // dPd (Tq, T) = dout (Tq, HS) @ V^T (HS, T)
     gemm_abt(datt, T, dout, C, v, C, NULL, Tq, HS, T, pack);
-    // through the dropout: dP = dPd * mask / (1 - p) (keep holds mask / (1 - p)); and Pd again, for dV
+    // through the dropout: dP = dPd * mask / (1 - p) (keep holds mask / (1 - p)); and Pd again, for
+    // dV
     const float* pd = att;
     if (drop.p > 0.0f) {
         for (size_t e = 0; e < TT; e++) {
@@ -2380,7 +2394,9 @@ static void attention_head_backward_fast(float* dq, float* dk, float* dv, float*
     }
     // dV (T, HS) += Pd^T (T, Tq) @ dout (Tq, HS)
     gemm_atb(dv, C, pd, T, dout, C, T, Tq, HS, pack);
-    for (int i = 0; i < Tq; i++) { softmax_row_backward(datt + (size_t)i * T, att + (size_t)i * T, T, scale); }
+    for (int i = 0; i < Tq; i++) {
+        softmax_row_backward(datt + (size_t)i * T, att + (size_t)i * T, T, scale);
+    }
     // dQ (Tq, HS) += dS (Tq, T) @ K (T, HS);  dK (T, HS) += dS^T (T, Tq) @ Q (Tq, HS)
     gemm_ab(dq, C, datt, T, k, C, Tq, T, HS, pack);
     gemm_atb(dk, C, datt, T, q, C, T, Tq, HS, pack);
@@ -2420,14 +2436,15 @@ void fast_kernels_reserve(const Config* c, int R, int B, size_t N, int max_T) {
     int C = c->dim, H = c->hidden_dim, NL = c->num_labels, rows = (int)N;
     // (M, K, NN, bj) of each product: a Linear's forward (abt: bj = K) and input gradient
     // (ab: bj = 1) for C x C, C x H and H x C; LoRA's x A^T and its dA; the head
-    int shapes[][4] = { { rows, C, C, C }, { rows, C, H, C }, { rows, H, C, H },   // forward
-                        { rows, C, C, 1 }, { rows, H, C, 1 }, { rows, C, H, 1 },   // input gradients
-                        { rows, C, R, C }, { rows, H, R, H },                      // LoRA h = x A^T
-                        { R, rows, C, 1 }, { R, rows, H, 1 },                      // LoRA dA = dh^T x
-                        { rows, R, C, 1 }, { rows, R, H, 1 },                      // LoRA dx = dh A
-                        { B, C, C, C }, { B, C, NL, C },                           // head forward
-                        { B, C, C, 1 }, { B, NL, C, 1 },                           // head input gradients
-                        { C, B, C, 1 }, { NL, B, C, 1 } };                         // head weight gradients
+    int shapes[][4] = {
+        { rows, C, C, C }, { rows, C, H, C }, { rows, H, C, H },  // forward
+        { rows, C, C, 1 }, { rows, H, C, 1 }, { rows, C, H, 1 },  // input gradients
+        { rows, C, R, C }, { rows, H, R, H },                     // LoRA h = x A^T
+        { R, rows, C, 1 }, { R, rows, H, 1 },                     // LoRA dA = dh^T x
+        { rows, R, C, 1 }, { rows, R, H, 1 },                     // LoRA dx = dh A
+        { B, C, C, C }, { B, C, NL, C },                          // head forward
+        { B, C, C, 1 }, { B, NL, C, 1 },                          // head input gradients
+        { C, B, C, 1 }, { NL, B, C, 1 } };                        // head weight gradients
     size_t need = 0;
     for (size_t i = 0; i < sizeof(shapes) / sizeof(shapes[0]); i++) {
         if (gemm_is_small(shapes[i][0], shapes[i][1], (size_t)shapes[i][3])) { continue; }
@@ -2479,7 +2496,10 @@ static size_t point_weights(Weights* w, float* base, const Config* c) {
     table[count].ptr = &w->ln2w; table[count++].size = L * C;
     table[count].ptr = &w->ln2b; table[count++].size = L * C;
     size_t total = 0;
-    for (int i = 0; i < count; i++) { *table[i].ptr = base ? base + total : NULL; total += table[i].size; }
+    for (int i = 0; i < count; i++) {
+        *table[i].ptr = base ? base + total : NULL;
+        total += table[i].size;
+    }
     return total;
 }
 
@@ -2493,7 +2513,10 @@ static void point_trainables(Trainables* t, float* base, const Model* m) {
         if (!m->lora.targets[i]) { continue; }
         t->lora_A[i] = base + off; off += (size_t)c->n_layers * m->lora.rank * lin_in(c, i);
         t->lora_B[i] = base + off; off += (size_t)c->n_layers * lin_out(c, i) * m->lora.rank;
-        if (m->lora.use_dora) { t->lora_m[i] = base + off; off += (size_t)c->n_layers * lin_out(c, i); }
+        if (m->lora.use_dora) {
+            t->lora_m[i] = base + off;
+            off += (size_t)c->n_layers * lin_out(c, i);
+        }
     }
     t->pre_w = base + off; off += (size_t)c->dim * c->dim;
     t->pre_b = base + off; off += c->dim;
@@ -2523,7 +2546,9 @@ static const char* label_default_name(int K, int k, char* buf) {
 static char** labels_copy(int K, char* const* names) {
     char buf[32];
     size_t bytes = (size_t)K * sizeof(char*);
-    for (int k = 0; k < K; k++) { bytes += strlen(names ? names[k] : label_default_name(K, k, buf)) + 1; }
+    for (int k = 0; k < K; k++) {
+        bytes += strlen(names ? names[k] : label_default_name(K, k, buf)) + 1;
+    }
     char** out = mallocCheck(bytes);
     char* s = (char*)(out + K);
     for (int k = 0; k < K; k++) {
@@ -2537,7 +2562,9 @@ static char** labels_copy(int K, char* const* names) {
 // 1 when names (K) are the defaults: Negative, Positive (or LABEL_0, ...)
 static int labels_are_default(int K, char* const* names) {
     char buf[32];
-    for (int k = 0; k < K && names; k++) { if (strcmp(names[k], label_default_name(K, k, buf)) != 0) { return 0; } }
+    for (int k = 0; k < K && names; k++) {
+        if (strcmp(names[k], label_default_name(K, k, buf)) != 0) { return 0; }
+    }
     return 1;
 }
 
@@ -2548,7 +2575,9 @@ static const char* label_name_problem(const char* s, size_t n) {
     if (n > 200) { return "is longer than 200 bytes (is the label column the right one?)"; }
     if (s[0] == ' ' || s[n - 1] == ' ') { return "has a space at its start or end"; }
     for (size_t i = 0; i < n; i++) {
-        if ((unsigned char)s[i] < 0x20 || s[i] == 0x7f) { return "has a control character (a TAB, newline, ...)"; }
+        if ((unsigned char)s[i] < 0x20 || s[i] == 0x7f) {
+            return "has a control character (a TAB, newline, ...)";
+        }
     }
     return NULL;
 }
@@ -2560,7 +2589,10 @@ static void model_build(Model* m, const Config* c, const LoraConfig* lc, int mod
     m->lora = *lc;
     m->mode = mode;
     // only lora mode has adapters (head and full train no LoRA matrices)
-    if (mode != MODE_LORA) { memset(m->lora.targets, 0, sizeof(m->lora.targets)); m->lora.use_dora = 0; }
+    if (mode != MODE_LORA) {
+        memset(m->lora.targets, 0, sizeof(m->lora.targets));
+        m->lora.use_dora = 0;
+    }
     m->seed = seed;
     m->num_weights = point_weights(&m->w, NULL, c);
     // trainables: parameters, gradients and AdamW state, nothing for frozen weights
@@ -2607,19 +2639,22 @@ static void model_init_trainables(Model* m, int init_head) {
     for (int i = 0; i < NUM_LIN; i++) {
         if (!m->lora.targets[i]) { continue; }
         size_t nA = (size_t)c->n_layers * m->lora.rank * lin_in(c, i);
-        // kaiming_uniform_(a=sqrt(5)): bound = gain * sqrt(3 / fan_in) with gain = sqrt(2 / (1 + 5)),
-        // which is 1 / sqrt(fan_in); fan_in = IC, the columns of A
+        // kaiming_uniform_(a=sqrt(5)): bound = gain * sqrt(3 / fan_in) with gain = sqrt(2 / (1 +
+        // 5)), which is 1 / sqrt(fan_in); fan_in = IC, the columns of A
         float bound = 1.0f / sqrtf((float)lin_in(c, i));
         for (size_t j = 0; j < nA; j++) {
             m->params.lora_A[i][j] = bound * (2.0f * rng_uniform(&rng) - 1.0f);
         }
-        memset(m->params.lora_B[i], 0, (size_t)c->n_layers * lin_out(c, i) * m->lora.rank * sizeof(float));
+        memset(m->params.lora_B[i], 0,
+               (size_t)c->n_layers * lin_out(c, i) * m->lora.rank * sizeof(float));
         for (int l = 0; l < c->n_layers && m->lora.use_dora; l++) {
             // (the weights must be loaded by now: the magnitude is measured on W0)
             int IC = lin_in(c, i), OC = lin_out(c, i), R = m->lora.rank;
-            Lora lo = { m->params.lora_A[i] + (size_t)l * R * IC, m->params.lora_B[i] + (size_t)l * OC * R,
-                        NULL, NULL, lora_scaling(&m->lora), R, { 0.0f, 0 } };
-            dora_norm(m->params.lora_m[i] + (size_t)l * OC, m->w.lin_w[i] + (size_t)l * OC * IC, &lo, IC, OC);
+            Lora lo = { m->params.lora_A[i] + (size_t)l * R * IC,
+                        m->params.lora_B[i] + (size_t)l * OC * R, NULL, NULL,
+                        lora_scaling(&m->lora), R, { 0.0f, 0 } };
+            dora_norm(m->params.lora_m[i] + (size_t)l * OC, m->w.lin_w[i] + (size_t)l * OC * IC,
+                      &lo, IC, OC);
         }
     }
 }
@@ -2641,10 +2676,13 @@ static void model_reserve(Model* m, int B, size_t N, size_t AT, int T) {
     B = m->cap_batch; N = m->cap_tokens; AT = m->cap_att; T = m->cap_len;
     const Config* c = &m->config;
     size_t C = c->dim, H = c->hidden_dim, L = c->n_layers, NL = c->num_labels, R = m->lora.rank;
-    size_t XD = H > C ? H : C;  // xd is the LoRA input scratch of any Linear: IC is C, or H for lin2
+    size_t XD =
+        H > C ? H : C;  // xd is the LoRA input scratch of any Linear: IC is C, or H for lin2
     // DoRA's norms and z: one block per adapted Linear (the first here, the others after it below)
     size_t dora_out = 0;  // the OC of every adapted Linear, summed
-    for (int i = 0; i < NUM_LIN && m->lora.use_dora; i++) { if (m->lora.targets[i]) { dora_out += lin_out(c, i); } }
+    for (int i = 0; i < NUM_LIN && m->lora.use_dora; i++) {
+        if (m->lora.targets[i]) { dora_out += lin_out(c, i); }
+    }
     Activations* a = &m->acts;
     // one line per tensor: where its pointer goes, and how many floats it takes
     struct { float** ptr; size_t size; } table[] = {
@@ -2652,17 +2690,20 @@ static void model_reserve(Model* m, int B, size_t N, size_t AT, int T) {
         { &a->x, (L + 1) * N * C }, { &a->xcls, B * C },
         { &a->q, L * N * C }, { &a->k, L * N * C }, { &a->v, L * N * C },
         { &a->att, L * AT }, { &a->atty, L * N * C },
-        { &a->res1, L * N * C }, { &a->ln1_mean, L * N }, { &a->ln1_rstd, L * N }, { &a->sa, L * N * C },
+        { &a->res1, L * N * C }, { &a->ln1_mean, L * N }, { &a->ln1_rstd, L * N },
+        { &a->sa, L * N * C },
         { &a->ffh, L * N * H }, { &a->ffg, L * N * H },
         { &a->res2, L * N * C }, { &a->ln2_mean, L * N }, { &a->ln2_rstd, L * N },
         { &a->lora_h, L * NUM_LIN * N * R }, { &a->xd, N * XD },
-        { &a->dora_norm[0], L * dora_out }, { &a->dora_z[0], L * N * dora_out }, { &a->dora_tmp, dora_out ? N * XD : 0 },
+        { &a->dora_norm[0], L * dora_out }, { &a->dora_z[0], L * N * dora_out },
+        { &a->dora_tmp, dora_out ? N * XD : 0 },
         { &a->cls, B * C }, { &a->pre, B * C }, { &a->hid, B * C },
         { &a->logits, B * NL }, { &a->probs, B * NL }, { &a->losses, B },
         { &a->dx, (L + 1) * N * C }, { &a->dxcls, B * C },
         { &a->dres2, N * C }, { &a->dffg, N * H }, { &a->dffh, N * H }, { &a->dsa, N * C },
         { &a->dres1, N * C }, { &a->datty, N * C },
-        { &a->dq, N * C }, { &a->dk, N * C }, { &a->dv, N * C }, { &a->datt, AT }, { &a->dlora_h, N * R },
+        { &a->dq, N * C }, { &a->dk, N * C }, { &a->dv, N * C }, { &a->datt, AT },
+        { &a->dlora_h, N * R },
         { &a->dcls, B * C }, { &a->dpre, B * C }, { &a->dhid, B * C }, { &a->dlogits, B * NL },
         { &a->demb, m->mode == MODE_FULL ? N * C : 0 },
     };
@@ -2703,7 +2744,8 @@ static int model_set_batch(Model* m, const int* ids, const int* lengths, int B, 
     int max_T = 0;
     for (int b = 0; b < B; b++) {
         if (lengths[b] < 1 || lengths[b] > c->max_pos) {
-            return fail("sequence %d has %d tokens; the model takes 1 to %d", b, lengths[b], c->max_pos);
+            return fail("sequence %d has %d tokens; the model takes 1 to %d", b, lengths[b],
+                        c->max_pos);
         }
         N += lengths[b];
         AT += (size_t)NH * lengths[b] * lengths[b];
@@ -2742,7 +2784,8 @@ static int model_set_batch(Model* m, const int* ids, const int* lengths, int B, 
 }
 
 void model_free(Model* m) {
-    if (m->w_memory != m->params_memory) { free(m->w_memory); }  // (full mode: part of params_memory)
+    // (full mode: part of params_memory)
+    if (m->w_memory != m->params_memory) { free(m->w_memory); }
     free(m->params_memory);
     free(m->grads_memory);
     free(m->exp_avg);
@@ -2793,12 +2836,14 @@ static int is_directory(const char* path) {
 // fopen that names the file and the reason on failure; returns NULL (the caller returns -1)
 static FILE* fopen_check(const char* path, const char* mode, const char* hint) {
     if (mode[0] == 'r' && is_directory(path)) {
-        fail("%s is a directory, not a file%s%s", path, hint ? " ---> HINT: " : "", hint ? hint : "");
+        fail("%s is a directory, not a file%s%s", path, hint ? " ---> HINT: " : "",
+             hint ? hint : "");
         return NULL;
     }
     FILE* f = fopen(path, mode);
     if (f == NULL) {
-        fail("cannot open %s: %s%s%s", path, strerror(errno), hint ? " ---> HINT: " : "", hint ? hint : "");
+        fail("cannot open %s: %s%s%s", path, strerror(errno), hint ? " ---> HINT: " : "",
+             hint ? hint : "");
     }
     return f;
 }
@@ -2835,7 +2880,12 @@ static char* read_file(const char* path, size_t max_bytes, size_t* size, const c
         if (n + 1 >= cap) {
             cap *= 2;
             char* bigger = realloc(buf, cap);
-            if (bigger == NULL) { free(buf); fclose(f); fail("out of memory reading %s", path); return NULL; }
+            if (bigger == NULL) {
+                free(buf);
+                fclose(f);
+                fail("out of memory reading %s", path);
+                return NULL;
+            }
             buf = bigger;
         }
         size_t want = cap - n - 1;
@@ -2887,7 +2937,11 @@ typedef struct { const char* s; size_t n, pos; const char* error; size_t nodes; 
 
 // JSON's whitespace: space, tab, newline, carriage return (and nothing else)
 static void json_skip_space(JsonParser* p) {
-    while (p->pos < p->n && (p->s[p->pos] == ' ' || p->s[p->pos] == '\t' || p->s[p->pos] == '\n' || p->s[p->pos] == '\r')) { p->pos++; }
+    while (p->pos < p->n &&
+           (p->s[p->pos] == ' ' || p->s[p->pos] == '\t' || p->s[p->pos] == '\n' ||
+            p->s[p->pos] == '\r')) {
+        p->pos++;
+    }
 }
 
 // the four hex digits XXXX of a \uXXXX escape; 0 if they are not hex digits
@@ -2937,19 +2991,36 @@ static char* json_parse_string(JsonParser* p) {
             case 'u':
                 // \uXXXX: a UTF-16 code unit, written out below as 1 to 4 bytes of UTF-8
                 if (!json_hex4(p, &cp)) { p->error = "bad \\u escape"; free(out); return NULL; }
-                // a code point above U+FFFF is written as a UTF-16 surrogate pair, \uD83D\uDE00: a high
-                // half (D800-DBFF) then a low half (DC00-DFFF), which combine into 0x10000 + 10 bits + 10 bits
-                if (cp >= 0xD800 && cp < 0xDC00 && p->pos + 6 <= p->n && p->s[p->pos] == '\\' && p->s[p->pos + 1] == 'u') {
+                // a code point above U+FFFF is written as a UTF-16 surrogate pair, \uD83D\uDE00: a
+                // high half (D800-DBFF) then a low half (DC00-DFFF), which combine into 0x10000 +
+                // 10 bits + 10 bits
+                if (cp >= 0xD800 && cp < 0xDC00 && p->pos + 6 <= p->n && p->s[p->pos] == '\\' &&
+                    p->s[p->pos + 1] == 'u') {
                     unsigned lo;
                     p->pos += 2;
-                    if (!json_hex4(p, &lo) || lo < 0xDC00 || lo > 0xDFFF) { p->error = "bad surrogate pair"; free(out); return NULL; }
+                    if (!json_hex4(p, &lo) || lo < 0xDC00 || lo > 0xDFFF) {
+                        p->error = "bad surrogate pair";
+                        free(out);
+                        return NULL;
+                    }
                     cp = 0x10000 + ((cp - 0xD800) << 10) + (lo - 0xDC00);
                 }
                 // write cp as UTF-8 (at most 4 bytes; the 6 source bytes of \uXXXX leave room)
-                if (cp < 0x80) { out[len++] = (char)cp; }
-                else if (cp < 0x800) { out[len++] = (char)(0xC0 | (cp >> 6)); out[len++] = (char)(0x80 | (cp & 0x3F)); }
-                else if (cp < 0x10000) { out[len++] = (char)(0xE0 | (cp >> 12)); out[len++] = (char)(0x80 | ((cp >> 6) & 0x3F)); out[len++] = (char)(0x80 | (cp & 0x3F)); }
-                else { out[len++] = (char)(0xF0 | (cp >> 18)); out[len++] = (char)(0x80 | ((cp >> 12) & 0x3F)); out[len++] = (char)(0x80 | ((cp >> 6) & 0x3F)); out[len++] = (char)(0x80 | (cp & 0x3F)); }
+                if (cp < 0x80) {
+                    out[len++] = (char)cp;
+                } else if (cp < 0x800) {
+                    out[len++] = (char)(0xC0 | (cp >> 6));
+                    out[len++] = (char)(0x80 | (cp & 0x3F));
+                } else if (cp < 0x10000) {
+                    out[len++] = (char)(0xE0 | (cp >> 12));
+                    out[len++] = (char)(0x80 | ((cp >> 6) & 0x3F));
+                    out[len++] = (char)(0x80 | (cp & 0x3F));
+                } else {
+                    out[len++] = (char)(0xF0 | (cp >> 18));
+                    out[len++] = (char)(0x80 | ((cp >> 12) & 0x3F));
+                    out[len++] = (char)(0x80 | ((cp >> 6) & 0x3F));
+                    out[len++] = (char)(0x80 | (cp & 0x3F));
+                }
                 break;
             default: p->error = "bad escape in a string"; free(out); return NULL;
         }
@@ -2981,7 +3052,8 @@ static int json_parse_value(JsonParser* p, Json* out, int depth) {
     if (p->pos >= p->n) { p->error = "unexpected end"; return 0; }
     char c = p->s[p->pos];
     if (c == '{' || c == '[') {
-        // arrays and objects are parsed by the same loop; an object also reads "key": before each value
+        // arrays and objects are parsed by the same loop; an object also reads "key": before each
+        // value
         int is_object = (c == '{');
         out->type = is_object ? JSON_OBJECT : JSON_ARRAY;
         p->pos++;
@@ -2993,20 +3065,32 @@ static int json_parse_value(JsonParser* p, Json* out, int depth) {
                 cap = cap ? 2 * cap : 8;
                 Json* items = realloc(out->items, cap * sizeof(Json));
                 char** keys = realloc(out->keys, cap * sizeof(char*));
-                if (!items || !keys) { fprintf(stderr, "lora: error: out of memory parsing JSON\n"); exit(EXIT_FAILURE); }
+                if (!items || !keys) {
+                    fprintf(stderr, "lora: error: out of memory parsing JSON\n");
+                    exit(EXIT_FAILURE);
+                }
                 out->items = items; out->keys = keys;
             }
-            // From here on, whatever fails, out stays consistent for json_free: an item is counted as
-            // soon as it exists (count++ even when its value failed), and its key is NULL until read.
+            // From here on, whatever fails, out stays consistent for json_free: an item is counted
+            // as soon as it exists (count++ even when its value failed), and its key is NULL until
+            // read.
             out->keys[out->count] = NULL;
             json_skip_space(p);
             if (is_object) {
-                if (p->pos >= p->n || p->s[p->pos] != '"') { p->error = "expected a key"; return 0; }
+                if (p->pos >= p->n || p->s[p->pos] != '"') {
+                    p->error = "expected a key";
+                    return 0;
+                }
                 char* key = json_parse_string(p);
                 if (!key) { return 0; }
                 out->keys[out->count] = key;
                 json_skip_space(p);
-                if (p->pos >= p->n || p->s[p->pos] != ':') { out->count++; memset(&out->items[out->count - 1], 0, sizeof(Json)); p->error = "expected ':'"; return 0; }
+                if (p->pos >= p->n || p->s[p->pos] != ':') {
+                    out->count++;
+                    memset(&out->items[out->count - 1], 0, sizeof(Json));
+                    p->error = "expected ':'";
+                    return 0;
+                }
                 p->pos++;
             }
             int ok = json_parse_value(p, &out->items[out->count], depth + 1);
@@ -3031,11 +3115,14 @@ static int json_parse_value(JsonParser* p, Json* out, int depth) {
     if (c == '-' || (c >= '0' && c <= '9')) {
         // copy the number's characters out, so strtod never reads past the buffer
         // We take the characters a number may contain and let strtod decide; a JSON number is
-        // stricter than what strtod accepts, but anything strtod cannot read completely is an error.
-        // All numbers are doubles: exact for integers up to 2^53, plenty for shapes and byte offsets.
+        // stricter than what strtod accepts, but anything strtod cannot read completely is an
+        // error. All numbers are doubles: exact for integers up to 2^53, plenty for shapes and byte
+        // offsets.
         char tmp[64];
         size_t len = 0;
-        while (p->pos < p->n && len < sizeof(tmp) - 1 && strchr("+-0123456789.eE", p->s[p->pos])) { tmp[len++] = p->s[p->pos++]; }
+        while (p->pos < p->n && len < sizeof(tmp) - 1 && strchr("+-0123456789.eE", p->s[p->pos])) {
+            tmp[len++] = p->s[p->pos++];
+        }
         tmp[len] = '\0';
         char* end;
         out->type = JSON_NUMBER;
@@ -3090,8 +3177,8 @@ static const Json* json_get(const Json* obj, const char* key) {
 }
 
 // --- safetensors: [8 bytes: header size n, little-endian][n bytes: JSON header][raw tensor data]
-// The header maps each tensor name to {"dtype": "F32", "shape": [...], "data_offsets": [begin, end]}
-// with offsets relative to the start of the data. We check every entry before trusting it.
+// The header maps each tensor name to {"dtype": "F32", "shape": [...], "data_offsets": [begin,
+// end]} with offsets relative to the start of the data. We check every entry before trusting it.
 
 // An open safetensors file: the parsed header stays in memory, tensor data is read on demand
 // with fseek + fread (the file is never read whole: model.safetensors is 268 MB).
@@ -3106,9 +3193,16 @@ typedef struct {
 // bytes per element of every dtype the format defines, 0 for an unknown one. We size-check all
 // tensors, also those we never read (e.g. an I64 buffer), so the whole file is known to be sane.
 static int dtype_size(const char* dtype) {
-    if (strcmp(dtype, "F64") == 0 || strcmp(dtype, "I64") == 0 || strcmp(dtype, "U64") == 0) { return 8; }
-    if (strcmp(dtype, "F32") == 0 || strcmp(dtype, "I32") == 0 || strcmp(dtype, "U32") == 0) { return 4; }
-    if (strcmp(dtype, "F16") == 0 || strcmp(dtype, "BF16") == 0 || strcmp(dtype, "I16") == 0 || strcmp(dtype, "U16") == 0) { return 2; }
+    if (strcmp(dtype, "F64") == 0 || strcmp(dtype, "I64") == 0 || strcmp(dtype, "U64") == 0) {
+        return 8;
+    }
+    if (strcmp(dtype, "F32") == 0 || strcmp(dtype, "I32") == 0 || strcmp(dtype, "U32") == 0) {
+        return 4;
+    }
+    if (strcmp(dtype, "F16") == 0 || strcmp(dtype, "BF16") == 0 || strcmp(dtype, "I16") == 0 ||
+        strcmp(dtype, "U16") == 0) {
+        return 2;
+    }
     if (strcmp(dtype, "I8") == 0 || strcmp(dtype, "U8") == 0 || strcmp(dtype, "BOOL") == 0 ||
         strcmp(dtype, "F8_E4M3") == 0 || strcmp(dtype, "F8_E5M2") == 0) { return 1; }
     return 0;
@@ -3122,7 +3216,9 @@ static int host_is_little_endian(void) { uint16_t x = 1; return *(uint8_t*)&x ==
 static int safetensors_open(SafeTensors* st, const char* path, const char* hint) {
     memset(st, 0, sizeof(*st));
     snprintf(st->path, sizeof(st->path), "%s", path);
-    if (!host_is_little_endian()) { return fail("%s: this program reads safetensors on little-endian machines only", path); }
+    if (!host_is_little_endian()) {
+        return fail("%s: this program reads safetensors on little-endian machines only", path);
+    }
     st->file = fopen_check(path, "rb", hint);
     if (st->file == NULL) { return -1; }
     unsigned char len_bytes[8];
@@ -3139,7 +3235,8 @@ static int safetensors_open(SafeTensors* st, const char* path, const char* hint)
     // the reference implementation refuses headers above 100 MB too; n must also fit in the file
     if (n == 0 || n > MAX_SAFETENSORS_HEADER || (long long)n > file_size - 8) {
         fclose(st->file); st->file = NULL;
-        return fail("%s: not a safetensors file or truncated (header says %llu bytes, file has %lld)",
+        return fail("%s: not a safetensors file or truncated (header says %llu bytes, file has "
+                    "%lld)",
                     path, (unsigned long long)n, file_size);
     }
     char* text = mallocCheck(n);
@@ -3161,7 +3258,8 @@ static int safetensors_open(SafeTensors* st, const char* path, const char* hint)
     // check every entry now, so that later reads can trust them
     for (int i = 0; i < st->header->count; i++) {
         const char* name = st->header->keys[i];
-        // __metadata__ is the one key that is not a tensor: free-form strings, e.g. {"format": "pt"}
+        // __metadata__ is the one key that is not a tensor: free-form strings, e.g. {"format":
+        // "pt"}
         if (strcmp(name, "__metadata__") == 0) { continue; }
         const Json* t = &st->header->items[i];
         const Json* dtype = json_get(t, "dtype");
@@ -3182,14 +3280,18 @@ static int safetensors_open(SafeTensors* st, const char* path, const char* hint)
         // to 1 when converted to an integer)
         for (int d = 0; d < shape->count; d++) {
             const Json* dim = &shape->items[d];
-            if (dim->type != JSON_NUMBER || dim->number < 0 || dim->number != floor(dim->number)) { ok = 0; }
+            if (dim->type != JSON_NUMBER || dim->number < 0 || dim->number != floor(dim->number)) {
+                ok = 0;
+            }
             numel *= dim->number;
         }
         double begin = offs->items[0].number, end = offs->items[1].number;
         if (begin != floor(begin) || end != floor(end)) { ok = 0; }
         int size = dtype_size(dtype->string);
-        if (!ok || size == 0 || begin < 0 || end < begin || end > (double)st->data_size || end - begin != numel * size) {
-            fail("%s: tensor '%s' (dtype %s) has an inconsistent shape or byte range [%.0f, %.0f) (data is %lld bytes): truncated or corrupt file",
+        if (!ok || size == 0 || begin < 0 || end < begin || end > (double)st->data_size ||
+            end - begin != numel * size) {
+            fail("%s: tensor '%s' (dtype %s) has an inconsistent shape or byte range [%.0f, %.0f) "
+                 "(data is %lld bytes): truncated or corrupt file",
                  path, name, dtype->string, begin, end, st->data_size);
             fclose(st->file); st->file = NULL; json_free(st->header); st->header = NULL;
             return -1;
@@ -3216,7 +3318,8 @@ static float half_to_float(uint16_t h) {
     } else if (exp == 31) {    // inf or nan
         f = mant ? NAN : INFINITY;
     } else {
-        // normal: (1 + mant/1024) * 2^(exp-15) = (1024 + mant) * 2^(exp-25); the 1024 is the hidden bit
+        // normal: (1 + mant/1024) * 2^(exp-15) = (1024 + mant) * 2^(exp-25); the 1024 is the hidden
+        // bit
         f = ldexpf((float)(mant | 0x400), exp - 25);
     }
     // set the sign bit last, so -0, -inf and negative subnormals come out right too. memcpy is
@@ -3257,20 +3360,26 @@ static uint16_t float_to_bf16(float f) {
     uint32_t x;
     memcpy(&x, &f, 4);
     if ((x & 0x7FFFFFFF) > 0x7F800000) { return (uint16_t)((x >> 16) | 0x40); }  // NaN stays NaN
-    return (uint16_t)((x + 0x7FFF + ((x >> 16) & 1)) >> 16);  // the top half, rounded (ties to even)
+    return (uint16_t)((x + 0x7FFF + ((x >> 16) & 1)) >>
+                      16);  // the top half, rounded (ties to even)
 }
 
 // is the tensor in the file?
-static int safetensors_has(const SafeTensors* st, const char* name) { return json_get(st->header, name) != NULL; }
+static int safetensors_has(const SafeTensors* st, const char* name) {
+    return json_get(st->header, name) != NULL;
+}
 
-// the shape of tensor `name` as text, "768, 3072" (empty if absent); returns its number of dims or -1
-static int safetensors_shape(const SafeTensors* st, const char* name, char* out, size_t cap, long long* dims, int max_dims) {
+// the shape of tensor `name` as text, "768, 3072" (empty if absent); returns its number of dims or
+// -1
+static int safetensors_shape(const SafeTensors* st, const char* name, char* out, size_t cap,
+                             long long* dims, int max_dims) {
     const Json* t = json_get(st->header, name);
     out[0] = '\0';
     if (t == NULL) { return -1; }
     const Json* sh = json_get(t, "shape");  // checked by safetensors_open: whole numbers >= 0
     for (int d = 0; d < sh->count; d++) {
-        snprintf(out + strlen(out), cap - strlen(out), "%s%.0f", d ? ", " : "", sh->items[d].number);
+        snprintf(out + strlen(out), cap - strlen(out), "%s%.0f", d ? ", " : "",
+                 sh->items[d].number);
         if (d < max_dims) { dims[d] = (long long)fmin(sh->items[d].number, 9e18); }
     }
     return sh->count;
@@ -3278,7 +3387,8 @@ static int safetensors_shape(const SafeTensors* st, const char* name, char* out,
 
 // read tensor `name` into dst as fp32, checking that its shape is exactly shape[0..ndim).
 // Returns 0 on success, -1 (after printing why) when missing, of another shape, or unreadable.
-static int safetensors_read(SafeTensors* st, const char* name, float* dst, int ndim, const long long* shape) {
+static int safetensors_read(SafeTensors* st, const char* name, float* dst, int ndim,
+                            const long long* shape) {
     const Json* t = json_get(st->header, name);
     if (t == NULL) { return fail("%s: tensor '%s' is missing", st->path, name); }
     // safetensors_open checked that dtype, shape and data_offsets exist and agree: no NULL checks
@@ -3288,29 +3398,49 @@ static int safetensors_read(SafeTensors* st, const char* name, float* dst, int n
     for (int d = 0; same && d < ndim; d++) { same = (sh->items[d].number == (double)shape[d]); }
     if (!same) {
         char want[128] = "", got[128] = "";
-        for (int d = 0; d < ndim; d++) { snprintf(want + strlen(want), sizeof(want) - strlen(want), "%s%lld", d ? ", " : "", shape[d]); }
-        for (int d = 0; d < sh->count; d++) { snprintf(got + strlen(got), sizeof(got) - strlen(got), "%s%.0f", d ? ", " : "", sh->items[d].number); }
-        return fail("%s: tensor '%s' has shape [%s], expected [%s] (does config.json match the weights?)", st->path, name, got, want);
+        for (int d = 0; d < ndim; d++) {
+            snprintf(want + strlen(want), sizeof(want) - strlen(want), "%s%lld", d ? ", " : "",
+                     shape[d]);
+        }
+        for (int d = 0; d < sh->count; d++) {
+            snprintf(got + strlen(got), sizeof(got) - strlen(got), "%s%.0f", d ? ", " : "",
+                     sh->items[d].number);
+        }
+        return fail("%s: tensor '%s' has shape [%s], expected [%s] (does config.json match the "
+                    "weights?)",
+                    st->path, name, got, want);
     }
     const char* dt = dtype->string;
-    int is_f32 = strcmp(dt, "F32") == 0, is_f16 = strcmp(dt, "F16") == 0, is_bf16 = strcmp(dt, "BF16") == 0;
-    if (!is_f32 && !is_f16 && !is_bf16) { return fail("%s: tensor '%s' has dtype %s; only F32, F16 and BF16 are supported", st->path, name, dt); }
+    int is_f32 = strcmp(dt, "F32") == 0, is_f16 = strcmp(dt, "F16") == 0,
+        is_bf16 = strcmp(dt, "BF16") == 0;
+    if (!is_f32 && !is_f16 && !is_bf16) {
+        return fail("%s: tensor '%s' has dtype %s; only F32, F16 and BF16 are supported", st->path,
+                    name, dt);
+    }
     size_t numel = 1;
     for (int d = 0; d < ndim; d++) { numel *= (size_t)shape[d]; }
     // data_offsets are relative to the first byte after the header
     long long begin = (long long)json_get(t, "data_offsets")->items[0].number;
-    if (fseek(st->file, (long)(st->data_start + begin), SEEK_SET) != 0) { return fail("%s: cannot seek to tensor '%s'", st->path, name); }
+    if (fseek(st->file, (long)(st->data_start + begin), SEEK_SET) != 0) {
+        return fail("%s: cannot seek to tensor '%s'", st->path, name);
+    }
     // F32 goes straight from the file into dst; F16 and BF16 through a small buffer. A short
     // read means the file ended early: open checked the header, not that the bytes are there.
     if (is_f32) {
-        if (fread(dst, sizeof(float), numel, st->file) != numel) { return fail("%s: cannot read tensor '%s' (truncated file?)", st->path, name); }
+        if (fread(dst, sizeof(float), numel, st->file) != numel) {
+            return fail("%s: cannot read tensor '%s' (truncated file?)", st->path, name);
+        }
     } else {
         // convert 16-bit floats in chunks
         uint16_t chunk[4096];
         for (size_t done = 0; done < numel;) {
             size_t n = numel - done < 4096 ? numel - done : 4096;
-            if (fread(chunk, sizeof(uint16_t), n, st->file) != n) { return fail("%s: cannot read tensor '%s' (truncated file?)", st->path, name); }
-            for (size_t i = 0; i < n; i++) { dst[done + i] = is_f16 ? half_to_float(chunk[i]) : bf16_to_float(chunk[i]); }
+            if (fread(chunk, sizeof(uint16_t), n, st->file) != n) {
+                return fail("%s: cannot read tensor '%s' (truncated file?)", st->path, name);
+            }
+            for (size_t i = 0; i < n; i++) {
+                dst[done + i] = is_f16 ? half_to_float(chunk[i]) : bf16_to_float(chunk[i]);
+            }
             done += n;
         }
     }
@@ -3364,7 +3494,8 @@ static void saved_path(char* out, size_t cap, const char* path, const char* firs
     char tmp[1100], first_tmp[1100];
     snprintf(tmp, sizeof(tmp), "%s.tmp", path);
     snprintf(first_tmp, sizeof(first_tmp), "%s.tmp", first);
-    int committed_not_renamed = strcmp(path, first) != 0 && !file_is_there(first_tmp) && file_is_there(tmp);
+    int committed_not_renamed =
+        strcmp(path, first) != 0 && !file_is_there(first_tmp) && file_is_there(tmp);
     snprintf(out, cap, "%s", committed_not_renamed ? tmp : path);
 }
 
@@ -3375,7 +3506,9 @@ static void adapter_set_file(char* out, size_t cap, const char* dir, const char*
     snprintf(path, sizeof(path), "%s/%s", dir, name);
     snprintf(first, sizeof(first), "%s/adapter_model.safetensors", dir);
     snprintf(first_tmp, sizeof(first_tmp), "%s.tmp", first);
-    if (!file_is_there(first) && !file_is_there(first_tmp)) { snprintf(first, sizeof(first), "%s/model.safetensors", dir); }
+    if (!file_is_there(first) && !file_is_there(first_tmp)) {
+        snprintf(first, sizeof(first), "%s/model.safetensors", dir);
+    }
     saved_path(out, cap, path, first);
 }
 
@@ -3394,7 +3527,10 @@ static void save_prepare(const char* const* paths, int n) {
 // remove the set's .tmp files, the first one last (while it exists, the others mean nothing)
 static void save_abandon(const char* const* paths, int n) {
     char tmp[1100];
-    for (int i = n - 1; i >= 0; i--) { snprintf(tmp, sizeof(tmp), "%s.tmp", paths[i]); remove(tmp); }
+    for (int i = n - 1; i >= 0; i--) {
+        snprintf(tmp, sizeof(tmp), "%s.tmp", paths[i]);
+        remove(tmp);
+    }
 }
 
 // rename every PATH.tmp over PATH, in order (the first rename commits the set)
@@ -3404,7 +3540,8 @@ static int save_commit(const char* const* paths, int n) {
         snprintf(tmp, sizeof(tmp), "%s.tmp", paths[i]);
         if (save_step() != 0 || rename(tmp, paths[i]) != 0) {
             int why = errno;
-            if (i == 0) { save_abandon(paths, n); }  // not committed: the old files stay as they were
+            // not committed: the old files stay as they were
+            if (i == 0) { save_abandon(paths, n); }
             return fail("cannot rename %s to %s: %s", tmp, paths[i], strerror(why));
         }
     }
@@ -3413,11 +3550,17 @@ static int save_commit(const char* const* paths, int n) {
 
 // write tensors as one safetensors file into path.tmp (see above); -1 and no file on failure.
 // dtype: "F32", or "F16" / "BF16" (each float rounded to the nearest 16-bit value)
-typedef struct { const char* name; const float* data; int rows, cols; } SaveTensor;  // cols = 0: a vector
+typedef struct {
+    const char* name;
+    const float* data;
+    int rows, cols;
+} SaveTensor;  // cols = 0: a vector
 
-static int safetensors_write_tmp(const char* path, const SaveTensor* tensors, int count, const char* dtype) {
+static int safetensors_write_tmp(const char* path, const SaveTensor* tensors, int count,
+                                 const char* dtype) {
     size_t width = strcmp(dtype, "F32") == 0 ? 4 : 2;
-    // the header: {"__metadata__":{"format":"pt"},"name":{"dtype":"F32","shape":[..],"data_offsets":[b,e]},...}
+    // the header:
+    // {"__metadata__":{"format":"pt"},"name":{"dtype":"F32","shape":[..],"data_offsets":[b,e]},...}
     size_t cap = 256 + (size_t)count * 256, len = 0;
     char* header = mallocCheck(cap);
     // 256 bytes per tensor is room for the longest PEFT name (160) plus dtype, shape and offsets.
@@ -3427,11 +3570,16 @@ static int safetensors_write_tmp(const char* path, const SaveTensor* tensors, in
     for (int i = 0; i < count; i++) {
         size_t numel = (size_t)tensors[i].rows * (tensors[i].cols ? tensors[i].cols : 1);
         if (tensors[i].cols) {
-            len += snprintf(header + len, cap - len, ",\"%s\":{\"dtype\":\"%s\",\"shape\":[%d,%d],\"data_offsets\":[%zu,%zu]}",
-                            tensors[i].name, dtype, tensors[i].rows, tensors[i].cols, offset, offset + numel * width);
+            len += snprintf(header + len, cap - len,
+                            ",\"%s\":{\"dtype\":\"%s\",\"shape\":[%d,%d],\"data_offsets\":[%zu,%zu]"
+                            "}",
+                            tensors[i].name, dtype, tensors[i].rows, tensors[i].cols, offset,
+                            offset + numel * width);
         } else {
-            len += snprintf(header + len, cap - len, ",\"%s\":{\"dtype\":\"%s\",\"shape\":[%d],\"data_offsets\":[%zu,%zu]}",
-                            tensors[i].name, dtype, tensors[i].rows, offset, offset + numel * width);
+            len +=
+                snprintf(header + len, cap - len,
+                         ",\"%s\":{\"dtype\":\"%s\",\"shape\":[%d],\"data_offsets\":[%zu,%zu]}",
+                         tensors[i].name, dtype, tensors[i].rows, offset, offset + numel * width);
         }
         offset += numel * width;
     }
@@ -3444,12 +3592,17 @@ static int safetensors_write_tmp(const char* path, const SaveTensor* tensors, in
     if (f == NULL) { free(header); return -1; }
     // the file: 8-byte little-endian header length, the header, then each tensor's floats
     unsigned char len_bytes[8];
-    for (int i = 0; i < 8; i++) { len_bytes[i] = (unsigned char)(((uint64_t)len >> (8 * i)) & 0xFF); }
+    for (int i = 0; i < 8; i++) {
+        len_bytes[i] = (unsigned char)(((uint64_t)len >> (8 * i)) & 0xFF);
+    }
     int ok = save_step() == 0 && fwrite(len_bytes, 1, 8, f) == 8;
     ok = ok && save_step() == 0 && fwrite(header, 1, len, f) == len;
     for (int i = 0; ok && i < count; i++) {
         size_t numel = (size_t)tensors[i].rows * (tensors[i].cols ? tensors[i].cols : 1);
-        if (width == 4) { ok = save_step() == 0 && fwrite(tensors[i].data, sizeof(float), numel, f) == numel; continue; }
+        if (width == 4) {
+            ok = save_step() == 0 && fwrite(tensors[i].data, sizeof(float), numel, f) == numel;
+            continue;
+        }
         // 16-bit: converted 4096 numbers at a time
         ok = save_step() == 0;
         uint16_t half[4096];
@@ -3519,14 +3672,19 @@ static int labels_from_json(const Json* j, const char* path, int* K, char*** nam
     *K = 2;
     *names = NULL;
     if (id2label == NULL || id2label->type == JSON_NULL) {
-        if (num && (num->type != JSON_NUMBER || num->number != floor(num->number) || num->number < 2 || num->number > MAX_LABELS)) {
+        if (num &&
+            (num->type != JSON_NUMBER || num->number != floor(num->number) || num->number < 2 ||
+             num->number > MAX_LABELS)) {
             return fail("%s: \"num_labels\" must be a whole number from 2 to %d", path, MAX_LABELS);
         }
         if (num) { *K = (int)num->number; }
         return 0;
     }
     int n = id2label->type == JSON_OBJECT ? id2label->count : 0;
-    if (n < 2 || n > MAX_LABELS) { return fail("%s: \"id2label\" must name 2 to %d labels: {\"0\": \"Negative\", ...}", path, MAX_LABELS); }
+    if (n < 2 || n > MAX_LABELS) {
+        return fail("%s: \"id2label\" must name 2 to %d labels: {\"0\": \"Negative\", ...}", path,
+                    MAX_LABELS);
+    }
     char* list[MAX_LABELS] = { 0 };
     int generic = 1;
     for (int i = 0; i < n; i++) {
@@ -3535,12 +3693,18 @@ static int labels_from_json(const Json* j, const char* path, int* K, char*** nam
         const Json* v = &id2label->items[i];
         long k = strtol(key, &end, 10);
         if (end == key || *end != '\0' || k < 0 || k >= n || list[k] || v->type != JSON_STRING) {
-            return fail("%s: \"id2label\" must give each label 0 to %d one name: {\"0\": \"Negative\", ...}", path, n - 1);
+            return fail("%s: \"id2label\" must give each label 0 to %d one name: {\"0\": "
+                        "\"Negative\", ...}",
+                        path, n - 1);
         }
         const char* problem = label_name_problem(v->string, strlen(v->string));
-        if (problem) { return fail("%s: the name of label %ld in \"id2label\" %s", path, k, problem); }
+        if (problem) {
+            return fail("%s: the name of label %ld in \"id2label\" %s", path, k, problem);
+        }
         for (int m = 0; m < n; m++) {
-            if (list[m] && strcmp(list[m], v->string) == 0) { return fail("%s: two labels are called '%s' in \"id2label\"", path, v->string); }
+            if (list[m] && strcmp(list[m], v->string) == 0) {
+                return fail("%s: two labels are called '%s' in \"id2label\"", path, v->string);
+            }
         }
         list[k] = v->string;
         char buf[32];
@@ -3562,15 +3726,20 @@ static int config_load(Config* c, const char* path) {
     free(text);
     if (j == NULL) { return -1; }
     // DistilBertConfig's names for our Config fields; each must be a whole number in a sane range
-    const char* int_keys[6] = { "vocab_size", "max_position_embeddings", "dim", "n_layers", "n_heads", "hidden_dim" };
-    int* int_fields[6] = { &c->vocab_size, &c->max_pos, &c->dim, &c->n_layers, &c->n_heads, &c->hidden_dim };
+    const char* int_keys[6] = { "vocab_size", "max_position_embeddings",
+                                "dim",        "n_layers",
+                                "n_heads",    "hidden_dim" };
+    int* int_fields[6] = { &c->vocab_size, &c->max_pos, &c->dim,
+                           &c->n_layers,   &c->n_heads, &c->hidden_dim };
     // generous upper bounds: only there to refuse absurd values before they become huge mallocs
     int limits[6] = { 10000000, 1 << 20, 1 << 16, 1024, 1024, 1 << 18 };
     int rc = 0;
     for (int i = 0; i < 6 && rc == 0; i++) {
         const Json* v = json_get(j, int_keys[i]);
-        if (v == NULL || v->type != JSON_NUMBER || v->number != floor(v->number) || v->number < 1 || v->number > limits[i]) {
-            rc = fail("%s: \"%s\" is missing or not a sensible positive integer", path, int_keys[i]);
+        if (v == NULL || v->type != JSON_NUMBER || v->number != floor(v->number) || v->number < 1 ||
+            v->number > limits[i]) {
+            rc =
+                fail("%s: \"%s\" is missing or not a sensible positive integer", path, int_keys[i]);
         } else {
             *int_fields[i] = (int)v->number;
         }
@@ -3583,25 +3752,32 @@ static int config_load(Config* c, const char* path) {
         const Json* v = json_get(j, p_keys[i]);
         *p_fields[i] = p_default[i];
         if (v == NULL) { continue; }
-        if (v->type != JSON_NUMBER || v->number < 0 || v->number >= 1) { rc = fail("%s: \"%s\" must be a number in [0, 1)", path, p_keys[i]); }
-        else { *p_fields[i] = (float)v->number; }
+        if (v->type != JSON_NUMBER || v->number < 0 || v->number >= 1) {
+            rc = fail("%s: \"%s\" must be a number in [0, 1)", path, p_keys[i]);
+        } else {
+            *p_fields[i] = (float)v->number;
+        }
     }
     // only the exact erf GELU is implemented; "gelu_new" (tanh) or "relu" would give other numbers
     const Json* act = json_get(j, "activation");
     if (rc == 0 && act && (act->type != JSON_STRING || strcmp(act->string, "gelu") != 0)) {
-        rc = fail("%s: activation \"%s\" is not supported (only \"gelu\", DistilBERT's)", path, act->type == JSON_STRING ? act->string : "?");
+        rc = fail("%s: activation \"%s\" is not supported (only \"gelu\", DistilBERT's)", path,
+                  act->type == JSON_STRING ? act->string : "?");
     }
     // [PAD]'s id (DistilBertConfig's pad_token_id, 0 when absent): its embedding row never trains
     const Json* pad = json_get(j, "pad_token_id");
     c->pad_token_id = 0;
     if (rc == 0 && pad && pad->type != JSON_NULL) {
-        if (pad->type != JSON_NUMBER || pad->number != floor(pad->number) || pad->number < 0 || pad->number >= c->vocab_size) {
+        if (pad->type != JSON_NUMBER || pad->number != floor(pad->number) || pad->number < 0 ||
+            pad->number >= c->vocab_size) {
             rc = fail("%s: \"pad_token_id\" must be a token id from 0 to vocab_size - 1", path);
         } else {
             c->pad_token_id = (int)pad->number;
         }
     }
-    if (rc == 0 && c->dim % c->n_heads != 0) { rc = fail("%s: dim %d is not divisible by n_heads %d", path, c->dim, c->n_heads); }
+    if (rc == 0 && c->dim % c->n_heads != 0) {
+        rc = fail("%s: dim %d is not divisible by n_heads %d", path, c->dim, c->n_heads);
+    }
     // the labels (the caller frees c->id2label)
     c->num_labels = 2;
     if (rc == 0) { rc = labels_from_json(j, path, &c->num_labels, &c->id2label); }
@@ -3609,7 +3785,8 @@ static int config_load(Config* c, const char* path) {
     return rc;
 }
 
-// --mode's names, as the command line and the saved files spell them (MODE_LORA, MODE_HEAD, MODE_FULL)
+// --mode's names, as the command line and the saved files spell them (MODE_LORA, MODE_HEAD,
+// MODE_FULL)
 static const char* MODE_NAMES[3] = { "lora", "head", "full" };
 // the names of the six Linears (LIN_Q ... LIN_2): PEFT's target_modules, --targets
 static const char* LIN_NAMES[NUM_LIN] = { "q_lin", "k_lin", "v_lin", "out_lin", "lin1", "lin2" };
@@ -3623,7 +3800,8 @@ static int lora_rank_check(const Config* c, const LoraConfig* lc) {
     for (int i = 0; i < NUM_LIN; i++) {
         int in = lin_in(c, i), out = lin_out(c, i), limit = in < out ? in : out;
         if (lc->targets[i] && lc->rank > limit) {
-            return fail("LoRA rank %d (--rank, or r in adapter_config.json) is more than %d, the smaller side of %s (%d -> %d) in this model",
+            return fail("LoRA rank %d (--rank, or r in adapter_config.json) is more than %d, the "
+                        "smaller side of %s (%d -> %d) in this model",
                         lc->rank, limit, LIN_NAMES[i], in, out);
         }
     }
@@ -3631,11 +3809,12 @@ static int lora_rank_check(const Config* c, const LoraConfig* lc) {
 }
 
 // config.json and model.safetensors must describe the same model: every size config.json gives
-// (vocab, positions, dim, FFN, layers) is compared with the tensors' shapes, and every tensor of the
-// file must be one model_load reads (or the MLM head's vocab_*, which we do not use). Checked before
-// anything is allocated, so a wrong config is one clear line and never a giant malloc.
+// (vocab, positions, dim, FFN, layers) is compared with the tensors' shapes, and every tensor of
+// the file must be one model_load reads (or the MLM head's vocab_*, which we do not use). Checked
+// before anything is allocated, so a wrong config is one clear line and never a giant malloc.
 // (n_heads leaves no trace in the shapes: only dim % n_heads == 0 can be checked, in config_load.)
-static int checkpoint_check(const SafeTensors* st, const Config* c, const char* prefix, const char* config_path) {
+static int checkpoint_check(const SafeTensors* st, const Config* c, const char* prefix,
+                            const char* config_path) {
     char name[256], shape[128];
     long long dims[2];
     // (tensor, which dim, config key, config value)
@@ -3647,10 +3826,13 @@ static int checkpoint_check(const SafeTensors* st, const Config* c, const char* 
         { "transformer.layer.0.ffn.lin1.weight", 1, "dim", c->dim } };
     for (int i = 0; i < 5; i++) {
         snprintf(name, sizeof(name), "%s%s", prefix, sizes[i].tensor);
-        if (safetensors_shape(st, name, shape, sizeof(shape), dims, 2) != 2) { continue; }  // missing: model_load says so
+        // missing: model_load says so
+        if (safetensors_shape(st, name, shape, sizeof(shape), dims, 2) != 2) { continue; }
         if (dims[sizes[i].dim] != sizes[i].value) {
-            return fail("%s says %s %d, but in %s tensor '%s' is [%s], i.e. %s %lld (config.json and the weights are of different models)",
-                        config_path, sizes[i].key, sizes[i].value, st->path, name, shape, sizes[i].key, dims[sizes[i].dim]);
+            return fail("%s says %s %d, but in %s tensor '%s' is [%s], i.e. %s %lld (config.json "
+                        "and the weights are of different models)",
+                        config_path, sizes[i].key, sizes[i].value, st->path, name, shape,
+                        sizes[i].key, dims[sizes[i].dim]);
         }
     }
     // every tensor name: known, or the MLM head; the layers present are counted on the way
@@ -3659,25 +3841,30 @@ static int checkpoint_check(const SafeTensors* st, const Config* c, const char* 
     for (int i = 0; i < st->header->count; i++) {
         const char* key = st->header->keys[i];
         int known = strcmp(key, "__metadata__") == 0 || strncmp(key, "vocab_", 6) == 0 ||
-                    strcmp(key, "pre_classifier.weight") == 0 || strcmp(key, "pre_classifier.bias") == 0 ||
-                    strcmp(key, "classifier.weight") == 0 || strcmp(key, "classifier.bias") == 0;
+            strcmp(key, "pre_classifier.weight") == 0 || strcmp(key, "pre_classifier.bias") == 0 ||
+            strcmp(key, "classifier.weight") == 0 || strcmp(key, "classifier.bias") == 0;
         const char* k = key + plen;
         if (!known && strncmp(key, prefix, plen) == 0) {
             // (embeddings.position_ids is a buffer some older checkpoints carry: 0, 1, 2, ...)
-            const char* emb[5] = { "embeddings.word_embeddings.weight", "embeddings.position_embeddings.weight",
-                                   "embeddings.LayerNorm.weight", "embeddings.LayerNorm.bias", "embeddings.position_ids" };
+            const char* emb[5] = { "embeddings.word_embeddings.weight",
+                                   "embeddings.position_embeddings.weight",
+                                   "embeddings.LayerNorm.weight", "embeddings.LayerNorm.bias",
+                                   "embeddings.position_ids" };
             for (int e = 0; e < 5 && !known; e++) { known = strcmp(k, emb[e]) == 0; }
-            if (!known && strncmp(k, "transformer.layer.", 18) == 0 && k[18] >= '0' && k[18] <= '9') {
+            if (!known && strncmp(k, "transformer.layer.", 18) == 0 && k[18] >= '0' &&
+                k[18] <= '9') {
                 // transformer.layer.<l>.<one of the layer's tensors>
                 char* rest;
                 long l = strtol(k + 18, &rest, 10);
-                const char* parts[4] = { "sa_layer_norm.weight", "sa_layer_norm.bias", "output_layer_norm.weight", "output_layer_norm.bias" };
+                const char* parts[4] = { "sa_layer_norm.weight", "sa_layer_norm.bias",
+                                         "output_layer_norm.weight", "output_layer_norm.bias" };
                 if (*rest == '.') {
                     rest++;
                     for (int p = 0; p < 4 && !known; p++) { known = strcmp(rest, parts[p]) == 0; }
                     for (int lin = 0; lin < NUM_LIN && !known; lin++) {
                         size_t n = strlen(LIN_PATHS[lin]);
-                        known = strncmp(rest, LIN_PATHS[lin], n) == 0 && (strcmp(rest + n, ".weight") == 0 || strcmp(rest + n, ".bias") == 0);
+                        known = strncmp(rest, LIN_PATHS[lin], n) == 0 &&
+                            (strcmp(rest + n, ".weight") == 0 || strcmp(rest + n, ".bias") == 0);
                     }
                 }
                 if (l > (1 << 20)) { known = 0; }  // (and max_layer + 1 cannot overflow)
@@ -3685,13 +3872,15 @@ static int checkpoint_check(const SafeTensors* st, const Config* c, const char* 
             }
         }
         if (!known) {
-            return fail("%s: tensor '%s' is not part of the DistilBERT that %s describes (config.json and the weights are of different models?)",
+            return fail("%s: tensor '%s' is not part of the DistilBERT that %s describes "
+                        "(config.json and the weights are of different models?)",
                         st->path, key, config_path);
         }
     }
     if (max_layer + 1 != c->n_layers) {
         return fail("%s says n_layers %d, but %s has %ld layer%s (transformer.layer.0 .. %ld)",
-                    config_path, c->n_layers, st->path, max_layer + 1, plural(max_layer + 1), max_layer);
+                    config_path, c->n_layers, st->path, max_layer + 1, plural(max_layer + 1),
+                    max_layer);
     }
     return 0;
 }
@@ -3699,34 +3888,43 @@ static int checkpoint_check(const SafeTensors* st, const Config* c, const char* 
 // load a DistilBERT checkpoint from a Hugging Face folder (config.json + model.safetensors).
 // pre_classifier/classifier are read when present, else initialised as transformers does.
 // K > 0 labels (names NULL: the defaults) replace config.json's: the training data's, an adapter's.
-static int model_load_labels(Model* m, const char* dir, const LoraConfig* lc, int mode, uint64_t seed,
-                             int K, char* const* names) {
+static int model_load_labels(Model* m, const char* dir, const LoraConfig* lc, int mode,
+                             uint64_t seed, int K, char* const* names) {
     char path[1024], config_path[1024];
     Config c;
     snprintf(config_path, sizeof(config_path), "%s/config.json", dir);
     if (config_load(&c, config_path) != 0) { free(c.id2label); return -1; }
-    if (K > 0) { free(c.id2label); c.num_labels = K; c.id2label = names ? labels_copy(K, names) : NULL; }
+    if (K > 0) {
+        free(c.id2label);
+        c.num_labels = K;
+        c.id2label = names ? labels_copy(K, names) : NULL;
+    }
     memset(m, 0, sizeof(*m));  // so that model_free is safe on every path below
     snprintf(path, sizeof(path), "%s/model.safetensors", dir);
     SafeTensors st;
     if (safetensors_open(&st, path, model_hint(dir)) != 0) { free(c.id2label); return -1; }
     // checkpoints of DistilBertModel have no "distilbert." prefix; those of the task models do
-    // (distilbert-base-uncased's own model.safetensors is a DistilBertForMaskedLM checkpoint: it has
-    // the prefix, plus vocab_* tensors of the MLM head, which we never read)
-    const char* prefix = safetensors_has(&st, "distilbert.embeddings.word_embeddings.weight") ? "distilbert." : "";
+    // (distilbert-base-uncased's own model.safetensors is a DistilBertForMaskedLM checkpoint: it
+    // has the prefix, plus vocab_* tensors of the MLM head, which we never read)
+    const char* prefix =
+        safetensors_has(&st, "distilbert.embeddings.word_embeddings.weight") ? "distilbert." : "";
     // a head of another number of classes than asked for: say so (not only that a shape differs)
     char shape[128];
     long long cls[2] = { 0, 0 };
-    int head_rows = safetensors_shape(&st, "classifier.weight", shape, sizeof(shape), cls, 2) == 2 ? (int)cls[0] : c.num_labels;
+    int head_rows = safetensors_shape(&st, "classifier.weight", shape, sizeof(shape), cls, 2) == 2
+        ? (int)cls[0]
+        : c.num_labels;
     if (head_rows != c.num_labels) {
-        fail("%s has a classifier of %d classes, but here it needs %d (the classes of the data or of --labels)", dir,
-             head_rows, c.num_labels);
+        fail("%s has a classifier of %d classes, but here it needs %d (the classes of the data or "
+             "of --labels)",
+             dir, head_rows, c.num_labels);
         free(c.id2label); safetensors_close(&st); return -1;
     }
     if (checkpoint_check(&st, &c, prefix, config_path) != 0 || lora_rank_check(&c, lc) != 0) {
         free(c.id2label); safetensors_close(&st); return -1;
     }
-    // allocate from the config (now known to match the file), then fill the frozen weights tensor by tensor
+    // allocate from the config (now known to match the file), then fill the frozen weights tensor
+    // by tensor
     model_build(m, &c, lc, mode, seed);
     free(c.id2label);  // (the model has its own copy)
     long long V = c.vocab_size, P = c.max_pos, C = c.dim;
@@ -3746,14 +3944,17 @@ static int model_load_labels(Model* m, const char* dir, const LoraConfig* lc, in
         for (int i = 0; i < NUM_LIN && rc == 0; i++) {
             long long OC = lin_out(&c, i), IC = lin_in(&c, i);
             long long wshape[2] = { OC, IC };
-            snprintf(name, sizeof(name), "%stransformer.layer.%d.%s.weight", prefix, l, LIN_PATHS[i]);
-            // layer l's weight is slice l of the (L, OC, IC) array; PyTorch's Linear stores (OC, IC) too
+            snprintf(name, sizeof(name), "%stransformer.layer.%d.%s.weight", prefix, l,
+                     LIN_PATHS[i]);
+            // layer l's weight is slice l of the (L, OC, IC) array; PyTorch's Linear stores (OC,
+            // IC) too
             rc = safetensors_read(&st, name, m->w.lin_w[i] + l * OC * IC, 2, wshape);
             snprintf(name, sizeof(name), "%stransformer.layer.%d.%s.bias", prefix, l, LIN_PATHS[i]);
             // (wshape[0] = OC is also the bias's shape)
             if (rc == 0) { rc = safetensors_read(&st, name, m->w.lin_b[i] + l * OC, 1, wshape); }
         }
-        const char* ln_names[4] = { "sa_layer_norm.weight", "sa_layer_norm.bias", "output_layer_norm.weight", "output_layer_norm.bias" };
+        const char* ln_names[4] = { "sa_layer_norm.weight", "sa_layer_norm.bias",
+                                    "output_layer_norm.weight", "output_layer_norm.bias" };
         float* ln_dst[4] = { m->w.ln1w, m->w.ln1b, m->w.ln2w, m->w.ln2b };
         for (int i = 0; i < 4 && rc == 0; i++) {
             snprintf(name, sizeof(name), "%stransformer.layer.%d.%s", prefix, l, ln_names[i]);
@@ -3782,15 +3983,21 @@ static int model_load(Model* m, const char* dir, const LoraConfig* lc, int mode,
 }
 
 // a model with random weights (HF's init: normal std 0.02, LayerNorm 1 and 0): for tests and bench
-static void model_init_random(Model* m, const Config* c, const LoraConfig* lc, int mode, uint64_t seed) {
+static void model_init_random(Model* m, const Config* c, const LoraConfig* lc, int mode,
+                              uint64_t seed) {
     model_build(m, c, lc, mode, seed);
     Rng rng = { seed ^ 0x5eedULL };
     for (size_t i = 0; i < m->num_weights; i++) { m->w_memory[i] = 0.02f * rng_normal(&rng); }
     // now undo the normal draw where HF initialises differently: LayerNorms 1 and 0, biases 0
     size_t C = c->dim, L = c->n_layers;
     for (size_t i = 0; i < C; i++) { m->w.emb_lnw[i] = 1.0f; m->w.emb_lnb[i] = 0.0f; }
-    for (size_t i = 0; i < L * C; i++) { m->w.ln1w[i] = m->w.ln2w[i] = 1.0f; m->w.ln1b[i] = m->w.ln2b[i] = 0.0f; }
-    for (int i = 0; i < NUM_LIN; i++) { memset(m->w.lin_b[i], 0, L * lin_out(c, i) * sizeof(float)); }
+    for (size_t i = 0; i < L * C; i++) {
+        m->w.ln1w[i] = m->w.ln2w[i] = 1.0f;
+        m->w.ln1b[i] = m->w.ln2b[i] = 0.0f;
+    }
+    for (int i = 0; i < NUM_LIN; i++) {
+        memset(m->w.lin_b[i], 0, L * lin_out(c, i) * sizeof(float));
+    }
     model_init_trainables(m, 1);
 }
 
@@ -3802,8 +4009,10 @@ static void model_init_random(Model* m, const Config* c, const LoraConfig* lc, i
 // point_weights (w_memory); out has room for 4 + (2 NUM_LIN + 4) L entries; returns the count.
 // HF Trainer decays the weights (embedding tables included) but not biases and LayerNorm weights.
 static int weight_tensor_table(const Config* c, TensorInfo* out) {
-    static const char* emb[4] = { "word_embeddings.weight", "position_embeddings.weight", "LayerNorm.weight", "LayerNorm.bias" };
-    static const char* ln[4] = { "sa_layer_norm.weight", "sa_layer_norm.bias", "output_layer_norm.weight", "output_layer_norm.bias" };
+    static const char* emb[4] = { "word_embeddings.weight", "position_embeddings.weight",
+                                  "LayerNorm.weight", "LayerNorm.bias" };
+    static const char* ln[4] = { "sa_layer_norm.weight", "sa_layer_norm.bias",
+                                 "output_layer_norm.weight", "output_layer_norm.bias" };
     int emb_rows[4] = { c->vocab_size, c->max_pos, c->dim, c->dim };
     int n = 0;
     size_t off = 0;
@@ -3818,10 +4027,12 @@ static int weight_tensor_table(const Config* c, TensorInfo* out) {
                 t->rows = emb_rows[k]; t->cols = k < 2 ? c->dim : 0; t->decay = k < 2;
             } else if (k < 4 + 2 * NUM_LIN) {
                 int is_w = k < 4 + NUM_LIN;
-                snprintf(t->name, sizeof(t->name), "distilbert.transformer.layer.%d.%s.%s", l, LIN_PATHS[lin], is_w ? "weight" : "bias");
+                snprintf(t->name, sizeof(t->name), "distilbert.transformer.layer.%d.%s.%s", l,
+                         LIN_PATHS[lin], is_w ? "weight" : "bias");
                 t->rows = lin_out(c, lin); t->cols = is_w ? lin_in(c, lin) : 0; t->decay = is_w;
             } else {
-                snprintf(t->name, sizeof(t->name), "distilbert.transformer.layer.%d.%s", l, ln[k - 4 - 2 * NUM_LIN]);
+                snprintf(t->name, sizeof(t->name), "distilbert.transformer.layer.%d.%s", l,
+                         ln[k - 4 - 2 * NUM_LIN]);
                 t->rows = c->dim; t->cols = 0; t->decay = 0;
             }
             t->offset = off;
@@ -3836,7 +4047,8 @@ static int weight_tensor_table(const Config* c, TensorInfo* out) {
 // adapter name and, for the magnitude only, the ".weight" (_get_adapter_state_dict: the key of
 // the older DoRA, whose magnitude was a parameter of its own; loading adds ".weight" back)
 static void dora_magnitude_name(char* out, size_t cap, int l, const char* path) {
-    snprintf(out, cap, "base_model.model.distilbert.transformer.layer.%d.%s.lora_magnitude_vector", l, path);
+    snprintf(out, cap, "base_model.model.distilbert.transformer.layer.%d.%s.lora_magnitude_vector",
+             l, path);
 }
 
 // build the table of trainable tensors with PEFT's key names, in the flat layout above
@@ -3844,7 +4056,8 @@ static void dora_magnitude_name(char* out, size_t cap, int l, const char* path) 
 static void build_tensor_table(Model* m) {
     const Config* c = &m->config;
     int R = m->lora.rank, n = 0;
-    m->tensors = mallocCheck(sizeof(TensorInfo) * (3 * NUM_LIN * c->n_layers + 4 * c->n_layers + 8));
+    m->tensors =
+        mallocCheck(sizeof(TensorInfo) * (3 * NUM_LIN * c->n_layers + 4 * c->n_layers + 8));
     size_t off = 0;
     // full mode: every weight first, as laid out by point_weights
     if (m->mode == MODE_FULL) { n = weight_tensor_table(c, m->tensors); off = m->num_weights; }
@@ -3856,7 +4069,8 @@ static void build_tensor_table(Model* m) {
             for (int l = 0; l < c->n_layers; l++) {
                 TensorInfo* t = &m->tensors[n++];
                 if (ab < 2) {
-                    snprintf(t->name, sizeof(t->name), "base_model.model.distilbert.transformer.layer.%d.%s.lora_%c.weight",
+                    snprintf(t->name, sizeof(t->name),
+                             "base_model.model.distilbert.transformer.layer.%d.%s.lora_%c.weight",
                              l, LIN_PATHS[i], ab == 0 ? 'A' : 'B');
                 } else {
                     dora_magnitude_name(t->name, sizeof(t->name), l, LIN_PATHS[i]);
@@ -3864,20 +4078,23 @@ static void build_tensor_table(Model* m) {
                 t->rows = ab == 0 ? R : lin_out(c, i);
                 t->cols = ab == 0 ? lin_in(c, i) : ab == 1 ? R : 0;
                 t->offset = off;
-                // LoRA matrices are weights: HF Trainer decays every parameter whose name is not a bias or
-                // a LayerNorm weight (DoRA's magnitude too: it is lora_magnitude_vector.default.weight)
+                // LoRA matrices are weights: HF Trainer decays every parameter whose name is not a
+                // bias or a LayerNorm weight (DoRA's magnitude too: it is
+                // lora_magnitude_vector.default.weight)
                 t->decay = 1;
                 off += (size_t)t->rows * (t->cols ? t->cols : 1);
             }
         }
     }
-    const char* head_names[4] = { "pre_classifier.weight", "pre_classifier.bias", "classifier.weight", "classifier.bias" };
+    const char* head_names[4] = { "pre_classifier.weight", "pre_classifier.bias",
+                                  "classifier.weight", "classifier.bias" };
     int head_rows[4] = { c->dim, c->dim, c->num_labels, c->num_labels };
     int head_cols[4] = { c->dim, 0, c->dim, 0 };
     for (int i = 0; i < 4; i++) {
         TensorInfo* t = &m->tensors[n++];
         // (PEFT's adapter file puts them under base_model.model., as the LoRA matrices)
-        snprintf(t->name, sizeof(t->name), "%s%s", m->mode == MODE_LORA ? "base_model.model." : "", head_names[i]);
+        snprintf(t->name, sizeof(t->name), "%s%s", m->mode == MODE_LORA ? "base_model.model." : "",
+                 head_names[i]);
         t->rows = head_rows[i];
         t->cols = head_cols[i];
         t->offset = off;
@@ -3915,15 +4132,25 @@ static int lora_config_load(LoraConfig* lc, const char* dir) {
     const Json* dora = json_get(j, "use_dora");
     const Json* layers = json_get(j, "layers_to_transform");
     memset(lc, 0, sizeof(*lc));
-    if (!type || type->type != JSON_STRING || strcmp(type->string, "LORA") != 0) { rc = fail("%s: peft_type must be \"LORA\"", path); }
-    else if (!r || r->type != JSON_NUMBER || r->number < 1 || r->number > 4096 || r->number != floor(r->number)) { rc = fail("%s: \"r\" must be a positive integer", path); }
-    else if (!alpha || alpha->type != JSON_NUMBER) { rc = fail("%s: \"lora_alpha\" must be a number", path); }
-    else if (drop && (drop->type != JSON_NUMBER || drop->number < 0 || drop->number >= 1)) { rc = fail("%s: \"lora_dropout\" must be in [0, 1)", path); }
-    else if (rslora && rslora->type != JSON_BOOL && rslora->type != JSON_NULL) { rc = fail("%s: \"use_rslora\" must be true or false", path); }
-    else if (dora && dora->type != JSON_BOOL && dora->type != JSON_NULL) { rc = fail("%s: \"use_dora\" must be true or false", path); }
-    else if ((fifo && fifo->type == JSON_BOOL && fifo->number) || (layers && layers->type != JSON_NULL) ||
-             (bias && bias->type == JSON_STRING && strcmp(bias->string, "none") != 0)) {
-        rc = fail("%s: fan_in_fan_out, layers_to_transform and bias other than \"none\" are not supported", path);
+    if (!type || type->type != JSON_STRING || strcmp(type->string, "LORA") != 0) {
+        rc = fail("%s: peft_type must be \"LORA\"", path);
+    } else if (!r || r->type != JSON_NUMBER || r->number < 1 || r->number > 4096 ||
+               r->number != floor(r->number)) {
+        rc = fail("%s: \"r\" must be a positive integer", path);
+    } else if (!alpha || alpha->type != JSON_NUMBER) {
+        rc = fail("%s: \"lora_alpha\" must be a number", path);
+    } else if (drop && (drop->type != JSON_NUMBER || drop->number < 0 || drop->number >= 1)) {
+        rc = fail("%s: \"lora_dropout\" must be in [0, 1)", path);
+    } else if (rslora && rslora->type != JSON_BOOL && rslora->type != JSON_NULL) {
+        rc = fail("%s: \"use_rslora\" must be true or false", path);
+    } else if (dora && dora->type != JSON_BOOL && dora->type != JSON_NULL) {
+        rc = fail("%s: \"use_dora\" must be true or false", path);
+    } else if ((fifo && fifo->type == JSON_BOOL && fifo->number) ||
+               (layers && layers->type != JSON_NULL) ||
+               (bias && bias->type == JSON_STRING && strcmp(bias->string, "none") != 0)) {
+        rc = fail("%s: fan_in_fan_out, layers_to_transform and bias other than \"none\" are not "
+                  "supported",
+                  path);
     } else if (!targets || (targets->type != JSON_ARRAY && targets->type != JSON_STRING)) {
         rc = fail("%s: \"target_modules\" must be a list of module names", path);
     }
@@ -3942,9 +4169,16 @@ static int lora_config_load(LoraConfig* lc, const char* dir) {
         for (int i = 0; i < count && rc == 0; i++) {
             const Json* t = targets->type == JSON_ARRAY ? &targets->items[i] : targets;
             int found = -1;
-            for (int k = 0; k < NUM_LIN && t->type == JSON_STRING; k++) { if (strcmp(t->string, LIN_NAMES[k]) == 0) { found = k; } }
-            if (found < 0) { rc = fail("%s: target module \"%s\" is not one of q_lin, k_lin, v_lin, out_lin, lin1, lin2", path, t->type == JSON_STRING ? t->string : "?"); }
-            else { lc->targets[found] = 1; }
+            for (int k = 0; k < NUM_LIN && t->type == JSON_STRING; k++) {
+                if (strcmp(t->string, LIN_NAMES[k]) == 0) { found = k; }
+            }
+            if (found < 0) {
+                rc = fail("%s: target module \"%s\" is not one of q_lin, k_lin, v_lin, out_lin, "
+                          "lin1, lin2",
+                          path, t->type == JSON_STRING ? t->string : "?");
+            } else {
+                lc->targets[found] = 1;
+            }
         }
     }
     json_free(j);
@@ -3965,28 +4199,46 @@ static int trainables_read(Model* m, const char* path, int strict) {
         char got[128];
         long long dims[2];
         int nd = safetensors_shape(&st, info->name, got, sizeof(got), dims, 2);
-        if (nd >= 0 && (nd != (info->cols ? 2 : 1) || dims[0] != shape[0] || (info->cols && dims[1] != shape[1]))) {
+        if (nd >= 0 &&
+            (nd != (info->cols ? 2 : 1) || dims[0] != shape[0] ||
+             (info->cols && dims[1] != shape[1]))) {
             char want[64];
-            if (info->cols) { snprintf(want, sizeof(want), "%d, %d", info->rows, info->cols); } else { snprintf(want, sizeof(want), "%d", info->rows); }
-            // lora_A is (R, IC), lora_B (OC, R): a wrong R is adapter_config.json's "r", anything else the base model
-            int rank_differs = nd == 2 && ((strstr(info->name, "lora_A") && dims[0] != shape[0]) || (strstr(info->name, "lora_B") && dims[1] != shape[1]));
-            if (rank_differs) {
-                rc = fail("%s: tensor '%s' is [%s], of rank %lld, but adapter_config.json says r %d (it would need [%s])",
-                          path, info->name, got, strstr(info->name, "lora_A") ? dims[0] : dims[1], m->lora.rank, want);
+            if (info->cols) {
+                snprintf(want, sizeof(want), "%d, %d", info->rows, info->cols);
             } else {
-                rc = fail("%s: tensor '%s' is [%s], but this base model (dim %d, FFN %d) needs [%s]: the adapter was made for another base model",
+                snprintf(want, sizeof(want), "%d", info->rows);
+            }
+            // lora_A is (R, IC), lora_B (OC, R): a wrong R is adapter_config.json's "r", anything
+            // else the base model
+            int rank_differs = nd == 2 &&
+                ((strstr(info->name, "lora_A") && dims[0] != shape[0]) ||
+                 (strstr(info->name, "lora_B") && dims[1] != shape[1]));
+            if (rank_differs) {
+                rc = fail("%s: tensor '%s' is [%s], of rank %lld, but adapter_config.json says r "
+                          "%d (it would need [%s])",
+                          path, info->name, got, strstr(info->name, "lora_A") ? dims[0] : dims[1],
+                          m->lora.rank, want);
+            } else {
+                rc = fail("%s: tensor '%s' is [%s], but this base model (dim %d, FFN %d) needs "
+                          "[%s]: the adapter was made for another base model",
                           path, info->name, got, m->config.dim, m->config.hidden_dim, want);
             }
             break;
         }
-        rc = safetensors_read(&st, info->name, m->params_memory + info->offset, info->cols ? 2 : 1, shape);
+        rc = safetensors_read(&st, info->name, m->params_memory + info->offset, info->cols ? 2 : 1,
+                              shape);
     }
     // a tensor we do not know means the file and its config disagree (e.g. other targets): refuse
     for (int i = 0; i < st.header->count && rc == 0 && strict; i++) {
         const char* key = st.header->keys[i];
         int known = strcmp(key, "__metadata__") == 0;
-        for (int t = 0; t < m->num_tensors && !known; t++) { known = strcmp(key, m->tensors[t].name) == 0; }
-        if (!known) { rc = fail("%s: unexpected tensor '%s' (does adapter_config.json match this file?)", path, key); }
+        for (int t = 0; t < m->num_tensors && !known; t++) {
+            known = strcmp(key, m->tensors[t].name) == 0;
+        }
+        if (!known) {
+            rc = fail("%s: unexpected tensor '%s' (does adapter_config.json match this file?)",
+                      path, key);
+        }
     }
     safetensors_close(&st);
     return rc;
@@ -4009,14 +4261,21 @@ static uint64_t base_fingerprint(const Model* m) {
         memcpy(&w, m->w_memory + 2 * i, 8);
         h[i % 4] = mix64(h[i % 4] ^ w);
     }
-    if (m->num_weights % 2) { uint32_t w; memcpy(&w, m->w_memory + m->num_weights - 1, 4); h[1] = mix64(h[1] ^ w); }
+    if (m->num_weights % 2) {
+        uint32_t w;
+        memcpy(&w, m->w_memory + m->num_weights - 1, 4);
+        h[1] = mix64(h[1] ^ w);
+    }
     return mix64(h[0] ^ mix64(h[1] ^ mix64(h[2] ^ mix64(h[3] ^ (uint64_t)m->num_weights))));
 }
 static int base_fingerprint_save(const Model* m, const char* dir) {
     char path[1024], json[256];
     snprintf(path, sizeof(path), "%s/base_fingerprint.json", dir);
-    snprintf(json, sizeof(json), "{\n  \"base_model_fingerprint\": \"%016llx\",\n  \"made_by\": \"lora.c: a hash of the base "
-             "model's sizes and weights, checked when the adapter is loaded\"\n}\n", (unsigned long long)base_fingerprint(m));
+    snprintf(json, sizeof(json),
+             "{\n  \"base_model_fingerprint\": \"%016llx\",\n  \"made_by\": \"lora.c: a hash of "
+             "the base "
+             "model's sizes and weights, checked when the adapter is loaded\"\n}\n",
+             (unsigned long long)base_fingerprint(m));
     return write_text_file(path, json);
 }
 // 1 if dir/base_fingerprint.json names this base model, 0 (and a warning) if it names another, -1
@@ -4036,9 +4295,13 @@ static int base_fingerprint_check(const Model* m, const char* dir) {
         snprintf(mine, sizeof(mine), "%016llx", (unsigned long long)base_fingerprint(m));
         rc = strcmp(fp->string, mine) == 0;
         if (!rc) {
-            fprintf(stderr, "lora: warning: the adapter in %s was trained on another base model (its base_fingerprint.json says %s, "
-                    "this base model is %s): its outputs will be wrong ---> HINT: pass the --model it was trained on "
-                    "(adapter_config.json's base_model_name_or_path)\n", dir, fp->string, mine);
+            fprintf(stderr,
+                    "lora: warning: the adapter in %s was trained on another base model (its "
+                    "base_fingerprint.json says %s, "
+                    "this base model is %s): its outputs will be wrong ---> HINT: pass the --model "
+                    "it was trained on "
+                    "(adapter_config.json's base_model_name_or_path)\n",
+                    dir, fp->string, mine);
         }
     }
     json_free(j);
@@ -4052,20 +4315,25 @@ static int model_load_adapter(Model* m, const char* dir) {
         return fail("--adapter %.40s...: the folder's name is too long", dir);
     }
     int rc = trainables_read(m, path, 1);
-    if (rc == 0) { base_fingerprint_check(m, dir); }  // (a warning when it was made for another base)
+    // (a warning when it was made for another base)
+    if (rc == 0) { base_fingerprint_check(m, dir); }
     return rc;
 }
 
-// fold a LoRA adapter into its frozen weight: W (OC, IC) += scale * lora_B (OC, R) @ lora_A (R, IC).
-// Afterwards W x + b alone gives what W0 x + b + scale * B A x gave, so inference needs no LoRA
-// path at all (PEFT's merge_and_unload). scale is lora_scaling(): alpha / R, or alpha / sqrt(R).
-void lora_merge(float* W, const float* lora_A, const float* lora_B, float scale, int OC, int IC, int R) {
+// fold a LoRA adapter into its frozen weight: W (OC, IC) += scale * lora_B (OC, R) @ lora_A (R,
+// IC). Afterwards W x + b alone gives what W0 x + b + scale * B A x gave, so inference needs no
+// LoRA path at all (PEFT's merge_and_unload). scale is lora_scaling(): alpha / R, or alpha /
+// sqrt(R).
+void lora_merge(float* W, const float* lora_A, const float* lora_B, float scale, int OC, int IC,
+                int R) {
     // EXERCISE(merge) BEGIN
     for (int o = 0; o < OC; o++) {
         for (int r = 0; r < R; r++) {
             // row o of W += scale * B[o, r] * (row r of A): the rank-R product, one row at a time
             float b = scale * lora_B[(size_t)o * R + r];
-            for (int i = 0; i < IC; i++) { W[(size_t)o * IC + i] += b * lora_A[(size_t)r * IC + i]; }
+            for (int i = 0; i < IC; i++) {
+                W[(size_t)o * IC + i] += b * lora_A[(size_t)r * IC + i];
+            }
         }
     }
     // EXERCISE(merge) END
@@ -4084,18 +4352,23 @@ static void json_escape(char* out, size_t cap, const char* s) {
 // save the adapter into dir (created if needed), and with state_json (train's checkpoints) also
 // the trainer state: optimizer.safetensors (AdamW's two moments) and trainer_state.json. All the
 // files are one set (see save_commit): a kill at any point leaves the old set or the new one.
-static int adapter_save(const Model* m, const char* dir, const char* base_model, const char* state_json);
+static int adapter_save(const Model* m, const char* dir, const char* base_model,
+                        const char* state_json);
 static char* checkpoint_config_json(const Config* c, const char* dtype);
 // the trainer state of a checkpoint set (OUT/last): AdamW's two moments, in the order of the
 // tensor table, into optimizer.safetensors.tmp, and state_json into trainer_state.json.tmp
-static int trainer_state_write_tmp(const Model* m, const char* optim_path, const char* state_path, const char* state_json) {
+static int trainer_state_write_tmp(const Model* m, const char* optim_path, const char* state_path,
+                                   const char* state_json) {
     SaveTensor moments[2] = { { "exp_avg", m->exp_avg, (int)m->num_trainable, 0 },
                               { "exp_avg_sq", m->exp_avg_sq, (int)m->num_trainable, 0 } };
     int rc = safetensors_write_tmp(optim_path, moments, 2, "F32");
     return rc == 0 ? text_write_tmp(state_path, state_json) : rc;
 }
-static int adapter_save(const Model* m, const char* dir, const char* base_model, const char* state_json) {
-    if (make_dir(dir) != 0 && errno != EEXIST) { return fail("cannot create directory %s: %s", dir, strerror(errno)); }
+static int adapter_save(const Model* m, const char* dir, const char* base_model,
+                        const char* state_json) {
+    if (make_dir(dir) != 0 && errno != EEXIST) {
+        return fail("cannot create directory %s: %s", dir, strerror(errno));
+    }
     if (base_fingerprint_save(m, dir) != 0) { return -1; }  // beside the set, written first
     // the trainables under their PEFT names, straight from params_memory (no copy of the data)
     SaveTensor* list = mallocCheck(sizeof(SaveTensor) * m->num_tensors);
@@ -4106,14 +4379,16 @@ static int adapter_save(const Model* m, const char* dir, const char* base_model,
         list[t].cols = m->tensors[t].cols;
     }
     // the files are one set (see save_commit): the weights are renamed first, the config last
-    char weights_path[1024], config_path[1024], optim_path[1024], state_path[1024], labels_path[1024];
+    char weights_path[1024], config_path[1024], optim_path[1024], state_path[1024],
+        labels_path[1024];
     snprintf(weights_path, sizeof(weights_path), "%s/adapter_model.safetensors", dir);
     snprintf(config_path, sizeof(config_path), "%s/adapter_config.json", dir);
     snprintf(optim_path, sizeof(optim_path), "%s/optimizer.safetensors", dir);
     snprintf(state_path, sizeof(state_path), "%s/trainer_state.json", dir);
     snprintf(labels_path, sizeof(labels_path), "%s/config.json", dir);
     // labels other than the tutorial's two (Negative, Positive) need saving: config.json
-    // beside the adapter (the base model's, with id2label and label2id), for eval, predict and Python
+    // beside the adapter (the base model's, with id2label and label2id), for eval, predict and
+    // Python
     int named = m->config.num_labels != 2 || !labels_are_default(2, m->config.id2label);
     const char* set[5];
     int nset = 0;
@@ -4124,7 +4399,9 @@ static int adapter_save(const Model* m, const char* dir, const char* base_model,
     save_prepare(set, nset);
     int rc = safetensors_write_tmp(weights_path, list, m->num_tensors, "F32");
     free(list);
-    if (rc == 0 && state_json) { rc = trainer_state_write_tmp(m, optim_path, state_path, state_json); }
+    if (rc == 0 && state_json) {
+        rc = trainer_state_write_tmp(m, optim_path, state_path, state_json);
+    }
     if (rc == 0 && named) {
         char* labels_json = checkpoint_config_json(&m->config, "F32");
         rc = text_write_tmp(labels_path, labels_json);
@@ -4134,7 +4411,10 @@ static int adapter_save(const Model* m, const char* dir, const char* base_model,
     // the target list as JSON strings: "q_lin", "v_lin"
     char targets[256] = "";
     for (int i = 0; i < NUM_LIN; i++) {
-        if (m->lora.targets[i]) { snprintf(targets + strlen(targets), sizeof(targets) - strlen(targets), "%s\"%s\"", targets[0] ? ", " : "", LIN_NAMES[i]); }
+        if (m->lora.targets[i]) {
+            snprintf(targets + strlen(targets), sizeof(targets) - strlen(targets), "%s\"%s\"",
+                     targets[0] ? ", " : "", LIN_NAMES[i]);
+        }
     }
     // the model path goes inside a JSON string: escape quotes and backslashes
     char base_escaped[1024];
@@ -4164,8 +4444,8 @@ static int adapter_save(const Model* m, const char* dir, const char* base_model,
              "  \"alpha_pattern\": {},\n"
              "  \"revision\": null\n"
              "}\n",
-             base_escaped, m->lora.rank, m->lora.alpha, m->lora.dropout, targets, m->lora.use_rslora ? "true" : "false",
-             m->lora.use_dora ? "true" : "false");
+             base_escaped, m->lora.rank, m->lora.alpha, m->lora.dropout, targets,
+             m->lora.use_rslora ? "true" : "false", m->lora.use_dora ? "true" : "false");
     if (text_write_tmp(config_path, json) != 0) { save_abandon(set, nset); return -1; }
     rc = save_commit(set, nset);
     // (a config.json of an earlier save with other labels must not name these)
@@ -4219,9 +4499,12 @@ static char* checkpoint_config_json(const Config* c, const char* dtype) {
              "  \"torch_dtype\": \"%s\",\n"
              "  \"vocab_size\": %d\n"
              "}\n",
-             c->attention_dropout, c->dim, c->dropout, c->hidden_dim, id2label, label2id, c->max_pos, c->n_heads,
-             c->n_layers, c->pad_token_id, c->classif_dropout,
-             strcmp(dtype, "F16") == 0 ? "float16" : strcmp(dtype, "BF16") == 0 ? "bfloat16" : "float32", c->vocab_size);
+             c->attention_dropout, c->dim, c->dropout, c->hidden_dim, id2label, label2id,
+             c->max_pos, c->n_heads, c->n_layers, c->pad_token_id, c->classif_dropout,
+             strcmp(dtype, "F16") == 0        ? "float16"
+                 : strcmp(dtype, "BF16") == 0 ? "bfloat16"
+                                              : "float32",
+             c->vocab_size);
     free(id2label);
     free(label2id);
     return out;
@@ -4230,9 +4513,11 @@ static char* checkpoint_config_json(const Config* c, const char* dtype) {
 // save the model (the weights in m->w, the head in m->params) as a checkpoint in dir, with
 // vocab_dir/vocab.txt beside it; with state_json (train's checkpoints) also AdamW's moments and
 // the trainer state. One set, as adapter_save: a kill at any point leaves the old set or the new.
-static int checkpoint_save(const Model* m, const char* dir, const char* vocab_dir, const char* state_json,
-                           const char* dtype) {
-    if (make_dir(dir) != 0 && errno != EEXIST) { return fail("cannot create directory %s: %s", dir, strerror(errno)); }
+static int checkpoint_save(const Model* m, const char* dir, const char* vocab_dir,
+                           const char* state_json, const char* dtype) {
+    if (make_dir(dir) != 0 && errno != EEXIST) {
+        return fail("cannot create directory %s: %s", dir, strerror(errno));
+    }
     const Config* c = &m->config;
     char vocab_path[1100];
     snprintf(vocab_path, sizeof(vocab_path), "%s/vocab.txt", vocab_dir);
@@ -4243,7 +4528,8 @@ static int checkpoint_save(const Model* m, const char* dir, const char* vocab_di
     int count = weight_tensor_table(c, infos);
     SaveTensor* list = mallocCheck(sizeof(SaveTensor) * (count + 4));
     for (int t = 0; t < count; t++) {
-        SaveTensor st = { infos[t].name, m->w_memory + infos[t].offset, infos[t].rows, infos[t].cols };
+        SaveTensor st = { infos[t].name, m->w_memory + infos[t].offset, infos[t].rows,
+                          infos[t].cols };
         list[t] = st;
     }
     SaveTensor head[4] = { { "pre_classifier.weight", m->params.pre_w, c->dim, c->dim },
@@ -4258,13 +4544,16 @@ static int checkpoint_save(const Model* m, const char* dir, const char* vocab_di
     snprintf(optim_path, sizeof(optim_path), "%s/optimizer.safetensors", dir);
     snprintf(state_path, sizeof(state_path), "%s/trainer_state.json", dir);
     // the weights first (their rename commits the set), the config last
-    const char* set_with_state[5] = { weights_path, optim_path, state_path, vocab_out, config_path };
+    const char* set_with_state[5] = { weights_path, optim_path, state_path, vocab_out,
+                                      config_path };
     const char* set_plain[3] = { weights_path, vocab_out, config_path };
     const char* const* set = state_json ? set_with_state : set_plain;
     int nset = state_json ? 5 : 3;
     save_prepare(set, nset);
     int rc = safetensors_write_tmp(weights_path, list, count, dtype);
-    if (rc == 0 && state_json) { rc = trainer_state_write_tmp(m, optim_path, state_path, state_json); }
+    if (rc == 0 && state_json) {
+        rc = trainer_state_write_tmp(m, optim_path, state_path, state_json);
+    }
     // (vocab.txt is text: written as the bytes it has)
     if (rc == 0) { rc = text_write_tmp(vocab_out, vocab); }
     char* json = checkpoint_config_json(c, dtype);
@@ -4276,8 +4565,11 @@ static int checkpoint_save(const Model* m, const char* dir, const char* vocab_di
 
 static const char* base_model_name(const char* model_dir);
 // train's best/ (and, with state_json, last/): the adapter, or the whole model
-static int model_save_set(const Model* m, const char* dir, const char* model_dir, const char* state_json) {
-    if (m->mode == MODE_LORA) { return adapter_save(m, dir, base_model_name(model_dir), state_json); }
+static int model_save_set(const Model* m, const char* dir, const char* model_dir,
+                          const char* state_json) {
+    if (m->mode == MODE_LORA) {
+        return adapter_save(m, dir, base_model_name(model_dir), state_json);
+    }
     return checkpoint_save(m, dir, model_dir, state_json, "F32");
 }
 static int model_save(const Model* m, const char* dir, const char* model_dir) {
@@ -4330,9 +4622,16 @@ typedef struct {
     char number[32];        // JSON Lines: a numeric label, as text
 } RowReader;
 // one example: the line it starts on, its text and its label, as bytes of the file or the reader
-typedef struct { int line; const char* text; size_t text_len; const char* label; size_t label_len; } Row;
+typedef struct {
+    int line;
+    const char* text;
+    size_t text_len;
+    const char* label;
+    size_t label_len;
+} Row;
 
-// the next line [start, *end) of the file (without its "\n", and the "\r" of a CRLF); r->pos moves on
+// the next line [start, *end) of the file (without its "\n", and the "\r" of a CRLF); r->pos moves
+// on
 static char* row_line(RowReader* r, size_t* len) {
     char* s = r->text + r->pos;
     // memchr, not strchr: a NUL byte in the file must not end the line early
@@ -4349,10 +4648,17 @@ static int tsv_row(RowReader* r, Row* row) {
     size_t len;
     char* s = row_line(r, &len);
     char* tab = memchr(s, '\t', len);
-    if (len == 0) { return fail("%s:%d: empty line (expected label<TAB>text)", r->path, row->line); }
-    if (tab == NULL) { return fail("%s:%d: expected label<TAB>text, and there is no TAB on this line", r->path, row->line); }
+    if (len == 0) {
+        return fail("%s:%d: empty line (expected label<TAB>text)", r->path, row->line);
+    }
+    if (tab == NULL) {
+        return fail("%s:%d: expected label<TAB>text, and there is no TAB on this line", r->path,
+                    row->line);
+    }
     if (row->line == 1 && tab - s == 5 && memcmp(s, "label", 5) == 0) {
-        return fail("%s:1: a header line: a TSV file has none (label<TAB>text on every line); delete it", r->path);
+        return fail("%s:1: a header line: a TSV file has none (label<TAB>text on every line); "
+                    "delete it",
+                    r->path);
     }
     row->label = s;
     row->label_len = (size_t)(tab - s);
@@ -4372,7 +4678,10 @@ static int csv_field(RowReader* r, char** out, size_t* len) {
         // its source, so it can be written over it)
         int first_line = r->line;
         for (i++;; i++) {
-            if (i >= r->size) { return fail("%s:%d: a quoted field never ends (a closing \" is missing)", r->path, first_line); }
+            if (i >= r->size) {
+                return fail("%s:%d: a quoted field never ends (a closing \" is missing)", r->path,
+                            first_line);
+            }
             if (s[i] == '"' && i + 1 < r->size && s[i + 1] == '"') { s[w++] = '"'; i++; continue; }
             if (s[i] == '"') { i++; break; }
             if (s[i] == '\n') { r->line++; }
@@ -4380,7 +4689,9 @@ static int csv_field(RowReader* r, char** out, size_t* len) {
         }
         if (i < r->size && s[i] == '\r' && i + 1 < r->size && s[i + 1] == '\n') { i++; }
         if (i < r->size && s[i] != ',' && s[i] != '\n') {
-            return fail("%s:%d: after a closing quote comes '%c', not a comma or the end of the line", r->path, r->line, s[i]);
+            return fail("%s:%d: after a closing quote comes '%c', not a comma or the end of the "
+                        "line",
+                        r->path, r->line, s[i]);
         }
     } else {
         while (i < r->size && s[i] != ',' && s[i] != '\n') { s[w++] = s[i++]; }
@@ -4406,8 +4717,13 @@ static int csv_row(RowReader* r, Row* row) {
         if (col == r->label_col) { row->label = field; row->label_len = len; }
         col++;
     }
-    if (col == 1 && row->text_len == 0 && r->pos - first <= 2) { return fail("%s:%d: empty line", r->path, row->line); }
-    if (col != r->ncols) { return fail("%s:%d: %d fields, but the header has %d columns", r->path, row->line, col, r->ncols); }
+    if (col == 1 && row->text_len == 0 && r->pos - first <= 2) {
+        return fail("%s:%d: empty line", r->path, row->line);
+    }
+    if (col != r->ncols) {
+        return fail("%s:%d: %d fields, but the header has %d columns", r->path, row->line, col,
+                    r->ncols);
+    }
     return 1;
 }
 
@@ -4421,19 +4737,23 @@ static int csv_header(RowReader* r) {
         size_t len;
         end = csv_field(r, &field, &len);
         if (end < 0) { return -1; }
-        snprintf(names + strlen(names), sizeof(names) - strlen(names), "%s'%.*s'", r->ncols ? ", " : "", (int)(len < 60 ? len : 60), field);
+        snprintf(names + strlen(names), sizeof(names) - strlen(names), "%s'%.*s'",
+                 r->ncols ? ", " : "", (int)(len < 60 ? len : 60), field);
         const char* want[2] = { r->text_column, r->label_column };
         int* col[2] = { &r->text_col, &r->label_col };
         for (int k = 0; k < 2; k++) {
             if (strlen(want[k]) != len || memcmp(field, want[k], len) != 0) { continue; }
-            if (*col[k] >= 0) { return fail("%s:1: the header has two columns called '%s'", r->path, want[k]); }
+            if (*col[k] >= 0) {
+                return fail("%s:1: the header has two columns called '%s'", r->path, want[k]);
+            }
             *col[k] = r->ncols;
         }
     }
     for (int k = 0; k < 2; k++) {
         if ((k == 0 ? r->text_col : r->label_col) < 0) {
-            return fail("%s:1: the header has no column '%s' (it has %s) ---> HINT: pass %s NAME", r->path,
-                        k == 0 ? r->text_column : r->label_column, names, k == 0 ? "--text-column" : "--label-column");
+            return fail("%s:1: the header has no column '%s' (it has %s) ---> HINT: pass %s NAME",
+                        r->path, k == 0 ? r->text_column : r->label_column, names,
+                        k == 0 ? "--text-column" : "--label-column");
         }
     }
     return 0;
@@ -4450,21 +4770,26 @@ static int jsonl_row(RowReader* r, Row* row) {
     r->json = json_parse(s, len, where);  // (its error line names file:line)
     if (r->json == NULL) { return -1; }
     if (r->json->type != JSON_OBJECT) {
-        return fail("%s: expected a JSON object, {\"%s\": \"...\", \"%s\": ...} (one per line)", where, r->text_column, r->label_column);
+        return fail("%s: expected a JSON object, {\"%s\": \"...\", \"%s\": ...} (one per line)",
+                    where, r->text_column, r->label_column);
     }
     const Json* t = json_get(r->json, r->text_column);
     const Json* l = json_get(r->json, r->label_column);
     if (t == NULL || t->type != JSON_STRING) {
-        return fail("%s: no string \"%s\" in this object ---> HINT: pass --text-column NAME", where, r->text_column);
+        return fail("%s: no string \"%s\" in this object ---> HINT: pass --text-column NAME", where,
+                    r->text_column);
     }
-    if (l && l->type == JSON_NUMBER && l->number >= 0 && l->number <= 1e6 && l->number == floor(l->number)) {
+    if (l && l->type == JSON_NUMBER && l->number >= 0 && l->number <= 1e6 &&
+        l->number == floor(l->number)) {
         snprintf(r->number, sizeof(r->number), "%d", (int)l->number);
         row->label = r->number;
     } else if (l && l->type == JSON_STRING) {
         row->label = l->string;
     } else {
-        return fail("%s: \"%s\" is %s: expected a class number (0, 1, ...) or name ---> HINT: pass --label-column NAME",
-                    where, r->label_column, l == NULL ? "missing" : "not a whole number >= 0 nor a string");
+        return fail("%s: \"%s\" is %s: expected a class number (0, 1, ...) or name ---> HINT: pass "
+                    "--label-column NAME",
+                    where, r->label_column,
+                    l == NULL ? "missing" : "not a whole number >= 0 nor a string");
     }
     row->label_len = strlen(row->label);
     row->text = t->string;
@@ -4477,7 +4802,9 @@ static int row_next(RowReader* r, Row* row) {
     memset(row, 0, sizeof(*row));
     if (r->pos >= r->size) { return 0; }
     row->line = r->line;
-    int rc = r->format == FORMAT_CSV ? csv_row(r, row) : r->format == FORMAT_JSONL ? jsonl_row(r, row) : tsv_row(r, row);
+    int rc = r->format == FORMAT_CSV ? csv_row(r, row)
+        : r->format == FORMAT_JSONL  ? jsonl_row(r, row)
+                                     : tsv_row(r, row);
     if (r->format != FORMAT_CSV && rc == 1) { r->line++; }  // (csv_field counts the lines of CSV)
     return rc;
 }
@@ -4514,10 +4841,14 @@ static int label_index(LabelTable* t, const char* s, size_t n, const char* path,
         if (strlen(t->names[i]) == n && memcmp(t->names[i], s, n) == 0) { return i; }
     }
     const char* problem = label_name_problem(s, n);
-    if (problem) { return fail("%s:%d: the label '%.*s' %s", path, line, (int)(n < 60 ? n : 60), s, problem); }
+    if (problem) {
+        return fail("%s:%d: the label '%.*s' %s", path, line, (int)(n < 60 ? n : 60), s, problem);
+    }
     if (t->count == MAX_LABELS) {
-        return fail("%s:%d: label '%.*s' is one more than the %d different labels lora.c can classify into "
-                    "(is the label column the right one?)", path, line, (int)(n < 60 ? n : 60), s, MAX_LABELS);
+        return fail("%s:%d: label '%.*s' is one more than the %d different labels lora.c can "
+                    "classify into "
+                    "(is the label column the right one?)",
+                    path, line, (int)(n < 60 ? n : 60), s, MAX_LABELS);
     }
     t->names[t->count] = mallocCheck(n + 1);
     memcpy(t->names[t->count], s, n);
@@ -4531,19 +4862,23 @@ static const char* label_list(char* out, size_t cap, int K, char* const* names) 
     char buf[32];
     out[0] = '\0';
     for (int k = 0; k < K && strlen(out) + 8 < cap; k++) {
-        snprintf(out + strlen(out), cap - strlen(out), "%s%s", k ? ", " : "", names ? names[k] : label_default_name(K, k, buf));
+        snprintf(out + strlen(out), cap - strlen(out), "%s%s", k ? ", " : "",
+                 names ? names[k] : label_default_name(K, k, buf));
     }
     return out;
 }
 
-static int compare_strings(const void* a, const void* b) { return strcmp(*(char* const*)a, *(char* const*)b); }
+static int compare_strings(const void* a, const void* b) {
+    return strcmp(*(char* const*)a, *(char* const*)b);
+}
 
 // the class id of every label of the table: ids[i] for t->names[i]; *K and *names (malloc'd, one
 // block) the classes. Given classes (f->num_labels > 0): a label is one of their names or a
 // number 0..K-1. Else (the training data) they come from the file: numbers 0..K-1, each there at
 // least once (K = the largest + 1; named Negative, Positive for 2, as in the tutorial, else
 // LABEL_0, LABEL_1, ...), or words, numbered in sorted order (as datasets' class_encode_column).
-static int labels_resolve(const LabelTable* t, const char* path, const DataFormat* f, int* ids, int* K, char*** names) {
+static int labels_resolve(const LabelTable* t, const char* path, const DataFormat* f, int* ids,
+                          int* K, char*** names) {
     char list[400];
     if (f->num_labels > 0) {
         for (int i = 0; i < t->count; i++) {
@@ -4551,12 +4886,19 @@ static int labels_resolve(const LabelTable* t, const char* path, const DataForma
             ids[i] = v < f->num_labels ? (int)v : -1;
             for (int k = 0; k < f->num_labels; k++) {
                 char buf[32];
-                if (strcmp(t->names[i], f->names ? f->names[k] : label_default_name(f->num_labels, k, buf)) == 0) { ids[i] = k; }
+                if (strcmp(t->names[i],
+                           f->names ? f->names[k] : label_default_name(f->num_labels, k, buf)) ==
+                    0) {
+                    ids[i] = k;
+                }
             }
             if (ids[i] < 0) {
-                return fail("%s:%d: label '%s' is not one of the %d classes of %s (%s, or their numbers 0 to %d)", path,
-                            t->lines[i], t->names[i], f->num_labels, f->names_from ? f->names_from : "the model",
-                            label_list(list, sizeof(list), f->num_labels, f->names), f->num_labels - 1);
+                return fail("%s:%d: label '%s' is not one of the %d classes of %s (%s, or their "
+                            "numbers 0 to %d)",
+                            path, t->lines[i], t->names[i], f->num_labels,
+                            f->names_from ? f->names_from : "the model",
+                            label_list(list, sizeof(list), f->num_labels, f->names),
+                            f->num_labels - 1);
             }
         }
         *K = f->num_labels;
@@ -4568,8 +4910,10 @@ static int labels_resolve(const LabelTable* t, const char* path, const DataForma
     for (int i = 0; i < t->count; i++) {
         long v = label_number(t->names[i], strlen(t->names[i]));
         if ((v >= 0) != numbers) {
-            return fail("%s:%d: label '%s' is a %s, but the label '%s' of line %d is a %s: the labels must be all numbers "
-                        "0..K-1 or all words", path, t->lines[i], t->names[i], numbers ? "word" : "number", t->names[0],
+            return fail("%s:%d: label '%s' is a %s, but the label '%s' of line %d is a %s: the "
+                        "labels must be all numbers "
+                        "0..K-1 or all words",
+                        path, t->lines[i], t->names[i], numbers ? "word" : "number", t->names[0],
                         t->lines[0], numbers ? "number" : "word");
         }
         if (v > largest) { largest = (int)v; }
@@ -4577,33 +4921,48 @@ static int labels_resolve(const LabelTable* t, const char* path, const DataForma
     if (numbers) {
         *K = largest + 1;
         int where = 0;
-        for (int i = 0; i < t->count; i++) { if (label_number(t->names[i], strlen(t->names[i])) == largest) { where = t->lines[i]; } }
-        if (*K > MAX_LABELS) { return fail("%s:%d: label %d: lora.c classifies into at most %d classes (0 to %d)", path, where, largest, MAX_LABELS, MAX_LABELS - 1); }
+        for (int i = 0; i < t->count; i++) {
+            if (label_number(t->names[i], strlen(t->names[i])) == largest) { where = t->lines[i]; }
+        }
+        if (*K > MAX_LABELS) {
+            return fail("%s:%d: label %d: lora.c classifies into at most %d classes (0 to %d)",
+                        path, where, largest, MAX_LABELS, MAX_LABELS - 1);
+        }
         if (t->count < *K) {
             int missing = 0;
             while (missing < *K) {
                 int seen = 0;
-                for (int i = 0; i < t->count; i++) { seen |= label_number(t->names[i], strlen(t->names[i])) == missing; }
+                for (int i = 0; i < t->count; i++) {
+                    seen |= label_number(t->names[i], strlen(t->names[i])) == missing;
+                }
                 if (!seen) { break; }
                 missing++;
             }
-            return fail("%s:%d: label %d makes %d classes (0 to %d), but no example has label %d: numbered labels must be "
-                        "0..K-1 ---> HINT: pass --labels NAME,NAME,... to name all %d classes", path, where, largest, *K,
-                        largest, missing, *K);
+            return fail("%s:%d: label %d makes %d classes (0 to %d), but no example has label %d: "
+                        "numbered labels must be "
+                        "0..K-1 ---> HINT: pass --labels NAME,NAME,... to name all %d classes",
+                        path, where, largest, *K, largest, missing, *K);
         }
-        for (int i = 0; i < t->count; i++) { ids[i] = (int)label_number(t->names[i], strlen(t->names[i])); }
+        for (int i = 0; i < t->count; i++) {
+            ids[i] = (int)label_number(t->names[i], strlen(t->names[i]));
+        }
         *names = labels_copy(*K, NULL);
     } else {
         char* sorted[MAX_LABELS];
         memcpy(sorted, t->names, t->count * sizeof(char*));
         qsort(sorted, t->count, sizeof(char*), compare_strings);
         for (int i = 0; i < t->count; i++) {
-            for (int k = 0; k < t->count; k++) { if (strcmp(t->names[i], sorted[k]) == 0) { ids[i] = k; } }
+            for (int k = 0; k < t->count; k++) {
+                if (strcmp(t->names[i], sorted[k]) == 0) { ids[i] = k; }
+            }
         }
         *K = t->count;
         *names = labels_copy(*K, sorted);
     }
-    if (*K < 2) { return fail("%s: every example has the label '%s': training needs at least 2 classes", path, t->names[0]); }
+    if (*K < 2) {
+        return fail("%s: every example has the label '%s': training needs at least 2 classes", path,
+                    t->names[0]);
+    }
     return 0;
 }
 
@@ -4619,10 +4978,15 @@ static int labels_parse(const char* list, int* K, char*** names) {
         if (n == MAX_LABELS) { return fail("--labels: more than %d names", MAX_LABELS); }
         const char* problem = label_name_problem(s, strlen(s));
         if (problem) { return fail("--labels: the name '%s' %s", s, problem); }
-        for (int k = 0; k < n; k++) { if (strcmp(parts[k], s) == 0) { return fail("--labels: '%s' is there twice", s); } }
+        for (int k = 0; k < n; k++) {
+            if (strcmp(parts[k], s) == 0) { return fail("--labels: '%s' is there twice", s); }
+        }
         parts[n++] = s;
     }
-    if (n < 2) { return fail("--labels: expected at least 2 names, separated by commas (--labels awful,bad,good,great)"); }
+    if (n < 2) {
+        return fail("--labels: expected at least 2 names, separated by commas (--labels "
+                    "awful,bad,good,great)");
+    }
     *K = n;
     *names = labels_copy(n, parts);
     return 0;
@@ -4632,7 +4996,8 @@ static int labels_parse(const char* list, int* K, char*** names) {
 // after one error line naming the file and line. The whole file is read into memory (the
 // tutorial's train file is about 1.3 MB), then parsed row by row. Tokenizing here, once, keeps the
 // training loop free of string work. The labels are resolved at the end, when all are known.
-static int dataset_load(Dataset* d, const char* path, const Tokenizer* tok, int max_len, const DataFormat* f) {
+static int dataset_load(Dataset* d, const char* path, const Tokenizer* tok, int max_len,
+                        const DataFormat* f) {
     DataFormat defaults = { 0 };
     if (f == NULL) { f = &defaults; }
     memset(d, 0, sizeof(*d));
@@ -4642,7 +5007,9 @@ static int dataset_load(Dataset* d, const char* path, const Tokenizer* tok, int 
     if (text == NULL) { return -1; }
     RowReader r = { path, text, size, 0, 1, FORMAT_TSV, f->text_column ? f->text_column : "text",
                     f->label_column ? f->label_column : "label", 0, 0, 0, NULL, "" };
-    r.format = has_extension(path, ".csv") ? FORMAT_CSV : has_extension(path, ".jsonl") || has_extension(path, ".json") ? FORMAT_JSONL : FORMAT_TSV;
+    r.format = has_extension(path, ".csv")                              ? FORMAT_CSV
+        : has_extension(path, ".jsonl") || has_extension(path, ".json") ? FORMAT_JSONL
+                                                                        : FORMAT_TSV;
     // a UTF-8 byte-order mark (EF BB BF, which some Windows editors write) is skipped, as Python's
     // "utf-8-sig" does
     r.pos = size >= 3 && memcmp(text, "\xEF\xBB\xBF", 3) == 0 ? 3 : 0;
@@ -4664,28 +5031,39 @@ static int dataset_load(Dataset* d, const char* path, const Tokenizer* tok, int 
         long bad = utf8_first_invalid(row.text, row.text_len);
         if (label < 0) { rc = -1; break; }
         if (row.text_len == 0) { rc = fail("%s:%d: the text is empty", path, line); break; }
-        if (row.text_len > MAX_LINE_BYTES) {  // (a review is some KB; this is a file that is not a dataset)
+        if (row.text_len >
+            MAX_LINE_BYTES) {  // (a review is some KB; this is a file that is not a dataset)
             rc = fail("%s:%d: the text has %zu bytes, more than the %zu MB a review may have",
                       path, line, row.text_len, MAX_LINE_BYTES >> 20);
             break;
         }
-        if (bad >= 0) { rc = fail("%s:%d: invalid UTF-8 at byte %ld of the text", path, line, bad); break; }
+        if (bad >= 0) {
+            rc = fail("%s:%d: invalid UTF-8 at byte %ld of the text", path, line, bad);
+            break;
+        }
         if ((size_t)d->n == cap) {
             cap *= 2;
             d->labels = realloc(d->labels, cap * sizeof(int));
             d->lengths = realloc(d->lengths, cap * sizeof(int));
             d->starts = realloc(d->starts, cap * sizeof(size_t));
-            if (!d->labels || !d->lengths || !d->starts) { fprintf(stderr, "lora: error: out of memory reading %s\n", path); exit(EXIT_FAILURE); }
+            if (!d->labels || !d->lengths || !d->starts) {
+                fprintf(stderr, "lora: error: out of memory reading %s\n", path);
+                exit(EXIT_FAILURE);
+            }
         }
         // room for the longest possible encoding (max_len ids) before we encode
         if (d->num_tokens + max_len > ids_cap) {
             ids_cap *= 2;
             d->ids = realloc(d->ids, ids_cap * sizeof(int));
-            if (!d->ids) { fprintf(stderr, "lora: error: out of memory reading %s\n", path); exit(EXIT_FAILURE); }
+            if (!d->ids) {
+                fprintf(stderr, "lora: error: out of memory reading %s\n", path);
+                exit(EXIT_FAILURE);
+            }
         }
         // add [CLS] ... [SEP] (the first 1) and truncate from the left (the second 1), as the
         // tutorial's tokenizer with truncation_side="left"
-        int n = tokenizer_encode(tok, row.text, row.text_len, d->ids + d->num_tokens, max_len, 1, 1);
+        int n =
+            tokenizer_encode(tok, row.text, row.text_len, d->ids + d->num_tokens, max_len, 1, 1);
         if (n <= 2) { rc = fail("%s:%d: the text has no tokens", path, line); break; }
         d->labels[d->n] = label;
         d->lengths[d->n] = n;
@@ -4772,7 +5150,8 @@ static int saved_labels(const char* dir, int* K, char*** names) {
         Json* j = text ? json_parse(text, n, path) : NULL;
         free(text);
         int rc = j ? labels_from_json(j, path, K, names) : -1;
-        if (rc == 0 && !json_get(j, "id2label") && !json_get(j, "num_labels")) { *K = 0; }  // (it does not say)
+        // (it does not say)
+        if (rc == 0 && !json_get(j, "id2label") && !json_get(j, "num_labels")) { *K = 0; }
         json_free(j);
         if (rc != 0) { return -1; }
     }
@@ -4780,14 +5159,19 @@ static int saved_labels(const char* dir, int* K, char*** names) {
     SafeTensors st;
     char shape[128];
     long long dims[2];
-    if (!file_is_there(weights)) { return 0; }  // (a whole checkpoint's folder; or the adapter's loader says what is missing)
+    // (a whole checkpoint's folder; or the adapter's loader says what is missing)
+    if (!file_is_there(weights)) { return 0; }
     if (safetensors_open(&st, weights, NULL) != 0) { free(*names); *names = NULL; return -1; }
-    int rows = safetensors_shape(&st, "base_model.model.classifier.weight", shape, sizeof(shape), dims, 2) == 2 ? (int)dims[0] : 0;
+    int rows = safetensors_shape(&st, "base_model.model.classifier.weight", shape, sizeof(shape),
+                                 dims, 2) == 2
+        ? (int)dims[0]
+        : 0;
     safetensors_close(&st);
     if (rows > 0 && *K > 0 && rows != *K) {
         free(*names);
         *names = NULL;
-        return fail("%s names %d labels, but the classifier of %s has %d rows", path, *K, weights, rows);
+        return fail("%s names %d labels, but the classifier of %s has %d rows", path, *K, weights,
+                    rows);
     }
     if (rows >= 2 && rows <= MAX_LABELS) { *K = rows; }
     return 0;
@@ -4813,9 +5197,14 @@ static int make_dirs(const char* path) {
 static int train_classes(const Options* o, Config* c, DataFormat* f, char*** names) {
     *names = NULL;
     f->num_labels = 0;
-    if (o->labels) { f->names_from = "--labels"; return labels_parse(o->labels, &f->num_labels, names); }
+    if (o->labels) {
+        f->names_from = "--labels";
+        return labels_parse(o->labels, &f->num_labels, names);
+    }
     const char* saved = o->resume_dir ? o->resume_dir : o->init_adapter;
-    f->names_from = o->resume_dir ? "the run resumed" : o->init_adapter ? "the --init-adapter" : "the model";
+    f->names_from = o->resume_dir ? "the run resumed"
+        : o->init_adapter         ? "the --init-adapter"
+                                  : "the model";
     if (saved && saved_labels(saved, &f->num_labels, names) != 0) { return -1; }
     if (!saved && (c->id2label || c->num_labels != 2)) {
         f->num_labels = c->num_labels;
@@ -4824,7 +5213,8 @@ static int train_classes(const Options* o, Config* c, DataFormat* f, char*** nam
     }
     // (the tutorial's two, Negative and Positive: the data decides, as it did for the run before;
     // an adapter that does not name its classes only says how many: train_init_adapter checks that)
-    int unnamed = o->init_adapter && !o->resume_dir && (*names == NULL || labels_are_default(f->num_labels, *names));
+    int unnamed = o->init_adapter && !o->resume_dir &&
+        (*names == NULL || labels_are_default(f->num_labels, *names));
     if ((f->num_labels == 2 && labels_are_default(2, *names)) || unnamed) {
         free(*names); *names = NULL; f->num_labels = 0;
     }
@@ -4835,7 +5225,8 @@ static int train_classes(const Options* o, Config* c, DataFormat* f, char*** nam
 // tokenized; the validation labels must be among the training data's. *vocab_tokens gets the
 // vocabulary's size (train_setup checks it against the model once the model is loaded, so that a
 // config.json that does not fit its weights is named first). 0, or -1 after an error.
-static int train_data_load(const Options* o, Dataset* train_set, Dataset* val_set, int* vocab_tokens) {
+static int train_data_load(const Options* o, Dataset* train_set, Dataset* val_set,
+                           int* vocab_tokens) {
     char path[1024];
     Config c;
     Tokenizer tok;
@@ -4852,7 +5243,8 @@ static int train_data_load(const Options* o, Dataset* train_set, Dataset* val_se
     *vocab_tokens = tok.vocab_size;
     rc = max_len < 0 ? -1 : dataset_load(train_set, o->train_path, &tok, max_len, &f);
     if (rc == 0) {
-        DataFormat fv = { o->text_column, o->label_column, train_set->num_labels, train_set->label_names, "the training data" };
+        DataFormat fv = { o->text_column, o->label_column, train_set->num_labels,
+                          train_set->label_names, "the training data" };
         rc = dataset_load(val_set, o->val_path, &tok, max_len, &fv);
         if (rc != 0) { dataset_free(train_set); }
     }
@@ -4996,20 +5388,27 @@ static void train_print_options(const Options* o, long long steps) {
     size_t n = 0;
     Schedule sc = train_schedule(o, steps > INT_MAX ? INT_MAX : (int)steps);
     if (o->lr_scheduler != SCHED_LINEAR || sc.warmup_steps > 0) {
-        n += snprintf(line + n, sizeof(line) - n, " | lr schedule %s", SCHED_NAMES[o->lr_scheduler]);
+        n +=
+            snprintf(line + n, sizeof(line) - n, " | lr schedule %s", SCHED_NAMES[o->lr_scheduler]);
     }
     if (sc.warmup_steps > 0) {
-        n += snprintf(line + n, sizeof(line) - n, ", warm-up %d step%s%s", sc.warmup_steps, plural(sc.warmup_steps),
+        n += snprintf(line + n, sizeof(line) - n, ", warm-up %d step%s%s", sc.warmup_steps,
+                      plural(sc.warmup_steps),
                       o->lr_scheduler == SCHED_CONSTANT ? " (ignored by constant)" : "");
     }
     if (o->grad_accum > 1) {
-        n += snprintf(line + n, sizeof(line) - n, " | %d batches of %d per optimizer step (%d examples)", o->grad_accum,
+        n += snprintf(line + n, sizeof(line) - n,
+                      " | %d batches of %d per optimizer step (%d examples)", o->grad_accum,
                       o->batch, o->grad_accum * o->batch);
     }
     if (o->patience > 0) {
-        n += snprintf(line + n, sizeof(line) - n, " | early stopping after %d epoch%s without a lower validation loss",
+        n += snprintf(line + n, sizeof(line) - n,
+                      " | early stopping after %d epoch%s without a lower validation loss",
                       o->patience, plural(o->patience));
-        if (o->patience_threshold > 0) { n += snprintf(line + n, sizeof(line) - n, " (lower by more than %g)", o->patience_threshold); }
+        if (o->patience_threshold > 0) {
+            n += snprintf(line + n, sizeof(line) - n, " (lower by more than %g)",
+                          o->patience_threshold);
+        }
     }
     if (n > 0) { printf("%s\n", line + 3); }
 }
@@ -5048,28 +5447,40 @@ static int train_setup(const Options* o, Model* model, Dataset* train_set, Datas
         dataset_free(train_set); dataset_free(val_set); model_free(model); return -1;
     }
     const Config* c = &model->config;
-    printf("model: %s (dim %d, %d layer%s, %d head%s, FFN %d, vocab %d) | threads: %d\n", o->model_dir,
-           c->dim, c->n_layers, plural(c->n_layers), c->n_heads, plural(c->n_heads), c->hidden_dim,
-           c->vocab_size, max_threads());
+    printf("model: %s (dim %d, %d layer%s, %d head%s, FFN %d, vocab %d) | threads: %d\n",
+           o->model_dir, c->dim, c->n_layers, plural(c->n_layers), c->n_heads, plural(c->n_heads),
+           c->hidden_dim, c->vocab_size, max_threads());
     printf("train: %s (%d review%s, %.1f tokens on average) | validation: %s (%d review%s)\n",
-           o->train_path, train_set->n, plural(train_set->n), (double)train_set->num_tokens / train_set->n,
-           o->val_path, val_set->n, plural(val_set->n));
+           o->train_path, train_set->n, plural(train_set->n),
+           (double)train_set->num_tokens / train_set->n, o->val_path, val_set->n,
+           plural(val_set->n));
     if (c->num_labels != 2 || !labels_are_default(c->num_labels, c->id2label)) {
         char list[400];
-        printf("classes: %d (%s)\n", c->num_labels, label_list(list, sizeof(list), c->num_labels, c->id2label));
+        printf("classes: %d (%s)\n", c->num_labels,
+               label_list(list, sizeof(list), c->num_labels, c->id2label));
     }
     char targets[128] = "", what[400];
-    for (int i = 0; i < NUM_LIN; i++) { if (o->lora.targets[i]) { snprintf(targets + strlen(targets), sizeof(targets) - strlen(targets), "%s%s", targets[0] ? "," : "", LIN_NAMES[i]); } }
+    for (int i = 0; i < NUM_LIN; i++) {
+        if (o->lora.targets[i]) {
+            snprintf(targets + strlen(targets), sizeof(targets) - strlen(targets), "%s%s",
+                     targets[0] ? "," : "", LIN_NAMES[i]);
+        }
+    }
     if (o->mode == MODE_LORA) {
-        snprintf(what, sizeof(what), "LoRA r %d, alpha %g%s, dropout %g, targets %s, %sand the head%s%.100s",
-                 o->lora.rank, o->lora.alpha, o->lora.use_rslora ? " (rsLoRA: alpha / sqrt(r))" : "", o->lora.dropout,
-                 targets, o->lora.use_dora ? "DoRA's magnitudes, " : "", o->init_adapter && !o->resume_dir ? ", from " : "",
+        snprintf(what, sizeof(what),
+                 "LoRA r %d, alpha %g%s, dropout %g, targets %s, %sand the head%s%.100s",
+                 o->lora.rank, o->lora.alpha,
+                 o->lora.use_rslora ? " (rsLoRA: alpha / sqrt(r))" : "", o->lora.dropout, targets,
+                 o->lora.use_dora ? "DoRA's magnitudes, " : "",
+                 o->init_adapter && !o->resume_dir ? ", from " : "",
                  o->init_adapter && !o->resume_dir ? o->init_adapter : "");
     } else {
-        snprintf(what, sizeof(what), "%s", o->mode == MODE_HEAD ? "pre_classifier and classifier; the body is frozen"
-                                                                 : "every parameter, embeddings to head");
+        snprintf(what, sizeof(what), "%s",
+                 o->mode == MODE_HEAD ? "pre_classifier and classifier; the body is frozen"
+                                      : "every parameter, embeddings to head");
     }
-    printf("mode %s: %s | epochs %d, batch %d, lr %g, weight decay %g, max grad norm %g, seed %llu\n",
+    printf("mode %s: %s | epochs %d, batch %d, lr %g, weight decay %g, max grad norm %g, seed "
+           "%llu\n",
            MODE_NAMES[o->mode], what, o->epochs, o->batch, o->lr, o->weight_decay, o->max_grad_norm,
            (unsigned long long)o->seed);
     train_print_options(o, steps);
@@ -5113,7 +5524,7 @@ struct Progress {
     int epoch;                    // the epoch being trained
     int header_printed;           // the "epoch | train loss | ..." header
     FILE* log;                    // OUT/log.tsv
-    int extra_columns;            // log.tsv's columns after elapsed_s (K > 2 classes: see log_header)
+    int extra_columns;  // log.tsv's columns after elapsed_s (K > 2 classes: see log_header)
     char svg_path[1100];
     float* step_loss;             // every step's loss (curves.svg)
     int n_steps;
@@ -5188,16 +5599,20 @@ static double progress_eval_estimate(const Progress* pr) {
 // empty in step rows): precision_C, recall_C and f1_C of each class C, then confusion_L_P, the
 // examples of label L predicted P, for each cell of the confusion matrix (row by row)
 static char* log_header(int K, char* const* names, int* extra) {
-    const char* base = "kind\tepoch\tstep\tloss\tlr\tgrad_norm\ttokens_per_s\tval_loss\taccuracy\tprecision\trecall\tf1\telapsed_s";
+    const char* base = "kind\tepoch\tstep\tloss\tlr\tgrad_norm\ttokens_per_s\tval_"
+                       "loss\taccuracy\tprecision\trecall\tf1\telapsed_s";
     size_t cap = strlen(base) + 2, n;
     for (int k = 0; K > 2 && k < K; k++) { cap += (size_t)(3 + 2 * K) * (strlen(names[k]) + 16); }
     char* header = mallocCheck(cap);
     n = (size_t)snprintf(header, cap, "%s", base);
     *extra = K > 2 ? 3 * K + K * K : 0;
     for (int k = 0; K > 2 && k < K; k++) {
-        n += snprintf(header + n, cap - n, "\tprecision_%s\trecall_%s\tf1_%s", names[k], names[k], names[k]);
+        n += snprintf(header + n, cap - n, "\tprecision_%s\trecall_%s\tf1_%s", names[k], names[k],
+                      names[k]);
     }
-    for (int k = 0; K > 2 && k < K * K; k++) { n += snprintf(header + n, cap - n, "\tconfusion_%s_%s", names[k / K], names[k % K]); }
+    for (int k = 0; K > 2 && k < K * K; k++) {
+        n += snprintf(header + n, cap - n, "\tconfusion_%s_%s", names[k / K], names[k % K]);
+    }
     snprintf(header + n, cap - n, "\n");
     return header;
 }
@@ -5256,10 +5671,10 @@ static char* progress_log_rows(Progress* pr, const char* path, const char* heade
 // start_step: -1 for a new run (a new log.tsv); for --resume, the step it continues after: the
 // rows of log.tsv up to there are kept (later ones, from after the checkpoint, dropped) and read
 // back into the curves
-static Progress* progress_start(const Options* o, int total_steps, int steps_per_epoch, const Dataset* val_set,
-                                const TrainState* resumed) {
-    printf("%d step%s (%d epoch%s of %d)", total_steps, plural(total_steps), o->epochs, plural(o->epochs),
-           steps_per_epoch);
+static Progress* progress_start(const Options* o, int total_steps, int steps_per_epoch,
+                                const Dataset* val_set, const TrainState* resumed) {
+    printf("%d step%s (%d epoch%s of %d)", total_steps, plural(total_steps), o->epochs,
+           plural(o->epochs), steps_per_epoch);
     if (resumed) { printf(", resuming at epoch %d after step %d", resumed->epoch, resumed->step); }
     printf(" | Ctrl-C stops after the current step and saves %s/last for --resume\n", o->out_dir);
     int start_step = resumed ? resumed->step : -1;
@@ -5314,8 +5729,8 @@ static Progress* progress_start(const Options* o, int total_steps, int steps_per
     return pr;
 }
 
-static void progress_step(Progress* pr, int epoch, int s, int step, float loss, float lr, float norm, long tokens,
-                          int log_now) {
+static void progress_step(Progress* pr, int epoch, int s, int step, float loss, float lr,
+                          float norm, long tokens, int log_now) {
     double t = now_seconds();
     pr->epoch = epoch;
     pr->train_seconds += t - pr->t_interval;
@@ -5329,14 +5744,17 @@ static void progress_step(Progress* pr, int epoch, int s, int step, float loss, 
     }
     double per_step = pr->train_seconds / step;
     double eta_epoch = per_step * (pr->steps_per_epoch - s) + progress_eval_estimate(pr);
-    double eta_run = per_step * (pr->total_steps - step) + progress_eval_estimate(pr) * (pr->epochs - epoch + 1);
+    double eta_run =
+        per_step * (pr->total_steps - step) + progress_eval_estimate(pr) * (pr->epochs - epoch + 1);
     double tok_s = pr->train_tokens / pr->train_seconds;
     char a[64], b[64], c[64];
     if (log_now) {
         progress_clear(pr);
-        printf("step %5d/%d | loss %.4f | lr %.2e | grad norm %.3f | %.0f ms/step | epoch %d/%d | %s elapsed, ETA %s\n",
+        printf("step %5d/%d | loss %.4f | lr %.2e | grad norm %.3f | %.0f ms/step | epoch %d/%d | "
+               "%s elapsed, ETA %s\n",
                step, pr->total_steps, pr->interval_loss / pr->interval_steps, lr, norm,
-               1000.0 * pr->interval_seconds / pr->interval_steps, epoch, pr->epochs, hms(t - pr->t0, a), hms(eta_run, b));
+               1000.0 * pr->interval_seconds / pr->interval_steps, epoch, pr->epochs,
+               hms(t - pr->t0, a), hms(eta_run, b));
         fflush(stdout);
         if (pr->log) {
             fprintf(pr->log, "step\t%d\t%d\t%.6f\t%.6e\t%.6f\t%.1f\t\t\t\t\t\t%.2f", epoch, step,
@@ -5413,7 +5831,9 @@ static void progress_write_svg(Progress* pr) {
         ema0 = ema0 == ema0 ? 0.9 * ema0 + 0.1 * pr->step_loss[i] : pr->step_loss[i];
         if (ema0 > maxloss) { maxloss = ema0; }
     }
-    for (int e = 0; e < pr->n_epochs; e++) { if (pr->ep_val[e] > maxloss) { maxloss = pr->ep_val[e]; } }
+    for (int e = 0; e < pr->n_epochs; e++) {
+        if (pr->ep_val[e] > maxloss) { maxloss = pr->ep_val[e]; }
+    }
     maxloss *= 1.15;
     if (!(maxloss > 0) || maxloss != maxloss) { maxloss = 1; }
     double ytick = nice_tick(maxloss), ymax = ceil(maxloss / ytick) * ytick;
@@ -5422,32 +5842,54 @@ static void progress_write_svg(Progress* pr) {
     #define SY(loss) (y0 - (y0 - y1) * ((loss) > ymax ? ymax : (loss)) / ymax)
     #define SA(acc) (y0 - (y0 - y1) * (acc))
     fprintf(f, "<?xml version=\"1.0\" encoding=\"UTF-8\"?>\n");
-    fprintf(f, "<svg xmlns=\"http://www.w3.org/2000/svg\" width=\"%.0f\" height=\"%.0f\" viewBox=\"0 0 %.0f %.0f\" "
-               "font-family=\"sans-serif\" font-size=\"12\">\n", W, H, W, H);
-    fprintf(f, "<rect width=\"100%%\" height=\"100%%\" fill=\"white\"/>\n<text x=\"%.0f\" y=\"28\" font-size=\"14\">"
-               "lora.c training: ", x0);
+    fprintf(f,
+            "<svg xmlns=\"http://www.w3.org/2000/svg\" width=\"%.0f\" height=\"%.0f\" viewBox=\"0 "
+            "0 %.0f %.0f\" "
+            "font-family=\"sans-serif\" font-size=\"12\">\n",
+            W, H, W, H);
+    fprintf(f,
+            "<rect width=\"100%%\" height=\"100%%\" fill=\"white\"/>\n<text x=\"%.0f\" y=\"28\" "
+            "font-size=\"14\">"
+            "lora.c training: ",
+            x0);
     svg_text(f, pr->title);
     fprintf(f, "</text>\n");
     // axes, grid and ticks
     fprintf(f, "<g stroke=\"#ddd\">\n");
-    for (double v = 0; v <= ymax + 1e-9; v += ytick) { fprintf(f, "<line x1=\"%.1f\" y1=\"%.1f\" x2=\"%.1f\" y2=\"%.1f\"/>\n", x0, SY(v), x1, SY(v)); }
-    fprintf(f, "</g>\n<g stroke=\"black\"><line x1=\"%.1f\" y1=\"%.1f\" x2=\"%.1f\" y2=\"%.1f\"/>"
-               "<line x1=\"%.1f\" y1=\"%.1f\" x2=\"%.1f\" y2=\"%.1f\"/><line x1=\"%.1f\" y1=\"%.1f\" x2=\"%.1f\" y2=\"%.1f\"/></g>\n",
+    for (double v = 0; v <= ymax + 1e-9; v += ytick) {
+        fprintf(f, "<line x1=\"%.1f\" y1=\"%.1f\" x2=\"%.1f\" y2=\"%.1f\"/>\n", x0, SY(v), x1,
+                SY(v));
+    }
+    fprintf(f,
+            "</g>\n<g stroke=\"black\"><line x1=\"%.1f\" y1=\"%.1f\" x2=\"%.1f\" y2=\"%.1f\"/>"
+            "<line x1=\"%.1f\" y1=\"%.1f\" x2=\"%.1f\" y2=\"%.1f\"/><line x1=\"%.1f\" y1=\"%.1f\" "
+            "x2=\"%.1f\" y2=\"%.1f\"/></g>\n",
             x0, y0, x1, y0, x0, y0, x0, y1, x1, y0, x1, y1);
     fprintf(f, "<g text-anchor=\"end\">\n");
-    for (double v = 0; v <= ymax + 1e-9; v += ytick) { fprintf(f, "<text x=\"%.1f\" y=\"%.1f\">%g</text>\n", x0 - 6, SY(v) + 4, v); }
+    for (double v = 0; v <= ymax + 1e-9; v += ytick) {
+        fprintf(f, "<text x=\"%.1f\" y=\"%.1f\">%g</text>\n", x0 - 6, SY(v) + 4, v);
+    }
     fprintf(f, "</g>\n<g text-anchor=\"start\">\n");
-    for (int i = 0; i <= 5; i++) { fprintf(f, "<text x=\"%.1f\" y=\"%.1f\">%.1f</text>\n", x1 + 6, SA(i / 5.0) + 4, i / 5.0); }
+    for (int i = 0; i <= 5; i++) {
+        fprintf(f, "<text x=\"%.1f\" y=\"%.1f\">%.1f</text>\n", x1 + 6, SA(i / 5.0) + 4, i / 5.0);
+    }
     fprintf(f, "</g>\n<g text-anchor=\"middle\">\n");
-    for (double v = 0; v <= xmax + 1e-9; v += xtick) { fprintf(f, "<text x=\"%.1f\" y=\"%.1f\">%g</text>\n", SX(v), y0 + 18, v); }
-    fprintf(f, "<text x=\"%.1f\" y=\"%.1f\">training step (%d epoch%s of %d)</text>\n", (x0 + x1) / 2,
-            y0 + 40, pr->epochs, plural(pr->epochs), pr->steps_per_epoch);
+    for (double v = 0; v <= xmax + 1e-9; v += xtick) {
+        fprintf(f, "<text x=\"%.1f\" y=\"%.1f\">%g</text>\n", SX(v), y0 + 18, v);
+    }
+    fprintf(f, "<text x=\"%.1f\" y=\"%.1f\">training step (%d epoch%s of %d)</text>\n",
+            (x0 + x1) / 2, y0 + 40, pr->epochs, plural(pr->epochs), pr->steps_per_epoch);
     fprintf(f, "<text transform=\"translate(20 %.1f) rotate(-90)\">loss</text>\n", (y0 + y1) / 2);
-    fprintf(f, "<text transform=\"translate(%.1f %.1f) rotate(90)\">validation accuracy</text>\n</g>\n", x1 + 45, (y0 + y1) / 2);
+    fprintf(f,
+            "<text transform=\"translate(%.1f %.1f) rotate(90)\">validation "
+            "accuracy</text>\n</g>\n",
+            x1 + 45, (y0 + y1) / 2);
     // training loss, raw (every step, light) and smoothed (exponential moving average, 0.9)
     fprintf(f, "<polyline fill=\"none\" stroke=\"#9ecae1\" stroke-width=\"1\" points=\"");
     for (int i = 0; i < pr->n_steps; i++) {
-        if (pr->step_loss[i] == pr->step_loss[i]) { fprintf(f, "%.1f,%.1f ", SX(i + 1), SY(pr->step_loss[i])); }
+        if (pr->step_loss[i] == pr->step_loss[i]) {
+            fprintf(f, "%.1f,%.1f ", SX(i + 1), SY(pr->step_loss[i]));
+        }
     }
     fprintf(f, "\"/>\n<polyline fill=\"none\" stroke=\"#08519c\" stroke-width=\"2\" points=\"");
     double ema = NAN;
@@ -5462,24 +5904,31 @@ static void progress_write_svg(Progress* pr) {
     for (int k = 0; k < 2; k++) {
         fprintf(f, "<polyline fill=\"none\" stroke=\"%s\" stroke-width=\"2\" points=\"", colors[k]);
         for (int e = 0; e < pr->n_epochs; e++) {
-            double x = SX((e + 1.0) * pr->steps_per_epoch), y = k == 0 ? SY(pr->ep_val[e]) : SA(pr->ep_acc[e]);
+            double x = SX((e + 1.0) * pr->steps_per_epoch),
+                   y = k == 0 ? SY(pr->ep_val[e]) : SA(pr->ep_acc[e]);
             fprintf(f, "%.1f,%.1f ", x, y);
         }
         fprintf(f, "\"/>\n");
         for (int e = 0; e < pr->n_epochs; e++) {
-            double x = SX((e + 1.0) * pr->steps_per_epoch), y = k == 0 ? SY(pr->ep_val[e]) : SA(pr->ep_acc[e]);
-            fprintf(f, "<circle cx=\"%.1f\" cy=\"%.1f\" r=\"3.5\" fill=\"%s\"/>\n", x, y, colors[k]);
+            double x = SX((e + 1.0) * pr->steps_per_epoch),
+                   y = k == 0 ? SY(pr->ep_val[e]) : SA(pr->ep_acc[e]);
+            fprintf(f, "<circle cx=\"%.1f\" cy=\"%.1f\" r=\"3.5\" fill=\"%s\"/>\n", x, y,
+                    colors[k]);
         }
     }
     // the legend
-    const char* names[4] = { "training loss", "training loss, smoothed", "validation loss", "validation accuracy (right axis)" };
+    const char* names[4] = { "training loss", "training loss, smoothed", "validation loss",
+                             "validation accuracy (right axis)" };
     const char* lc[4] = { "#9ecae1", "#08519c", "#d94801", "#238b45" };
     // the legend: one row under the plot, where no curve can be
     fprintf(f, "<g>\n");
     double lx = x0;
     for (int i = 0; i < 4; i++) {
-        fprintf(f, "<line x1=\"%.1f\" y1=\"%.1f\" x2=\"%.1f\" y2=\"%.1f\" stroke=\"%s\" stroke-width=\"2\"/>"
-                   "<text x=\"%.1f\" y=\"%.1f\">%s</text>\n", lx, H - 22, lx + 22, H - 22, lc[i], lx + 28, H - 18, names[i]);
+        fprintf(f,
+                "<line x1=\"%.1f\" y1=\"%.1f\" x2=\"%.1f\" y2=\"%.1f\" stroke=\"%s\" "
+                "stroke-width=\"2\"/>"
+                "<text x=\"%.1f\" y=\"%.1f\">%s</text>\n",
+                lx, H - 22, lx + 22, H - 22, lc[i], lx + 28, H - 18, names[i]);
         lx += 28 + 6.0 * strlen(names[i]) + 14;  // (about 6 pixels a character at font-size 12)
     }
     fprintf(f, "</g>\n</svg>\n");
@@ -5504,17 +5953,22 @@ static void log_classes(FILE* f, const Metrics* val) {
     fputc('\n', f);
 }
 
-static void progress_epoch(Progress* pr, int epoch, double train_loss, const Metrics* val, int improved) {
+static void progress_epoch(Progress* pr, int epoch, double train_loss, const Metrics* val,
+                           int improved) {
     progress_clear(pr);
     double t = now_seconds();
     pr->t_interval = t;  // evaluation time is not training time
-    if (!pr->header_printed) { printf("epoch | train loss | val loss | val acc | elapsed\n"); pr->header_printed = 1; }
-    printf("%5d | %10.4f | %8.4f | %7.4f | %7.1f s%s\n", epoch, train_loss, val->loss, val->accuracy, t - pr->t0,
-           improved ? " | best so far" : "");
+    if (!pr->header_printed) {
+        printf("epoch | train loss | val loss | val acc | elapsed\n");
+        pr->header_printed = 1;
+    }
+    printf("%5d | %10.4f | %8.4f | %7.4f | %7.1f s%s\n", epoch, train_loss, val->loss,
+           val->accuracy, t - pr->t0, improved ? " | best so far" : "");
     fflush(stdout);
     if (pr->log) {
-        fprintf(pr->log, "epoch\t%d\t%d\t%.6f\t\t\t\t%.6f\t%.6f\t%.6f\t%.6f\t%.6f\t%.2f", epoch, pr->n_steps, train_loss,
-                val->loss, val->accuracy, val->precision, val->recall, val->f1, t - pr->t0);
+        fprintf(pr->log, "epoch\t%d\t%d\t%.6f\t\t\t\t%.6f\t%.6f\t%.6f\t%.6f\t%.6f\t%.2f", epoch,
+                pr->n_steps, train_loss, val->loss, val->accuracy, val->precision, val->recall,
+                val->f1, t - pr->t0);
         log_classes(pr->log, val);
         fflush(pr->log);
     }
@@ -5577,12 +6031,20 @@ static int stop_requested_at(int step) {
 }
 
 // the settings a resumed run must keep, and where the run stands, as JSON
-static int train_save_checkpoint(const Options* o, const Model* m, const char* dir, const TrainState* ts) {
+static int train_save_checkpoint(const Options* o, const Model* m, const char* dir,
+                                 const TrainState* ts) {
     char targets[128] = "", best[32], esc[4][1024], init[1100] = "null";
     for (int i = 0; i < NUM_LIN; i++) {
-        if (o->lora.targets[i]) { snprintf(targets + strlen(targets), sizeof(targets) - strlen(targets), "%s%s", targets[0] ? "," : "", LIN_NAMES[i]); }
+        if (o->lora.targets[i]) {
+            snprintf(targets + strlen(targets), sizeof(targets) - strlen(targets), "%s%s",
+                     targets[0] ? "," : "", LIN_NAMES[i]);
+        }
     }
-    if (isinf(ts->best_val_loss)) { snprintf(best, sizeof(best), "null"); } else { snprintf(best, sizeof(best), "%.9g", ts->best_val_loss); }
+    if (isinf(ts->best_val_loss)) {
+        snprintf(best, sizeof(best), "null");
+    } else {
+        snprintf(best, sizeof(best), "%.9g", ts->best_val_loss);
+    }
     json_escape(esc[0], sizeof(esc[0]), o->model_dir);
     json_escape(esc[1], sizeof(esc[1]), o->train_path);
     json_escape(esc[2], sizeof(esc[2]), o->val_path);
@@ -5595,23 +6057,32 @@ static int train_save_checkpoint(const Options* o, const Model* m, const char* d
     // string because a JSON number (a double) cannot hold every 64-bit integer
     snprintf(json, sizeof(json),
              "{\n  \"format\": \"lora.c trainer state 1\",\n"
-             "  \"epoch\": %d,\n  \"step_in_epoch\": %d,\n  \"step\": %d,\n  \"epoch_loss_sum\": %.17g,\n"
-             "  \"best_val_loss\": %s,\n  \"best_epoch\": %d,\n  \"epochs_without_improvement\": %d,\n"
+             "  \"epoch\": %d,\n  \"step_in_epoch\": %d,\n  \"step\": %d,\n  \"epoch_loss_sum\": "
+             "%.17g,\n"
+             "  \"best_val_loss\": %s,\n  \"best_epoch\": %d,\n  \"epochs_without_improvement\": "
+             "%d,\n"
              "  \"adam_step\": %d,\n  \"forward_count\": \"%llu\",\n"
-             "  \"settings\": {\n    \"model\": \"%s\",\n    \"train\": \"%s\",\n    \"val\": \"%s\",\n"
-             "    \"epochs\": %d,\n    \"batch\": %d,\n    \"max_len\": %d,\n    \"lr\": %.9g,\n    \"weight_decay\": %.9g,\n"
-             "    \"max_grad_norm\": %.9g,\n    \"seed\": \"%llu\",\n    \"rank\": %d,\n    \"alpha\": %.9g,\n"
-             "    \"lora_dropout\": %.9g,\n    \"targets\": \"%s\",\n    \"use_rslora\": %s,\n    \"use_dora\": %s,\n"
+             "  \"settings\": {\n    \"model\": \"%s\",\n    \"train\": \"%s\",\n    \"val\": "
+             "\"%s\",\n"
+             "    \"epochs\": %d,\n    \"batch\": %d,\n    \"max_len\": %d,\n    \"lr\": %.9g,\n   "
+             " \"weight_decay\": %.9g,\n"
+             "    \"max_grad_norm\": %.9g,\n    \"seed\": \"%llu\",\n    \"rank\": %d,\n    "
+             "\"alpha\": %.9g,\n"
+             "    \"lora_dropout\": %.9g,\n    \"targets\": \"%s\",\n    \"use_rslora\": %s,\n    "
+             "\"use_dora\": %s,\n"
              "    \"mode\": \"%s\",\n"
-             "    \"lr_scheduler\": \"%s\",\n    \"warmup_steps\": %d,\n    \"warmup_ratio\": %.17g,\n    \"grad_accum\": %d,\n"
-             "    \"early_stopping_patience\": %d,\n    \"early_stopping_threshold\": %.17g,\n    \"init_adapter\": %s\n  }\n}\n",
+             "    \"lr_scheduler\": \"%s\",\n    \"warmup_steps\": %d,\n    \"warmup_ratio\": "
+             "%.17g,\n    \"grad_accum\": %d,\n"
+             "    \"early_stopping_patience\": %d,\n    \"early_stopping_threshold\": %.17g,\n    "
+             "\"init_adapter\": %s\n  }\n}\n",
              ts->epoch, ts->step_in_epoch, ts->step, ts->epoch_loss, best, ts->best_epoch,
-             ts->epochs_without_improvement, m->adam_step,
-             (unsigned long long)m->forward_count, esc[0], esc[1], esc[2], o->epochs, o->batch, o->max_len, o->lr,
-             o->weight_decay, o->max_grad_norm, (unsigned long long)o->seed, o->lora.rank, o->lora.alpha,
-             o->lora.dropout, targets, o->lora.use_rslora ? "true" : "false", o->lora.use_dora ? "true" : "false",
-             MODE_NAMES[o->mode], SCHED_NAMES[o->lr_scheduler], o->warmup_steps, o->warmup_ratio, o->grad_accum,
-             o->patience, o->patience_threshold, init);
+             ts->epochs_without_improvement, m->adam_step, (unsigned long long)m->forward_count,
+             esc[0], esc[1], esc[2], o->epochs, o->batch, o->max_len, o->lr, o->weight_decay,
+             o->max_grad_norm, (unsigned long long)o->seed, o->lora.rank, o->lora.alpha,
+             o->lora.dropout, targets, o->lora.use_rslora ? "true" : "false",
+             o->lora.use_dora ? "true" : "false", MODE_NAMES[o->mode], SCHED_NAMES[o->lr_scheduler],
+             o->warmup_steps, o->warmup_ratio, o->grad_accum, o->patience, o->patience_threshold,
+             init);
     return model_save_set(m, dir, o->model_dir, json);
 }
 
@@ -5633,10 +6104,14 @@ static void train_report_saved(const Options* o, const TrainState* ts, double se
     int last = ts->epoch - 1;  // (o->epochs, unless the run stopped early)
     if (last < o->epochs) {
         char by[64] = "";
-        if (o->patience_threshold > 0) { snprintf(by, sizeof(by), " by more than %g", o->patience_threshold); }
-        printf("early stopping: %d epoch%s without lowering the best validation loss (%.4f, epoch %d)%s: "
-               "stopped after epoch %d of %d\n", ts->epochs_without_improvement,
-               plural(ts->epochs_without_improvement), ts->best_val_loss, ts->best_epoch, by, last, o->epochs);
+        if (o->patience_threshold > 0) {
+            snprintf(by, sizeof(by), " by more than %g", o->patience_threshold);
+        }
+        printf("early stopping: %d epoch%s without lowering the best validation loss (%.4f, epoch "
+               "%d)%s: "
+               "stopped after epoch %d of %d\n",
+               ts->epochs_without_improvement, plural(ts->epochs_without_improvement),
+               ts->best_val_loss, ts->best_epoch, by, last, o->epochs);
     }
     if (ts->best_epoch > 0) {
         printf("saved: %s/best (epoch %d, lowest validation loss %.4f) and %s/last (epoch %d) | "
@@ -5662,7 +6137,8 @@ static int train_check_finite(const Options* o, int step, float loss, float norm
 
 // train after a stop signal: end the progress display (*pr becomes NULL), save the run as it
 // stands now in OUT/last and say how to resume it. Returns 128 + the signal: 130 for Ctrl-C.
-static int train_interrupted(const Options* o, const Model* m, const TrainState* now, Progress** pr) {
+static int train_interrupted(const Options* o, const Model* m, const TrainState* now,
+                             Progress** pr) {
     char dir[1100];
     snprintf(dir, sizeof(dir), "%s/last", o->out_dir);
     int steps_per_epoch = (*pr)->steps_per_epoch, sig = stop_signal;
@@ -5681,7 +6157,9 @@ static Json* trainer_state_read(const char* dir) {
     char file[1100];
     adapter_set_file(file, sizeof(file), dir, "trainer_state.json");
     if (!file_is_there(file)) {
-        fail("--resume %s: no trainer_state.json there (only OUT/last of a ./lora train run can be resumed)", dir);
+        fail("--resume %s: no trainer_state.json there (only OUT/last of a ./lora train run can be "
+             "resumed)",
+             dir);
         return NULL;
     }
     size_t n;
@@ -5690,7 +6168,9 @@ static Json* trainer_state_read(const char* dir) {
     Json* j = json_parse(text, n, file);
     free(text);
     const Json* format = j ? json_get(j, "format") : NULL;
-    if (j && (!format || format->type != JSON_STRING || strcmp(format->string, "lora.c trainer state 1") != 0)) {
+    if (j &&
+        (!format || format->type != JSON_STRING ||
+         strcmp(format->string, "lora.c trainer state 1") != 0)) {
         fail("%s: not a lora.c trainer state (\"format\" is missing or unknown)", file);
         json_free(j);
         return NULL;
@@ -5700,22 +6180,32 @@ static Json* trainer_state_read(const char* dir) {
 
 // a whole number from a JSON object, within [lo, hi]; numbers may also come as strings
 // (the 64-bit ones). 0, or -1 after one error line.
-static int json_get_u64(const Json* obj, const char* key, uint64_t lo, uint64_t hi, uint64_t* out, const char* file) {
+static int json_get_u64(const Json* obj, const char* key, uint64_t lo, uint64_t hi, uint64_t* out,
+                        const char* file) {
     const Json* v = json_get(obj, key);
     char* end = NULL;
     if (v && v->type == JSON_STRING) {
         errno = 0;
         unsigned long long x = strtoull(v->string, &end, 10);
-        if (errno == 0 && end != v->string && *end == '\0' && v->string[0] != '-' && x >= lo && x <= hi) { *out = x; return 0; }
-    } else if (v && v->type == JSON_NUMBER && v->number == floor(v->number) && v->number >= (double)lo && v->number <= (double)hi) {
+        if (errno == 0 && end != v->string && *end == '\0' && v->string[0] != '-' && x >= lo &&
+            x <= hi) {
+            *out = x;
+            return 0;
+        }
+    } else if (v && v->type == JSON_NUMBER && v->number == floor(v->number) &&
+               v->number >= (double)lo && v->number <= (double)hi) {
         *out = (uint64_t)v->number;
         return 0;
     }
     return fail("%s: \"%s\" is missing or out of range", file, key);
 }
-static int json_get_float(const Json* obj, const char* key, double lo, double hi, double* out, const char* file) {
+static int json_get_float(const Json* obj, const char* key, double lo, double hi, double* out,
+                          const char* file) {
     const Json* v = json_get(obj, key);
-    if (v && v->type == JSON_NUMBER && v->number >= lo && v->number <= hi) { *out = v->number; return 0; }
+    if (v && v->type == JSON_NUMBER && v->number >= lo && v->number <= hi) {
+        *out = v->number;
+        return 0;
+    }
     return fail("%s: \"%s\" is missing or out of range", file, key);
 }
 
@@ -5728,7 +6218,8 @@ static int json_get_text(const Json* obj, const char* key, const char** out, con
 // the Trainer's options of a state (lr_scheduler ... init_adapter, and the patience counter) that
 // older lora.c versions did not write: a missing key is the option's default, one that is there
 // must be right. 0, or -1 after one error line.
-static int resume_options(Options* o, const Json* st, const Json* j, const char* file, uint64_t* counter) {
+static int resume_options(Options* o, const Json* st, const Json* j, const char* file,
+                          uint64_t* counter) {
     uint64_t warmup = 0, accum = 1, patience = 0;
     double ratio = 0.0, threshold = 0.0;
     const char* sched = SCHED_NAMES[SCHED_LINEAR];
@@ -5736,9 +6227,15 @@ static int resume_options(Options* o, const Json* st, const Json* j, const char*
     *counter = 0;
     int rc = 0;
     if (json_get(st, "lr_scheduler")) { rc = json_get_text(st, "lr_scheduler", &sched, file); }
-    if (rc == 0 && json_get(st, "warmup_steps")) { rc = json_get_u64(st, "warmup_steps", 0, INT_MAX, &warmup, file); }
-    if (rc == 0 && json_get(st, "warmup_ratio")) { rc = json_get_float(st, "warmup_ratio", 0, 1, &ratio, file); }
-    if (rc == 0 && json_get(st, "grad_accum")) { rc = json_get_u64(st, "grad_accum", 1, 1024, &accum, file); }
+    if (rc == 0 && json_get(st, "warmup_steps")) {
+        rc = json_get_u64(st, "warmup_steps", 0, INT_MAX, &warmup, file);
+    }
+    if (rc == 0 && json_get(st, "warmup_ratio")) {
+        rc = json_get_float(st, "warmup_ratio", 0, 1, &ratio, file);
+    }
+    if (rc == 0 && json_get(st, "grad_accum")) {
+        rc = json_get_u64(st, "grad_accum", 1, 1024, &accum, file);
+    }
     if (rc == 0 && json_get(st, "early_stopping_patience")) {
         rc = json_get_u64(st, "early_stopping_patience", 0, 100000, &patience, file);
     }
@@ -5748,12 +6245,15 @@ static int resume_options(Options* o, const Json* st, const Json* j, const char*
     if (rc == 0 && json_get(j, "epochs_without_improvement")) {
         rc = json_get_u64(j, "epochs_without_improvement", 0, 100000, counter, file);
     }
-    if (rc == 0 && init && init->type != JSON_NULL) { rc = json_get_text(st, "init_adapter", &o->init_adapter, file); }
+    if (rc == 0 && init && init->type != JSON_NULL) {
+        rc = json_get_text(st, "init_adapter", &o->init_adapter, file);
+    }
     if (rc != 0) { return -1; }
     o->lr_scheduler = -1;
     for (int k = 0; k < 4; k++) { if (strcmp(sched, SCHED_NAMES[k]) == 0) { o->lr_scheduler = k; } }
     if (o->lr_scheduler < 0) {
-        return fail("%s: \"lr_scheduler\" must be linear, cosine, constant or constant_with_warmup", file);
+        return fail("%s: \"lr_scheduler\" must be linear, cosine, constant or constant_with_warmup",
+                    file);
     }
     o->warmup_steps = (int)warmup; o->warmup_ratio = ratio; o->grad_accum = (int)accum;
     o->patience = (int)patience; o->patience_threshold = threshold;
@@ -5803,7 +6303,9 @@ static int resume_settings(Options* o, Json** keep) {
     // the mode (a state without one comes from a LoRA run)
     const Json* mode = json_get(st, "mode");
     o->mode = MODE_LORA;
-    for (int k = 0; k < 3 && mode; k++) { if (mode->type == JSON_STRING && strcmp(mode->string, MODE_NAMES[k]) == 0) { o->mode = k; } }
+    for (int k = 0; k < 3 && mode; k++) {
+        if (mode->type == JSON_STRING && strcmp(mode->string, MODE_NAMES[k]) == 0) { o->mode = k; }
+    }
     if (mode && (mode->type != JSON_STRING || strcmp(mode->string, MODE_NAMES[o->mode]) != 0)) {
         return fail("%s: \"mode\" must be \"lora\", \"head\" or \"full\"", file);
     }
@@ -5829,7 +6331,13 @@ static int resume_settings(Options* o, Json** keep) {
     size_t n = strlen(out_dir);
     while (n > 1 && out_dir[n - 1] == '/') { out_dir[--n] = '\0'; }
     char* slash = strrchr(out_dir, '/');
-    if (slash == NULL) { snprintf(out_dir, sizeof(out_dir), "."); } else if (slash == out_dir) { out_dir[1] = '\0'; } else { *slash = '\0'; }
+    if (slash == NULL) {
+        snprintf(out_dir, sizeof(out_dir), ".");
+    } else if (slash == out_dir) {
+        out_dir[1] = '\0';
+    } else {
+        *slash = '\0';
+    }
     o->out_dir = out_dir;
     // a finished run: its epoch is the one after the last. Nothing to continue; say what is there
     // and how to train more
@@ -5842,11 +6350,13 @@ static int resume_settings(Options* o, Json** keep) {
     }
     // a run that stopped early (--early-stopping-patience) has finished too
     if (o->patience > 0 && counter >= (uint64_t)o->patience) {
-        return fail("--resume %s: that run stopped early after epoch %llu (%llu epochs without improvement, "
-                    "--early-stopping-patience %d); its results are in %s/best and %s/last ---> HINT: to train "
+        return fail("--resume %s: that run stopped early after epoch %llu (%llu epochs without "
+                    "improvement, "
+                    "--early-stopping-patience %d); its results are in %s/best and %s/last ---> "
+                    "HINT: to train "
                     "more, start a new run (its settings are in %s) with another --out",
-                    o->resume_dir, (unsigned long long)epoch - 1, (unsigned long long)counter, o->patience,
-                    out_dir, out_dir, file);
+                    o->resume_dir, (unsigned long long)epoch - 1, (unsigned long long)counter,
+                    o->patience, out_dir, out_dir, file);
     }
     return 0;
 }
@@ -5876,7 +6386,8 @@ static int trainer_state_position(const Options* o, Model* m, TrainState* ts, in
     if (rc == 0) { rc = json_get_u64(j, "forward_count", 0, UINT64_MAX, &forward_count, file); }
     if (rc == 0) { rc = json_get_u64(j, "best_epoch", 0, (uint64_t)o->epochs, &best_epoch, file); }
     if (rc == 0) { rc = json_get_float(j, "epoch_loss_sum", 0, 1e30, &loss_sum, file); }
-    // (the patience counter: epochs without improvement are among the epochs done; none in older states)
+    // (the patience counter: epochs without improvement are among the epochs done; none in older
+    // states)
     if (rc == 0 && json_get(j, "epochs_without_improvement")) {
         rc = json_get_u64(j, "epochs_without_improvement", 0, epoch - 1, &counter, file);
     }
@@ -5886,7 +6397,10 @@ static int trainer_state_position(const Options* o, Model* m, TrainState* ts, in
     else if (rc == 0 && !no_best) { rc = fail("%s: \"best_val_loss\" is missing", file); }
     json_free(j);
     if (rc != 0) { return -1; }
-    if ((int)epoch > o->epochs) { return fail("--resume %s: that run has finished all its %d epochs", o->resume_dir, o->epochs); }
+    if ((int)epoch > o->epochs) {
+        return fail("--resume %s: that run has finished all its %d epochs", o->resume_dir,
+                    o->epochs);
+    }
     // the steps before this one: the epochs done, then this epoch's (no overflow: both are < 2^31)
     uint64_t at = (epoch - 1) * (uint64_t)steps_per_epoch + in_epoch;
     if (step != at || adam_step != at || best_epoch >= epoch || (best_epoch == 0) != no_best) {
@@ -5979,8 +6493,8 @@ static int train_resume(const Options* o, Model* m, TrainState* ts, int steps_pe
     return train_resume_best(o, m, ts);
 }
 
-// --init-adapter DIR, once the model is built with DIR's LoRA settings (run_train took them from its
-// adapter_config.json): its LoRA A and B and its head are where the new run starts (AdamW's
+// --init-adapter DIR, once the model is built with DIR's LoRA settings (run_train took them from
+// its adapter_config.json): its LoRA A and B and its head are where the new run starts (AdamW's
 // moments start at 0, the schedule at step 0: a new run, not a resume). Its classes must be the
 // run's: as many, and the same names when it names them. 0, or -1 after one error line.
 static int train_init_adapter(const Options* o, Model* m) {
@@ -5989,21 +6503,29 @@ static int train_init_adapter(const Options* o, Model* m) {
     if (saved_labels(o->init_adapter, &K, &names) != 0) { return -1; }
     const Config* c = &m->config;
     int named = names && !labels_are_default(K, names), same = 1;
-    for (int k = 0; named && K == c->num_labels && k < K; k++) { same &= strcmp(names[k], c->id2label[k]) == 0; }
+    for (int k = 0; named && K == c->num_labels && k < K; k++) {
+        same &= strcmp(names[k], c->id2label[k]) == 0;
+    }
     char list[2][400];
     if (K > 0 && K != c->num_labels) {
-        fail("--init-adapter %s has a classifier of %d classes, but this run has %d (%s)", o->init_adapter, K,
-             c->num_labels, label_list(list[0], sizeof(list[0]), c->num_labels, c->id2label));
+        fail("--init-adapter %s has a classifier of %d classes, but this run has %d (%s)",
+             o->init_adapter, K, c->num_labels,
+             label_list(list[0], sizeof(list[0]), c->num_labels, c->id2label));
     } else if (!same) {
-        fail("--init-adapter %s has the classes %s, but this run names them %s ---> HINT: drop --labels, or give "
-             "the adapter's", o->init_adapter, label_list(list[0], sizeof(list[0]), K, names),
+        fail("--init-adapter %s has the classes %s, but this run names them %s ---> HINT: drop "
+             "--labels, or give "
+             "the adapter's",
+             o->init_adapter, label_list(list[0], sizeof(list[0]), K, names),
              label_list(list[1], sizeof(list[1]), c->num_labels, c->id2label));
     }
     free(names);
-    if ((K > 0 && K != c->num_labels) || !same || model_load_adapter(m, o->init_adapter) != 0) { return -1; }
+    if ((K > 0 && K != c->num_labels) || !same || model_load_adapter(m, o->init_adapter) != 0) {
+        return -1;
+    }
     long long bad = first_non_finite(m->params_memory, m->num_trainable);
     if (bad >= 0) {
-        return fail("--init-adapter %s: trainable number %lld of the adapter is %g: the adapter is damaged",
+        return fail("--init-adapter %s: trainable number %lld of the adapter is %g: the adapter is "
+                    "damaged",
                     o->init_adapter, bad, m->params_memory[bad]);
     }
     return 0;
@@ -6058,7 +6580,10 @@ static void train_end(const Options* o, Run* run, int rc) {
 // precision, recall and F1 of class k, from the confusion matrix
 static void class_scores(const Metrics* r, int k, float* precision, float* recall, float* f1) {
     int K = r->num_labels, tp = r->confusion[k * K + k], predicted = 0, actual = 0;
-    for (int j = 0; j < K; j++) { predicted += r->confusion[j * K + k]; actual += r->confusion[k * K + j]; }
+    for (int j = 0; j < K; j++) {
+        predicted += r->confusion[j * K + k];
+        actual += r->confusion[k * K + j];
+    }
     *precision = predicted > 0 ? (float)tp / predicted : 0.0f;
     *recall = actual > 0 ? (float)tp / actual : 0.0f;
     *f1 = *precision + *recall > 0 ? 2 * *precision * *recall / (*precision + *recall) : 0.0f;
@@ -6066,7 +6591,8 @@ static void class_scores(const Metrics* r, int k, float* precision, float* recal
 
 // mean loss, accuracy, the confusion matrix and the scores over a whole dataset, without dropout.
 // probs (d->n, K), if not NULL, receives the probabilities of every example.
-static int evaluate(Model* m, const Dataset* d, int batch, Metrics* out, float* probs, Progress* pr) {
+static int evaluate(Model* m, const Dataset* d, int batch, Metrics* out, float* probs,
+                    Progress* pr) {
     int was_training = m->training, K = m->config.num_labels;
     m->training = 0;
     double loss_sum = 0.0;
@@ -6147,14 +6673,19 @@ static int checkpoint_has_head(const char* dir) {
     return has;
 }
 
-// load the base model and, if given, a trained adapter (its adapter_config.json decides the LoRA shape)
-// (the adapter's own config overrides --rank/--alpha/--targets: the file must match its tensors)
-// (the labels: the adapter's, else the model's config.json's; --labels gives them other names)
+// load the base model and, if given, a trained adapter (its adapter_config.json decides the LoRA
+// shape) (the adapter's own config overrides --rank/--alpha/--targets: the file must match its
+// tensors) (the labels: the adapter's, else the model's config.json's; --labels gives them other
+// names)
 static int load_for_inference(Model* m, const Options* o) {
     LoraConfig lc = o->lora;
     int K = 0;
     char** names = NULL;
-    if (o->adapter_dir && (lora_config_load(&lc, o->adapter_dir) != 0 || saved_labels(o->adapter_dir, &K, &names) != 0)) { return -1; }
+    if (o->adapter_dir &&
+        (lora_config_load(&lc, o->adapter_dir) != 0 ||
+         saved_labels(o->adapter_dir, &K, &names) != 0)) {
+        return -1;
+    }
     int rc = model_load_labels(m, o->model_dir, &lc, MODE_LORA, o->seed, K, names);
     free(names);
     if (rc != 0) { return -1; }
@@ -6177,7 +6708,8 @@ static int load_for_inference(Model* m, const Options* o) {
 static void print_class_report(const Metrics* r, char* const* names) {
     int K = r->num_labels, w = 5;
     for (int k = 0; k < K; k++) { if ((int)strlen(names[k]) > w) { w = (int)strlen(names[k]); } }
-    printf("macro-F1 %.4f | macro precision %.4f | macro recall %.4f   (%d classes)\n", r->f1, r->precision, r->recall, K);
+    printf("macro-F1 %.4f | macro precision %.4f | macro recall %.4f   (%d classes)\n", r->f1,
+           r->precision, r->recall, K);
     printf("  %-*s  precision  recall      F1  support\n", w, "class");
     for (int k = 0; k < K; k++) {
         float p, rc, f;
@@ -6187,11 +6719,16 @@ static void print_class_report(const Metrics* r, char* const* names) {
         printf("  %-*s  %9.4f  %6.4f  %6.4f  %7d\n", w, names[k], p, rc, f, support);
     }
     printf("confusion matrix (a row per label, a column per predicted class)\n  %-*s", w, "");
-    for (int k = 0; k < K; k++) { printf("  %*s", strlen(names[k]) > 6 ? (int)strlen(names[k]) : 6, names[k]); }
+    for (int k = 0; k < K; k++) {
+        printf("  %*s", strlen(names[k]) > 6 ? (int)strlen(names[k]) : 6, names[k]);
+    }
     printf("\n");
     for (int k = 0; k < K; k++) {
         printf("  %-*s", w, names[k]);
-        for (int j = 0; j < K; j++) { printf("  %*d", strlen(names[j]) > 6 ? (int)strlen(names[j]) : 6, r->confusion[k * K + j]); }
+        for (int j = 0; j < K; j++) {
+            printf("  %*d", strlen(names[j]) > 6 ? (int)strlen(names[j]) : 6,
+                   r->confusion[k * K + j]);
+        }
         printf("\n");
     }
 }
@@ -6327,38 +6864,48 @@ int eval_command(const Options* o, const char* predictions_path) {
     int max_len = effective_max_len(o, c);
     // the file's labels must be the model's classes (names, or numbers 0..K-1)
     DataFormat format = { o->text_column, o->label_column, K, names, "the model" };
-    int rc = (max_len < 0 || check_vocab(&tok, c, o->model_dir) != 0) ? -1 : dataset_load(&d, o->val_path, &tok, max_len, &format);
+    int rc = (max_len < 0 || check_vocab(&tok, c, o->model_dir) != 0)
+        ? -1
+        : dataset_load(&d, o->val_path, &tok, max_len, &format);
     Metrics* r = mallocCheck(sizeof(Metrics));
     float* probs = NULL;
     if (rc == 0) {
         probs = mallocCheck((size_t)d.n * K * sizeof(float));
         rc = evaluate(&model, &d, o->batch, r, probs, NULL);
         if (rc == 0) {
-            printf("%s: %d review%s | loss %.4f | accuracy %.4f | %.1f s (%s%s)\n", o->val_path, d.n,
-                   plural(d.n), r->loss, r->accuracy, now_seconds() - t0, o->adapter_dir ? "adapter: " : "model: ",
-                   o->adapter_dir ? o->adapter_dir : checkpoint_has_head(o->model_dir) ? o->model_dir : "no adapter, untrained head");
+            printf("%s: %d review%s | loss %.4f | accuracy %.4f | %.1f s (%s%s)\n", o->val_path,
+                   d.n, plural(d.n), r->loss, r->accuracy, now_seconds() - t0,
+                   o->adapter_dir ? "adapter: " : "model: ",
+                   o->adapter_dir                          ? o->adapter_dir
+                       : checkpoint_has_head(o->model_dir) ? o->model_dir
+                                                           : "no adapter, untrained head");
         }
         if (rc == 0 && K == 2) {
             const int* cm = r->confusion;  // (2, 2): [label][predicted]
-            printf("precision %.4f | recall %.4f | F1 %.4f   (positive class: 1, %s)\n", r->precision, r->recall, r->f1, names[1]);
+            printf("precision %.4f | recall %.4f | F1 %.4f   (positive class: 1, %s)\n",
+                   r->precision, r->recall, r->f1, names[1]);
             printf("confusion matrix      predicted 0  predicted 1\n");
             printf("  label 0 (%s)  %11d  %11d\n", names[0], cm[0], cm[1]);
             printf("  label 1 (%s)  %11d  %11d\n", names[1], cm[2], cm[3]);
         } else if (rc == 0) {
             print_class_report(r, names);
         }
-        // --predictions FILE: one line per review, in the order of the file: index, label, P(positive)
-        // (K > 2: index, label, predicted class, and the probability of each class)
+        // --predictions FILE: one line per review, in the order of the file: index, label,
+        // P(positive) (K > 2: index, label, predicted class, and the probability of each class)
         if (rc == 0 && out) {
             int ok = 1;
             if (K == 2) { ok = fprintf(out, "index\tlabel\tp_positive\n") > 0; }
             for (int k = 0; ok && K > 2 && k <= K; k++) {
-                ok = fprintf(out, k ? "\tp_%s" : "index\tlabel\tpredicted", k ? names[k - 1] : "") > 0;
+                ok = fprintf(out, k ? "\tp_%s" : "index\tlabel\tpredicted", k ? names[k - 1] : "") >
+                    0;
             }
             if (ok && K > 2) { ok = fprintf(out, "\n") > 0; }
             for (int i = 0; ok && i < d.n; i++) {
                 const float* p = probs + (size_t)i * K;
-                if (K == 2) { ok = fprintf(out, "%d\t%d\t%.6f\n", i, d.labels[i], p[1]) > 0; continue; }
+                if (K == 2) {
+                    ok = fprintf(out, "%d\t%d\t%.6f\n", i, d.labels[i], p[1]) > 0;
+                    continue;
+                }
                 int pred = 0;
                 for (int k = 1; k < K; k++) { if (p[k] > p[pred]) { pred = k; } }
                 ok = fprintf(out, "%d\t%s\t%s", i, names[d.labels[i]], names[pred]) > 0;
@@ -6389,16 +6936,26 @@ int predict_command(const Options* o, char** texts, int count, int all) {
     snprintf(path, sizeof(path), "%s/vocab.txt", o->model_dir);
     if (tokenizer_init(&tok, path) != 0) { model_free(&model); return -1; }
     int max_len = effective_max_len(o, &model.config);
-    if (max_len < 0 || check_vocab(&tok, &model.config, o->model_dir) != 0) { tokenizer_free(&tok); model_free(&model); return -1; }
+    if (max_len < 0 || check_vocab(&tok, &model.config, o->model_dir) != 0) {
+        tokenizer_free(&tok);
+        model_free(&model);
+        return -1;
+    }
     int K = model.config.num_labels, width = 0;
     char* const* names = model.config.id2label;
-    for (int k = 0; k < K; k++) { if ((int)strlen(names[k]) > width) { width = (int)strlen(names[k]); } }
+    for (int k = 0; k < K; k++) {
+        if ((int)strlen(names[k]) > width) { width = (int)strlen(names[k]); }
+    }
     // notes go to stderr: stdout holds only the predictions, one line each (for pipes)
     if (!o->adapter_dir && !checkpoint_has_head(o->model_dir)) {
-        fprintf(stderr, "lora: note: no --adapter: the head is untrained, as in the tutorial before training\n");
+        fprintf(stderr,
+                "lora: note: no --adapter: the head is untrained, as in the tutorial before "
+                "training\n");
     }
     if (count == 0 && stdin_is_terminal()) {
-        fprintf(stderr, "lora: reading texts from the keyboard, one per line; Ctrl-D ends (or pass the texts as arguments)\n");
+        fprintf(stderr,
+                "lora: reading texts from the keyboard, one per line; Ctrl-D ends (or pass the "
+                "texts as arguments)\n");
     }
     int* ids = mallocCheck((size_t)max_len * sizeof(int));
     char* line = NULL;
@@ -6417,7 +6974,11 @@ int predict_command(const Options* o, char** texts, int count, int all) {
             int ch;
             // (getline is POSIX, not C11: grow the buffer by hand)
             while ((ch = getchar()) != EOF && ch != '\n') {
-                if (n + 1 >= line_cap) { line_cap = line_cap ? 2 * line_cap : 1024; line = realloc(line, line_cap); if (!line) { exit(EXIT_FAILURE); } }
+                if (n + 1 >= line_cap) {
+                    line_cap = line_cap ? 2 * line_cap : 1024;
+                    line = realloc(line, line_cap);
+                    if (!line) { exit(EXIT_FAILURE); }
+                }
                 line[n++] = (char)ch;
             }
             if (ch == EOF && n == 0) { break; }
@@ -6439,11 +7000,18 @@ int predict_command(const Options* o, char** texts, int count, int all) {
         int best = 0;
         for (int k = 1; k < K; k++) { if (p[k] > p[best]) { best = k; } }  // (a tie: the first)
         size_t shown = len;
-        if (shown > 80) { shown = 77; while (shown > 0 && ((unsigned char)text[shown] & 0xC0) == 0x80) { shown--; } }
+        if (shown > 80) {
+            shown = 77;
+            while (shown > 0 && ((unsigned char)text[shown] & 0xC0) == 0x80) { shown--; }
+        }
         printf("%-*s  ", width, names[best]);
         if (!all) { printf("%.4f  ", K == 2 ? p[1] : p[best]); }
-        for (int k = 0; all && k < K; k++) { printf("%s:%.4f%s", names[k], p[k], k < K - 1 ? " " : "  "); }
-        for (size_t k = 0; k < shown; k++) { putchar((unsigned char)text[k] < 0x20 ? ' ' : text[k]); }
+        for (int k = 0; all && k < K; k++) {
+            printf("%s:%.4f%s", names[k], p[k], k < K - 1 ? " " : "  ");
+        }
+        for (size_t k = 0; k < shown; k++) {
+            putchar((unsigned char)text[k] < 0x20 ? ' ' : text[k]);
+        }
         printf("%s\n", shown < len ? "..." : "");
     }
     free(line);
@@ -6461,14 +7029,16 @@ int predict_command(const Options* o, char** texts, int count, int all) {
 static void model_merge_adapters(Model* m) {
     const Config* c = &m->config;
     int R = m->lora.rank;
-    float* norm = mallocCheck((size_t)(c->dim > c->hidden_dim ? c->dim : c->hidden_dim) * sizeof(float));
+    float* norm =
+        mallocCheck((size_t)(c->dim > c->hidden_dim ? c->dim : c->hidden_dim) * sizeof(float));
     for (int lin = 0; lin < NUM_LIN; lin++) {
         if (!m->lora.targets[lin]) { continue; }
         int IC = lin_in(c, lin), OC = lin_out(c, lin);
         for (int l = 0; l < c->n_layers; l++) {
             float* W = m->w.lin_w[lin] + (size_t)l * OC * IC;
-            Lora lo = { m->params.lora_A[lin] + (size_t)l * R * IC, m->params.lora_B[lin] + (size_t)l * OC * R,
-                        NULL, NULL, lora_scaling(&m->lora), R, { 0.0f, 0 } };
+            Lora lo = { m->params.lora_A[lin] + (size_t)l * R * IC,
+                        m->params.lora_B[lin] + (size_t)l * OC * R, NULL, NULL,
+                        lora_scaling(&m->lora), R, { 0.0f, 0 } };
             if (m->lora.use_dora) { dora_norm(norm, W, &lo, IC, OC); }
             lora_merge(W, lo.A, lo.B, lo.scale, OC, IC, R);
             for (int o = 0; o < OC && m->lora.use_dora; o++) {
@@ -6487,7 +7057,9 @@ static void model_merge_adapters(Model* m) {
 int merge_command(const Options* o) {
     const char* dtypes[3][2] = { { "f32", "F32" }, { "f16", "F16" }, { "bf16", "BF16" } };
     const char* dtype = NULL;
-    for (int k = 0; k < 3; k++) { if (strcmp(o->dtype, dtypes[k][0]) == 0) { dtype = dtypes[k][1]; } }
+    for (int k = 0; k < 3; k++) {
+        if (strcmp(o->dtype, dtypes[k][0]) == 0) { dtype = dtypes[k][1]; }
+    }
     if (dtype == NULL) { return fail("--dtype: expected f32, f16 or bf16, got '%s'", o->dtype); }
     out_of_memory_hint = "merge holds the whole model in memory: close other programs, or use a "
                          "bigger machine";
@@ -6524,15 +7096,21 @@ int merge_command(const Options* o) {
     int dora = m.lora.use_dora;
     char merged[128] = "";
     for (int lin = 0; lin < NUM_LIN; lin++) {
-        if (m.lora.targets[lin]) { snprintf(merged + strlen(merged), sizeof(merged) - strlen(merged), "%s%s", merged[0] ? ", " : "", LIN_NAMES[lin]); }
+        if (m.lora.targets[lin]) {
+            snprintf(merged + strlen(merged), sizeof(merged) - strlen(merged), "%s%s",
+                     merged[0] ? ", " : "", LIN_NAMES[lin]);
+        }
     }
     model_merge_adapters(&m);
-    int rc = make_dirs(o->out_dir) != 0 ? fail("cannot create directory %s: %s", o->out_dir, strerror(errno))
-                                        : checkpoint_save(&m, o->out_dir, o->model_dir, NULL, dtype);
+    int rc = make_dirs(o->out_dir) != 0
+        ? fail("cannot create directory %s: %s", o->out_dir, strerror(errno))
+        : checkpoint_save(&m, o->out_dir, o->model_dir, NULL, dtype);
     if (rc == 0) {
-        printf("merged %s (r %d, scaling %g%s) of %d layer%s and the head of %s into %s\n", merged, R, scale,
-               dora ? ", DoRA" : "", c->n_layers, plural(c->n_layers), o->adapter_dir, o->model_dir);
-        printf("saved: %s (config.json, model.safetensors in %s, vocab.txt) | try: ./lora predict --model %s \"a great movie\"\n",
+        printf("merged %s (r %d, scaling %g%s) of %d layer%s and the head of %s into %s\n", merged,
+               R, scale, dora ? ", DoRA" : "", c->n_layers, plural(c->n_layers), o->adapter_dir,
+               o->model_dir);
+        printf("saved: %s (config.json, model.safetensors in %s, vocab.txt) | try: ./lora predict "
+               "--model %s \"a great movie\"\n",
                o->out_dir, dtype, o->out_dir);
     }
     model_free(&m);
@@ -6559,7 +7137,8 @@ typedef struct {
 // (tiny) and the work we skip (the last layer's non-first tokens, layer 0's unneeded input
 // gradients), so GFLOP/s measure us against the work of the plain model.
 static double forward_flops(const Config* c, double T) {
-    return c->n_layers * (2.0 * T * (4.0 * c->dim * c->dim + 2.0 * c->dim * c->hidden_dim) + 4.0 * T * T * c->dim);
+    return c->n_layers *
+        (2.0 * T * (4.0 * c->dim * c->dim + 2.0 * c->dim * c->hidden_dim) + 4.0 * T * T * c->dim);
 }
 // a training step: the forward, plus a backward that computes only input gradients of the
 // frozen Linear layers (the same FLOPs as their forward) and twice the forward's attention FLOPs
@@ -6570,7 +7149,8 @@ static double forward_flops(const Config* c, double T) {
 static double train_flops(const Config* c, double T, int mode) {
     double linears = c->n_layers * 2.0 * T * (4.0 * c->dim * c->dim + 2.0 * c->dim * c->hidden_dim);
     if (mode == MODE_HEAD) { return forward_flops(c, T); }
-    return forward_flops(c, T) + linears * (mode == MODE_FULL ? 2 : 1) + c->n_layers * 8.0 * T * T * c->dim;
+    return forward_flops(c, T) + linears * (mode == MODE_FULL ? 2 : 1) +
+        c->n_layers * 8.0 * T * T * c->dim;
 }
 
 static int compare_doubles(const void* a, const void* b) {
@@ -6596,10 +7176,13 @@ static double peak_memory_mb(void) {
 // input gradient dY @ W. The same shapes as torch_ref.py's --what mm, whose 2048^3 torch.mm is
 // the machine's practical peak. Each product: 2 * M * K * N FLOPs, median of at least 5 runs.
 static int bench_matmul(void) {
-    int shapes[][3] = { { 1024, 768, 768 }, { 1024, 768, 3072 }, { 1024, 3072, 768 },
-                        { 2048, 768, 768 }, { 2048, 768, 3072 }, { 2048, 3072, 768 }, { 2048, 2048, 2048 } };
+    int shapes[][3] = { { 1024, 768, 768 },  { 1024, 768, 3072 }, { 1024, 3072, 768 },
+                        { 2048, 768, 768 },  { 2048, 768, 3072 }, { 2048, 3072, 768 },
+                        { 2048, 2048, 2048 } };
     Rng rng = { 1 };
-    printf("bench: matmul, threads %d; out (M, N) = x (M, K) @ W (N, K)^T and dx (M, K) = dY (M, N) @ W\n", max_threads());
+    printf("bench: matmul, threads %d; out (M, N) = x (M, K) @ W (N, K)^T and dx (M, K) = dY (M, "
+           "N) @ W\n",
+           max_threads());
     for (size_t s = 0; s < sizeof(shapes) / sizeof(shapes[0]); s++) {
         int M = shapes[s][0], K = shapes[s][1], N = shapes[s][2];
         float* x = mallocCheck((size_t)M * K * sizeof(float));
@@ -6682,8 +7265,9 @@ static int bench_lengths(const BenchOptions* bo, int max_pos, int** out) {
     for (int i = 0; i < n; i++) { if (lengths[i] > max_pos) { lengths[i] = max_pos; cut++; } }
     if (cut && bo->lengths_path) {
         printf("bench: %d of the %d length%s in %s %s more than the model's %d position%s: cut to "
-               "%d\n", cut, n, plural(n), bo->lengths_path, cut == 1 ? "is" : "are", max_pos, plural(max_pos),
-               max_pos);
+               "%d\n",
+               cut, n, plural(n), bo->lengths_path, cut == 1 ? "is" : "are", max_pos,
+               plural(max_pos), max_pos);
     } else if (cut) {
         printf("bench: --len %d is more than the model's %d position%s: sequences of %d token%s\n",
                bo->len, max_pos, plural(max_pos), max_pos, plural(max_pos));
@@ -6798,9 +7382,9 @@ int bench_command(const Options* o, const BenchOptions* bo) {
         bench_report("train step:", "step", seconds, K, tokens, flops_train);
         bench_report("eval pass: ", "batch", seconds + K, K, tokens, flops_eval);
         printf("tokens: %.0f in %d batch%s (%.1f per sequence) | each batch timed over %d training "
-               "step%s and %d evaluation pass%s | peak memory %.0f MB\n", tokens, K, K == 1 ? "" : "es",
-               tokens / ((double)K * B), reps[1], plural(reps[1]), reps[0], reps[0] == 1 ? "" : "es",
-               peak_memory_mb());
+               "step%s and %d evaluation pass%s | peak memory %.0f MB\n",
+               tokens, K, K == 1 ? "" : "es", tokens / ((double)K * B), reps[1], plural(reps[1]),
+               reps[0], reps[0] == 1 ? "" : "es", peak_memory_mb());
     }
     free(seconds); free(ids); free(all_lengths);
     model_free(&model);
@@ -6819,9 +7403,12 @@ int bench_command(const Options* o, const BenchOptions* bo) {
 // edited ones) unless --overwrite (make tiny FORCE=1) says so.
 
 // words of the toy sentences: "<subject> <verb> <adjective><tail>", labelled by the adjective
-static const char* TINY_SUBJECTS[] = { "the movie", "this film", "the acting", "the story", "the ending", "the cast" };
+static const char* TINY_SUBJECTS[] = { "the movie", "this film",  "the acting",
+                                       "the story", "the ending", "the cast" };
 static const char* TINY_VERBS[] = { "was", "is", "felt", "looked" };
-static const char* TINY_GOOD[] = { "good", "great", "wonderful", "funny", "beautiful", "brilliant" };
+static const char* TINY_GOOD[] = {
+    "good", "great", "wonderful", "funny", "beautiful", "brilliant"
+};
 static const char* TINY_BAD[] = { "bad", "awful", "boring", "terrible", "dull", "stupid" };
 static const char* TINY_TAILS[] = { ".", " overall.", " to me.", " in the end.", "!" };
 #define TINY_COUNT(a) ((int)(sizeof(a) / sizeof(a[0])))
@@ -6832,16 +7419,22 @@ static const char* TINY_TAILS[] = { ".", " overall.", " to me.", " in the end.",
 static int tiny_write_vocab(const char* path, int* V) {
     size_t cap = 1 << 14, n = 0;
     char* text = mallocCheck(cap);
-    const char* fixed[] = { "[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]", "the", "movie", "this", "film",
-                            "acting", "story", "ending", "cast", "was", "is", "felt", "looked", "overall",
-                            "to", "me", "in", "end", "good", "great", "wonderful", "funny", "beautiful",
-                            "brilliant", "bad", "awful", "boring", "terrible", "dull", "stupid" };
+    const char* fixed[] = { "[PAD]",     "[UNK]",    "[CLS]",     "[SEP]",     "[MASK]", "the",
+                            "movie",     "this",     "film",      "acting",    "story",  "ending",
+                            "cast",      "was",      "is",        "felt",      "looked", "overall",
+                            "to",        "me",       "in",        "end",       "good",   "great",
+                            "wonderful", "funny",    "beautiful", "brilliant", "bad",    "awful",
+                            "boring",    "terrible", "dull",      "stupid" };
     *V = 0;
-    for (int i = 0; i < TINY_COUNT(fixed); i++, (*V)++) { n += snprintf(text + n, cap - n, "%s\n", fixed[i]); }
+    for (int i = 0; i < TINY_COUNT(fixed); i++, (*V)++) {
+        n += snprintf(text + n, cap - n, "%s\n", fixed[i]);
+    }
     const char* chars = "abcdefghijklmnopqrstuvwxyz0123456789";
     for (const char* c = chars; *c; c++, (*V)++) { n += snprintf(text + n, cap - n, "%c\n", *c); }
     for (const char* c = chars; *c; c++, (*V)++) { n += snprintf(text + n, cap - n, "##%c\n", *c); }
-    for (const char* c = ".,!?'\"-:;()"; *c; c++, (*V)++) { n += snprintf(text + n, cap - n, "%c\n", *c); }
+    for (const char* c = ".,!?'\"-:;()"; *c; c++, (*V)++) {
+        n += snprintf(text + n, cap - n, "%c\n", *c);
+    }
     int rc = text_write_tmp(path, text);
     free(text);
     return rc;
@@ -6877,7 +7470,8 @@ static float tiny_normal(Rng* rng, float std) {
     return (float)s * (std / 16777216.0f);
 }
 
-// a tensor of rows x max(cols, 1) numbers: normal with standard deviation std, or all `fill` when std is 0
+// a tensor of rows x max(cols, 1) numbers: normal with standard deviation std, or all `fill` when
+// std is 0
 static float* tiny_tensor(Rng* rng, int rows, int cols, float std, float fill) {
     size_t n = (size_t)rows * (cols ? cols : 1);
     float* x = mallocCheck(n * sizeof(float));
@@ -6897,13 +7491,16 @@ static int same_bytes(const char* a, const char* b) {
 
 int tiny_command(const Options* o) {
     const char* dir = "weights/tiny";
-    if ((make_dir(dir) != 0 && errno != EEXIST) || (make_dir("data/tiny") != 0 && errno != EEXIST)) {
-        return fail("cannot create %s and data/tiny: %s (run ./lora tiny in the repository's top folder)", dir, strerror(errno));
+    if ((make_dir(dir) != 0 && errno != EEXIST) ||
+        (make_dir("data/tiny") != 0 && errno != EEXIST)) {
+        return fail("cannot create %s and data/tiny: %s (run ./lora tiny in the repository's top "
+                    "folder)",
+                    dir, strerror(errno));
     }
     // the five files, written as FILE.tmp first: nothing is replaced before all of them are made
     // and compared with what is there
-    const char* files[5] = { "weights/tiny/model.safetensors", "weights/tiny/config.json", "weights/tiny/vocab.txt",
-                             "data/tiny/train.tsv", "data/tiny/val.tsv" };
+    const char* files[5] = { "weights/tiny/model.safetensors", "weights/tiny/config.json",
+                             "weights/tiny/vocab.txt", "data/tiny/train.tsv", "data/tiny/val.tsv" };
     save_prepare(files, 5);
     int V = 0;
     if (tiny_write_vocab(files[2], &V) != 0) { save_abandon(files, 5); return -1; }
@@ -6911,26 +7508,39 @@ int tiny_command(const Options* o) {
     // at width 32 that leaves the [CLS] row almost blind to the other tokens and the toy task
     // cannot be learned, so the Linears get std 1/sqrt(IC) (PyTorch's default for a Linear) and
     // the embeddings std 1 (nn.Embedding's); LayerNorms 1 and 0, biases 0, as HF initialises them
-    Config c = { .vocab_size = V, .max_pos = 128, .dim = 32, .n_layers = 2, .n_heads = 2, .hidden_dim = 64, .num_labels = 2 };
+    Config c = { .vocab_size = V,
+                 .max_pos = 128,
+                 .dim = 32,
+                 .n_layers = 2,
+                 .n_heads = 2,
+                 .hidden_dim = 64,
+                 .num_labels = 2 };
     Rng rng = { o->seed ^ 0x5eedULL };
     int count = 4 + c.n_layers * (2 * NUM_LIN + 4), k = 0;
     SaveTensor* t = mallocCheck(count * sizeof(SaveTensor));
     char (*names)[128] = mallocCheck((size_t)count * 128);
     // every tensor under its HF name, as DistilBertForMaskedLM saves them (no head: the head is
     // new when training starts, as in the tutorial)
-    const char* emb_names[4] = { "word_embeddings.weight", "position_embeddings.weight", "LayerNorm.weight", "LayerNorm.bias" };
-    int emb_rows[4] = { c.vocab_size, c.max_pos, c.dim, c.dim }, emb_cols[4] = { c.dim, c.dim, 0, 0 };
+    const char* emb_names[4] = { "word_embeddings.weight", "position_embeddings.weight",
+                                 "LayerNorm.weight", "LayerNorm.bias" };
+    int emb_rows[4] = { c.vocab_size, c.max_pos, c.dim, c.dim },
+        emb_cols[4] = { c.dim, c.dim, 0, 0 };
     for (int i = 0; i < 4; i++, k++) {
         snprintf(names[k], 128, "distilbert.embeddings.%s", emb_names[i]);
-        SaveTensor st = { names[k], tiny_tensor(&rng, emb_rows[i], emb_cols[i], i < 2 ? 1.0f : 0.0f, i == 2 ? 1.0f : 0.0f), emb_rows[i], emb_cols[i] };
+        SaveTensor st = { names[k],
+                          tiny_tensor(&rng, emb_rows[i], emb_cols[i], i < 2 ? 1.0f : 0.0f,
+                                      i == 2 ? 1.0f : 0.0f),
+                          emb_rows[i], emb_cols[i] };
         t[k] = st;
     }
-    const char* ln_names[4] = { "sa_layer_norm.weight", "sa_layer_norm.bias", "output_layer_norm.weight", "output_layer_norm.bias" };
+    const char* ln_names[4] = { "sa_layer_norm.weight", "sa_layer_norm.bias",
+                                "output_layer_norm.weight", "output_layer_norm.bias" };
     for (int l = 0; l < c.n_layers; l++) {
         for (int i = 0; i < NUM_LIN; i++) {
             int OC = lin_out(&c, i), IC = lin_in(&c, i);
             snprintf(names[k], 128, "distilbert.transformer.layer.%d.%s.weight", l, LIN_PATHS[i]);
-            SaveTensor w = { names[k], tiny_tensor(&rng, OC, IC, 1.0f / sqrtf((float)IC), 0.0f), OC, IC };
+            SaveTensor w = { names[k], tiny_tensor(&rng, OC, IC, 1.0f / sqrtf((float)IC), 0.0f), OC,
+                             IC };
             t[k++] = w;
             snprintf(names[k], 128, "distilbert.transformer.layer.%d.%s.bias", l, LIN_PATHS[i]);
             SaveTensor b = { names[k], tiny_tensor(&rng, OC, 0, 0.0f, 0.0f), OC, 0 };
@@ -6938,7 +7548,8 @@ int tiny_command(const Options* o) {
         }
         for (int i = 0; i < 4; i++, k++) {
             snprintf(names[k], 128, "distilbert.transformer.layer.%d.%s", l, ln_names[i]);
-            SaveTensor ln = { names[k], tiny_tensor(&rng, c.dim, 0, 0.0f, i % 2 == 0 ? 1.0f : 0.0f), c.dim, 0 };
+            SaveTensor ln = { names[k], tiny_tensor(&rng, c.dim, 0, 0.0f, i % 2 == 0 ? 1.0f : 0.0f),
+                              c.dim, 0 };
             t[k] = ln;
         }
     }
@@ -6950,11 +7561,16 @@ int tiny_command(const Options* o) {
     char config[1024];
     snprintf(config, sizeof(config),
              "{\n  \"activation\": \"gelu\",\n  \"architectures\": [\"DistilBertForMaskedLM\"],\n"
-             "  \"attention_dropout\": 0.1,\n  \"dim\": %d,\n  \"dropout\": 0.1,\n  \"hidden_dim\": %d,\n"
-             "  \"initializer_range\": 0.02,\n  \"max_position_embeddings\": %d,\n  \"model_type\": \"distilbert\",\n"
-             "  \"n_heads\": %d,\n  \"n_layers\": %d,\n  \"pad_token_id\": 0,\n  \"qa_dropout\": 0.1,\n"
-             "  \"seq_classif_dropout\": 0.2,\n  \"sinusoidal_pos_embds\": false,\n  \"tie_word_embeddings\": true,\n"
-             "  \"vocab_size\": %d\n}\n", c.dim, c.hidden_dim, c.max_pos, c.n_heads, c.n_layers, c.vocab_size);
+             "  \"attention_dropout\": 0.1,\n  \"dim\": %d,\n  \"dropout\": 0.1,\n  "
+             "\"hidden_dim\": %d,\n"
+             "  \"initializer_range\": 0.02,\n  \"max_position_embeddings\": %d,\n  "
+             "\"model_type\": \"distilbert\",\n"
+             "  \"n_heads\": %d,\n  \"n_layers\": %d,\n  \"pad_token_id\": 0,\n  \"qa_dropout\": "
+             "0.1,\n"
+             "  \"seq_classif_dropout\": 0.2,\n  \"sinusoidal_pos_embds\": false,\n  "
+             "\"tie_word_embeddings\": true,\n"
+             "  \"vocab_size\": %d\n}\n",
+             c.dim, c.hidden_dim, c.max_pos, c.n_heads, c.n_layers, c.vocab_size);
     if (rc == 0) { rc = text_write_tmp(files[1], config); }
     // the toy data, from its own generator
     Rng data_rng = { o->seed ^ 0x746f79ULL };
@@ -6972,17 +7588,26 @@ int tiny_command(const Options* o) {
     }
     if (same == 5) {
         save_abandon(files, 5);
-        printf("%s/ and data/tiny/ are already there, byte for byte what ./lora tiny writes: nothing to do\n", dir);
+        printf("%s/ and data/tiny/ are already there, byte for byte what ./lora tiny writes: "
+               "nothing to do\n",
+               dir);
     } else if (differs && !o->overwrite) {
         save_abandon(files, 5);
-        return fail("%s is not what ./lora tiny writes (made by an older lora.c, with another --seed, or changed): it stays as it is"
-                    " ---> HINT: make tiny FORCE=1 (./lora tiny --overwrite) replaces weights/tiny and data/tiny", differs);
+        return fail("%s is not what ./lora tiny writes (made by an older lora.c, with another "
+                    "--seed, or changed): it stays as it is"
+                    " ---> HINT: make tiny FORCE=1 (./lora tiny --overwrite) replaces weights/tiny "
+                    "and data/tiny",
+                    differs);
     } else {
         if (save_commit(files, 5) != 0) { return -1; }
-        printf("wrote %s/ (dim %d, %d layers, %d heads, FFN %d, vocab %d) and data/tiny/ (train.tsv 200, val.tsv 100)%s\n",
-               dir, c.dim, c.n_layers, c.n_heads, c.hidden_dim, c.vocab_size, differs ? ", replacing what was there (--overwrite)" : "");
+        printf("wrote %s/ (dim %d, %d layers, %d heads, FFN %d, vocab %d) and data/tiny/ "
+               "(train.tsv 200, val.tsv 100)%s\n",
+               dir, c.dim, c.n_layers, c.n_heads, c.hidden_dim, c.vocab_size,
+               differs ? ", replacing what was there (--overwrite)" : "");
     }
-    printf("try: ./lora train --model %s --train data/tiny/train.tsv --val data/tiny/val.tsv --epochs 1 --out out/tiny\n", dir);
+    printf("try: ./lora train --model %s --train data/tiny/train.tsv --val data/tiny/val.tsv "
+           "--epochs 1 --out out/tiny\n",
+           dir);
     return 0;
 }
 
@@ -7059,27 +7684,39 @@ static int init_adapter_settings(Cli* cli) {
     char mine[200] = "", theirs[200] = "";
     const char* flag = NULL;
     if (flag_given(cli, "--rank") && o->lora.rank != lc.rank) {
-        flag = "--rank"; snprintf(mine, sizeof(mine), " %d", o->lora.rank); snprintf(theirs, sizeof(theirs), "r %d", lc.rank);
+        flag = "--rank";
+        snprintf(mine, sizeof(mine), " %d", o->lora.rank);
+        snprintf(theirs, sizeof(theirs), "r %d", lc.rank);
     } else if (flag_given(cli, "--alpha") && o->lora.alpha != lc.alpha) {
-        flag = "--alpha"; snprintf(mine, sizeof(mine), " %g", o->lora.alpha); snprintf(theirs, sizeof(theirs), "lora_alpha %g", lc.alpha);
+        flag = "--alpha";
+        snprintf(mine, sizeof(mine), " %g", o->lora.alpha);
+        snprintf(theirs, sizeof(theirs), "lora_alpha %g", lc.alpha);
     } else if (flag_given(cli, "--lora-dropout") && o->lora.dropout != lc.dropout) {
         flag = "--lora-dropout"; snprintf(mine, sizeof(mine), " %g", o->lora.dropout);
         snprintf(theirs, sizeof(theirs), "lora_dropout %g", lc.dropout);
-    } else if (flag_given(cli, "--targets") && memcmp(o->lora.targets, lc.targets, sizeof(lc.targets)) != 0) {
+    } else if (flag_given(cli, "--targets") &&
+               memcmp(o->lora.targets, lc.targets, sizeof(lc.targets)) != 0) {
         flag = "--targets"; snprintf(mine, sizeof(mine), " %.100s", cli->targets);
         snprintf(theirs, sizeof(theirs), "target_modules");
-        for (int i = 0; i < NUM_LIN; i++) { if (lc.targets[i]) { snprintf(theirs + strlen(theirs), sizeof(theirs) - strlen(theirs), " %s", LIN_NAMES[i]); } }
+        for (int i = 0; i < NUM_LIN; i++) {
+            if (lc.targets[i]) {
+                snprintf(theirs + strlen(theirs), sizeof(theirs) - strlen(theirs), " %s",
+                         LIN_NAMES[i]);
+            }
+        }
     } else if (flag_given(cli, "--rslora") && !lc.use_rslora) {
         flag = "--rslora"; snprintf(theirs, sizeof(theirs), "use_rslora false");
     } else if (flag_given(cli, "--dora") && !lc.use_dora) {
         flag = "--dora"; snprintf(theirs, sizeof(theirs), "use_dora false");
     }
     if (flag) {
-        return fail("%s%s contradicts the adapter --init-adapter starts from (%s in %s/adapter_config.json): drop %s",
+        return fail("%s%s contradicts the adapter --init-adapter starts from (%s in "
+                    "%s/adapter_config.json): drop %s",
                     flag, mine, theirs, o->init_adapter, flag);
     }
     o->lora = lc;
-    if (!flag_given(cli, "--model") && adapter_base_model(o->init_adapter, base_dir, sizeof(base_dir))) {
+    if (!flag_given(cli, "--model") &&
+        adapter_base_model(o->init_adapter, base_dir, sizeof(base_dir))) {
         o->model_dir = base_dir;
     }
     return 0;
@@ -7089,12 +7726,33 @@ static int init_adapter_settings(Cli* cli) {
 // that would change them is an error, not silently ignored. --init-adapter starts a new run from
 // an adapter, with its settings.
 static int run_train(Cli* cli) {
-    const char* fixed[] = { "--model", "--train", "--val", "--out", "--epochs", "--batch",
-                            "--max-len", "--lr", "--weight-decay", "--max-grad-norm", "--rank",
-                            "--alpha", "--lora-dropout", "--targets", "--dora", "--seed", "--overwrite",
-                            "--mode", "--labels", "--lr-scheduler", "--warmup-steps",
-                            "--warmup-ratio", "--grad-accum", "--early-stopping-patience",
-                            "--early-stopping-threshold", "--init-adapter", "--rslora" };
+    const char* fixed[] = { "--model",
+                            "--train",
+                            "--val",
+                            "--out",
+                            "--epochs",
+                            "--batch",
+                            "--max-len",
+                            "--lr",
+                            "--weight-decay",
+                            "--max-grad-norm",
+                            "--rank",
+                            "--alpha",
+                            "--lora-dropout",
+                            "--targets",
+                            "--dora",
+                            "--seed",
+                            "--overwrite",
+                            "--mode",
+                            "--labels",
+                            "--lr-scheduler",
+                            "--warmup-steps",
+                            "--warmup-ratio",
+                            "--grad-accum",
+                            "--early-stopping-patience",
+                            "--early-stopping-threshold",
+                            "--init-adapter",
+                            "--rslora" };
     for (size_t k = 0; cli->o.resume_dir && k < sizeof(fixed) / sizeof(fixed[0]); k++) {
         if (flag_given(cli, fixed[k])) {
             return fail("--resume continues a run with its own settings (%s/trainer_state.json): "
@@ -7158,7 +7816,7 @@ static const Command COMMANDS[] = {
 // when it means something else there; each command's --help shows only its own lines.
 typedef struct {
     const char* name;   // --epochs
-    char kind;          // i an int, f a float, d a double, u the 64-bit seed, s a string, b a switch
+    char kind;  // i an int, f a float, d a double, u the 64-bit seed, s a string, b a switch
     const char* arg;    // its value as help and usage write it: DIR, FILE, N, X, LIST, the choices
     size_t at;          // where the value goes: offsetof(Cli, ...)
     double min, max;    // the range of a number, checked when it is read
@@ -7209,8 +7867,7 @@ static const Flag FLAGS[] = {
       "the adapter, or a head or full run's checkpoint (default: out/best)" },
     { "--adapter", 's', "DIR", AT(o.adapter_dir), 0, 0, "p",
       "the adapter, or a head or full run's checkpoint (default: none, an untrained head)" },
-    { "--adapter", 's', "DIR", AT(o.adapter_dir), 0, 0, "m",
-      "the adapter to fold in (required)" },
+    { "--adapter", 's', "DIR", AT(o.adapter_dir), 0, 0, "m", "the adapter to fold in (required)" },
     { "--dtype", 's', "f32|f16|bf16", AT(o.dtype), 0, 0, "m",
       "the merged weights' type (default: f32)" },
     { "--predictions", 's', "FILE", AT(predictions_path), 0, 0, "e",
@@ -7219,14 +7876,15 @@ static const Flag FLAGS[] = {
       "print every class's probability (name:P), not only the most likely label's" },
     { "--epochs", 'i', "N", AT(o.epochs), 1, 100000, "t",
       "passes over the training data (default: 10)" },
-    { "--batch", 'i', "N", AT(o.batch), 1, 1024, "teb",
-      "sequences per batch (default: 4)" },
+    { "--batch", 'i', "N", AT(o.batch), 1, 1024, "teb", "sequences per batch (default: 4)" },
     { "--max-len", 'i', "N", AT(o.max_len), 2, 1 << 20, "tep",
       "tokens per text, cut from the left (default: 512, or the model's positions)" },
     { "--lr", 'f', "X", AT(o.lr), 0, 10, "t",
       "peak learning rate, of the --lr-scheduler's schedule (default: 1e-3)" },
-    { "--lr-scheduler", 's', "linear|cosine|constant|constant_with_warmup", AT(lr_scheduler), 0, 0, "t",
-      "the lr of each optimizer step, as transformers' get_scheduler: linear decay to 0, half a cosine "
+    { "--lr-scheduler", 's', "linear|cosine|constant|constant_with_warmup", AT(lr_scheduler), 0, 0,
+      "t",
+      "the lr of each optimizer step, as transformers' get_scheduler: linear decay to 0, half a "
+      "cosine "
       "to 0, or constant, each after the warm-up; constant ignores the warm-up, as there (default: "
       "linear)" },
     { "--warmup-steps", 'i', "N", AT(o.warmup_steps), 0, INT_MAX, "t",
@@ -7246,8 +7904,7 @@ static const Flag FLAGS[] = {
       "AdamW's decoupled weight decay, not on biases and LayerNorm weights (default: 0.01)" },
     { "--max-grad-norm", 'f', "X", AT(o.max_grad_norm), 0, 1e9, "t",
       "clip the gradient's global norm to X; 0: no clipping (default: 1.0)" },
-    { "--rank", 'i', "N", AT(o.lora.rank), 1, 4096, "tb",
-      "LoRA rank r (default: 4)" },
+    { "--rank", 'i', "N", AT(o.lora.rank), 1, 4096, "tb", "LoRA rank r (default: 4)" },
     { "--alpha", 'f', "X", AT(o.lora.alpha), 0, 1e9, "tb",
       "LoRA alpha: the update is scaled by alpha / r (default: 32)" },
     { "--lora-dropout", 'f', "X", AT(o.lora.dropout), 0, 0.999, "tb",
@@ -7283,7 +7940,8 @@ static const Flag FLAGS[] = {
     { "--batches", 'i', "N", AT(bench.batches), 1, 1 << 20, "b",
       "timed batches after one warm-up (default: 10)" },
     { "--what", 's', "model|mm", AT(bench.what), 0, 0, "b",
-      "model (a training step and an evaluation pass; default) or mm (the matmul alone)" } };
+      "model (a training step and an evaluation pass; default) or mm (the matmul alone)" }
+};
 #define NUM_FLAGS ((int)(sizeof(FLAGS) / sizeof(FLAGS[0])))
 
 static void usage(FILE* f) {
@@ -7319,7 +7977,11 @@ static void command_help(const Command* cmd) {
         char left[128];
         snprintf(left, sizeof(left), "%s %s", FLAGS[k].name, FLAGS[k].arg);
         // (a flag and value longer than the column: on a line of their own, the text below)
-        if (strlen(left) > 21) { printf("  %s\n%24s", left, ""); } else { printf("  %-21s ", left); }
+        if (strlen(left) > 21) {
+            printf("  %s\n%24s", left, "");
+        } else {
+            printf("  %-21s ", left);
+        }
         print_wrapped(FLAGS[k].help, 24);
     }
 }
@@ -7416,26 +8078,35 @@ static int parse_flags(Cli* cli, const Command* cmd, int argc, char** argv) {
     return 0;
 }
 
-// --lr-scheduler parsed; the warm-up given one way; the early-stopping threshold only with a patience
+// --lr-scheduler parsed; the warm-up given one way; the early-stopping threshold only with a
+// patience
 static int schedule_check(Cli* cli) {
     Options* o = &cli->o;
     o->lr_scheduler = -1;
-    for (int k = 0; k < 4; k++) { if (strcmp(cli->lr_scheduler, SCHED_NAMES[k]) == 0) { o->lr_scheduler = k; } }
+    for (int k = 0; k < 4; k++) {
+        if (strcmp(cli->lr_scheduler, SCHED_NAMES[k]) == 0) { o->lr_scheduler = k; }
+    }
     if (o->lr_scheduler < 0) {
-        return fail("--lr-scheduler: expected linear, cosine, constant or constant_with_warmup, got '%s'",
+        return fail("--lr-scheduler: expected linear, cosine, constant or constant_with_warmup, "
+                    "got '%s'",
                     cli->lr_scheduler);
     }
     if (flag_given(cli, "--warmup-steps") && flag_given(cli, "--warmup-ratio")) {
         return fail("--warmup-steps and --warmup-ratio both say how long the warm-up is: give one");
     }
     if (flag_given(cli, "--early-stopping-threshold") && o->patience == 0) {
-        return fail("--early-stopping-threshold needs --early-stopping-patience N (N epochs without an "
+        return fail("--early-stopping-threshold needs --early-stopping-patience N (N epochs "
+                    "without an "
                     "improvement stop the run)");
     }
     int warmup = flag_given(cli, "--warmup-steps") || flag_given(cli, "--warmup-ratio");
-    if (o->lr_scheduler == SCHED_CONSTANT && warmup && (o->warmup_steps > 0 || o->warmup_ratio > 0)) {
-        fprintf(stderr, "lora: warning: --lr-scheduler constant has no warm-up (transformers' get_scheduler "
-                "ignores it too): the warm-up is ignored ---> HINT: --lr-scheduler constant_with_warmup\n");
+    if (o->lr_scheduler == SCHED_CONSTANT && warmup &&
+        (o->warmup_steps > 0 || o->warmup_ratio > 0)) {
+        fprintf(stderr,
+                "lora: warning: --lr-scheduler constant has no warm-up (transformers' "
+                "get_scheduler "
+                "ignores it too): the warm-up is ignored ---> HINT: --lr-scheduler "
+                "constant_with_warmup\n");
     }
     return 0;
 }
@@ -7448,8 +8119,8 @@ static int settings_check(Cli* cli) {
     o->mode = -1;
     for (int k = 0; k < 3; k++) { if (strcmp(cli->mode, MODE_NAMES[k]) == 0) { o->mode = k; } }
     if (o->mode < 0) { return fail("--mode: expected lora, head or full, got '%s'", cli->mode); }
-    const char* lora_flags[7] = { "--rank", "--alpha", "--lora-dropout", "--targets", "--dora", "--rslora",
-                                  "--init-adapter" };
+    const char* lora_flags[7] = { "--rank", "--alpha",  "--lora-dropout", "--targets",
+                                  "--dora", "--rslora", "--init-adapter" };
     for (int k = 0; k < 7 && o->mode != MODE_LORA; k++) {
         if (flag_given(cli, lora_flags[k])) {
             return fail("%s is a flag of --mode lora, not of --mode %s", lora_flags[k], cli->mode);
@@ -7464,9 +8135,10 @@ static int settings_check(Cli* cli) {
     if (o->threads > 0) { omp_set_num_threads(o->threads); }
     // more threads than cores only makes them wait for each other (a run can get 2x slower)
     if (o->threads > omp_get_num_procs()) {
-        fprintf(stderr, "lora: warning: --threads %d is more than the %d core%s of this machine: it "
-                "will run slower than --threads %d\n", o->threads, omp_get_num_procs(),
-                plural(omp_get_num_procs()), omp_get_num_procs());
+        fprintf(stderr,
+                "lora: warning: --threads %d is more than the %d core%s of this machine: it "
+                "will run slower than --threads %d\n",
+                o->threads, omp_get_num_procs(), plural(omp_get_num_procs()), omp_get_num_procs());
     }
 #else
     if (o->threads > 1) {

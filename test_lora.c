@@ -2263,13 +2263,13 @@ static void call_dora_norm(const DoraCall* c) {
 }
 static void call_dora_forward(float* out, const DoraCall* c) {
     Lora lo = { c->A, c->B, NULL, NULL, c->scale, c->R, { c->p, c->key } };
-    Dora d = { c->w, c->b, c->m, NULL, c->norm, c->z, c->tmp };
-    dora_forward(out, c->h, c->xd, c->inp, &lo, &d, c->N, c->C, c->OC);
+    Dora d = { c->w, c->b, c->m, NULL, c->norm, c->z, c->tmp, c->xd, c->dh };
+    dora_forward(out, c->h, c->inp, &lo, &d, c->N, c->C, c->OC);
 }
 static void call_dora_backward(float* dinp, float* dA, float* dB, float* dm, const float* dout, const DoraCall* c) {
     Lora lo = { c->A, c->B, dA, dB, c->scale, c->R, { c->p, c->key } };
-    Dora d = { c->w, c->b, c->m, dm, c->norm, c->z, c->tmp };
-    dora_backward(dinp, c->dh, c->xd, dout, c->inp, c->h, &lo, &d, c->N, c->C, c->OC);
+    Dora d = { c->w, c->b, c->m, dm, c->norm, c->z, c->tmp, c->xd, c->dh };
+    dora_backward(dinp, dout, c->inp, c->h, &lo, &d, c->N, c->C, c->OC);
 }
 // attention over B sequences of the given lengths, every token's query; att and datt (NH T^2 per sequence)
 typedef struct { const float *q, *k, *v; float *att, *datt; int q_offsets[4], kv_offsets[4]; size_t att_offsets[4]; int B, C, NH; float p; uint64_t key; } AttCall;
