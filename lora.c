@@ -72,6 +72,12 @@ typedef struct Progress Progress;  // Part 2's own: what train shows while it ru
 // 1 (release builds): matmul_* and attention_* hand their work to the *_fast versions; 0 (make
 // debug, --reference): they run the plain loops of Part 1
 static int use_fast_kernels;
+// Errors: every failure says what failed and where, on one line on stderr. Functions that read
+// user input print it with fail() and return -1 (so tests can check them); an out-of-memory is not
+// the user's fault: malloc_check's one line names the size and the source line, and ends the
+// program.
+static void* malloc_check(size_t size, const char* file, int line);
+#define mallocCheck(size) malloc_check(size, __FILE__, __LINE__)
 // expf, as plain arithmetic that the compiler vectorizes (softmax, GELU)
 static inline float exp_vec(float x);
 // erff, likewise (GELU)
@@ -115,27 +121,6 @@ static int train_interrupted(const Options* o, const Model* m, const TrainState*
 static int train_save_epoch(const Options* o, const Model* m, const TrainState* ts, int improved);
 // train's end: the closing "saved:" line (rc 0), Ctrl-C let go, everything freed
 static void train_end(const Options* o, Run* run, int rc);
-
-// ----------------------------------------------------------------------------
-// error helpers: every failure says what failed and where, on one line on stderr.
-// Functions that read user input print one such line with fail() (Part 2) and return -1 (so
-// tests can check them); an out-of-memory is not the user's fault and simply ends the program.
-
-// malloc that never returns NULL: on failure it names the size and the line that asked (through
-// the mallocCheck macro below) and exits. malloc(0) may legally return NULL, so ask for 1 byte.
-// The HINT says what needs less memory: the batch's activations, except in ./lora merge, which
-// holds only the model (it sets its own hint).
-static const char* out_of_memory_hint = "use a smaller --batch or --max-len";
-static void* malloc_check(size_t size, const char* file, int line) {
-    void* ptr = malloc(size > 0 ? size : 1);
-    if (ptr == NULL) {
-        fprintf(stderr, "lora: error: out of memory allocating %zu bytes at %s:%d ---> HINT: %s\n",
-                size, file, line, out_of_memory_hint);
-        exit(EXIT_FAILURE);
-    }
-    return ptr;
-}
-#define mallocCheck(size) malloc_check(size, __FILE__, __LINE__)
 
 // ----------------------------------------------------------------------------
 // random numbers. Two kinds:
@@ -1804,6 +1789,25 @@ int train(const Options* o) {
 // model's memory (one allocation per struct of Part 1) and initialisation, the Hugging Face
 // formats (JSON, safetensors, config.json, PEFT adapters), the TSV reader, the progress display,
 // checkpoints and Ctrl-C, evaluation/prediction/bench and the command line.
+//
+// Contents, in order (each section starts at a "// ---" line):
+//   errors and memory      fail(), the live line's clearing, malloc_check, use_fast_kernels
+//   exp and erf            exp_vec, erf_vec: plain arithmetic the compiler vectorizes
+//   the fast matmul        gemm_acc: packed, cache-blocked, register-tiled (AVX-512, AVX2, NEON, C)
+//     and its attention    attention_forward_fast / _backward_fast, by (sequence, head)
+//   memory                 the model's one-allocation layouts, model_reserve, initialisation
+//   reading files          read_file, size limits
+//   Hugging Face files     JSON, safetensors, config.json, the base model, whole checkpoints
+//   the adapter on disk    PEFT's adapter_model.safetensors + adapter_config.json, labels
+//   data                   TSV, CSV and JSON Lines rows, labels, tokenizing, the Dataset; train's
+//                          set-up: the lock on OUT, the data, the model
+//   progress               the live line, step and epoch rows, log.tsv, curves.svg
+//   checkpoints            OUT/best and OUT/last, the trainer state, signals, resume, train's end
+//   evaluation             evaluate, ./lora eval (--predictions) and ./lora predict
+//   merge                  ./lora merge: adapters folded into the weights, a whole checkpoint
+//   bench                  ./lora bench: training steps and evaluation passes, tokens/s
+//   tiny                   ./lora tiny: a tiny random model and a toy dataset
+//   the command line       the FLAGS table, per-command help, main
 // ============================================================================
 // The live progress line of train (on a terminal) is rewritten in place and has no newline, so any
 // other line printed while it is on the screen would be glued to its end. Whatever prints a line
@@ -1826,6 +1830,22 @@ static int fail(const char* fmt, ...) {
     fprintf(stderr, "\n");
     va_end(ap);
     return -1;
+}
+
+// malloc that never returns NULL: on failure it names the size and the line that asked (through
+// the mallocCheck macro at the top of Part 1) and exits. malloc(0) may legally return NULL, so ask
+// for 1 byte.
+// The HINT says what needs less memory: the batch's activations, except in ./lora merge, which
+// holds only the model (it sets its own hint).
+static const char* out_of_memory_hint = "use a smaller --batch or --max-len";
+static void* malloc_check(size_t size, const char* file, int line) {
+    void* ptr = malloc(size > 0 ? size : 1);
+    if (ptr == NULL) {
+        fprintf(stderr, "lora: error: out of memory allocating %zu bytes at %s:%d ---> HINT: %s\n",
+                size, file, line, out_of_memory_hint);
+        exit(EXIT_FAILURE);
+    }
+    return ptr;
 }
 
 // use_fast_kernels (declared at the top of Part 1): the fast kernels below, unless lora.c was built
