@@ -3041,6 +3041,62 @@ static int json_match(JsonParser* p, const char* word) {
     return 1;
 }
 
+static int json_parse_value(JsonParser* p, Json* out, int depth);
+
+// parse the array or object whose '[' or '{' is at p->pos into *out (emptied by the caller)
+static int json_parse_container(JsonParser* p, Json* out, int depth) {
+    // arrays and objects are parsed by the same loop; an object also reads "key": before each
+    // value
+    int is_object = (p->s[p->pos] == '{');
+    out->type = is_object ? JSON_OBJECT : JSON_ARRAY;
+    p->pos++;
+    int cap = 0;
+    json_skip_space(p);
+    if (p->pos < p->n && p->s[p->pos] == (is_object ? '}' : ']')) { p->pos++; return 1; }
+    for (;;) {
+        if (out->count == cap) {  // grow the item arrays
+            cap = cap ? 2 * cap : 8;
+            Json* items = realloc(out->items, cap * sizeof(Json));
+            char** keys = realloc(out->keys, cap * sizeof(char*));
+            if (!items || !keys) {
+                fprintf(stderr, "lora: error: out of memory parsing JSON\n");
+                exit(EXIT_FAILURE);
+            }
+            out->items = items; out->keys = keys;
+        }
+        // From here on, whatever fails, out stays consistent for json_free: an item is counted
+        // as soon as it exists (count++ even when its value failed), and its key is NULL until
+        // read.
+        out->keys[out->count] = NULL;
+        json_skip_space(p);
+        if (is_object) {
+            if (p->pos >= p->n || p->s[p->pos] != '"') {
+                p->error = "expected a key";
+                return 0;
+            }
+            char* key = json_parse_string(p);
+            if (!key) { return 0; }
+            out->keys[out->count] = key;
+            json_skip_space(p);
+            if (p->pos >= p->n || p->s[p->pos] != ':') {
+                out->count++;
+                memset(&out->items[out->count - 1], 0, sizeof(Json));
+                p->error = "expected ':'";
+                return 0;
+            }
+            p->pos++;
+        }
+        int ok = json_parse_value(p, &out->items[out->count], depth + 1);
+        out->count++;
+        if (!ok) { return 0; }
+        json_skip_space(p);
+        if (p->pos < p->n && p->s[p->pos] == ',') { p->pos++; continue; }
+        if (p->pos < p->n && p->s[p->pos] == (is_object ? '}' : ']')) { p->pos++; return 1; }
+        p->error = is_object ? "expected ',' or '}'" : "expected ',' or ']'";
+        return 0;
+    }
+}
+
 // parse one value at p->pos into *out; returns 0 on error (p->error says why)
 static int json_parse_value(JsonParser* p, Json* out, int depth) {
     // out starts empty, so that json_free can always free whatever part of it got built
@@ -3051,58 +3107,7 @@ static int json_parse_value(JsonParser* p, Json* out, int depth) {
     if (++p->nodes > JSON_MAX_NODES) { p->error = "more than a million values"; return 0; }
     if (p->pos >= p->n) { p->error = "unexpected end"; return 0; }
     char c = p->s[p->pos];
-    if (c == '{' || c == '[') {
-        // arrays and objects are parsed by the same loop; an object also reads "key": before each
-        // value
-        int is_object = (c == '{');
-        out->type = is_object ? JSON_OBJECT : JSON_ARRAY;
-        p->pos++;
-        int cap = 0;
-        json_skip_space(p);
-        if (p->pos < p->n && p->s[p->pos] == (is_object ? '}' : ']')) { p->pos++; return 1; }
-        for (;;) {
-            if (out->count == cap) {  // grow the item arrays
-                cap = cap ? 2 * cap : 8;
-                Json* items = realloc(out->items, cap * sizeof(Json));
-                char** keys = realloc(out->keys, cap * sizeof(char*));
-                if (!items || !keys) {
-                    fprintf(stderr, "lora: error: out of memory parsing JSON\n");
-                    exit(EXIT_FAILURE);
-                }
-                out->items = items; out->keys = keys;
-            }
-            // From here on, whatever fails, out stays consistent for json_free: an item is counted
-            // as soon as it exists (count++ even when its value failed), and its key is NULL until
-            // read.
-            out->keys[out->count] = NULL;
-            json_skip_space(p);
-            if (is_object) {
-                if (p->pos >= p->n || p->s[p->pos] != '"') {
-                    p->error = "expected a key";
-                    return 0;
-                }
-                char* key = json_parse_string(p);
-                if (!key) { return 0; }
-                out->keys[out->count] = key;
-                json_skip_space(p);
-                if (p->pos >= p->n || p->s[p->pos] != ':') {
-                    out->count++;
-                    memset(&out->items[out->count - 1], 0, sizeof(Json));
-                    p->error = "expected ':'";
-                    return 0;
-                }
-                p->pos++;
-            }
-            int ok = json_parse_value(p, &out->items[out->count], depth + 1);
-            out->count++;
-            if (!ok) { return 0; }
-            json_skip_space(p);
-            if (p->pos < p->n && p->s[p->pos] == ',') { p->pos++; continue; }
-            if (p->pos < p->n && p->s[p->pos] == (is_object ? '}' : ']')) { p->pos++; return 1; }
-            p->error = is_object ? "expected ',' or '}'" : "expected ',' or ']'";
-            return 0;
-        }
-    }
+    if (c == '{' || c == '[') { return json_parse_container(p, out, depth); }
     if (c == '"') {
         out->type = JSON_STRING;
         out->string = json_parse_string(p);
