@@ -3217,6 +3217,41 @@ static int dtype_size(const char* dtype) {
 // right only on a little-endian machine (x86-64 and ARM64 both are)
 static int host_is_little_endian(void) { uint16_t x = 1; return *(uint8_t*)&x == 1; }
 
+// check one tensor's header entry t: a dtype, a shape of whole numbers, and a byte range that
+// holds exactly that many elements inside the data; prints why and returns -1 if not
+static int safetensors_check_entry(const SafeTensors* st, const char* path, const char* name,
+                                   const Json* t) {
+    const Json* dtype = json_get(t, "dtype");
+    const Json* shape = json_get(t, "shape");
+    const Json* offs = json_get(t, "data_offsets");
+    int ok = dtype && dtype->type == JSON_STRING && shape && shape->type == JSON_ARRAY &&
+             offs && offs->type == JSON_ARRAY && offs->count == 2 &&
+             offs->items[0].type == JSON_NUMBER && offs->items[1].type == JSON_NUMBER;
+    if (!ok) { return fail("%s: tensor '%s' has a malformed header entry", path, name); }
+    // the byte range must hold exactly numel elements of the dtype (a scalar has shape [] and 1
+    // element), and lie inside the data part of the file
+    double numel = 1;
+    // (sizes and offsets are whole numbers: a 1.5 would pass the byte count below, then be cut
+    // to 1 when converted to an integer)
+    for (int d = 0; d < shape->count; d++) {
+        const Json* dim = &shape->items[d];
+        if (dim->type != JSON_NUMBER || dim->number < 0 || dim->number != floor(dim->number)) {
+            ok = 0;
+        }
+        numel *= dim->number;
+    }
+    double begin = offs->items[0].number, end = offs->items[1].number;
+    if (begin != floor(begin) || end != floor(end)) { ok = 0; }
+    int size = dtype_size(dtype->string);
+    if (!ok || size == 0 || begin < 0 || end < begin || end > (double)st->data_size ||
+        end - begin != numel * size) {
+        return fail("%s: tensor '%s' (dtype %s) has an inconsistent shape or byte range "
+                    "[%.0f, %.0f) (data is %lld bytes): truncated or corrupt file",
+                    path, name, dtype->string, begin, end, st->data_size);
+    }
+    return 0;
+}
+
 // open and validate: the header parses, and every tensor's dtype, shape and byte range agree
 static int safetensors_open(SafeTensors* st, const char* path, const char* hint) {
     memset(st, 0, sizeof(*st));
@@ -3266,38 +3301,7 @@ static int safetensors_open(SafeTensors* st, const char* path, const char* hint)
         // __metadata__ is the one key that is not a tensor: free-form strings, e.g. {"format":
         // "pt"}
         if (strcmp(name, "__metadata__") == 0) { continue; }
-        const Json* t = &st->header->items[i];
-        const Json* dtype = json_get(t, "dtype");
-        const Json* shape = json_get(t, "shape");
-        const Json* offs = json_get(t, "data_offsets");
-        int ok = dtype && dtype->type == JSON_STRING && shape && shape->type == JSON_ARRAY &&
-                 offs && offs->type == JSON_ARRAY && offs->count == 2 &&
-                 offs->items[0].type == JSON_NUMBER && offs->items[1].type == JSON_NUMBER;
-        if (!ok) {
-            fail("%s: tensor '%s' has a malformed header entry", path, name);
-            fclose(st->file); st->file = NULL; json_free(st->header); st->header = NULL;
-            return -1;
-        }
-        // the byte range must hold exactly numel elements of the dtype (a scalar has shape [] and 1
-        // element), and lie inside the data part of the file
-        double numel = 1;
-        // (sizes and offsets are whole numbers: a 1.5 would pass the byte count below, then be cut
-        // to 1 when converted to an integer)
-        for (int d = 0; d < shape->count; d++) {
-            const Json* dim = &shape->items[d];
-            if (dim->type != JSON_NUMBER || dim->number < 0 || dim->number != floor(dim->number)) {
-                ok = 0;
-            }
-            numel *= dim->number;
-        }
-        double begin = offs->items[0].number, end = offs->items[1].number;
-        if (begin != floor(begin) || end != floor(end)) { ok = 0; }
-        int size = dtype_size(dtype->string);
-        if (!ok || size == 0 || begin < 0 || end < begin || end > (double)st->data_size ||
-            end - begin != numel * size) {
-            fail("%s: tensor '%s' (dtype %s) has an inconsistent shape or byte range [%.0f, %.0f) "
-                 "(data is %lld bytes): truncated or corrupt file",
-                 path, name, dtype->string, begin, end, st->data_size);
+        if (safetensors_check_entry(st, path, name, &st->header->items[i]) != 0) {
             fclose(st->file); st->file = NULL; json_free(st->header); st->header = NULL;
             return -1;
         }
