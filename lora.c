@@ -3894,6 +3894,46 @@ static int checkpoint_check(const SafeTensors* st, const Config* c, const char* 
     return 0;
 }
 
+// read the frozen weights (embeddings, then each layer's linears and LayerNorms) into m->w;
+// returns 0, or -1 once safetensors_read has said what is wrong
+static int model_read_frozen(Model* m, SafeTensors* st, const Config* c, const char* prefix) {
+    long long V = c->vocab_size, P = c->max_pos, C = c->dim;
+    char name[256];
+    int rc = 0;
+    // each tensor is looked up by its HF name and must have exactly the shape config.json implies
+    struct { const char* name; float* dst; int ndim; long long shape[2]; } emb[4] = {
+        { "embeddings.word_embeddings.weight", m->w.wte, 2, { V, C } },
+        { "embeddings.position_embeddings.weight", m->w.wpe, 2, { P, C } },
+        { "embeddings.LayerNorm.weight", m->w.emb_lnw, 1, { C, 0 } },
+        { "embeddings.LayerNorm.bias", m->w.emb_lnb, 1, { C, 0 } } };
+    for (int i = 0; i < 4 && rc == 0; i++) {
+        snprintf(name, sizeof(name), "%s%s", prefix, emb[i].name);
+        rc = safetensors_read(st, name, emb[i].dst, emb[i].ndim, emb[i].shape);
+    }
+    for (int l = 0; l < c->n_layers && rc == 0; l++) {
+        for (int i = 0; i < NUM_LIN && rc == 0; i++) {
+            long long OC = lin_out(c, i), IC = lin_in(c, i);
+            long long wshape[2] = { OC, IC };
+            snprintf(name, sizeof(name), "%stransformer.layer.%d.%s.weight", prefix, l,
+                     LIN_PATHS[i]);
+            // layer l's weight is slice l of the (L, OC, IC) array; PyTorch's Linear stores (OC,
+            // IC) too
+            rc = safetensors_read(st, name, m->w.lin_w[i] + l * OC * IC, 2, wshape);
+            snprintf(name, sizeof(name), "%stransformer.layer.%d.%s.bias", prefix, l, LIN_PATHS[i]);
+            // (wshape[0] = OC is also the bias's shape)
+            if (rc == 0) { rc = safetensors_read(st, name, m->w.lin_b[i] + l * OC, 1, wshape); }
+        }
+        const char* ln_names[4] = { "sa_layer_norm.weight", "sa_layer_norm.bias",
+                                    "output_layer_norm.weight", "output_layer_norm.bias" };
+        float* ln_dst[4] = { m->w.ln1w, m->w.ln1b, m->w.ln2w, m->w.ln2b };
+        for (int i = 0; i < 4 && rc == 0; i++) {
+            snprintf(name, sizeof(name), "%stransformer.layer.%d.%s", prefix, l, ln_names[i]);
+            rc = safetensors_read(st, name, ln_dst[i] + l * C, 1, &C);
+        }
+    }
+    return rc;
+}
+
 // load a DistilBERT checkpoint from a Hugging Face folder (config.json + model.safetensors).
 // pre_classifier/classifier are read when present, else initialised as transformers does.
 // K > 0 labels (names NULL: the defaults) replace config.json's: the training data's, an adapter's.
@@ -3936,40 +3976,8 @@ static int model_load_labels(Model* m, const char* dir, const LoraConfig* lc, in
     // by tensor
     model_build(m, &c, lc, mode, seed);
     free(c.id2label);  // (the model has its own copy)
-    long long V = c.vocab_size, P = c.max_pos, C = c.dim;
-    char name[256];
-    int rc = 0;
-    // each tensor is looked up by its HF name and must have exactly the shape config.json implies
-    struct { const char* name; float* dst; int ndim; long long shape[2]; } emb[4] = {
-        { "embeddings.word_embeddings.weight", m->w.wte, 2, { V, C } },
-        { "embeddings.position_embeddings.weight", m->w.wpe, 2, { P, C } },
-        { "embeddings.LayerNorm.weight", m->w.emb_lnw, 1, { C, 0 } },
-        { "embeddings.LayerNorm.bias", m->w.emb_lnb, 1, { C, 0 } } };
-    for (int i = 0; i < 4 && rc == 0; i++) {
-        snprintf(name, sizeof(name), "%s%s", prefix, emb[i].name);
-        rc = safetensors_read(&st, name, emb[i].dst, emb[i].ndim, emb[i].shape);
-    }
-    for (int l = 0; l < c.n_layers && rc == 0; l++) {
-        for (int i = 0; i < NUM_LIN && rc == 0; i++) {
-            long long OC = lin_out(&c, i), IC = lin_in(&c, i);
-            long long wshape[2] = { OC, IC };
-            snprintf(name, sizeof(name), "%stransformer.layer.%d.%s.weight", prefix, l,
-                     LIN_PATHS[i]);
-            // layer l's weight is slice l of the (L, OC, IC) array; PyTorch's Linear stores (OC,
-            // IC) too
-            rc = safetensors_read(&st, name, m->w.lin_w[i] + l * OC * IC, 2, wshape);
-            snprintf(name, sizeof(name), "%stransformer.layer.%d.%s.bias", prefix, l, LIN_PATHS[i]);
-            // (wshape[0] = OC is also the bias's shape)
-            if (rc == 0) { rc = safetensors_read(&st, name, m->w.lin_b[i] + l * OC, 1, wshape); }
-        }
-        const char* ln_names[4] = { "sa_layer_norm.weight", "sa_layer_norm.bias",
-                                    "output_layer_norm.weight", "output_layer_norm.bias" };
-        float* ln_dst[4] = { m->w.ln1w, m->w.ln1b, m->w.ln2w, m->w.ln2b };
-        for (int i = 0; i < 4 && rc == 0; i++) {
-            snprintf(name, sizeof(name), "%stransformer.layer.%d.%s", prefix, l, ln_names[i]);
-            rc = safetensors_read(&st, name, ln_dst[i] + l * C, 1, &C);
-        }
-    }
+    long long C = c.dim;
+    int rc = model_read_frozen(m, &st, &c, prefix);
     // the classification head: in a checkpoint of DistilBertForSequenceClassification, else new
     // (the head lives in Trainables: its weights train, so they go to params, not to w_memory)
     int has_head = rc == 0 && safetensors_has(&st, "pre_classifier.weight");
