@@ -4381,6 +4381,49 @@ static int trainer_state_write_tmp(const Model* m, const char* optim_path, const
     int rc = safetensors_write_tmp(optim_path, moments, 2, "F32");
     return rc == 0 ? text_write_tmp(state_path, state_json) : rc;
 }
+// adapter_config.json (rank, alpha, targets, as PEFT writes it) into config_path.tmp
+static int adapter_config_write_tmp(const Model* m, const char* config_path,
+                                    const char* base_model) {
+    // the target list as JSON strings: "q_lin", "v_lin"
+    char targets[256] = "";
+    for (int i = 0; i < NUM_LIN; i++) {
+        if (m->lora.targets[i]) {
+            snprintf(targets + strlen(targets), sizeof(targets) - strlen(targets), "%s\"%s\"",
+                     targets[0] ? ", " : "", LIN_NAMES[i]);
+        }
+    }
+    // the model path goes inside a JSON string: escape quotes and backslashes
+    char base_escaped[1024];
+    json_escape(base_escaped, sizeof(base_escaped), base_model);
+    char json[4096];
+    // the keys PEFT needs to rebuild the adapter; modules_to_save is what PEFT puts for SEQ_CLS
+    // (pre_classifier is saved too because PEFT matches "classifier" as a suffix of its name)
+    snprintf(json, sizeof(json),
+             "{\n"
+             "  \"peft_type\": \"LORA\",\n"
+             "  \"task_type\": \"SEQ_CLS\",\n"
+             "  \"base_model_name_or_path\": \"%s\",\n"
+             "  \"r\": %d,\n"
+             "  \"lora_alpha\": %g,\n"
+             "  \"lora_dropout\": %g,\n"
+             "  \"target_modules\": [%s],\n"
+             "  \"modules_to_save\": [\"classifier\", \"score\"],\n"
+             "  \"bias\": \"none\",\n"
+             "  \"fan_in_fan_out\": false,\n"
+             "  \"inference_mode\": true,\n"
+             "  \"init_lora_weights\": true,\n"
+             "  \"use_rslora\": %s,\n"
+             "  \"use_dora\": %s,\n"
+             "  \"layers_to_transform\": null,\n"
+             "  \"layers_pattern\": null,\n"
+             "  \"rank_pattern\": {},\n"
+             "  \"alpha_pattern\": {},\n"
+             "  \"revision\": null\n"
+             "}\n",
+             base_escaped, m->lora.rank, m->lora.alpha, m->lora.dropout, targets,
+             m->lora.use_rslora ? "true" : "false", m->lora.use_dora ? "true" : "false");
+    return text_write_tmp(config_path, json);
+}
 static int adapter_save(const Model* m, const char* dir, const char* base_model,
                         const char* state_json) {
     if (make_dir(dir) != 0 && errno != EEXIST) {
@@ -4425,45 +4468,10 @@ static int adapter_save(const Model* m, const char* dir, const char* base_model,
         free(labels_json);
     }
     if (rc != 0) { save_abandon(set, nset); return -1; }
-    // the target list as JSON strings: "q_lin", "v_lin"
-    char targets[256] = "";
-    for (int i = 0; i < NUM_LIN; i++) {
-        if (m->lora.targets[i]) {
-            snprintf(targets + strlen(targets), sizeof(targets) - strlen(targets), "%s\"%s\"",
-                     targets[0] ? ", " : "", LIN_NAMES[i]);
-        }
+    if (adapter_config_write_tmp(m, config_path, base_model) != 0) {
+        save_abandon(set, nset);
+        return -1;
     }
-    // the model path goes inside a JSON string: escape quotes and backslashes
-    char base_escaped[1024];
-    json_escape(base_escaped, sizeof(base_escaped), base_model);
-    char json[4096];
-    // the keys PEFT needs to rebuild the adapter; modules_to_save is what PEFT puts for SEQ_CLS
-    // (pre_classifier is saved too because PEFT matches "classifier" as a suffix of its name)
-    snprintf(json, sizeof(json),
-             "{\n"
-             "  \"peft_type\": \"LORA\",\n"
-             "  \"task_type\": \"SEQ_CLS\",\n"
-             "  \"base_model_name_or_path\": \"%s\",\n"
-             "  \"r\": %d,\n"
-             "  \"lora_alpha\": %g,\n"
-             "  \"lora_dropout\": %g,\n"
-             "  \"target_modules\": [%s],\n"
-             "  \"modules_to_save\": [\"classifier\", \"score\"],\n"
-             "  \"bias\": \"none\",\n"
-             "  \"fan_in_fan_out\": false,\n"
-             "  \"inference_mode\": true,\n"
-             "  \"init_lora_weights\": true,\n"
-             "  \"use_rslora\": %s,\n"
-             "  \"use_dora\": %s,\n"
-             "  \"layers_to_transform\": null,\n"
-             "  \"layers_pattern\": null,\n"
-             "  \"rank_pattern\": {},\n"
-             "  \"alpha_pattern\": {},\n"
-             "  \"revision\": null\n"
-             "}\n",
-             base_escaped, m->lora.rank, m->lora.alpha, m->lora.dropout, targets,
-             m->lora.use_rslora ? "true" : "false", m->lora.use_dora ? "true" : "false");
-    if (text_write_tmp(config_path, json) != 0) { save_abandon(set, nset); return -1; }
     rc = save_commit(set, nset);
     // (a config.json of an earlier save with other labels must not name these)
     if (rc == 0 && !named) { remove(labels_path); }
