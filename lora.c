@@ -4897,6 +4897,34 @@ static int compare_strings(const void* a, const void* b) {
     return strcmp(*(char* const*)a, *(char* const*)b);
 }
 
+// with given classes (f->num_labels > 0): ids[i] for t->names[i], one of the classes' names or
+// a number 0..K-1; -1 after an error line
+static int labels_resolve_given(const LabelTable* t, const char* path, const DataFormat* f,
+                                int* ids) {
+    char list[400];
+    for (int i = 0; i < t->count; i++) {
+        long v = label_number(t->names[i], strlen(t->names[i]));
+        ids[i] = v < f->num_labels ? (int)v : -1;
+        for (int k = 0; k < f->num_labels; k++) {
+            char buf[32];
+            if (strcmp(t->names[i],
+                       f->names ? f->names[k] : label_default_name(f->num_labels, k, buf)) ==
+                0) {
+                ids[i] = k;
+            }
+        }
+        if (ids[i] < 0) {
+            return fail("%s:%d: label '%s' is not one of the %d classes of %s (%s, or their "
+                        "numbers 0 to %d)",
+                        path, t->lines[i], t->names[i], f->num_labels,
+                        f->names_from ? f->names_from : "the model",
+                        label_list(list, sizeof(list), f->num_labels, f->names),
+                        f->num_labels - 1);
+        }
+    }
+    return 0;
+}
+
 // the class id of every label of the table: ids[i] for t->names[i]; *K and *names (malloc'd, one
 // block) the classes. Given classes (f->num_labels > 0): a label is one of their names or a
 // number 0..K-1. Else (the training data) they come from the file: numbers 0..K-1, each there at
@@ -4904,28 +4932,8 @@ static int compare_strings(const void* a, const void* b) {
 // LABEL_0, LABEL_1, ...), or words, numbered in sorted order (as datasets' class_encode_column).
 static int labels_resolve(const LabelTable* t, const char* path, const DataFormat* f, int* ids,
                           int* K, char*** names) {
-    char list[400];
     if (f->num_labels > 0) {
-        for (int i = 0; i < t->count; i++) {
-            long v = label_number(t->names[i], strlen(t->names[i]));
-            ids[i] = v < f->num_labels ? (int)v : -1;
-            for (int k = 0; k < f->num_labels; k++) {
-                char buf[32];
-                if (strcmp(t->names[i],
-                           f->names ? f->names[k] : label_default_name(f->num_labels, k, buf)) ==
-                    0) {
-                    ids[i] = k;
-                }
-            }
-            if (ids[i] < 0) {
-                return fail("%s:%d: label '%s' is not one of the %d classes of %s (%s, or their "
-                            "numbers 0 to %d)",
-                            path, t->lines[i], t->names[i], f->num_labels,
-                            f->names_from ? f->names_from : "the model",
-                            label_list(list, sizeof(list), f->num_labels, f->names),
-                            f->num_labels - 1);
-            }
-        }
+        if (labels_resolve_given(t, path, f, ids) != 0) { return -1; }
         *K = f->num_labels;
         *names = labels_copy(*K, f->names);
         return 0;
