@@ -5025,6 +5025,30 @@ static int labels_parse(const char* list, int* K, char*** names) {
     return 0;
 }
 
+// make room in d's growing arrays (doubling them) for one more example of up to max_len ids
+static void dataset_grow(Dataset* d, size_t* cap, size_t* ids_cap, int max_len,
+                         const char* path) {
+    if ((size_t)d->n == *cap) {
+        *cap *= 2;
+        d->labels = realloc(d->labels, *cap * sizeof(int));
+        d->lengths = realloc(d->lengths, *cap * sizeof(int));
+        d->starts = realloc(d->starts, *cap * sizeof(size_t));
+        if (!d->labels || !d->lengths || !d->starts) {
+            fprintf(stderr, "lora: error: out of memory reading %s\n", path);
+            exit(EXIT_FAILURE);
+        }
+    }
+    // room for the longest possible encoding (max_len ids) before we encode
+    if (d->num_tokens + max_len > *ids_cap) {
+        *ids_cap *= 2;
+        d->ids = realloc(d->ids, *ids_cap * sizeof(int));
+        if (!d->ids) {
+            fprintf(stderr, "lora: error: out of memory reading %s\n", path);
+            exit(EXIT_FAILURE);
+        }
+    }
+}
+
 // Read a file of examples (TSV, CSV or JSON Lines: see above) and tokenize every text: 0, or -1
 // after one error line naming the file and line. The whole file is read into memory (the
 // tutorial's train file is about 1.3 MB), then parsed row by row. Tokenizing here, once, keeps the
@@ -5074,25 +5098,7 @@ static int dataset_load(Dataset* d, const char* path, const Tokenizer* tok, int 
             rc = fail("%s:%d: invalid UTF-8 at byte %ld of the text", path, line, bad);
             break;
         }
-        if ((size_t)d->n == cap) {
-            cap *= 2;
-            d->labels = realloc(d->labels, cap * sizeof(int));
-            d->lengths = realloc(d->lengths, cap * sizeof(int));
-            d->starts = realloc(d->starts, cap * sizeof(size_t));
-            if (!d->labels || !d->lengths || !d->starts) {
-                fprintf(stderr, "lora: error: out of memory reading %s\n", path);
-                exit(EXIT_FAILURE);
-            }
-        }
-        // room for the longest possible encoding (max_len ids) before we encode
-        if (d->num_tokens + max_len > ids_cap) {
-            ids_cap *= 2;
-            d->ids = realloc(d->ids, ids_cap * sizeof(int));
-            if (!d->ids) {
-                fprintf(stderr, "lora: error: out of memory reading %s\n", path);
-                exit(EXIT_FAILURE);
-            }
-        }
+        dataset_grow(d, &cap, &ids_cap, max_len, path);
         // add [CLS] ... [SEP] (the first 1) and truncate from the left (the second 1), as the
         // tutorial's tokenizer with truncation_side="left"
         int n =
