@@ -3061,6 +3061,62 @@ static int json_match(JsonParser* p, const char* word) {
     return 1;
 }
 
+static int json_parse_value(JsonParser* p, Json* out, int depth);
+
+// parse the array or object whose '[' or '{' is at p->pos into *out (emptied by the caller)
+static int json_parse_container(JsonParser* p, Json* out, int depth) {
+    // arrays and objects are parsed by the same loop; an object also reads "key": before each
+    // value
+    int is_object = (p->s[p->pos] == '{');
+    out->type = is_object ? JSON_OBJECT : JSON_ARRAY;
+    p->pos++;
+    int cap = 0;
+    json_skip_space(p);
+    if (p->pos < p->n && p->s[p->pos] == (is_object ? '}' : ']')) { p->pos++; return 1; }
+    for (;;) {
+        if (out->count == cap) {  // grow the item arrays
+            cap = cap ? 2 * cap : 8;
+            Json* items = realloc(out->items, cap * sizeof(Json));
+            char** keys = realloc(out->keys, cap * sizeof(char*));
+            if (!items || !keys) {
+                fprintf(stderr, "lora: error: out of memory parsing JSON\n");
+                exit(EXIT_FAILURE);
+            }
+            out->items = items; out->keys = keys;
+        }
+        // From here on, whatever fails, out stays consistent for json_free: an item is counted
+        // as soon as it exists (count++ even when its value failed), and its key is NULL until
+        // read.
+        out->keys[out->count] = NULL;
+        json_skip_space(p);
+        if (is_object) {
+            if (p->pos >= p->n || p->s[p->pos] != '"') {
+                p->error = "expected a key";
+                return 0;
+            }
+            char* key = json_parse_string(p);
+            if (!key) { return 0; }
+            out->keys[out->count] = key;
+            json_skip_space(p);
+            if (p->pos >= p->n || p->s[p->pos] != ':') {
+                out->count++;
+                memset(&out->items[out->count - 1], 0, sizeof(Json));
+                p->error = "expected ':'";
+                return 0;
+            }
+            p->pos++;
+        }
+        int ok = json_parse_value(p, &out->items[out->count], depth + 1);
+        out->count++;
+        if (!ok) { return 0; }
+        json_skip_space(p);
+        if (p->pos < p->n && p->s[p->pos] == ',') { p->pos++; continue; }
+        if (p->pos < p->n && p->s[p->pos] == (is_object ? '}' : ']')) { p->pos++; return 1; }
+        p->error = is_object ? "expected ',' or '}'" : "expected ',' or ']'";
+        return 0;
+    }
+}
+
 // parse one value at p->pos into *out; returns 0 on error (p->error says why)
 static int json_parse_value(JsonParser* p, Json* out, int depth) {
     // out starts empty, so that json_free can always free whatever part of it got built
@@ -3071,58 +3127,7 @@ static int json_parse_value(JsonParser* p, Json* out, int depth) {
     if (++p->nodes > JSON_MAX_NODES) { p->error = "more than a million values"; return 0; }
     if (p->pos >= p->n) { p->error = "unexpected end"; return 0; }
     char c = p->s[p->pos];
-    if (c == '{' || c == '[') {
-        // arrays and objects are parsed by the same loop; an object also reads "key": before each
-        // value
-        int is_object = (c == '{');
-        out->type = is_object ? JSON_OBJECT : JSON_ARRAY;
-        p->pos++;
-        int cap = 0;
-        json_skip_space(p);
-        if (p->pos < p->n && p->s[p->pos] == (is_object ? '}' : ']')) { p->pos++; return 1; }
-        for (;;) {
-            if (out->count == cap) {  // grow the item arrays
-                cap = cap ? 2 * cap : 8;
-                Json* items = realloc(out->items, cap * sizeof(Json));
-                char** keys = realloc(out->keys, cap * sizeof(char*));
-                if (!items || !keys) {
-                    fprintf(stderr, "lora: error: out of memory parsing JSON\n");
-                    exit(EXIT_FAILURE);
-                }
-                out->items = items; out->keys = keys;
-            }
-            // From here on, whatever fails, out stays consistent for json_free: an item is counted
-            // as soon as it exists (count++ even when its value failed), and its key is NULL until
-            // read.
-            out->keys[out->count] = NULL;
-            json_skip_space(p);
-            if (is_object) {
-                if (p->pos >= p->n || p->s[p->pos] != '"') {
-                    p->error = "expected a key";
-                    return 0;
-                }
-                char* key = json_parse_string(p);
-                if (!key) { return 0; }
-                out->keys[out->count] = key;
-                json_skip_space(p);
-                if (p->pos >= p->n || p->s[p->pos] != ':') {
-                    out->count++;
-                    memset(&out->items[out->count - 1], 0, sizeof(Json));
-                    p->error = "expected ':'";
-                    return 0;
-                }
-                p->pos++;
-            }
-            int ok = json_parse_value(p, &out->items[out->count], depth + 1);
-            out->count++;
-            if (!ok) { return 0; }
-            json_skip_space(p);
-            if (p->pos < p->n && p->s[p->pos] == ',') { p->pos++; continue; }
-            if (p->pos < p->n && p->s[p->pos] == (is_object ? '}' : ']')) { p->pos++; return 1; }
-            p->error = is_object ? "expected ',' or '}'" : "expected ',' or ']'";
-            return 0;
-        }
-    }
+    if (c == '{' || c == '[') { return json_parse_container(p, out, depth); }
     if (c == '"') {
         out->type = JSON_STRING;
         out->string = json_parse_string(p);
@@ -3232,6 +3237,41 @@ static int dtype_size(const char* dtype) {
 // right only on a little-endian machine (x86-64 and ARM64 both are)
 static int host_is_little_endian(void) { uint16_t x = 1; return *(uint8_t*)&x == 1; }
 
+// check one tensor's header entry t: a dtype, a shape of whole numbers, and a byte range that
+// holds exactly that many elements inside the data; prints why and returns -1 if not
+static int safetensors_check_entry(const SafeTensors* st, const char* path, const char* name,
+                                   const Json* t) {
+    const Json* dtype = json_get(t, "dtype");
+    const Json* shape = json_get(t, "shape");
+    const Json* offs = json_get(t, "data_offsets");
+    int ok = dtype && dtype->type == JSON_STRING && shape && shape->type == JSON_ARRAY &&
+             offs && offs->type == JSON_ARRAY && offs->count == 2 &&
+             offs->items[0].type == JSON_NUMBER && offs->items[1].type == JSON_NUMBER;
+    if (!ok) { return fail("%s: tensor '%s' has a malformed header entry", path, name); }
+    // the byte range must hold exactly numel elements of the dtype (a scalar has shape [] and 1
+    // element), and lie inside the data part of the file
+    double numel = 1;
+    // (sizes and offsets are whole numbers: a 1.5 would pass the byte count below, then be cut
+    // to 1 when converted to an integer)
+    for (int d = 0; d < shape->count; d++) {
+        const Json* dim = &shape->items[d];
+        if (dim->type != JSON_NUMBER || dim->number < 0 || dim->number != floor(dim->number)) {
+            ok = 0;
+        }
+        numel *= dim->number;
+    }
+    double begin = offs->items[0].number, end = offs->items[1].number;
+    if (begin != floor(begin) || end != floor(end)) { ok = 0; }
+    int size = dtype_size(dtype->string);
+    if (!ok || size == 0 || begin < 0 || end < begin || end > (double)st->data_size ||
+        end - begin != numel * size) {
+        return fail("%s: tensor '%s' (dtype %s) has an inconsistent shape or byte range "
+                    "[%.0f, %.0f) (data is %lld bytes): truncated or corrupt file",
+                    path, name, dtype->string, begin, end, st->data_size);
+    }
+    return 0;
+}
+
 // open and validate: the header parses, and every tensor's dtype, shape and byte range agree
 static int safetensors_open(SafeTensors* st, const char* path, const char* hint) {
     memset(st, 0, sizeof(*st));
@@ -3281,38 +3321,7 @@ static int safetensors_open(SafeTensors* st, const char* path, const char* hint)
         // __metadata__ is the one key that is not a tensor: free-form strings, e.g. {"format":
         // "pt"}
         if (strcmp(name, "__metadata__") == 0) { continue; }
-        const Json* t = &st->header->items[i];
-        const Json* dtype = json_get(t, "dtype");
-        const Json* shape = json_get(t, "shape");
-        const Json* offs = json_get(t, "data_offsets");
-        int ok = dtype && dtype->type == JSON_STRING && shape && shape->type == JSON_ARRAY &&
-                 offs && offs->type == JSON_ARRAY && offs->count == 2 &&
-                 offs->items[0].type == JSON_NUMBER && offs->items[1].type == JSON_NUMBER;
-        if (!ok) {
-            fail("%s: tensor '%s' has a malformed header entry", path, name);
-            fclose(st->file); st->file = NULL; json_free(st->header); st->header = NULL;
-            return -1;
-        }
-        // the byte range must hold exactly numel elements of the dtype (a scalar has shape [] and 1
-        // element), and lie inside the data part of the file
-        double numel = 1;
-        // (sizes and offsets are whole numbers: a 1.5 would pass the byte count below, then be cut
-        // to 1 when converted to an integer)
-        for (int d = 0; d < shape->count; d++) {
-            const Json* dim = &shape->items[d];
-            if (dim->type != JSON_NUMBER || dim->number < 0 || dim->number != floor(dim->number)) {
-                ok = 0;
-            }
-            numel *= dim->number;
-        }
-        double begin = offs->items[0].number, end = offs->items[1].number;
-        if (begin != floor(begin) || end != floor(end)) { ok = 0; }
-        int size = dtype_size(dtype->string);
-        if (!ok || size == 0 || begin < 0 || end < begin || end > (double)st->data_size ||
-            end - begin != numel * size) {
-            fail("%s: tensor '%s' (dtype %s) has an inconsistent shape or byte range [%.0f, %.0f) "
-                 "(data is %lld bytes): truncated or corrupt file",
-                 path, name, dtype->string, begin, end, st->data_size);
+        if (safetensors_check_entry(st, path, name, &st->header->items[i]) != 0) {
             fclose(st->file); st->file = NULL; json_free(st->header); st->header = NULL;
             return -1;
         }
@@ -3905,6 +3914,46 @@ static int checkpoint_check(const SafeTensors* st, const Config* c, const char* 
     return 0;
 }
 
+// read the frozen weights (embeddings, then each layer's linears and LayerNorms) into m->w;
+// returns 0, or -1 once safetensors_read has said what is wrong
+static int model_read_frozen(Model* m, SafeTensors* st, const Config* c, const char* prefix) {
+    long long V = c->vocab_size, P = c->max_pos, C = c->dim;
+    char name[256];
+    int rc = 0;
+    // each tensor is looked up by its HF name and must have exactly the shape config.json implies
+    struct { const char* name; float* dst; int ndim; long long shape[2]; } emb[4] = {
+        { "embeddings.word_embeddings.weight", m->w.wte, 2, { V, C } },
+        { "embeddings.position_embeddings.weight", m->w.wpe, 2, { P, C } },
+        { "embeddings.LayerNorm.weight", m->w.emb_lnw, 1, { C, 0 } },
+        { "embeddings.LayerNorm.bias", m->w.emb_lnb, 1, { C, 0 } } };
+    for (int i = 0; i < 4 && rc == 0; i++) {
+        snprintf(name, sizeof(name), "%s%s", prefix, emb[i].name);
+        rc = safetensors_read(st, name, emb[i].dst, emb[i].ndim, emb[i].shape);
+    }
+    for (int l = 0; l < c->n_layers && rc == 0; l++) {
+        for (int i = 0; i < NUM_LIN && rc == 0; i++) {
+            long long OC = lin_out(c, i), IC = lin_in(c, i);
+            long long wshape[2] = { OC, IC };
+            snprintf(name, sizeof(name), "%stransformer.layer.%d.%s.weight", prefix, l,
+                     LIN_PATHS[i]);
+            // layer l's weight is slice l of the (L, OC, IC) array; PyTorch's Linear stores (OC,
+            // IC) too
+            rc = safetensors_read(st, name, m->w.lin_w[i] + l * OC * IC, 2, wshape);
+            snprintf(name, sizeof(name), "%stransformer.layer.%d.%s.bias", prefix, l, LIN_PATHS[i]);
+            // (wshape[0] = OC is also the bias's shape)
+            if (rc == 0) { rc = safetensors_read(st, name, m->w.lin_b[i] + l * OC, 1, wshape); }
+        }
+        const char* ln_names[4] = { "sa_layer_norm.weight", "sa_layer_norm.bias",
+                                    "output_layer_norm.weight", "output_layer_norm.bias" };
+        float* ln_dst[4] = { m->w.ln1w, m->w.ln1b, m->w.ln2w, m->w.ln2b };
+        for (int i = 0; i < 4 && rc == 0; i++) {
+            snprintf(name, sizeof(name), "%stransformer.layer.%d.%s", prefix, l, ln_names[i]);
+            rc = safetensors_read(st, name, ln_dst[i] + l * C, 1, &C);
+        }
+    }
+    return rc;
+}
+
 // load a DistilBERT checkpoint from a Hugging Face folder (config.json + model.safetensors).
 // pre_classifier/classifier are read when present, else initialised as transformers does.
 // K > 0 labels (names NULL: the defaults) replace config.json's: the training data's, an adapter's.
@@ -3947,40 +3996,8 @@ static int model_load_labels(Model* m, const char* dir, const LoraConfig* lc, in
     // by tensor
     model_build(m, &c, lc, mode, seed);
     free(c.id2label);  // (the model has its own copy)
-    long long V = c.vocab_size, P = c.max_pos, C = c.dim;
-    char name[256];
-    int rc = 0;
-    // each tensor is looked up by its HF name and must have exactly the shape config.json implies
-    struct { const char* name; float* dst; int ndim; long long shape[2]; } emb[4] = {
-        { "embeddings.word_embeddings.weight", m->w.wte, 2, { V, C } },
-        { "embeddings.position_embeddings.weight", m->w.wpe, 2, { P, C } },
-        { "embeddings.LayerNorm.weight", m->w.emb_lnw, 1, { C, 0 } },
-        { "embeddings.LayerNorm.bias", m->w.emb_lnb, 1, { C, 0 } } };
-    for (int i = 0; i < 4 && rc == 0; i++) {
-        snprintf(name, sizeof(name), "%s%s", prefix, emb[i].name);
-        rc = safetensors_read(&st, name, emb[i].dst, emb[i].ndim, emb[i].shape);
-    }
-    for (int l = 0; l < c.n_layers && rc == 0; l++) {
-        for (int i = 0; i < NUM_LIN && rc == 0; i++) {
-            long long OC = lin_out(&c, i), IC = lin_in(&c, i);
-            long long wshape[2] = { OC, IC };
-            snprintf(name, sizeof(name), "%stransformer.layer.%d.%s.weight", prefix, l,
-                     LIN_PATHS[i]);
-            // layer l's weight is slice l of the (L, OC, IC) array; PyTorch's Linear stores (OC,
-            // IC) too
-            rc = safetensors_read(&st, name, m->w.lin_w[i] + l * OC * IC, 2, wshape);
-            snprintf(name, sizeof(name), "%stransformer.layer.%d.%s.bias", prefix, l, LIN_PATHS[i]);
-            // (wshape[0] = OC is also the bias's shape)
-            if (rc == 0) { rc = safetensors_read(&st, name, m->w.lin_b[i] + l * OC, 1, wshape); }
-        }
-        const char* ln_names[4] = { "sa_layer_norm.weight", "sa_layer_norm.bias",
-                                    "output_layer_norm.weight", "output_layer_norm.bias" };
-        float* ln_dst[4] = { m->w.ln1w, m->w.ln1b, m->w.ln2w, m->w.ln2b };
-        for (int i = 0; i < 4 && rc == 0; i++) {
-            snprintf(name, sizeof(name), "%stransformer.layer.%d.%s", prefix, l, ln_names[i]);
-            rc = safetensors_read(&st, name, ln_dst[i] + l * C, 1, &C);
-        }
-    }
+    long long C = c.dim;
+    int rc = model_read_frozen(m, &st, &c, prefix);
     // the classification head: in a checkpoint of DistilBertForSequenceClassification, else new
     // (the head lives in Trainables: its weights train, so they go to params, not to w_memory)
     int has_head = rc == 0 && safetensors_has(&st, "pre_classifier.weight");
@@ -4384,6 +4401,49 @@ static int trainer_state_write_tmp(const Model* m, const char* optim_path, const
     int rc = safetensors_write_tmp(optim_path, moments, 2, "F32");
     return rc == 0 ? text_write_tmp(state_path, state_json) : rc;
 }
+// adapter_config.json (rank, alpha, targets, as PEFT writes it) into config_path.tmp
+static int adapter_config_write_tmp(const Model* m, const char* config_path,
+                                    const char* base_model) {
+    // the target list as JSON strings: "q_lin", "v_lin"
+    char targets[256] = "";
+    for (int i = 0; i < NUM_LIN; i++) {
+        if (m->lora.targets[i]) {
+            snprintf(targets + strlen(targets), sizeof(targets) - strlen(targets), "%s\"%s\"",
+                     targets[0] ? ", " : "", LIN_NAMES[i]);
+        }
+    }
+    // the model path goes inside a JSON string: escape quotes and backslashes
+    char base_escaped[1024];
+    json_escape(base_escaped, sizeof(base_escaped), base_model);
+    char json[4096];
+    // the keys PEFT needs to rebuild the adapter; modules_to_save is what PEFT puts for SEQ_CLS
+    // (pre_classifier is saved too because PEFT matches "classifier" as a suffix of its name)
+    snprintf(json, sizeof(json),
+             "{\n"
+             "  \"peft_type\": \"LORA\",\n"
+             "  \"task_type\": \"SEQ_CLS\",\n"
+             "  \"base_model_name_or_path\": \"%s\",\n"
+             "  \"r\": %d,\n"
+             "  \"lora_alpha\": %g,\n"
+             "  \"lora_dropout\": %g,\n"
+             "  \"target_modules\": [%s],\n"
+             "  \"modules_to_save\": [\"classifier\", \"score\"],\n"
+             "  \"bias\": \"none\",\n"
+             "  \"fan_in_fan_out\": false,\n"
+             "  \"inference_mode\": true,\n"
+             "  \"init_lora_weights\": true,\n"
+             "  \"use_rslora\": %s,\n"
+             "  \"use_dora\": %s,\n"
+             "  \"layers_to_transform\": null,\n"
+             "  \"layers_pattern\": null,\n"
+             "  \"rank_pattern\": {},\n"
+             "  \"alpha_pattern\": {},\n"
+             "  \"revision\": null\n"
+             "}\n",
+             base_escaped, m->lora.rank, m->lora.alpha, m->lora.dropout, targets,
+             m->lora.use_rslora ? "true" : "false", m->lora.use_dora ? "true" : "false");
+    return text_write_tmp(config_path, json);
+}
 static int adapter_save(const Model* m, const char* dir, const char* base_model,
                         const char* state_json) {
     if (make_dir(dir) != 0 && errno != EEXIST) {
@@ -4428,45 +4488,10 @@ static int adapter_save(const Model* m, const char* dir, const char* base_model,
         free(labels_json);
     }
     if (rc != 0) { save_abandon(set, nset); return -1; }
-    // the target list as JSON strings: "q_lin", "v_lin"
-    char targets[256] = "";
-    for (int i = 0; i < NUM_LIN; i++) {
-        if (m->lora.targets[i]) {
-            snprintf(targets + strlen(targets), sizeof(targets) - strlen(targets), "%s\"%s\"",
-                     targets[0] ? ", " : "", LIN_NAMES[i]);
-        }
+    if (adapter_config_write_tmp(m, config_path, base_model) != 0) {
+        save_abandon(set, nset);
+        return -1;
     }
-    // the model path goes inside a JSON string: escape quotes and backslashes
-    char base_escaped[1024];
-    json_escape(base_escaped, sizeof(base_escaped), base_model);
-    char json[4096];
-    // the keys PEFT needs to rebuild the adapter; modules_to_save is what PEFT puts for SEQ_CLS
-    // (pre_classifier is saved too because PEFT matches "classifier" as a suffix of its name)
-    snprintf(json, sizeof(json),
-             "{\n"
-             "  \"peft_type\": \"LORA\",\n"
-             "  \"task_type\": \"SEQ_CLS\",\n"
-             "  \"base_model_name_or_path\": \"%s\",\n"
-             "  \"r\": %d,\n"
-             "  \"lora_alpha\": %g,\n"
-             "  \"lora_dropout\": %g,\n"
-             "  \"target_modules\": [%s],\n"
-             "  \"modules_to_save\": [\"classifier\", \"score\"],\n"
-             "  \"bias\": \"none\",\n"
-             "  \"fan_in_fan_out\": false,\n"
-             "  \"inference_mode\": true,\n"
-             "  \"init_lora_weights\": true,\n"
-             "  \"use_rslora\": %s,\n"
-             "  \"use_dora\": %s,\n"
-             "  \"layers_to_transform\": null,\n"
-             "  \"layers_pattern\": null,\n"
-             "  \"rank_pattern\": {},\n"
-             "  \"alpha_pattern\": {},\n"
-             "  \"revision\": null\n"
-             "}\n",
-             base_escaped, m->lora.rank, m->lora.alpha, m->lora.dropout, targets,
-             m->lora.use_rslora ? "true" : "false", m->lora.use_dora ? "true" : "false");
-    if (text_write_tmp(config_path, json) != 0) { save_abandon(set, nset); return -1; }
     rc = save_commit(set, nset);
     // (a config.json of an earlier save with other labels must not name these)
     if (rc == 0 && !named) { remove(labels_path); }
@@ -4892,6 +4917,34 @@ static int compare_strings(const void* a, const void* b) {
     return strcmp(*(char* const*)a, *(char* const*)b);
 }
 
+// with given classes (f->num_labels > 0): ids[i] for t->names[i], one of the classes' names or
+// a number 0..K-1; -1 after an error line
+static int labels_resolve_given(const LabelTable* t, const char* path, const DataFormat* f,
+                                int* ids) {
+    char list[400];
+    for (int i = 0; i < t->count; i++) {
+        long v = label_number(t->names[i], strlen(t->names[i]));
+        ids[i] = v < f->num_labels ? (int)v : -1;
+        for (int k = 0; k < f->num_labels; k++) {
+            char buf[32];
+            if (strcmp(t->names[i],
+                       f->names ? f->names[k] : label_default_name(f->num_labels, k, buf)) ==
+                0) {
+                ids[i] = k;
+            }
+        }
+        if (ids[i] < 0) {
+            return fail("%s:%d: label '%s' is not one of the %d classes of %s (%s, or their "
+                        "numbers 0 to %d)",
+                        path, t->lines[i], t->names[i], f->num_labels,
+                        f->names_from ? f->names_from : "the model",
+                        label_list(list, sizeof(list), f->num_labels, f->names),
+                        f->num_labels - 1);
+        }
+    }
+    return 0;
+}
+
 // the class id of every label of the table: ids[i] for t->names[i]; *K and *names (malloc'd, one
 // block) the classes. Given classes (f->num_labels > 0): a label is one of their names or a
 // number 0..K-1. Else (the training data) they come from the file: numbers 0..K-1, each there at
@@ -4899,28 +4952,8 @@ static int compare_strings(const void* a, const void* b) {
 // LABEL_0, LABEL_1, ...), or words, numbered in sorted order (as datasets' class_encode_column).
 static int labels_resolve(const LabelTable* t, const char* path, const DataFormat* f, int* ids,
                           int* K, char*** names) {
-    char list[400];
     if (f->num_labels > 0) {
-        for (int i = 0; i < t->count; i++) {
-            long v = label_number(t->names[i], strlen(t->names[i]));
-            ids[i] = v < f->num_labels ? (int)v : -1;
-            for (int k = 0; k < f->num_labels; k++) {
-                char buf[32];
-                if (strcmp(t->names[i],
-                           f->names ? f->names[k] : label_default_name(f->num_labels, k, buf)) ==
-                    0) {
-                    ids[i] = k;
-                }
-            }
-            if (ids[i] < 0) {
-                return fail("%s:%d: label '%s' is not one of the %d classes of %s (%s, or their "
-                            "numbers 0 to %d)",
-                            path, t->lines[i], t->names[i], f->num_labels,
-                            f->names_from ? f->names_from : "the model",
-                            label_list(list, sizeof(list), f->num_labels, f->names),
-                            f->num_labels - 1);
-            }
-        }
+        if (labels_resolve_given(t, path, f, ids) != 0) { return -1; }
         *K = f->num_labels;
         *names = labels_copy(*K, f->names);
         return 0;
@@ -5012,6 +5045,30 @@ static int labels_parse(const char* list, int* K, char*** names) {
     return 0;
 }
 
+// make room in d's growing arrays (doubling them) for one more example of up to max_len ids
+static void dataset_grow(Dataset* d, size_t* cap, size_t* ids_cap, int max_len,
+                         const char* path) {
+    if ((size_t)d->n == *cap) {
+        *cap *= 2;
+        d->labels = realloc(d->labels, *cap * sizeof(int));
+        d->lengths = realloc(d->lengths, *cap * sizeof(int));
+        d->starts = realloc(d->starts, *cap * sizeof(size_t));
+        if (!d->labels || !d->lengths || !d->starts) {
+            fprintf(stderr, "lora: error: out of memory reading %s\n", path);
+            exit(EXIT_FAILURE);
+        }
+    }
+    // room for the longest possible encoding (max_len ids) before we encode
+    if (d->num_tokens + max_len > *ids_cap) {
+        *ids_cap *= 2;
+        d->ids = realloc(d->ids, *ids_cap * sizeof(int));
+        if (!d->ids) {
+            fprintf(stderr, "lora: error: out of memory reading %s\n", path);
+            exit(EXIT_FAILURE);
+        }
+    }
+}
+
 // Read a file of examples (TSV, CSV or JSON Lines: see above) and tokenize every text: 0, or -1
 // after one error line naming the file and line. The whole file is read into memory (the
 // tutorial's train file is about 1.3 MB), then parsed row by row. Tokenizing here, once, keeps the
@@ -5061,25 +5118,7 @@ static int dataset_load(Dataset* d, const char* path, const Tokenizer* tok, int 
             rc = fail("%s:%d: invalid UTF-8 at byte %ld of the text", path, line, bad);
             break;
         }
-        if ((size_t)d->n == cap) {
-            cap *= 2;
-            d->labels = realloc(d->labels, cap * sizeof(int));
-            d->lengths = realloc(d->lengths, cap * sizeof(int));
-            d->starts = realloc(d->starts, cap * sizeof(size_t));
-            if (!d->labels || !d->lengths || !d->starts) {
-                fprintf(stderr, "lora: error: out of memory reading %s\n", path);
-                exit(EXIT_FAILURE);
-            }
-        }
-        // room for the longest possible encoding (max_len ids) before we encode
-        if (d->num_tokens + max_len > ids_cap) {
-            ids_cap *= 2;
-            d->ids = realloc(d->ids, ids_cap * sizeof(int));
-            if (!d->ids) {
-                fprintf(stderr, "lora: error: out of memory reading %s\n", path);
-                exit(EXIT_FAILURE);
-            }
-        }
+        dataset_grow(d, &cap, &ids_cap, max_len, path);
         // add [CLS] ... [SEP] (the first 1) and truncate from the left (the second 1), as the
         // tutorial's tokenizer with truncation_side="left"
         int n =
