@@ -241,7 +241,10 @@ echo "# 7. SIGTERM and SIGHUP stop as Ctrl-C does"
 "$LORA" train --model weights/tiny $DATA --epochs 2 --out straight7 >/dev/null 2>&1
 for sig in TERM HUP; do
     want=$((128 + $(kill -l $sig)))
-    "$LORA" train --model weights/tiny $DATA --epochs 30 --out sig$sig >sig.txt 2>sig.err &
+    DEFAULT_SIG=""
+    env --default-signal=$sig true 2>/dev/null && DEFAULT_SIG="env --default-signal=$sig"
+    # (env --default-signal: a test run under nohup would otherwise hand lora an ignored SIGHUP)
+    $DEFAULT_SIG "$LORA" train --model weights/tiny $DATA --epochs 30 --out sig$sig >sig.txt 2>sig.err &
     pid=$!
     wait_for_step sig.txt
     kill -$sig $pid
