@@ -5815,46 +5815,18 @@ static void svg_text(FILE* f, const char* s) {
     }
 }
 
-// OUT/curves.svg: x = training step; left axis loss (training raw and smoothed, validation per
-// epoch), right axis validation accuracy (0 to 1). Written to curves.svg.tmp, then renamed.
-static void progress_write_svg(Progress* pr) {
-    const double W = 760, H = 470, x0 = 70, x1 = 680, y0 = 380, y1 = 50;  // plot area
-    char tmp[1200];
-    snprintf(tmp, sizeof(tmp), "%s.tmp", pr->svg_path);
-    FILE* f = fopen(tmp, "w");
-    if (f == NULL) { return; }  // not worth stopping training for
-    // the loss axis fits the smoothed training loss and the validation loss; single batches
-    // above it (a batch of 4 can have a loss of 4) are drawn clipped at the top
-    double maxloss = 0, ema0 = NAN;
-    for (int i = 0; i < pr->n_steps; i++) {
-        if (pr->step_loss[i] != pr->step_loss[i]) { continue; }
-        ema0 = ema0 == ema0 ? 0.9 * ema0 + 0.1 * pr->step_loss[i] : pr->step_loss[i];
-        if (ema0 > maxloss) { maxloss = ema0; }
-    }
-    for (int e = 0; e < pr->n_epochs; e++) {
-        if (pr->ep_val[e] > maxloss) { maxloss = pr->ep_val[e]; }
-    }
-    maxloss *= 1.15;
-    if (!(maxloss > 0) || maxloss != maxloss) { maxloss = 1; }
-    double ytick = nice_tick(maxloss), ymax = ceil(maxloss / ytick) * ytick;
-    double xmax = pr->total_steps, xtick = nice_tick(xmax);
-    #define SX(step) (x0 + (x1 - x0) * (step) / xmax)
-    #define SY(loss) (y0 - (y0 - y1) * ((loss) > ymax ? ymax : (loss)) / ymax)
-    #define SA(acc) (y0 - (y0 - y1) * (acc))
-    fprintf(f, "<?xml version=\"1.0\" encoding=\"UTF-8\"?>\n");
-    fprintf(f,
-            "<svg xmlns=\"http://www.w3.org/2000/svg\" width=\"%.0f\" height=\"%.0f\" viewBox=\"0 "
-            "0 %.0f %.0f\" "
-            "font-family=\"sans-serif\" font-size=\"12\">\n",
-            W, H, W, H);
-    fprintf(f,
-            "<rect width=\"100%%\" height=\"100%%\" fill=\"white\"/>\n<text x=\"%.0f\" y=\"28\" "
-            "font-size=\"14\">"
-            "lora.c training: ",
-            x0);
-    svg_text(f, pr->title);
-    fprintf(f, "</text>\n");
-    // axes, grid and ticks
+// pixels in curves.svg: SX of a training step, SY of a loss (clipped at the top), SA of an
+// accuracy, from the plot area x0..x1 (left to right), y0..y1 (bottom to top) and the axes' ends
+// xmax and ymax, which svg_axes and progress_write_svg both hold under these names
+#define SX(step) (x0 + (x1 - x0) * (step) / xmax)
+#define SY(loss) (y0 - (y0 - y1) * ((loss) > ymax ? ymax : (loss)) / ymax)
+#define SA(acc) (y0 - (y0 - y1) * (acc))
+
+// curves.svg's axes: the loss grid, the frame, the ticks of both y axes and of the steps, the
+// axis titles
+static void svg_axes(FILE* f, const Progress* pr, double x0, double x1, double y0, double y1,
+                     double xmax, double ymax, double ytick) {
+    double xtick = nice_tick(xmax);
     fprintf(f, "<g stroke=\"#ddd\">\n");
     for (double v = 0; v <= ymax + 1e-9; v += ytick) {
         fprintf(f, "<line x1=\"%.1f\" y1=\"%.1f\" x2=\"%.1f\" y2=\"%.1f\"/>\n", x0, SY(v), x1,
@@ -5884,6 +5856,63 @@ static void progress_write_svg(Progress* pr) {
             "<text transform=\"translate(%.1f %.1f) rotate(90)\">validation "
             "accuracy</text>\n</g>\n",
             x1 + 45, (y0 + y1) / 2);
+}
+
+// curves.svg's legend: one row under the plot (H is the picture's height), where no curve can be
+static void svg_legend(FILE* f, double x0, double H) {
+    const char* names[4] = { "training loss", "training loss, smoothed", "validation loss",
+                             "validation accuracy (right axis)" };
+    const char* lc[4] = { "#9ecae1", "#08519c", "#d94801", "#238b45" };
+    fprintf(f, "<g>\n");
+    double lx = x0;
+    for (int i = 0; i < 4; i++) {
+        fprintf(f,
+                "<line x1=\"%.1f\" y1=\"%.1f\" x2=\"%.1f\" y2=\"%.1f\" stroke=\"%s\" "
+                "stroke-width=\"2\"/>"
+                "<text x=\"%.1f\" y=\"%.1f\">%s</text>\n",
+                lx, H - 22, lx + 22, H - 22, lc[i], lx + 28, H - 18, names[i]);
+        lx += 28 + 6.0 * strlen(names[i]) + 14;  // (about 6 pixels a character at font-size 12)
+    }
+    fprintf(f, "</g>\n");
+}
+
+// OUT/curves.svg: x = training step; left axis loss (training raw and smoothed, validation per
+// epoch), right axis validation accuracy (0 to 1). Written to curves.svg.tmp, then renamed.
+static void progress_write_svg(Progress* pr) {
+    const double W = 760, H = 470, x0 = 70, x1 = 680, y0 = 380, y1 = 50;  // plot area
+    char tmp[1200];
+    snprintf(tmp, sizeof(tmp), "%s.tmp", pr->svg_path);
+    FILE* f = fopen(tmp, "w");
+    if (f == NULL) { return; }  // not worth stopping training for
+    // the loss axis fits the smoothed training loss and the validation loss; single batches
+    // above it (a batch of 4 can have a loss of 4) are drawn clipped at the top
+    double maxloss = 0, ema0 = NAN;
+    for (int i = 0; i < pr->n_steps; i++) {
+        if (pr->step_loss[i] != pr->step_loss[i]) { continue; }
+        ema0 = ema0 == ema0 ? 0.9 * ema0 + 0.1 * pr->step_loss[i] : pr->step_loss[i];
+        if (ema0 > maxloss) { maxloss = ema0; }
+    }
+    for (int e = 0; e < pr->n_epochs; e++) {
+        if (pr->ep_val[e] > maxloss) { maxloss = pr->ep_val[e]; }
+    }
+    maxloss *= 1.15;
+    if (!(maxloss > 0) || maxloss != maxloss) { maxloss = 1; }
+    double ytick = nice_tick(maxloss), ymax = ceil(maxloss / ytick) * ytick;
+    double xmax = pr->total_steps;
+    fprintf(f, "<?xml version=\"1.0\" encoding=\"UTF-8\"?>\n");
+    fprintf(f,
+            "<svg xmlns=\"http://www.w3.org/2000/svg\" width=\"%.0f\" height=\"%.0f\" viewBox=\"0 "
+            "0 %.0f %.0f\" "
+            "font-family=\"sans-serif\" font-size=\"12\">\n",
+            W, H, W, H);
+    fprintf(f,
+            "<rect width=\"100%%\" height=\"100%%\" fill=\"white\"/>\n<text x=\"%.0f\" y=\"28\" "
+            "font-size=\"14\">"
+            "lora.c training: ",
+            x0);
+    svg_text(f, pr->title);
+    fprintf(f, "</text>\n");
+    svg_axes(f, pr, x0, x1, y0, y1, xmax, ymax, ytick);
     // training loss, raw (every step, light) and smoothed (exponential moving average, 0.9)
     fprintf(f, "<polyline fill=\"none\" stroke=\"#9ecae1\" stroke-width=\"1\" points=\"");
     for (int i = 0; i < pr->n_steps; i++) {
@@ -5916,28 +5945,14 @@ static void progress_write_svg(Progress* pr) {
                     colors[k]);
         }
     }
-    // the legend
-    const char* names[4] = { "training loss", "training loss, smoothed", "validation loss",
-                             "validation accuracy (right axis)" };
-    const char* lc[4] = { "#9ecae1", "#08519c", "#d94801", "#238b45" };
-    // the legend: one row under the plot, where no curve can be
-    fprintf(f, "<g>\n");
-    double lx = x0;
-    for (int i = 0; i < 4; i++) {
-        fprintf(f,
-                "<line x1=\"%.1f\" y1=\"%.1f\" x2=\"%.1f\" y2=\"%.1f\" stroke=\"%s\" "
-                "stroke-width=\"2\"/>"
-                "<text x=\"%.1f\" y=\"%.1f\">%s</text>\n",
-                lx, H - 22, lx + 22, H - 22, lc[i], lx + 28, H - 18, names[i]);
-        lx += 28 + 6.0 * strlen(names[i]) + 14;  // (about 6 pixels a character at font-size 12)
-    }
-    fprintf(f, "</g>\n</svg>\n");
-    #undef SX
-    #undef SY
-    #undef SA
+    svg_legend(f, x0, H);
+    fprintf(f, "</svg>\n");
     int bad = ferror(f);
     if (fclose(f) != 0 || bad || rename(tmp, pr->svg_path) != 0) { remove(tmp); }
 }
+#undef SX
+#undef SY
+#undef SA
 
 static void class_scores(const Metrics* r, int k, float* precision, float* recall, float* f1);
 // the end of an epoch row of log.tsv: with K > 2 classes, each class's scores and the confusion
