@@ -6275,6 +6275,44 @@ static int resume_options(Options* o, const Json* st, const Json* j, const char*
     return 0;
 }
 
+// a run's "targets" (from its trainer_state.json, named file) into lora->targets: names between
+// commas, each one of LIN_NAMES (an error names the whole name). 0, or -1 after one error line.
+static int resume_targets(LoraConfig* lora, const char* targets, const char* file) {
+    for (int i = 0; i < NUM_LIN; i++) { lora->targets[i] = 0; }
+    for (const char* t = targets; ; t++) {
+        int len = (int)strcspn(t, ","), found = 0;
+        for (int i = 0; i < NUM_LIN; i++) {
+            if ((int)strlen(LIN_NAMES[i]) == len && strncmp(t, LIN_NAMES[i], len) == 0) {
+                lora->targets[i] = found = 1;
+            }
+        }
+        if (!found) {
+            return fail("%s: \"targets\" names '%.*s%s', not a Linear of DistilBERT", file,
+                        len < 80 ? len : 80, t, len < 80 ? "" : "...");
+        }
+        t += len;
+        if (*t == '\0') { break; }
+    }
+    return 0;
+}
+
+// the folder that holds dir (out/last -> out, last -> ., /last -> /), in a static buffer
+static const char* resume_out_dir(const char* dir) {
+    static char out_dir[1024];
+    snprintf(out_dir, sizeof(out_dir), "%s", dir);
+    size_t n = strlen(out_dir);
+    while (n > 1 && out_dir[n - 1] == '/') { out_dir[--n] = '\0'; }
+    char* slash = strrchr(out_dir, '/');
+    if (slash == NULL) {
+        snprintf(out_dir, sizeof(out_dir), ".");
+    } else if (slash == out_dir) {
+        out_dir[1] = '\0';
+    } else {
+        *slash = '\0';
+    }
+    return out_dir;
+}
+
 // --resume DIR, before anything is loaded: the run's settings from DIR/trainer_state.json go into
 // o (the model, data, schedule, LoRA and seed must be the run's own for it to continue as it
 // would have), and --out becomes DIR's parent. The strings stay in *keep (freed by the caller).
@@ -6324,35 +6362,9 @@ static int resume_settings(Options* o, Json** keep) {
     if (mode && (mode->type != JSON_STRING || strcmp(mode->string, MODE_NAMES[o->mode]) != 0)) {
         return fail("%s: \"mode\" must be \"lora\", \"head\" or \"full\"", file);
     }
-    // the targets: names between commas, each one of LIN_NAMES (an error names the whole name)
-    for (int i = 0; i < NUM_LIN; i++) { o->lora.targets[i] = 0; }
-    for (const char* t = targets; ; t++) {
-        int len = (int)strcspn(t, ","), found = 0;
-        for (int i = 0; i < NUM_LIN; i++) {
-            if ((int)strlen(LIN_NAMES[i]) == len && strncmp(t, LIN_NAMES[i], len) == 0) {
-                o->lora.targets[i] = found = 1;
-            }
-        }
-        if (!found) {
-            return fail("%s: \"targets\" names '%.*s%s', not a Linear of DistilBERT", file,
-                        len < 80 ? len : 80, t, len < 80 ? "" : "...");
-        }
-        t += len;
-        if (*t == '\0') { break; }
-    }
+    if (resume_targets(&o->lora, targets, file) != 0) { return -1; }
     // --out: the folder that holds DIR (out/last -> out)
-    static char out_dir[1024];
-    snprintf(out_dir, sizeof(out_dir), "%s", o->resume_dir);
-    size_t n = strlen(out_dir);
-    while (n > 1 && out_dir[n - 1] == '/') { out_dir[--n] = '\0'; }
-    char* slash = strrchr(out_dir, '/');
-    if (slash == NULL) {
-        snprintf(out_dir, sizeof(out_dir), ".");
-    } else if (slash == out_dir) {
-        out_dir[1] = '\0';
-    } else {
-        *slash = '\0';
-    }
+    const char* out_dir = resume_out_dir(o->resume_dir);
     o->out_dir = out_dir;
     // a finished run: its epoch is the one after the last. Nothing to continue; say what is there
     // and how to train more
