@@ -6760,29 +6760,12 @@ static void print_class_report(const Metrics* r, char* const* names) {
     }
 }
 
-// eval --predictions FILE, opened before any work, and written as the user asked with nothing else
-// touched: "-" and /dev/stdout are the standard output; a pipe (FIFO), a terminal or another
-// character device, or a symbolic link, is written through, never renamed over; a regular file is
-// written whole as FILE.tmp and renamed over FILE at the end (*via_tmp = 1), and only when FILE is
-// new or --overwrite says it may go. Never an input of this eval (the --val file, the model's and
-// the adapter's files, by any name or link) and never a file in a folder that holds a model, an
-// adapter or a trainer state. NULL after one error line.
-static FILE* predictions_open(const Options* o, const char* path, int* via_tmp) {
-    *via_tmp = 0;
-    if (strcmp(path, "-") == 0 || strcmp(path, "/dev/stdout") == 0) { return stdout; }
 #ifndef _WIN32
-    // what path is (stat follows a link to its target; lstat tells whether it is a link)
-    struct stat out, link, in;
-    int exists = stat(path, &out) == 0, is_link = lstat(path, &link) == 0 && S_ISLNK(link.st_mode);
-    if (exists && S_ISDIR(out.st_mode)) {
-        fail("--predictions %s is a directory, not a file", path);
-        return NULL;
-    }
-    if (exists && !S_ISREG(out.st_mode) && !S_ISFIFO(out.st_mode) && !S_ISCHR(out.st_mode)) {
-        fail("--predictions %s is not a file, a pipe or a terminal", path);
-        return NULL;
-    }
-    // the inputs: the same file (device and inode) is refused, whatever its name
+// --predictions path (out: its stat) is none of this eval's inputs (the --val file, the model's
+// files, the adapter's), by any name: the same device and inode are refused. 0, or -1 after one
+// error line.
+static int predictions_check_inputs(const Options* o, const char* path, const struct stat* out) {
+    struct stat in;
     char input[6][1200];
     const char* role[6] = { "the --val file", "the model's config.json", "the model's weights",
                             "the model's vocab.txt", "the adapter's weights",
@@ -6797,14 +6780,42 @@ static FILE* predictions_open(const Options* o, const char* path, int* via_tmp) 
     for (int k = 0; o->adapter_dir && k < 2; k++) {
         adapter_set_file(input[inputs++], sizeof(input[0]), o->adapter_dir, adapter_files[k]);
     }
-    for (int k = 0; k < inputs && exists; k++) {
-        if (stat(input[k], &in) == 0 && in.st_dev == out.st_dev && in.st_ino == out.st_ino) {
+    for (int k = 0; k < inputs; k++) {
+        if (stat(input[k], &in) == 0 && in.st_dev == out->st_dev && in.st_ino == out->st_ino) {
             int same_name = strcmp(path, input[k]) == 0;
-            fail("--predictions %s is %s%s%s%s, an input of this eval: choose another FILE", path,
-                 role[k], same_name ? "" : " (", same_name ? "" : input[k], same_name ? "" : ")");
-            return NULL;
+            return fail("--predictions %s is %s%s%s%s, an input of this eval: choose another FILE",
+                        path, role[k], same_name ? "" : " (", same_name ? "" : input[k],
+                        same_name ? "" : ")");
         }
     }
+    return 0;
+}
+#endif
+
+// eval --predictions FILE, opened before any work, and written as the user asked with nothing else
+// touched: "-" and /dev/stdout are the standard output; a pipe (FIFO), a terminal or another
+// character device, or a symbolic link, is written through, never renamed over; a regular file is
+// written whole as FILE.tmp and renamed over FILE at the end (*via_tmp = 1), and only when FILE is
+// new or --overwrite says it may go. Never an input of this eval (the --val file, the model's and
+// the adapter's files, by any name or link) and never a file in a folder that holds a model, an
+// adapter or a trainer state. NULL after one error line.
+static FILE* predictions_open(const Options* o, const char* path, int* via_tmp) {
+    *via_tmp = 0;
+    if (strcmp(path, "-") == 0 || strcmp(path, "/dev/stdout") == 0) { return stdout; }
+#ifndef _WIN32
+    // what path is (stat follows a link to its target; lstat tells whether it is a link)
+    struct stat out, link;
+    int exists = stat(path, &out) == 0, is_link = lstat(path, &link) == 0 && S_ISLNK(link.st_mode);
+    if (exists && S_ISDIR(out.st_mode)) {
+        fail("--predictions %s is a directory, not a file", path);
+        return NULL;
+    }
+    if (exists && !S_ISREG(out.st_mode) && !S_ISFIFO(out.st_mode) && !S_ISCHR(out.st_mode)) {
+        fail("--predictions %s is not a file, a pipe or a terminal", path);
+        return NULL;
+    }
+    // the inputs: the same file (device and inode) is refused, whatever its name
+    if (exists && predictions_check_inputs(o, path, &out) != 0) { return NULL; }
     // the folder path is in: not a model's, an adapter's or a run's checkpoint
     char dir[1100];
     snprintf(dir, sizeof(dir), "%s", path);
