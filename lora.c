@@ -6880,6 +6880,47 @@ static int predictions_close(FILE* f, const char* path, int via_tmp, int ok) {
     return ok ? 0 : fail("cannot write --predictions %s: %s", path, strerror(why));
 }
 
+// --predictions FILE: one line per review, in the order of the file: index, label, P(positive)
+// (K > 2: index, label, predicted class, and the probability of each class). 1 if all was written.
+static int predictions_write(FILE* out, const Dataset* d, const float* probs, int K,
+                             char* const* names) {
+    int ok = 1;
+    if (K == 2) { ok = fprintf(out, "index\tlabel\tp_positive\n") > 0; }
+    for (int k = 0; ok && K > 2 && k <= K; k++) {
+        ok = fprintf(out, k ? "\tp_%s" : "index\tlabel\tpredicted", k ? names[k - 1] : "") > 0;
+    }
+    if (ok && K > 2) { ok = fprintf(out, "\n") > 0; }
+    for (int i = 0; ok && i < d->n; i++) {
+        const float* p = probs + (size_t)i * K;
+        if (K == 2) {
+            ok = fprintf(out, "%d\t%d\t%.6f\n", i, d->labels[i], p[1]) > 0;
+            continue;
+        }
+        int pred = 0;
+        for (int k = 1; k < K; k++) { if (p[k] > p[pred]) { pred = k; } }
+        ok = fprintf(out, "%d\t%s\t%s", i, names[d->labels[i]], names[pred]) > 0;
+        for (int k = 0; ok && k < K; k++) { ok = fprintf(out, "\t%.6f", p[k]) > 0; }
+        if (ok) { ok = fprintf(out, "\n") > 0; }
+    }
+    return ok;
+}
+
+// eval's and predict's start: the model with its adapter (load_for_inference), its vocab.txt,
+// and the max_len to use. max_len, or -1 after one error line (nothing left to free)
+static int inference_load(Model* model, Tokenizer* tok, const Options* o) {
+    if (load_for_inference(model, o) != 0) { return -1; }
+    char path[1024];
+    snprintf(path, sizeof(path), "%s/vocab.txt", o->model_dir);
+    if (tokenizer_init(tok, path) != 0) { model_free(model); return -1; }
+    int max_len = effective_max_len(o, &model->config);
+    if (max_len < 0 || check_vocab(tok, &model->config, o->model_dir) != 0) {
+        tokenizer_free(tok);
+        model_free(model);
+        return -1;
+    }
+    return max_len;
+}
+
 int eval_command(const Options* o, const char* predictions_path) {
     double t0 = now_seconds();
     // --predictions FILE first: a bad one is found before any work
@@ -6887,24 +6928,19 @@ int eval_command(const Options* o, const char* predictions_path) {
     FILE* out = predictions_path ? predictions_open(o, predictions_path, &via_tmp) : NULL;
     if (predictions_path && out == NULL) { return -1; }
     Model model;
-    if (load_for_inference(&model, o) != 0) {
+    Tokenizer tok;
+    int max_len = inference_load(&model, &tok, o);
+    if (max_len < 0) {
         if (out) { predictions_close(out, predictions_path, via_tmp, 0); }
         return -1;
     }
-    Tokenizer tok;
-    char path[1024];
-    snprintf(path, sizeof(path), "%s/vocab.txt", o->model_dir);
-    if (tokenizer_init(&tok, path) != 0) { model_free(&model); return -1; }
     Dataset d = { 0 };
     const Config* c = &model.config;
     int K = c->num_labels;
     char* const* names = c->id2label;
-    int max_len = effective_max_len(o, c);
     // the file's labels must be the model's classes (names, or numbers 0..K-1)
     DataFormat format = { o->text_column, o->label_column, K, names, "the model" };
-    int rc = (max_len < 0 || check_vocab(&tok, c, o->model_dir) != 0)
-        ? -1
-        : dataset_load(&d, o->val_path, &tok, max_len, &format);
+    int rc = dataset_load(&d, o->val_path, &tok, max_len, &format);
     Metrics* r = mallocCheck(sizeof(Metrics));
     float* probs = NULL;
     if (rc == 0) {
@@ -6928,28 +6964,9 @@ int eval_command(const Options* o, const char* predictions_path) {
         } else if (rc == 0) {
             print_class_report(r, names);
         }
-        // --predictions FILE: one line per review, in the order of the file: index, label,
-        // P(positive) (K > 2: index, label, predicted class, and the probability of each class)
+        // --predictions FILE (predictions_write), then FILE.tmp renamed over FILE
         if (rc == 0 && out) {
-            int ok = 1;
-            if (K == 2) { ok = fprintf(out, "index\tlabel\tp_positive\n") > 0; }
-            for (int k = 0; ok && K > 2 && k <= K; k++) {
-                ok = fprintf(out, k ? "\tp_%s" : "index\tlabel\tpredicted", k ? names[k - 1] : "") >
-                    0;
-            }
-            if (ok && K > 2) { ok = fprintf(out, "\n") > 0; }
-            for (int i = 0; ok && i < d.n; i++) {
-                const float* p = probs + (size_t)i * K;
-                if (K == 2) {
-                    ok = fprintf(out, "%d\t%d\t%.6f\n", i, d.labels[i], p[1]) > 0;
-                    continue;
-                }
-                int pred = 0;
-                for (int k = 1; k < K; k++) { if (p[k] > p[pred]) { pred = k; } }
-                ok = fprintf(out, "%d\t%s\t%s", i, names[d.labels[i]], names[pred]) > 0;
-                for (int k = 0; ok && k < K; k++) { ok = fprintf(out, "\t%.6f", p[k]) > 0; }
-                if (ok) { ok = fprintf(out, "\n") > 0; }
-            }
+            int ok = predictions_write(out, &d, probs, K, names);
             rc = predictions_close(out, predictions_path, via_tmp, ok);
             out = NULL;
         }
@@ -6963,22 +6980,35 @@ int eval_command(const Options* o, const char* predictions_path) {
     return rc;
 }
 
+// one line of any length from standard input into *line (grown as needed, *cap bytes), without
+// its '\n', *len its length: 0, or -1 at the end of the input
+static int stdin_line(char** line, size_t* cap, size_t* len) {
+    size_t n = 0;
+    int ch;
+    // (getline is POSIX, not C11: grow the buffer by hand)
+    while ((ch = getchar()) != EOF && ch != '\n') {
+        if (n + 1 >= *cap) {
+            *cap = *cap ? 2 * *cap : 1024;
+            *line = realloc(*line, *cap);
+            if (!*line) { exit(EXIT_FAILURE); }
+        }
+        (*line)[n++] = (char)ch;
+    }
+    if (ch == EOF && n == 0) { return -1; }
+    if (*line == NULL) { *cap = 1; *line = malloc(1); if (!*line) { exit(EXIT_FAILURE); } }
+    (*line)[n] = '\0';
+    *len = n;
+    return 0;
+}
+
 // classify each text: texts from the command line, or else one per line of standard input.
 // Each line: the most probable label, P(label 1) (K > 2: the label's probability; all: every
 // class's, as name:probability), and the text.
 int predict_command(const Options* o, char** texts, int count, int all) {
     Model model;
-    if (load_for_inference(&model, o) != 0) { return -1; }
     Tokenizer tok;
-    char path[1024];
-    snprintf(path, sizeof(path), "%s/vocab.txt", o->model_dir);
-    if (tokenizer_init(&tok, path) != 0) { model_free(&model); return -1; }
-    int max_len = effective_max_len(o, &model.config);
-    if (max_len < 0 || check_vocab(&tok, &model.config, o->model_dir) != 0) {
-        tokenizer_free(&tok);
-        model_free(&model);
-        return -1;
-    }
+    int max_len = inference_load(&model, &tok, o);
+    if (max_len < 0) { return -1; }
     int K = model.config.num_labels, width = 0;
     char* const* names = model.config.id2label;
     for (int k = 0; k < K; k++) {
@@ -7007,23 +7037,8 @@ int predict_command(const Options* o, char** texts, int count, int all) {
             text = texts[i];
             len = strlen(text);
         } else {
-            // read one line of any length from stdin
-            size_t n = 0;
-            int ch;
-            // (getline is POSIX, not C11: grow the buffer by hand)
-            while ((ch = getchar()) != EOF && ch != '\n') {
-                if (n + 1 >= line_cap) {
-                    line_cap = line_cap ? 2 * line_cap : 1024;
-                    line = realloc(line, line_cap);
-                    if (!line) { exit(EXIT_FAILURE); }
-                }
-                line[n++] = (char)ch;
-            }
-            if (ch == EOF && n == 0) { break; }
-            if (line == NULL) { line_cap = 1; line = malloc(1); if (!line) { exit(EXIT_FAILURE); } }
-            line[n] = '\0';
+            if (stdin_line(&line, &line_cap, &len) != 0) { break; }
             text = line;
-            len = n;
         }
         long bad = utf8_first_invalid(text, len);
         if (bad >= 0) { rc = fail("text %d: invalid UTF-8 at byte %ld", i + 1, bad); break; }
