@@ -7356,6 +7356,26 @@ static void bench_report(const char* what, const char* per, double* seconds, int
            1000.0 * total / K, per, 1000.0 * seconds[K / 2], tokens / total, flops / total / 1e9);
 }
 
+// room for the largest of bench's K + 1 batches (B sequences each, their lengths in turn from
+// all_lengths) before the first one: otherwise the first batch larger than all before it lays
+// the activations out again in the middle of the timing
+static void bench_reserve_largest(Model* m, const int* all_lengths, int num_lengths, int B, int K) {
+    size_t max_N = 0, max_AT = 0;
+    int max_T = 0;
+    for (int k = 0; k <= K; k++) {
+        size_t n = 0, at = 0;
+        for (int b = 0; b < B; b++) {
+            int T = all_lengths[((size_t)k * B + b) % num_lengths];
+            n += T;
+            at += (size_t)m->config.n_heads * T * T;
+            if (T > max_T) { max_T = T; }
+        }
+        if (n > max_N) { max_N = n; }
+        if (at > max_AT) { max_AT = at; }
+    }
+    model_reserve(m, B, max_N, max_AT, max_T);
+}
+
 int bench_command(const Options* o, const BenchOptions* bo) {
     if (strcmp(bo->what, "mm") == 0) { return bench_matmul(); }
     if (strcmp(bo->what, "model") != 0) {
@@ -7379,22 +7399,7 @@ int bench_command(const Options* o, const BenchOptions* bo) {
     double* seconds = mallocCheck(2 * (size_t)K * sizeof(double));  // training K, evaluation K
     double tokens = 0.0, flops_train = 0.0, flops_eval = 0.0;
     Rng rng = { o->seed };
-    // room for the largest of the batches before the first one: otherwise the first batch larger
-    // than all before it lays the activations out again in the middle of the timing
-    size_t max_N = 0, max_AT = 0;
-    int max_T = 0;
-    for (int k = 0; k <= K; k++) {
-        size_t n = 0, at = 0;
-        for (int b = 0; b < B; b++) {
-            int T = all_lengths[((size_t)k * B + b) % num_lengths];
-            n += T;
-            at += (size_t)c->n_heads * T * T;
-            if (T > max_T) { max_T = T; }
-        }
-        if (n > max_N) { max_N = n; }
-        if (at > max_AT) { max_AT = at; }
-    }
-    model_reserve(&model, B, max_N, max_AT, max_T);
+    bench_reserve_largest(&model, all_lengths, num_lengths, B, K);
     const char* source = bo->lengths_path ? bo->lengths_path : "fixed length";
     printf("bench: dim %d, %d layer%s, %d head%s, FFN %d | mode %s | batch %d | %d batch%s after 1 "
            "warm-up | threads %d | %s\n", c->dim, c->n_layers, plural(c->n_layers), c->n_heads,
