@@ -7547,6 +7547,70 @@ static int same_bytes(const char* a, const char* b) {
     return same;
 }
 
+// the random model's tensors (see tiny_command), drawn from rng, into path.tmp as safetensors
+static int tiny_write_model(const char* path, const Config* c, Rng* rng) {
+    int count = 4 + c->n_layers * (2 * NUM_LIN + 4), k = 0;
+    SaveTensor* t = mallocCheck(count * sizeof(SaveTensor));
+    char (*names)[128] = mallocCheck((size_t)count * 128);
+    // every tensor under its HF name, as DistilBertForMaskedLM saves them (no head: the head is
+    // new when training starts, as in the tutorial)
+    const char* emb_names[4] = { "word_embeddings.weight", "position_embeddings.weight",
+                                 "LayerNorm.weight", "LayerNorm.bias" };
+    int emb_rows[4] = { c->vocab_size, c->max_pos, c->dim, c->dim },
+        emb_cols[4] = { c->dim, c->dim, 0, 0 };
+    for (int i = 0; i < 4; i++, k++) {
+        snprintf(names[k], 128, "distilbert.embeddings.%s", emb_names[i]);
+        SaveTensor st = { names[k],
+                          tiny_tensor(rng, emb_rows[i], emb_cols[i], i < 2 ? 1.0f : 0.0f,
+                                      i == 2 ? 1.0f : 0.0f),
+                          emb_rows[i], emb_cols[i] };
+        t[k] = st;
+    }
+    const char* ln_names[4] = { "sa_layer_norm.weight", "sa_layer_norm.bias",
+                                "output_layer_norm.weight", "output_layer_norm.bias" };
+    for (int l = 0; l < c->n_layers; l++) {
+        for (int i = 0; i < NUM_LIN; i++) {
+            int OC = lin_out(c, i), IC = lin_in(c, i);
+            snprintf(names[k], 128, "distilbert.transformer.layer.%d.%s.weight", l, LIN_PATHS[i]);
+            SaveTensor w = { names[k], tiny_tensor(rng, OC, IC, 1.0f / sqrtf((float)IC), 0.0f), OC,
+                             IC };
+            t[k++] = w;
+            snprintf(names[k], 128, "distilbert.transformer.layer.%d.%s.bias", l, LIN_PATHS[i]);
+            SaveTensor b = { names[k], tiny_tensor(rng, OC, 0, 0.0f, 0.0f), OC, 0 };
+            t[k++] = b;
+        }
+        for (int i = 0; i < 4; i++, k++) {
+            snprintf(names[k], 128, "distilbert.transformer.layer.%d.%s", l, ln_names[i]);
+            SaveTensor ln = { names[k], tiny_tensor(rng, c->dim, 0, 0.0f, i % 2 == 0 ? 1.0f : 0.0f),
+                              c->dim, 0 };
+            t[k] = ln;
+        }
+    }
+    int rc = safetensors_write_tmp(path, t, k, "F32");
+    for (int i = 0; i < k; i++) { free((void*)t[i].data); }
+    free(t); free(names);
+    return rc;
+}
+
+// config.json with DistilBertConfig's names (the fields config_load reads, and a few more
+// so that transformers' AutoModel can load it too), into path.tmp
+static int tiny_write_config(const char* path, const Config* c) {
+    char config[1024];
+    snprintf(config, sizeof(config),
+             "{\n  \"activation\": \"gelu\",\n  \"architectures\": [\"DistilBertForMaskedLM\"],\n"
+             "  \"attention_dropout\": 0.1,\n  \"dim\": %d,\n  \"dropout\": 0.1,\n  "
+             "\"hidden_dim\": %d,\n"
+             "  \"initializer_range\": 0.02,\n  \"max_position_embeddings\": %d,\n  "
+             "\"model_type\": \"distilbert\",\n"
+             "  \"n_heads\": %d,\n  \"n_layers\": %d,\n  \"pad_token_id\": 0,\n  \"qa_dropout\": "
+             "0.1,\n"
+             "  \"seq_classif_dropout\": 0.2,\n  \"sinusoidal_pos_embds\": false,\n  "
+             "\"tie_word_embeddings\": true,\n"
+             "  \"vocab_size\": %d\n}\n",
+             c->dim, c->hidden_dim, c->max_pos, c->n_heads, c->n_layers, c->vocab_size);
+    return text_write_tmp(path, config);
+}
+
 int tiny_command(const Options* o) {
     const char* dir = "weights/tiny";
     if ((make_dir(dir) != 0 && errno != EEXIST) ||
@@ -7574,62 +7638,8 @@ int tiny_command(const Options* o) {
                  .hidden_dim = 64,
                  .num_labels = 2 };
     Rng rng = { o->seed ^ 0x5eedULL };
-    int count = 4 + c.n_layers * (2 * NUM_LIN + 4), k = 0;
-    SaveTensor* t = mallocCheck(count * sizeof(SaveTensor));
-    char (*names)[128] = mallocCheck((size_t)count * 128);
-    // every tensor under its HF name, as DistilBertForMaskedLM saves them (no head: the head is
-    // new when training starts, as in the tutorial)
-    const char* emb_names[4] = { "word_embeddings.weight", "position_embeddings.weight",
-                                 "LayerNorm.weight", "LayerNorm.bias" };
-    int emb_rows[4] = { c.vocab_size, c.max_pos, c.dim, c.dim },
-        emb_cols[4] = { c.dim, c.dim, 0, 0 };
-    for (int i = 0; i < 4; i++, k++) {
-        snprintf(names[k], 128, "distilbert.embeddings.%s", emb_names[i]);
-        SaveTensor st = { names[k],
-                          tiny_tensor(&rng, emb_rows[i], emb_cols[i], i < 2 ? 1.0f : 0.0f,
-                                      i == 2 ? 1.0f : 0.0f),
-                          emb_rows[i], emb_cols[i] };
-        t[k] = st;
-    }
-    const char* ln_names[4] = { "sa_layer_norm.weight", "sa_layer_norm.bias",
-                                "output_layer_norm.weight", "output_layer_norm.bias" };
-    for (int l = 0; l < c.n_layers; l++) {
-        for (int i = 0; i < NUM_LIN; i++) {
-            int OC = lin_out(&c, i), IC = lin_in(&c, i);
-            snprintf(names[k], 128, "distilbert.transformer.layer.%d.%s.weight", l, LIN_PATHS[i]);
-            SaveTensor w = { names[k], tiny_tensor(&rng, OC, IC, 1.0f / sqrtf((float)IC), 0.0f), OC,
-                             IC };
-            t[k++] = w;
-            snprintf(names[k], 128, "distilbert.transformer.layer.%d.%s.bias", l, LIN_PATHS[i]);
-            SaveTensor b = { names[k], tiny_tensor(&rng, OC, 0, 0.0f, 0.0f), OC, 0 };
-            t[k++] = b;
-        }
-        for (int i = 0; i < 4; i++, k++) {
-            snprintf(names[k], 128, "distilbert.transformer.layer.%d.%s", l, ln_names[i]);
-            SaveTensor ln = { names[k], tiny_tensor(&rng, c.dim, 0, 0.0f, i % 2 == 0 ? 1.0f : 0.0f),
-                              c.dim, 0 };
-            t[k] = ln;
-        }
-    }
-    int rc = safetensors_write_tmp(files[0], t, k, "F32");
-    for (int i = 0; i < k; i++) { free((void*)t[i].data); }
-    free(t); free(names);
-    // config.json with DistilBertConfig's names (the fields config_load reads, and a few more
-    // so that transformers' AutoModel can load it too)
-    char config[1024];
-    snprintf(config, sizeof(config),
-             "{\n  \"activation\": \"gelu\",\n  \"architectures\": [\"DistilBertForMaskedLM\"],\n"
-             "  \"attention_dropout\": 0.1,\n  \"dim\": %d,\n  \"dropout\": 0.1,\n  "
-             "\"hidden_dim\": %d,\n"
-             "  \"initializer_range\": 0.02,\n  \"max_position_embeddings\": %d,\n  "
-             "\"model_type\": \"distilbert\",\n"
-             "  \"n_heads\": %d,\n  \"n_layers\": %d,\n  \"pad_token_id\": 0,\n  \"qa_dropout\": "
-             "0.1,\n"
-             "  \"seq_classif_dropout\": 0.2,\n  \"sinusoidal_pos_embds\": false,\n  "
-             "\"tie_word_embeddings\": true,\n"
-             "  \"vocab_size\": %d\n}\n",
-             c.dim, c.hidden_dim, c.max_pos, c.n_heads, c.n_layers, c.vocab_size);
-    if (rc == 0) { rc = text_write_tmp(files[1], config); }
+    int rc = tiny_write_model(files[0], &c, &rng);
+    if (rc == 0) { rc = tiny_write_config(files[1], &c); }
     // the toy data, from its own generator
     Rng data_rng = { o->seed ^ 0x746f79ULL };
     if (rc == 0) { rc = tiny_write_tsv(files[3], 200, &data_rng); }
