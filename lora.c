@@ -5874,46 +5874,18 @@ static void svg_text(FILE* f, const char* s) {
     }
 }
 
-// OUT/curves.svg: x = training step; left axis loss (training raw and smoothed, validation per
-// epoch), right axis validation accuracy (0 to 1). Written to curves.svg.tmp, then renamed.
-static void progress_write_svg(Progress* pr) {
-    const double W = 760, H = 470, x0 = 70, x1 = 680, y0 = 380, y1 = 50;  // plot area
-    char tmp[1200];
-    snprintf(tmp, sizeof(tmp), "%s.tmp", pr->svg_path);
-    FILE* f = fopen(tmp, "w");
-    if (f == NULL) { return; }  // not worth stopping training for
-    // the loss axis fits the smoothed training loss and the validation loss; single batches
-    // above it (a batch of 4 can have a loss of 4) are drawn clipped at the top
-    double maxloss = 0, ema0 = NAN;
-    for (int i = 0; i < pr->n_steps; i++) {
-        if (pr->step_loss[i] != pr->step_loss[i]) { continue; }
-        ema0 = ema0 == ema0 ? 0.9 * ema0 + 0.1 * pr->step_loss[i] : pr->step_loss[i];
-        if (ema0 > maxloss) { maxloss = ema0; }
-    }
-    for (int e = 0; e < pr->n_epochs; e++) {
-        if (pr->ep_val[e] > maxloss) { maxloss = pr->ep_val[e]; }
-    }
-    maxloss *= 1.15;
-    if (!(maxloss > 0) || maxloss != maxloss) { maxloss = 1; }
-    double ytick = nice_tick(maxloss), ymax = ceil(maxloss / ytick) * ytick;
-    double xmax = pr->total_steps, xtick = nice_tick(xmax);
-    #define SX(step) (x0 + (x1 - x0) * (step) / xmax)
-    #define SY(loss) (y0 - (y0 - y1) * ((loss) > ymax ? ymax : (loss)) / ymax)
-    #define SA(acc) (y0 - (y0 - y1) * (acc))
-    fprintf(f, "<?xml version=\"1.0\" encoding=\"UTF-8\"?>\n");
-    fprintf(f,
-            "<svg xmlns=\"http://www.w3.org/2000/svg\" width=\"%.0f\" height=\"%.0f\" viewBox=\"0 "
-            "0 %.0f %.0f\" "
-            "font-family=\"sans-serif\" font-size=\"12\">\n",
-            W, H, W, H);
-    fprintf(f,
-            "<rect width=\"100%%\" height=\"100%%\" fill=\"white\"/>\n<text x=\"%.0f\" y=\"28\" "
-            "font-size=\"14\">"
-            "lora.c training: ",
-            x0);
-    svg_text(f, pr->title);
-    fprintf(f, "</text>\n");
-    // axes, grid and ticks
+// pixels in curves.svg: SX of a training step, SY of a loss (clipped at the top), SA of an
+// accuracy, from the plot area x0..x1 (left to right), y0..y1 (bottom to top) and the axes' ends
+// xmax and ymax, which svg_axes and progress_write_svg both hold under these names
+#define SX(step) (x0 + (x1 - x0) * (step) / xmax)
+#define SY(loss) (y0 - (y0 - y1) * ((loss) > ymax ? ymax : (loss)) / ymax)
+#define SA(acc) (y0 - (y0 - y1) * (acc))
+
+// curves.svg's axes: the loss grid, the frame, the ticks of both y axes and of the steps, the
+// axis titles
+static void svg_axes(FILE* f, const Progress* pr, double x0, double x1, double y0, double y1,
+                     double xmax, double ymax, double ytick) {
+    double xtick = nice_tick(xmax);
     fprintf(f, "<g stroke=\"#ddd\">\n");
     for (double v = 0; v <= ymax + 1e-9; v += ytick) {
         fprintf(f, "<line x1=\"%.1f\" y1=\"%.1f\" x2=\"%.1f\" y2=\"%.1f\"/>\n", x0, SY(v), x1,
@@ -5943,6 +5915,63 @@ static void progress_write_svg(Progress* pr) {
             "<text transform=\"translate(%.1f %.1f) rotate(90)\">validation "
             "accuracy</text>\n</g>\n",
             x1 + 45, (y0 + y1) / 2);
+}
+
+// curves.svg's legend: one row under the plot (H is the picture's height), where no curve can be
+static void svg_legend(FILE* f, double x0, double H) {
+    const char* names[4] = { "training loss", "training loss, smoothed", "validation loss",
+                             "validation accuracy (right axis)" };
+    const char* lc[4] = { "#9ecae1", "#08519c", "#d94801", "#238b45" };
+    fprintf(f, "<g>\n");
+    double lx = x0;
+    for (int i = 0; i < 4; i++) {
+        fprintf(f,
+                "<line x1=\"%.1f\" y1=\"%.1f\" x2=\"%.1f\" y2=\"%.1f\" stroke=\"%s\" "
+                "stroke-width=\"2\"/>"
+                "<text x=\"%.1f\" y=\"%.1f\">%s</text>\n",
+                lx, H - 22, lx + 22, H - 22, lc[i], lx + 28, H - 18, names[i]);
+        lx += 28 + 6.0 * strlen(names[i]) + 14;  // (about 6 pixels a character at font-size 12)
+    }
+    fprintf(f, "</g>\n");
+}
+
+// OUT/curves.svg: x = training step; left axis loss (training raw and smoothed, validation per
+// epoch), right axis validation accuracy (0 to 1). Written to curves.svg.tmp, then renamed.
+static void progress_write_svg(Progress* pr) {
+    const double W = 760, H = 470, x0 = 70, x1 = 680, y0 = 380, y1 = 50;  // plot area
+    char tmp[1200];
+    snprintf(tmp, sizeof(tmp), "%s.tmp", pr->svg_path);
+    FILE* f = fopen(tmp, "w");
+    if (f == NULL) { return; }  // not worth stopping training for
+    // the loss axis fits the smoothed training loss and the validation loss; single batches
+    // above it (a batch of 4 can have a loss of 4) are drawn clipped at the top
+    double maxloss = 0, ema0 = NAN;
+    for (int i = 0; i < pr->n_steps; i++) {
+        if (pr->step_loss[i] != pr->step_loss[i]) { continue; }
+        ema0 = ema0 == ema0 ? 0.9 * ema0 + 0.1 * pr->step_loss[i] : pr->step_loss[i];
+        if (ema0 > maxloss) { maxloss = ema0; }
+    }
+    for (int e = 0; e < pr->n_epochs; e++) {
+        if (pr->ep_val[e] > maxloss) { maxloss = pr->ep_val[e]; }
+    }
+    maxloss *= 1.15;
+    if (!(maxloss > 0) || maxloss != maxloss) { maxloss = 1; }
+    double ytick = nice_tick(maxloss), ymax = ceil(maxloss / ytick) * ytick;
+    double xmax = pr->total_steps;
+    fprintf(f, "<?xml version=\"1.0\" encoding=\"UTF-8\"?>\n");
+    fprintf(f,
+            "<svg xmlns=\"http://www.w3.org/2000/svg\" width=\"%.0f\" height=\"%.0f\" viewBox=\"0 "
+            "0 %.0f %.0f\" "
+            "font-family=\"sans-serif\" font-size=\"12\">\n",
+            W, H, W, H);
+    fprintf(f,
+            "<rect width=\"100%%\" height=\"100%%\" fill=\"white\"/>\n<text x=\"%.0f\" y=\"28\" "
+            "font-size=\"14\">"
+            "lora.c training: ",
+            x0);
+    svg_text(f, pr->title);
+    fprintf(f, "</text>\n");
+    svg_axes(f, pr, x0, x1, y0, y1, xmax, ymax, ytick);
     // training loss, raw (every step, light) and smoothed (exponential moving average, 0.9)
     fprintf(f, "<polyline fill=\"none\" stroke=\"#9ecae1\" stroke-width=\"1\" points=\"");
     for (int i = 0; i < pr->n_steps; i++) {
@@ -5975,28 +6004,14 @@ static void progress_write_svg(Progress* pr) {
                     colors[k]);
         }
     }
-    // the legend
-    const char* names[4] = { "training loss", "training loss, smoothed", "validation loss",
-                             "validation accuracy (right axis)" };
-    const char* lc[4] = { "#9ecae1", "#08519c", "#d94801", "#238b45" };
-    // the legend: one row under the plot, where no curve can be
-    fprintf(f, "<g>\n");
-    double lx = x0;
-    for (int i = 0; i < 4; i++) {
-        fprintf(f,
-                "<line x1=\"%.1f\" y1=\"%.1f\" x2=\"%.1f\" y2=\"%.1f\" stroke=\"%s\" "
-                "stroke-width=\"2\"/>"
-                "<text x=\"%.1f\" y=\"%.1f\">%s</text>\n",
-                lx, H - 22, lx + 22, H - 22, lc[i], lx + 28, H - 18, names[i]);
-        lx += 28 + 6.0 * strlen(names[i]) + 14;  // (about 6 pixels a character at font-size 12)
-    }
-    fprintf(f, "</g>\n</svg>\n");
-    #undef SX
-    #undef SY
-    #undef SA
+    svg_legend(f, x0, H);
+    fprintf(f, "</svg>\n");
     int bad = ferror(f);
     if (fclose(f) != 0 || bad || rename(tmp, pr->svg_path) != 0) { remove(tmp); }
 }
+#undef SX
+#undef SY
+#undef SA
 
 static void class_scores(const Metrics* r, int k, float* precision, float* recall, float* f1);
 // the end of an epoch row of log.tsv: with K > 2 classes, each class's scores and the confusion
@@ -6319,6 +6334,44 @@ static int resume_options(Options* o, const Json* st, const Json* j, const char*
     return 0;
 }
 
+// a run's "targets" (from its trainer_state.json, named file) into lora->targets: names between
+// commas, each one of LIN_NAMES (an error names the whole name). 0, or -1 after one error line.
+static int resume_targets(LoraConfig* lora, const char* targets, const char* file) {
+    for (int i = 0; i < NUM_LIN; i++) { lora->targets[i] = 0; }
+    for (const char* t = targets; ; t++) {
+        int len = (int)strcspn(t, ","), found = 0;
+        for (int i = 0; i < NUM_LIN; i++) {
+            if ((int)strlen(LIN_NAMES[i]) == len && strncmp(t, LIN_NAMES[i], len) == 0) {
+                lora->targets[i] = found = 1;
+            }
+        }
+        if (!found) {
+            return fail("%s: \"targets\" names '%.*s%s', not a Linear of DistilBERT", file,
+                        len < 80 ? len : 80, t, len < 80 ? "" : "...");
+        }
+        t += len;
+        if (*t == '\0') { break; }
+    }
+    return 0;
+}
+
+// the folder that holds dir (out/last -> out, last -> ., /last -> /), in a static buffer
+static const char* resume_out_dir(const char* dir) {
+    static char out_dir[1024];
+    snprintf(out_dir, sizeof(out_dir), "%s", dir);
+    size_t n = strlen(out_dir);
+    while (n > 1 && out_dir[n - 1] == '/') { out_dir[--n] = '\0'; }
+    char* slash = strrchr(out_dir, '/');
+    if (slash == NULL) {
+        snprintf(out_dir, sizeof(out_dir), ".");
+    } else if (slash == out_dir) {
+        out_dir[1] = '\0';
+    } else {
+        *slash = '\0';
+    }
+    return out_dir;
+}
+
 // --resume DIR, before anything is loaded: the run's settings from DIR/trainer_state.json go into
 // o (the model, data, schedule, LoRA and seed must be the run's own for it to continue as it
 // would have), and --out becomes DIR's parent. The strings stay in *keep (freed by the caller).
@@ -6368,35 +6421,9 @@ static int resume_settings(Options* o, Json** keep) {
     if (mode && (mode->type != JSON_STRING || strcmp(mode->string, MODE_NAMES[o->mode]) != 0)) {
         return fail("%s: \"mode\" must be \"lora\", \"head\" or \"full\"", file);
     }
-    // the targets: names between commas, each one of LIN_NAMES (an error names the whole name)
-    for (int i = 0; i < NUM_LIN; i++) { o->lora.targets[i] = 0; }
-    for (const char* t = targets; ; t++) {
-        int len = (int)strcspn(t, ","), found = 0;
-        for (int i = 0; i < NUM_LIN; i++) {
-            if ((int)strlen(LIN_NAMES[i]) == len && strncmp(t, LIN_NAMES[i], len) == 0) {
-                o->lora.targets[i] = found = 1;
-            }
-        }
-        if (!found) {
-            return fail("%s: \"targets\" names '%.*s%s', not a Linear of DistilBERT", file,
-                        len < 80 ? len : 80, t, len < 80 ? "" : "...");
-        }
-        t += len;
-        if (*t == '\0') { break; }
-    }
+    if (resume_targets(&o->lora, targets, file) != 0) { return -1; }
     // --out: the folder that holds DIR (out/last -> out)
-    static char out_dir[1024];
-    snprintf(out_dir, sizeof(out_dir), "%s", o->resume_dir);
-    size_t n = strlen(out_dir);
-    while (n > 1 && out_dir[n - 1] == '/') { out_dir[--n] = '\0'; }
-    char* slash = strrchr(out_dir, '/');
-    if (slash == NULL) {
-        snprintf(out_dir, sizeof(out_dir), ".");
-    } else if (slash == out_dir) {
-        out_dir[1] = '\0';
-    } else {
-        *slash = '\0';
-    }
+    const char* out_dir = resume_out_dir(o->resume_dir);
     o->out_dir = out_dir;
     // a finished run: its epoch is the one after the last. Nothing to continue; say what is there
     // and how to train more
@@ -6792,29 +6819,12 @@ static void print_class_report(const Metrics* r, char* const* names) {
     }
 }
 
-// eval --predictions FILE, opened before any work, and written as the user asked with nothing else
-// touched: "-" and /dev/stdout are the standard output; a pipe (FIFO), a terminal or another
-// character device, or a symbolic link, is written through, never renamed over; a regular file is
-// written whole as FILE.tmp and renamed over FILE at the end (*via_tmp = 1), and only when FILE is
-// new or --overwrite says it may go. Never an input of this eval (the --val file, the model's and
-// the adapter's files, by any name or link) and never a file in a folder that holds a model, an
-// adapter or a trainer state. NULL after one error line.
-static FILE* predictions_open(const Options* o, const char* path, int* via_tmp) {
-    *via_tmp = 0;
-    if (strcmp(path, "-") == 0 || strcmp(path, "/dev/stdout") == 0) { return stdout; }
 #ifndef _WIN32
-    // what path is (stat follows a link to its target; lstat tells whether it is a link)
-    struct stat out, link, in;
-    int exists = stat(path, &out) == 0, is_link = lstat(path, &link) == 0 && S_ISLNK(link.st_mode);
-    if (exists && S_ISDIR(out.st_mode)) {
-        fail("--predictions %s is a directory, not a file", path);
-        return NULL;
-    }
-    if (exists && !S_ISREG(out.st_mode) && !S_ISFIFO(out.st_mode) && !S_ISCHR(out.st_mode)) {
-        fail("--predictions %s is not a file, a pipe or a terminal", path);
-        return NULL;
-    }
-    // the inputs: the same file (device and inode) is refused, whatever its name
+// --predictions path (out: its stat) is none of this eval's inputs (the --val file, the model's
+// files, the adapter's), by any name: the same device and inode are refused. 0, or -1 after one
+// error line.
+static int predictions_check_inputs(const Options* o, const char* path, const struct stat* out) {
+    struct stat in;
     char input[6][1200];
     const char* role[6] = { "the --val file", "the model's config.json", "the model's weights",
                             "the model's vocab.txt", "the adapter's weights",
@@ -6829,14 +6839,42 @@ static FILE* predictions_open(const Options* o, const char* path, int* via_tmp) 
     for (int k = 0; o->adapter_dir && k < 2; k++) {
         adapter_set_file(input[inputs++], sizeof(input[0]), o->adapter_dir, adapter_files[k]);
     }
-    for (int k = 0; k < inputs && exists; k++) {
-        if (stat(input[k], &in) == 0 && in.st_dev == out.st_dev && in.st_ino == out.st_ino) {
+    for (int k = 0; k < inputs; k++) {
+        if (stat(input[k], &in) == 0 && in.st_dev == out->st_dev && in.st_ino == out->st_ino) {
             int same_name = strcmp(path, input[k]) == 0;
-            fail("--predictions %s is %s%s%s%s, an input of this eval: choose another FILE", path,
-                 role[k], same_name ? "" : " (", same_name ? "" : input[k], same_name ? "" : ")");
-            return NULL;
+            return fail("--predictions %s is %s%s%s%s, an input of this eval: choose another FILE",
+                        path, role[k], same_name ? "" : " (", same_name ? "" : input[k],
+                        same_name ? "" : ")");
         }
     }
+    return 0;
+}
+#endif
+
+// eval --predictions FILE, opened before any work, and written as the user asked with nothing else
+// touched: "-" and /dev/stdout are the standard output; a pipe (FIFO), a terminal or another
+// character device, or a symbolic link, is written through, never renamed over; a regular file is
+// written whole as FILE.tmp and renamed over FILE at the end (*via_tmp = 1), and only when FILE is
+// new or --overwrite says it may go. Never an input of this eval (the --val file, the model's and
+// the adapter's files, by any name or link) and never a file in a folder that holds a model, an
+// adapter or a trainer state. NULL after one error line.
+static FILE* predictions_open(const Options* o, const char* path, int* via_tmp) {
+    *via_tmp = 0;
+    if (strcmp(path, "-") == 0 || strcmp(path, "/dev/stdout") == 0) { return stdout; }
+#ifndef _WIN32
+    // what path is (stat follows a link to its target; lstat tells whether it is a link)
+    struct stat out, link;
+    int exists = stat(path, &out) == 0, is_link = lstat(path, &link) == 0 && S_ISLNK(link.st_mode);
+    if (exists && S_ISDIR(out.st_mode)) {
+        fail("--predictions %s is a directory, not a file", path);
+        return NULL;
+    }
+    if (exists && !S_ISREG(out.st_mode) && !S_ISFIFO(out.st_mode) && !S_ISCHR(out.st_mode)) {
+        fail("--predictions %s is not a file, a pipe or a terminal", path);
+        return NULL;
+    }
+    // the inputs: the same file (device and inode) is refused, whatever its name
+    if (exists && predictions_check_inputs(o, path, &out) != 0) { return NULL; }
     // the folder path is in: not a model's, an adapter's or a run's checkpoint
     char dir[1100];
     snprintf(dir, sizeof(dir), "%s", path);
@@ -6901,6 +6939,47 @@ static int predictions_close(FILE* f, const char* path, int via_tmp, int ok) {
     return ok ? 0 : fail("cannot write --predictions %s: %s", path, strerror(why));
 }
 
+// --predictions FILE: one line per review, in the order of the file: index, label, P(positive)
+// (K > 2: index, label, predicted class, and the probability of each class). 1 if all was written.
+static int predictions_write(FILE* out, const Dataset* d, const float* probs, int K,
+                             char* const* names) {
+    int ok = 1;
+    if (K == 2) { ok = fprintf(out, "index\tlabel\tp_positive\n") > 0; }
+    for (int k = 0; ok && K > 2 && k <= K; k++) {
+        ok = fprintf(out, k ? "\tp_%s" : "index\tlabel\tpredicted", k ? names[k - 1] : "") > 0;
+    }
+    if (ok && K > 2) { ok = fprintf(out, "\n") > 0; }
+    for (int i = 0; ok && i < d->n; i++) {
+        const float* p = probs + (size_t)i * K;
+        if (K == 2) {
+            ok = fprintf(out, "%d\t%d\t%.6f\n", i, d->labels[i], p[1]) > 0;
+            continue;
+        }
+        int pred = 0;
+        for (int k = 1; k < K; k++) { if (p[k] > p[pred]) { pred = k; } }
+        ok = fprintf(out, "%d\t%s\t%s", i, names[d->labels[i]], names[pred]) > 0;
+        for (int k = 0; ok && k < K; k++) { ok = fprintf(out, "\t%.6f", p[k]) > 0; }
+        if (ok) { ok = fprintf(out, "\n") > 0; }
+    }
+    return ok;
+}
+
+// eval's and predict's start: the model with its adapter (load_for_inference), its vocab.txt,
+// and the max_len to use. max_len, or -1 after one error line (nothing left to free)
+static int inference_load(Model* model, Tokenizer* tok, const Options* o) {
+    if (load_for_inference(model, o) != 0) { return -1; }
+    char path[1024];
+    snprintf(path, sizeof(path), "%s/vocab.txt", o->model_dir);
+    if (tokenizer_init(tok, path) != 0) { model_free(model); return -1; }
+    int max_len = effective_max_len(o, &model->config);
+    if (max_len < 0 || check_vocab(tok, &model->config, o->model_dir) != 0) {
+        tokenizer_free(tok);
+        model_free(model);
+        return -1;
+    }
+    return max_len;
+}
+
 int eval_command(const Options* o, const char* predictions_path) {
     double t0 = now_seconds();
     // --predictions FILE first: a bad one is found before any work
@@ -6908,24 +6987,19 @@ int eval_command(const Options* o, const char* predictions_path) {
     FILE* out = predictions_path ? predictions_open(o, predictions_path, &via_tmp) : NULL;
     if (predictions_path && out == NULL) { return -1; }
     Model model;
-    if (load_for_inference(&model, o) != 0) {
+    Tokenizer tok;
+    int max_len = inference_load(&model, &tok, o);
+    if (max_len < 0) {
         if (out) { predictions_close(out, predictions_path, via_tmp, 0); }
         return -1;
     }
-    Tokenizer tok;
-    char path[1024];
-    snprintf(path, sizeof(path), "%s/vocab.txt", o->model_dir);
-    if (tokenizer_init(&tok, path) != 0) { model_free(&model); return -1; }
     Dataset d = { 0 };
     const Config* c = &model.config;
     int K = c->num_labels;
     char* const* names = c->id2label;
-    int max_len = effective_max_len(o, c);
     // the file's labels must be the model's classes (names, or numbers 0..K-1)
     DataFormat format = { o->text_column, o->label_column, K, names, "the model" };
-    int rc = (max_len < 0 || check_vocab(&tok, c, o->model_dir) != 0)
-        ? -1
-        : dataset_load(&d, o->val_path, &tok, max_len, &format);
+    int rc = dataset_load(&d, o->val_path, &tok, max_len, &format);
     Metrics* r = mallocCheck(sizeof(Metrics));
     float* probs = NULL;
     if (rc == 0) {
@@ -6949,28 +7023,9 @@ int eval_command(const Options* o, const char* predictions_path) {
         } else if (rc == 0) {
             print_class_report(r, names);
         }
-        // --predictions FILE: one line per review, in the order of the file: index, label,
-        // P(positive) (K > 2: index, label, predicted class, and the probability of each class)
+        // --predictions FILE (predictions_write), then FILE.tmp renamed over FILE
         if (rc == 0 && out) {
-            int ok = 1;
-            if (K == 2) { ok = fprintf(out, "index\tlabel\tp_positive\n") > 0; }
-            for (int k = 0; ok && K > 2 && k <= K; k++) {
-                ok = fprintf(out, k ? "\tp_%s" : "index\tlabel\tpredicted", k ? names[k - 1] : "") >
-                    0;
-            }
-            if (ok && K > 2) { ok = fprintf(out, "\n") > 0; }
-            for (int i = 0; ok && i < d.n; i++) {
-                const float* p = probs + (size_t)i * K;
-                if (K == 2) {
-                    ok = fprintf(out, "%d\t%d\t%.6f\n", i, d.labels[i], p[1]) > 0;
-                    continue;
-                }
-                int pred = 0;
-                for (int k = 1; k < K; k++) { if (p[k] > p[pred]) { pred = k; } }
-                ok = fprintf(out, "%d\t%s\t%s", i, names[d.labels[i]], names[pred]) > 0;
-                for (int k = 0; ok && k < K; k++) { ok = fprintf(out, "\t%.6f", p[k]) > 0; }
-                if (ok) { ok = fprintf(out, "\n") > 0; }
-            }
+            int ok = predictions_write(out, &d, probs, K, names);
             rc = predictions_close(out, predictions_path, via_tmp, ok);
             out = NULL;
         }
@@ -6984,22 +7039,35 @@ int eval_command(const Options* o, const char* predictions_path) {
     return rc;
 }
 
+// one line of any length from standard input into *line (grown as needed, *cap bytes), without
+// its '\n', *len its length: 0, or -1 at the end of the input
+static int stdin_line(char** line, size_t* cap, size_t* len) {
+    size_t n = 0;
+    int ch;
+    // (getline is POSIX, not C11: grow the buffer by hand)
+    while ((ch = getchar()) != EOF && ch != '\n') {
+        if (n + 1 >= *cap) {
+            *cap = *cap ? 2 * *cap : 1024;
+            *line = realloc(*line, *cap);
+            if (!*line) { exit(EXIT_FAILURE); }
+        }
+        (*line)[n++] = (char)ch;
+    }
+    if (ch == EOF && n == 0) { return -1; }
+    if (*line == NULL) { *cap = 1; *line = malloc(1); if (!*line) { exit(EXIT_FAILURE); } }
+    (*line)[n] = '\0';
+    *len = n;
+    return 0;
+}
+
 // classify each text: texts from the command line, or else one per line of standard input.
 // Each line: the most probable label, P(label 1) (K > 2: the label's probability; all: every
 // class's, as name:probability), and the text.
 int predict_command(const Options* o, char** texts, int count, int all) {
     Model model;
-    if (load_for_inference(&model, o) != 0) { return -1; }
     Tokenizer tok;
-    char path[1024];
-    snprintf(path, sizeof(path), "%s/vocab.txt", o->model_dir);
-    if (tokenizer_init(&tok, path) != 0) { model_free(&model); return -1; }
-    int max_len = effective_max_len(o, &model.config);
-    if (max_len < 0 || check_vocab(&tok, &model.config, o->model_dir) != 0) {
-        tokenizer_free(&tok);
-        model_free(&model);
-        return -1;
-    }
+    int max_len = inference_load(&model, &tok, o);
+    if (max_len < 0) { return -1; }
     int K = model.config.num_labels, width = 0;
     char* const* names = model.config.id2label;
     for (int k = 0; k < K; k++) {
@@ -7028,23 +7096,8 @@ int predict_command(const Options* o, char** texts, int count, int all) {
             text = texts[i];
             len = strlen(text);
         } else {
-            // read one line of any length from stdin
-            size_t n = 0;
-            int ch;
-            // (getline is POSIX, not C11: grow the buffer by hand)
-            while ((ch = getchar()) != EOF && ch != '\n') {
-                if (n + 1 >= line_cap) {
-                    line_cap = line_cap ? 2 * line_cap : 1024;
-                    line = realloc(line, line_cap);
-                    if (!line) { exit(EXIT_FAILURE); }
-                }
-                line[n++] = (char)ch;
-            }
-            if (ch == EOF && n == 0) { break; }
-            if (line == NULL) { line_cap = 1; line = malloc(1); if (!line) { exit(EXIT_FAILURE); } }
-            line[n] = '\0';
+            if (stdin_line(&line, &line_cap, &len) != 0) { break; }
             text = line;
-            len = n;
         }
         long bad = utf8_first_invalid(text, len);
         if (bad >= 0) { rc = fail("text %d: invalid UTF-8 at byte %ld", i + 1, bad); break; }
@@ -7362,6 +7415,26 @@ static void bench_report(const char* what, const char* per, double* seconds, int
            1000.0 * total / K, per, 1000.0 * seconds[K / 2], tokens / total, flops / total / 1e9);
 }
 
+// room for the largest of bench's K + 1 batches (B sequences each, their lengths in turn from
+// all_lengths) before the first one: otherwise the first batch larger than all before it lays
+// the activations out again in the middle of the timing
+static void bench_reserve_largest(Model* m, const int* all_lengths, int num_lengths, int B, int K) {
+    size_t max_N = 0, max_AT = 0;
+    int max_T = 0;
+    for (int k = 0; k <= K; k++) {
+        size_t n = 0, at = 0;
+        for (int b = 0; b < B; b++) {
+            int T = all_lengths[((size_t)k * B + b) % num_lengths];
+            n += T;
+            at += (size_t)m->config.n_heads * T * T;
+            if (T > max_T) { max_T = T; }
+        }
+        if (n > max_N) { max_N = n; }
+        if (at > max_AT) { max_AT = at; }
+    }
+    model_reserve(m, B, max_N, max_AT, max_T);
+}
+
 int bench_command(const Options* o, const BenchOptions* bo) {
     if (strcmp(bo->what, "mm") == 0) { return bench_matmul(); }
     if (strcmp(bo->what, "model") != 0) {
@@ -7385,22 +7458,7 @@ int bench_command(const Options* o, const BenchOptions* bo) {
     double* seconds = mallocCheck(2 * (size_t)K * sizeof(double));  // training K, evaluation K
     double tokens = 0.0, flops_train = 0.0, flops_eval = 0.0;
     Rng rng = { o->seed };
-    // room for the largest of the batches before the first one: otherwise the first batch larger
-    // than all before it lays the activations out again in the middle of the timing
-    size_t max_N = 0, max_AT = 0;
-    int max_T = 0;
-    for (int k = 0; k <= K; k++) {
-        size_t n = 0, at = 0;
-        for (int b = 0; b < B; b++) {
-            int T = all_lengths[((size_t)k * B + b) % num_lengths];
-            n += T;
-            at += (size_t)c->n_heads * T * T;
-            if (T > max_T) { max_T = T; }
-        }
-        if (n > max_N) { max_N = n; }
-        if (at > max_AT) { max_AT = at; }
-    }
-    model_reserve(&model, B, max_N, max_AT, max_T);
+    bench_reserve_largest(&model, all_lengths, num_lengths, B, K);
     const char* source = bo->lengths_path ? bo->lengths_path : "fixed length";
     printf("bench: dim %d, %d layer%s, %d head%s, FFN %d | mode %s | batch %d | %d batch%s after 1 "
            "warm-up | threads %d | %s\n", c->dim, c->n_layers, plural(c->n_layers), c->n_heads,
@@ -7548,6 +7606,70 @@ static int same_bytes(const char* a, const char* b) {
     return same;
 }
 
+// the random model's tensors (see tiny_command), drawn from rng, into path.tmp as safetensors
+static int tiny_write_model(const char* path, const Config* c, Rng* rng) {
+    int count = 4 + c->n_layers * (2 * NUM_LIN + 4), k = 0;
+    SaveTensor* t = mallocCheck(count * sizeof(SaveTensor));
+    char (*names)[128] = mallocCheck((size_t)count * 128);
+    // every tensor under its HF name, as DistilBertForMaskedLM saves them (no head: the head is
+    // new when training starts, as in the tutorial)
+    const char* emb_names[4] = { "word_embeddings.weight", "position_embeddings.weight",
+                                 "LayerNorm.weight", "LayerNorm.bias" };
+    int emb_rows[4] = { c->vocab_size, c->max_pos, c->dim, c->dim },
+        emb_cols[4] = { c->dim, c->dim, 0, 0 };
+    for (int i = 0; i < 4; i++, k++) {
+        snprintf(names[k], 128, "distilbert.embeddings.%s", emb_names[i]);
+        SaveTensor st = { names[k],
+                          tiny_tensor(rng, emb_rows[i], emb_cols[i], i < 2 ? 1.0f : 0.0f,
+                                      i == 2 ? 1.0f : 0.0f),
+                          emb_rows[i], emb_cols[i] };
+        t[k] = st;
+    }
+    const char* ln_names[4] = { "sa_layer_norm.weight", "sa_layer_norm.bias",
+                                "output_layer_norm.weight", "output_layer_norm.bias" };
+    for (int l = 0; l < c->n_layers; l++) {
+        for (int i = 0; i < NUM_LIN; i++) {
+            int OC = lin_out(c, i), IC = lin_in(c, i);
+            snprintf(names[k], 128, "distilbert.transformer.layer.%d.%s.weight", l, LIN_PATHS[i]);
+            SaveTensor w = { names[k], tiny_tensor(rng, OC, IC, 1.0f / sqrtf((float)IC), 0.0f), OC,
+                             IC };
+            t[k++] = w;
+            snprintf(names[k], 128, "distilbert.transformer.layer.%d.%s.bias", l, LIN_PATHS[i]);
+            SaveTensor b = { names[k], tiny_tensor(rng, OC, 0, 0.0f, 0.0f), OC, 0 };
+            t[k++] = b;
+        }
+        for (int i = 0; i < 4; i++, k++) {
+            snprintf(names[k], 128, "distilbert.transformer.layer.%d.%s", l, ln_names[i]);
+            SaveTensor ln = { names[k], tiny_tensor(rng, c->dim, 0, 0.0f, i % 2 == 0 ? 1.0f : 0.0f),
+                              c->dim, 0 };
+            t[k] = ln;
+        }
+    }
+    int rc = safetensors_write_tmp(path, t, k, "F32");
+    for (int i = 0; i < k; i++) { free((void*)t[i].data); }
+    free(t); free(names);
+    return rc;
+}
+
+// config.json with DistilBertConfig's names (the fields config_load reads, and a few more
+// so that transformers' AutoModel can load it too), into path.tmp
+static int tiny_write_config(const char* path, const Config* c) {
+    char config[1024];
+    snprintf(config, sizeof(config),
+             "{\n  \"activation\": \"gelu\",\n  \"architectures\": [\"DistilBertForMaskedLM\"],\n"
+             "  \"attention_dropout\": 0.1,\n  \"dim\": %d,\n  \"dropout\": 0.1,\n  "
+             "\"hidden_dim\": %d,\n"
+             "  \"initializer_range\": 0.02,\n  \"max_position_embeddings\": %d,\n  "
+             "\"model_type\": \"distilbert\",\n"
+             "  \"n_heads\": %d,\n  \"n_layers\": %d,\n  \"pad_token_id\": 0,\n  \"qa_dropout\": "
+             "0.1,\n"
+             "  \"seq_classif_dropout\": 0.2,\n  \"sinusoidal_pos_embds\": false,\n  "
+             "\"tie_word_embeddings\": true,\n"
+             "  \"vocab_size\": %d\n}\n",
+             c->dim, c->hidden_dim, c->max_pos, c->n_heads, c->n_layers, c->vocab_size);
+    return text_write_tmp(path, config);
+}
+
 int tiny_command(const Options* o) {
     const char* dir = "weights/tiny";
     if ((make_dir(dir) != 0 && errno != EEXIST) ||
@@ -7575,62 +7697,8 @@ int tiny_command(const Options* o) {
                  .hidden_dim = 64,
                  .num_labels = 2 };
     Rng rng = { o->seed ^ 0x5eedULL };
-    int count = 4 + c.n_layers * (2 * NUM_LIN + 4), k = 0;
-    SaveTensor* t = mallocCheck(count * sizeof(SaveTensor));
-    char (*names)[128] = mallocCheck((size_t)count * 128);
-    // every tensor under its HF name, as DistilBertForMaskedLM saves them (no head: the head is
-    // new when training starts, as in the tutorial)
-    const char* emb_names[4] = { "word_embeddings.weight", "position_embeddings.weight",
-                                 "LayerNorm.weight", "LayerNorm.bias" };
-    int emb_rows[4] = { c.vocab_size, c.max_pos, c.dim, c.dim },
-        emb_cols[4] = { c.dim, c.dim, 0, 0 };
-    for (int i = 0; i < 4; i++, k++) {
-        snprintf(names[k], 128, "distilbert.embeddings.%s", emb_names[i]);
-        SaveTensor st = { names[k],
-                          tiny_tensor(&rng, emb_rows[i], emb_cols[i], i < 2 ? 1.0f : 0.0f,
-                                      i == 2 ? 1.0f : 0.0f),
-                          emb_rows[i], emb_cols[i] };
-        t[k] = st;
-    }
-    const char* ln_names[4] = { "sa_layer_norm.weight", "sa_layer_norm.bias",
-                                "output_layer_norm.weight", "output_layer_norm.bias" };
-    for (int l = 0; l < c.n_layers; l++) {
-        for (int i = 0; i < NUM_LIN; i++) {
-            int OC = lin_out(&c, i), IC = lin_in(&c, i);
-            snprintf(names[k], 128, "distilbert.transformer.layer.%d.%s.weight", l, LIN_PATHS[i]);
-            SaveTensor w = { names[k], tiny_tensor(&rng, OC, IC, 1.0f / sqrtf((float)IC), 0.0f), OC,
-                             IC };
-            t[k++] = w;
-            snprintf(names[k], 128, "distilbert.transformer.layer.%d.%s.bias", l, LIN_PATHS[i]);
-            SaveTensor b = { names[k], tiny_tensor(&rng, OC, 0, 0.0f, 0.0f), OC, 0 };
-            t[k++] = b;
-        }
-        for (int i = 0; i < 4; i++, k++) {
-            snprintf(names[k], 128, "distilbert.transformer.layer.%d.%s", l, ln_names[i]);
-            SaveTensor ln = { names[k], tiny_tensor(&rng, c.dim, 0, 0.0f, i % 2 == 0 ? 1.0f : 0.0f),
-                              c.dim, 0 };
-            t[k] = ln;
-        }
-    }
-    int rc = safetensors_write_tmp(files[0], t, k, "F32");
-    for (int i = 0; i < k; i++) { free((void*)t[i].data); }
-    free(t); free(names);
-    // config.json with DistilBertConfig's names (the fields config_load reads, and a few more
-    // so that transformers' AutoModel can load it too)
-    char config[1024];
-    snprintf(config, sizeof(config),
-             "{\n  \"activation\": \"gelu\",\n  \"architectures\": [\"DistilBertForMaskedLM\"],\n"
-             "  \"attention_dropout\": 0.1,\n  \"dim\": %d,\n  \"dropout\": 0.1,\n  "
-             "\"hidden_dim\": %d,\n"
-             "  \"initializer_range\": 0.02,\n  \"max_position_embeddings\": %d,\n  "
-             "\"model_type\": \"distilbert\",\n"
-             "  \"n_heads\": %d,\n  \"n_layers\": %d,\n  \"pad_token_id\": 0,\n  \"qa_dropout\": "
-             "0.1,\n"
-             "  \"seq_classif_dropout\": 0.2,\n  \"sinusoidal_pos_embds\": false,\n  "
-             "\"tie_word_embeddings\": true,\n"
-             "  \"vocab_size\": %d\n}\n",
-             c.dim, c.hidden_dim, c.max_pos, c.n_heads, c.n_layers, c.vocab_size);
-    if (rc == 0) { rc = text_write_tmp(files[1], config); }
+    int rc = tiny_write_model(files[0], &c, &rng);
+    if (rc == 0) { rc = tiny_write_config(files[1], &c); }
     // the toy data, from its own generator
     Rng data_rng = { o->seed ^ 0x746f79ULL };
     if (rc == 0) { rc = tiny_write_tsv(files[3], 200, &data_rng); }
