@@ -6939,6 +6939,15 @@ static int predictions_close(FILE* f, const char* path, int via_tmp, int ok) {
     return ok ? 0 : fail("cannot write --predictions %s: %s", path, strerror(why));
 }
 
+// an eval that failed before its predictions were written (its error line is out already):
+// close FILE and, when it was FILE.tmp, remove it; nothing else is said
+static void predictions_abandon(FILE* f, const char* path, int via_tmp) {
+    char tmp[1100];
+    snprintf(tmp, sizeof(tmp), "%s.tmp", path);
+    if (f == stdout) { fflush(stdout); } else { fclose(f); }
+    if (via_tmp) { remove(tmp); }
+}
+
 // --predictions FILE: one line per review, in the order of the file: index, label, P(positive)
 // (K > 2: index, label, predicted class, and the probability of each class). 1 if all was written.
 static int predictions_write(FILE* out, const Dataset* d, const float* probs, int K,
@@ -6990,7 +6999,7 @@ int eval_command(const Options* o, const char* predictions_path) {
     Tokenizer tok;
     int max_len = inference_load(&model, &tok, o);
     if (max_len < 0) {
-        if (out) { predictions_close(out, predictions_path, via_tmp, 0); }
+        if (out) { predictions_abandon(out, predictions_path, via_tmp); }
         return -1;
     }
     Dataset d = { 0 };
@@ -7030,7 +7039,7 @@ int eval_command(const Options* o, const char* predictions_path) {
             out = NULL;
         }
     }
-    if (out) { predictions_close(out, predictions_path, via_tmp, 0); }  // (an error: FILE.tmp goes)
+    if (out) { predictions_abandon(out, predictions_path, via_tmp); }  // (an error: FILE.tmp goes)
     free(probs);
     free(r);
     dataset_free(&d);  // safe also when nothing was loaded

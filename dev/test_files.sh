@@ -104,6 +104,9 @@ run "$LORA" $E --predictions eval_best/predictions.tsv
 check "2: a new file inside a checkpoint folder: refused" one_error "checkpoint folder"
 check "2: ... the data and the adapter unchanged, nothing written" \
     test "$(sums eval_data/val.tsv eval_best/*)" = "$before" -a ! -e eval_best/predictions.tsv
+run "$LORA" eval --adapter no_such_adapter --val eval_data/val.tsv --predictions gone.tsv
+check "2: an eval that fails to load (no such adapter): one error line, no FILE and no FILE.tmp left" \
+    sh -c "$(declare -f one_error lines); RC=$RC; one_error 'no_such_adapter' && test ! -e gone.tsv -a ! -e gone.tsv.tmp"
 run "$LORA" $E --predictions p.tsv
 check "2: a new file: exit 0, a header and one line per review (100), no .tmp left" \
     test "$RC" = 0 -a "$(head -n 1 p.tsv)" = "$(printf 'index\tlabel\tp_positive')" -a "$(lines p.tsv)" = 101 -a ! -e p.tsv.tmp
