@@ -28,34 +28,19 @@ import argparse
 import os
 import tempfile
 
-from hf_common import adapter_key, check, collate, finish, global_norm, library_versions, list_dataset, versions_text
+from hf_common import (LR, MAX_GRAD_NORM, N_STEPS, WEIGHT_DECAY, adapter_key, check, collate, finish, global_norm,
+                       library_versions, list_dataset, read_batch, tiny_with_adapter, versions_text, write_batch)
 
 EXTRA = [(1, [2, 7, 33, 81, 5, 64, 19]), (0, [2, 44, 90, 13])]   # two more sequences (label, ids)
-N_STEPS = 3
-LR = 1e-3
-WEIGHT_DECAY = 0.01
-MAX_GRAD_NORM = 1.0
+# the Trainer's settings (N_STEPS, LR, WEIGHT_DECAY, MAX_GRAD_NORM): hf_common's, as every fixture's
 CASES = {"even": (4, 2, 2), "uneven": (6, 2, 2), "plain": (4, 4, 1)}   # examples, batch, accumulation
-
-
-def read_batch(path):
-    out = []
-    with open(path) as f:
-        for line in f:
-            lab, ids = line.rstrip("\n").split("\t")
-            out.append((int(lab), [int(t) for t in ids.split()]))
-    return out
 
 
 def run_case(base, examples, batch, accum):
     """Train 3 optimizer steps; return the record."""
     import torch
-    from transformers import DistilBertForSequenceClassification, Trainer, TrainerCallback, TrainingArguments
-    from peft import PeftModel
-    torch.manual_seed(0)
-    model = DistilBertForSequenceClassification.from_pretrained(base)
-    pmodel = PeftModel.from_pretrained(model, os.path.join(base, "adapter"), is_trainable=True)
-    trainable = [(n, p) for n, p in pmodel.named_parameters() if p.requires_grad]
+    from transformers import Trainer, TrainerCallback, TrainingArguments
+    pmodel, trainable = tiny_with_adapter(base)
     rec = dict(micro_losses=[], lrs=[], grad_norms=[], clipped_norms=[], steps=[], norm_now=None)
 
     class Recorder(TrainerCallback):
@@ -84,14 +69,13 @@ def run_case(base, examples, batch, accum):
             rec["norm_now"] = global_norm(p.grad for _, p in trainable if p.grad is not None)
             return r
 
-    data = [{"input_ids": ids, "label": lab} for lab, ids in examples]
     with tempfile.TemporaryDirectory() as tmp:
         targs = TrainingArguments(
             output_dir=tmp, per_device_train_batch_size=batch, gradient_accumulation_steps=accum,
             max_steps=N_STEPS, learning_rate=LR, weight_decay=WEIGHT_DECAY, max_grad_norm=MAX_GRAD_NORM,
             lr_scheduler_type="linear", warmup_steps=0, use_cpu=True, report_to="none", save_strategy="no",
             logging_steps=1, remove_unused_columns=False, seed=0, dataloader_drop_last=False)
-        trainer = SequentialTrainer(model=pmodel, args=targs, train_dataset=list_dataset(data),
+        trainer = SequentialTrainer(model=pmodel, args=targs, train_dataset=list_dataset(examples),
                                     data_collator=lambda ex: collate(ex, 0), callbacks=[Recorder()])
         rec["accepts_loss_kwargs"] = bool(getattr(trainer, "model_accepts_loss_kwargs", False))
         print("model_accepts_loss_kwargs:", rec["accepts_loss_kwargs"])
@@ -111,10 +95,8 @@ def main():
     torch.set_num_threads(1)
     os.makedirs(args.out, exist_ok=True)
 
-    six = read_batch(os.path.join(args.base, "batch.txt")) + EXTRA
-    with open(os.path.join(args.out, "batch6.txt"), "w") as f:
-        for lab, ids in six:
-            f.write(f"{lab}\t{' '.join(map(str, ids))}\n")
+    six = read_batch(os.path.join(args.base, "batch.txt")) + [{"input_ids": ids, "label": lab} for lab, ids in EXTRA]
+    write_batch(os.path.join(args.out, "batch6.txt"), six)
 
     ref, recs = {}, {}
     for case, (n, batch, accum) in CASES.items():

@@ -25,23 +25,16 @@ import argparse
 import copy
 import inspect
 import os
-import sys
-import tempfile
 
-from hf_common import (adapter_key, check, collate, finish, library_versions, list_dataset, new_record,
-                       peft_with_random_lora_B, recording_trainer, save_reference, training_arguments,
-                       versions_text)
+from hf_common import (N_STEPS, adapter_key, check, collate, finish, library_versions, loss_and_grads, print_result,
+                       print_tensors, read_batch, save_adapter, save_reference, tiny_with_lora, train_recorded,
+                       training_arguments, versions_text)
 
 R, ALPHA = 4, 8
 LORA = dict(task_type="SEQ_CLS", r=R, lora_alpha=ALPHA, lora_dropout=0.0,
             target_modules=["q_lin", "v_lin"], use_dora=True)
 SEED = 5150
-N_STEPS = 3
-LR = 1e-3
-WEIGHT_DECAY = 0.01
-MAX_GRAD_NORM = 1.0
-BETAS = (0.9, 0.999)
-EPS = 1e-8
+# the Trainer's settings (N_STEPS, LR, WEIGHT_DECAY, MAX_GRAD_NORM, BETAS, EPS): hf_common's
 
 
 def main():
@@ -52,10 +45,6 @@ def main():
     args = ap.parse_args()
 
     import torch
-    import torch.nn.functional as F
-    from safetensors.torch import load_file
-    from transformers import DistilBertForSequenceClassification
-    from peft import LoraConfig
 
     versions = library_versions("torch", "transformers", "peft", "safetensors", "accelerate?")
     torch.set_num_threads(1)
@@ -77,22 +66,12 @@ def main():
                     f.write(f"# {name}: {e}\n")
         print("PEFT DoRA source written to", args.source_dump)
 
-    seqs, labels = [], []
-    with open(os.path.join(args.base, "batch.txt")) as f:
-        for line in f:
-            lab, ids = line.rstrip("\n").split("\t")
-            labels.append(int(lab))
-            seqs.append([int(t) for t in ids.split()])
-    examples = [{"input_ids": s, "label": l} for s, l in zip(seqs, labels)]
+    examples = read_batch(os.path.join(args.base, "batch.txt"))
     batch = collate(examples, 0)
 
-    torch.manual_seed(SEED)                    # PEFT's lora_A draws from here
-    gen = torch.Generator().manual_seed(SEED)  # lora_B and the magnitude, drawn by hand
-    model = DistilBertForSequenceClassification.from_pretrained(args.base)
-    for name, m in model.named_modules():
-        if isinstance(m, torch.nn.Dropout):
-            check(m.p == 0.0, f"dropout {name} has p = 0")
-    pmodel = peft_with_random_lora_B(model, LoraConfig(**LORA), gen)
+    # torch seeded with SEED (PEFT's lora_A draws from there); gen, seeded with SEED too, gives
+    # lora_B and then the magnitudes, drawn by hand
+    pmodel, gen = tiny_with_lora(args.base, LORA, SEED)
     with torch.no_grad():
         mags = [(n, p) for n, p in sorted(pmodel.named_parameters()) if "lora_magnitude_vector" in n]
         check(len(mags) == 4, f"{len(mags)} magnitude vectors (q_lin, v_lin of 2 layers)")
@@ -100,18 +79,10 @@ def main():
             p.mul_(1.0 + 0.1 * torch.randn(p.shape, generator=gen))
             print(f"  {n} {list(p.shape)}")
 
-    pmodel.save_pretrained(adapter_dir)
-    peft_readme = os.path.join(adapter_dir, "README.md")
-    if os.path.exists(peft_readme):
-        os.remove(peft_readme)
-    adapter_sd = load_file(os.path.join(adapter_dir, "adapter_model.safetensors"))
-    with open(os.path.join(adapter_dir, "adapter_config.json")) as f:
-        cfg_text = f.read()
+    adapter_sd, cfg_text = save_adapter(pmodel, adapter_dir)
     print("adapter_config.json:\n" + cfg_text)
     check('"use_dora": true' in cfg_text, "adapter_config.json says \"use_dora\": true")
-    print("adapter_model.safetensors tensors:")
-    for k in sorted(adapter_sd):
-        print(f"  {k:80s} {str(adapter_sd[k].dtype):14s} {list(adapter_sd[k].shape)}")
+    print_tensors("adapter_model.safetensors", adapter_sd, 80)
 
     trainable = [(n, p) for n, p in pmodel.named_parameters() if p.requires_grad]
 
@@ -131,17 +102,7 @@ def main():
     init = {k: p.detach().clone() for k, (_, p) in zip(keys, trainable)}
 
     # logits, loss and PEFT's gradients
-    pmodel.train()
-    pmodel.zero_grad(set_to_none=True)
-    res = pmodel(**batch)
-    logits, loss = res.logits, res.loss
-    loss.backward()
-    ce = F.cross_entropy(logits.detach().double(), batch["labels"]).item()
-    check(abs(ce - loss.item()) < 1e-6, f"loss {loss.item():.8f} is the mean cross-entropy {ce:.8f}")
-    grads = {}
-    for k, (n, p) in zip(keys, trainable):
-        check(p.grad is not None and p.grad.abs().max().item() > 0, f"{k} has a non-zero gradient")
-        grads[k] = p.grad.detach().clone() if p.grad is not None else torch.zeros_like(p)
+    logits, loss, grads = loss_and_grads(pmodel, batch, keys, trainable)
 
     # the merged model gives the same logits; plain LoRA with the same A and B does not
     pmodel.eval()
@@ -173,13 +134,7 @@ def main():
 
     # three Trainer steps
     pmodel.zero_grad(set_to_none=True)
-    seen = new_record()
-    RecordingTrainer, recorder = recording_trainer(seen, trainable)
-    with tempfile.TemporaryDirectory() as tmp:
-        targs = training_arguments(tmp, N_STEPS, LR, WEIGHT_DECAY, MAX_GRAD_NORM, BETAS, EPS)
-        trainer = RecordingTrainer(model=pmodel, args=targs, train_dataset=list_dataset(examples),
-                                   data_collator=lambda ex: collate(ex, 0), callbacks=[recorder])
-        trainer.train()
+    seen, _, _ = train_recorded(pmodel, trainable, examples, 0, training_arguments)
     check(len(seen["losses"]) == N_STEPS, f"{len(seen['losses'])} Trainer steps recorded")
     check(abs(seen["losses"][0] - loss.item()) < 1e-6, "the Trainer's first loss is the reference loss")
     id2key = {id(p): k for k, (_, p) in zip(keys, trainable)}
@@ -203,10 +158,7 @@ def main():
                 "DoRA).\n"
                 f"Made by `CUDA_VISIBLE_DEVICES= python3 dev/hf_dora.py --base dev/fixtures/hf_tiny --out "
                 f"dev/fixtures/hf_dora` (CPU, fp32), seed {SEED}. Versions: " + versions_text(versions) + ".\n")
-    print("logits:", [[round(x, 6) for x in row] for row in logits.detach().tolist()])
-    print(f"loss: {loss.item():.7f}")
-    total = sum(os.path.getsize(os.path.join(d, f)) for d, _, fs in os.walk(out) for f in fs)
-    print(f"files: {total} bytes in {out}")
+    print_result(logits, loss, out)
     finish()
 
 

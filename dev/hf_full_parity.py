@@ -23,14 +23,12 @@ Usage: CUDA_VISIBLE_DEVICES= python3 dev/hf_full_parity.py --out dev/fixtures/hf
 
 import argparse
 import copy
-import math
 import os
-import sys
-import tempfile
 
-from hf_common import (check, collate, finish, global_norm, library_versions, list_dataset, new_record,
-                       randomize_tiny_model, recording_trainer, save_reference, training_arguments,
-                       versions_text)
+from hf_common import (MAX_GRAD_NORM, N_STEPS, WEIGHT_DECAY, adamw_replica, check, check_clipping, check_no_dropout,
+                       check_trainer_steps, collate, conditioning, finish, first_good_seed, global_norm,
+                       library_versions, optimizer_groups, print_tensors, save_reference, tiny_model_and_batch,
+                       train_with_fallback, versions_text, write_batch)
 
 # ---------------------------------------------------------------------------------------------
 # the fixed recipe of the fixture
@@ -47,12 +45,7 @@ PAD_POS = 5         # sequence 0 has the pad id at this position, as a real toke
 MODES = ("full", "head")
 HEAD_NAMES = ["pre_classifier.weight", "pre_classifier.bias", "classifier.weight", "classifier.bias"]
 SEEDS = range(2000, 2050)
-N_STEPS = 3
-LR = 1e-3
-WEIGHT_DECAY = 0.01
-MAX_GRAD_NORM = 1.0
-BETAS = (0.9, 0.999)
-EPS = 1e-8
+# the Trainer's settings (N_STEPS, LR, WEIGHT_DECAY, MAX_GRAD_NORM, BETAS, EPS): hf_common's
 
 
 def decays(name):
@@ -69,7 +62,7 @@ def main():
     import torch
     import torch.nn.functional as F
     from safetensors.torch import load_file
-    from transformers import DistilBertConfig, DistilBertForSequenceClassification
+    from transformers import DistilBertForSequenceClassification
 
     versions = library_versions("torch", "transformers", "safetensors", "accelerate?")
 
@@ -77,21 +70,12 @@ def main():
     out = args.out
 
     def build(seed):
-        """The tiny random DistilBERT and the batch, fully determined by `seed`."""
-        torch.manual_seed(seed)                     # HF's own init draws from here (all overwritten)
-        gen = torch.Generator().manual_seed(seed)   # my own stream for every value I set by hand
-        # every parameter overwritten from my generator, as dev/hf_parity.py does
-        model = DistilBertForSequenceClassification(DistilBertConfig(**CONFIG))
-        randomize_tiny_model(model, gen)
-        # the batch: lengths 17, 3, 9, 12; first id 2, others random in 1..19; the pad id 0 at
-        # position PAD_POS of sequence 0 (a real token there: attention mask 1)
-        seqs = []
-        for L in LENGTHS:
-            ids = torch.randint(1, MAX_ID + 1, (L,), generator=gen).tolist()
-            ids[0] = CLS_ID
-            seqs.append(ids)
-        seqs[0][PAD_POS] = PAD_ID
-        examples = [{"input_ids": ids, "label": lab} for ids, lab in zip(seqs, LABELS)]
+        """The tiny random DistilBERT (every parameter overwritten, as dev/hf_parity.py does; no
+        LoRA) and the batch, fully determined by `seed`: lengths 17, 3, 9, 12; first id 2, others
+        random in 1..19; the pad id 0 at position PAD_POS of sequence 0 (a real token there:
+        attention mask 1)."""
+        model, _, seqs, examples = tiny_model_and_batch(seed, CONFIG, None, LENGTHS, LABELS, CLS_ID, MAX_ID)
+        seqs[0][PAD_POS] = PAD_ID               # examples hold the same lists
         return model, seqs, examples
 
     def repeats(seqs):
@@ -114,29 +98,17 @@ def main():
     # pick the first seed whose fixture is well-conditioned: logits of order 0.1-1 with none near
     # zero (per-element relative errors stay meaningful), a loss of order 1 and a full-mode
     # first-step gradient norm above max_grad_norm, so that the Trainer's clipping really acts
-    seed, fallback = None, None
-    for cand in SEEDS:
+    def judge(cand):
         m, s, ex = build(cand)
-        m.train()
-        r = m(**collate(ex, PAD_ID))
-        r.loss.backward()
-        gn = global_norm(p.grad for p in m.parameters() if p.grad is not None)
-        lg = r.logits.detach()
-        rms, small = lg.pow(2).mean().sqrt().item(), lg.abs().min().item()
+        rms, small, loss, gn = conditioning(m, ex, PAD_ID)
         within, across = repeats(s)
-        good = (0.2 <= rms <= 1.5 and small >= 0.02 and 1.2 <= gn <= 10 and 0.3 <= r.loss.item() <= 1.5
+        good = (0.2 <= rms <= 1.5 and small >= 0.02 and 1.2 <= gn <= 10 and 0.3 <= loss <= 1.5
                 and within and across)
-        print(f"seed {cand}: logits rms {rms:.3f}, min |logit| {small:.3f}, loss {r.loss.item():.4f}, "
+        print(f"seed {cand}: logits rms {rms:.3f}, min |logit| {small:.3f}, loss {loss:.4f}, "
               f"full grad norm {gn:.3f}, repeats within/across {within}/{across}{'  <- chosen' if good else ''}")
-        if good:
-            seed = cand
-            break
-        if fallback is None and gn > 1.2:
-            fallback = cand
-    check(seed is not None, f"a well-conditioned seed was found in {SEEDS.start}..{SEEDS.stop - 1}")
-    if seed is None:
-        seed = fallback if fallback is not None else SEEDS.start
-        print("using seed", seed)
+        return good, gn
+
+    seed = first_good_seed(SEEDS, judge)
 
     # -----------------------------------------------------------------------------------------
     # 1. the base model, saved before any training, and the batch
@@ -145,15 +117,11 @@ def main():
     base, seqs, examples = build(seed)
     base.save_pretrained(out)                       # safetensors, F32
     print("attention implementation:", getattr(base.config, "_attn_implementation", "?"))
-    for name, mod in base.named_modules():
-        if isinstance(mod, torch.nn.Dropout):
-            check(mod.p == 0.0, f"dropout {name} has p = 0")
+    check_no_dropout(base)
     emb = base.distilbert.embeddings.word_embeddings
     check(emb.padding_idx == PAD_ID, f"word_embeddings.padding_idx is {emb.padding_idx} (want {PAD_ID})")
     base_sd = load_file(os.path.join(out, "model.safetensors"))
-    print("model.safetensors tensors:")
-    for k in sorted(base_sd):
-        print(f"  {k:60s} {str(base_sd[k].dtype):14s} {list(base_sd[k].shape)}")
+    print_tensors("model.safetensors", base_sd, 60)
     check(all(v.dtype == torch.float32 for v in base_sd.values()), "model.safetensors is all F32")
     live = dict(base.named_parameters())
     check(set(base_sd) == set(live) and all(torch.equal(base_sd[k], live[k].detach()) for k in base_sd),
@@ -169,9 +137,7 @@ def main():
           "from_pretrained gives back the same parameters")
     del reloaded
 
-    with open(os.path.join(out, "batch.txt"), "w") as f:
-        for lab, ids in zip(LABELS, seqs):
-            f.write(f"{lab}\t{' '.join(map(str, ids))}\n")
+    write_batch(os.path.join(out, "batch.txt"), examples)
     within, across = repeats(seqs)
     check(within, "some id repeats inside one sequence")
     check(across, "some id occurs in two different sequences")
@@ -201,56 +167,22 @@ def main():
     # 2. per mode: logits, loss and gradients of one forward/backward on the padded batch
 
     def run_trainer(mode):
-        """3 steps of the Hugging Face Trainer (its optimizer, scheduler, clipping) on a fresh copy.
-        Returns (model, trainable, record, log history, optim name) or None."""
-        for attempt in ("default", "adamw_torch"):
-            # the Trainer's default optimizer first; should it fail on this CPU, torch's plain AdamW
-            extra = {} if attempt == "default" else {"optim": "adamw_torch"}
-            model = fresh(base, mode)
-            trainable = [(n, p) for n, p in model.named_parameters() if p.requires_grad]
-            seen = new_record()
-            RecordingTrainer, recorder = recording_trainer(seen, trainable)
-
-            try:
-                with tempfile.TemporaryDirectory() as tmp:
-                    targs = training_arguments(tmp, N_STEPS, LR, WEIGHT_DECAY, MAX_GRAD_NORM, BETAS, EPS, **extra)
-                    trainer = RecordingTrainer(model=model, args=targs, train_dataset=list_dataset(examples),
-                                               data_collator=lambda ex: collate(ex, PAD_ID), callbacks=[recorder])
-                    print(f"[{mode}] Trainer optim:", targs.optim)
-                    trainer.train()
-                    return model, trainable, seen, list(trainer.state.log_history), str(targs.optim)
-            except Exception as e:
-                print(f"[{mode}] Trainer with optim {attempt} failed: {type(e).__name__}: {e}")
-                print("NOTE: falling back to optim adamw_torch" if attempt == "default" else "no fallback left")
-        return None
+        """3 steps of the Hugging Face Trainer (its optimizer, scheduler, clipping) on a fresh copy
+        (hf_common.train_with_fallback). Returns (model, trainable, record, log history, optim name)."""
+        model = fresh(base, mode)
+        trainable = [(n, p) for n, p in model.named_parameters() if p.requires_grad]
+        init = [p.detach().clone() for _, p in trainable]
+        seen, log_history, optim = train_with_fallback(model, trainable, init, examples, PAD_ID, f"[{mode}] ")
+        return model, trainable, seen, log_history, optim
 
     def replica(mode, init):
-        """The same three steps in plain tensor code (torch.optim.AdamW semantics): clip by global
-        norm (coef = max_norm / (norm + 1e-6), at most 1), decoupled weight decay p *= 1 - lr*wd,
-        then Adam with bias corrections, eps added after the correction."""
+        """The same three steps in plain tensor code (hf_common.adamw_replica) on a fresh copy,
+        weight decay by lora.c's rule (decays)."""
         model = fresh(base, mode)
         trainable = [(n, p) for n, p in model.named_parameters() if p.requires_grad]
         check(all(torch.equal(p.detach(), init[n]) for n, p in trainable),
               f"[{mode}] the replica starts from the initial weights")
-        m1 = {n: torch.zeros_like(p) for n, p in trainable}
-        m2 = {n: torch.zeros_like(p) for n, p in trainable}
-        for t in range(1, N_STEPS + 1):
-            model.zero_grad(set_to_none=True)
-            model(**batch).loss.backward()
-            g = {n: p.grad.detach().clone() for n, p in trainable}
-            norm = torch.linalg.vector_norm(torch.stack([torch.linalg.vector_norm(x) for x in g.values()])).item()
-            coef = min(1.0, MAX_GRAD_NORM / (norm + 1e-6))
-            lr = LR * (N_STEPS - (t - 1)) / N_STEPS
-            with torch.no_grad():
-                for n, p in trainable:
-                    gk = g[n] * coef
-                    p.mul_(1 - lr * (WEIGHT_DECAY if decays(n) else 0.0))
-                    m1[n].mul_(BETAS[0]).add_(gk, alpha=1 - BETAS[0])
-                    m2[n].mul_(BETAS[1]).addcmul_(gk, gk, value=1 - BETAS[1])
-                    bc1 = 1 - BETAS[0] ** t
-                    bc2 = 1 - BETAS[1] ** t
-                    denom = (m2[n].sqrt() / math.sqrt(bc2)).add_(EPS)
-                    p.addcdiv_(m1[n], denom, value=-lr / bc1)
+        adamw_replica(model, trainable, [decays(n) for n, _ in trainable], batch)
         return {n: p.detach().clone() for n, p in trainable}
 
     summary = {}
@@ -320,60 +252,27 @@ def main():
         print(f"[{mode}] first-step gradient norm {grad_norm0:.6f}")
 
         # three Trainer steps
-        run = run_trainer(mode)
-        if run is None:
-            print(f"[{mode}] the Trainer could not run; no reference written")
-            sys.exit(1)
-        tmodel, ttrainable, seen, log_history, trainer_optim = run
-        opt = seen["optimizer"]
-        inner = getattr(opt, "optimizer", opt)
-        optim_class = type(inner).__module__ + "." + type(inner).__name__
-        optim_classes[mode] = f"optim={trainer_optim} ({optim_class})"
-        print(f"[{mode}] optimizer class:", optim_class,
-              "defaults:", {k: v for k, v in inner.defaults.items() if k in ("lr", "betas", "eps", "weight_decay",
-                                                                           "amsgrad", "foreach", "fused")})
+        tmodel, ttrainable, seen, log_history, trainer_optim = run_trainer(mode)
 
         # the Trainer's weight-decay groups, tensor by tensor, against lora.c's rule
-        id2name = {id(p): n for n, p in ttrainable}
-        got_decay = {}
-        print(f"[{mode}] optimizer param groups:")
-        for gi, (wd, ids) in enumerate(seen["groups"]):
-            gnames = [id2name.get(i, "?") for i in ids]
-            print(f"  group {gi}: weight_decay={wd} ({len(gnames)} tensors)")
-            for n in gnames:
-                print(f"    {n}")
-                got_decay[n] = wd
-        check(set(got_decay) == set(names), f"[{mode}] the optimizer holds exactly the trainable tensors")
+        optim_class, got_decay = optimizer_groups(seen, ttrainable, f"[{mode}] ")
+        optim_classes[mode] = f"optim={trainer_optim} ({optim_class})"
         for n in names:
             want = WEIGHT_DECAY if decays(n) else 0.0
             check(got_decay.get(n) == want,
                   f"[{mode}] weight decay {got_decay.get(n)} on {n} (lora.c's rule: {want})")
 
-        steps_logged = [e for e in log_history if "loss" in e]
-        print(f"[{mode}] Trainer log history:", steps_logged)
+        steps_logged = check_trainer_steps(seen, log_history, loss, f"[{mode}] ")
         losses = seen["losses"]
-        check(len(losses) == N_STEPS and len(seen["lrs"]) == N_STEPS and len(seen["grad_norms"]) == N_STEPS,
-              f"[{mode}] {len(losses)} losses, {len(seen['lrs'])} lrs, {len(seen['grad_norms'])} grad norms recorded")
-        check(len(steps_logged) == N_STEPS and
-              all(abs(e["loss"] - l) < 1e-4 for e, l in zip(steps_logged, losses)),
-              f"[{mode}] recorded step losses agree with the Trainer's log (which may round to 4 digits)")
         if all("grad_norm" in e for e in steps_logged):
             check(all(abs(float(e["grad_norm"]) - g) <= 1e-4 * max(1.0, g)
                       for e, g in zip(steps_logged, seen["grad_norms"])),
                   f"[{mode}] recorded pre-clip gradient norms agree with the Trainer's logged grad_norm")
-        check(abs(losses[0] - loss.item()) < 1e-6, f"[{mode}] step-1 loss {losses[0]:.8f} equals the reference loss")
-        want_lrs = [LR * (N_STEPS - s) / N_STEPS for s in range(N_STEPS)]
-        check(all(abs(a - b) < 1e-12 for a, b in zip(seen["lrs"], want_lrs)),
-              f"[{mode}] lrs {seen['lrs']} are linear decay {want_lrs}")
         check(abs(seen["grad_norms"][0] - grad_norm0) < 1e-5 * max(1.0, grad_norm0),
               f"[{mode}] step-1 gradient norm equals the reference gradients' norm")
         if mode == "full":
             check(seen["grad_norms"][0] > MAX_GRAD_NORM, "[full] clipping acts on step 1 (norm above max_grad_norm)")
-        if len(seen["clipped_norms"]) != N_STEPS:
-            print(f"[{mode}] note: on_pre_optimizer_step callback did not fire each step; clipped norms not checked")
-        for s, (gn, cn) in enumerate(zip(seen["grad_norms"], seen["clipped_norms"])):
-            print(f"  step {s + 1}: grad norm before clip {gn:.6f}, after {cn:.6f}")
-            check(abs(cn - min(gn, MAX_GRAD_NORM)) < 1e-5, f"[{mode}] step {s + 1} clipping gives norm min(norm, 1)")
+        check_clipping(seen, f"[{mode}] ")
         step3 = {n: p.detach().clone() for n, p in ttrainable}
         frozen_same = all(torch.equal(p.detach(), init[n]) for n, p in tmodel.named_parameters() if n not in step3)
         check(frozen_same, f"[{mode}] frozen parameters are unchanged by training")

@@ -25,15 +25,13 @@ Usage: CUDA_VISIBLE_DEVICES= python3 dev/hf_multiclass.py --out dev/fixtures/hf_
 
 import argparse
 import json
-import math
 import os
 import shutil
-import sys
 import tempfile
 
-from hf_common import (adapter_key, check, collate, finish, library_versions, list_dataset, new_record,
-                       peft_with_random_lora_B, randomize_tiny_model, recording_trainer, save_reference,
-                       training_arguments, versions_text)
+from hf_common import (LR, N_STEPS, adapter_key, check, check_no_dropout, collate, conditioning, finish,
+                       first_good_seed, library_versions, print_tensors, save_adapter, save_reference,
+                       tiny_model_and_batch, train_with_fallback, versions_text, write_batch)
 
 # ---------------------------------------------------------------------------------------------
 # the fixed recipe of the fixtures (the config of dev/hf_parity.py, K labels)
@@ -46,23 +44,17 @@ LORA = dict(task_type="SEQ_CLS", r=4, lora_alpha=8, lora_dropout=0.0,
             target_modules=["q_lin", "v_lin"])
 LENGTHS = [17, 3, 9, 12]
 LABELS = {3: [2, 0, 1, 1], 4: [3, 0, 2, 1]}
-CLS_ID = 2          # stand-in for [CLS]; the other ids are random in 1..99
+CLS_ID = 2          # stand-in for [CLS]; the other ids are random in 1..MAX_ID
+MAX_ID = 99
 PAD_ID = 0
-N_STEPS = 3
-LR = 1e-3
-WEIGHT_DECAY = 0.01
-MAX_GRAD_NORM = 1.0
-BETAS = (0.9, 0.999)
-EPS = 1e-8
 SEEDS = range(3000, 3050)
+# the Trainer's settings (N_STEPS, LR, WEIGHT_DECAY, MAX_GRAD_NORM, BETAS, EPS): hf_common's
 
 
 def make_fixture(K, out, versions):
     import torch
     import torch.nn.functional as F
     from safetensors.torch import load_file
-    from transformers import DistilBertConfig, DistilBertForSequenceClassification
-    from peft import LoraConfig
 
     names = NAMES[K]
     labels = LABELS[K]
@@ -71,52 +63,25 @@ def make_fixture(K, out, versions):
                   label2id={n: i for i, n in enumerate(names)})
 
     def build(seed, save_base_to=None):
-        """The tiny model (saved if asked, before PEFT touches it), PEFT LoRA with random lora_B,
-        and the batch, fully determined by `seed`."""
-        torch.manual_seed(seed)
-        gen = torch.Generator().manual_seed(seed)
-        model = DistilBertForSequenceClassification(DistilBertConfig(**config))
-        randomize_tiny_model(model, gen)
-        if save_base_to:
-            model.save_pretrained(save_base_to)     # safetensors, F32, config.json with id2label
-        pmodel = peft_with_random_lora_B(model, LoraConfig(**LORA), gen)
-        seqs = []
-        for L in LENGTHS:
-            ids = torch.randint(1, 100, (L,), generator=gen).tolist()
-            ids[0] = CLS_ID
-            seqs.append(ids)
-        examples = [{"input_ids": ids, "label": lab} for ids, lab in zip(seqs, labels)]
-        return model, pmodel, seqs, examples
+        """The tiny model (saved if asked, before PEFT touches it; config.json with id2label),
+        PEFT LoRA with random lora_B, and the batch, fully determined by `seed`."""
+        return tiny_model_and_batch(seed, config, LORA, LENGTHS, labels, CLS_ID, MAX_ID, save_base_to)
 
     # the first well-conditioned seed: logits of order 0.1-1 with none near zero, a loss of order
     # log K, and a first-step gradient norm above max_grad_norm (so that clipping acts)
-    seed, fallback = None, None
-    for cand in SEEDS:
+    def judge(cand):
         _, pm, _, ex = build(cand)
-        pm.train()
-        r = pm(**collate(ex, PAD_ID))
-        r.loss.backward()
-        gn = math.sqrt(sum(float(p.grad.double().pow(2).sum()) for p in pm.parameters() if p.grad is not None))
-        lg = r.logits.detach()
-        rms, small = lg.pow(2).mean().sqrt().item(), lg.abs().min().item()
-        good = 0.2 <= rms <= 1.5 and small >= 0.02 and 1.2 <= gn <= 10 and 0.3 <= r.loss.item() <= 3.0
-        print(f"K {K} seed {cand}: logits rms {rms:.3f}, min |logit| {small:.3f}, loss {r.loss.item():.4f}, "
+        rms, small, loss, gn = conditioning(pm, ex, PAD_ID)
+        good = 0.2 <= rms <= 1.5 and small >= 0.02 and 1.2 <= gn <= 10 and 0.3 <= loss <= 3.0
+        print(f"K {K} seed {cand}: logits rms {rms:.3f}, min |logit| {small:.3f}, loss {loss:.4f}, "
               f"grad norm {gn:.3f}{'  <- chosen' if good else ''}")
-        if good:
-            seed = cand
-            break
-        if fallback is None and gn > 1.2:
-            fallback = cand
-    check(seed is not None, f"K {K}: a well-conditioned seed was found in {SEEDS.start}..{SEEDS.stop - 1}")
-    if seed is None:
-        seed = fallback if fallback is not None else SEEDS.start
-        print("using seed", seed)
+        return good, gn
+
+    seed = first_good_seed(SEEDS, judge, f"K {K}: ")
 
     os.makedirs(adapter_dir, exist_ok=True)
-    model, pmodel, seqs, examples = build(seed, save_base_to=out)
-    for name, m in model.named_modules():
-        if isinstance(m, torch.nn.Dropout):
-            check(m.p == 0.0, f"K {K}: dropout {name} has p = 0")
+    model, pmodel, _, examples = build(seed, save_base_to=out)
+    check_no_dropout(model, f"K {K}: ")
     with open(os.path.join(out, "config.json")) as f:
         saved_config = json.load(f)
     check(saved_config.get("id2label") == {str(i): n for i, n in enumerate(names)},
@@ -127,14 +92,8 @@ def make_fixture(K, out, versions):
     check(list(base_sd["classifier.weight"].shape) == [K, CONFIG["dim"]],
           f"K {K}: model.safetensors' classifier.weight is {list(base_sd['classifier.weight'].shape)}")
 
-    pmodel.save_pretrained(adapter_dir)
-    peft_readme = os.path.join(adapter_dir, "README.md")
-    if os.path.exists(peft_readme):
-        os.remove(peft_readme)   # PEFT's model-card stub: not part of the fixture
-    adapter_sd = load_file(os.path.join(adapter_dir, "adapter_model.safetensors"))
-    print("adapter_model.safetensors tensors:")
-    for k in sorted(adapter_sd):
-        print(f"  {k:75s} {str(adapter_sd[k].dtype):14s} {list(adapter_sd[k].shape)}")
+    adapter_sd, _ = save_adapter(pmodel, adapter_dir)
+    print_tensors("adapter_model.safetensors", adapter_sd, 75)
     check(list(adapter_sd["base_model.model.classifier.weight"].shape) == [K, CONFIG["dim"]],
           f"K {K}: the adapter's classifier.weight has K rows")
     check(not os.path.exists(os.path.join(adapter_dir, "config.json")),
@@ -145,9 +104,7 @@ def make_fixture(K, out, versions):
     check(set(keys) == set(adapter_sd), f"K {K}: trainable tensors and adapter file keys are the same set")
     init = {k: p.detach().clone() for k, (_, p) in zip(keys, trainable)}
 
-    with open(os.path.join(out, "batch.txt"), "w") as f:
-        for lab, ids in zip(labels, seqs):
-            f.write(f"{lab}\t{' '.join(map(str, ids))}\n")
+    write_batch(os.path.join(out, "batch.txt"), examples)
     check(sorted(set(labels)) == list(range(K)), f"K {K}: every class is among the batch's labels {labels}")
     batch = collate(examples, PAD_ID)
 
@@ -184,30 +141,8 @@ def make_fixture(K, out, versions):
               f"K {K}: and the label names: {loaded.config.id2label}")
 
     # three steps of the Hugging Face Trainer (its optimizer, scheduler, clipping)
-    seen = new_record()
-    RecordingTrainer, recorder = recording_trainer(seen, trainable)
-    trainer_optim = None
-    for attempt in ("default", "adamw_torch"):
-        extra = {} if attempt == "default" else {"optim": "adamw_torch"}
-        with torch.no_grad():
-            for k, (_, p) in zip(keys, trainable):
-                p.copy_(init[k])
-        pmodel.zero_grad(set_to_none=True)
-        seen.clear()
-        seen.update(new_record())
-        try:
-            with tempfile.TemporaryDirectory() as tmp:
-                targs = training_arguments(tmp, N_STEPS, LR, WEIGHT_DECAY, MAX_GRAD_NORM, BETAS, EPS, **extra)
-                trainer = RecordingTrainer(model=pmodel, args=targs, train_dataset=list_dataset(examples),
-                                           data_collator=lambda ex: collate(ex, PAD_ID), callbacks=[recorder])
-                trainer.train()
-                trainer_optim = str(targs.optim)
-            break
-        except Exception as e:
-            print(f"Trainer with optim {attempt} failed: {type(e).__name__}: {e}")
-    if trainer_optim is None:
-        print(f"K {K}: the Trainer could not run; no reference written")
-        sys.exit(1)
+    seen, _, trainer_optim = train_with_fallback(pmodel, trainable, [init[k] for k in keys], examples, PAD_ID,
+                                                 f"K {K}: ")
     losses = seen["losses"]
     check(len(losses) == N_STEPS and len(seen["lrs"]) == N_STEPS and len(seen["grad_norms"]) == N_STEPS,
           f"K {K}: {len(losses)} losses, {len(seen['lrs'])} lrs, {len(seen['grad_norms'])} grad norms recorded")

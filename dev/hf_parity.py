@@ -18,15 +18,12 @@ Usage: CUDA_VISIBLE_DEVICES= python3 dev/hf_parity.py --out dev/fixtures/hf_tiny
 """
 
 import argparse
-import math
 import os
-import sys
-import tempfile
 
-from hf_common import (adapter_key, check, collate, finish, library_versions, list_dataset, new_record,
-                       peft_with_random_lora_B, randomize_tiny_model, recording_trainer, save_reference,
-                       training_arguments,
-                       versions_text)
+from hf_common import (N_STEPS, WEIGHT_DECAY, adapter_key, adamw_replica, check, check_clipping, check_no_dropout,
+                       check_trainer_steps, collate, conditioning, finish, first_good_seed, global_norm,
+                       library_versions, optimizer_groups, print_tensors, save_adapter, save_reference,
+                       tiny_model_and_batch, train_with_fallback, versions_text, write_batch)
 
 # ---------------------------------------------------------------------------------------------
 # the fixed recipe of the fixture
@@ -38,14 +35,11 @@ LORA = dict(task_type="SEQ_CLS", r=4, lora_alpha=8, lora_dropout=0.0,
             target_modules=["q_lin", "v_lin"])
 LENGTHS = [17, 3, 9, 12]
 LABELS = [1, 0, 0, 1]
-CLS_ID = 2          # stand-in for [CLS]; the other ids are random in 1..99
+CLS_ID = 2          # stand-in for [CLS]; the other ids are random in 1..MAX_ID
+MAX_ID = 99
 PAD_ID = 0
-N_STEPS = 3
-LR = 1e-3
-WEIGHT_DECAY = 0.01
-MAX_GRAD_NORM = 1.0
-BETAS = (0.9, 0.999)
-EPS = 1e-8
+SEEDS = range(1234, 1284)
+# the Trainer's settings (N_STEPS, LR, WEIGHT_DECAY, MAX_GRAD_NORM, BETAS, EPS): hf_common's
 
 
 def main():
@@ -56,8 +50,6 @@ def main():
     import torch
     import torch.nn.functional as F
     from safetensors.torch import save_file, load_file
-    from transformers import DistilBertConfig, DistilBertForSequenceClassification
-    from peft import LoraConfig
 
     versions = library_versions("torch", "transformers", "peft", "safetensors", "accelerate?")
 
@@ -66,66 +58,30 @@ def main():
     adapter_dir = os.path.join(out, "adapter")
 
     def build(seed, save_base_to=None):
-        """Steps 1-3, fully determined by `seed`: tiny random DistilBERT (saved if asked, before
-        PEFT touches it), PEFT LoRA with random lora_B, and the batch."""
-        torch.manual_seed(seed)                     # HF init and PEFT's lora_A draw from here
-        gen = torch.Generator().manual_seed(seed)   # my own stream for every value I set by hand
-
-        # 1. every parameter overwritten from my generator so that no term is trivially zero
-        #    (hf_common.randomize_tiny_model says how and why)
-        model = DistilBertForSequenceClassification(DistilBertConfig(**CONFIG))
-        randomize_tiny_model(model, gen)
-        if save_base_to:
-            model.save_pretrained(save_base_to)     # safetensors, F32
-
-        # 2. PEFT LoRA on q_lin and v_lin; lora_B overwritten with N(0, 0.1) so that lora_A gets
-        #    a gradient (PEFT's zeros would make it exactly zero)
-        pmodel = peft_with_random_lora_B(model, LoraConfig(**LORA), gen)
-
-        # 3. the batch: lengths 17, 3, 9, 12; first id 2, others random in 1..99
-        seqs = []
-        for L in LENGTHS:
-            ids = torch.randint(1, 100, (L,), generator=gen).tolist()
-            ids[0] = CLS_ID
-            seqs.append(ids)
-        examples = [{"input_ids": ids, "label": lab} for ids, lab in zip(seqs, LABELS)]
-        return model, pmodel, seqs, examples
+        """Steps 1-3 of hf_common.tiny_model_and_batch, fully determined by `seed`: tiny random
+        DistilBERT (saved if asked, before PEFT touches it), PEFT LoRA on q_lin and v_lin with
+        random lora_B, and the batch (lengths 17, 3, 9, 12; first id 2, others random in 1..99)."""
+        return tiny_model_and_batch(seed, CONFIG, LORA, LENGTHS, LABELS, CLS_ID, MAX_ID, save_base_to)
 
     # pick the first seed whose fixture is well-conditioned: logits of order 0.1-1 with none
     # near zero (per-element relative errors stay meaningful) and a first-step gradient norm
     # above max_grad_norm, so that the Trainer's clipping really acts in the 3 steps
-    seed, fallback = None, None
-    for cand in range(1234, 1284):
+    def judge(cand):
         _, pm, _, ex = build(cand)
-        pm.train()
-        r = pm(**collate(ex, PAD_ID))
-        r.loss.backward()
-        gn = math.sqrt(sum(float(p.grad.double().pow(2).sum()) for p in pm.parameters() if p.grad is not None))
-        lg = r.logits.detach()
-        rms, small = lg.pow(2).mean().sqrt().item(), lg.abs().min().item()
-        good = 0.2 <= rms <= 1.5 and small >= 0.02 and 1.2 <= gn <= 10 and 0.3 <= r.loss.item() <= 1.5
-        print(f"seed {cand}: logits rms {rms:.3f}, min |logit| {small:.3f}, loss {r.loss.item():.4f}, "
+        rms, small, loss, gn = conditioning(pm, ex, PAD_ID)
+        good = 0.2 <= rms <= 1.5 and small >= 0.02 and 1.2 <= gn <= 10 and 0.3 <= loss <= 1.5
+        print(f"seed {cand}: logits rms {rms:.3f}, min |logit| {small:.3f}, loss {loss:.4f}, "
               f"grad norm {gn:.3f}{'  <- chosen' if good else ''}")
-        if good:
-            seed = cand
-            break
-        if fallback is None and gn > 1.2:
-            fallback = cand
-    check(seed is not None, "a well-conditioned seed was found in 1234..1283")
-    if seed is None:
-        seed = fallback if fallback is not None else 1234
-        print("using seed", seed)
+        return good, gn
+
+    seed = first_good_seed(SEEDS, judge)
 
     os.makedirs(adapter_dir, exist_ok=True)
     model, pmodel, seqs, examples = build(seed, save_base_to=out)
     print("attention implementation:", getattr(model.config, "_attn_implementation", "?"))
-    for name, m in model.named_modules():
-        if isinstance(m, torch.nn.Dropout):
-            check(m.p == 0.0, f"dropout {name} has p = 0")
+    check_no_dropout(model)
     base_sd = load_file(os.path.join(out, "model.safetensors"))
-    print("model.safetensors tensors:")
-    for k in sorted(base_sd):
-        print(f"  {k:60s} {str(base_sd[k].dtype):14s} {list(base_sd[k].shape)}")
+    print_tensors("model.safetensors", base_sd, 60)
     check(all(v.dtype == torch.float32 for v in base_sd.values()), "model.safetensors is all F32")
     base_live = {n.replace("base_model.model.", "").replace(".base_layer", "").replace(".original_module", ""): p
                  for n, p in pmodel.named_parameters() if not p.requires_grad}
@@ -141,16 +97,9 @@ def main():
         print(f"{fname}: max |x_{dtype} - x_f32| / max|x| over tensors = {err:.3e}")
 
     pmodel.print_trainable_parameters()
-    pmodel.save_pretrained(adapter_dir)
-    peft_readme = os.path.join(adapter_dir, "README.md")
-    if os.path.exists(peft_readme):
-        os.remove(peft_readme)   # PEFT's model-card stub: not part of the fixture
-    adapter_sd = load_file(os.path.join(adapter_dir, "adapter_model.safetensors"))
-    print("adapter_model.safetensors tensors:")
-    for k in sorted(adapter_sd):
-        print(f"  {k:75s} {str(adapter_sd[k].dtype):14s} {list(adapter_sd[k].shape)}")
-    with open(os.path.join(adapter_dir, "adapter_config.json")) as f:
-        print("adapter_config.json:\n" + f.read())
+    adapter_sd, cfg_text = save_adapter(pmodel, adapter_dir)
+    print_tensors("adapter_model.safetensors", adapter_sd, 75)
+    print("adapter_config.json:\n" + cfg_text)
 
     trainable = [(n, p) for n, p in pmodel.named_parameters() if p.requires_grad]
     print("trainable parameters (PEFT name -> adapter key):")
@@ -170,9 +119,7 @@ def main():
     init = {k: p.detach().clone() for k, (_, p) in zip(keys, trainable)}
     base_params = {n: p.detach().clone() for n, p in pmodel.named_parameters() if not p.requires_grad}
 
-    with open(os.path.join(out, "batch.txt"), "w") as f:
-        for lab, ids in zip(LABELS, seqs):
-            f.write(f"{lab}\t{' '.join(map(str, ids))}\n")
+    write_batch(os.path.join(out, "batch.txt"), examples)
     batch = collate(examples, PAD_ID)
 
     # -----------------------------------------------------------------------------------------
@@ -219,106 +166,30 @@ def main():
     # -----------------------------------------------------------------------------------------
     # 5. three steps of the Hugging Face Trainer (its optimizer, scheduler, clipping)
 
-    pmodel.zero_grad(set_to_none=True)
-
-    seen = new_record()
-    RecordingTrainer, recorder = recording_trainer(seen, trainable)
-    trainer_optim = None
-    for attempt in ("default", "adamw_torch"):
-        # the Trainer's default optimizer first; should it fail on this CPU, torch's plain AdamW
-        extra = {} if attempt == "default" else {"optim": "adamw_torch"}
-        with torch.no_grad():
-            for k, (_, p) in zip(keys, trainable):
-                p.copy_(init[k])
-        pmodel.zero_grad(set_to_none=True)
-        seen.clear()
-        seen.update(new_record())
-        try:
-            with tempfile.TemporaryDirectory() as tmp:
-                targs = training_arguments(tmp, N_STEPS, LR, WEIGHT_DECAY, MAX_GRAD_NORM, BETAS, EPS, **extra)
-                trainer = RecordingTrainer(model=pmodel, args=targs, train_dataset=list_dataset(examples),
-                                           data_collator=lambda ex: collate(ex, PAD_ID), callbacks=[recorder])
-                print("Trainer optim:", targs.optim)
-                trainer.train()
-                log_history = list(trainer.state.log_history)
-                trainer_optim = str(targs.optim)
-            break
-        except Exception as e:
-            print(f"Trainer with optim {attempt} failed: {type(e).__name__}: {e}")
-            print("NOTE: falling back to optim adamw_torch" if attempt == "default" else "no fallback left")
-    if trainer_optim is None:
-        print("the Trainer could not run; no reference written")
-        sys.exit(1)
-
-    opt = seen["optimizer"]
-    inner = getattr(opt, "optimizer", opt)
-    optim_class = type(inner).__module__ + "." + type(inner).__name__
-    print("optimizer class:", optim_class,
-          "defaults:", {k: v for k, v in inner.defaults.items() if k in ("lr", "betas", "eps", "weight_decay",
-                                                                       "amsgrad", "foreach", "fused")})
-    id2key = {id(p): k for k, (_, p) in zip(keys, trainable)}
-    decays = {}
-    print("optimizer param groups:")
-    for gi, (wd, ids) in enumerate(seen["groups"]):
-        names = [id2key.get(i, "?") for i in ids]
-        print(f"  group {gi}: weight_decay={wd} ({len(names)} tensors)")
-        for n in names:
-            print(f"    {n}")
-            decays[n] = wd
-    check(set(decays) == set(keys), "the optimizer holds exactly the trainable tensors")
+    # the Trainer's default optimizer first; should it fail on this CPU, torch's plain AdamW
+    seen, log_history, trainer_optim = train_with_fallback(pmodel, trainable, [init[k] for k in keys], examples,
+                                                           PAD_ID)
+    optim_class, decays = optimizer_groups(seen, [(k, p) for k, (_, p) in zip(keys, trainable)])
     for k in keys:
         want = 0.0 if k.endswith(".bias") else WEIGHT_DECAY
         check(decays.get(k) == want, f"weight decay {decays.get(k)} on {k} (want {want})")
 
-    steps_logged = [e for e in log_history if "loss" in e]
-    print("Trainer log history:", steps_logged)
+    check_trainer_steps(seen, log_history, loss)
     losses = seen["losses"]
-    check(len(losses) == N_STEPS and len(seen["lrs"]) == N_STEPS and len(seen["grad_norms"]) == N_STEPS,
-          f"{len(losses)} losses, {len(seen['lrs'])} lrs, {len(seen['grad_norms'])} grad norms recorded")
-    check(len(steps_logged) == N_STEPS and
-          all(abs(e["loss"] - l) < 1e-4 for e, l in zip(steps_logged, losses)),
-          "recorded step losses agree with the Trainer's log (which may round to 4 digits)")
-    check(abs(losses[0] - loss.item()) < 1e-6, f"step-1 loss {losses[0]:.8f} equals the reference loss")
-    want_lrs = [LR * (N_STEPS - s) / N_STEPS for s in range(N_STEPS)]
-    check(all(abs(a - b) < 1e-12 for a, b in zip(seen["lrs"], want_lrs)),
-          f"lrs {seen['lrs']} are linear decay {want_lrs}")
-    check(abs(seen["grad_norms"][0] - math.sqrt(sum(float(g.double().pow(2).sum()) for g in grads.values()))) < 1e-5,
+    check(abs(seen["grad_norms"][0] - global_norm(grads.values())) < 1e-5,
           "step-1 gradient norm equals the reference gradients' norm")
-    if len(seen["clipped_norms"]) != N_STEPS:
-        print("note: on_pre_optimizer_step callback did not fire each step; clipped norms not checked")
-    for s, (gn, cn) in enumerate(zip(seen["grad_norms"], seen["clipped_norms"])):
-        print(f"  step {s + 1}: grad norm before clip {gn:.6f}, after {cn:.6f}")
-        check(abs(cn - min(gn, MAX_GRAD_NORM)) < 1e-5, f"step {s + 1} clipping gives norm min(norm, 1)")
+    check_clipping(seen)
     step3 = {k: p.detach().clone() for k, (_, p) in zip(keys, trainable)}
     check(all(torch.equal(p, base_params[n]) for n, p in pmodel.named_parameters() if n in base_params),
           "frozen base weights are unchanged by training")
 
-    # independent replica of the same three steps (plain tensor code, torch.optim.AdamW semantics):
-    # clip by global norm (coef = max_norm / (norm + 1e-6), at most 1), decoupled weight decay
-    # p *= 1 - lr*wd, then Adam with bias correction. Checks that we describe the Trainer right.
+    # independent replica of the same three steps (hf_common.adamw_replica: plain tensor code,
+    # torch.optim.AdamW semantics), from the initial values, weight decay on all but biases.
+    # Checks that we describe the Trainer right.
     with torch.no_grad():
         for k, (_, p) in zip(keys, trainable):
             p.copy_(init[k])
-    m = {k: torch.zeros_like(init[k]) for k in keys}
-    v = {k: torch.zeros_like(init[k]) for k in keys}
-    for t in range(1, N_STEPS + 1):
-        pmodel.zero_grad(set_to_none=True)
-        pmodel(**batch).loss.backward()
-        g = {k: p.grad.detach().clone() for k, (_, p) in zip(keys, trainable)}
-        norm = torch.linalg.vector_norm(torch.stack([torch.linalg.vector_norm(x) for x in g.values()])).item()
-        coef = min(1.0, MAX_GRAD_NORM / (norm + 1e-6))
-        lr = LR * (N_STEPS - (t - 1)) / N_STEPS
-        with torch.no_grad():
-            for k, (_, p) in zip(keys, trainable):
-                gk = g[k] * coef
-                wd = 0.0 if k.endswith(".bias") else WEIGHT_DECAY
-                p.mul_(1 - lr * wd)
-                m[k].mul_(BETAS[0]).add_(gk, alpha=1 - BETAS[0])
-                v[k].mul_(BETAS[1]).addcmul_(gk, gk, value=1 - BETAS[1])
-                bc1 = 1 - BETAS[0] ** t
-                bc2 = 1 - BETAS[1] ** t
-                denom = (v[k].sqrt() / math.sqrt(bc2)).add_(EPS)
-                p.addcdiv_(m[k], denom, value=-lr / bc1)
+    adamw_replica(pmodel, trainable, [not k.endswith(".bias") for k in keys], batch)
     rep_err = max((p.detach() - step3[k]).abs().max().item() for k, (_, p) in zip(keys, trainable))
     moved = max((step3[k] - init[k]).abs().max().item() for k in keys)
     print(f"replica vs Trainer after {N_STEPS} steps: max abs diff {rep_err:.3e} (largest change {moved:.3e})")

@@ -24,7 +24,8 @@ import argparse
 import math
 import os
 
-from hf_common import adapter_key, check, finish, library_versions, peft_with_random_lora_B, versions_text
+from hf_common import (adapter_key, check, collate, finish, library_versions, loss_and_grads, print_result,
+                       read_batch, save_adapter, tiny_with_lora, versions_text)
 
 R, ALPHA = 4, 8
 LORA = dict(task_type="SEQ_CLS", r=R, lora_alpha=ALPHA, lora_dropout=0.0,
@@ -39,10 +40,7 @@ def main():
     args = ap.parse_args()
 
     import torch
-    import torch.nn.functional as F
-    from safetensors.torch import save_file, load_file
-    from transformers import DistilBertForSequenceClassification
-    from peft import LoraConfig
+    from safetensors.torch import save_file
 
     versions = library_versions("torch", "transformers", "peft", "safetensors")
     torch.set_num_threads(1)
@@ -50,28 +48,11 @@ def main():
     adapter_dir = os.path.join(out, "adapter")
     os.makedirs(adapter_dir, exist_ok=True)
 
-    # the batch of hf_tiny: label<TAB>ids
-    seqs, labels = [], []
-    with open(os.path.join(args.base, "batch.txt")) as f:
-        for line in f:
-            lab, ids = line.rstrip("\n").split("\t")
-            labels.append(int(lab))
-            seqs.append([int(t) for t in ids.split()])
-    T = max(len(s) for s in seqs)
-    ids = torch.zeros((len(seqs), T), dtype=torch.long)
-    mask = torch.zeros((len(seqs), T), dtype=torch.long)
-    for b, s in enumerate(seqs):
-        ids[b, :len(s)] = torch.tensor(s)
-        mask[b, :len(s)] = 1
-    batch = {"input_ids": ids, "attention_mask": mask, "labels": torch.tensor(labels)}
+    # the batch of hf_tiny (label<TAB>ids), padded with 0
+    batch = collate(read_batch(os.path.join(args.base, "batch.txt")), 0)
 
-    torch.manual_seed(SEED)                   # PEFT's lora_A draws from here
-    gen = torch.Generator().manual_seed(SEED)  # lora_B, drawn by hand
-    model = DistilBertForSequenceClassification.from_pretrained(args.base)
-    for name, m in model.named_modules():
-        if isinstance(m, torch.nn.Dropout):
-            check(m.p == 0.0, f"dropout {name} has p = 0")
-    pmodel = peft_with_random_lora_B(model, LoraConfig(**LORA), gen)
+    # torch seeded with SEED (PEFT's lora_A draws from there), lora_B from a generator seeded with SEED
+    pmodel, _ = tiny_with_lora(args.base, LORA, SEED)
 
     # the scaling PEFT uses: alpha / sqrt(r) = 4 (plain LoRA would use alpha / r = 2)
     scalings = set()
@@ -81,13 +62,7 @@ def main():
     print("PEFT scalings:", scalings)
     check(scalings == {ALPHA / math.sqrt(R)}, f"every LoRA layer scales by alpha / sqrt(r) = {ALPHA / math.sqrt(R)}")
 
-    pmodel.save_pretrained(adapter_dir)
-    peft_readme = os.path.join(adapter_dir, "README.md")
-    if os.path.exists(peft_readme):
-        os.remove(peft_readme)
-    adapter_sd = load_file(os.path.join(adapter_dir, "adapter_model.safetensors"))
-    with open(os.path.join(adapter_dir, "adapter_config.json")) as f:
-        cfg_text = f.read()
+    adapter_sd, cfg_text = save_adapter(pmodel, adapter_dir)
     print("adapter_config.json:\n" + cfg_text)
     check('"use_rslora": true' in cfg_text, "adapter_config.json says \"use_rslora\": true")
 
@@ -95,17 +70,10 @@ def main():
     keys = [adapter_key(n) for n, _ in trainable]
     check(set(keys) == set(adapter_sd), "trainable tensors and adapter file keys are the same set")
 
-    pmodel.train()
-    pmodel.zero_grad(set_to_none=True)
-    res = pmodel(**batch)
-    logits, loss = res.logits, res.loss
-    loss.backward()
-    ce = F.cross_entropy(logits.detach().double(), batch["labels"]).item()
-    check(abs(ce - loss.item()) < 1e-6, f"loss {loss.item():.8f} is the mean cross-entropy {ce:.8f}")
+    logits, loss, grads = loss_and_grads(pmodel, batch, keys, trainable)
     ref = {"logits": logits.detach().clone(), "loss": loss.detach().reshape(1).clone()}
-    for k, (n, p) in zip(keys, trainable):
-        check(p.grad is not None and p.grad.abs().max().item() > 0, f"{k} has a non-zero gradient")
-        ref["grad." + k] = p.grad.detach().clone() if p.grad is not None else torch.zeros_like(p)
+    for k in keys:
+        ref["grad." + k] = grads[k]
 
     # the same model with use_rslora=False would give other logits: the fixture tells them apart
     with torch.no_grad():
@@ -132,10 +100,7 @@ def main():
                 "Made by `CUDA_VISIBLE_DEVICES= python3 dev/hf_rslora.py --base dev/fixtures/hf_tiny --out "
                 f"dev/fixtures/hf_rslora` (CPU, fp32), seed {SEED}. Versions: "
                 + versions_text(versions) + ".\n")
-    print("logits:", [[round(x, 6) for x in row] for row in logits.detach().tolist()])
-    print(f"loss: {loss.item():.7f}")
-    total = sum(os.path.getsize(os.path.join(d, f)) for d, _, fs in os.walk(out) for f in fs)
-    print(f"files: {total} bytes in {out}")
+    print_result(logits, loss, out)
     finish()
 
 

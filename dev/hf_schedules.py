@@ -20,8 +20,7 @@ import argparse
 import os
 import tempfile
 
-from hf_common import (check, collate, finish, library_versions, list_dataset, new_record, recording_trainer,
-                       versions_text)
+from hf_common import check, finish, library_versions, read_batch, tiny_with_adapter, train_recorded, versions_text
 
 LR = 1e-3
 SCHEDULERS = ["linear", "cosine", "constant", "constant_with_warmup"]
@@ -77,28 +76,11 @@ def schedule(name, total, w):
 
 def trainer_lrs(base, name, total, w):
     """The rates a real Trainer uses on the tiny model (PEFT LoRA as dev/fixtures/hf_tiny/adapter)."""
-    import torch
-    from transformers import DistilBertForSequenceClassification
-    from peft import PeftModel
-    seqs, labels = [], []
-    with open(os.path.join(base, "batch.txt")) as f:
-        for line in f:
-            lab, ids = line.rstrip("\n").split("\t")
-            labels.append(int(lab))
-            seqs.append([int(t) for t in ids.split()])
-    examples = [{"input_ids": s, "label": l} for s, l in zip(seqs, labels)]
-    torch.manual_seed(0)
-    model = DistilBertForSequenceClassification.from_pretrained(base)
-    pmodel = PeftModel.from_pretrained(model, os.path.join(base, "adapter"), is_trainable=True)
-    trainable = [(n, p) for n, p in pmodel.named_parameters() if p.requires_grad]
-    seen = new_record()
-    RecordingTrainer, recorder = recording_trainer(seen, trainable)
-    with tempfile.TemporaryDirectory() as tmp:
-        args = make_args(tmp, name, total, w, per_device_train_batch_size=4, logging_steps=1,
-                         remove_unused_columns=False, seed=0)
-        trainer = RecordingTrainer(model=pmodel, args=args, train_dataset=list_dataset(examples),
-                                   data_collator=lambda ex: collate(ex, 0), callbacks=[recorder])
-        trainer.train()
+    examples = read_batch(os.path.join(base, "batch.txt"))
+    pmodel, trainable = tiny_with_adapter(base)
+    seen, _, _ = train_recorded(pmodel, trainable, examples, 0,
+                                lambda tmp: make_args(tmp, name, total, w, per_device_train_batch_size=4,
+                                                      logging_steps=1, remove_unused_columns=False, seed=0))
     return seen["lrs"]
 
 
