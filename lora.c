@@ -826,6 +826,14 @@ void residual_backward(float* dinp, const float* dout, size_t n) {
     for (size_t i = 0; i < n; i++) { dinp[i] += dout[i]; }
 }
 
+// x[0:n] = 0. Kernels accumulate (+=), so every gradient is cleared before its first use: a
+// third of a gigabyte per step for distilbert-base, which one core alone clears at its memory
+// bandwidth (a tenth of a step on 16 threads); so the threads share it, as in the loops above
+void zero_floats(float* x, size_t n) {
+    #pragma omp parallel for if (n > 65536)
+    for (size_t i = 0; i < n; i++) { x[i] = 0.0f; }
+}
+
 // in place: x = x * keep / (1 - p), inverted dropout as torch (kept elements are scaled up in
 // training, so evaluation, p = 0, needs no rescaling). No mask is stored: backward recomputes it.
 void dropout_forward(float* x, size_t n, Dropout d) {
@@ -1306,9 +1314,7 @@ int model_forward(Model* m, const int* ids, const int* lengths, int B, const int
     return 0;
 }
 
-void model_zero_grad(Model* m) {
-    memset(m->grads_memory, 0, m->num_trainable * sizeof(float));
-}
+void model_zero_grad(Model* m) { zero_floats(m->grads_memory, m->num_trainable); }
 
 // backward of one transformer block, the mirror of layer_forward: each call undoes the forward
 // line quoted above it, in reverse order. From dout = dL/dx[l+1] (rows, C): the gradients of the
@@ -1322,9 +1328,9 @@ void layer_backward(Model* m, int l, int input_grad) {
     float* dx = input_grad ? lv.dx : NULL;
     float* dxq = input_grad ? lv.dxq : NULL;
     size_t RC = (size_t)rows * C, RH = (size_t)rows * H;
-    // kernels accumulate (+=), so every activation gradient is cleared right before its first use.
+    // kernels accumulate (+=), so every activation gradient is cleared right before its first use
     // layernorm_forward(lv.out, lv.ln2_mean, lv.ln2_rstd, lv.res2, ...)
-    memset(a->dres2, 0, RC * sizeof(float));
+    zero_floats(a->dres2, RC);
     layernorm_backward(a->dres2, lv.dln2w, lv.dln2b, lv.dout, lv.res2, lv.ln2w, lv.ln2_mean,
                        lv.ln2_rstd, rows, C);
     // residual_forward(lv.res2, lv.res2, lv.sa): the gradient flows to both branches. dsa starts
@@ -1334,29 +1340,29 @@ void layer_backward(Model* m, int l, int input_grad) {
     // here on dres2 holds dL/d(lin2 output))
     dropout_backward(a->dres2, RC, lv.drop_ffn);
     // linear_forward(m, l, LIN_2, lv.res2, lv.ffg, rows)
-    memset(a->dffg, 0, RH * sizeof(float));
+    zero_floats(a->dffg, RH);
     linear_backward(m, l, LIN_2, a->dffg, a->dres2, lv.ffg, rows);
     // gelu_forward(lv.ffg, lv.ffh, ...)
-    memset(a->dffh, 0, RH * sizeof(float));
+    zero_floats(a->dffh, RH);
     gelu_backward(a->dffh, lv.ffh, a->dffg, RH);
     // linear_forward(m, l, LIN_1, lv.ffh, lv.sa, rows): its dinp is dsa, the second path from sa
     linear_backward(m, l, LIN_1, a->dsa, a->dffh, lv.sa, rows);
     // layernorm_forward(lv.sa, lv.ln1_mean, lv.ln1_rstd, lv.res1, ...)
-    memset(a->dres1, 0, RC * sizeof(float));
+    zero_floats(a->dres1, RC);
     layernorm_backward(a->dres1, lv.dln1w, lv.dln1b, a->dsa, lv.res1, lv.ln1w, lv.ln1_mean,
                        lv.ln1_rstd, rows, C);
     // residual_forward(lv.res1, lv.res1, lv.xq): the residual share of dL/dxq (dx, or dxcls)
-    if (dx) { memset(dx, 0, (size_t)N * C * sizeof(float)); }
-    if (dxq && dxq != dx) { memset(dxq, 0, RC * sizeof(float)); }
+    if (dx) { zero_floats(dx, (size_t)N * C); }
+    if (dxq && dxq != dx) { zero_floats(dxq, RC); }
     if (dxq) { residual_backward(dxq, a->dres1, RC); }
     // linear_forward(m, l, LIN_OUT, lv.res1, lv.atty, rows): the attention branch of that residual
-    memset(a->datty, 0, RC * sizeof(float));
+    zero_floats(a->datty, RC);
     linear_backward(m, l, LIN_OUT, a->datty, a->dres1, lv.atty, rows);
     // attention_forward(lv.atty, lv.att, lv.q, lv.k, lv.v, ...): dq has rows rows, dk and dv
     // all N (every token is a key)
-    memset(a->dq, 0, RC * sizeof(float));
-    memset(a->dk, 0, (size_t)N * C * sizeof(float));
-    memset(a->dv, 0, (size_t)N * C * sizeof(float));
+    zero_floats(a->dq, RC);
+    zero_floats(a->dk, (size_t)N * C);
+    zero_floats(a->dv, (size_t)N * C);
     attention_backward(a->dq, a->dk, a->dv, a->datt, a->datty, lv.att, lv.q, lv.k, lv.v, &lv.attn);
     // linear_forward(m, l, LIN_V / LIN_K, lv.v / lv.k, lv.x, N) and (LIN_Q, lv.q, lv.xq, rows)
     linear_backward(m, l, LIN_V, dx, a->dv, lv.x, N);
@@ -1375,9 +1381,9 @@ void head_backward(Model* m, int input_grad) {
     Activations* a = &m->acts;
     Trainables* p = &m->params;
     Trainables* g = &m->grads;
-    memset(a->dlogits, 0, (size_t)B * NL * sizeof(float));
-    memset(a->dhid, 0, (size_t)B * C * sizeof(float));
-    memset(a->dpre, 0, (size_t)B * C * sizeof(float));
+    zero_floats(a->dlogits, (size_t)B * NL);
+    zero_floats(a->dhid, (size_t)B * C);
+    zero_floats(a->dpre, (size_t)B * C);
     // crossentropy_forward(a->losses, a->probs, a->logits, ...) and the mean over the batch
     crossentropy_backward(a->dlogits, a->probs, m->labels, B, NL);
     // matmul_forward(a->logits, a->hid, p->cls_w, p->cls_b, B, C, NL): g gets dW and db
@@ -1388,12 +1394,12 @@ void head_backward(Model* m, int input_grad) {
     relu_backward(a->dpre, a->pre, a->dhid, (size_t)B * C);
     // matmul_forward(a->pre, a->cls, p->pre_w, p->pre_b, B, C, C): dcls only if the body needs it
     float* dcls = input_grad ? a->dcls : NULL;
-    if (dcls) { memset(dcls, 0, (size_t)B * C * sizeof(float)); }
+    if (dcls) { zero_floats(dcls, (size_t)B * C); }
     matmul_backward(dcls, g->pre_w, g->pre_b, a->dpre, a->cls, p->pre_w, B, C, C);
     // cls_gather(a->cls, x[L], m->last_rows.q, ...): only those rows of x[L] get a gradient
     if (dcls) {
         float* dxL = a->dx + (size_t)c->n_layers * N * C;
-        memset(dxL, 0, N * C * sizeof(float));
+        zero_floats(dxL, N * C);
         cls_scatter(dxL, dcls, m->last_rows.q, B, C);
     }
 }
@@ -1418,7 +1424,7 @@ void model_backward(Model* m) {
         // dropout_forward(a->x, ..., DROP_EMB): dx[0] becomes dL/d(LayerNorm output), in place
         dropout_backward(a->dx, N * C, dropout_at(m, -1, DROP_EMB));
         // layernorm_forward(a->x, a->emb_mean, a->emb_rstd, a->emb, w->emb_lnw, w->emb_lnb, N, C)
-        memset(a->demb, 0, N * C * sizeof(float));
+        zero_floats(a->demb, N * C);
         layernorm_backward(a->demb, m->dw.emb_lnw, m->dw.emb_lnb, a->dx, a->emb, m->w.emb_lnw,
                            a->emb_mean, a->emb_rstd, (int)N, C);
         // embeddings_forward(a->emb, ids, ...): into the rows of the tokens' ids and positions
@@ -1794,6 +1800,7 @@ int train(const Options* o) {
 //   errors and memory      fail(), the live line's clearing, malloc_check, use_fast_kernels
 //   exp and erf            exp_vec, erf_vec: plain arithmetic the compiler vectorizes
 //   the fast matmul        gemm_acc: packed, cache-blocked, register-tiled (AVX-512, AVX2, NEON, C)
+//     the frozen weights   frozen_pack: packed once for the whole run
 //     and its attention    attention_forward_fast / _backward_fast, by (sequence, head)
 //   memory                 the model's one-allocation layouts, model_reserve, initialisation
 //   reading files          read_file, size limits
@@ -2178,6 +2185,54 @@ static void gemm_reserve(size_t floats) {
 
 static int max_threads(void);  // (with the threads' scratch, below)
 
+// where the panels start inside a buffer of gemm_packed_floats: its first 64-byte boundary
+static float* gemm_packed_start(float* buffer) {
+    return buffer + ((64 - (uintptr_t)buffer % 64) % 64) / sizeof(float);
+}
+
+// Products of more than ~8M multiply-adds (a millisecond or more) share the work between the
+// threads; below that, waking the others costs more than it saves, much more on a busy machine.
+static int gemm_threaded(int M, int K, int NN) { return (size_t)M * K * NN > ((size_t)1 << 23); }
+
+// Rows per block of a product shared by threads threads (nblocks blocks of columns). The threads
+// take the blocks in rounds, and a round with fewer blocks than threads leaves the others
+// waiting: 1,212 rows of 768 columns in blocks of 56 rows are 22 x 3 = 66 blocks, which 16
+// threads take in five rounds, the last with 2 threads busy (a fifth of the product spent
+// waiting). So take the height, in multiples of MR from MC down to 2 MR, with the least
+// rounds x rows (the time of the busiest thread; the taller on a tie): here 80 rows, 48 blocks,
+// three full rounds. Each out(i, j) still sums its k in the same order: the same result for any
+// block height, so for any thread count.
+static int gemm_block_rows(int M, int nblocks, int threads) {
+    int best = MC;
+    size_t best_time = SIZE_MAX;
+    for (int mc = MC; mc >= 2 * MR; mc -= MR) {
+        size_t blocks = (size_t)nblocks * ((M + mc - 1) / mc);
+        size_t time = (blocks + threads - 1) / threads * mc;
+        if (time < best_time) { best_time = time; best = mc; }
+    }
+    return best;
+}
+
+// out (M, NN) (+)= A (M, K) @ B, with B already packed into panels (Bp, as pack_panels leaves
+// it, with its spare zero row): gemm_acc's work after the packing, and the whole product when B
+// is a frozen weight packed once (frozen_pack, below).
+static void gemm_packed(float* out, size_t ldo, const float* A, size_t am, size_t ak,
+                        const float* Bp, int init, const float* bias, int M, int K, int NN,
+                        int threaded) {
+    int nblocks = (NN + NC - 1) / NC;
+    int mc = threaded ? gemm_block_rows(M, nblocks, max_threads()) : MC;
+    int mblocks = (M + mc - 1) / mc;
+    // one iteration = one block of out, owned by exactly one thread. The blocks of one column
+    // block come one after the other: a thread's next block mostly reads the same panels of B,
+    // still in its L2 cache, and all threads read the same ones from L3 at the same time
+    #pragma omp parallel for collapse(2) schedule(dynamic) if (threaded)
+    for (int nb = 0; nb < nblocks; nb++) {
+        for (int mb = 0; mb < mblocks; mb++) {
+            gemm_block(out, ldo, A, am, ak, Bp, init, bias, M, K, NN, mb * mc, nb * NC, mc);
+        }
+    }
+}
+
 // out (M, NN) (row stride ldo) += A (M, K) @ B (K, NN), strides as described above.
 // With init, out = bias + A @ B instead (bias (NN) may be NULL: zero).
 // pack == NULL: a top-level product; threads may share it and B is packed into gemm_workspace.
@@ -2188,9 +2243,7 @@ static void gemm_acc(float* out, size_t ldo, const float* A, size_t am, size_t a
                      const float* B, size_t bk, size_t bj, int init, const float* bias,
                      int M, int K, int NN, float* pack) {
     if (M <= 0 || NN <= 0) { return; }
-    // Below ~8M multiply-adds (a millisecond or less) one thread does it all: waking
-    // the others costs more than it saves, much more when the machine is busy.
-    int threaded = pack == NULL && (size_t)M * K * NN > ((size_t)1 << 23);
+    int threaded = pack == NULL && gemm_threaded(M, K, NN);  // (never inside attention's threads)
     if (gemm_is_small(M, K, bj)) {
         // Small products: packing would cost more than the math, so row m of
         // out += A(m,k) * row k of B, k by k. The rows of B are contiguous here (bj == 1),
@@ -2212,28 +2265,10 @@ static void gemm_acc(float* out, size_t ldo, const float* A, size_t am, size_t a
     // the first 64-byte boundary there (gemm_packed_floats leaves room for that)
     float* buffer = pack;
     if (buffer == NULL) { gemm_reserve(gemm_packed_floats(K, NN)); buffer = gemm_workspace; }
-    float* Bp = buffer + ((64 - (uintptr_t)buffer % 64) % 64) / sizeof(float);
-    size_t packed = (size_t)((NN + NR - 1) / NR) * K * NR;
+    float* Bp = gemm_packed_start(buffer);
     pack_panels(Bp, B, bk, bj, K, NN, threaded);
-    memset(Bp + packed, 0, NR * sizeof(float));  // the spare zero row
-    // Blocks of MC rows, or fewer when that leaves some threads without work for the last part
-    // of the product: 1,100 rows x 768 columns are 12 x 3 = 36 blocks, which 16 threads take in
-    // three rounds, the last one with 4 threads busy; aim at 4 blocks per thread or more (rows in
-    // multiples of MR, at least 2 MR). Each out(i, j) still sums its k in the same order: the
-    // same result for any block height and any thread count.
-    int mc = MC, nblocks = (NN + NC - 1) / NC;
-    if (threaded) {
-        int want = 4 * max_threads();
-        while (mc > 2 * MR && (size_t)((M + mc - 1) / mc) * nblocks < (size_t)want) { mc -= MR; }
-    }
-    int mblocks = (M + mc - 1) / mc;
-    // one iteration = one block of out, owned by exactly one thread
-    #pragma omp parallel for collapse(2) schedule(dynamic) if (threaded)
-    for (int mb = 0; mb < mblocks; mb++) {
-        for (int nb = 0; nb < nblocks; nb++) {
-            gemm_block(out, ldo, A, am, ak, Bp, init, bias, M, K, NN, mb * mc, nb * NC, mc);
-        }
-    }
+    memset(Bp + (size_t)((NN + NR - 1) / NR) * K * NR, 0, NR * sizeof(float));  // spare zero row
+    gemm_packed(out, ldo, A, am, ak, Bp, init, bias, M, K, NN, threaded);
 }
 
 // The three products every matmul of the model is made of, named as the math reads. a, b and
@@ -2255,9 +2290,87 @@ static void gemm_atb(float* out, size_t ldo, const float* a, size_t lda, const f
     gemm_acc(out, ldo, a, 1, lda, b, ldb, 1, 0, NULL, M, K, N, pack);
 }
 
+// --- the frozen weights, packed once. In lora and head mode (and in eval, predict and bench) a
+// Linear's weight never changes, yet every step would pack it again: W^T's panels for the
+// forward, W's for the input gradient (a few per cent of a step on 2 threads, a sixth of it on
+// 16, where packing is bound by memory). frozen_pack keeps both packed copies of every Linear
+// weight of one model (the forward's alone when nothing trains below the head) and the fast
+// matmuls use them: the same panels as packing on the fly, so the same results, bit for bit.
+// They are copies, so they must be made again if a weight changes: train (lora and head mode),
+// eval, predict and bench call frozen_pack once the model is loaded; model_free forgets them.
+// Memory: one more copy of the Linears per direction (170 MB each for distilbert-base).
+typedef struct {
+    const float* w;   // the weight (OC, IC) it was packed from
+    int IC, OC;
+    float* fwd;       // W^T as the forward's B (K = IC, NN = OC)
+    float* bwd;       // W as the input gradient's B (K = OC, NN = IC); NULL: not kept
+} FrozenWeight;
+static struct {
+    const float* weights;  // the w_memory of the model whose weights these are (NULL: none)
+    FrozenWeight* list;
+    int count;
+    float* memory;       // every panel of the list, one allocation
+} frozen;
+
+static void frozen_forget(void) {
+    free(frozen.list); free(frozen.memory);
+    memset(&frozen, 0, sizeof(frozen));
+}
+
+// the entry of weight (OC, IC), or NULL when it was not packed
+static const FrozenWeight* frozen_find(const float* weight, int IC, int OC) {
+    for (int i = 0; i < frozen.count; i++) {
+        const FrozenWeight* f = &frozen.list[i];
+        if (f->w == weight && f->IC == IC && f->OC == OC) { return f; }
+    }
+    return NULL;
+}
+
+// with_backward: the input gradient's copies too (train and bench; in head mode no gradient
+// reaches a Linear, so none there)
+static void frozen_pack(Model* m, int with_backward) {
+    frozen_forget();
+    // full mode trains the weights (no copy would stay right); --reference uses none
+    if (m->mode == MODE_FULL || !use_fast_kernels) { return; }
+    const Config* c = &m->config;
+    int L = c->n_layers, backward = with_backward && m->mode == MODE_LORA;
+    size_t floats = 0;
+    for (int i = 0; i < NUM_LIN; i++) {
+        size_t one = gemm_packed_floats(lin_in(c, i), lin_out(c, i));
+        if (backward) { one += gemm_packed_floats(lin_out(c, i), lin_in(c, i)); }
+        floats += (size_t)L * one;
+    }
+    frozen.memory = mallocCheck(floats * sizeof(float));
+    frozen.list = mallocCheck((size_t)L * NUM_LIN * sizeof(FrozenWeight));
+    frozen.weights = m->w_memory;
+    float* next = frozen.memory;
+    for (int l = 0; l < L; l++) {
+        for (int i = 0; i < NUM_LIN; i++) {
+            Linear li = linear_of(m, l, i);
+            FrozenWeight* f = &frozen.list[frozen.count++];
+            *f = (FrozenWeight){ li.w, li.IC, li.OC, NULL, NULL };
+            // the same packing as gemm_abt and gemm_ab make of this weight, with the spare row
+            f->fwd = gemm_packed_start(next);
+            pack_panels(f->fwd, li.w, 1, li.IC, li.IC, li.OC, 1);
+            memset(f->fwd + (size_t)((li.OC + NR - 1) / NR) * li.IC * NR, 0, NR * sizeof(float));
+            next += gemm_packed_floats(li.IC, li.OC);
+            if (!backward) { continue; }
+            f->bwd = gemm_packed_start(next);
+            pack_panels(f->bwd, li.w, li.IC, 1, li.OC, li.IC, 1);
+            memset(f->bwd + (size_t)((li.IC + NR - 1) / NR) * li.OC * NR, 0, NR * sizeof(float));
+            next += gemm_packed_floats(li.OC, li.IC);
+        }
+    }
+}
+
 // the fast matmul_forward: out (N, OC) = inp (N, C) @ weight (OC, C)^T + bias (OC)
 void matmul_forward_fast(float* out, const float* inp, const float* weight, const float* bias,
                          int N, int C, int OC) {
+    const FrozenWeight* f = frozen_find(weight, C, OC);
+    if (f != NULL && N > 0) {
+        gemm_packed(out, OC, inp, C, 1, f->fwd, 1, bias, N, C, OC, gemm_threaded(N, C, OC));
+        return;
+    }
     gemm_abt(out, OC, inp, C, weight, C, bias, N, C, OC, NULL);
 }
 
@@ -2267,7 +2380,12 @@ void matmul_forward_fast(float* out, const float* inp, const float* weight, cons
 void matmul_backward_fast(float* dinp, float* dweight, float* dbias,
                           const float* dout, const float* inp, const float* weight,
                           int N, int C, int OC) {
-    if (dinp != NULL) { gemm_ab(dinp, C, dout, OC, weight, C, N, OC, C, NULL); }
+    const FrozenWeight* f = dinp != NULL ? frozen_find(weight, C, OC) : NULL;
+    if (f != NULL && f->bwd != NULL && N > 0 && !gemm_is_small(N, OC, 1)) {
+        gemm_packed(dinp, C, dout, OC, 1, f->bwd, 0, NULL, N, OC, C, gemm_threaded(N, OC, C));
+    } else if (dinp != NULL) {
+        gemm_ab(dinp, C, dout, OC, weight, C, N, OC, C, NULL);
+    }
     if (dweight != NULL) { gemm_atb(dweight, C, dout, OC, inp, C, OC, N, C, NULL); }
     if (dbias != NULL) {
         // row by row, so the inner loop runs along dbias and vectorizes
@@ -2804,6 +2922,7 @@ static int model_set_batch(Model* m, const int* ids, const int* lengths, int B, 
 }
 
 void model_free(Model* m) {
+    if (m->w_memory != NULL && frozen.weights == m->w_memory) { frozen_forget(); }
     // (full mode: part of params_memory)
     if (m->w_memory != m->params_memory) { free(m->w_memory); }
     free(m->params_memory);
@@ -5544,6 +5663,7 @@ static int train_setup(const Options* o, Model* model, Dataset* train_set, Datas
            (unsigned long long)o->seed);
     train_print_options(o, steps);
     print_parameter_count(model);
+    frozen_pack(model, 1);  // (none in full mode, where the weights train)
     return 0;
 }
 
@@ -6986,6 +7106,7 @@ static int inference_load(Model* model, Tokenizer* tok, const Options* o) {
         model_free(model);
         return -1;
     }
+    frozen_pack(model, 0);  // forward only
     return max_len;
 }
 
@@ -7468,6 +7589,7 @@ int bench_command(const Options* o, const BenchOptions* bo) {
     double tokens = 0.0, flops_train = 0.0, flops_eval = 0.0;
     Rng rng = { o->seed };
     bench_reserve_largest(&model, all_lengths, num_lengths, B, K);
+    frozen_pack(&model, 1);
     const char* source = bo->lengths_path ? bo->lengths_path : "fixed length";
     printf("bench: dim %d, %d layer%s, %d head%s, FFN %d | mode %s | batch %d | %d batch%s after 1 "
            "warm-up | threads %d | %s\n", c->dim, c->n_layers, plural(c->n_layers), c->n_heads,

@@ -457,6 +457,75 @@ static void test_matmul_fast_vs_naive(void) {
     expect(same_threads, "fast matmul forward on %d threads == on 1 thread, bit for bit, all %d shapes", max_threads(), count);
 }
 
+// --- frozen_pack: the frozen Linear weights packed once (train, eval, predict, bench) give the
+// logits and gradients of packing on the fly, bit for bit; the matmuls really read the copies (a
+// weight changed behind their back does not show until frozen_pack runs again); model_free
+// forgets them; head mode keeps the forward's copies only, full mode none.
+static int frozen_run(Model* m, const int* ids, const int* lengths, const int* labels, float* logits, float* grads) {
+    m->forward_count = 0;  // the same dropout masks every time
+    if (model_forward(m, ids, lengths, 3, labels) != 0) { return 0; }
+    model_zero_grad(m);
+    model_backward(m);
+    memcpy(logits, m->acts.logits, 6 * sizeof(float));
+    memcpy(grads, m->grads_memory, m->num_trainable * sizeof(float));
+    return 1;
+}
+static void test_frozen_pack(void) {
+    // rows, columns and k past the register tiles and the small-product cut (2 MR rows, NR k)
+    Config c = { 50, 64, 40, 2, 2, 72, 2, 0.1f, 0.1f, 0.2f, 0, NULL };
+    LoraConfig lc = { 4, 8.0f, 0.1f, { 1, 1, 1, 1, 1, 1 }, 0, 0 };
+    int lengths[3] = { 30, 17, 9 }, labels[3] = { 0, 1, 1 }, ids[56];
+    Rng rng = { 99 };
+    for (int i = 0; i < 56; i++) { ids[i] = (int)(rng_u64(&rng) % 50); }
+    Model m;
+    model_init_random(&m, &c, &lc, MODE_LORA, 5);
+    for (size_t i = 0; i < m.num_trainable; i++) { m.params_memory[i] = 0.3f * rng_normal(&rng); }
+    m.training = 1;  // dropout on
+    float logits[3][6], *grads[2];
+    for (int k = 0; k < 2; k++) { grads[k] = mallocCheck(m.num_trainable * sizeof(float)); }
+    int ok = frozen_run(&m, ids, lengths, labels, logits[0], grads[0]);  // packing on the fly
+    frozen_pack(&m, 1);
+    int listed = frozen.count == c.n_layers * NUM_LIN;
+    for (int i = 0; i < frozen.count; i++) { listed &= frozen.list[i].fwd != NULL && frozen.list[i].bwd != NULL; }
+    ok &= frozen_run(&m, ids, lengths, labels, logits[1], grads[1]);
+    expect(ok && listed, "frozen_pack: both copies of all %d Linear weights", c.n_layers * NUM_LIN);
+    expect(ok && memcmp(logits[0], logits[1], sizeof(logits[0])) == 0 &&
+           memcmp(grads[0], grads[1], m.num_trainable * sizeof(float)) == 0,
+           "frozen_pack: logits and all %d trainable gradients bit for bit those of packing on the fly (dropout on)", m.num_tensors);
+    // double every Linear weight: the packed copies still hold the old ones
+    for (int i = 0; i < NUM_LIN; i++) {
+        for (size_t j = 0; j < (size_t)c.n_layers * lin_out(&c, i) * lin_in(&c, i); j++) { m.w.lin_w[i][j] *= 2.0f; }
+    }
+    ok &= frozen_run(&m, ids, lengths, labels, logits[2], grads[1]);
+    int stale = memcmp(logits[2], logits[0], sizeof(logits[0])) == 0;
+    // and the input gradient's: dinp through layer 0's lin1 (a stale copy) == dinp of the old
+    // weight, which a pointer frozen_pack never saw packs on the fly
+    Linear li = linear_of(&m, 0, LIN_1);
+    float *old = mallocCheck((size_t)li.OC * li.IC * sizeof(float)), *dout = random_array((size_t)20 * li.OC, 1.0f);
+    float *d1 = zero_array((size_t)20 * li.IC), *d2 = zero_array((size_t)20 * li.IC);
+    for (size_t j = 0; j < (size_t)li.OC * li.IC; j++) { old[j] = 0.5f * li.w[j]; }
+    matmul_backward_fast(d1, NULL, NULL, dout, NULL, li.w, 20, li.IC, li.OC);
+    matmul_backward_fast(d2, NULL, NULL, dout, NULL, old, 20, li.IC, li.OC);
+    stale &= memcmp(d1, d2, (size_t)20 * li.IC * sizeof(float)) == 0;
+    free(old); free(dout); free(d1); free(d2);
+    frozen_pack(&m, 1);  // packed again: the doubled weights now count
+    ok &= frozen_run(&m, ids, lengths, labels, logits[2], grads[1]);
+    expect(ok && stale && memcmp(logits[2], logits[0], sizeof(logits[0])) != 0,
+           "frozen_pack: the fast matmuls read the packed copies, forward and input gradient (weights changed after packing do not show until packed again)");
+    model_free(&m);
+    expect(frozen.count == 0 && frozen.weights == NULL && frozen.memory == NULL, "frozen_pack: model_free forgets the copies");
+    model_init_random(&m, &c, &lc, MODE_HEAD, 5);
+    frozen_pack(&m, 1);
+    int head = frozen.count == c.n_layers * NUM_LIN;
+    for (int i = 0; i < frozen.count; i++) { head &= frozen.list[i].fwd != NULL && frozen.list[i].bwd == NULL; }
+    model_free(&m);
+    model_init_random(&m, &c, &lc, MODE_FULL, 5);
+    frozen_pack(&m, 1);
+    expect(head && frozen.count == 0, "frozen_pack: head mode packs the forward's copies only, full mode (weights train) none");
+    model_free(&m);
+    free(grads[0]); free(grads[1]);
+}
+
 // --- a Linear with a LoRA adapter: out = inp W^T + b + scale * B A dropout(inp), dropout ON
 // (the masks are a function of the key, so the finite differences see the same masks)
 typedef struct { float *inp, *weight, *bias, *A, *Bw, *h, *xd; float scale, p; uint64_t key; int N, C, OC, R; } LoraCtx;
@@ -3186,7 +3255,7 @@ static void group_model(void) {
     test_no_allocation_in_step();
 }
 static void group_layernorm(void) { test_layernorm_grad(); test_layernorm_accumulates(); }
-static void group_matmul(void) { test_matmul_grad(); test_matmul_fast_vs_naive(); }
+static void group_matmul(void) { test_matmul_grad(); test_matmul_fast_vs_naive(); test_frozen_pack(); }
 static void group_lora(void) { test_lora_grad(0.0f); test_lora_grad(0.3f); test_lora_accumulates(0.0f); test_lora_accumulates(0.3f); }
 static void group_attention(void) {
     test_attention_grad(0.0f, 0);
@@ -3876,7 +3945,7 @@ static void group_files(void) { test_read_limits(); test_resume_state(); test_lo
 static const struct { const char* name; void (*run)(void); int one_thread; const char* what; } GROUPS[] = {
     { "model", group_model, 1, "whole-model gradient vs finite differences, last-layer pruning, --reference == fast" },
     { "layernorm", group_layernorm, 1, "layernorm backward vs finite differences" },
-    { "matmul", group_matmul, 0, "matmul backward vs finite differences, fast == reference" },
+    { "matmul", group_matmul, 0, "matmul backward vs finite differences, fast == reference, frozen weights packed once" },
     { "lora", group_lora, 1, "LoRA forward/backward vs finite differences, dropout off and on" },
     { "attention", group_attention, 1, "attention backward vs finite differences, fast == reference" },
     { "gelu", group_gelu, 1, "exp/erf accuracy, GELU and dropout backward vs finite differences" },

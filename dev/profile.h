@@ -96,6 +96,7 @@ static int prof_thread_num(void) {
 #define crossentropy_forward(...) PROF_TIME(PROF_HEAD_SMALL, 0, crossentropy_forward(__VA_ARGS__))
 #define crossentropy_backward(...) PROF_TIME(PROF_HEAD_SMALL, 0, crossentropy_backward(__VA_ARGS__))
 #define memset(...) PROF_EXPR(PROF_MEMSET, memset(__VA_ARGS__))
+#define zero_floats(...) PROF_TIME(PROF_MEMSET, 0, zero_floats(__VA_ARGS__))
 #define memcpy(...) PROF_EXPR(PROF_MEMCPY, memcpy(__VA_ARGS__))
 
 #elif PROFILE_STAGE == 2
@@ -123,6 +124,7 @@ static int prof_thread_num(void) {
 #undef crossentropy_forward
 #undef crossentropy_backward
 #undef memset
+#undef zero_floats
 #undef memcpy
 // bench_time's calls: a forward starts a new pass (model_set_batch, inside it, closes the last)
 #define model_forward(...) PROF_EXPR(PROF_T_FORWARD, model_forward(__VA_ARGS__))
@@ -273,7 +275,7 @@ static void prof_report(void) {
             { "embeddings forward", PROF_EMB_FWD }, { "embeddings backward", PROF_EMB_BWD },
             { "[CLS] gather / scatter", PROF_CLS },
             { "ReLU, cross-entropy (head)", PROF_HEAD_SMALL },
-            { "memset (clearing activation gradients)", PROF_MEMSET },
+            { "clearing activation gradients (zero_floats)", PROF_MEMSET },
             { "memcpy", PROF_MEMCPY },
         };
         for (int d = 0; d < 3; d++) { leaves += mm[d]; }
