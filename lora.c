@@ -2233,6 +2233,65 @@ static void gemm_packed(float* out, size_t ldo, const float* A, size_t am, size_
     }
 }
 
+// Small products (gemm_is_small: LoRA's rank 4 as k, the head's batch of 4 rows): row m of
+// out += A(m, k) * row k of B, k by k. B's rows are contiguous (bj == 1), so the inner loop
+// vectorizes. The threads share pieces of (a row, 256 columns): LoRA's dA (R, C) = dh^T x has
+// only R = 4 rows. Every out(m, j) sums its k in order, on one thread: the same for any count.
+static void gemm_small(float* out, size_t ldo, const float* A, size_t am, size_t ak,
+                       const float* B, size_t bk, int init, const float* bias, int M, int K, int NN,
+                       int threaded) {
+    int pieces = (NN + 255) / 256;
+    #pragma omp parallel for collapse(2) if (threaded)
+    for (int m = 0; m < M; m++) {
+        for (int p = 0; p < pieces; p++) {
+            int j0 = p * 256, j1 = (j0 + 256 < NN) ? j0 + 256 : NN;
+            float* o = out + m * ldo;
+            if (init) {
+                for (int j = j0; j < j1; j++) { o[j] = (bias != NULL) ? bias[j] : 0.0f; }
+            }
+            for (int k = 0; k < K; k++) {
+                float a = A[m * am + k * ak];
+                const float* b = B + (size_t)k * bk;
+                for (int j = j0; j < j1; j++) { o[j] += a * b[j]; }
+            }
+        }
+    }
+}
+
+// A product with at most 8 columns of out (LoRA's h = x A^T: r = 4), whose rows of A and columns
+// of B both run along k (ak == 1, bk == 1): a panel would be mostly zeros (4 of NR columns), so
+// each out(m, j) is one dot product instead
+static int gemm_is_narrow(size_t ak, size_t bk, int NN) { return ak == 1 && bk == 1 && NN <= 8; }
+
+// sum over k of a[k] b[k], in 16 running sums (one vector register; the compiler vectorizes the
+// loop over l) added up at the end: always in this order, so the same on every thread
+#define DOT_LANES 16
+static float dot_lanes(const float* a, const float* b, int K) {
+    float acc[DOT_LANES] = { 0 };
+    int k = 0;
+    for (; k + DOT_LANES <= K; k += DOT_LANES) {
+        for (int l = 0; l < DOT_LANES; l++) { acc[l] += a[k + l] * b[k + l]; }
+    }
+    float sum = 0.0f;
+    for (int l = 0; l < DOT_LANES; l++) { sum += acc[l]; }
+    for (; k < K; k++) { sum += a[k] * b[k]; }
+    return sum;
+}
+
+// out (M, NN) (+)= A (M, K) @ B for gemm_is_narrow: row m, column j is A's row m . B's column j
+// (B(k, j) at B[j * bj + k])
+static void gemm_narrow(float* out, size_t ldo, const float* A, size_t am, const float* B,
+                        size_t bj, int init, const float* bias, int M, int K, int NN,
+                        int threaded) {
+    #pragma omp parallel for if (threaded)
+    for (int m = 0; m < M; m++) {
+        for (int j = 0; j < NN; j++) {
+            float start = init ? (bias != NULL ? bias[j] : 0.0f) : out[m * ldo + j];
+            out[m * ldo + j] = start + dot_lanes(A + m * am, B + j * bj, K);
+        }
+    }
+}
+
 // out (M, NN) (row stride ldo) += A (M, K) @ B (K, NN), strides as described above.
 // With init, out = bias + A @ B instead (bias (NN) may be NULL: zero).
 // pack == NULL: a top-level product; threads may share it and B is packed into gemm_workspace.
@@ -2244,21 +2303,15 @@ static void gemm_acc(float* out, size_t ldo, const float* A, size_t am, size_t a
                      int M, int K, int NN, float* pack) {
     if (M <= 0 || NN <= 0) { return; }
     int threaded = pack == NULL && gemm_threaded(M, K, NN);  // (never inside attention's threads)
+    // the two shapes where a panel would cost more than it saves, on threads from 1M multiply-adds
+    // (their loops are not register-tiled: they run slower than the tile, so they share sooner)
+    int shared = pack == NULL && (size_t)M * K * NN > ((size_t)1 << 20);
     if (gemm_is_small(M, K, bj)) {
-        // Small products: packing would cost more than the math, so row m of
-        // out += A(m,k) * row k of B, k by k. The rows of B are contiguous here (bj == 1),
-        // so the inner loop vectorizes.
-        #pragma omp parallel for if (threaded)
-        for (int m = 0; m < M; m++) {
-            if (init) {
-                for (int j = 0; j < NN; j++) { out[m * ldo + j] = (bias != NULL) ? bias[j] : 0.0f; }
-            }
-            for (int k = 0; k < K; k++) {
-                float a = A[m * am + k * ak];
-                const float* b = B + (size_t)k * bk;
-                for (int j = 0; j < NN; j++) { out[m * ldo + j] += a * b[j]; }
-            }
-        }
+        gemm_small(out, ldo, A, am, ak, B, bk, init, bias, M, K, NN, shared);
+        return;
+    }
+    if (gemm_is_narrow(ak, bk, NN)) {
+        gemm_narrow(out, ldo, A, am, B, bj, init, bias, M, K, NN, shared);
         return;
     }
     // the packed copy of B goes to the caller's buffer or the shared workspace, its panels from

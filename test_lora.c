@@ -415,7 +415,8 @@ static void test_matmul_fast_vs_naive(void) {
                        { 17, 129, 33 }, { 15, 300, 47 }, { 49, 257, 97 }, { 99, 385, 65 }, { 13, 40, 520 },
                        { 25, 253, 13 },
                        { 97, 768, 4 }, { 97, 4, 768 }, { 300, 768, 768 }, { 130, 768, 3072 }, { 130, 3072, 768 },
-                       { 200, 768, 256 } };  // (threaded, and few blocks: gemm_acc's lower blocks)
+                       { 200, 768, 256 },    // (threaded, and few blocks: gemm_acc's lower blocks)
+                       { 400, 768, 4 } };    // narrow (x A^T) and small (dA) products on threads
     int count = sizeof(sizes) / sizeof(sizes[0]);
     double worst[4] = { 0, 0, 0, 0 };
     int same_threads = 1;
@@ -437,13 +438,17 @@ static void test_matmul_fast_vs_naive(void) {
         use_fast_kernels = saved_fast;  // ... and the fast kernels of Part 2
         matmul_forward_fast(o2, inp, w, b, N, C, OC);
         matmul_backward_fast(di2, dw2, db2, dout, inp, w, N, C, OC);
-        // and the fast forward on one thread: bit for bit what the threads computed
-        float* o3 = zero_array((size_t)N * OC);
+        // and the fast kernels on one thread: bit for bit what the threads computed
+        float *o3 = zero_array((size_t)N * OC), *di3 = zero_array((size_t)N * C), *dw3 = zero_array((size_t)OC * C);
+        float *di4 = zero_array((size_t)N * C), *dw4 = zero_array((size_t)OC * C);
+        matmul_backward_fast(di4, dw4, NULL, dout, inp, w, N, C, OC);
         int threads = set_threads(1);
         matmul_forward_fast(o3, inp, w, b, N, C, OC);
+        matmul_backward_fast(di3, dw3, NULL, dout, inp, w, N, C, OC);
         set_threads(threads);
         same_threads &= memcmp(o3, o2, (size_t)N * OC * sizeof(float)) == 0;
-        free(o3);
+        same_threads &= memcmp(di3, di4, (size_t)N * C * sizeof(float)) == 0 && memcmp(dw3, dw4, (size_t)OC * C * sizeof(float)) == 0;
+        free(o3); free(di3); free(dw3); free(di4); free(dw4);
         double e[4] = { tensor_error_f(o2, o1, (size_t)N * OC), tensor_error_f(di2, di1, (size_t)N * C),
                         tensor_error_f(dw2, dw1, (size_t)OC * C), tensor_error_f(db2, db1, OC) };
         for (int k = 0; k < 4; k++) { if (e[k] > worst[k]) { worst[k] = e[k]; } }
@@ -454,7 +459,7 @@ static void test_matmul_fast_vs_naive(void) {
         expect(worst[k] <= 1e-5, "fast matmul (%s) == naive matmul, %-7s (%d shapes from 1x1x1 to 130x3072x768): max rel err %.1e",
                GEMM_KERNEL, what[k], count, worst[k]);
     }
-    expect(same_threads, "fast matmul forward on %d threads == on 1 thread, bit for bit, all %d shapes", max_threads(), count);
+    expect(same_threads, "fast matmul forward, dinp and dweight on %d threads == on 1 thread, bit for bit, all %d shapes", max_threads(), count);
 }
 
 // --- frozen_pack: the frozen Linear weights packed once (train, eval, predict, bench) give the
