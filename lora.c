@@ -2245,6 +2245,7 @@ static void gemm_small(float* out, size_t ldo, const float* A, size_t am, size_t
                        const float* B, size_t bk, int init, const float* bias, int M, int K, int NN,
                        int threaded) {
     int pieces = (NN + 255) / 256;
+    (void)threaded;  // only read by the pragma, which a build without OpenMP ignores
     #pragma omp parallel for collapse(2) if (threaded)
     for (int m = 0; m < M; m++) {
         for (int p = 0; p < pieces; p++) {
@@ -2287,6 +2288,7 @@ static float dot_lanes(const float* a, const float* b, int K) {
 static void gemm_narrow(float* out, size_t ldo, const float* A, size_t am, const float* B,
                         size_t bj, int init, const float* bias, int M, int K, int NN,
                         int threaded) {
+    (void)threaded;  // (as in gemm_small)
     #pragma omp parallel for if (threaded)
     for (int m = 0; m < M; m++) {
         for (int j = 0; j < NN; j++) {
