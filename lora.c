@@ -2034,7 +2034,8 @@ typedef float vfloat;                            // a "vector" of one float: pla
 // a block of columns must start where a panel starts: gemm_block finds its panel as j / NR
 _Static_assert(NC % NR == 0, "NC must be a multiple of NR");
 
-// Copy B into panels: Bp[p][k][jj] = B(k, p*NR + jj), zero where p*NR + jj >= NN.
+// Copy B into panels: Bp[p][k][jj] = B(k, p*NR + jj), zero where p*NR + jj >= NN; then the spare
+// zero row after the last panel (tile_acc reads one row ahead).
 #define PACK_KB 16  // steps of k copied at once from a transposed B (below)
 static void pack_panels(float* Bp, const float* B, size_t bk, size_t bj, int K, int NN,
                         int threaded) {
@@ -2070,6 +2071,7 @@ static void pack_panels(float* Bp, const float* B, size_t bk, size_t bj, int K, 
             }
         }
     }
+    memset(Bp + (size_t)panels * K * NR, 0, NR * sizeof(float));
 }
 
 // The register tile: out[0:mr, 0:nr] += A[0:mr, k0:k1] @ panel[k0:k1, 0:NR].
@@ -2326,7 +2328,6 @@ static void gemm_acc(float* out, size_t ldo, const float* A, size_t am, size_t a
     if (buffer == NULL) { gemm_reserve(gemm_packed_floats(K, NN)); buffer = gemm_workspace; }
     float* Bp = gemm_packed_start(buffer);
     pack_panels(Bp, B, bk, bj, K, NN, threaded);
-    memset(Bp + (size_t)((NN + NR - 1) / NR) * K * NR, 0, NR * sizeof(float));  // spare zero row
     gemm_packed(out, ldo, A, am, ak, Bp, init, bias, M, K, NN, threaded);
 }
 
@@ -2385,6 +2386,15 @@ static const FrozenWeight* frozen_find(const float* weight, int IC, int OC) {
     return NULL;
 }
 
+// one packed copy of B (K, NN) (strides bk, bj, as gemm_acc packs it) at the next 64-byte boundary
+// of *next, which moves past it
+static float* frozen_copy(float** next, const float* B, size_t bk, size_t bj, int K, int NN) {
+    float* Bp = gemm_packed_start(*next);
+    pack_panels(Bp, B, bk, bj, K, NN, 1);
+    *next += gemm_packed_floats(K, NN);
+    return Bp;
+}
+
 // with_backward: the input gradient's copies too (train and bench; in head mode no gradient
 // reaches a Linear, so none there)
 static void frozen_pack(Model* m, int with_backward) {
@@ -2407,17 +2417,10 @@ static void frozen_pack(Model* m, int with_backward) {
         for (int i = 0; i < NUM_LIN; i++) {
             Linear li = linear_of(m, l, i);
             FrozenWeight* f = &frozen.list[frozen.count++];
+            // the same packing as gemm_abt (W^T) and gemm_ab (W) make of this weight
             *f = (FrozenWeight){ li.w, li.IC, li.OC, NULL, NULL };
-            // the same packing as gemm_abt and gemm_ab make of this weight, with the spare row
-            f->fwd = gemm_packed_start(next);
-            pack_panels(f->fwd, li.w, 1, li.IC, li.IC, li.OC, 1);
-            memset(f->fwd + (size_t)((li.OC + NR - 1) / NR) * li.IC * NR, 0, NR * sizeof(float));
-            next += gemm_packed_floats(li.IC, li.OC);
-            if (!backward) { continue; }
-            f->bwd = gemm_packed_start(next);
-            pack_panels(f->bwd, li.w, li.IC, 1, li.OC, li.IC, 1);
-            memset(f->bwd + (size_t)((li.IC + NR - 1) / NR) * li.OC * NR, 0, NR * sizeof(float));
-            next += gemm_packed_floats(li.OC, li.IC);
+            f->fwd = frozen_copy(&next, li.w, 1, li.IC, li.IC, li.OC);
+            if (backward) { f->bwd = frozen_copy(&next, li.w, li.IC, 1, li.OC, li.IC); }
         }
     }
 }
