@@ -8,8 +8,11 @@
 #   LORA_OLD=REV dev/scaling.sh        also an older lora.c (a git revision, or a lora.c file)
 #   OUT=DIR dev/scaling.sh             also write the table to DIR/scaling.md
 #
-# At each thread count n (those above the cores this process may use are skipped, with a note)
-# every program runs pinned to cores 0..n-1 (`taskset -c 0-(n-1)`) with OMP_NUM_THREADS=n:
+# Each round runs every program at every thread count n (those above the cores this process may
+# use are skipped, with a note), pinned to cores 0..n-1 (`taskset -c 0-(n-1)`) with
+# OMP_NUM_THREADS=n:
+#   probe      dev/cpu_probe.c: the machine alone at n busy cores: one core's multiply-add rate
+#              (its clock under that load) and the memory bandwidth the n threads share
 #   lora.c     ./lora bench --lengths FILE --batches B --threads n (built with make)
 #   lora.c old the same, built from LORA_OLD (git show REV:lora.c and its tokenizer.c and
 #              Makefile, made in a temporary folder; or LORA_OLD=path/to/lora.c)
@@ -18,12 +21,14 @@
 #   TORCH_REF=FILE  another PyTorch script that takes `bench --what imdb --lengths FILE
 #              --batches B --threads n` and prints "imdb train: ... X tokens/s" and "imdb fwd:"
 #              lines (the team's earlier one), at 2 threads only: its numbers beside ours
-# in turns (lora.c, old lora.c, PyTorch, lora.c, ...), so that a drift of the machine's speed
-# hits all alike; each cell of the table is the median of the rounds. A round at n threads takes
-# about 1/n of a round at 1 thread, so the rounds are fitted to --budget seconds (default 450,
-# the whole run): round 1 always runs, a later one only if the time left allows it and the
-# rounds still owed at the higher thread counts. The parallel efficiency of n threads is
-# tokens/s(n) / (n x tokens/s(1)).
+# in turns (lora.c, old lora.c, PyTorch, then the next count), so that a drift of the machine's
+# speed hits all alike; a round sweeps 1 to 16 threads within a few minutes, so a parallel
+# efficiency compares runs of one round: tokens/s(n) / (n x tokens/s(1)) per round. Every cell of
+# the table is the median over the rounds. Round 1 always runs; another only while the time left
+# of --budget seconds (default 450, the whole run) covers one more like the last.
+# The probe's columns: "core rate" is one core's multiply-add rate with n cores busy over its
+# rate with one busy (below 100%: the cores run slower together, a ceiling for any program's
+# efficiency), "memory" the bandwidth of n threads (the elementwise loops are bound by it).
 # PYTHON=... picks the interpreter (default python3; Debian's torch: /usr/bin/python3).
 # --dry-run: one round of lora.c alone on a small shape (--len 16, 1 batch), at 1 thread unless
 # --threads says more, to check that everything builds and the table comes out (make test runs
@@ -73,6 +78,15 @@ make -s lora >"$work/make.log" 2>&1 || { cat "$work/make.log" >&2; echo "dev/sca
 cp lora "$work/lora_new"
 kernel=$(sed -n "s/^matmul kernel: \([^(]*[^ (]\).*/\1/p" "$work/make.log" | head -n 1)
 progs="new"
+# the probe, with 512-bit vectors where there are (gcc prefers 256-bit ones on some Intel CPUs)
+probe_flags="-O3 $(${CC:-cc} -march=native -x c -c /dev/null -o /dev/null 2>/dev/null && echo -march=native)"
+${CC:-cc} -mprefer-vector-width=512 -x c -c /dev/null -o /dev/null 2>/dev/null && probe_flags="$probe_flags -mprefer-vector-width=512"
+if ${CC:-cc} $probe_flags -fopenmp -o "$work/cpu_probe" dev/cpu_probe.c 2>/dev/null ||
+   ${CC:-cc} $probe_flags -Wno-unknown-pragmas -o "$work/cpu_probe" dev/cpu_probe.c 2>"$work/probe.log"; then
+    progs="probe $progs"
+else
+    echo "note: dev/cpu_probe.c did not build ($(head -n 1 "$work/probe.log")): no probe columns"
+fi
 if [ -n "$LORA_OLD" ]; then
     mkdir -p "$work/old"
     if [ -f "$LORA_OLD" ]; then
@@ -113,12 +127,14 @@ for n in $threads; do
 done
 [ -n "$counts" ] || { echo "dev/scaling.sh: no thread count fits $cores core(s)" >&2; exit 1; }
 
-# one run: prints "prog n train_tokens_s eval_tokens_s" into results, or stops on a failure
+# one run: prints "prog n round train_tokens_s eval_tokens_s" into results (the probe: its
+# per-core GFLOP/s and GB/s), or stops on a failure
 run() {
-    prog=$1; n=$2
+    prog=$1; n=$2; round=$3
     set -- env OMP_NUM_THREADS="$n"
     [ $pin = 1 ] && set -- taskset -c "0-$((n - 1))" "$@"
     case $prog in
+        probe) set -- "$@" "$work/cpu_probe" ;;
         new) set -- "$@" "$work/lora_new" bench $bench_args --threads "$n" ;;
         old) set -- "$@" "$work/old/lora" bench $bench_args --threads "$n" ;;
         torch) set -- "$@" "$py" dev/torch_compare.py $bench_args --threads "$n" ;;
@@ -131,11 +147,12 @@ run() {
     fi
     cat "$work/out" >>"$work/log"
     # the number before "tokens/s" on the training line and on the evaluation line
-    awk -v prog="$prog" -v n="$n" '
+    awk -v prog="$prog" -v n="$n" -v round="$round" '
         function tps(   i) { for (i = 2; i <= NF; i++) if ($i ~ /^tokens\/s/) return $(i - 1) + 0; return -1 }
         /^train step:/ || /imdb train:/ { train = tps() }
         /^eval pass:/ || /imdb fwd:/ { ev = tps() }
-        END { if (train > 0 && ev > 0) print prog, n, train, ev; else exit 1 }' "$work/out" >>"$work/results" || {
+        /^probe: / { split($0, f, "|"); k = split(f[2], a, " "); train = a[k]; k = split(f[3], a, " "); ev = a[k] }
+        END { if (train > 0 && ev > 0) print prog, n, round, train, ev; else exit 1 }' "$work/out" >>"$work/results" || {
         cat "$work/out" >&2
         echo "dev/scaling.sh: no tokens/s lines in the output of: $*" >&2
         exit 1
@@ -146,67 +163,77 @@ echo "dev/scaling.sh: $cpu | $cores core(s) for this process, $physical physical
 echo "threads:$counts | programs: $progs | $bench_args | up to $rounds round(s) in about $budget s"
 start=$(date +%s)
 : >"$work/results"
-for n in $counts; do
-    r=0
-    while [ $r -lt "$rounds" ]; do
-        t0=$(date +%s)
+r=0
+while [ $r -lt "$rounds" ]; do
+    r=$((r + 1))
+    t0=$(date +%s)
+    for n in $counts; do
         for prog in $progs; do
             [ "$prog" = ref ] && [ "$n" != 2 ] && continue
-            run "$prog" "$n"
+            run "$prog" "$n" "$r"
         done
-        r=$((r + 1))
-        now=$(date +%s)
-        # another round only if the time left covers it and the rounds owed at the higher
-        # counts (a round at m threads costs about n/m of this one; counted at 1.5x that)
-        more=$(echo "$counts" | awk -v n="$n" -v d="$((now - t0))" -v left="$((budget - (now - start)))" -v rounds="$rounds" '
-            { owed = 0; for (i = 1; i <= NF; i++) if ($i > n) owed += rounds * 1.5 * d * n / $i
-              print (d + owed <= left) ? 1 : 0 }')
-        [ "$more" = 1 ] || break
     done
-    echo "  $n thread(s): $r round(s), $(( $(date +%s) - start )) s so far"
+    now=$(date +%s)
+    echo "  round $r: $((now - t0)) s ($((now - start)) s so far)"
+    # another round only if the time left covers one more like this one
+    [ $((now - t0)) -le $((budget - (now - start))) ] || break
 done
 
-# the table: medians over the rounds
+# the table: medians over the rounds; ratios and efficiencies are taken within each round first
 awk -v cpu="$cpu" -v progs="$progs" -v elapsed="$(( $(date +%s) - start ))" '
     function median(list,   a, k, i, j, t) {
         k = split(list, a, " ")
+        if (k == 0) return ""
         for (i = 2; i <= k; i++) for (j = i; j > 1 && a[j - 1] + 0 > a[j] + 0; j--) { t = a[j]; a[j] = a[j - 1]; a[j - 1] = t }
         return k % 2 ? a[(k + 1) / 2] : (a[k / 2] + a[k / 2 + 1]) / 2
     }
     function cell(p, n, w) { return ((p, n) in cnt) ? median(v[w, p, n]) : "" }
+    # the median over the rounds of x(p, n) / (scale x(q, m)), both from the same round
+    function per_round(p, n, q, m, w, scale,   r, list) {
+        list = ""
+        for (r = 1; r <= rounds; r++)
+            if (((w, p, n, r) in x) && ((w, q, m, r) in x) && x[w, q, m, r] > 0) list = list " " x[w, p, n, r] / (scale * x[w, q, m, r])
+        return median(list)
+    }
     function fmt(x) { return x == "" ? "-" : sprintf("%.0f", x) }
-    function ratio(a, b) { return (a == "" || b == "" || b == 0) ? "-" : sprintf("%.2fx", a / b) }
-    function eff(p, n, w,   one) { one = cell(p, 1, w); return (one == "" || cell(p, n, w) == "") ? "-" : sprintf("%.0f%%", 100 * cell(p, n, w) / (n * one)) }
+    function ratio(p, n, q, w,   y) { y = per_round(p, n, q, n, w, 1); return y == "" ? "-" : sprintf("%.2fx", y) }
+    function eff(p, n, w,   y) { y = per_round(p, n, p, 1, w, n); return y == "" ? "-" : sprintf("%.0f%%", 100 * y) }
     {
-        p = $1; n = $2; cnt[p, n]++; v["t", p, n] = v["t", p, n] " " $3; v["e", p, n] = v["e", p, n] " " $4
+        p = $1; n = $2; r = $3; cnt[p, n]++; v["t", p, n] = v["t", p, n] " " $4; v["e", p, n] = v["e", p, n] " " $5
+        x["t", p, n, r] = $4; x["e", p, n, r] = $5
+        if (r > rounds) rounds = r
         if (!(n in seen)) { seen[n] = 1; order[++nn] = n }
     }
     END {
-        has_old = progs ~ /old/; has_torch = progs ~ /torch/; has_ref = progs ~ /ref/
+        has_old = progs ~ /old/; has_torch = progs ~ /torch/; has_ref = progs ~ /ref/; has_probe = progs ~ /probe/
         printf "\nreal tokens/s, median of the rounds, on %s\n\n", cpu
         printf "| threads | rounds | train lora.c | PyTorch | ratio | eval lora.c | PyTorch | ratio | lora.c efficiency train / eval | PyTorch efficiency train / eval |"
+        if (has_probe) printf " core rate | memory GB/s |"
         if (has_old) printf " train old lora.c | new / old | eval old lora.c | new / old |"
         printf "\n|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|"
+        if (has_probe) printf "---:|---:|"
         if (has_old) printf "---:|---:|---:|---:|"
         printf "\n"
         for (i = 1; i <= nn; i++) {
             n = order[i]
-            tn = cell("new", n, "t"); tt = cell("torch", n, "t"); en = cell("new", n, "e"); et = cell("torch", n, "e")
-            printf "| %d | %d | %s | %s | %s | %s | %s | %s | %s / %s | %s / %s |", n, cnt["new", n], fmt(tn), fmt(tt), ratio(tn, tt),
-                   fmt(en), fmt(et), ratio(en, et), eff("new", n, "t"), eff("new", n, "e"), eff("torch", n, "t"), eff("torch", n, "e")
-            if (has_old) {
-                to = cell("old", n, "t"); eo = cell("old", n, "e")
-                printf " %s | %s | %s | %s |", fmt(to), ratio(tn, to), fmt(eo), ratio(en, eo)
+            printf "| %d | %d | %s | %s | %s | %s | %s | %s | %s / %s | %s / %s |", n, cnt["new", n], fmt(cell("new", n, "t")), fmt(cell("torch", n, "t")),
+                   ratio("new", n, "torch", "t"), fmt(cell("new", n, "e")), fmt(cell("torch", n, "e")), ratio("new", n, "torch", "e"),
+                   eff("new", n, "t"), eff("new", n, "e"), eff("torch", n, "t"), eff("torch", n, "e")
+            if (has_probe) {
+                y = per_round("probe", n, "probe", 1, "t", 1)
+                printf " %s | %s |", y == "" ? "-" : sprintf("%.0f%%", 100 * y), fmt(cell("probe", n, "e"))
             }
+            if (has_old) printf " %s | %s | %s | %s |", fmt(cell("old", n, "t")), ratio("new", n, "old", "t"), fmt(cell("old", n, "e")), ratio("new", n, "old", "e")
             printf "\n"
         }
+        if (has_probe && (("probe", 1) in cnt))
+            printf "\n(core rate: one core multiply-adding with n cores busy, against %.0f GFLOP/s with one busy; memory: the triad of dev/cpu_probe.c on n threads)\n", cell("probe", 1, "t")
         if (has_ref && ((("ref", 2) in cnt))) {
             printf "\nAt 2 threads, the same rounds: TORCH_REF (its own method) %s / %s tokens/s (train / eval), " \
                    "dev/torch_compare.py %s / %s; lora.c / TORCH_REF %s / %s\n", fmt(cell("ref", 2, "t")), fmt(cell("ref", 2, "e")),
-                   fmt(cell("torch", 2, "t")), fmt(cell("torch", 2, "e")), ratio(cell("new", 2, "t"), cell("ref", 2, "t")),
-                   ratio(cell("new", 2, "e"), cell("ref", 2, "e"))
+                   fmt(cell("torch", 2, "t")), fmt(cell("torch", 2, "e")), ratio("new", 2, "ref", "t"), ratio("new", 2, "ref", "e")
         }
-        printf "\n(%d s in all; every run: taskset -c 0-(n-1), OMP_NUM_THREADS=n)\n", elapsed
+        printf "\n(%d s in all; every run: taskset -c 0-(n-1), OMP_NUM_THREADS=n; ratios and efficiencies: the median of the rounds'"'"' own)\n", elapsed
     }' "$work/results" >"$work/table"
 cat "$work/table"
 if [ -n "$OUT" ]; then

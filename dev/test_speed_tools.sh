@@ -4,7 +4,8 @@
 #   dev/profile.sh  on distilbert-base's shape at 16 tokens, 1 batch: both tables come out, and a
 #                   lora.c without one of its anchor lines is refused with one clear line
 #   dev/scaling.sh  --dry-run (lora.c alone, 16 tokens, 1 batch): the table's header and a row
-#                   of numbers, the note for a thread count above the cores, the copy in $OUT/
+#                   of numbers with the probe's columns (dev/cpu_probe.c), the note for a thread
+#                   count above the cores, the copy in $OUT/
 # (their real runs take minutes: doc/speed.md). Ends with "N passed, M failed".
 
 cd "$(dirname "$0")/.." || exit 1
@@ -34,9 +35,11 @@ OUT="$dir/out_dir" sh dev/scaling.sh --dry-run --threads "1 100000" >"$dir/scali
 status=$?
 [ $status = 0 ]
 check $? "dev/scaling.sh --dry-run exits 0 (exit $status)"
-grep -q "^| threads | rounds | train lora.c | PyTorch | ratio | eval lora.c | PyTorch | ratio | lora.c efficiency train / eval | PyTorch efficiency train / eval |$" "$dir/scaling" &&
-    grep -Eq "^\| 1 \| 1 \| [0-9]+ \| - \| - \| [0-9]+ \| - \| - \| 100% / 100% \| - / - \|$" "$dir/scaling"
-check $? "dev/scaling.sh --dry-run: the table's header and its 1-thread row (tokens/s, 100% efficiency, no PyTorch)"
+grep -q "^| threads | rounds | train lora.c | PyTorch | ratio | eval lora.c | PyTorch | ratio | lora.c efficiency train / eval | PyTorch efficiency train / eval | core rate | memory GB/s |$" "$dir/scaling" &&
+    grep -Eq "^\| 1 \| 1 \| [0-9]+ \| - \| - \| [0-9]+ \| - \| - \| 100% / 100% \| - / - \| 100% \| [0-9]+ \|$" "$dir/scaling"
+check $? "dev/scaling.sh --dry-run: the table's header and its 1-thread row (tokens/s, 100% efficiency, no PyTorch, the probe's columns)"
+grep -Eq "^\(core rate: one core multiply-adding with n cores busy, against [0-9]+ GFLOP/s with one busy" "$dir/scaling"
+check $? "dev/scaling.sh: dev/cpu_probe.c built and ran (its 1-thread multiply-add rate under the table)"
 grep -q "^note: 100000 threads skipped: this process may use [0-9]* core(s)$" "$dir/scaling"
 check $? "dev/scaling.sh: a thread count above the cores is skipped with a note"
 grep -q "^dev/scaling.sh: .* | [0-9]* core(s) for this process" "$dir/scaling" && grep -q "^real tokens/s, median of the rounds, on " "$dir/scaling"
