@@ -388,6 +388,48 @@ static void test_layernorm_grad(void) {
     free(c.inp); free(c.weight); free(c.bias); free(c.mean); free(c.rstd); free(out); free(w); free(dinp); free(dw); free(db);
 }
 
+// layernorm_forward_fast (sums in lanes) and the reference loops of Part 1, both against the same
+// sums in double precision: rows of C = 13 (no full lane), 48, 768 (distilbert's) and 771 (a
+// tail), around a mean of 50 (where a float sum of 768 values loses digits: the reference's one
+// running sum loses more than the lanes)
+static void test_layernorm_fast(void) {
+    int N = 7, sizes[4] = { 13, 48, 768, 771 };
+    double worst[2][3] = { { 0, 0, 0 }, { 0, 0, 0 } };  // [fast, reference][out, mean, rstd]
+    for (int t = 0; t < 4; t++) {
+        int C = sizes[t];
+        float *inp = random_array((size_t)N * C, 2.0f), *w = random_array(C, 1.0f), *b = random_array(C, 1.0f);
+        for (int i = 0; i < N * C; i++) { inp[i] += 50.0f; }
+        // the exact values, in double
+        float *out_d = zero_array((size_t)N * C), *mean_d = zero_array(N), *rstd_d = zero_array(N);
+        for (int n = 0; n < N; n++) {
+            const float* x = inp + (size_t)n * C;
+            double m = 0.0, v = 0.0;
+            for (int i = 0; i < C; i++) { m += x[i]; }
+            m /= C;
+            for (int i = 0; i < C; i++) { v += (x[i] - m) * (x[i] - m); }
+            double s = 1.0 / sqrt(v / C + 1e-12);
+            for (int i = 0; i < C; i++) { out_d[(size_t)n * C + i] = (float)((x[i] - m) * s * w[i] + b[i]); }
+            mean_d[n] = (float)m;
+            rstd_d[n] = (float)s;
+        }
+        for (int ref = 0; ref < 2; ref++) {
+            float *out = zero_array((size_t)N * C), *mean = zero_array(N), *rstd = zero_array(N);
+            int saved = use_fast_kernels;
+            use_fast_kernels = !ref;
+            layernorm_forward(out, mean, rstd, inp, w, b, N, C);
+            use_fast_kernels = saved;
+            double e[3] = { tensor_error_f(out, out_d, (size_t)N * C), tensor_error_f(mean, mean_d, N),
+                            tensor_error_f(rstd, rstd_d, N) };
+            for (int i = 0; i < 3; i++) { if (e[i] > worst[ref][i]) { worst[ref][i] = e[i]; } }
+            free(out); free(mean); free(rstd);
+        }
+        free(out_d); free(mean_d); free(rstd_d); free(inp); free(w); free(b);
+    }
+    expect(worst[0][0] <= 1e-5 && worst[0][1] <= 1e-6 && worst[0][2] <= 1e-5,
+           "fast layernorm vs double precision (C 13, 48, 768, 771, mean 50): max rel err out %.1e, mean %.1e, rstd %.1e "
+           "(the reference loops: %.1e, %.1e, %.1e)", worst[0][0], worst[0][1], worst[0][2], worst[1][0], worst[1][1], worst[1][2]);
+}
+
 // --- matmul (the fast kernels, which the model uses)
 typedef struct { float *inp, *weight, *bias; int N, C, OC; } MmCtx;
 static void mm_fwd(void* p, float* out) { MmCtx* c = p; matmul_forward(out, c->inp, c->weight, c->bias, c->N, c->C, c->OC); }
@@ -416,7 +458,8 @@ static void test_matmul_fast_vs_naive(void) {
                        { 25, 253, 13 },
                        { 97, 768, 4 }, { 97, 4, 768 }, { 300, 768, 768 }, { 130, 768, 3072 }, { 130, 3072, 768 },
                        { 200, 768, 256 },    // (threaded, and few blocks: gemm_acc's lower blocks)
-                       { 400, 768, 4 } };    // narrow (x A^T) and small (dA) products on threads
+                       { 400, 768, 4 },      // narrow (x A^T) and small (dA) products on threads
+                       { 4, 768, 768 } };    // a few rows (the head's pre_classifier): dot products on threads
     int count = sizeof(sizes) / sizeof(sizes[0]);
     double worst[4] = { 0, 0, 0, 0 };
     int same_threads = 1;
@@ -497,9 +540,11 @@ static void test_frozen_pack(void) {
     expect(ok && memcmp(logits[0], logits[1], sizeof(logits[0])) == 0 &&
            memcmp(grads[0], grads[1], m.num_trainable * sizeof(float)) == 0,
            "frozen_pack: logits and all %d trainable gradients bit for bit those of packing on the fly (dropout on)", m.num_tensors);
-    // double every Linear weight: the packed copies still hold the old ones
+    // double every Linear weight of layer 0: the packed copies still hold the old ones (the last
+    // layer's Linears after attention see the [CLS] rows alone, 3 here: few enough rows for the dot
+    // products of gemm_acc, which read the weight itself)
     for (int i = 0; i < NUM_LIN; i++) {
-        for (size_t j = 0; j < (size_t)c.n_layers * lin_out(&c, i) * lin_in(&c, i); j++) { m.w.lin_w[i][j] *= 2.0f; }
+        for (size_t j = 0; j < (size_t)lin_out(&c, i) * lin_in(&c, i); j++) { m.w.lin_w[i][j] *= 2.0f; }
     }
     ok &= frozen_run(&m, ids, lengths, labels, logits[2], grads[1]);
     int stale = memcmp(logits[2], logits[0], sizeof(logits[0])) == 0;
@@ -3259,7 +3304,7 @@ static void group_model(void) {
     test_reference_vs_fast();
     test_no_allocation_in_step();
 }
-static void group_layernorm(void) { test_layernorm_grad(); test_layernorm_accumulates(); }
+static void group_layernorm(void) { test_layernorm_grad(); test_layernorm_accumulates(); test_layernorm_fast(); }
 static void group_matmul(void) { test_matmul_grad(); test_matmul_fast_vs_naive(); test_frozen_pack(); }
 static void group_lora(void) { test_lora_grad(0.0f); test_lora_grad(0.3f); test_lora_accumulates(0.0f); test_lora_accumulates(0.3f); }
 static void group_attention(void) {
