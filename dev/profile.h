@@ -151,6 +151,7 @@ static int prof_thread_num(void) {
 #define gemm_ab(...) PROF_THREAD(PROF_TH_ATT_GEMM, gemm_ab(__VA_ARGS__))
 #define gemm_atb(...) PROF_THREAD(PROF_TH_ATT_GEMM, gemm_atb(__VA_ARGS__))
 #define softmax_row_fast(...) PROF_THREAD(PROF_TH_ATT_SOFTMAX, softmax_row_fast(__VA_ARGS__))
+#define softmax_row(...) PROF_THREAD(PROF_TH_ATT_SOFTMAX, softmax_row(__VA_ARGS__))  // (a lora.c before softmax_row_fast)
 #define softmax_row_backward(...) PROF_THREAD(PROF_TH_ATT_SOFTMAX, softmax_row_backward(__VA_ARGS__))
 
 #elif PROFILE_STAGE == 5
@@ -166,6 +167,7 @@ static int prof_thread_num(void) {
 #undef gemm_ab
 #undef gemm_atb
 #undef softmax_row_fast
+#undef softmax_row
 #undef softmax_row_backward
 #undef attention_head_forward_fast
 #undef attention_head_backward_fast
