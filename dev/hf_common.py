@@ -460,15 +460,16 @@ def print_tensors(title, tensors, width):
         print(f"  {k:{width}s} {str(tensors[k].dtype):14s} {list(tensors[k].shape)}")
 
 
-def loss_and_grads(pmodel, batch, keys, trainable):
+def loss_and_grads(pmodel, batch, keys, trainable, hidden_states=False):
     """One forward and backward of pmodel (train mode) on batch, checking that the loss is the mean
     cross-entropy of the logits and that every trainable tensor gets a non-zero gradient.
-    Returns (logits, loss, {keys[i]: the gradient of trainable[i]})."""
+    Returns (logits, loss, {keys[i]: the gradient of trainable[i]}), and with hidden_states=True
+    also the model's hidden states (output_hidden_states: the embeddings', then each layer's)."""
     import torch
     import torch.nn.functional as F
     pmodel.train()
     pmodel.zero_grad(set_to_none=True)
-    res = pmodel(**batch)
+    res = pmodel(**batch, output_hidden_states=hidden_states)
     logits, loss = res.logits, res.loss
     loss.backward()
     ce = F.cross_entropy(logits.detach().double(), batch["labels"]).item()
@@ -477,7 +478,7 @@ def loss_and_grads(pmodel, batch, keys, trainable):
     for k, (n, p) in zip(keys, trainable):
         check(p.grad is not None and p.grad.abs().max().item() > 0, f"{k} has a non-zero gradient")
         grads[k] = p.grad.detach().clone() if p.grad is not None else torch.zeros_like(p)
-    return logits, loss, grads
+    return (logits, loss, grads, res.hidden_states) if hidden_states else (logits, loss, grads)
 
 
 def save_reference(path, logits, loss, seen, grads, step3, names, extra=None):

@@ -22,8 +22,8 @@ import os
 
 from hf_common import (N_STEPS, WEIGHT_DECAY, adapter_key, adamw_replica, check, check_clipping, check_no_dropout,
                        check_trainer_steps, collate, conditioning, finish, first_good_seed, global_norm,
-                       library_versions, optimizer_groups, print_tensors, save_adapter, save_reference,
-                       tiny_model_and_batch, train_with_fallback, versions_text, write_batch)
+                       library_versions, loss_and_grads, optimizer_groups, print_tensors, save_adapter,
+                       save_reference, tiny_model_and_batch, train_with_fallback, versions_text, write_batch)
 
 # ---------------------------------------------------------------------------------------------
 # the fixed recipe of the fixture
@@ -48,7 +48,6 @@ def main():
     args = ap.parse_args()
 
     import torch
-    import torch.nn.functional as F
     from safetensors.torch import save_file, load_file
 
     versions = library_versions("torch", "transformers", "peft", "safetensors", "accelerate?")
@@ -125,20 +124,9 @@ def main():
     # -----------------------------------------------------------------------------------------
     # 4. logits, loss, gradients and hidden states on the padded batch (train mode, dropout 0)
 
-    pmodel.train()
-    pmodel.zero_grad(set_to_none=True)
-    res = pmodel(**batch, output_hidden_states=True)
-    logits, loss = res.logits, res.loss
-    loss.backward()
-    ce = F.cross_entropy(logits.detach().double(), batch["labels"]).item()
-    check(abs(ce - loss.item()) < 1e-6, f"model loss {loss.item():.8f} is mean cross-entropy {ce:.8f}")
-    grads = {}
-    for k, (n, p) in zip(keys, trainable):
-        check(p.grad is not None, f"{k} has a gradient")
-        grads[k] = p.grad.detach().clone() if p.grad is not None else torch.zeros_like(p)
-        check(grads[k].abs().max().item() > 0, f"{k} gradient is not all zero")
+    logits, loss, grads, hidden_states = loss_and_grads(pmodel, batch, keys, trainable, hidden_states=True)
     hidden = []
-    for h in res.hidden_states:
+    for h in hidden_states:
         hidden.append(torch.cat([h[b, :L].detach() for b, L in enumerate(LENGTHS)], 0))
     check(len(hidden) == CONFIG["n_layers"] + 1, f"{len(hidden)} hidden-state tensors (embeddings + layers)")
     # hidden.0 is the embeddings output (after LayerNorm), hidden.<last> feeds the head
@@ -158,7 +146,7 @@ def main():
             one = pmodel(input_ids=torch.tensor([ids]), attention_mask=torch.ones((1, len(ids)), dtype=torch.long),
                          output_hidden_states=True)
             dl = (one.logits[0] - logits[b].detach()).abs().max().item()
-            dh = max((one.hidden_states[i][0] - res.hidden_states[i][b, :len(ids)].detach()).abs().max().item()
+            dh = max((one.hidden_states[i][0] - hidden_states[i][b, :len(ids)].detach()).abs().max().item()
                      for i in range(len(hidden)))
             check(dl < 1e-5 and dh < 1e-5,
                   f"sequence {b} (length {len(ids)}) alone vs padded: logits diff {dl:.2e}, hidden diff {dh:.2e}")
