@@ -184,6 +184,8 @@ typedef struct {
 void embeddings_forward(float* out, const int* ids, const int* offsets, int B,
                         const float* wte, const float* wpe, int C) {
     for (int b = 0; b < B; b++) {
+        // the tokens of a sequence are independent: threads split them
+        #pragma omp parallel for
         for (int n = offsets[b]; n < offsets[b + 1]; n++) {
             const float* w = wte + (size_t)ids[n] * C;
             const float* p = wpe + (size_t)(n - offsets[b]) * C;
@@ -1339,7 +1341,8 @@ void layer_backward(Model* m, int l, int input_grad) {
                        lv.ln2_rstd, rows, C);
     // residual_forward(lv.res2, lv.res2, lv.sa): the gradient flows to both branches. dsa starts
     // as the residual share; lin1's backward below adds the FFN share on top
-    memcpy(a->dsa, a->dres2, RC * sizeof(float));
+    zero_floats(a->dsa, RC);
+    residual_backward(a->dsa, a->dres2, RC);
     // dropout_forward(lv.res2, ...): the lin2 branch passes through the same mask (in place: from
     // here on dres2 holds dL/d(lin2 output))
     dropout_backward(a->dres2, RC, lv.drop_ffn);
