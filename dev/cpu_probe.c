@@ -8,8 +8,8 @@
 //   OMP_NUM_THREADS=n taskset -c 0-(n-1) ./cpu_probe
 //   prints: "probe: threads n | multiply-add GFLOP/s per core X | memory GB/s Y"
 //
-// Multiply-adds: each thread runs CHAINS independent chains of acc = acc * m + c on 16 floats
-// (one AVX-512 register; the compiler vectorizes the inner loop) with nothing read from memory,
+// Multiply-adds: each thread runs CHAINS independent chains of acc = acc * m + c on one vector
+// register each (LANES floats) with nothing read from memory,
 // for a fixed count; the rate is that count over the slowest thread's time. Memory: the threads
 // share a[i] = b[i] + s c[i] over three arrays of 64 MB (far beyond any cache), counted as 12
 // bytes moved per element. Both the best of 5 tries. Without OpenMP: one thread.
@@ -20,8 +20,17 @@
 #include <omp.h>
 #endif
 
-#define CHAINS 16   // independent chains: enough to cover the multiply-add's latency on 2 units
-#define LANES 16    // floats per chain, one 512-bit register (two 256-bit ones, four NEON ones)
+// LANES: floats per chain, one vector register of the machine (AVX-512, AVX, else 128 bits: SSE,
+// NEON); CHAINS: independent chains, enough to cover the multiply-add's latency (4 cycles) on 2
+// units, few enough to stay in registers (12 of 16 or 32)
+#if defined(__AVX512F__)
+#define LANES 16
+#elif defined(__AVX__)
+#define LANES 8
+#else
+#define LANES 4
+#endif
+#define CHAINS 12
 #define ITERS 20000000L
 #define TRIES 5
 
@@ -31,7 +40,28 @@ static double now(void) {
     return ts.tv_sec + ts.tv_nsec * 1e-9;
 }
 
-// ITERS rounds of all chains; returns their sum so that the compiler must compute them
+// ITERS rounds of all chains; returns their sum so that the compiler must compute them. gcc and
+// clang: each chain is one vector of LANES floats (their vector extension), so that both keep the
+// chains in registers (clang turned the plain loops below into scatters to memory). Other
+// compilers: the plain loops.
+#if defined(__GNUC__)
+typedef float vec __attribute__((vector_size(LANES * sizeof(float))));
+static float fma_chains(float m, float c) {
+    vec acc[CHAINS];
+    vec mv = (vec){ 0 } + m, cv = (vec){ 0 } + c;  // m and c in every lane
+    for (int a = 0; a < CHAINS; a++) {
+        for (int l = 0; l < LANES; l++) { acc[a][l] = (float)(a + l) * 1e-3f; }
+    }
+    for (long it = 0; it < ITERS; it++) {
+        for (int a = 0; a < CHAINS; a++) { acc[a] = acc[a] * mv + cv; }
+    }
+    float sum = 0.0f;
+    for (int a = 0; a < CHAINS; a++) {
+        for (int l = 0; l < LANES; l++) { sum += acc[a][l]; }
+    }
+    return sum;
+}
+#else
 static float fma_chains(float m, float c) {
     float acc[CHAINS][LANES];
     for (int a = 0; a < CHAINS; a++) {
@@ -48,6 +78,7 @@ static float fma_chains(float m, float c) {
     }
     return sum;
 }
+#endif
 
 int main(int argc, char** argv) {
     (void)argv;
