@@ -78,9 +78,8 @@ make -s lora >"$work/make.log" 2>&1 || { cat "$work/make.log" >&2; echo "dev/sca
 cp lora "$work/lora_new"
 kernel=$(sed -n "s/^matmul kernel: \([^(]*[^ (]\).*/\1/p" "$work/make.log" | head -n 1)
 progs="new"
-# the probe, with 512-bit vectors where there are (gcc prefers 256-bit ones on some Intel CPUs)
+# the probe, for this CPU's widest vectors (-march=native where the compiler has it)
 probe_flags="-O3 $(${CC:-cc} -march=native -x c -c /dev/null -o /dev/null 2>/dev/null && echo -march=native)"
-${CC:-cc} -mprefer-vector-width=512 -x c -c /dev/null -o /dev/null 2>/dev/null && probe_flags="$probe_flags -mprefer-vector-width=512"
 if ${CC:-cc} $probe_flags -fopenmp -o "$work/cpu_probe" dev/cpu_probe.c 2>/dev/null ||
    ${CC:-cc} $probe_flags -Wno-unknown-pragmas -o "$work/cpu_probe" dev/cpu_probe.c 2>"$work/probe.log"; then
     progs="probe $progs"
