@@ -2315,6 +2315,8 @@ static void gemm_narrow(float* out, size_t ldo, const float* A, size_t am, const
     }
 }
 
+static const float* frozen_panels(const float* B, size_t bk, size_t bj, int K, int NN);  // (below)
+
 // out (M, NN) (row stride ldo) += A (M, K) @ B (K, NN), strides as described above.
 // With init, out = bias + A @ B instead (bias (NN) may be NULL: zero).
 // pack == NULL: a top-level product; threads may share it and B is packed into gemm_workspace.
@@ -2335,6 +2337,12 @@ static void gemm_acc(float* out, size_t ldo, const float* A, size_t am, size_t a
     }
     if (gemm_is_narrow(ak, bk, M, NN)) {
         gemm_narrow(out, ldo, A, am, B, bj, init, bias, M, K, NN, shared);
+        return;
+    }
+    // a frozen weight (frozen_pack, below) is packed already: the product reads its panels
+    const float* frozen_Bp = pack == NULL ? frozen_panels(B, bk, bj, K, NN) : NULL;
+    if (frozen_Bp != NULL) {
+        gemm_packed(out, ldo, A, am, ak, frozen_Bp, init, bias, M, K, NN, threaded);
         return;
     }
     // the packed copy of B goes to the caller's buffer or the shared workspace, its panels from
@@ -2369,10 +2377,11 @@ static void gemm_atb(float* out, size_t ldo, const float* a, size_t lda, const f
 // Linear's weight never changes, yet every step would pack it again: W^T's panels for the
 // forward, W's for the input gradient (a few per cent of a step on 2 threads, a sixth of it on
 // 16, where packing is bound by memory). frozen_pack keeps both packed copies of every Linear
-// weight of one model (the forward's alone when nothing trains below the head) and the fast
-// matmuls use them: the same panels as packing on the fly, so the same results, bit for bit.
-// They are copies, so they must be made again if a weight changes: train (lora and head mode),
-// eval, predict and bench call frozen_pack once the model is loaded; model_free forgets them.
+// weight of one model (the forward's alone when nothing trains below the head), and gemm_acc
+// reads them for any top-level product whose B is one of them (frozen_panels): the same panels
+// as packing on the fly, so the same results, bit for bit. They are copies, so they must be made
+// again if a weight changes: train (lora and head mode), eval, predict and bench call
+// frozen_pack once the model is loaded; model_free forgets them.
 // Memory: one more copy of the Linears per direction (42.5M floats, 162 MiB, for distilbert-base).
 typedef struct {
     const float* w;   // the weight (OC, IC) it was packed from
@@ -2392,11 +2401,16 @@ static void frozen_forget(void) {
     memset(&frozen, 0, sizeof(frozen));
 }
 
-// the entry of weight (OC, IC), or NULL when it was not packed
-static const FrozenWeight* frozen_find(const float* weight, int IC, int OC) {
+// gemm_acc's question: is B (K, NN), with strides bk and bj, a weight packed here? A Linear's W
+// (OC, IC) is the forward's B as W^T (bk 1, bj IC, K = IC, NN = OC) and the input gradient's as W
+// (bk IC, bj 1, K = OC, NN = IC). Its panels, or NULL (not packed, or not kept: head mode has no
+// input gradient's copies)
+static const float* frozen_panels(const float* B, size_t bk, size_t bj, int K, int NN) {
     for (int i = 0; i < frozen.count; i++) {
         const FrozenWeight* f = &frozen.list[i];
-        if (f->w == weight && f->IC == IC && f->OC == OC) { return f; }
+        if (f->w != B) { continue; }
+        if (bk == 1 && bj == (size_t)f->IC && K == f->IC && NN == f->OC) { return f->fwd; }
+        if (bj == 1 && bk == (size_t)f->IC && K == f->OC && NN == f->IC) { return f->bwd; }
     }
     return NULL;
 }
@@ -2443,12 +2457,6 @@ static void frozen_pack(Model* m, int with_backward) {
 // the fast matmul_forward: out (N, OC) = inp (N, C) @ weight (OC, C)^T + bias (OC)
 void matmul_forward_fast(float* out, const float* inp, const float* weight, const float* bias,
                          int N, int C, int OC) {
-    // (a product of a few rows takes gemm_acc's dot products, copies or not: the same result)
-    const FrozenWeight* f = gemm_is_narrow(1, 1, N, OC) ? NULL : frozen_find(weight, C, OC);
-    if (f != NULL && N > 0) {
-        gemm_packed(out, OC, inp, C, 1, f->fwd, 1, bias, N, C, OC, gemm_threaded(N, C, OC));
-        return;
-    }
     gemm_abt(out, OC, inp, C, weight, C, bias, N, C, OC, NULL);
 }
 
@@ -2458,12 +2466,7 @@ void matmul_forward_fast(float* out, const float* inp, const float* weight, cons
 void matmul_backward_fast(float* dinp, float* dweight, float* dbias,
                           const float* dout, const float* inp, const float* weight,
                           int N, int C, int OC) {
-    const FrozenWeight* f = dinp != NULL ? frozen_find(weight, C, OC) : NULL;
-    if (f != NULL && f->bwd != NULL && N > 0 && !gemm_is_small(N, OC, 1)) {
-        gemm_packed(dinp, C, dout, OC, 1, f->bwd, 0, NULL, N, OC, C, gemm_threaded(N, OC, C));
-    } else if (dinp != NULL) {
-        gemm_ab(dinp, C, dout, OC, weight, C, N, OC, C, NULL);
-    }
+    if (dinp != NULL) { gemm_ab(dinp, C, dout, OC, weight, C, N, OC, C, NULL); }
     if (dweight != NULL) { gemm_atb(dweight, C, dout, OC, inp, C, OC, N, C, NULL); }
     if (dbias != NULL) {
         // row by row, so the inner loop runs along dbias and vectorizes
