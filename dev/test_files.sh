@@ -32,8 +32,17 @@ finish() {
     [ $failed = 0 ]
     exit $?
 }
-# check DESCRIPTION COMMAND...: OK when the command succeeds
-check() { local what=$1; shift; if "$@" >/dev/null 2>&1; then ok "$what"; else bad "$what"; fi; }
+# check DESCRIPTION COMMAND...: OK when the command succeeds; on NOT OK, what the last `run` left
+# (its exit status and first lines of stderr), so that a failure seen once can be read afterwards
+check() {
+    local what=$1; shift
+    if "$@" >/dev/null 2>&1; then ok "$what"; return; fi
+    bad "$what"
+    if [ -n "${RC:-}" ] && [ -f err.txt ]; then
+        echo "#      the last run: exit $RC, $(lines err.txt) line(s) on stderr:"
+        head -n 3 err.txt | cut -c1-200 | sed 's/^/#        /'
+    fi
+}
 for f in "$LORA" "$HOOKS"; do [ -x "$f" ] || { bad "$f is there (make lora lora_hooks)"; finish; }; done
 T=$(mktemp -d "${TMPDIR:-/tmp}/lora_files.XXXXXX") || exit 1
 trap 'rm -rf "$T"' EXIT

@@ -19,7 +19,7 @@ python3 - "$tmp/mm_lib.so" <<'PY'
 import ctypes, random, sys
 so = ctypes.CDLL(sys.argv[1])
 so.mm_kernel.restype = ctypes.c_char_p
-for f in (so.mm_forward, so.mm_input_grad):
+for f in (so.mm_forward, so.mm_input_grad, so.mm_forward_packed, so.mm_input_grad_packed):
     f.argtypes = [ctypes.c_void_p] * 3 + [ctypes.c_int] * 3
 so.mm_set_threads(2)
 M, K, N = 37, 50, 45  # edges of every tile and block size
@@ -49,6 +49,20 @@ dx = (ctypes.c_float * (M * K))(*([0.5] * (M * K)))  # it adds into dx
 so.mm_input_grad(dx, dy, w, M, K, N)
 want_dx = [0.5 + sum(dy[m * N + n] * w[n * K + k] for n in range(N)) for m in range(M) for k in range(K)]
 check("mm_input_grad: dx += dY @ W", dx, want_dx)
+# with W packed once beforehand (torch_compare.py --packed): the first call packs, the second reuses
+# the panels, and another W (or the other product) packs again rather than reading stale panels
+w2 = floats(N * K)
+want2 = [sum(x[m * K + k] * w2[n * K + k] for k in range(K)) for m in range(M) for n in range(N)]
+for turn in ("packs W", "reuses W's panels"):
+    yp = (ctypes.c_float * (M * N))()
+    so.mm_forward_packed(yp, x, w, M, K, N)
+    check(f"mm_forward_packed, {turn}", yp, want)
+so.mm_forward_packed(yp, x, w2, M, K, N)
+check("mm_forward_packed, another W packs again", yp, want2)
+for turn in ("packs W", "reuses W's panels"):
+    dxp = (ctypes.c_float * (M * K))(*([0.5] * (M * K)))
+    so.mm_input_grad_packed(dxp, dy, w, M, K, N)
+    check(f"mm_input_grad_packed, {turn}", dxp, want_dx)
 # the comparison itself must fail on a wrong product: x @ W^T with W read as (K, N)
 wrong = [sum(x[m * K + k] * w[k * N + n] for k in range(K)) for m in range(M) for n in range(N)]
 err = rel_err(y, wrong)

@@ -33,7 +33,11 @@ repository's lora.c, or around each lora.c given) into a shared library and time
 in turns, run after run, in this one process; the ratio per product is the median over turns of
 torch's time / lora.c's time. Separate programs run minutes apart see the machine at different
 speeds (10-50% apart on a shared one); turns a fraction of a second apart see the same machine.
-CC=clang picks the compiler.
+CC=clang picks the compiler. With --packed, lora.c's W is packed into panels once beforehand (as
+lora, head and eval mode keep their frozen weights; dev/mm_lib.c's mm_*_packed), so its time is
+the kernel's alone; without, every call packs W, as full mode's products do. --shapes
+MxKxN[,MxKxN...] replaces the list of products (e.g. an evaluation batch's 1212 tokens:
+--shapes 1212x768x768,1212x768x3072,1212x3072x768).
 
 A comparison is only worth something if PyTorch runs a real BLAS kernel, so the script says which
 one it got (torch's build configuration, and for OpenBLAS the CPU kernel it chose). Debian's
@@ -270,10 +274,21 @@ MM_SHAPES = [(1024, 768, 768), (1024, 768, 3072), (1024, 3072, 768),
              (2048, 768, 768), (2048, 768, 3072), (2048, 3072, 768), (2048, 2048, 2048)]
 
 
-def bench_mm():
+def parse_shapes(text):
+    """--shapes "1212x768x768,1212x768x3072" -> [(1212, 768, 768), (1212, 768, 3072)]"""
+    shapes = []
+    for item in text.split(","):
+        dims = item.strip().lower().split("x")
+        if len(dims) != 3 or not all(d.isdigit() and 0 < int(d) <= 65536 for d in dims):
+            sys.exit(f"--shapes: expected MxKxN with each between 1 and 65536, got '{item}'")
+        shapes.append(tuple(int(d) for d in dims))
+    return shapes
+
+
+def bench_mm(shapes):
     g = torch.Generator().manual_seed(1)
     print("torch.mm: out (M, N) = x (M, K) @ W (N, K)^T and dx (M, K) = dY (M, N) @ W")
-    for M, K, N in MM_SHAPES:
+    for M, K, N in shapes:
         x, w, dy = torch.randn(M, K, generator=g), torch.randn(N, K, generator=g), torch.randn(M, N, generator=g)
         y, dx = torch.empty(M, N), torch.empty(M, K)
         flops = 2.0 * M * K * N
@@ -309,12 +324,12 @@ def build_lora_mm(source):
         print("note: lora.c's matmul was built without OpenMP (the compiler has none): one thread")
     so = ctypes.CDLL(lib)
     so.mm_kernel.restype = ctypes.c_char_p
-    for f in (so.mm_forward, so.mm_input_grad):
+    for f in (so.mm_forward, so.mm_input_grad, so.mm_forward_packed, so.mm_input_grad_packed):
         f.argtypes = [ctypes.c_void_p] * 3 + [ctypes.c_int] * 3
     return so
 
 
-def bench_mm_side_by_side(sources, threads, rounds):
+def bench_mm_side_by_side(sources, threads, rounds, shapes, packed):
     """torch.mm and lora.c's matmul (one library per source) on the shapes of bench_mm, taking
     turns run by run in this one process: a drift of the machine's speed then hits both alike.
     The ratio is the median over runs of torch's time / lora.c's time in the same turn."""
@@ -328,21 +343,24 @@ def bench_mm_side_by_side(sources, threads, rounds):
         so = build_lora_mm(src)
         so.mm_set_threads(threads)
         libs.append((src, so))
-        print(f"lora.c matmul from {src}: kernel {so.mm_kernel().decode()}, threads {threads}")
+        print(f"lora.c matmul from {src}: kernel {so.mm_kernel().decode()}, threads {threads}, "
+              f"{'W packed beforehand' if packed else 'W packed in every call'}")
     g = torch.Generator().manual_seed(1)
     names = ["torch"] + [os.path.basename(src) for src, _ in libs]
     print(f"GFLOP/s (median of {rounds} turns) and lora.c as % of torch.mm (median of the turns' ratios)")
-    for M, K, N in MM_SHAPES:
+    for M, K, N in shapes:
         x, w, dy = torch.randn(M, K, generator=g), torch.randn(N, K, generator=g), torch.randn(M, N, generator=g)
         y, dx = torch.empty(M, N), torch.zeros(M, K)
         flops = 2.0 * M * K * N
+        forward = (lambda so: so.mm_forward_packed) if packed else (lambda so: so.mm_forward)
+        input_grad = (lambda so: so.mm_input_grad_packed) if packed else (lambda so: so.mm_input_grad)
         ptr = lambda t: ctypes.c_void_p(t.data_ptr())  # noqa: E731
         # each product as torch computes it and as lora.c does, into the output tensor o
         for name, out, torch_mm, lora_mm in (
                 ("x@W^T", y, lambda o: torch.mm(x, w.t(), out=o),
-                 lambda so, o: so.mm_forward(ptr(o), ptr(x), ptr(w), M, K, N)),
+                 lambda so, o: forward(so)(ptr(o), ptr(x), ptr(w), M, K, N)),
                 ("dY@W", dx, lambda o: torch.mm(dy, w, out=o),
-                 lambda so, o: so.mm_input_grad(ptr(o), ptr(dy), ptr(w), M, K, N))):
+                 lambda so, o: input_grad(so)(ptr(o), ptr(dy), ptr(w), M, K, N))):
             runs = [lambda: torch_mm(out)] + [(lambda so=so: lora_mm(so, out)) for _, so in libs]
             times = [[] for _ in runs]
             for turn in range(rounds + 1):  # turn 0 is a warm-up
@@ -388,6 +406,10 @@ def main():
     ap.add_argument("--side-by-side", nargs="*", metavar="LORA_C",
                     help="with --what mm: also time lora.c's matmul (built from the given lora.c files, "
                          "default the repository's), taking turns with torch.mm in this process")
+    ap.add_argument("--packed", action="store_true",
+                    help="with --side-by-side: lora.c's W packed once beforehand, as its frozen weights")
+    ap.add_argument("--shapes", help="with --what mm: the products, as MxKxN[,MxKxN...] "
+                                     "(default: 1024 and 2048 rows of distilbert-base's Linears, and 2048^3)")
     ap.add_argument("--turns", type=int, default=15, help="turns per product with --side-by-side (default 15)")
     args = ap.parse_args()
     if args.turns < 1 or args.batches < 1 or args.batch < 1 or args.threads < 1:
@@ -398,13 +420,18 @@ def main():
         print("BLAS: " + line)
     if args.side_by_side is not None and args.what != "mm":
         sys.exit("--side-by-side goes with --what mm")
+    if args.packed and args.side_by_side is None:
+        sys.exit("--packed goes with --what mm --side-by-side")
+    if args.shapes is not None and args.what != "mm":
+        sys.exit("--shapes goes with --what mm")
+    shapes = MM_SHAPES if args.shapes is None else parse_shapes(args.shapes)
     if args.what == "mm" and args.side_by_side is not None:
         here = os.path.dirname(os.path.abspath(__file__))
         sources = args.side_by_side or [os.path.join(here, "..", "lora.c")]
-        bench_mm_side_by_side(sources, args.threads, args.turns)
+        bench_mm_side_by_side(sources, args.threads, args.turns, shapes, args.packed)
         return
     if args.what == "mm":
-        bench_mm()
+        bench_mm(shapes)
         return
     if args.lengths:
         with open(args.lengths) as f:
