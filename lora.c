@@ -411,27 +411,17 @@ void lora_backward(float* dinp, float* dh, float* xd, const float* dout, const f
     int R = lo->R;
     Dropout drop = lo->drop;
     // EXERCISE(lora_backward) BEGIN
-    // Two steps back through the two matmuls of the forward, the last one first.
+    // Two steps back through the two matmuls of the forward, the last one first. Each is a Linear
+    // without bias (y = x W^T gives dW += dy^T x and dx += dy W), so matmul_backward does both.
     // Shapes: dout (N, OC), h (N, R), lora_B (OC, R), dh (N, R), lora_A (R, C), xd (N, C).
-    // out += scale * h B^T  =>  dB += scale * dout^T h  and  dh = scale * dout B
-    #pragma omp parallel for
-    for (int j = 0; j < OC; j++) {
-        for (int n = 0; n < N; n++) {
-            float d = scale * dout[(size_t)n * OC + j];
-            for (int r = 0; r < R; r++) { dlora_B[(size_t)j * R + r] += d * h[(size_t)n * R + r]; }
-        }
-    }
-    // dh[n, r] = scale * dot(dout row n, column r of lora_B); threads split rows n
-    #pragma omp parallel for
-    for (int n = 0; n < N; n++) {
-        for (int r = 0; r < R; r++) {
-            float sum = 0.0f;
-            for (int j = 0; j < OC; j++) {
-                sum += dout[(size_t)n * OC + j] * lora_B[(size_t)j * R + r];
-            }
-            dh[(size_t)n * R + r] = scale * sum;
-        }
-    }
+    // out += scale * h B^T is the Linear of weight lora_B applied to scale * h, so
+    //     dB += dout^T (scale * h)   and   dh = scale * (dout B)
+    // dh holds that input, scale * h, for dB first; then dh itself
+    for (size_t i = 0; i < (size_t)N * R; i++) { dh[i] = scale * h[i]; }
+    matmul_backward(NULL, dlora_B, NULL, dout, dh, lora_B, N, R, OC);
+    memset(dh, 0, (size_t)N * R * sizeof(float));  // (matmul_backward adds into it)
+    matmul_backward(dh, NULL, NULL, dout, NULL, lora_B, N, R, OC);
+    for (size_t i = 0; i < (size_t)N * R; i++) { dh[i] *= scale; }
     // h = xd A^T  =>  dA += dh^T xd  and  dxd = dh A. The dropout mask is recomputed from its key.
     const float* x = inp;
     if (drop.p > 0.0f) { dropout_copy(xd, inp, (size_t)N * C, drop); x = xd; }
