@@ -2071,13 +2071,16 @@ static void pack_panels(float* Bp, const float* B, size_t bk, size_t bj, int K, 
     memset(Bp + (size_t)panels * K * NR, 0, NR * sizeof(float));
 }
 
-// The register tile: out[0:mr, 0:nr] += A[0:mr, k0:k1] @ panel[k0:k1, 0:NR].
+// The register tile: out[0:mr, 0:nr] += A[0:mr, k0:k1] @ panel[k0:k1, 0:NR]; with start (the
+// first block of k of a forward's "="), out = start + ... instead, start being the bias from
+// column 0 of the tile (NULL: zero), so that out is written once rather than set, then read back.
 // acc[i][v] holds out(i, v*VW ... v*VW + VW-1); every loop below has a fixed trip count
 // (MR or NV), so the compiler unrolls them and acc lives in registers, never in memory.
 // At the bottom edge (mr < MR) the missing rows reread row 0 and are never
 // stored, so the hot loop always has the same fixed MR x NR shape.
 static void tile_acc(float* out, size_t ldo, const float* A, size_t am, size_t ak,
-                     const float* panel, int k0, int k1, int mr, int nr) {
+                     const float* panel, int k0, int k1, int mr, int nr,
+                     int start, const float* bias) {
     const float* a[MR];
     for (int i = 0; i < MR; i++) { a[i] = A + (i < mr ? i : 0) * am; }
     vfloat acc[MR][NV];
@@ -2112,10 +2115,18 @@ static void tile_acc(float* out, size_t ldo, const float* A, size_t am, size_t a
         for (int v = 0; v < NV; v++) { b[v] = bnext[v]; }
     }
     if (mr == MR && nr == NR) {
-        for (int i = 0; i < MR; i++) {
-            for (int v = 0; v < NV; v++) {
-                float* o = out + i * ldo + v * VW;
-                vstore(o, vadd(vload(o), acc[i][v]));
+        if (start) {  // out is not read: it becomes the bias (or zero) + the sums
+            vfloat b0[NV];
+            for (int v = 0; v < NV; v++) { b0[v] = bias != NULL ? vload(bias + v * VW) : vzero(); }
+            for (int i = 0; i < MR; i++) {
+                for (int v = 0; v < NV; v++) { vstore(out + i * ldo + v * VW, vadd(b0[v], acc[i][v])); }
+            }
+        } else {
+            for (int i = 0; i < MR; i++) {
+                for (int v = 0; v < NV; v++) {
+                    float* o = out + i * ldo + v * VW;
+                    vstore(o, vadd(vload(o), acc[i][v]));
+                }
             }
         }
     } else {  // edge tile: store only the part inside out
@@ -2125,14 +2136,17 @@ static void tile_acc(float* out, size_t ldo, const float* A, size_t am, size_t a
             float sums[NR];
             for (int v = 0; v < NV; v++) { vstore(sums + v * VW, acc[i][v]); }
             for (int j = 0; j < NR; j++) {
-                if (i < mr && j < nr) { out[i * ldo + j] += sums[j]; }
+                if (i < mr && j < nr) {
+                    float o = start ? (bias != NULL ? bias[j] : 0.0f) : out[i * ldo + j];
+                    out[i * ldo + j] = o + sums[j];
+                }
             }
         }
     }
 }
 
 // One mc x NC block of out (rows m0.., columns j0.., clipped at M and NN), all of k.
-// With init, the block first starts from the bias (or zero): forward's "=".
+// With init, its first block of k starts from the bias (or zero): forward's "=".
 // It is a function of its own so that, inside the OpenMP loop below, every size
 // and pointer arrives as a plain value (this helps clang vectorize the tile).
 static void gemm_block(float* out, size_t ldo, const float* A, size_t am, size_t ak,
@@ -2140,7 +2154,7 @@ static void gemm_block(float* out, size_t ldo, const float* A, size_t am, size_t
                        int M, int K, int NN, int m0, int j0, int mc) {
     int m1 = (m0 + mc < M) ? m0 + mc : M;
     int j1 = (j0 + NC < NN) ? j0 + NC : NN;
-    if (init) {
+    if (init && K <= 0) {  // no block of k to start from the bias: out = bias here
         for (int m = m0; m < m1; m++) {
             for (int j = j0; j < j1; j++) { out[m * ldo + j] = (bias != NULL) ? bias[j] : 0.0f; }
         }
@@ -2152,7 +2166,9 @@ static void gemm_block(float* out, size_t ldo, const float* A, size_t am, size_t
             int nr = (j1 - j < NR) ? j1 - j : NR;
             for (int m = m0; m < m1; m += MR) {
                 int mr = (m1 - m < MR) ? m1 - m : MR;
-                tile_acc(out + m * ldo + j, ldo, A + m * am, am, ak, panel, k0, k1, mr, nr);
+                // with init, the first block of k starts from the bias (out's "=")
+                tile_acc(out + m * ldo + j, ldo, A + m * am, am, ak, panel, k0, k1, mr, nr,
+                         init && k0 == 0, bias != NULL ? bias + j : NULL);
             }
         }
     }
