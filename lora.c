@@ -2071,9 +2071,9 @@ static void pack_panels(float* Bp, const float* B, size_t bk, size_t bj, int K, 
     memset(Bp + (size_t)panels * K * NR, 0, NR * sizeof(float));
 }
 
-// The register tile: out[0:mr, 0:nr] += A[0:mr, k0:k1] @ panel[k0:k1, 0:NR]; with start (the
-// first block of k of a forward's "="), out = start + ... instead, start being the bias from
-// column 0 of the tile (NULL: zero), so that out is written once rather than set, then read back.
+// The register tile: out[0:mr, 0:nr] += A[0:mr, k0:k1] @ panel[k0:k1, 0:NR]. With start (the
+// first block of k of a forward's "="), out = bias + A @ panel instead, bias from the tile's
+// column 0 on (NULL: zero): out is written once, not set to the bias first and read back.
 // acc[i][v] holds out(i, v*VW ... v*VW + VW-1); every loop below has a fixed trip count
 // (MR or NV), so the compiler unrolls them and acc lives in registers, never in memory.
 // At the bottom edge (mr < MR) the missing rows reread row 0 and are never
