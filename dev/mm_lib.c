@@ -17,33 +17,40 @@ void mm_set_threads(int n) {
 const char* mm_kernel(void) { return GEMM_KERNEL; }
 // y (M, N) = x (M, K) @ w (N, K)^T, as a Linear's forward
 void mm_forward(float* y, const float* x, const float* w, int M, int K, int N) {
+    frozen.count = 0;  // (no W packed beforehand: the product packs it, below)
     matmul_forward_fast(y, x, w, NULL, M, K, N);
 }
 // dx (M, K) += dy (M, N) @ w (N, K), as a Linear's input gradient
 void mm_input_grad(float* dx, const float* dy, const float* w, int M, int K, int N) {
+    frozen.count = 0;
     matmul_backward_fast(dx, NULL, NULL, dy, NULL, w, M, K, N);
 }
 
 // The same two products with W packed beforehand, as lora, head and eval mode read their frozen
-// weights (frozen_pack in lora.c): the first call for a W packs it, later calls only multiply,
-// so a timed call measures the kernel alone (torch_compare.py --packed).
-static struct { const float* w; int K, NN, forward; float* buffer; } packed;
-static const float* packed_panels(const float* w, int forward, size_t bk, size_t bj, int K, int NN) {
-    if (packed.w != w || packed.K != K || packed.NN != NN || packed.forward != forward) {
-        free(packed.buffer);
-        packed.buffer = mallocCheck(gemm_packed_floats(K, NN) * sizeof(float));
-        pack_panels(gemm_packed_start(packed.buffer), w, bk, bj, K, NN, 1);
-        packed.w = w; packed.K = K; packed.NN = NN; packed.forward = forward;
-    }
-    return gemm_packed_start(packed.buffer);
+// weights: the first call for a W packs both its copies (frozen_copy) into lora.c's table of
+// frozen weights, so that matmul_*_fast find them there (frozen_panels, inside gemm_acc) as in
+// evaluation; later calls only multiply, and a timed call measures the kernel alone
+// (torch_compare.py --packed).
+static FrozenWeight packed_one;
+static float* packed_memory = NULL;
+static void pack_once(const float* w, int K, int N) {
+    int packed = frozen.list == &packed_one && frozen.count == 1;
+    if (packed && packed_one.w == w && packed_one.IC == K && packed_one.OC == N) { return; }
+    free(packed_memory);
+    size_t floats = gemm_packed_floats(K, N) + gemm_packed_floats(N, K);
+    packed_memory = mallocCheck(floats * sizeof(float));
+    float* next = packed_memory;
+    packed_one.w = w; packed_one.IC = K; packed_one.OC = N;
+    packed_one.fwd = frozen_copy(&next, w, 1, K, K, N);  // W^T (K, N): the forward's B
+    packed_one.bwd = frozen_copy(&next, w, K, 1, N, K);  // W (N, K): the input gradient's B
+    frozen.list = &packed_one;
+    frozen.count = 1;
 }
-// y (M, N) = x (M, K) @ w (N, K)^T: B = W^T, K x N, B(k, n) at w[n * K + k]
 void mm_forward_packed(float* y, const float* x, const float* w, int M, int K, int N) {
-    const float* Bp = packed_panels(w, 1, 1, K, K, N);
-    gemm_packed(y, N, x, K, 1, Bp, 1, NULL, M, K, N, gemm_threaded(M, K, N));
+    pack_once(w, K, N);
+    matmul_forward_fast(y, x, w, NULL, M, K, N);
 }
-// dx (M, K) += dy (M, N) @ w (N, K): B = W, N x K, B(n, k) at w[n * K + k]
 void mm_input_grad_packed(float* dx, const float* dy, const float* w, int M, int K, int N) {
-    const float* Bp = packed_panels(w, 0, K, 1, N, K);
-    gemm_packed(dx, K, dy, N, 1, Bp, 0, NULL, M, N, K, gemm_threaded(M, N, K));
+    pack_once(w, K, N);
+    matmul_backward_fast(dx, NULL, NULL, dy, NULL, w, M, K, N);
 }

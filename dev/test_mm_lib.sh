@@ -59,6 +59,16 @@ for turn in ("packs W", "reuses W's panels"):
     check(f"mm_forward_packed, {turn}", yp, want)
 so.mm_forward_packed(yp, x, w2, M, K, N)
 check("mm_forward_packed, another W packs again", yp, want2)
+# what it times is the product from the panels packed beforehand, not from W: with W changed in
+# place (the same pointer, the same shape) it still gives W's old product, and mm_forward, which
+# packs in every call, the new one
+saved = w2[0]
+w2[0] = saved + 1.0
+so.mm_forward_packed(yp, x, w2, M, K, N)
+check("mm_forward_packed reads the panels packed beforehand (W changed in place: its old product)", yp, want2)
+so.mm_forward(yp, x, w2, M, K, N)
+report(rel_err(yp, want2) >= 1e-5, "... and mm_forward packs W again in every call (the new product)")
+w2[0] = saved
 for turn in ("packs W", "reuses W's panels"):
     dxp = (ctypes.c_float * (M * K))(*([0.5] * (M * K)))
     so.mm_input_grad_packed(dxp, dy, w, M, K, N)
