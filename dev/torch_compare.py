@@ -345,6 +345,7 @@ def bench_mm_side_by_side(sources, threads, rounds, shapes, packed):
         libs.append((src, so))
         print(f"lora.c matmul from {src}: kernel {so.mm_kernel().decode()}, threads {threads}, "
               f"{'W packed beforehand' if packed else 'W packed in every call'}")
+    suffix = "_packed" if packed else ""  # mm_forward_packed or mm_forward (dev/mm_lib.c)
     g = torch.Generator().manual_seed(1)
     names = ["torch"] + [os.path.basename(src) for src, _ in libs]
     print(f"GFLOP/s (median of {rounds} turns) and lora.c as % of torch.mm (median of the turns' ratios)")
@@ -352,15 +353,13 @@ def bench_mm_side_by_side(sources, threads, rounds, shapes, packed):
         x, w, dy = torch.randn(M, K, generator=g), torch.randn(N, K, generator=g), torch.randn(M, N, generator=g)
         y, dx = torch.empty(M, N), torch.zeros(M, K)
         flops = 2.0 * M * K * N
-        forward = (lambda so: so.mm_forward_packed) if packed else (lambda so: so.mm_forward)
-        input_grad = (lambda so: so.mm_input_grad_packed) if packed else (lambda so: so.mm_input_grad)
         ptr = lambda t: ctypes.c_void_p(t.data_ptr())  # noqa: E731
         # each product as torch computes it and as lora.c does, into the output tensor o
         for name, out, torch_mm, lora_mm in (
                 ("x@W^T", y, lambda o: torch.mm(x, w.t(), out=o),
-                 lambda so, o: forward(so)(ptr(o), ptr(x), ptr(w), M, K, N)),
+                 lambda so, o: getattr(so, "mm_forward" + suffix)(ptr(o), ptr(x), ptr(w), M, K, N)),
                 ("dY@W", dx, lambda o: torch.mm(dy, w, out=o),
-                 lambda so, o: input_grad(so)(ptr(o), ptr(dy), ptr(w), M, K, N))):
+                 lambda so, o: getattr(so, "mm_input_grad" + suffix)(ptr(o), ptr(dy), ptr(w), M, K, N))):
             runs = [lambda: torch_mm(out)] + [(lambda so=so: lora_mm(so, out)) for _, so in libs]
             times = [[] for _ in runs]
             for turn in range(rounds + 1):  # turn 0 is a warm-up
