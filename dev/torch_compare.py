@@ -1,7 +1,7 @@
 #!/usr/bin/env python3
 """dev/torch_compare.py: the same work as `./lora bench`, done by plain PyTorch, to compare speed.
 
-    python3 dev/torch_compare.py --lengths LENGTHS_FILE [--batches 10] [--threads 2]
+    python3 dev/torch_compare.py --lengths LENGTHS_FILE [--batches 10] [--threads 2] [--ceiling]
     python3 dev/torch_compare.py --what mm [--threads 2] [--side-by-side [LORA_C ...]]
 
 The model is distilbert-base-uncased's shape with random weights (6 layers, dim 768, 12 heads,
@@ -23,6 +23,13 @@ backward, clip, AdamW) and for an evaluation pass (forward, no gradients). The t
 The lengths of the tutorial's training reviews come from lora.c's own tokenizer (they are in
 dev/fixtures/train_1k_lengths.txt):
     cut -f2- data/imdb/train_1k.tsv | ./tokenizer | awk '{print NF}' > train_1k_lengths.txt
+
+--ceiling (with the model) then times, with torch.mm and torch.bmm, the matrix products lora.c
+makes for the same batches (no padding, the last layer's [CLS] rows only, no input gradients below
+layer 0's attention; LoRA's and the head's tiny products left out), and nothing else: lora.c's
+work at this BLAS's speed. PyTorch's time over that time is the lead lora.c would have if its
+products ran as fast as the BLAS's and everything else (softmax, layernorm, GELU, AdamW) took no
+time: where lora.c's kernel is slower than the BLAS, the most it can reach without beating it.
 
 --what mm times torch.mm on the shapes of `./lora bench --what mm` (distilbert-base's Linear
 layers at 1024 and 2048 rows, and 2048^3), the forward x @ W^T and the input gradient dY @ W:
@@ -267,6 +274,79 @@ def bench_model(lengths, batches, batch_size, seed, order="interleaved", clip=Tr
     print(f"tokens: {tokens} real in {batches} batches ({tokens / (batches * batch_size):.1f} per sequence), "
           f"{padded} with padding ({100.0 * (padded - tokens) / padded:.0f}% padding) | order {order}, "
           f"{'with' if clip else 'no'} gradient clipping")
+    return [lens for lens, *_ in batch], tokens / (sum(train_ms) / 1000), tokens / (sum(eval_ms) / 1000)
+
+
+def lora_products(lens, train):
+    """The matrix products lora.c makes for one batch of these lengths: its evaluation pass
+    (train False) or its training step in lora mode (train True), as ./lora bench runs them.
+    Returns (mm, bmm): mm holds ("fwd", M, K, N), out (M, N) = x (M, K) @ W (N, K)^T, and ("bwd",
+    M, K, N), dx (M, N) = dY (M, K) @ W (K, N), the Linears; bmm holds (heads, M, K, N), one
+    (M, K) @ (K, N) per head, attention's products for one sequence. What lora.c leaves out is left
+    out here: padding (each sequence has its own length), the last layer's rows other than [CLS]
+    (there only k_lin and v_lin see every token, and attention has one query), and in a training
+    step the input gradients of layer 0's q_lin, k_lin and v_lin (nothing below them trains).
+    LoRA's rank-4 products and the head's (B rows) are a fraction of a per cent: not listed."""
+    B, N, HS = len(lens), sum(lens), DIM // HEADS
+    linears = [(DIM, DIM)] * 4 + [(DIM, FFN), (FFN, DIM)]  # (in, out) of q, k, v, out_lin, lin1, lin2
+    mm, bmm = [], []
+    for layer in range(LAYERS):
+        last = layer == LAYERS - 1
+        for i, (ic, oc) in enumerate(linears):
+            rows = B if last and i not in (1, 2) else N
+            mm.append(("fwd", rows, ic, oc))
+            if train and not (layer == 0 and i < 3):
+                mm.append(("bwd", rows, oc, ic))
+        for T in lens:
+            tq = 1 if last else T
+            bmm += [(HEADS, tq, HS, T), (HEADS, tq, T, HS)]  # S = Q K^T, out = P V
+            if train:  # dP = dout V^T, dV = P^T dout, dQ = dS K, dK = dS^T Q
+                bmm += [(HEADS, tq, HS, T), (HEADS, T, tq, HS), (HEADS, tq, T, HS), (HEADS, T, tq, HS)]
+    return mm, bmm
+
+
+def bench_ceiling(batches, torch_train, torch_eval):
+    """--ceiling: lora.c's products for these batches (lora_products), timed with torch.mm and
+    torch.bmm on contiguous tensors, each batch's list once after a warm-up on batch 0, as bench
+    times. That is the time lora.c would take with a matmul as fast as this BLAS and nothing else
+    to do, so PyTorch's time over it is the most lora.c can be ahead of PyTorch on this machine
+    unless its kernel beats the BLAS."""
+    tensors = {}
+
+    def operands(key, a_shape, b_shape, out_shape):
+        if key not in tensors:
+            tensors[key] = (torch.randn(*a_shape), torch.randn(*b_shape), torch.empty(*out_shape))
+        return tensors[key]
+
+    def run(lens, train):
+        mm, bmm = lora_products(lens, train)
+        t = time.perf_counter()
+        for kind, M, K, N in mm:
+            if kind == "fwd":
+                x, w, out = operands(("fwd", M, K, N), (M, K), (N, K), (M, N))
+                torch.mm(x, w.t(), out=out)
+            else:
+                dy, w, out = operands(("bwd", M, K, N), (M, K), (K, N), (M, N))
+                torch.mm(dy, w, out=out)
+        for H, M, K, N in bmm:
+            a, b, out = operands(("bmm", H, M, K, N), (H, M, K), (H, K, N), (H, M, N))
+            torch.bmm(a, b, out=out)
+        return time.perf_counter() - t, sum(2.0 * M * K * N for _, M, K, N in mm) + \
+            sum(2.0 * H * M * K * N for H, M, K, N in bmm)
+
+    for train in (True, False):
+        run(batches[0], train)  # warm-up (and the tensors allocated)
+    tokens = sum(sum(lens) for lens in batches[1:])
+    results = {}
+    for train in (True, False):
+        timed = [run(lens, train) for lens in batches[1:]]
+        seconds, flops = sum(s for s, _ in timed), sum(f for _, f in timed)
+        results[train] = tokens / seconds
+        print(f"ceiling {'train step' if train else 'eval pass '}: lora.c's products, {flops / 1e9 / len(timed):.1f} "
+              f"GFLOP a {'step' if train else 'pass'}, at torch.mm's speed: {1000 * seconds / len(timed):.1f} ms | "
+              f"{tokens / seconds:.0f} tokens/s ({flops / seconds / 1e9:.1f} GFLOP/s)")
+    print(f"ceiling: lora.c's products at this BLAS's speed, and nothing else, would be "
+          f"{results[True] / torch_train:.2f}x PyTorch training and {results[False] / torch_eval:.2f}x evaluating")
 
 
 # the shapes of ./lora bench --what mm: (M, K, N), out (M, N) = x (M, K) @ W (N, K)^T
@@ -410,6 +490,9 @@ def main():
     ap.add_argument("--shapes", help="with --what mm: the products, as MxKxN[,MxKxN...] "
                                      "(default: 1024 and 2048 rows of distilbert-base's Linears, and 2048^3)")
     ap.add_argument("--turns", type=int, default=15, help="turns per product with --side-by-side (default 15)")
+    ap.add_argument("--ceiling", action="store_true",
+                    help="with --what model: also time lora.c's own products with torch.mm, the most "
+                         "lora.c could gain with a matmul as fast as this BLAS")
     args = ap.parse_args()
     if args.turns < 1 or args.batches < 1 or args.batch < 1 or args.threads < 1:
         sys.exit("--turns, --batches, --batch and --threads want a number >= 1")
@@ -423,6 +506,8 @@ def main():
         sys.exit("--packed goes with --what mm --side-by-side")
     if args.shapes is not None and args.what != "mm":
         sys.exit("--shapes goes with --what mm")
+    if args.ceiling and args.what != "model":
+        sys.exit("--ceiling goes with --what model")
     shapes = MM_SHAPES if args.shapes is None else parse_shapes(args.shapes)
     if args.what == "mm" and args.side_by_side is not None:
         here = os.path.dirname(os.path.abspath(__file__))
@@ -441,7 +526,10 @@ def main():
         lengths = [args.len]
     print(f"model: dim {DIM}, {LAYERS} layers, {HEADS} heads, FFN {FFN} | batch {args.batch} | "
           f"{args.batches} batches after 1 warm-up | {args.lengths or 'fixed length'}")
-    bench_model(lengths, args.batches, args.batch, args.seed, args.order, not args.no_clip)
+    batches, train_rate, eval_rate = bench_model(lengths, args.batches, args.batch, args.seed, args.order,
+                                                 not args.no_clip)
+    if args.ceiling:
+        bench_ceiling(batches, train_rate, eval_rate)
 
 
 if __name__ == "__main__":
